@@ -1,0 +1,291 @@
+package actors
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/wsconn"
+)
+
+// PongTimeout is how long a pinged socket has to answer before 4201.
+const PongTimeout = 30 * time.Second
+
+// Client event limits (Pusher's).
+const (
+	clientEventsPerSecond = 10
+	maxUserIDLength       = 128
+	maxUserInfoBytes      = 1024
+)
+
+// connActor owns one socket's protocol state. Every field is only touched
+// inside Receive; the socket's read loop talks to it through the mailbox.
+type connActor struct {
+	node     *Node
+	app      *appRuntime
+	conn     *wsconn.Conn
+	socketID string
+
+	subs     map[string]string // channel → presence user id ("" for other kinds)
+	userID   string            // set by a successful pusher:signin
+	pinged   bool              // a pusher:ping is waiting for an answer
+	rlStart  time.Time         // client event rate window start
+	rlEvents int
+}
+
+func (a *connActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
+		a.conn.SendEvent("pusher:connection_established", "", data)
+		ctx.SetReceiveTimeout(a.activityTimeout())
+	case *inboundMsg:
+		a.alive(ctx)
+		a.handle(ctx, m.data)
+	case *activityMsg:
+		a.alive(ctx)
+	case *actor.ReceiveTimeout:
+		if !a.pinged {
+			a.pinged = true
+			a.conn.SendEvent("pusher:ping", "", "{}")
+			ctx.SetReceiveTimeout(PongTimeout)
+			return
+		}
+		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
+		ctx.CancelReceiveTimeout()
+	case *subscribeFailedMsg:
+		delete(a.subs, m.channel)
+	case *goneMsg:
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping:
+		for ch := range a.subs {
+			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, ch), socketID: a.socketID})
+		}
+		a.subs = nil
+		a.node.release(a.app, a.conn)
+	}
+}
+
+func (a *connActor) activityTimeout() time.Duration {
+	return time.Duration(a.app.ActivityTimeout) * time.Second
+}
+
+// alive records that the client spoke: any frame answers a ping.
+func (a *connActor) alive(ctx actor.Context) {
+	if a.pinged {
+		a.pinged = false
+		ctx.SetReceiveTimeout(a.activityTimeout())
+	}
+}
+
+func (a *connActor) fail(code wsconn.Code, format string, args ...any) {
+	a.conn.SendError(wsconn.Errorf(code, format, args...))
+}
+
+func (a *connActor) handle(ctx actor.Context, raw []byte) {
+	f, err := wsconn.DecodeFrame(raw)
+	if err != nil {
+		a.fail(wsconn.CodeInvalidMessage, "%v", err)
+		return
+	}
+	switch {
+	case f.Event == "pusher:ping":
+		a.conn.SendEvent("pusher:pong", "", "{}")
+	case f.Event == "pusher:pong":
+		// alive() already handled it
+	case f.Event == "pusher:subscribe":
+		a.subscribe(ctx, f)
+	case f.Event == "pusher:unsubscribe":
+		var d struct {
+			Channel string `json:"channel"`
+		}
+		if err := wsconn.DecodeData(f.Data, &d); err != nil {
+			a.fail(wsconn.CodeInvalidMessage, "pusher:unsubscribe: %v", err)
+			return
+		}
+		if _, ok := a.subs[d.Channel]; ok {
+			delete(a.subs, d.Channel)
+			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, d.Channel), socketID: a.socketID})
+		}
+	case f.Event == "pusher:signin":
+		a.signin(ctx, f)
+	case strings.HasPrefix(f.Event, "client-"):
+		a.clientEvent(ctx, f)
+	default:
+		a.fail(wsconn.CodeInvalidMessage, "unknown event %q: clients may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong, pusher:signin and client-* events", truncate(f.Event, 64))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// subscriptionError is what pusher-js surfaces on the channel as
+// pusher:subscription_error (Echo's .error()).
+func (a *connActor) subscriptionError(channel, typ, msg string, status int) {
+	b, _ := json.Marshal(struct {
+		Type   string `json:"type"`
+		Error  string `json:"error"`
+		Status int    `json:"status"`
+	}{typ, msg, status})
+	a.conn.SendEvent("pusher:subscription_error", channel, string(b))
+}
+
+func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
+	var d wsconn.SubscribeData
+	if err := wsconn.DecodeData(f.Data, &d); err != nil {
+		a.fail(wsconn.CodeInvalidMessage, "pusher:subscribe: %v", err)
+		return
+	}
+	if problem := ValidateChannel(d.Channel, true); problem != "" {
+		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: %s", truncate(d.Channel, 64), problem)
+		return
+	}
+	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
+	kind, _ := classify(d.Channel)
+	switch kind {
+	case kindPrivate, kindEncrypted:
+		if !ValidAuth(d.Auth, ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, "")) {
+			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel))", 401)
+			return
+		}
+	case kindPresence:
+		if !ValidAuth(d.Auth, ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData)) {
+			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel:channel_data))", 401)
+			return
+		}
+		uid, info, problem := parseChannelData(d.ChannelData)
+		if problem != "" {
+			a.subscriptionError(d.Channel, "InvalidChannelData", problem, 400)
+			return
+		}
+		sub.userID, sub.userInfo = uid, info
+	case kindServerToUser:
+		if a.userID == "" || d.Channel != ServerToUserPrefix+a.userID {
+			a.subscriptionError(d.Channel, "AuthError", "sign in as this user (pusher:signin) before subscribing to "+d.Channel, 403)
+			return
+		}
+	}
+	a.subs[d.Channel] = sub.userID
+	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, d.Channel), appID: a.app.ID, channel: d.Channel, sub: sub})
+}
+
+// parseChannelData checks a presence channel_data string.
+func parseChannelData(s string) (userID string, info json.RawMessage, problem string) {
+	if s == "" {
+		return "", nil, "presence channels need channel_data with a user_id"
+	}
+	var cd struct {
+		UserID   json.RawMessage `json:"user_id"`
+		UserInfo json.RawMessage `json:"user_info"`
+	}
+	if err := json.Unmarshal([]byte(s), &cd); err != nil {
+		return "", nil, "channel_data is not a JSON object: " + err.Error()
+	}
+	uid := bytes.TrimSpace(cd.UserID)
+	switch {
+	case len(uid) == 0 || string(uid) == "null":
+		return "", nil, "channel_data has no user_id"
+	case uid[0] == '"':
+		_ = json.Unmarshal(uid, &userID)
+	case (uid[0] >= '0' && uid[0] <= '9') || uid[0] == '-':
+		userID = string(uid) // numeric ids, as Laravel sends them
+	default:
+		return "", nil, "user_id must be a string or a number"
+	}
+	if userID == "" {
+		return "", nil, "user_id is empty"
+	}
+	if len(userID) > maxUserIDLength {
+		return "", nil, "user_id is longer than 128 characters"
+	}
+	if len(cd.UserInfo) > maxUserInfoBytes {
+		return "", nil, "user_info is larger than 1 KB"
+	}
+	if len(cd.UserInfo) > 0 && string(cd.UserInfo) != "null" {
+		info = cd.UserInfo
+	}
+	return userID, info, ""
+}
+
+func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
+	if !a.app.ClientEvents {
+		a.fail(wsconn.CodeClientEventRefused, "client events are disabled for this app")
+		return
+	}
+	kind, _ := classify(f.Channel)
+	if kind != kindPrivate && kind != kindPresence && kind != kindEncrypted {
+		a.fail(wsconn.CodeClientEventRefused, "client events are only allowed on private and presence channels, not %q", truncate(f.Channel, 64))
+		return
+	}
+	userID, ok := a.subs[f.Channel]
+	if !ok {
+		a.fail(wsconn.CodeClientEventRefused, "subscribe to %q before sending client events on it", truncate(f.Channel, 64))
+		return
+	}
+	now := time.Now()
+	if now.Sub(a.rlStart) >= time.Second {
+		a.rlStart, a.rlEvents = now, 0
+	}
+	a.rlEvents++
+	if a.rlEvents > clientEventsPerSecond {
+		a.fail(wsconn.CodeClientEventRateLimit, "client event rejected: more than %d client events a second", clientEventsPerSecond)
+		return
+	}
+	data := wsconn.DataString(f.Data)
+	if len(data) > a.app.MaxEventSize {
+		a.fail(wsconn.CodeEventTooLarge, "client event data is %d bytes; the limit is %d", len(data), a.app.MaxEventSize)
+		return
+	}
+	frame := wsconn.NewPrepared(wsconn.EncodeEvent(f.Event, f.Channel, data, userID))
+	ctx.Send(a.node.router, &clientEventMsg{key: channelKey(a.app.ID, f.Channel), sender: a.socketID, frame: frame})
+}
+
+func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
+	if !a.app.UserAuthentication {
+		a.fail(wsconn.CodeSigninRefused, "user authentication is disabled for this app")
+		return
+	}
+	var d wsconn.SigninData
+	if err := wsconn.DecodeData(f.Data, &d); err != nil {
+		a.fail(wsconn.CodeInvalidMessage, "pusher:signin: %v", err)
+		return
+	}
+	if !ValidAuth(d.Auth, UserAuth(a.app.Key, a.app.Secret, a.socketID, d.UserData)) {
+		a.conn.CloseWithError(wsconn.Errorf(wsconn.CodeUnauthorized, "Invalid signin signature: expected %s:hex(HMAC-SHA256(secret, socket_id::user::user_data))", a.app.Key))
+		return
+	}
+	var ud struct {
+		ID any `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(d.UserData), &ud); err != nil {
+		a.fail(wsconn.CodeSigninRefused, "user_data is not a JSON object: %v", err)
+		return
+	}
+	id, ok := ud.ID.(string)
+	if !ok || id == "" || len(id) > maxUserIDLength {
+		a.fail(wsconn.CodeSigninRefused, "user_data must have a non-empty string \"id\" of at most 128 characters")
+		return
+	}
+	if a.userID != "" && a.userID != id {
+		a.fail(wsconn.CodeSigninRefused, "this connection is already signed in as another user")
+		return
+	}
+	a.conn.SendEvent("pusher:signin_success", "", `{"user_data":`+string(wsconn.AppendString(nil, d.UserData))+`}`)
+	if a.userID == id {
+		return
+	}
+	a.userID = id
+	// Subscribe on the server's side too, so SDKs that never send the
+	// #server-to-user subscribe still get server-to-user events.
+	ch := ServerToUserPrefix + id
+	a.subs[ch] = ""
+	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
+	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, ch), appID: a.app.ID, channel: ch, sub: sub, silent: true})
+}

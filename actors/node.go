@@ -1,0 +1,266 @@
+// Package actors holds Parley's actors: one ConnectionActor per socket, one
+// ChannelActor per occupied channel, and the NodeRouter through which every
+// subscribe and publish enters.
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/wsconn"
+)
+
+// appRuntime is an app's configuration plus its live connection count.
+type appRuntime struct {
+	*config.App
+	conns atomic.Int64
+}
+
+// Node is one Parley server's actor system: the router, the channels and the
+// sockets. Its methods are safe for concurrent use.
+type Node struct {
+	cfg    *config.Config // set at construction
+	log    *slog.Logger
+	debug  *slog.Logger // nil unless --debug
+	system *actor.ActorSystem
+	router *actor.PID
+	byKey  map[string]*appRuntime // set at construction
+	byID   map[string]*appRuntime // set at construction
+
+	socketSeq atomic.Uint64
+	draining  atomic.Bool
+
+	mu    sync.Mutex
+	conns map[*wsconn.Conn]struct{} // guarded by mu; every live socket
+	empty chan struct{}             // guarded by mu; closed when conns empties while draining
+}
+
+// NewNode starts the actor system and the router.
+func NewNode(cfg *config.Config, log *slog.Logger) *Node {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	n := &Node{
+		cfg: cfg, log: log, system: system,
+		byKey: map[string]*appRuntime{}, byID: map[string]*appRuntime{},
+		conns: map[*wsconn.Conn]struct{}{},
+	}
+	if cfg.Debug {
+		n.debug = log
+	}
+	for i := range cfg.Apps {
+		rt := &appRuntime{App: &cfg.Apps[i]}
+		n.byKey[rt.Key], n.byID[rt.ID] = rt, rt
+	}
+	n.router = system.Root.Spawn(actor.PropsFromProducer(newRouter))
+	return n
+}
+
+// App returns the app with this id.
+func (n *Node) App(id string) (*config.App, bool) {
+	rt, ok := n.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return rt.App, true
+}
+
+// Ready reports whether the node accepts new sockets.
+func (n *Node) Ready() bool { return !n.draining.Load() }
+
+// ConnOptions are the wsconn options for a socket of this node.
+func (n *Node) ConnOptions() wsconn.Options {
+	var limit int64 = 64 << 10
+	for _, a := range n.cfg.Apps {
+		// Room for the JSON around the largest allowed event.
+		if l := int64(a.MaxEventSize)*2 + 4096; l > limit {
+			limit = l
+		}
+	}
+	return wsconn.Options{ReadLimit: limit, MaxPendingBytes: n.cfg.MaxPendingBytes, Debug: n.debug}
+}
+
+// Accept takes an upgraded socket for the app with this key. Refusals are
+// sent over the socket, as Pusher clients expect them.
+func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
+	refuse := func(code wsconn.Code, msg string) {
+		conn.CloseWithError(&wsconn.Error{Code: code, Msg: msg})
+		go func() { _ = conn.ReadLoop(func([]byte) {}, func() {}) }()
+	}
+	if n.draining.Load() {
+		refuse(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+		return
+	}
+	rt, ok := n.byKey[appKey]
+	if !ok {
+		refuse(wsconn.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", truncate(appKey, 64)))
+		return
+	}
+	if protocol != "" {
+		v, err := strconv.Atoi(protocol)
+		if err != nil {
+			refuse(wsconn.CodeInvalidVersion, "Invalid protocol version "+truncate(protocol, 16))
+			return
+		}
+		if v < 7 {
+			refuse(wsconn.CodeUnsupportedProtocol, "Unsupported protocol version "+protocol+": use protocol=7")
+			return
+		}
+	}
+	if !rt.OriginAllowed(origin) {
+		refuse(wsconn.CodeUnauthorized, "Origin not allowed: "+truncate(origin, 100))
+		return
+	}
+	if c := rt.conns.Add(1); rt.MaxConnections > 0 && c > int64(rt.MaxConnections) {
+		rt.conns.Add(-1)
+		refuse(wsconn.CodeOverCapacity, "Over capacity: this app allows "+strconv.Itoa(rt.MaxConnections)+" connections")
+		return
+	}
+	n.mu.Lock()
+	n.conns[conn] = struct{}{}
+	n.mu.Unlock()
+
+	socketID := strconv.FormatUint(uint64(rand.Uint32N(1e9)), 10) + "." + strconv.FormatUint(n.socketSeq.Add(1), 10)
+	conn.SetID(socketID)
+	a := &connActor{node: n, app: rt, conn: conn, socketID: socketID, subs: map[string]string{}}
+	pid := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+	root := n.system.Root
+	go func() {
+		err := conn.ReadLoop(
+			func(b []byte) { root.Send(pid, &inboundMsg{data: b}) },
+			func() { root.Send(pid, activity) },
+		)
+		if err != nil && n.debug != nil {
+			n.debug.Debug("socket ended", "socket", socketID, "error", err)
+		}
+		root.Send(pid, gone)
+	}()
+}
+
+// release is called by a ConnectionActor when it stops.
+func (n *Node) release(rt *appRuntime, conn *wsconn.Conn) {
+	rt.conns.Add(-1)
+	n.mu.Lock()
+	delete(n.conns, conn)
+	if len(n.conns) == 0 && n.empty != nil {
+		close(n.empty)
+		n.empty = nil
+	}
+	n.mu.Unlock()
+}
+
+// Connections is the number of live sockets of an app.
+func (n *Node) Connections(appID string) int {
+	if rt, ok := n.byID[appID]; ok {
+		return int(rt.conns.Load())
+	}
+	return 0
+}
+
+// Event is one publish: an event to one or more channels of an app.
+type Event struct {
+	AppID    string
+	Channels []string
+	Name     string
+	Data     string // sent to clients as the "data" string
+	SocketID string // this socket does not receive it ("" = everyone)
+}
+
+// Publish enqueues an event for fan-out. The frame is encoded once per
+// channel here, on the caller's goroutine, and shared by every socket.
+func (n *Node) Publish(ev Event) {
+	for _, ch := range ev.Channels {
+		frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
+		n.system.Root.Send(n.router, &publishMsg{key: channelKey(ev.AppID, ch), channel: ch, frame: frame, exclude: ev.SocketID})
+	}
+}
+
+// ErrTimeout is returned when the actors did not answer a query in time.
+var ErrTimeout = errors.New("actors did not answer in time")
+
+const queryTimeout = 5 * time.Second
+
+func (n *Node) ask(msg any) (any, error) {
+	res, err := n.system.Root.RequestFuture(n.router, msg, queryTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTimeout, err)
+	}
+	return res, nil
+}
+
+// Channels lists the app's occupied channels whose names start with prefix.
+func (n *Node) Channels(appID, prefix string) ([]ChannelInfo, error) {
+	res, err := n.ask(&listChannelsMsg{appID: appID, prefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	out, _ := res.([]ChannelInfo)
+	return out, nil
+}
+
+// Channel describes one channel; Occupied is false when nobody is in it.
+func (n *Node) Channel(appID, name string) (ChannelInfo, error) {
+	res, err := n.ask(&channelInfoMsg{key: channelKey(appID, name)})
+	if err != nil {
+		return ChannelInfo{}, err
+	}
+	info, _ := res.(ChannelInfo)
+	info.Name = name
+	return info, nil
+}
+
+// PresenceUsers lists the user ids in a presence channel.
+func (n *Node) PresenceUsers(appID, name string) ([]string, error) {
+	res, err := n.ask(&presenceUsersMsg{key: channelKey(appID, name)})
+	if err != nil {
+		return nil, err
+	}
+	ids, _ := res.([]string)
+	return ids, nil
+}
+
+// TerminateUser disconnects every socket signed in as userID.
+func (n *Node) TerminateUser(appID, userID string) {
+	n.system.Root.Send(n.router, &terminateMsg{key: channelKey(appID, ServerToUserPrefix+userID)})
+}
+
+// Drain stops accepting sockets and asks every socket to reconnect elsewhere
+// (close 4200). It returns when all sockets are gone or ctx ends.
+func (n *Node) Drain(ctx context.Context) error {
+	n.draining.Store(true)
+	n.mu.Lock()
+	conns := make([]*wsconn.Conn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	var empty chan struct{}
+	if len(n.conns) > 0 {
+		n.empty = make(chan struct{})
+		empty = n.empty
+	}
+	n.mu.Unlock()
+	for _, c := range conns {
+		c.Close(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+	}
+	if empty == nil {
+		return nil
+	}
+	select {
+	case <-empty:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop ends the actor system.
+func (n *Node) Stop() { n.system.Shutdown() }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/httpapi"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(args, os.LookupEnv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "parley:", err)
+		return 2
+	}
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := cfg.EnsureApp(); err != nil {
+		fmt.Fprintln(stderr, "parley:", err)
+		return 1
+	}
+	for _, a := range cfg.Apps {
+		if a.Generated {
+			fmt.Fprintf(stdout, "No app configured: generated credentials (kept in %s)\n  PARLEY_APP_ID=%s\n  PARLEY_APP_KEY=%s\n  PARLEY_APP_SECRET=%s\n",
+				cfg.CredentialsFile(), a.ID, a.Key, a.Secret)
+		}
+	}
+
+	node := actors.NewNode(cfg, log)
+	api := httpapi.New(cfg, node, log)
+	ln, err := net.Listen("tcp", cfg.ListenAddr())
+	if err != nil {
+		fmt.Fprintf(stderr, "parley: cannot listen on %s: %v\n", cfg.ListenAddr(), err)
+		node.Stop()
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	for _, a := range cfg.Apps {
+		log.Info("app", "id", a.ID, "key", a.Key, "client_events", a.ClientEvents, "user_authentication", a.UserAuthentication)
+	}
+	log.Info("parley listening", "addr", ln.Addr().String(), "debug", cfg.Debug)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		log.Error("server stopped", slog.Any("error", err))
+		node.Stop()
+		return 1
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", slog.Any("error", err))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := node.Drain(sctx); err != nil {
+			log.Warn("sockets still open at the deadline", slog.Any("error", err))
+		}
+	}()
+	wg.Wait()
+	node.Stop()
+	log.Info("stopped")
+	return 0
+}

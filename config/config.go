@@ -1,0 +1,336 @@
+// Package config reads and validates Parley's configuration: flags override
+// environment variables, which override the documented defaults.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// App is one Pusher application: a key/secret pair and its per-app options.
+type App struct {
+	// ID is the app id used in the HTTP API path (/apps/{id}/...).
+	ID string `json:"id"`
+	// Key is the public key clients put in the WebSocket URL (/app/{key}).
+	Key string `json:"key"`
+	// Secret signs channel auth and HTTP API requests; never logged.
+	Secret string `json:"secret"`
+	// ClientEvents allows client-* events on private and presence channels.
+	// Default true: typing indicators need them.
+	ClientEvents bool `json:"enable_client_events"`
+	// UserAuthentication allows pusher:signin and server-to-user events. Default true.
+	UserAuthentication bool `json:"enable_user_authentication"`
+	// MaxConnections caps concurrent sockets for this app; zero means unlimited.
+	MaxConnections int `json:"max_connections"`
+	// AllowedOrigins lists the Origin values accepted on upgrade ("*" or empty
+	// accepts all; "*.example.com" matches subdomains).
+	AllowedOrigins []string `json:"allowed_origins"`
+	// ActivityTimeout is the idle time in seconds after which the server pings
+	// a socket; default 120 (pusher-js uses the smaller of its own and ours).
+	ActivityTimeout int `json:"activity_timeout"`
+	// MaxEventSize is the largest event data in bytes, for client events and the
+	// HTTP API; default 10240 (Pusher's 10 KB).
+	MaxEventSize int `json:"max_event_size"`
+	// Generated is true when Parley made up these credentials itself.
+	Generated bool `json:"-"`
+}
+
+// Defaults applied to apps that leave an option unset.
+const (
+	DefaultActivityTimeout = 120
+	DefaultMaxEventSize    = 10 * 1024
+)
+
+// Config is everything `parley serve` needs.
+type Config struct {
+	// Host is the listen address; default 0.0.0.0 (PARLEY_HOST, REVERB_SERVER_HOST).
+	Host string
+	// Port is the listen port; default 8080; 0 picks a free one (PARLEY_PORT, REVERB_SERVER_PORT).
+	Port int
+	// Apps are the configured applications; never empty after Load.
+	Apps []App
+	// AppsFile is the JSON file the apps came from, if any (PARLEY_APPS_FILE).
+	AppsFile string
+	// DataDir holds the embedded database and generated credentials; default ./data.
+	DataDir string
+	// DatabaseURL selects PostgreSQL when set (DATABASE_URL); empty means the embedded database.
+	DatabaseURL string
+	// Debug logs every frame in and out.
+	Debug bool
+	// ShutdownTimeout bounds an orderly stop; default 10s (PARLEY_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+	// MaxPendingBytes is how many outbound bytes may wait for one slow socket
+	// before it is disconnected with 4101; default 4 MiB (PARLEY_MAX_PENDING_BYTES).
+	MaxPendingBytes int
+	// EventNamespace prefixes chat event names; default `App\Events` (PARLEY_EVENT_NAMESPACE,
+	// set to an empty string for bare names).
+	EventNamespace string
+	// MaxMessageLength is the longest chat message in characters; default 5000.
+	MaxMessageLength int
+	// APIRateLimit is chat REST requests per minute per token; default 60, 0 = unlimited.
+	APIRateLimit int
+}
+
+// Getenv looks up an environment variable; os.LookupEnv in production.
+type Getenv func(string) (string, bool)
+
+// Load builds the configuration from command-line args (after the subcommand)
+// and the environment. It returns every problem at once.
+func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	env := func(names ...string) (string, string, bool) {
+		for _, n := range names {
+			if v, ok := getenv(n); ok && v != "" {
+				return v, n, true
+			}
+		}
+		return "", "", false
+	}
+	envInt := func(def int, names ...string) int {
+		v, name, ok := env(names...)
+		if !ok {
+			return def
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			bad("%s=%q is not a whole number", name, v)
+			return def
+		}
+		return n
+	}
+
+	cfg := &Config{
+		Host:             "0.0.0.0",
+		Port:             8080,
+		DataDir:          "./data",
+		ShutdownTimeout:  10 * time.Second,
+		MaxPendingBytes:  4 << 20,
+		EventNamespace:   `App\Events`,
+		MaxMessageLength: 5000,
+		APIRateLimit:     60,
+	}
+	if v, _, ok := env("PARLEY_HOST", "REVERB_SERVER_HOST"); ok {
+		cfg.Host = v
+	}
+	cfg.Port = envInt(cfg.Port, "PARLEY_PORT", "REVERB_SERVER_PORT")
+	if v, _, ok := env("PARLEY_DATA_DIR"); ok {
+		cfg.DataDir = v
+	}
+	if v, _, ok := env("DATABASE_URL", "PARLEY_DATABASE_URL"); ok {
+		cfg.DatabaseURL = v
+	}
+	if v, name, ok := env("PARLEY_DEBUG"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("%s=%q is not true or false", name, v)
+		}
+		cfg.Debug = b
+	}
+	if v, name, ok := env("PARLEY_SHUTDOWN_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			bad("%s=%q is not a duration such as 10s", name, v)
+		} else {
+			cfg.ShutdownTimeout = d
+		}
+	}
+	cfg.MaxPendingBytes = envInt(cfg.MaxPendingBytes, "PARLEY_MAX_PENDING_BYTES")
+	if v, ok := getenv("PARLEY_EVENT_NAMESPACE"); ok {
+		cfg.EventNamespace = v // empty is meaningful: bare event names
+	}
+	cfg.MaxMessageLength = envInt(cfg.MaxMessageLength, "PARLEY_MAX_MESSAGE_LENGTH")
+	cfg.APIRateLimit = envInt(cfg.APIRateLimit, "PARLEY_API_RATE_LIMIT")
+
+	single := App{}
+	single.ID, _, _ = env("PARLEY_APP_ID", "REVERB_APP_ID")
+	single.Key, _, _ = env("PARLEY_APP_KEY", "REVERB_APP_KEY")
+	single.Secret, _, _ = env("PARLEY_APP_SECRET", "REVERB_APP_SECRET")
+	cfg.AppsFile, _, _ = env("PARLEY_APPS_FILE")
+
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	if stderr != nil {
+		fs.SetOutput(stderr)
+	} else {
+		fs.SetOutput(io.Discard)
+	}
+	fs.StringVar(&cfg.Host, "host", cfg.Host, "listen address (PARLEY_HOST)")
+	fs.IntVar(&cfg.Port, "port", cfg.Port, "listen port, 0 picks a free one (PARLEY_PORT)")
+	fs.StringVar(&single.ID, "app-id", single.ID, "app id (PARLEY_APP_ID)")
+	fs.StringVar(&single.Key, "app-key", single.Key, "app key (PARLEY_APP_KEY)")
+	fs.StringVar(&single.Secret, "app-secret", single.Secret, "app secret (PARLEY_APP_SECRET)")
+	fs.StringVar(&cfg.AppsFile, "apps-file", cfg.AppsFile, "JSON file with several apps (PARLEY_APPS_FILE)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the embedded database and generated credentials (PARLEY_DATA_DIR)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL; empty uses the embedded database (DATABASE_URL)")
+	fs.BoolVar(&cfg.Debug, "debug", cfg.Debug, "log every frame in and out (PARLEY_DEBUG)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "deadline for an orderly stop (PARLEY_SHUTDOWN_TIMEOUT)")
+	fs.IntVar(&cfg.APIRateLimit, "api-rate-limit", cfg.APIRateLimit, "chat API requests per minute per token, 0 = unlimited (PARLEY_API_RATE_LIMIT)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		bad("unexpected argument %q", fs.Arg(0))
+	}
+
+	if cfg.Host == "" {
+		bad("PARLEY_HOST/--host is empty")
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		bad("PARLEY_PORT/--port %d is not a port (0-65535)", cfg.Port)
+	}
+	if cfg.DataDir == "" {
+		bad("PARLEY_DATA_DIR/--data-dir is empty")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		bad("PARLEY_SHUTDOWN_TIMEOUT/--shutdown-timeout must be positive")
+	}
+	if cfg.MaxPendingBytes < 64*1024 {
+		bad("PARLEY_MAX_PENDING_BYTES %d is below 65536", cfg.MaxPendingBytes)
+	}
+	if cfg.MaxMessageLength < 1 {
+		bad("PARLEY_MAX_MESSAGE_LENGTH must be at least 1")
+	}
+	if cfg.APIRateLimit < 0 {
+		bad("PARLEY_API_RATE_LIMIT/--api-rate-limit must be 0 (unlimited) or more")
+	}
+
+	anySingle := single.ID != "" || single.Key != "" || single.Secret != ""
+	switch {
+	case cfg.AppsFile != "":
+		if anySingle {
+			bad("set either PARLEY_APPS_FILE or PARLEY_APP_ID/KEY/SECRET, not both")
+		}
+		apps, err := readAppsFile(cfg.AppsFile)
+		if err != nil {
+			bad("%v", err)
+		}
+		cfg.Apps = apps
+	case anySingle:
+		if single.ID == "" {
+			bad("PARLEY_APP_ID (or REVERB_APP_ID, --app-id) is missing")
+		}
+		if single.Key == "" {
+			bad("PARLEY_APP_KEY (or REVERB_APP_KEY, --app-key) is missing")
+		}
+		if single.Secret == "" {
+			bad("PARLEY_APP_SECRET (or REVERB_APP_SECRET, --app-secret) is missing")
+		}
+		single.ClientEvents = true
+		single.UserAuthentication = true
+		cfg.Apps = []App{single}
+	}
+	for i := range cfg.Apps {
+		applyAppDefaults(&cfg.Apps[i])
+	}
+	problems = append(problems, validateApps(cfg.Apps)...)
+
+	if len(problems) > 0 {
+		return nil, &Error{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// Error lists every configuration problem found.
+type Error struct{ Problems []string }
+
+func (e *Error) Error() string {
+	return "invalid configuration:\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+func applyAppDefaults(a *App) {
+	if a.ActivityTimeout == 0 {
+		a.ActivityTimeout = DefaultActivityTimeout
+	}
+	if a.MaxEventSize == 0 {
+		a.MaxEventSize = DefaultMaxEventSize
+	}
+}
+
+func validateApps(apps []App) []string {
+	var problems []string
+	ids, keys := map[string]bool{}, map[string]bool{}
+	for i, a := range apps {
+		where := fmt.Sprintf("app #%d (id %q)", i+1, a.ID)
+		if a.ID == "" {
+			problems = append(problems, where+": id is empty")
+		}
+		if a.Key == "" {
+			problems = append(problems, where+": key is empty")
+		}
+		if a.Secret == "" {
+			problems = append(problems, where+": secret is empty")
+		}
+		if strings.ContainsAny(a.ID, "/?#") {
+			problems = append(problems, where+": id may not contain / ? or #")
+		}
+		if strings.ContainsAny(a.Key, "/?#") {
+			problems = append(problems, where+": key may not contain / ? or #")
+		}
+		if a.ID != "" && ids[a.ID] {
+			problems = append(problems, where+": duplicate id")
+		}
+		if a.Key != "" && keys[a.Key] {
+			problems = append(problems, where+": duplicate key")
+		}
+		ids[a.ID], keys[a.Key] = true, true
+		if a.MaxConnections < 0 {
+			problems = append(problems, where+": max_connections must be 0 (unlimited) or more")
+		}
+		if a.ActivityTimeout < 1 || a.ActivityTimeout > 3600 {
+			problems = append(problems, where+": activity_timeout must be 1-3600 seconds")
+		}
+		if a.MaxEventSize < 1 || a.MaxEventSize > 1<<20 {
+			problems = append(problems, where+": max_event_size must be 1-1048576 bytes")
+		}
+		for _, o := range a.AllowedOrigins {
+			if o == "" || strings.ContainsAny(o, " ,") {
+				problems = append(problems, fmt.Sprintf("%s: allowed origin %q is not a host pattern", where, o))
+			}
+		}
+	}
+	return problems
+}
+
+// ListenAddr is host:port for net.Listen.
+func (c *Config) ListenAddr() string {
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+}
+
+// AppByKey finds an app by its public key.
+func (c *Config) AppByKey(key string) (*App, bool) {
+	for i := range c.Apps {
+		if c.Apps[i].Key == key {
+			return &c.Apps[i], true
+		}
+	}
+	return nil, false
+}
+
+// AppByID finds an app by its id.
+func (c *Config) AppByID(id string) (*App, bool) {
+	for i := range c.Apps {
+		if c.Apps[i].ID == id {
+			return &c.Apps[i], true
+		}
+	}
+	return nil, false
+}
+
+// CredentialsFile is where generated credentials are kept.
+func (c *Config) CredentialsFile() string {
+	return filepath.Join(c.DataDir, "credentials.json")
+}
+
+// ErrNoApp is returned by Load's callers that need an app and found none.
+var ErrNoApp = errors.New("no app configured")

@@ -1,0 +1,291 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/config"
+)
+
+const (
+	testAppID  = "app-1"
+	testKey    = "key-1"
+	testSecret = "secret-1"
+)
+
+type testServer struct {
+	t    *testing.T
+	url  string // http://127.0.0.1:port
+	cfg  *config.Config
+	node *actors.Node
+	srv  *httptest.Server
+}
+
+// startServer runs the real routes on 127.0.0.1:0. mutate may change the config.
+func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
+	t.Helper()
+	cfg, err := config.Load(nil, func(k string) (string, bool) {
+		v, ok := map[string]string{
+			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
+			"PARLEY_DATA_DIR": t.TempDir(),
+		}[k]
+		return v, ok
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	node := actors.NewNode(cfg, log)
+	api := New(cfg, node, log)
+	srv := httptest.NewServer(api.Handler())
+	ts := &testServer{t: t, url: srv.URL, cfg: cfg, node: node, srv: srv}
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		node.Stop()
+	})
+	return ts
+}
+
+type wsClient struct {
+	t        *testing.T
+	c        *websocket.Conn
+	socketID string
+}
+
+type frame struct {
+	Event   string `json:"event"`
+	Channel string `json:"channel"`
+	Data    string `json:"data"`
+	UserID  string `json:"user_id"`
+}
+
+func (f frame) dataMap(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(f.Data), &m); err != nil {
+		t.Fatalf("data of %s is not a JSON object string: %q", f.Event, f.Data)
+	}
+	return m
+}
+
+// dialRaw connects without reading anything.
+func (s *testServer) dialRaw(path string, hdr http.Header) *wsClient {
+	s.t.Helper()
+	u := "ws" + strings.TrimPrefix(s.url, "http") + path
+	c, _, err := websocket.DefaultDialer.Dial(u, hdr)
+	if err != nil {
+		s.t.Fatalf("dial %s: %v", u, err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return &wsClient{t: s.t, c: c}
+}
+
+// dial connects to the test app and reads connection_established.
+func (s *testServer) dial() *wsClient {
+	s.t.Helper()
+	w := s.dialRaw("/app/"+testKey+"?protocol=7&client=js&version=8.4.0", nil)
+	f := w.read()
+	if f.Event != "pusher:connection_established" {
+		s.t.Fatalf("first frame %+v", f)
+	}
+	m := f.dataMap(s.t)
+	w.socketID, _ = m["socket_id"].(string)
+	if w.socketID == "" {
+		s.t.Fatalf("no socket_id in %q", f.Data)
+	}
+	return w
+}
+
+func (w *wsClient) send(v any) {
+	w.t.Helper()
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	default:
+		b, _ = json.Marshal(v)
+	}
+	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
+		w.t.Fatalf("write: %v", err)
+	}
+}
+
+func (w *wsClient) readTimeout(d time.Duration) (frame, error) {
+	_ = w.c.SetReadDeadline(time.Now().Add(d))
+	_, b, err := w.c.ReadMessage()
+	if err != nil {
+		return frame{}, err
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return frame{}, fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, err)
+	}
+	return f, nil
+}
+
+func (w *wsClient) read() frame {
+	w.t.Helper()
+	f, err := w.readTimeout(3 * time.Second)
+	if err != nil {
+		w.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+// expect reads until an event with this name arrives (skipping none).
+func (w *wsClient) expect(event string) frame {
+	w.t.Helper()
+	f := w.read()
+	if f.Event != event {
+		w.t.Fatalf("want %s, got %+v", event, f)
+	}
+	return f
+}
+
+// expectNothing asserts no frame arrives for d.
+func (w *wsClient) expectNothing(d time.Duration) {
+	w.t.Helper()
+	f, err := w.readTimeout(d)
+	if err == nil {
+		w.t.Fatalf("want no frame, got %+v", f)
+	}
+	if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() {
+		w.t.Fatalf("want timeout, got %v", err)
+	}
+}
+
+// expectClose reads until the socket closes and returns the close code.
+func (w *wsClient) expectClose() int {
+	w.t.Helper()
+	for i := 0; i < 10; i++ {
+		_ = w.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := w.c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce.Code
+		}
+		w.t.Fatalf("want close frame, got %v", err)
+	}
+	w.t.Fatal("socket did not close")
+	return 0
+}
+
+func (w *wsClient) subscribe(channel, auth, channelData string) {
+	w.t.Helper()
+	d := map[string]string{"channel": channel}
+	if auth != "" {
+		d["auth"] = auth
+	}
+	if channelData != "" {
+		d["channel_data"] = channelData
+	}
+	w.send(map[string]any{"event": "pusher:subscribe", "data": d})
+}
+
+func (w *wsClient) mustSubscribe(channel string) frame {
+	w.t.Helper()
+	var auth, cd string
+	switch {
+	case strings.HasPrefix(channel, "presence-"):
+		cd = `{"user_id":"u-` + w.socketID + `","user_info":{"name":"n"}}`
+		auth = actors.ChannelAuth(testKey, testSecret, w.socketID, channel, cd)
+	case strings.HasPrefix(channel, "private-"):
+		auth = actors.ChannelAuth(testKey, testSecret, w.socketID, channel, "")
+	}
+	w.subscribe(channel, auth, cd)
+	f := w.expect("pusher_internal:subscription_succeeded")
+	if f.Channel != channel {
+		w.t.Fatalf("succeeded for %q, want %q", f.Channel, channel)
+	}
+	return f
+}
+
+func (w *wsClient) expectError(code int) frame {
+	w.t.Helper()
+	f := w.expect("pusher:error")
+	m := f.dataMap(w.t)
+	if got, _ := m["code"].(float64); int(got) != code {
+		w.t.Fatalf("want error code %d, got %q", code, f.Data)
+	}
+	if msg, _ := m["message"].(string); msg == "" {
+		w.t.Fatalf("error without a message: %q", f.Data)
+	}
+	return f
+}
+
+// signedURL builds a Pusher-signed API URL as the server SDKs do.
+func signedURL(base, method, path string, params url.Values, body []byte, secret string) string {
+	q := url.Values{}
+	for k, v := range params {
+		q[k] = v
+	}
+	q.Set("auth_key", testKey)
+	q.Set("auth_timestamp", strconv.FormatInt(time.Now().Unix(), 10))
+	q.Set("auth_version", "1.0")
+	if len(body) > 0 {
+		sum := md5.Sum(body)
+		q.Set("body_md5", hex.EncodeToString(sum[:]))
+	}
+	q.Set("auth_signature", actors.Sign(secret, method+"\n"+path+"\n"+signedQuery(q)))
+	return base + path + "?" + q.Encode()
+}
+
+// api calls the signed HTTP API and returns status and decoded JSON body.
+func (s *testServer) api(method, path string, params url.Values, body any) (int, map[string]any) {
+	s.t.Helper()
+	var b []byte
+	if body != nil {
+		if raw, ok := body.(string); ok {
+			b = []byte(raw)
+		} else {
+			b, _ = json.Marshal(body)
+		}
+	}
+	return s.rawAPI(method, signedURL(s.url, method, path, params, b, testSecret), b)
+}
+
+func (s *testServer) rawAPI(method, u string, b []byte) (int, map[string]any) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, u, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]any
+	raw, _ := io.ReadAll(res.Body)
+	_ = json.Unmarshal(raw, &m)
+	if m == nil {
+		m = map[string]any{"_raw": string(raw)}
+	}
+	return res.StatusCode, m
+}
+
+func (s *testServer) trigger(channel, event, data string) {
+	s.t.Helper()
+	st, body := s.api("POST", "/apps/"+testAppID+"/events", nil, map[string]any{"name": event, "channel": channel, "data": data})
+	if st != 200 {
+		s.t.Fatalf("trigger: %d %v", st, body)
+	}
+}

@@ -1,0 +1,229 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/config"
+)
+
+const ctxApp = "parley.app"
+
+// pusherAuth resolves the app of /apps/{app_id}/... and checks the request's
+// signature; the verified body is kept for the handler.
+func (s *Server) pusherAuth(c *gin.Context) {
+	app, ok := s.node.App(c.Param("app_id"))
+	if !ok {
+		abortJSON(c, http.StatusNotFound, "unknown app id "+truncate(c.Param("app_id"), 64))
+		return
+	}
+	limit := int64(app.MaxEventSize)*MaxBatchEvents*2 + 256<<10
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			abortJSON(c, http.StatusRequestEntityTooLarge, "request body is too large")
+			return
+		}
+		abortJSON(c, http.StatusBadRequest, "could not read the request body")
+		return
+	}
+	if msg := verifyRequest(app, c.Request.Method, c.Request.URL.Path, c.Request.URL.Query(), body, time.Now()); msg != "" {
+		abortJSON(c, http.StatusUnauthorized, msg)
+		return
+	}
+	c.Set(ctxApp, app)
+	c.Set(gin.BodyBytesKey, body)
+}
+
+func appOf(c *gin.Context) *config.App { return c.MustGet(ctxApp).(*config.App) }
+
+func bodyOf(c *gin.Context) []byte {
+	b, _ := c.Get(gin.BodyBytesKey)
+	body, _ := b.([]byte)
+	return body
+}
+
+func abortJSON(c *gin.Context, status int, msg string) {
+	c.AbortWithStatusJSON(status, gin.H{"error": msg})
+}
+
+func (s *Server) triggerEvent(c *gin.Context) {
+	app := appOf(c)
+	ev, aerr := parseTrigger(bodyOf(c), app.MaxEventSize)
+	if aerr != nil {
+		abortJSON(c, aerr.Status, aerr.Msg)
+		return
+	}
+	s.node.Publish(actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID})
+	if len(ev.Info) == 0 {
+		c.JSON(http.StatusOK, gin.H{})
+		return
+	}
+	channels := gin.H{}
+	for _, ch := range ev.Channels {
+		attrs, err := s.channelAttributes(app.ID, ch, ev.Info)
+		if err != nil {
+			abortJSON(c, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		channels[ch] = attrs
+	}
+	c.JSON(http.StatusOK, gin.H{"channels": channels})
+}
+
+func (s *Server) triggerBatch(c *gin.Context) {
+	app := appOf(c)
+	events, aerr := parseBatch(bodyOf(c), app.MaxEventSize)
+	if aerr != nil {
+		abortJSON(c, aerr.Status, aerr.Msg)
+		return
+	}
+	out := make([]gin.H, len(events))
+	for i, ev := range events {
+		s.node.Publish(actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID})
+		out[i] = gin.H{}
+		if len(ev.Info) > 0 {
+			attrs, err := s.channelAttributes(app.ID, ev.Channels[0], ev.Info)
+			if err != nil {
+				abortJSON(c, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			out[i] = attrs
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"batch": out})
+}
+
+// channelAttributes answers info=user_count,subscription_count.
+func (s *Server) channelAttributes(appID, channel string, info []string) (gin.H, error) {
+	ci, err := s.node.Channel(appID, channel)
+	if err != nil {
+		return nil, err
+	}
+	attrs := gin.H{}
+	for _, a := range info {
+		switch a {
+		case "user_count":
+			if actors.IsPresence(channel) {
+				attrs["user_count"] = ci.Users
+			}
+		case "subscription_count":
+			attrs["subscription_count"] = ci.Subscriptions
+		}
+	}
+	return attrs, nil
+}
+
+func splitInfo(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func (s *Server) listChannels(c *gin.Context) {
+	app := appOf(c)
+	prefix := c.Query("filter_by_prefix")
+	info := splitInfo(c.Query("info"))
+	for _, a := range info {
+		if a != "user_count" {
+			abortJSON(c, http.StatusBadRequest, "info attribute "+truncate(a, 40)+" is not supported here (user_count)")
+			return
+		}
+		if !strings.HasPrefix(prefix, "presence-") {
+			abortJSON(c, http.StatusBadRequest, "info=user_count needs filter_by_prefix=presence-")
+			return
+		}
+	}
+	list, err := s.node.Channels(app.ID, prefix)
+	if err != nil {
+		abortJSON(c, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	channels := gin.H{}
+	for _, ci := range list {
+		attrs := gin.H{}
+		if len(info) > 0 {
+			attrs["user_count"] = ci.Users
+		}
+		channels[ci.Name] = attrs
+	}
+	c.JSON(http.StatusOK, gin.H{"channels": channels})
+}
+
+func (s *Server) showChannel(c *gin.Context) {
+	app := appOf(c)
+	name := c.Param("channel_name")
+	if p := actors.ValidateChannel(name, false); p != "" {
+		abortJSON(c, http.StatusBadRequest, "channel "+truncate(name, 64)+": "+p)
+		return
+	}
+	info := splitInfo(c.Query("info"))
+	for _, a := range info {
+		switch a {
+		case "user_count":
+			if !actors.IsPresence(name) {
+				abortJSON(c, http.StatusBadRequest, "info=user_count is only for presence channels")
+				return
+			}
+		case "subscription_count":
+		default:
+			abortJSON(c, http.StatusBadRequest, "info attribute "+truncate(a, 40)+" is not supported (user_count, subscription_count)")
+			return
+		}
+	}
+	ci, err := s.node.Channel(app.ID, name)
+	if err != nil {
+		abortJSON(c, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	out := gin.H{"occupied": ci.Occupied}
+	for _, a := range info {
+		if a == "user_count" {
+			out["user_count"] = ci.Users
+		} else {
+			out["subscription_count"] = ci.Subscriptions
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) channelUsers(c *gin.Context) {
+	app := appOf(c)
+	name := c.Param("channel_name")
+	if p := actors.ValidateChannel(name, false); p != "" {
+		abortJSON(c, http.StatusBadRequest, "channel "+truncate(name, 64)+": "+p)
+		return
+	}
+	if !actors.IsPresence(name) {
+		abortJSON(c, http.StatusBadRequest, "users can only be listed for presence channels")
+		return
+	}
+	ids, err := s.node.PresenceUsers(app.ID, name)
+	if err != nil {
+		abortJSON(c, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	users := make([]gin.H, len(ids))
+	for i, id := range ids {
+		users[i] = gin.H{"id": id}
+	}
+	c.JSON(http.StatusOK, gin.H{"users": users})
+}
+
+func (s *Server) terminateUser(c *gin.Context) {
+	app := appOf(c)
+	uid := c.Param("user_id")
+	if uid == "" || len(uid) > 128 {
+		abortJSON(c, http.StatusBadRequest, "user id must be 1-128 characters")
+		return
+	}
+	s.node.TerminateUser(app.ID, uid)
+	c.JSON(http.StatusOK, gin.H{})
+}
