@@ -11,9 +11,6 @@ import (
 	"github.com/parley-chat/parley/wsconn"
 )
 
-// PongTimeout is how long a pinged socket has to answer before 4201.
-const PongTimeout = 30 * time.Second
-
 // Client event limits (Pusher's).
 const (
 	clientEventsPerSecond = 10
@@ -51,7 +48,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		if !a.pinged {
 			a.pinged = true
 			a.conn.SendEvent("pusher:ping", "", "{}")
-			ctx.SetReceiveTimeout(PongTimeout)
+			ctx.SetReceiveTimeout(a.node.cfg.PongTimeout)
 			return
 		}
 		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())

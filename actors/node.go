@@ -128,6 +128,10 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 	n.mu.Lock()
 	n.conns[conn] = struct{}{}
 	n.mu.Unlock()
+	if n.draining.Load() {
+		// Drain may have listed the sockets before this one was added.
+		conn.Close(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+	}
 
 	socketID := strconv.FormatUint(uint64(rand.Uint32N(1e9)), 10) + "." + strconv.FormatUint(n.socketSeq.Add(1), 10)
 	conn.SetID(socketID)

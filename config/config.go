@@ -67,6 +67,9 @@ type Config struct {
 	Debug bool
 	// ShutdownTimeout bounds an orderly stop; default 10s (PARLEY_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+	// PongTimeout is how long a pinged socket has to answer before it is
+	// closed with 4201; default 30s (PARLEY_PONG_TIMEOUT).
+	PongTimeout time.Duration
 	// MaxPendingBytes is how many outbound bytes may wait for one slow socket
 	// before it is disconnected with 4101; default 4 MiB (PARLEY_MAX_PENDING_BYTES).
 	MaxPendingBytes int
@@ -116,6 +119,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		Port:             8080,
 		DataDir:          "./data",
 		ShutdownTimeout:  10 * time.Second,
+		PongTimeout:      30 * time.Second,
 		MaxPendingBytes:  4 << 20,
 		EventNamespace:   `App\Events`,
 		MaxMessageLength: 5000,
@@ -144,6 +148,14 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 			bad("%s=%q is not a duration such as 10s", name, v)
 		} else {
 			cfg.ShutdownTimeout = d
+		}
+	}
+	if v, name, ok := env("PARLEY_PONG_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("%s=%q is not a positive duration such as 30s", name, v)
+		} else {
+			cfg.PongTimeout = d
 		}
 	}
 	cfg.MaxPendingBytes = envInt(cfg.MaxPendingBytes, "PARLEY_MAX_PENDING_BYTES")

@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -68,6 +70,12 @@ type wsClient struct {
 	t        *testing.T
 	c        *websocket.Conn
 	socketID string
+	frames   chan readResult // filled by one reader goroutine
+}
+
+type readResult struct {
+	f   frame
+	err error
 }
 
 type frame struct {
@@ -86,7 +94,7 @@ func (f frame) dataMap(t *testing.T) map[string]any {
 	return m
 }
 
-// dialRaw connects without reading anything.
+// dialRaw connects; frames are read in the background from then on.
 func (s *testServer) dialRaw(path string, hdr http.Header) *wsClient {
 	s.t.Helper()
 	u := "ws" + strings.TrimPrefix(s.url, "http") + path
@@ -95,7 +103,23 @@ func (s *testServer) dialRaw(path string, hdr http.Header) *wsClient {
 		s.t.Fatalf("dial %s: %v", u, err)
 	}
 	s.t.Cleanup(func() { c.Close() })
-	return &wsClient{t: s.t, c: c}
+	w := &wsClient{t: s.t, c: c, frames: make(chan readResult, 4096)}
+	go func() {
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				w.frames <- readResult{err: err}
+				close(w.frames)
+				return
+			}
+			var f frame
+			if err := json.Unmarshal(b, &f); err != nil {
+				err = fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, err)
+			}
+			w.frames <- readResult{f: f, err: err}
+		}
+	}()
+	return w
 }
 
 // dial connects to the test app and reads connection_established.
@@ -114,31 +138,18 @@ func (s *testServer) dial() *wsClient {
 	return w
 }
 
-func (w *wsClient) send(v any) {
-	w.t.Helper()
-	var b []byte
-	switch x := v.(type) {
-	case string:
-		b = []byte(x)
-	default:
-		b, _ = json.Marshal(v)
-	}
-	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
-		w.t.Fatalf("write: %v", err)
-	}
-}
+var errTimeout = errors.New("timeout")
 
 func (w *wsClient) readTimeout(d time.Duration) (frame, error) {
-	_ = w.c.SetReadDeadline(time.Now().Add(d))
-	_, b, err := w.c.ReadMessage()
-	if err != nil {
-		return frame{}, err
+	select {
+	case r, ok := <-w.frames:
+		if !ok {
+			return frame{}, io.EOF
+		}
+		return r.f, r.err
+	case <-time.After(d):
+		return frame{}, errTimeout
 	}
-	var f frame
-	if err := json.Unmarshal(b, &f); err != nil {
-		return frame{}, fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, err)
-	}
-	return f, nil
 }
 
 func (w *wsClient) read() frame {
@@ -150,7 +161,7 @@ func (w *wsClient) read() frame {
 	return f
 }
 
-// expect reads until an event with this name arrives (skipping none).
+// expect reads the next frame and checks its event name.
 func (w *wsClient) expect(event string) frame {
 	w.t.Helper()
 	f := w.read()
@@ -164,20 +175,16 @@ func (w *wsClient) expect(event string) frame {
 func (w *wsClient) expectNothing(d time.Duration) {
 	w.t.Helper()
 	f, err := w.readTimeout(d)
-	if err == nil {
-		w.t.Fatalf("want no frame, got %+v", f)
-	}
-	if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() {
-		w.t.Fatalf("want timeout, got %v", err)
+	if err != errTimeout {
+		w.t.Fatalf("want no frame, got %+v %v", f, err)
 	}
 }
 
-// expectClose reads until the socket closes and returns the close code.
+// expectClose skips frames until the socket closes and returns the close code.
 func (w *wsClient) expectClose() int {
 	w.t.Helper()
-	for i := 0; i < 10; i++ {
-		_ = w.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _, err := w.c.ReadMessage()
+	for {
+		_, err := w.readTimeout(5 * time.Second)
 		if err == nil {
 			continue
 		}
@@ -186,8 +193,20 @@ func (w *wsClient) expectClose() int {
 		}
 		w.t.Fatalf("want close frame, got %v", err)
 	}
-	w.t.Fatal("socket did not close")
-	return 0
+}
+
+func (w *wsClient) send(v any) {
+	w.t.Helper()
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	default:
+		b, _ = json.Marshal(v)
+	}
+	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
+		w.t.Fatalf("write: %v", err)
+	}
 }
 
 func (w *wsClient) subscribe(channel, auth, channelData string) {
@@ -288,4 +307,8 @@ func (s *testServer) trigger(channel, event, data string) {
 	if st != 200 {
 		s.t.Fatalf("trigger: %d %v", st, body)
 	}
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }

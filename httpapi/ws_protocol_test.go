@@ -1,0 +1,491 @@
+package httpapi
+
+import (
+	"fmt"
+	"github.com/gorilla/websocket"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/wsconn"
+)
+
+func TestConnectionEstablishedShape(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+	f := w.read()
+	m := f.dataMap(t)
+	id, _ := m["socket_id"].(string)
+	var a, b uint64
+	if _, err := fmt.Sscanf(id, "%d.%d", &a, &b); err != nil || id != fmt.Sprintf("%d.%d", a, b) {
+		t.Fatalf("socket_id %q is not digits.digits", id)
+	}
+	if to, _ := m["activity_timeout"].(float64); to != 120 {
+		t.Fatalf("activity_timeout %v", m["activity_timeout"])
+	}
+}
+
+func TestRefusedConnections(t *testing.T) {
+	s := startServer(t, func(c *config.Config) {
+		c.Apps[0].AllowedOrigins = []string{"https://chat.example.com", "*.example.org"}
+		c.Apps[0].MaxConnections = 2
+	})
+	cases := []struct {
+		name   string
+		path   string
+		origin string
+		code   int
+	}{
+		{"unknown key", "/app/nope?protocol=7", "", 4001},
+		{"old protocol", "/app/" + testKey + "?protocol=6", "", 4007},
+		{"bad protocol", "/app/" + testKey + "?protocol=x", "", 4006},
+		{"origin not allowed", "/app/" + testKey + "?protocol=7", "https://evil.example.net", 4009},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := http.Header{}
+			if tc.origin != "" {
+				hdr.Set("Origin", tc.origin)
+			}
+			w := s.dialRaw(tc.path, hdr)
+			w.t = t
+			w.expectError(tc.code)
+			if got := w.expectClose(); got != tc.code {
+				t.Fatalf("close code %d, want %d", got, tc.code)
+			}
+		})
+	}
+	t.Run("allowed origins", func(t *testing.T) {
+		for _, o := range []string{"https://chat.example.com", "https://a.example.org"} {
+			hdr := http.Header{"Origin": {o}}
+			w := s.dialRaw("/app/"+testKey+"?protocol=7", hdr)
+			w.expect("pusher:connection_established")
+			w.c.Close()
+		}
+	})
+	t.Run("max connections", func(t *testing.T) {
+		waitFor(t, func() bool { return s.node.Connections(testAppID) == 0 })
+		a, b := s.dial(), s.dial()
+		_ = a
+		_ = b
+		w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+		w.expectError(4100)
+		if got := w.expectClose(); got != 4100 {
+			t.Fatalf("close %d", got)
+		}
+	})
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPingPong(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	w.send(`{"event":"pusher:ping","data":{}}`)
+	w.expect("pusher:pong")
+}
+
+func TestActivityTimeoutPingsThenCloses4201(t *testing.T) {
+	s := startServer(t, func(c *config.Config) {
+		c.Apps[0].ActivityTimeout = 1
+		c.PongTimeout = 300 * time.Millisecond
+	})
+	// A client that answers stays connected.
+	good := s.dial()
+	good.expect("pusher:ping")
+	good.send(`{"event":"pusher:pong","data":{}}`)
+	// A client that never answers is closed with 4201.
+	bad := s.dial()
+	bad.expect("pusher:ping")
+	if code := bad.expectClose(); code != 4201 {
+		t.Fatalf("close %d, want 4201", code)
+	}
+	good.expect("pusher:ping") // pinged again after another idle period, still open
+}
+
+func TestPrivateChannelAuth(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	w.subscribe("private-a", testKey+":deadbeef", "")
+	f := w.expect("pusher:subscription_error")
+	if f.Channel != "private-a" || f.dataMap(t)["status"].(float64) != 401 {
+		t.Fatalf("got %+v", f)
+	}
+	// Signature for another socket is refused too.
+	w.subscribe("private-a", actors.ChannelAuth(testKey, testSecret, "1.1", "private-a", ""), "")
+	w.expect("pusher:subscription_error")
+	// Missing auth.
+	w.subscribe("private-a", "", "")
+	w.expect("pusher:subscription_error")
+	w.mustSubscribe("private-a")
+	w.mustSubscribe("private-encrypted-a")
+	s.trigger("private-a", "e", "x")
+	if f := w.expect("e"); f.Data != "x" {
+		t.Fatalf("got %+v", f)
+	}
+}
+
+func TestChannelNameValidation(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	for _, ch := range []string{"bad channel", "ümlaut", strings.Repeat("a", 201), "#x", "#server-to-user-", ""} {
+		w.subscribe(ch, "", "")
+		w.expectError(int(wsconn.CodeSubscriptionRefused))
+	}
+	w.mustSubscribe(strings.Repeat("a", 200))
+	w.mustSubscribe("-_=@,.;AZaz09")
+}
+
+func TestPresenceMembersPerUser(t *testing.T) {
+	s := startServer(t, nil)
+	ch := "presence-room"
+	join := func(w *wsClient, uid string) frame {
+		cd := `{"user_id":"` + uid + `","user_info":{"name":"` + uid + `"}}`
+		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+		return w.expect("pusher_internal:subscription_succeeded")
+	}
+	obs := s.dial()
+	f := join(obs, "observer")
+	p := f.dataMap(t)["presence"].(map[string]any)
+	if p["count"].(float64) != 1 || len(p["ids"].([]any)) != 1 || p["hash"].(map[string]any)["observer"].(map[string]any)["name"] != "observer" {
+		t.Fatalf("presence data %q", f.Data)
+	}
+
+	u1a, u1b := s.dial(), s.dial()
+	join(u1a, "u1")
+	added := obs.expect("pusher_internal:member_added")
+	if m := added.dataMap(t); m["user_id"] != "u1" || m["user_info"].(map[string]any)["name"] != "u1" {
+		t.Fatalf("member_added %q", added.Data)
+	}
+	f = join(u1b, "u1") // second socket of the same user: no new member_added
+	if c := f.dataMap(t)["presence"].(map[string]any)["count"].(float64); c != 2 {
+		t.Fatalf("count %v, want 2 users", c)
+	}
+	obs.expectNothing(200 * time.Millisecond)
+
+	st, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"user_count,subscription_count"}}, nil)
+	if st != 200 || body["user_count"].(float64) != 2 || body["subscription_count"].(float64) != 3 || body["occupied"] != true {
+		t.Fatalf("channel info %d %v", st, body)
+	}
+	st, body = s.api("GET", "/apps/"+testAppID+"/channels/"+ch+"/users", nil, nil)
+	if st != 200 || len(body["users"].([]any)) != 2 {
+		t.Fatalf("users %d %v", st, body)
+	}
+
+	u1a.c.Close() // one of two sockets leaves: still a member
+	obs.expectNothing(200 * time.Millisecond)
+	u1b.send(`{"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}`)
+	removed := obs.expect("pusher_internal:member_removed")
+	if removed.dataMap(t)["user_id"] != "u1" {
+		t.Fatalf("member_removed %q", removed.Data)
+	}
+}
+
+func TestPresenceChannelDataErrors(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	ch := "presence-x"
+	for _, cd := range []string{"", "not json", `{"user_info":{}}`, `{"user_id":""}`, `{"user_id":{"a":1}}`,
+		`{"user_id":"` + strings.Repeat("u", 129) + `"}`, `{"user_id":"u","user_info":"` + strings.Repeat("i", 1100) + `"}`} {
+		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+		f := w.expect("pusher:subscription_error")
+		if f.Channel != ch {
+			t.Fatalf("channel_data %q: %+v", cd, f)
+		}
+	}
+	// Numeric user ids (Laravel's) are accepted.
+	cd := `{"user_id":42,"user_info":{"name":"n"}}`
+	w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+	f := w.expect("pusher_internal:subscription_succeeded")
+	if !strings.Contains(f.Data, `"42"`) {
+		t.Fatalf("numeric id: %q", f.Data)
+	}
+}
+
+func TestPresenceLimit(t *testing.T) {
+	s := startServer(t, nil)
+	ch := "presence-full"
+	var socks []*wsClient
+	for i := 0; i <= actors.MaxPresenceMembers; i++ {
+		w := s.dial()
+		socks = append(socks, w)
+		cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
+		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+		if i < actors.MaxPresenceMembers {
+			w.expect("pusher_internal:subscription_succeeded")
+		} else {
+			f := w.expect("pusher:subscription_error")
+			if !strings.Contains(f.Data, "limit") {
+				t.Fatalf("got %q", f.Data)
+			}
+		}
+	}
+}
+
+func TestClientEvents(t *testing.T) {
+	s := startServer(t, nil)
+	a, b := s.dial(), s.dial()
+	a.mustSubscribe("public")
+	a.send(`{"event":"client-x","channel":"public","data":{}}`)
+	a.expectError(int(wsconn.CodeClientEventRefused))
+	a.send(`{"event":"client-x","channel":"private-notjoined","data":{}}`)
+	a.expectError(int(wsconn.CodeClientEventRefused))
+
+	a.mustSubscribe("private-chat")
+	b.mustSubscribe("private-chat")
+	a.send(`{"event":"client-typing","channel":"private-chat","data":{"typing":true}}`)
+	f := b.expect("client-typing")
+	if f.Channel != "private-chat" || f.Data != `{"typing":true}` {
+		t.Fatalf("got %+v", f)
+	}
+	a.expectNothing(150 * time.Millisecond) // not echoed
+
+	a.mustSubscribe("presence-chat")
+	b.mustSubscribe("presence-chat")
+	a.expect("pusher_internal:member_added")
+	a.send(`{"event":"client-typing","channel":"presence-chat","data":"hi"}`)
+	f = b.expect("client-typing")
+	if f.UserID != "u-"+a.socketID || f.Data != "hi" {
+		t.Fatalf("presence client event %+v", f)
+	}
+
+	// Too large.
+	big := strings.Repeat("x", 11*1024)
+	a.send(`{"event":"client-big","channel":"private-chat","data":"` + big + `"}`)
+	a.expectError(int(wsconn.CodeEventTooLarge))
+}
+
+func TestClientEventRateLimit(t *testing.T) {
+	s := startServer(t, nil)
+	a, b := s.dial(), s.dial()
+	a.mustSubscribe("private-r")
+	b.mustSubscribe("private-r")
+	for i := 0; i < 11; i++ {
+		a.send(`{"event":"client-n","channel":"private-r","data":{}}`)
+	}
+	a.expectError(4301)
+	for i := 0; i < 10; i++ {
+		b.expect("client-n")
+	}
+	b.expectNothing(100 * time.Millisecond)
+}
+
+func TestClientEventsDisabled(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.Apps[0].ClientEvents = false })
+	a := s.dial()
+	a.mustSubscribe("private-r")
+	a.send(`{"event":"client-n","channel":"private-r","data":{}}`)
+	f := a.expectError(int(wsconn.CodeClientEventRefused))
+	if !strings.Contains(f.Data, "disabled") {
+		t.Fatalf("got %q", f.Data)
+	}
+}
+
+func TestMalformedFramesNeverHurtOthers(t *testing.T) {
+	s := startServer(t, nil)
+	bystander := s.dial()
+	bystander.mustSubscribe("news")
+	w := s.dial()
+	for _, bad := range []string{
+		`not json`, `[]`, `{"event":5}`, `{"event":"pusher:subscribe","data":"x"}`,
+		`{"event":"pusher:subscribe","data":{"channel":5}}`, `{"event":"pusher:subscribe"}`,
+		`{"event":"pusher:subscribe","data":{"channel":"private-x","auth":7}}`, `{"event":"pusher:unsubscribe","data":[]}`,
+		`{"event":"pusher:signin","data":3}`, `{"event":"unknown"}`, `{}`, `{"event":"client-x","channel":{"a":1}}`,
+		"\x00\xff", `{"event":"pusher:subscribe","data":{"channel":"a","channel_data":{"user_id":1}}}`,
+	} {
+		w.send(bad)
+		w.expectError(int(wsconn.CodeInvalidMessage))
+	}
+	// Both sockets still work.
+	w.mustSubscribe("news")
+	s.trigger("news", "still", "ok")
+	w.expect("still")
+	bystander.expect("still")
+}
+
+func TestOversizeFrameClosesOnlyThatSocket(t *testing.T) {
+	s := startServer(t, nil)
+	bystander := s.dial()
+	bystander.mustSubscribe("news")
+	w := s.dial()
+	// The server may close before the whole frame is written.
+	_ = w.c.WriteMessage(1, []byte(`{"event":"client-x","channel":"private-a","data":"`+strings.Repeat("x", 100<<10)+`"}`))
+	if code := w.expectClose(); code != 1009 {
+		t.Fatalf("close %d, want 1009 (message too big)", code)
+	}
+	s.trigger("news", "still", "ok")
+	bystander.expect("still")
+}
+
+func TestUnsubscribeStopsDelivery(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	w.mustSubscribe("news")
+	w.send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
+	w.send(`{"event":"pusher:ping","data":{}}`)
+	w.expect("pusher:pong")
+	s.trigger("news", "gone", "x")
+	w.expectNothing(150 * time.Millisecond)
+	// The channel is vacated and disappears from the API.
+	waitFor(t, func() bool {
+		_, body := s.api("GET", "/apps/"+testAppID+"/channels", nil, nil)
+		return len(body["channels"].(map[string]any)) == 0
+	})
+}
+
+func TestCacheChannels(t *testing.T) {
+	s := startServer(t, nil)
+	a := s.dial()
+	a.mustSubscribe("cache-prices")
+	if f := a.expect("pusher:cache_miss"); f.Channel != "cache-prices" {
+		t.Fatalf("cache_miss %+v", f)
+	}
+	s.trigger("cache-prices", "price", "1")
+	a.expect("price")
+	s.trigger("cache-prices", "price", "2")
+	a.expect("price")
+	b := s.dial()
+	b.mustSubscribe("cache-prices")
+	if f := b.expect("price"); f.Data != "2" {
+		t.Fatalf("replayed %+v", f)
+	}
+	// An unoccupied cache channel keeps its last event too.
+	s.trigger("cache-empty", "v", "kept")
+	c := s.dial()
+	c.mustSubscribe("cache-empty")
+	if f := c.expect("v"); f.Data != "kept" {
+		t.Fatalf("got %+v", f)
+	}
+}
+
+func TestSigninAndServerToUser(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	other := s.dial()
+	ud := `{"id":"7","name":"Ann"}`
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	f := w.expect("pusher:signin_success")
+	if f.dataMap(t)["user_data"] != ud {
+		t.Fatalf("signin_success %q", f.Data)
+	}
+	// pusher-js subscribes to its server-to-user channel itself.
+	w.subscribe("#server-to-user-7", "", "")
+	w.expect("pusher_internal:subscription_succeeded")
+	// Nobody else may.
+	other.subscribe("#server-to-user-7", "", "")
+	other.expect("pusher:subscription_error")
+
+	s.trigger("#server-to-user-7", "notice", "hi")
+	if f := w.expect("notice"); f.Channel != "#server-to-user-7" || f.Data != "hi" {
+		t.Fatalf("got %+v", f)
+	}
+	other.expectNothing(100 * time.Millisecond)
+
+	st, _ := s.api("POST", "/apps/"+testAppID+"/users/7/terminate_connections", nil, map[string]any{})
+	if st != 200 {
+		t.Fatalf("terminate %d", st)
+	}
+	w.expectError(4009)
+	if code := w.expectClose(); code != 4009 {
+		t.Fatalf("close %d", code)
+	}
+}
+
+func TestSigninErrors(t *testing.T) {
+	s := startServer(t, nil)
+	w := s.dial()
+	ud := `{"name":"no id"}`
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.expectError(int(wsconn.CodeSigninRefused))
+	ud = `{"id":"1"}`
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": testKey + ":bad"}})
+	w.expectError(4009)
+	if code := w.expectClose(); code != 4009 {
+		t.Fatalf("close %d", code)
+	}
+
+	off := startServer(t, func(c *config.Config) { c.Apps[0].UserAuthentication = false })
+	w = off.dial()
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.expectError(int(wsconn.CodeSigninRefused))
+}
+
+func TestSlowConsumerIsDisconnected(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.MaxPendingBytes = 64 << 10 })
+	// A raw client that reads only what the test tells it to.
+	slow, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.url, "http")+"/app/"+testKey+"?protocol=7", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, b, err := slow.ReadMessage(); err != nil || !strings.Contains(string(b), "connection_established") {
+		t.Fatalf("%s %v", b, err)
+	}
+	_ = slow.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:subscribe","data":{"channel":"firehose"}}`))
+	if _, b, err := slow.ReadMessage(); err != nil || !strings.Contains(string(b), "subscription_succeeded") {
+		t.Fatalf("%s %v", b, err)
+	}
+	fast := s.dial()
+	fast.mustSubscribe("firehose")
+
+	// The fast socket reads every event; the slow one never reads, so once
+	// the kernel's buffers are full its queue passes 64 KiB.
+	data := strings.Repeat("z", 9000)
+	for i := 0; i < 3000; i++ {
+		s.node.Publish(actors.Event{AppID: testAppID, Channels: []string{"firehose"}, Name: "blob", Data: data})
+		if f := fast.read(); f.Event != "blob" {
+			t.Fatalf("fast reader got %+v", f)
+		}
+	}
+	// Reading now, the slow socket finds what fitted, then a 4101 close.
+	_ = slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := slow.ReadMessage()
+		if err == nil {
+			continue
+		}
+		ce, ok := err.(*websocket.CloseError)
+		if !ok || ce.Code != int(wsconn.CodeSlowConsumer) {
+			t.Fatalf("slow consumer ended with %v, want close 4101", err)
+		}
+		break
+	}
+}
+
+func TestDrainClosesWith4200(t *testing.T) {
+	s := startServer(t, nil)
+	a, b := s.dial(), s.dial()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := contextWithTimeout(5 * time.Second)
+		defer cancel()
+		done <- s.node.Drain(ctx)
+	}()
+	for _, w := range []*wsClient{a, b} {
+		if code := w.expectClose(); code != 4200 {
+			t.Fatalf("close %d, want 4200", code)
+		}
+		w.c.Close()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	st, body := s.rawAPI("GET", s.url+"/up", nil)
+	if st != 503 {
+		t.Fatalf("/up while draining: %d %v", st, body)
+	}
+	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+	w.expectError(4200)
+}
