@@ -268,3 +268,7 @@ func (n *Node) Drain(ctx context.Context) error {
 
 // Stop ends the actor system.
 func (n *Node) Stop() { n.system.Shutdown() }
+
+// System is the node's actor system, for actors that live beside the
+// channels (the chat backend's unread counters).
+func (n *Node) System() *actor.ActorSystem { return n.system }

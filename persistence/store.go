@@ -1,0 +1,275 @@
+// Package persistence stores Parley's users, API tokens, matters, messages
+// and read receipts in PostgreSQL or in an embedded SQLite database.
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Sentinel errors, always wrapped with context; test with errors.Is. Any
+// other error (database down, bad SQL) is neither.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// User is an account. Email is stored trimmed and lowercased so uniqueness
+// and lookups are case-insensitive in both dialects.
+type User struct {
+	ID           int64     `db:"id" json:"id"`
+	Name         string    `db:"name" json:"name"`
+	Email        string    `db:"email" json:"email"`
+	PasswordHash string    `db:"password_hash" json:"-"`
+	CreatedAt    time.Time `db:"created_at" json:"created_at"`
+}
+
+// Token is an API token in the Laravel-Sanctum-like form "{id}|{secret}";
+// only a SHA-256 hex hash of the secret is stored.
+type Token struct {
+	ID         int64      `db:"id" json:"id"`
+	UserID     int64      `db:"user_id" json:"user_id"`
+	SecretHash string     `db:"secret_hash" json:"-"`
+	ExpiresAt  *time.Time `db:"expires_at" json:"expires_at"`
+	LastUsedAt *time.Time `db:"last_used_at" json:"last_used_at"`
+	CreatedAt  time.Time  `db:"created_at" json:"created_at"`
+}
+
+// Matter is a conversation that members post messages to.
+type Matter struct {
+	ID        int64     `db:"id" json:"id"`
+	Title     string    `db:"title" json:"title"`
+	CreatedAt time.Time `db:"created_at" json:"created_at"`
+}
+
+// Message is a chat message with its sender's name joined from users.
+type Message struct {
+	ID         int64      `db:"id"`
+	MatterID   int64      `db:"matter_id"`
+	SenderID   int64      `db:"sender_id"`
+	SenderName string     `db:"sender_name"` // joined from users
+	Body       string     `db:"body"`
+	CreatedAt  time.Time  `db:"created_at"`
+	UpdatedAt  time.Time  `db:"updated_at"`
+	EditedAt   *time.Time `db:"edited_at"`
+}
+
+// ReadReceipt records that ReaderID has read a message.
+type ReadReceipt struct {
+	MessageID int64     `db:"message_id"`
+	MatterID  int64     `db:"matter_id"`
+	SenderID  int64     `db:"sender_id"` // the message's sender (who gets the receipt)
+	ReaderID  int64     `db:"reader_id"`
+	ReadAt    time.Time `db:"read_at"`
+}
+
+// MessageQuery selects a page of a matter's messages.
+//
+// Default order (no cursor): newest first, paged by Page. AfterID returns the
+// oldest messages after it first; BeforeID the newest before it first; when
+// both are set the result is the open interval between them, oldest first.
+// Total counts every message matching the filter (matter + cursor), so the
+// caller can compute last_page.
+type MessageQuery struct {
+	MatterID int64
+	Page     int   // 1-based; used when AfterID and BeforeID are 0
+	Limit    int   // page size, caller validates 1..100
+	AfterID  int64 // >0: messages with id > AfterID, oldest first (catch-up after being offline)
+	BeforeID int64 // >0: messages with id < BeforeID, newest first (scroll back)
+}
+
+// Store is Parley's persistence. All times are stored and returned in UTC,
+// truncated to microseconds (PostgreSQL's precision) so both dialects agree.
+type Store interface {
+	// Migrate applies pending migrations; it is idempotent and safe when two processes run it at once.
+	Migrate(ctx context.Context) error
+	// Ping checks that the database is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the database handles.
+	Close() error
+	// Dialect reports "postgres" or "sqlite".
+	Dialect() string
+
+	// CreateUser inserts a user; ErrConflict if the email is taken (case-insensitive).
+	CreateUser(ctx context.Context, name, email, passwordHash string) (User, error)
+	// UserByID returns the user or ErrNotFound.
+	UserByID(ctx context.Context, id int64) (User, error)
+	// UserByEmail looks the user up case-insensitively, or ErrNotFound.
+	UserByEmail(ctx context.Context, email string) (User, error)
+
+	// CreateToken stores a token hash; ErrNotFound if the user is missing.
+	CreateToken(ctx context.Context, userID int64, secretHash string, expiresAt *time.Time) (Token, error)
+	// TokenByID returns the token or ErrNotFound.
+	TokenByID(ctx context.Context, id int64) (Token, error)
+	// TouchToken sets last_used_at; ErrNotFound if the token is missing.
+	TouchToken(ctx context.Context, id int64, at time.Time) error
+	// DeleteToken removes the token; ErrNotFound if it was already gone.
+	DeleteToken(ctx context.Context, id int64) error
+
+	// CreateMatter inserts a matter.
+	CreateMatter(ctx context.Context, title string) (Matter, error)
+	// MatterByID returns the matter or ErrNotFound.
+	MatterByID(ctx context.Context, id int64) (Matter, error)
+	// AddMember is idempotent; ErrNotFound if the matter or user is missing.
+	AddMember(ctx context.Context, matterID, userID int64) error
+	// IsMember reports whether the user belongs to the matter.
+	IsMember(ctx context.Context, matterID, userID int64) (bool, error)
+	// MemberIDs lists the matter's member ids ascending (empty if none).
+	MemberIDs(ctx context.Context, matterID int64) ([]int64, error)
+	// MattersForUser lists the user's matters by ascending id (empty if none).
+	MattersForUser(ctx context.Context, userID int64) ([]Matter, error)
+
+	// CreateMessage inserts a message in one transaction and returns it with SenderName; ErrNotFound if the matter or sender is missing.
+	CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (Message, error)
+	// MessageByID returns the message or ErrNotFound.
+	MessageByID(ctx context.Context, id int64) (Message, error)
+	// UpdateMessage sets body, updated_at and edited_at; ErrNotFound if the message is missing.
+	UpdateMessage(ctx context.Context, id int64, body string, at time.Time) (Message, error)
+	// ListMessages returns one page of messages and the total matching the filter.
+	ListMessages(ctx context.Context, q MessageQuery) (msgs []Message, total int, err error)
+
+	// MarkRead records a read once: a second call returns the first read_at and created=false; ErrNotFound if the message (or reader) is missing.
+	MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (r ReadReceipt, created bool, err error)
+	// UnreadCounts maps every matter the user is a member of (zeros included) to its messages not sent by the user and not read by them.
+	UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error)
+}
+
+// Open returns a PostgreSQL store when databaseURL is non-empty (lib/pq,
+// "postgres://..."), else the embedded SQLite database at
+// filepath.Join(dataDir, "parley.db") (creating dataDir, 0700).
+// It checks the connection but does not migrate; callers call Migrate.
+func Open(ctx context.Context, databaseURL, dataDir string) (Store, error) {
+	if databaseURL != "" {
+		return openPostgres(ctx, databaseURL)
+	}
+	if dataDir == "" {
+		return nil, errors.New("persistence: no database URL and no data directory")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("persistence: create data dir: %w", err)
+	}
+	return openSQLite(ctx, filepath.Join(dataDir, "parley.db"))
+}
+
+// dbTime is how every time is written: UTC at PostgreSQL's microsecond
+// precision, so a value read back equals the value written in both dialects.
+func dbTime(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+func dbTimePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := dbTime(*t)
+	return &v
+}
+
+// normalizeEmail makes email comparisons case-insensitive in Go rather than
+// with SQL lower(), which SQLite only applies to ASCII.
+func normalizeEmail(email string) string {
+	return strings.ToLower(strings.TrimSpace(email))
+}
+
+// The drivers return times in the session's zone; callers get UTC.
+
+func (u *User) utc() {
+	u.CreatedAt = u.CreatedAt.UTC()
+}
+
+func (t *Token) utc() {
+	t.CreatedAt = t.CreatedAt.UTC()
+	t.ExpiresAt = utcPtr(t.ExpiresAt)
+	t.LastUsedAt = utcPtr(t.LastUsedAt)
+}
+
+func (m *Matter) utc() {
+	m.CreatedAt = m.CreatedAt.UTC()
+}
+
+func (m *Message) utc() {
+	m.CreatedAt = m.CreatedAt.UTC()
+	m.UpdatedAt = m.UpdatedAt.UTC()
+	m.EditedAt = utcPtr(m.EditedAt)
+}
+
+func (r *ReadReceipt) utc() {
+	r.ReadAt = r.ReadAt.UTC()
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.UTC()
+	return &v
+}
+
+// messageWindow turns a query into a WHERE suffix (after matter_id), its
+// arguments, the ORDER BY direction and the offset. Both dialects share it so
+// paging semantics cannot drift apart; ph renders the n-th placeholder.
+func messageWindow(q MessageQuery, ph func(n int) string) (where string, args []any, order string, offset int, err error) {
+	if q.Limit <= 0 {
+		return "", nil, "", 0, fmt.Errorf("persistence: list messages: limit %d must be positive", q.Limit)
+	}
+	args = []any{q.MatterID}
+	order = "DESC"
+	if q.AfterID > 0 {
+		args = append(args, q.AfterID)
+		where += " AND m.id > " + ph(len(args))
+		order = "ASC"
+	}
+	if q.BeforeID > 0 {
+		args = append(args, q.BeforeID)
+		where += " AND m.id < " + ph(len(args))
+	}
+	if q.AfterID <= 0 && q.BeforeID <= 0 && q.Page > 1 {
+		// A page far past the end must not overflow into a negative OFFSET.
+		if q.Page-1 > math.MaxInt/q.Limit {
+			offset = math.MaxInt
+		} else {
+			offset = (q.Page - 1) * q.Limit
+		}
+	}
+	return where, args, order, offset, nil
+}
+
+// affectedOne turns a single-row UPDATE/DELETE result into nil or ErrNotFound.
+func affectedOne(res sql.Result, err error, op, what string, id int64) error {
+	if err != nil {
+		return fmt.Errorf("persistence: %s: %w", op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("persistence: %s: %w", op, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("persistence: %s %d: %w", what, id, ErrNotFound)
+	}
+	return nil
+}
+
+// scanCounts reads (matter_id, count) rows.
+func scanCounts(rows *sql.Rows) (map[int64]int, error) {
+	defer rows.Close()
+	out := map[int64]int{}
+	for rows.Next() {
+		var id int64
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("persistence: unread counts: %w", err)
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("persistence: unread counts: %w", err)
+	}
+	return out, nil
+}

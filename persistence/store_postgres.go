@@ -1,0 +1,413 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+)
+
+var _ Store = (*pgStore)(nil)
+
+// pgStore is the PostgreSQL store. Writes that must return joined data use
+// one statement with a data-modifying CTE, so each is atomic in a single
+// round trip without an explicit transaction.
+type pgStore struct {
+	db         *sqlx.DB
+	migrations []migration
+}
+
+func openPostgres(ctx context.Context, databaseURL string) (*pgStore, error) {
+	migs, err := loadMigrations("postgres")
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open("postgres", databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: open postgres: %w", err)
+	}
+	// 20 per node leaves room under the default max_connections (100) for a
+	// few nodes plus admin sessions.
+	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(20)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	// Fail at startup on a bad URL or a down server rather than on the
+	// first request.
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("persistence: open postgres: %w", err)
+	}
+	return &pgStore{db: db, migrations: migs}, nil
+}
+
+func (s *pgStore) Dialect() string { return "postgres" }
+
+func (s *pgStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("persistence: ping: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) Close() error { return s.db.Close() }
+
+func pgIs(err error, code pqerror.Code) bool { return pq.As(err, code) != nil }
+
+// Migrate applies each pending file in its own transaction that first takes
+// a transaction-scoped advisory lock, so nodes migrating at once serialise
+// and the loser sees the winner's version row. The lock key includes the
+// schema so separate schemas (e.g. test runs) do not wait on each other.
+func (s *pgStore) Migrate(ctx context.Context) error {
+	for _, m := range s.migrations {
+		if err := s.migrateOne(ctx, m); err != nil {
+			return fmt.Errorf("persistence: migrate %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *pgStore) migrateOne(ctx context.Context, m migration) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx,
+		`SELECT pg_advisory_xact_lock(hashtext('parley.migrate'), hashtext(coalesce(current_schema(), '')))`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at TIMESTAMPTZ NOT NULL
+	)`); err != nil {
+		return err
+	}
+	var applied bool
+	if err := tx.GetContext(ctx, &applied,
+		`SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version); err != nil {
+		return err
+	}
+	if applied {
+		return tx.Commit()
+	}
+	// Without arguments lib/pq uses the simple query protocol, which runs a
+	// multi-statement file.
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, m.version, dbTime(time.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+const pgUserCols = `id, name, email, password_hash, created_at`
+
+func (s *pgStore) CreateUser(ctx context.Context, name, email, passwordHash string) (User, error) {
+	var u User
+	email = normalizeEmail(email)
+	err := s.db.GetContext(ctx, &u, `INSERT INTO users (name, email, password_hash, created_at)
+		VALUES ($1, $2, $3, $4) RETURNING `+pgUserCols, name, email, passwordHash, dbTime(time.Now()))
+	if pgIs(err, pqerror.UniqueViolation) {
+		return User{}, fmt.Errorf("persistence: user %q: %w", email, ErrConflict)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("persistence: create user: %w", err)
+	}
+	u.utc()
+	return u, nil
+}
+
+func (s *pgStore) UserByID(ctx context.Context, id int64) (User, error) {
+	var u User
+	err := s.db.GetContext(ctx, &u, `SELECT `+pgUserCols+` FROM users WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("persistence: user %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("persistence: user by id: %w", err)
+	}
+	u.utc()
+	return u, nil
+}
+
+func (s *pgStore) UserByEmail(ctx context.Context, email string) (User, error) {
+	var u User
+	email = normalizeEmail(email)
+	// lower() on both sides matches the unique index users_email_lower_key.
+	err := s.db.GetContext(ctx, &u, `SELECT `+pgUserCols+` FROM users WHERE lower(email) = lower($1)`, email)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("persistence: user %q: %w", email, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("persistence: user by email: %w", err)
+	}
+	u.utc()
+	return u, nil
+}
+
+const pgTokenCols = `id, user_id, secret_hash, expires_at, last_used_at, created_at`
+
+func (s *pgStore) CreateToken(ctx context.Context, userID int64, secretHash string, expiresAt *time.Time) (Token, error) {
+	var t Token
+	err := s.db.GetContext(ctx, &t, `INSERT INTO tokens (user_id, secret_hash, expires_at, created_at)
+		VALUES ($1, $2, $3, $4) RETURNING `+pgTokenCols, userID, secretHash, dbTimePtr(expiresAt), dbTime(time.Now()))
+	if pgIs(err, pqerror.ForeignKeyViolation) {
+		return Token{}, fmt.Errorf("persistence: token for user %d: user: %w", userID, ErrNotFound)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("persistence: create token: %w", err)
+	}
+	t.utc()
+	return t, nil
+}
+
+func (s *pgStore) TokenByID(ctx context.Context, id int64) (Token, error) {
+	var t Token
+	err := s.db.GetContext(ctx, &t, `SELECT `+pgTokenCols+` FROM tokens WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, fmt.Errorf("persistence: token %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("persistence: token by id: %w", err)
+	}
+	t.utc()
+	return t, nil
+}
+
+func (s *pgStore) TouchToken(ctx context.Context, id int64, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE tokens SET last_used_at = $1 WHERE id = $2`, dbTime(at), id)
+	return affectedOne(res, err, "touch token", "token", id)
+}
+
+func (s *pgStore) DeleteToken(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM tokens WHERE id = $1`, id)
+	return affectedOne(res, err, "delete token", "token", id)
+}
+
+func (s *pgStore) CreateMatter(ctx context.Context, title string) (Matter, error) {
+	var m Matter
+	err := s.db.GetContext(ctx, &m,
+		`INSERT INTO matters (title, created_at) VALUES ($1, $2) RETURNING id, title, created_at`,
+		title, dbTime(time.Now()))
+	if err != nil {
+		return Matter{}, fmt.Errorf("persistence: create matter: %w", err)
+	}
+	m.utc()
+	return m, nil
+}
+
+func (s *pgStore) MatterByID(ctx context.Context, id int64) (Matter, error) {
+	var m Matter
+	err := s.db.GetContext(ctx, &m, `SELECT id, title, created_at FROM matters WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Matter{}, fmt.Errorf("persistence: matter %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Matter{}, fmt.Errorf("persistence: matter by id: %w", err)
+	}
+	m.utc()
+	return m, nil
+}
+
+func (s *pgStore) AddMember(ctx context.Context, matterID, userID int64) error {
+	// DO NOTHING covers only the primary key; a missing matter or user still
+	// fails the foreign key.
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO members (matter_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		matterID, userID, dbTime(time.Now()))
+	if pgIs(err, pqerror.ForeignKeyViolation) {
+		return fmt.Errorf("persistence: add user %d to matter %d: matter or user: %w", userID, matterID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("persistence: add member: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) IsMember(ctx context.Context, matterID, userID int64) (bool, error) {
+	var ok bool
+	err := s.db.GetContext(ctx, &ok,
+		`SELECT EXISTS (SELECT 1 FROM members WHERE matter_id = $1 AND user_id = $2)`, matterID, userID)
+	if err != nil {
+		return false, fmt.Errorf("persistence: is member: %w", err)
+	}
+	return ok, nil
+}
+
+func (s *pgStore) MemberIDs(ctx context.Context, matterID int64) ([]int64, error) {
+	ids := []int64{}
+	err := s.db.SelectContext(ctx, &ids,
+		`SELECT user_id FROM members WHERE matter_id = $1 ORDER BY user_id`, matterID)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: member ids: %w", err)
+	}
+	return ids, nil
+}
+
+func (s *pgStore) MattersForUser(ctx context.Context, userID int64) ([]Matter, error) {
+	ms := []Matter{}
+	err := s.db.SelectContext(ctx, &ms, `SELECT m.id, m.title, m.created_at
+		FROM members mm JOIN matters m ON m.id = mm.matter_id
+		WHERE mm.user_id = $1 ORDER BY m.id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: matters for user: %w", err)
+	}
+	for i := range ms {
+		ms[i].utc()
+	}
+	return ms, nil
+}
+
+const (
+	pgMessageCols   = `id, matter_id, sender_id, body, created_at, updated_at, edited_at`
+	pgMessageSelect = `SELECT m.id, m.matter_id, m.sender_id, u.name AS sender_name,
+	m.body, m.created_at, m.updated_at, m.edited_at
+	FROM messages m JOIN users u ON u.id = m.sender_id`
+)
+
+func (s *pgStore) CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (Message, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Message{}, fmt.Errorf("persistence: create message: %w", err)
+	}
+	defer tx.Rollback()
+	// Lock the matter so its messages take ids and commit one at a time: an
+	// after_id catch-up can then never skip a message that commits late.
+	var locked int64
+	err = tx.GetContext(ctx, &locked, `SELECT id FROM matters WHERE id = $1 FOR UPDATE`, matterID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, fmt.Errorf("persistence: message in matter %d: matter: %w", matterID, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("persistence: create message: %w", err)
+	}
+	var m Message
+	err = tx.GetContext(ctx, &m, `WITH m AS (
+			INSERT INTO messages (matter_id, sender_id, body, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $4) RETURNING `+pgMessageCols+`)
+		SELECT m.*, u.name AS sender_name FROM m JOIN users u ON u.id = m.sender_id`,
+		matterID, senderID, body, dbTime(at))
+	if pgIs(err, pqerror.ForeignKeyViolation) {
+		return Message{}, fmt.Errorf("persistence: message in matter %d from user %d: matter or sender: %w", matterID, senderID, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("persistence: create message: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Message{}, fmt.Errorf("persistence: create message: commit: %w", err)
+	}
+	m.utc()
+	return m, nil
+}
+
+func (s *pgStore) MessageByID(ctx context.Context, id int64) (Message, error) {
+	var m Message
+	err := s.db.GetContext(ctx, &m, pgMessageSelect+` WHERE m.id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("persistence: message by id: %w", err)
+	}
+	m.utc()
+	return m, nil
+}
+
+func (s *pgStore) UpdateMessage(ctx context.Context, id int64, body string, at time.Time) (Message, error) {
+	var m Message
+	err := s.db.GetContext(ctx, &m, `WITH m AS (
+			UPDATE messages SET body = $2, updated_at = $3, edited_at = $3 WHERE id = $1
+			RETURNING `+pgMessageCols+`)
+		SELECT m.*, u.name AS sender_name FROM m JOIN users u ON u.id = m.sender_id`,
+		id, body, dbTime(at))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("persistence: update message: %w", err)
+	}
+	m.utc()
+	return m, nil
+}
+
+func (s *pgStore) ListMessages(ctx context.Context, q MessageQuery) ([]Message, int, error) {
+	ph := func(n int) string { return "$" + strconv.Itoa(n) }
+	where, args, order, offset, err := messageWindow(q, ph)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Two statements, not one snapshot: a message arriving in between only
+	// skews total by one, which the next request corrects.
+	var total int
+	if err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM messages m WHERE m.matter_id = $1`+where, args...); err != nil {
+		return nil, 0, fmt.Errorf("persistence: count messages: %w", err)
+	}
+	msgs := []Message{}
+	if offset < total {
+		n := len(args)
+		err = s.db.SelectContext(ctx, &msgs,
+			pgMessageSelect+` WHERE m.matter_id = $1`+where+` ORDER BY m.id `+order+
+				` LIMIT `+ph(n+1)+` OFFSET `+ph(n+2),
+			append(args, q.Limit, offset)...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("persistence: list messages: %w", err)
+		}
+	}
+	for i := range msgs {
+		msgs[i].utc()
+	}
+	return msgs, total, nil
+}
+
+func (s *pgStore) MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (ReadReceipt, bool, error) {
+	// DO NOTHING waits for a concurrent insert of the same row to commit, so
+	// the separate SELECT below (a fresh snapshot) always sees the winner.
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO message_reads (message_id, user_id, read_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		messageID, readerID, dbTime(at))
+	if pgIs(err, pqerror.ForeignKeyViolation) {
+		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d by user %d: message or reader: %w", messageID, readerID, ErrNotFound)
+	}
+	if err != nil {
+		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
+	}
+	var r ReadReceipt
+	err = s.db.GetContext(ctx, &r, `SELECT r.message_id, m.matter_id, m.sender_id, r.user_id AS reader_id, r.read_at
+		FROM message_reads r JOIN messages m ON m.id = r.message_id
+		WHERE r.message_id = $1 AND r.user_id = $2`, messageID, readerID)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Only possible if the message was deleted in between.
+		return ReadReceipt{}, false, fmt.Errorf("persistence: message %d: %w", messageID, ErrNotFound)
+	}
+	if err != nil {
+		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
+	}
+	r.utc()
+	return r, n == 1, nil
+}
+
+func (s *pgStore) UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error) {
+	// The LEFT JOIN keeps matters with nothing unread as zero rows.
+	rows, err := s.db.QueryContext(ctx, `SELECT mm.matter_id, COUNT(m.id)
+		FROM members mm
+		LEFT JOIN messages m ON m.matter_id = mm.matter_id AND m.sender_id <> $1
+			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = $1)
+		WHERE mm.user_id = $1
+		GROUP BY mm.matter_id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: unread counts: %w", err)
+	}
+	return scanCounts(rows)
+}

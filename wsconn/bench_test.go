@@ -1,0 +1,69 @@
+package wsconn
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// BenchmarkEncodePublish is the once-per-publish cost: the JSON frame and its
+// WebSocket framing, shared by every receiving socket.
+func BenchmarkEncodePublish(b *testing.B) {
+	data := strings.Repeat("x", 200)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_ = NewPrepared(EncodeEvent("App\\Events\\MessageSent", "private-matter.42", data, ""))
+	}
+}
+
+// BenchmarkDeliver is the per-delivery cost: queueing a prepared frame on a
+// real socket and writing it out. It must not allocate per delivery.
+func BenchmarkDeliver(b *testing.B) {
+	conns := make(chan *Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Upgrade(w, r, Options{MaxPendingBytes: 1 << 34}) // the loop outruns the writer: measure, do not disconnect
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		conns <- c
+	}))
+	defer srv.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	c := <-conns
+	go func() { _ = c.ReadLoop(func([]byte) {}, func() {}) }()
+	frame := NewPrepared(EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc := client.NetConn()
+		buf := make([]byte, 64<<10)
+		want := int64(b.N) * int64(frame.Size())
+		for got := int64(0); got < want; {
+			n, err := nc.Read(buf)
+			if err != nil {
+				return
+			}
+			got += int64(n)
+		}
+	}()
+	b.ReportAllocs()
+	b.SetBytes(int64(frame.Size()))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !c.Send(frame) {
+			b.Fatal("send refused")
+		}
+	}
+	<-done
+	b.StopTimer()
+	_, _ = io.Discard.Write(nil)
+}
