@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
+	"github.com/parley-chat/parley/persistence"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -42,6 +43,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				cfg.CredentialsFile(), a.ID, a.Key, a.Secret)
 		}
 	}
+
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "parley:", err)
+		return 1
+	}
+	defer st.Close()
+	log.Info("database ready", "dialect", st.Dialect())
 
 	node := actors.NewNode(cfg, log)
 	api := httpapi.New(cfg, node, log)
@@ -93,4 +102,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	node.Stop()
 	log.Info("stopped")
 	return 0
+}
+
+// openStore opens the configured database and applies pending migrations.
+func openStore(ctx context.Context, cfg *config.Config) (persistence.Store, error) {
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := persistence.Open(octx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		if cfg.DatabaseURL != "" {
+			return nil, fmt.Errorf("cannot open the PostgreSQL database in DATABASE_URL: %w", err)
+		}
+		return nil, fmt.Errorf("cannot open the embedded database in %s: %w", cfg.DataDir, err)
+	}
+	if err := st.Migrate(octx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("database migration failed: %w", err)
+	}
+	return st, nil
 }
