@@ -62,6 +62,9 @@ func (a *connActor) Receive(ctx actor.Context) {
 			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, ch), socketID: a.socketID})
 		}
 		a.subs = nil
+		if a.userID != "" {
+			ctx.Send(a.node.watch, &signedOutMsg{appID: a.app.ID, userID: a.userID, socketID: a.socketID})
+		}
 		a.node.release(a.app, a.conn)
 	}
 }
@@ -259,7 +262,8 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 		return
 	}
 	var ud struct {
-		ID any `json:"id"`
+		ID        any   `json:"id"`
+		Watchlist []any `json:"watchlist"`
 	}
 	if err := json.Unmarshal([]byte(d.UserData), &ud); err != nil {
 		a.fail(wsconn.CodeSigninRefused, "user_data is not a JSON object: %v", err)
@@ -268,6 +272,16 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 	id, ok := ud.ID.(string)
 	if !ok || id == "" || len(id) > maxUserIDLength {
 		a.fail(wsconn.CodeSigninRefused, "user_data must have a non-empty string \"id\" of at most 128 characters")
+		return
+	}
+	watchlist := make([]string, 0, len(ud.Watchlist))
+	for _, w := range ud.Watchlist {
+		if ws, ok := w.(string); ok && ws != "" {
+			watchlist = append(watchlist, ws)
+		}
+	}
+	if len(watchlist) != len(ud.Watchlist) || len(watchlist) > MaxWatchlist {
+		a.fail(wsconn.CodeSigninRefused, "user_data.watchlist must be a list of at most %d non-empty string user ids", MaxWatchlist)
 		return
 	}
 	if a.userID != "" && a.userID != id {
@@ -285,4 +299,5 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 	a.subs[ch] = ""
 	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
 	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, ch), appID: a.app.ID, channel: ch, sub: sub, silent: true})
+	ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})
 }

@@ -34,6 +34,7 @@ type Node struct {
 	debug  *slog.Logger // nil unless --debug
 	system *actor.ActorSystem
 	router *actor.PID
+	watch  *actor.PID             // the watchlist actor
 	byKey  map[string]*appRuntime // set at construction
 	byID   map[string]*appRuntime // set at construction
 
@@ -62,6 +63,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 		n.byKey[rt.Key], n.byID[rt.ID] = rt, rt
 	}
 	n.router = system.Root.Spawn(actor.PropsFromProducer(newRouter))
+	n.watch = system.Root.Spawn(actor.PropsFromProducer(newWatchlist))
 	return n
 }
 

@@ -489,3 +489,38 @@ func TestDrainClosesWith4200(t *testing.T) {
 	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
 	w.expectError(4200)
 }
+
+func signin(t *testing.T, w *wsClient, ud string) {
+	t.Helper()
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.expect("pusher:signin_success")
+}
+
+func TestWatchlistEvents(t *testing.T) {
+	s := startServer(t, nil)
+	watcher, two := s.dial(), s.dial()
+	signin(t, watcher, `{"id":"1","watchlist":["2","3"]}`)
+	watcher.expectNothing(100 * time.Millisecond) // nobody watched is online yet
+
+	signin(t, two, `{"id":"2"}`)
+	f := watcher.expect("pusher_internal:watchlist_events")
+	if f.Data != `{"events":[{"name":"online","user_ids":["2"]}]}` {
+		t.Fatalf("online: %q", f.Data)
+	}
+	late := s.dial()
+	signin(t, late, `{"id":"9","watchlist":["2"]}`)
+	if f := late.expect("pusher_internal:watchlist_events"); !strings.Contains(f.Data, `"online","user_ids":["2"]`) {
+		t.Fatalf("already online: %q", f.Data)
+	}
+
+	two.c.Close()
+	for _, w := range []*wsClient{watcher, late} {
+		if f := w.expect("pusher_internal:watchlist_events"); f.Data != `{"events":[{"name":"offline","user_ids":["2"]}]}` {
+			t.Fatalf("offline: %q", f.Data)
+		}
+	}
+	bad := s.dial()
+	ud := `{"id":"5","watchlist":"2"}`
+	bad.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, bad.socketID, ud)}})
+	bad.expectError(int(wsconn.CodeSigninRefused))
+}
