@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -70,6 +71,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("app", "id", a.ID, "key", a.Key, "client_events", a.ClientEvents, "user_authentication", a.UserAuthentication)
 	}
 	log.Info("parley listening", "addr", ln.Addr().String(), "debug", cfg.Debug)
+	if addr := os.Getenv("PARLEY_PPROF_ADDR"); addr != "" {
+		// Profiling for operators, on its own listener (keep it on loopback).
+		go func() { log.Warn("pprof stopped", slog.Any("error", http.ListenAndServe(addr, pprofMux()))) }()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -120,4 +125,13 @@ func openStore(ctx context.Context, cfg *config.Config) (persistence.Store, erro
 		return nil, fmt.Errorf("database migration failed: %w", err)
 	}
 	return st, nil
+}
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
