@@ -96,7 +96,7 @@ func (n *Node) ConnOptions() wsconn.Options {
 func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 	refuse := func(code wsconn.Code, msg string) {
 		conn.CloseWithError(&wsconn.Error{Code: code, Msg: msg})
-		go func() { _ = conn.ReadLoop(func([]byte) {}, func() {}) }()
+		conn.Serve(func([]byte) {}, func() {}, nil)
 	}
 	if n.draining.Load() {
 		refuse(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
@@ -140,16 +140,11 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 	a := &connActor{node: n, app: rt, conn: conn, socketID: socketID, subs: map[string]string{}}
 	pid := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	root := n.system.Root
-	go func() {
-		err := conn.ReadLoop(
-			func(b []byte) { root.Send(pid, &inboundMsg{data: b}) },
-			func() { root.Send(pid, activity) },
-		)
-		if err != nil && n.debug != nil {
-			n.debug.Debug("socket ended", "socket", socketID, "error", err)
-		}
-		root.Send(pid, gone)
-	}()
+	conn.Serve(
+		func(b []byte) { root.Send(pid, &inboundMsg{data: b}) },
+		func() { root.Send(pid, activity) },
+		func() { root.Send(pid, gone) },
+	)
 }
 
 // release is called by a ConnectionActor when it stops.

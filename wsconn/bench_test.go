@@ -39,7 +39,7 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 	defer client.Close()
 	c := <-conns
-	go func() { _ = c.ReadLoop(func([]byte) {}, func() {}) }()
+	c.Serve(func([]byte) {}, func() {}, nil)
 	frame := NewPrepared(EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
 	done := make(chan struct{})
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,11 +29,10 @@ type Options struct {
 // closeGrace is how long we wait for the client's close reply after ours.
 const closeGrace = 2 * time.Second
 
+// gorilla only performs the handshake: Parley reads frames with its own
+// parser, driven by readiness (see poll_linux.go), and writes with its own
+// writer, so no goroutine or buffer is held per idle socket.
 var upgrader = websocket.Upgrader{
-	// Small read buffers keep idle sockets cheap; messages bigger than the
-	// buffer are still read whole. Writes bypass gorilla (see writeLoop), and
-	// the pool stops gorilla from keeping the hijacked 4 KB write buffer.
-	ReadBufferSize:  512,
 	WriteBufferPool: &sync.Pool{},
 	// Origins are checked per app after the upgrade, so that a refused client
 	// gets a pusher:error it can show instead of a bare HTTP 403.
@@ -42,28 +42,37 @@ var upgrader = websocket.Upgrader{
 // connection states, guarded by Conn.mu.
 const (
 	stateOpen    = iota
-	stateClosing // our close frame is queued; nothing more is accepted
-	stateClosed  // the read loop has ended
+	stateClosing // a close frame is queued; nothing more is accepted
+	stateClosed  // the socket is gone
 )
 
-// Conn is one client socket. Reading belongs to ReadLoop; any goroutine may
-// Send. Outbound frames wait in a bounded queue drained by a writer goroutine
-// that exists only while there is something to write, and that coalesces
-// everything queued into one writev.
+// Conn is one client socket. Any goroutine may Send. Outbound frames wait in
+// a bounded queue drained by a writer goroutine that exists only while there
+// is something to write, and that coalesces everything queued into one writev.
 type Conn struct {
-	ws           *websocket.Conn // read side; owned by ReadLoop
 	nc           net.Conn        // set at construction
+	rc           syscall.RawConn // set at construction; nil if the conn has no fd
 	debug        *slog.Logger    // set at construction; nil when not debugging
 	maxPending   int             // set at construction
 	writeTimeout time.Duration   // set at construction
-	id           string          // socket id for logs; set once by SetID before ReadLoop
+	id           string          // socket id for logs; set once by SetID before Serve
 
-	mu            sync.Mutex
-	queue         []*Prepared // guarded by mu
-	pending       int         // bytes in queue; guarded by mu
-	writing       bool        // a writeLoop goroutine runs; guarded by mu
-	state         int         // guarded by mu
-	closeAfterOut bool        // close the TCP conn once the queue is written; guarded by mu
+	// Set by Serve, called by the reader.
+	onMessage  func([]byte)
+	onActivity func()
+	onEnd      func()
+
+	fr     frameReader // owned by the reader (one at a time)
+	pollID uint64      // set by the poller
+
+	mu          sync.Mutex
+	queue       []*Prepared // guarded by mu
+	pending     int         // bytes in queue; guarded by mu
+	writing     bool        // a writeLoop goroutine runs; guarded by mu
+	state       int         // guarded by mu
+	endAfterOut bool        // end the socket once the queue is written; guarded by mu
+	peerClosed  bool        // the client sent a close frame; guarded by mu
+	ended       bool        // guarded by mu
 
 	// Owned by the one running writeLoop; handed over under mu when it exits.
 	spare []*Prepared
@@ -77,10 +86,10 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts Options) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	return newConn(ws, opts), nil
+	return newConn(ws.NetConn(), opts), nil
 }
 
-func newConn(ws *websocket.Conn, opts Options) *Conn {
+func newConn(nc net.Conn, opts Options) *Conn {
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = 64 << 10
 	}
@@ -90,8 +99,12 @@ func newConn(ws *websocket.Conn, opts Options) *Conn {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
-	ws.SetReadLimit(opts.ReadLimit)
-	return &Conn{ws: ws, nc: ws.NetConn(), debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout}
+	c := &Conn{nc: nc, debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout}
+	c.fr.limit = opts.ReadLimit
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	return c
 }
 
 // SetID names the socket in debug logs.
@@ -99,6 +112,92 @@ func (c *Conn) SetID(id string) { c.id = id }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Serve starts reading: onMessage gets each complete message, onActivity each
+// WebSocket ping or pong, and onEnd is called once when the socket is gone.
+// Callbacks must not block. Serve returns at once.
+func (c *Conn) Serve(onMessage func([]byte), onActivity func(), onEnd func()) {
+	c.onMessage, c.onActivity, c.onEnd = onMessage, onActivity, onEnd
+	if c.rc != nil && pollerAdd(c) == nil {
+		return
+	}
+	go c.readBlocking()
+}
+
+// readBlocking is the portable reader: one goroutine per socket.
+func (c *Conn) readBlocking() {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 && !c.consume(buf[:n]) {
+			return
+		}
+		if err != nil {
+			c.end()
+			return
+		}
+	}
+}
+
+// consume parses bytes read from the socket. It returns false when reading
+// must stop.
+func (c *Conn) consume(b []byte) bool {
+	if err := c.fr.feed(b, c); err != nil {
+		code := 1002 // protocol error
+		if errors.Is(err, errTooBig) {
+			code = 1009
+		}
+		if c.debug != nil {
+			c.debug.Debug("bad frame", "socket", c.id, "error", err)
+		}
+		c.closeAndEnd(code, err.Error())
+		return false
+	}
+	c.mu.Lock()
+	stop := c.peerClosed || c.ended
+	c.mu.Unlock()
+	return !stop
+}
+
+// frameEvents, called by the frameReader on the reader's goroutine.
+
+func (c *Conn) message(p []byte) {
+	if c.debug != nil {
+		c.debug.Debug("in", "socket", c.id, "frame", string(p))
+	}
+	c.onMessage(append([]byte(nil), p...))
+}
+
+func (c *Conn) ping(p []byte) {
+	c.control(newFrame(opPong, p))
+	c.onActivity()
+}
+
+func (c *Conn) pong() { c.onActivity() }
+
+func (c *Conn) peerClose(code int) {
+	if code == 1005 || code == 1006 || code == 1015 {
+		code = 1000 // not sendable on the wire
+	}
+	c.mu.Lock()
+	c.peerClosed = true
+	if c.state == stateOpen {
+		// Answer the client's close, then end.
+		c.queue = append(c.queue, closeFrame(code, ""))
+		c.state = stateClosing
+		c.endAfterOut = true
+		c.startWriterLocked()
+		c.mu.Unlock()
+		return
+	}
+	// We had sent ours: the handshake is complete once it is written.
+	written := !c.writing
+	c.endAfterOut = true
+	c.mu.Unlock()
+	if written {
+		c.end()
+	}
+}
 
 // Send queues a frame. It returns false when the socket no longer accepts
 // frames; when the queue would exceed its bound the socket is closed with
@@ -110,7 +209,7 @@ func (c *Conn) Send(p *Prepared) bool {
 		return false
 	}
 	if c.pending+len(p.wire) > c.maxPending {
-		c.closeLocked(CodeSlowConsumer, CodeSlowConsumer.Message(), true)
+		c.closeLocked(int(CodeSlowConsumer), CodeSlowConsumer.Message(), true)
 		c.mu.Unlock()
 		return false
 	}
@@ -139,7 +238,7 @@ func (c *Conn) CloseWithError(e *Error) {
 	if c.state == stateOpen {
 		c.queue = append(c.queue, f)
 		c.pending += f.Size()
-		c.closeLocked(e.Code, e.Message(), false)
+		c.closeLocked(int(e.Code), e.Message(), false)
 	}
 	c.mu.Unlock()
 }
@@ -148,22 +247,37 @@ func (c *Conn) CloseWithError(e *Error) {
 func (c *Conn) Close(code Code, reason string) {
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.closeLocked(code, reason, false)
+		c.closeLocked(int(code), reason, false)
 	}
 	c.mu.Unlock()
 }
 
+// closeAndEnd sends a close frame and ends the socket once it is written,
+// without waiting for the client (it broke the protocol).
+func (c *Conn) closeAndEnd(code int, reason string) {
+	c.mu.Lock()
+	if c.state == stateOpen {
+		c.closeLocked(code, reason, true)
+	}
+	c.endAfterOut = true
+	idle := !c.writing
+	c.mu.Unlock()
+	if idle {
+		c.end()
+	}
+}
+
 // closeLocked queues the close frame; drop discards what is queued (a slow
 // consumer will never read it). Caller holds mu and checked stateOpen.
-func (c *Conn) closeLocked(code Code, reason string, drop bool) {
+func (c *Conn) closeLocked(code int, reason string, drop bool) {
 	if drop {
 		clear(c.queue)
 		c.queue, c.pending = c.queue[:0], 0
 	}
 	if c.debug != nil {
-		c.debug.Debug("close", "socket", c.id, "code", int(code), "reason", reason)
+		c.debug.Debug("close", "socket", c.id, "code", code, "reason", reason)
 	}
-	c.queue = append(c.queue, closeFrame(int(code), reason))
+	c.queue = append(c.queue, closeFrame(code, reason))
 	c.state = stateClosing
 	c.startWriterLocked()
 }
@@ -175,11 +289,10 @@ func (c *Conn) startWriterLocked() {
 	}
 }
 
-// control queues a control frame (pong, close reply) regardless of state
-// unless the socket is fully closed.
+// control queues a control frame (pong) unless the socket is closing.
 func (c *Conn) control(p *Prepared) {
 	c.mu.Lock()
-	if c.state != stateClosed || c.writing {
+	if c.state == stateOpen {
 		c.queue = append(c.queue, p)
 		c.pending += p.Size()
 		c.startWriterLocked()
@@ -190,16 +303,16 @@ func (c *Conn) control(p *Prepared) {
 func (c *Conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 {
+		if len(c.queue) == 0 || c.ended {
 			c.writing = false
-			closeNow := c.closeAfterOut
-			if cap(c.queue) > 256 || cap(c.spare) > 256 {
+			endNow := c.endAfterOut && !c.ended
+			if cap(c.queue) > 256 || cap(c.spare) > 256 || c.ended {
 				// don't keep a burst's capacity on an idle socket
 				c.queue, c.spare, c.bufs = nil, nil, nil
 			}
 			c.mu.Unlock()
-			if closeNow {
-				c.nc.Close()
+			if endNow {
+				c.end()
 			}
 			return
 		}
@@ -225,67 +338,36 @@ func (c *Conn) writeLoop() {
 		clear(batch)
 		c.spare = batch
 		clear(c.bufs)
-		if sentClose {
-			// Give the client a moment to answer our close, then the read
-			// loop times out and tears the socket down.
-			_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
-		}
 		if err != nil {
 			c.mu.Lock()
-			c.state = stateClosed
-			clear(c.queue)
-			c.queue, c.pending, c.writing = nil, 0, false
+			c.writing = false
 			c.spare, c.bufs = nil, nil
 			c.mu.Unlock()
-			c.nc.Close()
+			c.end()
 			return
+		}
+		if sentClose {
+			// Give the client a moment to answer our close, then end.
+			time.AfterFunc(closeGrace, c.end)
 		}
 	}
 }
 
-// ReadLoop reads messages until the socket ends, calling onMessage for each
-// and onActivity for protocol-level ping/pong frames. It closes the socket
-// before returning. Callbacks run on the read goroutine and must not block.
-func (c *Conn) ReadLoop(onMessage func([]byte), onActivity func()) error {
-	c.ws.SetPingHandler(func(data string) error {
-		c.control(newFrame(opPong, []byte(data)))
-		onActivity()
-		return nil
-	})
-	c.ws.SetPongHandler(func(string) error { onActivity(); return nil })
-	c.ws.SetCloseHandler(func(code int, _ string) error {
-		if code == websocket.CloseNoStatusReceived {
-			code = websocket.CloseNormalClosure
-		}
-		c.control(closeFrame(code, ""))
-		return nil
-	})
-	var err error
-	for {
-		var data []byte
-		_, data, err = c.ws.ReadMessage()
-		if err != nil {
-			break
-		}
-		if c.debug != nil {
-			c.debug.Debug("in", "socket", c.id, "frame", string(data))
-		}
-		onMessage(data)
-	}
+// end tears the socket down once: no more reads or writes, onEnd called.
+func (c *Conn) end() {
 	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
 	c.state = stateClosed
-	if c.writing {
-		// Let the writer flush a close reply, bounded by the write deadline.
-		c.closeAfterOut = true
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.mu.Unlock()
-	} else {
-		c.mu.Unlock()
-		c.nc.Close()
+	clear(c.queue)
+	c.queue, c.pending = nil, 0
+	c.mu.Unlock()
+	pollerRemove(c)
+	c.nc.Close()
+	if c.onEnd != nil {
+		c.onEnd()
 	}
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) || errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
 }
