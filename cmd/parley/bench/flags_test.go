@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+var creds = []string{"--app-id", "1", "--key", "k", "--secret", "s"}
+
+func TestBadFlagsAreUsageErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"rate zero", []string{"fanout", "--rate", "0"}, "--rate must be > 0"},
+		{"negative subscribers", []string{"fanout", "--subscribers", "-5"}, "--subscribers must be between 1 and 50000 (got -5)"},
+		{"subscribers over cap", []string{"fanout", "-n", "50001"}, "--subscribers must be between 1 and 50000 (got 50001)"},
+		{"rate over cap", []string{"fanout", "--rate", "1e6"}, "--rate must be > 0 and at most 100000"},
+		{"duration over cap", []string{"fanout", "--duration", "11m"}, "--duration must be between"},
+		{"zero duration", []string{"fanout", "--duration", "0s"}, "--duration must be between"},
+		{"more channels than subscribers", []string{"fanout", "-n", "2", "--channels", "3"}, "--channels must be between 1 and 2"},
+		{"private prefix", []string{"fanout", "--channel-prefix", "private-x"}, "public channels"},
+		{"too many deliveries", []string{"fanout", "-n", "50000", "--channels", "1", "--rate", "100000", "--duration", "10m"}, "over the cap"},
+		{"not a number", []string{"fanout", "--rate", "fast"}, "invalid value"},
+		{"unknown flag", []string{"fanout", "--nope"}, "flag provided but not defined"},
+		{"stray argument", []string{"fanout", "extra"}, `unexpected argument "extra"`},
+		{"negative connections", []string{"connections", "--connections", "-1"}, "--connections must be between"},
+		{"negative hold", []string{"connections", "--hold", "-1s"}, "--hold must be between"},
+		{"presence of one", []string{"presence", "--members", "1"}, "--members must be between 2 and 5000"},
+		{"presence over cap", []string{"presence", "--members", "5001"}, "--members must be between 2 and 5000"},
+		{"public presence channel", []string{"presence", "--channel", "bench"}, "starting with presence-"},
+		{"chat rate zero", []string{"chat", "--rate", "0"}, "--rate must be > 0 and at most 1000"},
+		{"chat too many users", []string{"chat", "--matters", "500", "--members", "5"}, "at most 1000 users"},
+		{"users file without matters", []string{"chat", "--users-file", "/nonexistent.json"}, "--users-file"},
+		{"bad port", []string{"fanout", "--port", "0"}, "--port must be between 1 and 65535"},
+		{"dead server pid", []string{"fanout", "--server-pid", "999999999"}, "--server-pid 999999999"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runMain(t, append(c.args, creds...)...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q lacks %q", stderr, c.want)
+			}
+			if stdout != "" {
+				t.Errorf("a usage error printed a report: %q", stdout)
+			}
+		})
+	}
+}
+
+func TestAllProblemsAtOnce(t *testing.T) {
+	for _, v := range []string{"PARLEY_APP_ID", "PARLEY_APP_KEY", "PARLEY_APP_SECRET", "REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET"} {
+		t.Setenv(v, "")
+	}
+	code, _, stderr := runMain(t, "fanout", "--rate", "0", "--subscribers", "-1", "--payload", "-3", "--key", "", "--app-id", "", "--secret", "")
+	if code != exitUsage {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"--rate", "--subscribers", "--payload", "--key is required", "--app-id is required", "--secret is required"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestCredentialsFromEnvironment(t *testing.T) {
+	t.Setenv("PARLEY_APP_KEY", "")
+	t.Setenv("REVERB_APP_KEY", "reverb-key")
+	t.Setenv("PARLEY_APP_ID", "parley-id")
+	t.Setenv("REVERB_APP_ID", "reverb-id")
+	t.Setenv("PARLEY_APP_SECRET", "top-secret")
+	sc := lookup("fanout")
+	fs, cfg := newFlagSet(sc)
+	sc.define(fs, cfg)
+	if err := fs.Parse([]string{"--app-id", ""}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.applyEnv()
+	if cfg.Key != "reverb-key" || cfg.AppID != "parley-id" {
+		t.Errorf("key %q app id %q: PARLEY_ should win, REVERB_ fill in", cfg.Key, cfg.AppID)
+	}
+	if cfg.Host != "127.0.0.1" || cfg.Port != 8080 {
+		t.Errorf("defaults %s:%d, want 127.0.0.1:8080", cfg.Host, cfg.Port)
+	}
+	if _, stdout, _ := runMain(t, "fanout", "--help"); strings.Contains(stdout, "top-secret") {
+		t.Error("--help printed the secret from the environment")
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		code, stdout, _ := runMain(t, args...)
+		if code != exitOK || !strings.Contains(stdout, "fanout") || !strings.Contains(stdout, "presence") {
+			t.Errorf("%v: exit %d, stdout %q", args, code, stdout)
+		}
+	}
+	for _, sc := range scenarios {
+		for _, args := range [][]string{{sc.name, "--help"}, {"help", sc.name}} {
+			code, stdout, _ := runMain(t, args...)
+			if code != exitOK || !strings.Contains(stdout, "parley bench "+sc.name) || !strings.Contains(stdout, "-allow-remote") {
+				t.Errorf("%v: exit %d, stdout %q", args, code, stdout)
+			}
+		}
+	}
+	if code, _, stderr := runMain(t); code != exitUsage || !strings.Contains(stderr, "Usage") {
+		t.Errorf("no arguments: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := runMain(t, "soak"); code != exitUsage || !strings.Contains(stderr, `unknown scenario "soak"`) {
+		t.Errorf("unknown scenario: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestLoopbackGuardRefusesRemoteWithoutDialling(t *testing.T) {
+	var dials atomic.Int64
+	orig := dialContext
+	dialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return nil, &net.OpError{Op: "dial", Err: net.UnknownNetworkError("test")}
+	}
+	t.Cleanup(func() { dialContext = orig })
+
+	for _, sc := range []string{"fanout", "connections", "presence", "chat"} {
+		code, stdout, stderr := runMain(t, append([]string{sc, "--host", "10.0.0.1"}, creds...)...)
+		if code != exitUsage || !strings.Contains(stderr, "--allow-remote") || stdout != "" {
+			t.Errorf("%s: exit %d, stderr %q", sc, code, stderr)
+		}
+	}
+	if n := dials.Load(); n != 0 {
+		t.Fatalf("the guard let %d connection attempts through", n)
+	}
+}
+
+func TestCheckLoopback(t *testing.T) {
+	for _, h := range []string{"127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "::1", "[::1]", "::ffff:127.0.0.1"} {
+		if err := checkLoopback(h); err != nil {
+			t.Errorf("%s refused: %v", h, err)
+		}
+	}
+	for _, h := range []string{"10.0.0.1", "192.168.1.1", "172.16.0.1", "8.8.8.8", "example.com", "localhost.example.com", "0.0.0.0", "::"} {
+		if err := checkLoopback(h); err == nil {
+			t.Errorf("%s accepted", h)
+		}
+	}
+	c := commonConfig{Host: "10.0.0.1", Port: 80, AllowRemote: true, DialConcurrency: 1}
+	if probs := c.validate(credentials{}); len(probs) != 0 {
+		t.Errorf("--allow-remote should let 10.0.0.1 pass validation: %v", probs)
+	}
+}
