@@ -26,10 +26,10 @@ type connActor struct {
 	conn     *wsconn.Conn
 	socketID string
 
-	subs     map[string]string // channel → presence user id ("" for other kinds)
-	userID   string            // set by a successful pusher:signin
-	pinged   bool              // a pusher:ping is waiting for an answer
-	rlStart  time.Time         // client event rate window start
+	subs     subscriptions // the channels this socket joined
+	userID   string        // set by a successful pusher:signin
+	pinged   bool          // a pusher:ping is waiting for an answer
+	rlStart  time.Time     // client event rate window start
 	rlEvents int
 }
 
@@ -54,12 +54,12 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
 		ctx.CancelReceiveTimeout()
 	case *subscribeFailedMsg:
-		delete(a.subs, m.channel)
+		a.subs.remove(m.channel)
 	case *goneMsg:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
-		for ch := range a.subs {
-			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, ch), socketID: a.socketID})
+		for _, sub := range a.subs {
+			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, sub.channel), socketID: a.socketID})
 		}
 		a.subs = nil
 		if a.userID != "" {
@@ -106,8 +106,8 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 			a.fail(wsconn.CodeInvalidMessage, "pusher:unsubscribe: %v", err)
 			return
 		}
-		if _, ok := a.subs[d.Channel]; ok {
-			delete(a.subs, d.Channel)
+		if _, ok := a.subs.get(d.Channel); ok {
+			a.subs.remove(d.Channel)
 			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, d.Channel), socketID: a.socketID})
 		}
 	case f.Event == "pusher:signin":
@@ -172,7 +172,7 @@ func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
 			return
 		}
 	}
-	a.subs[d.Channel] = sub.userID
+	a.subs.set(d.Channel, sub.userID)
 	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, d.Channel), appID: a.app.ID, channel: d.Channel, sub: sub})
 }
 
@@ -224,7 +224,7 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 		a.fail(wsconn.CodeClientEventRefused, "client events are only allowed on private and presence channels, not %q", truncate(f.Channel, 64))
 		return
 	}
-	userID, ok := a.subs[f.Channel]
+	userID, ok := a.subs.get(f.Channel)
 	if !ok {
 		a.fail(wsconn.CodeClientEventRefused, "subscribe to %q before sending client events on it", truncate(f.Channel, 64))
 		return
@@ -296,8 +296,49 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 	// Subscribe on the server's side too, so SDKs that never send the
 	// #server-to-user subscribe still get server-to-user events.
 	ch := ServerToUserPrefix + id
-	a.subs[ch] = ""
+	a.subs.set(ch, "")
 	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
 	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, ch), appID: a.app.ID, channel: ch, sub: sub, silent: true})
 	ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})
+}
+
+// subscriptions is a socket's channel list: a slice, because sockets join a
+// handful of channels and a map costs several times the memory of an idle
+// socket.
+type subscriptions []subscription
+
+type subscription struct {
+	channel string
+	userID  string // presence channels only
+}
+
+func (s subscriptions) get(channel string) (userID string, ok bool) {
+	for _, x := range s {
+		if x.channel == channel {
+			return x.userID, true
+		}
+	}
+	return "", false
+}
+
+func (s *subscriptions) set(channel, userID string) {
+	for i := range *s {
+		if (*s)[i].channel == channel {
+			(*s)[i].userID = userID
+			return
+		}
+	}
+	*s = append(*s, subscription{channel, userID})
+}
+
+func (s *subscriptions) remove(channel string) {
+	for i, x := range *s {
+		if x.channel == channel {
+			last := len(*s) - 1
+			(*s)[i] = (*s)[last]
+			(*s)[last] = subscription{}
+			*s = (*s)[:last]
+			return
+		}
+	}
 }

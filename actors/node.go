@@ -137,7 +137,7 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 
 	socketID := strconv.FormatUint(uint64(rand.Uint32N(1e9)), 10) + "." + strconv.FormatUint(n.socketSeq.Add(1), 10)
 	conn.SetID(socketID)
-	a := &connActor{node: n, app: rt, conn: conn, socketID: socketID, subs: map[string]string{}}
+	a := &connActor{node: n, app: rt, conn: conn, socketID: socketID}
 	pid := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	root := n.system.Root
 	conn.Serve(
