@@ -49,6 +49,9 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	return s
 }
 
+// Engine is the gin engine, for packages that add routes (the chat API).
+func (s *Server) Engine() *gin.Engine { return s.engine }
+
 // Handler is the http.Handler to serve.
 func (s *Server) Handler() http.Handler { return s.engine }
 

@@ -17,6 +17,11 @@ const usage = `parley - Pusher-protocol WebSocket server and chat backend
 
 Usage:
   parley serve [flags]        run the server (parley serve --help for flags)
+  parley migrate              apply database migrations (serve does it too)
+  parley users create --name N --email E --password P
+  parley tokens create --user ID [--ttl 24h]
+  parley matters create --title T
+  parley matters add-member --matter ID --user ID
   parley bench SCENARIO ...   load-test any Pusher-protocol server
   parley version              print the version
 `
@@ -38,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
+	case "users", "tokens", "matters":
+		return admin(ctx, args[0], args[1:], stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return bench.Main(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
+	"github.com/parley-chat/parley/httpapi/chat"
 	"github.com/parley-chat/parley/persistence"
 )
 
@@ -62,10 +63,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	node := actors.NewNode(cfg, log)
 	api := httpapi.New(cfg, node, log)
+	chatSvc := chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log})
+	stopCore := func() {
+		chatSvc.Stop()
+		node.Stop()
+	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr())
 	if err != nil {
 		fmt.Fprintf(stderr, "parley: cannot listen on %s: %v\n", cfg.ListenAddr(), err)
-		node.Stop()
+		stopCore()
 		return 1
 	}
 	srv := &http.Server{
@@ -88,7 +94,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	select {
 	case err := <-serveErr:
 		log.Error("server stopped", slog.Any("error", err))
-		node.Stop()
+		stopCore()
 		return 1
 	case <-ctx.Done():
 	}
@@ -111,7 +117,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	wg.Wait()
-	node.Stop()
+	stopCore()
 	log.Info("stopped")
 	return 0
 }

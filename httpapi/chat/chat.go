@@ -1,0 +1,209 @@
+// Package chat is Parley's chat REST API (Laravel-compatible routes under
+// /api and /broadcasting/auth): log in with a bearer token, send, list, edit
+// and read messages, unread counts, and channel authorization for Echo.
+//
+// Every write is persisted first and broadcast after it committed; a database
+// failure answers 503 and publishes nothing.
+package chat
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/actors/unread"
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/persistence"
+)
+
+// Deps are what the chat API needs from the server.
+type Deps struct {
+	Config *config.Config
+	Store  persistence.Store
+	Node   *actors.Node
+	// App is the Pusher app chat events go to and broadcasting auth signs
+	// with (cfg.Apps[0] after EnsureApp).
+	App *config.App
+	Log *slog.Logger
+}
+
+// Service holds the chat routes' state. Its fields are set by Mount and
+// never change; the limiter and the counters are safe for concurrent use.
+type Service struct {
+	cfg      *config.Config
+	st       persistence.Store
+	node     *actors.Node
+	app      *config.App
+	log      *slog.Logger
+	counters *unread.Counters
+	limiter  *limiter // nil when the rate limit is 0 (unlimited)
+	ns       string   // event namespace without a trailing backslash
+}
+
+// LoginTokenTTL is how long a token from POST /api/auth/login is valid.
+const LoginTokenTTL = 24 * time.Hour
+
+// maxBody bounds request bodies; a 5,000-character message is at most 20 KB.
+const maxBody = 1 << 20
+
+// Mount registers the chat routes on e and starts the unread counters.
+func Mount(e *gin.Engine, d Deps) *Service {
+	if d.Config == nil || d.Store == nil || d.Node == nil || d.App == nil {
+		panic("chat.Mount: Config, Store, Node and App are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &Service{
+		cfg: d.Config, st: d.Store, node: d.Node, app: d.App, log: d.Log,
+		ns: strings.TrimRight(d.Config.EventNamespace, `\`),
+	}
+	if d.Config.APIRateLimit > 0 {
+		s.limiter = newLimiter(d.Config.APIRateLimit, time.Minute)
+	}
+	s.counters = unread.Start(d.Node.System(), d.Store, s.publishUnread, unread.Options{Log: d.Log})
+
+	auth := []gin.HandlerFunc{s.authenticate, s.throttle}
+
+	api := e.Group("/api", s.cors)
+	api.OPTIONS("/*path", s.preflight)
+	api.POST("/auth/login", s.login)
+	authed := api.Group("", auth...)
+	authed.POST("/auth/logout", s.logout)
+	authed.GET("/user", s.currentUser)
+	authed.GET("/matters", s.listMatters)
+	authed.POST("/messages/send", s.sendMessage)
+	authed.GET("/messages", s.listMessages)
+	authed.GET("/messages/unread-count", s.unreadCount)
+	authed.PUT("/messages/:id/read", s.markRead)
+	authed.PUT("/messages/:id", s.editMessage)
+	authed.POST("/broadcasting/auth", s.broadcastingAuth)
+
+	bc := e.Group("/broadcasting", s.cors)
+	bc.OPTIONS("/auth", s.preflight)
+	bc.POST("/auth", append(auth, s.broadcastingAuth)...)
+	return s
+}
+
+// Stop stops the unread counter actors.
+func (s *Service) Stop() { s.counters.Stop() }
+
+// Laravel's texts for the common refusals.
+const (
+	msgUnauthenticated = "Unauthenticated."
+	msgForbidden       = "This action is unauthorized."
+	msgTooMany         = "Too Many Attempts."
+	msgUnavailable     = "The database is unavailable; try again."
+)
+
+func abortMessage(c *gin.Context, status int, msg string) {
+	c.AbortWithStatusJSON(status, gin.H{"message": msg})
+}
+
+// unavailable answers 503 for a database (or counter) failure; nothing has
+// been broadcast when it is called.
+func (s *Service) unavailable(c *gin.Context, err error) {
+	s.log.Error("chat: database unavailable", slog.Any("error", err),
+		slog.String("method", c.Request.Method), slog.String("path", c.Request.URL.Path))
+	c.Header("Retry-After", "5")
+	abortMessage(c, http.StatusServiceUnavailable, msgUnavailable)
+}
+
+// cors lets browsers on the app's allowed origins call the API (Echo's auth
+// request, a web client on another host).
+func (s *Service) cors(c *gin.Context) {
+	origin := c.GetHeader("Origin")
+	if origin == "" {
+		return
+	}
+	c.Header("Vary", "Origin")
+	if !s.app.OriginAllowed(origin) {
+		return // the browser refuses the response
+	}
+	h := c.Writer.Header()
+	// No Allow-Credentials: the API authenticates with bearer tokens, never cookies.
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining")
+}
+
+// preflight answers a CORS OPTIONS request.
+func (s *Service) preflight(c *gin.Context) {
+	if origin := c.GetHeader("Origin"); origin != "" && !s.app.OriginAllowed(origin) {
+		abortMessage(c, http.StatusForbidden, "Origin not allowed.")
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, X-Socket-ID, X-Requested-With, X-CSRF-TOKEN")
+	h.Set("Access-Control-Max-Age", "600")
+	c.AbortWithStatus(http.StatusNoContent)
+}
+
+// userOf is the authenticated user; set by authenticate.
+func userOf(c *gin.Context) persistence.User {
+	u, _ := c.Get(ctxUser)
+	return u.(persistence.User)
+}
+
+// tokenOf is the request's token; set by authenticate.
+func tokenOf(c *gin.Context) persistence.Token {
+	t, _ := c.Get(ctxToken)
+	return t.(persistence.Token)
+}
+
+const (
+	ctxUser  = "chat.user"
+	ctxToken = "chat.token"
+)
+
+// timeJSON is how every time leaves the API: RFC 3339 in UTC with
+// microseconds, as Laravel serializes Carbon dates.
+func timeJSON(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }
+
+func timePtrJSON(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := timeJSON(*t)
+	return &s
+}
+
+type userJSON struct {
+	ID        int64  `json:"id"`
+	Name      string `json:"name"`
+	Email     string `json:"email"`
+	CreatedAt string `json:"created_at"`
+}
+
+func newUserJSON(u persistence.User) userJSON {
+	return userJSON{ID: u.ID, Name: u.Name, Email: u.Email, CreatedAt: timeJSON(u.CreatedAt)}
+}
+
+// messageJSON is a message as the REST API returns it and as events carry it.
+type messageJSON struct {
+	ID             int64   `json:"id"`
+	Message        string  `json:"message"`
+	ClientMatterID int64   `json:"client_matter_id"`
+	SenderID       int64   `json:"sender_id"`
+	SenderName     string  `json:"sender_name"`
+	CreatedAt      string  `json:"created_at"`
+	UpdatedAt      string  `json:"updated_at"`
+	EditedAt       *string `json:"edited_at"` // null unless edited
+	ReadAt         *string `json:"read_at"`   // always null: read state is per reader, see markRead
+}
+
+func newMessageJSON(m persistence.Message) messageJSON {
+	return messageJSON{
+		ID: m.ID, Message: m.Body, ClientMatterID: m.MatterID,
+		SenderID: m.SenderID, SenderName: m.SenderName,
+		CreatedAt: timeJSON(m.CreatedAt), UpdatedAt: timeJSON(m.UpdatedAt), EditedAt: timePtrJSON(m.EditedAt),
+	}
+}
+
+// Channel names the chat uses.
+func userChannel(id int64) string   { return fmt.Sprintf("private-user.%d", id) }
+func matterChannel(id int64) string { return fmt.Sprintf("private-matter.%d", id) }

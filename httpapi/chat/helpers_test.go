@@ -1,0 +1,537 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gorilla/websocket"
+	_ "github.com/lib/pq"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/persistence"
+	"github.com/parley-chat/parley/wsconn"
+	"golang.org/x/crypto/bcrypt"
+	_ "modernc.org/sqlite"
+)
+
+func TestMain(m *testing.M) {
+	BcryptCost = bcrypt.MinCost
+	gin.SetMode(gin.ReleaseMode)
+	os.Exit(m.Run())
+}
+
+const (
+	testAppID  = "app-1"
+	testKey    = "key-1"
+	testSecret = "secret-1"
+	password   = "correct horse"
+)
+
+// database is where a test server keeps its data: the arguments of
+// persistence.Open. The same database may back several servers in turn.
+type database struct {
+	dialect string
+	url     string // PostgreSQL, with search_path set to the test's schema
+	dir     string // embedded database
+}
+
+func sqliteDB(t *testing.T) database { return database{dialect: "sqlite", dir: t.TempDir()} }
+
+const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// postgresDB creates a schema of its own for the test (dropped at the end);
+// PostgreSQL being unreachable skips locally and fails in CI.
+func postgresDB(t *testing.T) database {
+	t.Helper()
+	base := os.Getenv("PARLEY_TEST_DATABASE_URL")
+	if base == "" {
+		base = defaultTestDatabaseURL
+	}
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := admin.PingContext(ctx); err != nil {
+		admin.Close()
+		if os.Getenv("CI") != "" {
+			t.Fatalf("PostgreSQL at %s unreachable in CI: %v", base, err)
+		}
+		t.Skipf("PostgreSQL at %s unreachable (set PARLEY_TEST_DATABASE_URL): %v", base, err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "parley_test_" + hex.EncodeToString(b[:])
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		t.Fatal(err)
+	}
+	// Registered before any server starts, so it runs after they stop.
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+		admin.Close()
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return database{dialect: "postgres", url: u.String()}
+}
+
+// databases are the backends a database-related test runs on.
+func databases() []func(*testing.T) database {
+	return []func(*testing.T) database{sqliteDB, postgresDB}
+}
+
+// exec runs SQL on the database behind the store's back (fault injection
+// with real database errors, never a mock).
+func (d database) exec(t *testing.T, stmts ...string) {
+	t.Helper()
+	var db *sql.DB
+	var err error
+	if d.dialect == "postgres" {
+		db, err = sql.Open("postgres", d.url)
+	} else {
+		db, err = sql.Open("sqlite", "file:"+filepath.Join(d.dir, "parley.db")+"?_pragma=busy_timeout(5000)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// failInserts makes every INSERT into table fail with a database error until
+// the returned function undoes it.
+func (d database) failInserts(t *testing.T, table string) (undo func()) {
+	t.Helper()
+	name := "parley_test_outage_" + table
+	if d.dialect == "postgres" {
+		d.exec(t,
+			`CREATE FUNCTION `+name+`() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'simulated outage'; END $$ LANGUAGE plpgsql`,
+			`CREATE TRIGGER `+name+` BEFORE INSERT ON `+table+` FOR EACH ROW EXECUTE FUNCTION `+name+`()`)
+		return func() { d.exec(t, `DROP TRIGGER `+name+` ON `+table, `DROP FUNCTION `+name+`()`) }
+	}
+	d.exec(t, `CREATE TRIGGER `+name+` BEFORE INSERT ON `+table+` BEGIN SELECT RAISE(ABORT, 'simulated outage'); END`)
+	return func() { d.exec(t, `DROP TRIGGER `+name) }
+}
+
+// env is a running chat server: the real routes, the real node, a real
+// database, on 127.0.0.1.
+type env struct {
+	t     *testing.T
+	db    database
+	cfg   *config.Config
+	st    persistence.Store
+	node  *actors.Node
+	svc   *Service
+	srv   *httptest.Server
+	url   string
+	close func() // stops everything; idempotent
+}
+
+func start(t *testing.T, db database, mutate func(*config.Config)) *env {
+	t.Helper()
+	cfg, err := config.Load(nil, func(k string) (string, bool) {
+		v, ok := map[string]string{
+			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
+			"PARLEY_DATA_DIR": cmpOr(db.dir, t.TempDir()),
+		}[k]
+		return v, ok
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatabaseURL = db.url
+	cfg.APIRateLimit = 0
+	if mutate != nil {
+		mutate(cfg)
+	}
+	ctx := context.Background()
+	st, err := persistence.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	node := actors.NewNode(cfg, log)
+	e := gin.New()
+	e.GET("/app/:key", func(c *gin.Context) {
+		conn, err := wsconn.Upgrade(c.Writer, c.Request, node.ConnOptions())
+		if err == nil {
+			node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"))
+		}
+	})
+	svc := Mount(e, Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log})
+	srv := httptest.NewServer(e)
+	en := &env{t: t, db: db, cfg: cfg, st: st, node: node, svc: svc, srv: srv, url: srv.URL}
+	var once sync.Once
+	en.close = func() {
+		once.Do(func() {
+			srv.CloseClientConnections()
+			srv.Close()
+			svc.Stop()
+			node.Stop()
+			st.Close()
+		})
+	}
+	t.Cleanup(en.close)
+	return en
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// person is a user with a token.
+type person struct {
+	persistence.User
+	token string
+}
+
+func (e *env) user(name string) person {
+	e.t.Helper()
+	ctx := context.Background()
+	hash, err := HashPassword(password)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u, err := e.st.CreateUser(ctx, name, strings.ToLower(name)+"@example.com", hash)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	plain, _, err := IssueToken(ctx, e.st, u.ID, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return person{User: u, token: plain}
+}
+
+func (e *env) matter(title string, members ...person) persistence.Matter {
+	e.t.Helper()
+	ctx := context.Background()
+	m, err := e.st.CreateMatter(ctx, title)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, p := range members {
+		if err := e.st.AddMember(ctx, m.ID, p.ID); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// response is an API answer with its body decoded.
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+// form marks a body to send form-encoded, as pusher-js does.
+type form url.Values
+
+// call makes an API request. body is nil, a string (sent as is, JSON), a
+// form, or anything else (sent as JSON). hdr adds headers ("Name", "value"...).
+func (e *env) call(method, path, token string, body any, hdr ...string) response {
+	e.t.Helper()
+	r, err := e.do(method, path, token, body, hdr...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// do is call for goroutines other than the test's: it returns the error.
+func (e *env) do(method, path, token string, body any, hdr ...string) (response, error) {
+	var r io.Reader
+	ct := ""
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r, ct = strings.NewReader(b), "application/json"
+	case form:
+		r, ct = strings.NewReader(url.Values(b).Encode()), "application/x-www-form-urlencoded"
+	default:
+		j, _ := json.Marshal(b)
+		r, ct = bytes.NewReader(j), "application/json"
+	}
+	req, err := http.NewRequest(method, e.url+path, r)
+	if err != nil {
+		return response{}, err
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	out := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &out.body)
+	return out, err
+}
+
+// want checks the status and returns the body.
+func (r response) want(t *testing.T, status int) map[string]any {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
+	}
+	return r.body
+}
+
+// wantMessage checks the status and Laravel's {"message": ...}.
+func (r response) wantMessage(t *testing.T, status int, msg string) {
+	t.Helper()
+	b := r.want(t, status)
+	if b["message"] != msg {
+		t.Fatalf("message %q, want %q (%s)", b["message"], msg, r.raw)
+	}
+}
+
+// wantInvalid checks a 422 and that each field has an error containing its text.
+func (r response) wantInvalid(t *testing.T, fieldText ...string) {
+	t.Helper()
+	b := r.want(t, http.StatusUnprocessableEntity)
+	errs, _ := b["errors"].(map[string]any)
+	msg, _ := b["message"].(string)
+	if msg == "" || errs == nil {
+		t.Fatalf("422 without Laravel's message/errors shape: %s", r.raw)
+	}
+	for i := 0; i+1 < len(fieldText); i += 2 {
+		list, _ := errs[fieldText[i]].([]any)
+		found := false
+		for _, m := range list {
+			if s, _ := m.(string); strings.Contains(s, fieldText[i+1]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("no %q error on %s: %s", fieldText[i+1], fieldText[i], r.raw)
+		}
+	}
+	if n := len(fieldText) / 2; n > 0 && len(errs) != n {
+		t.Fatalf("errors on %d fields, want %d: %s", len(errs), n, r.raw)
+	}
+}
+
+func data(t *testing.T, b map[string]any) map[string]any {
+	t.Helper()
+	d, ok := b["data"].(map[string]any)
+	if !ok {
+		t.Fatalf("no data object in %v", b)
+	}
+	return d
+}
+
+func num(v any) int64 {
+	f, _ := v.(float64)
+	return int64(f)
+}
+
+// send posts a message and returns the message object.
+func (e *env) send(p person, m persistence.Matter, text string, hdr ...string) map[string]any {
+	e.t.Helper()
+	return data(e.t, e.call("POST", "/api/messages/send", p.token,
+		map[string]any{"message": text, "client_matter_id": m.ID}, hdr...).want(e.t, http.StatusCreated))
+}
+
+// unread is GET /api/messages/unread-count as {matter id: n} plus the total.
+func (e *env) unread(p person) (map[int64]int, int) {
+	e.t.Helper()
+	b := e.call("GET", "/api/messages/unread-count", p.token, nil).want(e.t, http.StatusOK)
+	return unreadMap(e.t, b), int(num(b["unread_count"]))
+}
+
+func unreadMap(t *testing.T, b map[string]any) map[int64]int {
+	t.Helper()
+	ms, ok := b["matters"].(map[string]any)
+	if !ok {
+		t.Fatalf("no matters object in %v", b)
+	}
+	out := map[int64]int{}
+	for k, v := range ms {
+		var id int64
+		if _, err := fmt.Sscan(k, &id); err != nil {
+			t.Fatalf("matter key %q", k)
+		}
+		out[id] = int(num(v))
+	}
+	return out
+}
+
+func (e *env) truth(p person) map[int64]int {
+	e.t.Helper()
+	m, err := e.st.UnreadCounts(context.Background(), p.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+// ---- WebSocket clients ----
+
+type frame struct {
+	Event   string `json:"event"`
+	Channel string `json:"channel"`
+	Data    string `json:"data"`
+}
+
+func (f frame) dataMap(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(f.Data), &m); err != nil {
+		t.Fatalf("data of %s is not a JSON object string: %q", f.Event, f.Data)
+	}
+	return m
+}
+
+type wsClient struct {
+	t        *testing.T
+	e        *env
+	c        *websocket.Conn
+	socketID string
+	frames   chan frame // filled by one reader goroutine; closed when the socket ends
+}
+
+// dial connects a socket as pusher-js does and reads connection_established.
+func (e *env) dial() *wsClient {
+	e.t.Helper()
+	u := "ws" + strings.TrimPrefix(e.url, "http") + "/app/" + testKey + "?protocol=7&client=js&version=8.4.0"
+	c, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		e.t.Fatalf("dial: %v", err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	w := &wsClient{t: e.t, e: e, c: c, frames: make(chan frame, 1<<14)}
+	go func() {
+		defer close(w.frames)
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			var f frame
+			if json.Unmarshal(b, &f) == nil {
+				w.frames <- f
+			}
+		}
+	}()
+	f := w.next(3 * time.Second)
+	if f.Event != "pusher:connection_established" {
+		e.t.Fatalf("first frame %+v", f)
+	}
+	w.socketID, _ = f.dataMap(e.t)["socket_id"].(string)
+	return w
+}
+
+var errNoFrame = errors.New("no frame")
+
+func (w *wsClient) tryNext(d time.Duration) (frame, error) {
+	select {
+	case f, ok := <-w.frames:
+		if !ok {
+			return frame{}, io.EOF
+		}
+		return f, nil
+	case <-time.After(d):
+		return frame{}, errNoFrame
+	}
+}
+
+func (w *wsClient) next(d time.Duration) frame {
+	w.t.Helper()
+	f, err := w.tryNext(d)
+	if err != nil {
+		w.t.Fatalf("socket %s: %v", w.socketID, err)
+	}
+	return f
+}
+
+// expect reads the next frame and checks its event and channel.
+func (w *wsClient) expect(event, channel string) frame {
+	w.t.Helper()
+	f := w.next(3 * time.Second)
+	if f.Event != event || f.Channel != channel {
+		w.t.Fatalf("socket %s: want %s on %s, got %+v", w.socketID, event, channel, f)
+	}
+	return f
+}
+
+// expectNothing asserts that no frame arrives for a while.
+func (w *wsClient) expectNothing() {
+	w.t.Helper()
+	if f, err := w.tryNext(150 * time.Millisecond); err != errNoFrame {
+		w.t.Fatalf("socket %s: want no frame, got %+v %v", w.socketID, f, err)
+	}
+}
+
+// join authorizes channel through the API as Echo does, then subscribes.
+func (w *wsClient) join(p person, channel string) {
+	w.t.Helper()
+	b := w.e.call("POST", "/broadcasting/auth", p.token, form{"socket_id": {w.socketID}, "channel_name": {channel}}).want(w.t, http.StatusOK)
+	d := map[string]any{"channel": channel, "auth": b["auth"]}
+	if cd, ok := b["channel_data"]; ok {
+		d["channel_data"] = cd
+	}
+	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": d})
+	if err := w.c.WriteMessage(websocket.TextMessage, msg); err != nil {
+		w.t.Fatal(err)
+	}
+	for {
+		f := w.next(3 * time.Second)
+		if f.Event == "pusher_internal:subscription_succeeded" && f.Channel == channel {
+			return
+		}
+		if strings.HasPrefix(f.Event, "pusher:") && f.Event != "pusher:pong" {
+			w.t.Fatalf("subscribe %s: %+v", channel, f)
+		}
+	}
+}
+
+func ev(bare string) string { return `App\Events\` + bare }

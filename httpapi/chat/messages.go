@@ -1,0 +1,450 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/actors/unread"
+	"github.com/parley-chat/parley/persistence"
+)
+
+// Bare event names; the configured namespace is prepended (App\Events\MessageSent).
+const (
+	evMessageSent        = "MessageSent"
+	evMessageReceived    = "MessageReceived" // a read receipt
+	evMessageUpdated     = "MessageUpdated"
+	evUnreadCountUpdated = "UnreadCountUpdated"
+)
+
+// eventName is namespace + `\` + bare, or bare when the namespace is empty,
+// the name Laravel broadcasts a class under and Echo's listen() expects.
+func (s *Service) eventName(bare string) string {
+	if s.ns == "" {
+		return bare
+	}
+	return s.ns + `\` + bare
+}
+
+var socketIDPattern = regexp.MustCompile(`^\d+\.\d+$`)
+
+// excludedSocket is the X-Socket-ID header (Laravel's toOthers()) if it is a
+// socket id, else "".
+func excludedSocket(c *gin.Context) string {
+	if id := c.GetHeader("X-Socket-ID"); socketIDPattern.MatchString(id) {
+		return id
+	}
+	return ""
+}
+
+// broadcast publishes one event to channels. Call it only after the data it
+// describes committed.
+func (s *Service) broadcast(bare string, channels []string, payload any, exceptSocket string) {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		s.log.Error("chat: encode event", "event", bare, "error", err)
+		return
+	}
+	s.node.Publish(actors.Event{AppID: s.app.ID, Channels: channels, Name: s.eventName(bare), Data: string(data), SocketID: exceptSocket})
+}
+
+// unreadJSON is GET /api/messages/unread-count and the UnreadCountUpdated event.
+type unreadJSON struct {
+	UserID      int64         `json:"user_id"`
+	UnreadCount int           `json:"unread_count"`
+	Matters     map[int64]int `json:"matters"` // keys are written as strings: {"4": 2}
+}
+
+func newUnreadJSON(c unread.Counts) unreadJSON {
+	m := c.Matters
+	if m == nil {
+		m = map[int64]int{}
+	}
+	return unreadJSON{UserID: c.UserID, UnreadCount: c.Total, Matters: m}
+}
+
+// publishUnread is the counters' publisher: UnreadCountUpdated to the user.
+func (s *Service) publishUnread(c unread.Counts) {
+	s.broadcast(evUnreadCountUpdated, []string{userChannel(c.UserID)}, newUnreadJSON(c), "")
+}
+
+// receiptJSON is a read receipt: the PUT /read answer and MessageReceived.
+type receiptJSON struct {
+	MessageID      int64   `json:"message_id"`
+	ReaderID       int64   `json:"reader_id"`
+	ReadAt         *string `json:"read_at"` // null when the reader is the sender
+	ClientMatterID int64   `json:"client_matter_id"`
+}
+
+// writeTimeout bounds a write; writes run detached from the client's
+// connection so a client that hangs up cannot cancel a commit half-way
+// between "persisted" and "broadcast".
+const writeTimeout = 10 * time.Second
+
+func writeContext(c *gin.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(c.Request.Context()), writeTimeout)
+}
+
+// routeID parses the :id path parameter; false means 404 was answered.
+func routeID(c *gin.Context, what string) (int64, bool) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		abortMessage(c, http.StatusNotFound, what+" not found.")
+		return 0, false
+	}
+	return id, true
+}
+
+// messageBody validates the message field: required, a string, non-blank
+// once trimmed, at most MaxMessageLength characters (runes).
+func (s *Service) messageBody(in input, v *validation) string {
+	body := in.requiredString(v, "message")
+	if n := utf8.RuneCountInString(body); n > s.cfg.MaxMessageLength {
+		v.add("message", fmt.Sprintf("The message field must not be greater than %d characters.", s.cfg.MaxMessageLength))
+	}
+	return body
+}
+
+// existingMatter validates client_matter_id: required, an integer, an existing
+// matter. err is a database failure.
+func (s *Service) existingMatter(ctx context.Context, in input, v *validation) (int64, error) {
+	id, ok := in.requiredInteger(v, "client_matter_id")
+	if !ok {
+		return 0, nil
+	}
+	if id <= 0 {
+		v.add("client_matter_id", "The selected client matter id is invalid.")
+		return 0, nil
+	}
+	_, err := s.st.MatterByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		v.add("client_matter_id", "The selected client matter id is invalid.")
+		return 0, nil
+	}
+	return id, err
+}
+
+func others(members []int64, except int64) []int64 {
+	out := make([]int64, 0, len(members))
+	for _, m := range members {
+		if m != except {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// messageChannels are the matter's channel and every other member's user channel.
+func messageChannels(matterID int64, recipients []int64) []string {
+	ch := make([]string, 0, len(recipients)+1)
+	ch = append(ch, matterChannel(matterID))
+	for _, id := range recipients {
+		ch = append(ch, userChannel(id))
+	}
+	return ch
+}
+
+// sendMessage is POST /api/messages/send {message, client_matter_id} → 201.
+// Order: validate (422), membership (403), commit, then MessageSent to the
+// matter and to every other member, then their unread counters.
+func (s *Service) sendMessage(c *gin.Context) {
+	in, ok := readInput(c)
+	if !ok {
+		return
+	}
+	me := userOf(c)
+	ctx, cancel := writeContext(c)
+	defer cancel()
+	var v validation
+	body := s.messageBody(in, &v)
+	matterID, err := s.existingMatter(ctx, in, &v)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if v.failed() {
+		v.render(c)
+		return
+	}
+	members, err := s.st.MemberIDs(ctx, matterID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if !slices.Contains(members, me.ID) {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	msg, err := s.st.CreateMessage(ctx, matterID, me.ID, body, time.Now())
+	if errors.Is(err, persistence.ErrNotFound) {
+		// The matter (or the sender) went away since the checks above.
+		v.add("client_matter_id", "The selected client matter id is invalid.")
+		v.render(c)
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	// Committed: from here on nothing can fail the request.
+	mj := newMessageJSON(msg)
+	recipients := others(members, me.ID)
+	s.broadcast(evMessageSent, messageChannels(matterID, recipients), gin.H{"message": mj}, excludedSocket(c))
+	for _, id := range recipients {
+		s.counters.Incr(id, matterID)
+	}
+	c.JSON(http.StatusCreated, gin.H{"data": mj})
+}
+
+// Paging limits for GET /api/messages.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+)
+
+// listMessages is GET /api/messages?client_matter_id=&page=&limit=&after_id=&before_id=
+// in Laravel's paginator shape.
+//
+// Ordering: without a cursor, newest first (Laravel's latest()), paged by
+// page. after_id=N returns the messages after N oldest first, so a client
+// that was offline fetches exactly what it missed by repeating with the last
+// id it got until data is empty. before_id=N returns the messages before N
+// newest first (scrolling back). With both, the messages strictly between,
+// oldest first. With a cursor, total counts the messages past it, page must
+// be 1, and last_page says how many more requests of this limit remain.
+func (s *Service) listMessages(c *gin.Context) {
+	in := queryInput(c)
+	ctx := c.Request.Context()
+	var v validation
+	matterID, err := s.existingMatter(ctx, in, &v)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	page := optionalInt(in, &v, "page", 1, 1, 0)
+	limit := optionalInt(in, &v, "limit", defaultPageSize, 1, maxPageSize)
+	afterID := optionalInt(in, &v, "after_id", 0, 1, 0)
+	beforeID := optionalInt(in, &v, "before_id", 0, 1, 0)
+	if page > 1 && (afterID > 0 || beforeID > 0) {
+		v.add("page", "The page field cannot be combined with after_id or before_id.")
+	}
+	if v.failed() {
+		v.render(c)
+		return
+	}
+	member, err := s.st.IsMember(ctx, matterID, userOf(c).ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if !member {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	msgs, total, err := s.st.ListMessages(ctx, persistence.MessageQuery{
+		MatterID: matterID, Page: int(page), Limit: int(limit), AfterID: afterID, BeforeID: beforeID,
+	})
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	data := make([]messageJSON, len(msgs))
+	for i, m := range msgs {
+		data[i] = newMessageJSON(m)
+	}
+	lastPage := max(1, (int64(total)+limit-1)/limit)
+	var from, to *int64
+	if len(data) > 0 {
+		f := (page-1)*limit + 1
+		t := f + int64(len(data)) - 1
+		from, to = &f, &t
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"data": data, "current_page": page, "per_page": limit, "total": total,
+		"last_page": lastPage, "from": from, "to": to,
+	})
+}
+
+// optionalInt reads an optional integer field with bounds (hi 0 = none).
+func optionalInt(in input, v *validation, field string, def, lo, hi int64) int64 {
+	n, present, ok := in.integer(v, field)
+	if !present {
+		return def
+	}
+	if !ok {
+		return def
+	}
+	if n < lo {
+		v.add(field, fmt.Sprintf("The %s field must be at least %d.", words(field), lo))
+		return def
+	}
+	if hi > 0 && n > hi {
+		v.add(field, fmt.Sprintf("The %s field must not be greater than %d.", words(field), hi))
+		return def
+	}
+	return n
+}
+
+// markRead is PUT /api/messages/{id}/read. The first read by a member stores
+// a receipt, sends MessageReceived to the sender's user channel and the
+// matter channel, and updates the reader's unread count; repeating it
+// answers the same read_at and broadcasts nothing. A sender reading their own
+// message is a 200 no-op with read_at null: own messages are never unread,
+// so there is nothing to record and no receipt to send.
+func (s *Service) markRead(c *gin.Context) {
+	id, ok := routeID(c, "Message")
+	if !ok {
+		return
+	}
+	me := userOf(c)
+	ctx, cancel := writeContext(c)
+	defer cancel()
+	msg, err := s.st.MessageByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusNotFound, "Message not found.")
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	member, err := s.st.IsMember(ctx, msg.MatterID, me.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if !member {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	rj := receiptJSON{MessageID: msg.ID, ReaderID: me.ID, ClientMatterID: msg.MatterID}
+	if msg.SenderID == me.ID {
+		c.JSON(http.StatusOK, gin.H{"data": rj})
+		return
+	}
+	r, created, err := s.st.MarkRead(ctx, msg.ID, me.ID, time.Now())
+	if errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusNotFound, "Message not found.")
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	rj.ReadAt = timePtrJSON(&r.ReadAt)
+	if created {
+		s.broadcast(evMessageReceived, []string{userChannel(msg.SenderID), matterChannel(msg.MatterID)}, rj, excludedSocket(c))
+		s.counters.Read(me.ID, msg.MatterID)
+	}
+	c.JSON(http.StatusOK, gin.H{"data": rj})
+}
+
+// editMessage is PUT /api/messages/{id} {message}: the sender (still a
+// member) edits; MessageUpdated goes where MessageSent went.
+func (s *Service) editMessage(c *gin.Context) {
+	id, ok := routeID(c, "Message")
+	if !ok {
+		return
+	}
+	me := userOf(c)
+	ctx, cancel := writeContext(c)
+	defer cancel()
+	msg, err := s.st.MessageByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusNotFound, "Message not found.")
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if msg.SenderID != me.ID {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	in, ok := readInput(c)
+	if !ok {
+		return
+	}
+	var v validation
+	body := s.messageBody(in, &v)
+	if v.failed() {
+		v.render(c)
+		return
+	}
+	members, err := s.st.MemberIDs(ctx, msg.MatterID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if !slices.Contains(members, me.ID) {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	updated, err := s.st.UpdateMessage(ctx, msg.ID, body, time.Now())
+	if errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusNotFound, "Message not found.")
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	mj := newMessageJSON(updated)
+	s.broadcast(evMessageUpdated, messageChannels(msg.MatterID, others(members, me.ID)), gin.H{"message": mj}, excludedSocket(c))
+	c.JSON(http.StatusOK, gin.H{"data": mj})
+}
+
+// unreadCount is GET /api/messages/unread-count, answered by the user's
+// unread counter (which equals the database).
+func (s *Service) unreadCount(c *gin.Context) {
+	counts, err := s.counters.Get(userOf(c).ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newUnreadJSON(counts))
+}
+
+type matterJSON struct {
+	ID          int64  `json:"id"`
+	Title       string `json:"title"`
+	CreatedAt   string `json:"created_at"`
+	UnreadCount int    `json:"unread_count"`
+}
+
+// listMatters is GET /api/matters: the caller's matters, ascending id, with
+// their unread counts.
+func (s *Service) listMatters(c *gin.Context) {
+	me := userOf(c)
+	matters, err := s.st.MattersForUser(c.Request.Context(), me.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	counts, err := s.counters.Get(me.ID)
+	if err == nil && slices.ContainsFunc(matters, func(m persistence.Matter) bool { _, ok := counts.Matters[m.ID]; return !ok }) {
+		// Joined since the counter loaded (an admin command in another
+		// process): have it reload rather than report a stale zero.
+		s.counters.Reload(me.ID)
+		counts, err = s.counters.Get(me.ID)
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	data := make([]matterJSON, len(matters))
+	for i, m := range matters {
+		data[i] = matterJSON{ID: m.ID, Title: m.Title, CreatedAt: timeJSON(m.CreatedAt), UnreadCount: counts.Matters[m.ID]}
+	}
+	c.JSON(http.StatusOK, gin.H{"data": data})
+}
