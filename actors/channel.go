@@ -36,6 +36,7 @@ type channelActor struct {
 	members   map[string]*member
 	last      *wsconn.Prepared // cache channels: last event
 	lastAt    time.Time
+	expiry    *time.Timer // cache channels: fires when the cached event expires
 	processed uint64
 }
 
@@ -52,7 +53,13 @@ func (c *channelActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		if c.cache {
-			ctx.SetReceiveTimeout(cacheTTL)
+			// Re-check vacancy when the cached event expires.
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			c.expiry = time.AfterFunc(cacheTTL, func() { root.Send(self, idleTick) })
+		}
+	case *actor.Stopping:
+		if c.expiry != nil {
+			c.expiry.Stop()
 		}
 	case *subscribeMsg:
 		c.processed++
@@ -64,6 +71,7 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		if c.cache {
 			c.processed++
 			c.last, c.lastAt = m.frame, time.Now()
+			c.expiry.Reset(cacheTTL)
 		}
 		c.fanout(m.frame, m.exclude)
 		c.maybeVacate(ctx)
@@ -82,7 +90,7 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		for _, s := range c.subs {
 			s.conn.CloseWithError(e)
 		}
-	case *actor.ReceiveTimeout:
+	case *idleTickMsg:
 		c.maybeVacate(ctx)
 	}
 }

@@ -26,11 +26,13 @@ type connActor struct {
 	conn     *wsconn.Conn
 	socketID string
 
-	subs     subscriptions // the channels this socket joined
-	userID   string        // set by a successful pusher:signin
-	pinged   bool          // a pusher:ping is waiting for an answer
-	rlStart  time.Time     // client event rate window start
-	rlEvents int
+	subs      subscriptions // the channels this socket joined
+	userID    string        // set by a successful pusher:signin
+	pinged    bool          // a pusher:ping is waiting for an answer
+	lastHeard time.Time     // when the client last sent anything
+	idle      *time.Timer   // fires idleTick; its callback only sends a message
+	rlStart   time.Time     // client event rate window start
+	rlEvents  int
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -38,26 +40,24 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
 		a.conn.SendEvent("pusher:connection_established", "", data)
-		ctx.SetReceiveTimeout(a.activityTimeout())
+		a.lastHeard = time.Now()
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.idle = time.AfterFunc(a.activityTimeout(), func() { root.Send(self, idleTick) })
 	case *inboundMsg:
-		a.alive(ctx)
+		a.alive()
 		a.handle(ctx, m.data)
 	case *activityMsg:
-		a.alive(ctx)
-	case *actor.ReceiveTimeout:
-		if !a.pinged {
-			a.pinged = true
-			a.conn.SendEvent("pusher:ping", "", "{}")
-			ctx.SetReceiveTimeout(a.node.cfg.PongTimeout)
-			return
-		}
-		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
-		ctx.CancelReceiveTimeout()
+		a.alive()
+	case *idleTickMsg:
+		a.checkIdle()
 	case *subscribeFailedMsg:
 		a.subs.remove(m.channel)
 	case *goneMsg:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
+		if a.idle != nil {
+			a.idle.Stop()
+		}
 		for _, sub := range a.subs {
 			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, sub.channel), socketID: a.socketID})
 		}
@@ -74,10 +74,29 @@ func (a *connActor) activityTimeout() time.Duration {
 }
 
 // alive records that the client spoke: any frame answers a ping.
-func (a *connActor) alive(ctx actor.Context) {
-	if a.pinged {
-		a.pinged = false
-		ctx.SetReceiveTimeout(a.activityTimeout())
+func (a *connActor) alive() {
+	a.lastHeard = time.Now()
+	a.pinged = false
+}
+
+// checkIdle pings a socket silent for activity_timeout and closes one that
+// does not answer within the pong timeout (4201). Its own timer, not
+// SetReceiveTimeout: protoactor's receive-timeout timer writes actor state
+// from the timer goroutine.
+func (a *connActor) checkIdle() {
+	quiet := time.Since(a.lastHeard)
+	switch {
+	case a.pinged && quiet >= a.activityTimeout()+a.node.cfg.PongTimeout:
+		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
+	case a.pinged:
+		a.idle.Reset(a.activityTimeout() + a.node.cfg.PongTimeout - quiet)
+	case quiet >= a.activityTimeout():
+		a.pinged = true
+		a.conn.SendEvent("pusher:ping", "", "{}")
+		a.lastHeard = time.Now().Add(-a.activityTimeout()) // the pong clock starts now
+		a.idle.Reset(a.node.cfg.PongTimeout)
+	default:
+		a.idle.Reset(a.activityTimeout() - quiet)
 	}
 }
 
@@ -95,7 +114,7 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 	case f.Event == "pusher:ping":
 		a.conn.SendEvent("pusher:pong", "", "{}")
 	case f.Event == "pusher:pong":
-		// alive() already handled it
+		// alive() has recorded it
 	case f.Event == "pusher:subscribe":
 		a.subscribe(ctx, f)
 	case f.Event == "pusher:unsubscribe":

@@ -63,8 +63,6 @@ type vacatedMsg struct {
 // the channel (presence full), so it forgets the channel.
 type subscribeFailedMsg struct{ channel string }
 
-func (*subscribeFailedMsg) NotInfluenceReceiveTimeout() {}
-
 // Requests answered with ctx.Respond.
 type (
 	listChannelsMsg struct {
@@ -89,11 +87,13 @@ type (
 	inboundMsg  struct{ data []byte }
 	activityMsg struct{}
 	goneMsg     struct{}
+	idleTickMsg struct{} // from the socket's idle timer
 )
 
 var (
 	activity = &activityMsg{}
 	gone     = &goneMsg{}
+	idleTick = &idleTickMsg{}
 )
 
 func channelKey(appID, channel string) string { return appID + "\x00" + channel }
