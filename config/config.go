@@ -179,9 +179,12 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	fs.StringVar(&cfg.Host, "host", cfg.Host, "listen address (PARLEY_HOST)")
 	fs.IntVar(&cfg.Port, "port", cfg.Port, "listen port, 0 picks a free one (PARLEY_PORT)")
-	fs.StringVar(&single.ID, "app-id", single.ID, "app id (PARLEY_APP_ID)")
-	fs.StringVar(&single.Key, "app-key", single.Key, "app key (PARLEY_APP_KEY)")
-	fs.StringVar(&single.Secret, "app-secret", single.Secret, "app secret (PARLEY_APP_SECRET)")
+	// The app flags default to empty so that --help never prints a secret
+	// taken from the environment; they are merged after parsing.
+	var flagID, flagKey, flagSecret string
+	fs.StringVar(&flagID, "app-id", "", "app id (PARLEY_APP_ID)")
+	fs.StringVar(&flagKey, "app-key", "", "app key (PARLEY_APP_KEY)")
+	fs.StringVar(&flagSecret, "app-secret", "", "app secret (PARLEY_APP_SECRET)")
 	fs.StringVar(&cfg.AppsFile, "apps-file", cfg.AppsFile, "JSON file with several apps (PARLEY_APPS_FILE)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the embedded database and generated credentials (PARLEY_DATA_DIR)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL; empty uses the embedded database (DATABASE_URL)")
@@ -190,6 +193,14 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&cfg.APIRateLimit, "api-rate-limit", cfg.APIRateLimit, "chat API requests per minute per token, 0 = unlimited (PARLEY_API_RATE_LIMIT)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{{&single.ID, flagID}, {&single.Key, flagKey}, {&single.Secret, flagSecret}} {
+		if f.v != "" {
+			*f.dst = f.v
+		}
 	}
 	if fs.NArg() > 0 {
 		bad("unexpected argument %q", fs.Arg(0))

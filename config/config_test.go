@@ -121,3 +121,15 @@ func TestOriginAllowed(t *testing.T) {
 		}
 	}
 }
+
+func TestHelpNeverPrintsASecret(t *testing.T) {
+	var out strings.Builder
+	_, err := Load([]string{"--help"}, envOf(map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "topsecret"}), &out)
+	if err == nil || strings.Contains(out.String(), "topsecret") {
+		t.Fatalf("help printed the secret or did not stop: %v\n%s", err, out.String())
+	}
+	cfg, err := Load([]string{"--app-secret", "fromflag"}, envOf(map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "env"}), nil)
+	if err != nil || cfg.Apps[0].Secret != "fromflag" {
+		t.Fatalf("flag did not override env: %v", err)
+	}
+}
