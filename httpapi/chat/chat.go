@@ -127,7 +127,7 @@ func (s *Service) cors(c *gin.Context) {
 	h := c.Writer.Header()
 	// No Allow-Credentials: the API authenticates with bearer tokens, never cookies.
 	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Expose-Headers", "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining")
+	h.Set("Access-Control-Expose-Headers", "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset")
 }
 
 // preflight answers a CORS OPTIONS request.
