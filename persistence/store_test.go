@@ -2,14 +2,10 @@ package persistence
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/persistence/storetest"
+
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
 )
-
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // backend makes empty databases: newDB returns the (databaseURL, dataDir)
 // pair to pass to Open, and may be opened more than once.
@@ -33,56 +29,8 @@ type backend struct {
 func backends() []backend {
 	return []backend{
 		{"sqlite", func(t testing.TB) (string, string) { return "", t.TempDir() }},
-		{"postgres", newPostgresSchema},
+		{"postgres", func(t testing.TB) (string, string) { return storetest.PostgresURL(t), "" }},
 	}
-}
-
-// newPostgresSchema creates a schema of its own for the test and returns a
-// URL whose search_path points at it, so parallel runs never collide.
-// PostgreSQL being unreachable skips locally but fails in CI.
-func newPostgresSchema(t testing.TB) (string, string) {
-	t.Helper()
-	base := os.Getenv("PARLEY_TEST_DATABASE_URL")
-	if base == "" {
-		base = defaultTestDatabaseURL
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		admin.Close()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL at %s unreachable in CI: %v", base, err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set PARLEY_TEST_DATABASE_URL): %v", base, err)
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "parley_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		t.Fatalf("create schema: %v", err)
-	}
-	// Registered before any store opens, so it runs after their Close.
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse %s: %v", base, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), ""
 }
 
 func openStore(t *testing.T, databaseURL, dataDir string) Store {
@@ -949,7 +897,7 @@ func TestOpenSQLite(t *testing.T) {
 }
 
 func TestOpenPostgres(t *testing.T) {
-	dbURL, _ := newPostgresSchema(t)
+	dbURL := storetest.PostgresURL(t)
 	s := openStore(t, dbURL, "")
 	if s.Dialect() != "postgres" {
 		t.Fatalf("Dialect = %q", s.Dialect())

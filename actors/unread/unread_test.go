@@ -2,26 +2,21 @@ package unread
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/persistence/storetest"
 
 	"github.com/asynkron/protoactor-go/actor"
 	_ "github.com/lib/pq"
 	"github.com/parley-chat/parley/persistence"
 )
-
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // backends returns fresh, migrated stores: the embedded database in a temp
 // dir and PostgreSQL in a schema of its own (skipped locally when
@@ -29,47 +24,8 @@ const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=
 func backends() map[string]func(t *testing.T) persistence.Store {
 	return map[string]func(t *testing.T) persistence.Store{
 		"sqlite":   func(t *testing.T) persistence.Store { return openStore(t, "", t.TempDir()) },
-		"postgres": func(t *testing.T) persistence.Store { return openStore(t, postgresSchema(t), "") },
+		"postgres": func(t *testing.T) persistence.Store { return openStore(t, storetest.PostgresURL(t), "") },
 	}
-}
-
-func postgresSchema(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("PARLEY_TEST_DATABASE_URL")
-	if base == "" {
-		base = defaultTestDatabaseURL
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		admin.Close()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL at %s unreachable in CI: %v", base, err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set PARLEY_TEST_DATABASE_URL): %v", base, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "parley_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func openStore(t *testing.T, databaseURL, dir string) persistence.Store {

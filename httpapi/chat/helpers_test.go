@@ -3,9 +3,7 @@ package chat
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/persistence/storetest"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gorilla/websocket"
@@ -55,51 +55,9 @@ type database struct {
 
 func sqliteDB(t *testing.T) database { return database{dialect: "sqlite", dir: t.TempDir()} }
 
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-// postgresDB creates a schema of its own for the test (dropped at the end);
-// PostgreSQL being unreachable skips locally and fails in CI.
+// postgresDB is a fresh PostgreSQL schema (see storetest.PostgresURL).
 func postgresDB(t *testing.T) database {
-	t.Helper()
-	base := os.Getenv("PARLEY_TEST_DATABASE_URL")
-	if base == "" {
-		base = defaultTestDatabaseURL
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		admin.Close()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL at %s unreachable in CI: %v", base, err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set PARLEY_TEST_DATABASE_URL): %v", base, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "parley_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		t.Fatal(err)
-	}
-	// Registered before any server starts, so it runs after they stop.
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return database{dialect: "postgres", url: u.String()}
+	return database{dialect: "postgres", url: storetest.PostgresURL(t)}
 }
 
 // databases are the backends a database-related test runs on.
