@@ -36,8 +36,19 @@ type connActor struct {
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
+	if a.conn == nil {
+		// A restarted instance has lost the socket's state: the old instance
+		// closed the socket on Restarting; wait for it to go.
+		if _, ok := ctx.Message().(*connInitMsg); !ok {
+			if _, ok := ctx.Message().(*goneMsg); ok {
+				ctx.Stop(ctx.Self())
+			}
+			return
+		}
+	}
 	switch m := ctx.Message().(type) {
-	case *actor.Started:
+	case *connInitMsg:
+		a.node, a.app, a.conn, a.socketID = m.node, m.app, m.conn, m.socketID
 		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
 		a.conn.SendEvent("pusher:connection_established", "", data)
 		a.lastHeard = time.Now()
@@ -54,19 +65,29 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.subs.remove(m.channel)
 	case *goneMsg:
 		ctx.Stop(ctx.Self())
+	case *actor.Restarting:
+		// A panic in this actor: its state goes with it, so end the socket
+		// (the client reconnects) and leave its channels.
+		a.conn.Close(wsconn.CodeServerRestart, "Internal error, reconnect")
+		a.cleanup(ctx)
 	case *actor.Stopping:
-		if a.idle != nil {
-			a.idle.Stop()
-		}
-		for _, sub := range a.subs {
-			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, sub.channel), socketID: a.socketID})
-		}
-		a.subs = nil
-		if a.userID != "" {
-			ctx.Send(a.node.watch, &signedOutMsg{appID: a.app.ID, userID: a.userID, socketID: a.socketID})
-		}
-		a.node.release(a.app, a.conn)
+		a.cleanup(ctx)
 	}
+}
+
+// cleanup leaves every channel and gives the socket's slot back.
+func (a *connActor) cleanup(ctx actor.Context) {
+	if a.idle != nil {
+		a.idle.Stop()
+	}
+	for _, sub := range a.subs {
+		ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, sub.channel), socketID: a.socketID})
+	}
+	a.subs = nil
+	if a.userID != "" {
+		ctx.Send(a.node.watch, &signedOutMsg{appID: a.app.ID, userID: a.userID, socketID: a.socketID})
+	}
+	a.node.release(a.app, a.conn)
 }
 
 func (a *connActor) activityTimeout() time.Duration {

@@ -82,6 +82,15 @@ type ChannelInfo struct {
 	Users         int // presence channels only
 }
 
+// connInitMsg gives a new ConnectionActor its socket; it is always the
+// actor's first message.
+type connInitMsg struct {
+	node     *Node
+	app      *appRuntime
+	conn     *wsconn.Conn
+	socketID string
+}
+
 // Messages to a ConnectionActor from its socket's read loop.
 type (
 	inboundMsg  struct{ data []byte }

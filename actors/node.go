@@ -35,6 +35,7 @@ type Node struct {
 	system *actor.ActorSystem
 	router *actor.PID
 	watch  *actor.PID             // the watchlist actor
+	conns0 *actor.Props           // shared by every ConnectionActor: Props per socket cost ~400 B each
 	byKey  map[string]*appRuntime // set at construction
 	byID   map[string]*appRuntime // set at construction
 
@@ -64,6 +65,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	}
 	n.router = system.Root.Spawn(actor.PropsFromProducer(newRouter))
 	n.watch = system.Root.Spawn(actor.PropsFromProducer(newWatchlist))
+	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} })
 	return n
 }
 
@@ -137,9 +139,10 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 
 	socketID := strconv.FormatUint(uint64(rand.Uint32N(1e9)), 10) + "." + strconv.FormatUint(n.socketSeq.Add(1), 10)
 	conn.SetID(socketID)
-	a := &connActor{node: n, app: rt, conn: conn, socketID: socketID}
-	pid := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	root := n.system.Root
+	pid := root.Spawn(n.conns0)
+	// The first message, before anything the socket sends (Serve starts below).
+	root.Send(pid, &connInitMsg{node: n, app: rt, conn: conn, socketID: socketID})
 	conn.Serve(
 		func(b []byte) { root.Send(pid, &inboundMsg{data: b}) },
 		func() { root.Send(pid, activity) },
