@@ -68,7 +68,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		chatSvc.Stop()
 		node.Stop()
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr())
+	// No TCP keep-alive probes: the Pusher protocol's own ping/pong finds dead
+	// peers, and skipping the setsockopt calls makes each connect cheaper.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr())
 	if err != nil {
 		fmt.Fprintf(stderr, "parley: cannot listen on %s: %v\n", cfg.ListenAddr(), err)
 		stopCore()
