@@ -1,0 +1,85 @@
+package actors
+
+import (
+	"strings"
+	"testing"
+)
+
+// The example from Pusher's authorization docs.
+func TestChannelAuthMatchesPusherDocs(t *testing.T) {
+	got := ChannelAuth("278d425bdf160c739803", "7ad3773142a6692b25b8", "1234.1234", "private-foobar", "")
+	want := "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+	if got != want {
+		t.Fatalf("got %s", got)
+	}
+	cd := `{"user_id":10,"user_info":{"name":"Mr. Channels"}}`
+	got = ChannelAuth("278d425bdf160c739803", "7ad3773142a6692b25b8", "1234.1234", "presence-foobar", cd)
+	if want := "278d425bdf160c739803:31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"; got != want {
+		t.Fatalf("presence: got %s", got)
+	}
+	if !ValidAuth(want, want) || ValidAuth(want, want[:len(want)-1]+"0") {
+		t.Fatal("ValidAuth")
+	}
+}
+
+func TestValidateChannelAndClassify(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"a": true, "private-a": true, "presence-a.1": true, "-_=@,.;": true, strings.Repeat("x", 200): true,
+		"": false, "a b": false, "a#b": false, "#x": false, strings.Repeat("x", 201): false, "é": false,
+	} {
+		if got := ValidateChannel(name, false) == ""; got != ok {
+			t.Errorf("%q: valid=%v, want %v", name, got, ok)
+		}
+	}
+	if ValidateChannel("#server-to-user-1", false) == "" || ValidateChannel("#server-to-user-1", true) != "" {
+		t.Error("#server-to-user- is only for the server side")
+	}
+	for name, want := range map[string]struct {
+		kind  channelKind
+		cache bool
+	}{
+		"x": {kindPublic, false}, "cache-x": {kindPublic, true}, "private-x": {kindPrivate, false},
+		"private-cache-x": {kindPrivate, true}, "private-encrypted-x": {kindEncrypted, false},
+		"private-encrypted-cache-x": {kindEncrypted, true}, "presence-x": {kindPresence, false},
+		"presence-cache-x": {kindPresence, true}, "#server-to-user-9": {kindServerToUser, false},
+	} {
+		if k, c := classify(name); k != want.kind || c != want.cache {
+			t.Errorf("%s: %v %v", name, k, c)
+		}
+	}
+}
+
+func TestParseChannelData(t *testing.T) {
+	if id, info, p := parseChannelData(`{"user_id":"u","user_info":{"a":1}}`); id != "u" || string(info) != `{"a":1}` || p != "" {
+		t.Fatal(id, string(info), p)
+	}
+	if id, info, p := parseChannelData(`{"user_id":42}`); id != "42" || info != nil || p != "" {
+		t.Fatal(id, info, p)
+	}
+	for _, bad := range []string{"", "x", `{}`, `{"user_id":null}`, `{"user_id":true}`, `{"user_id":""}`} {
+		if _, _, p := parseChannelData(bad); p == "" {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSubscriptions(t *testing.T) {
+	var s subscriptions
+	s.set("a", "")
+	s.set("b", "u1")
+	s.set("b", "u2")
+	if len(s) != 2 {
+		t.Fatal(s)
+	}
+	if u, ok := s.get("b"); !ok || u != "u2" {
+		t.Fatal(u, ok)
+	}
+	s.remove("a")
+	if _, ok := s.get("a"); ok || len(s) != 1 {
+		t.Fatal(s)
+	}
+	s.remove("nope")
+	if len(s) != 1 {
+		t.Fatal(s)
+	}
+}
