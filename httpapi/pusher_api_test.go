@@ -223,4 +223,8 @@ func TestHealth(t *testing.T) {
 	if st != 404 {
 		t.Fatal(st)
 	}
+	st, body = s.rawAPI("GET", s.url+"/api/nope", nil)
+	if st != 404 || body["message"] != "Not Found." {
+		t.Fatalf("%d %v", st, body)
+	}
 }

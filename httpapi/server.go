@@ -6,6 +6,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/actors"
@@ -44,7 +45,18 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	apps.POST("/users/:user_id/terminate_connections", s.terminateUser)
 
 	e.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": "no route " + c.Request.Method + " " + truncate(c.Request.URL.Path, 100)})
+		path := c.Request.URL.Path
+		if strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/broadcasting/") {
+			// The chat API's clients are browsers and Laravel-style code:
+			// answer as its other routes do, readable cross-origin.
+			if o := c.GetHeader("Origin"); o != "" && len(cfg.Apps) > 0 && cfg.Apps[0].OriginAllowed(o) {
+				c.Header("Access-Control-Allow-Origin", o)
+				c.Header("Vary", "Origin")
+			}
+			c.JSON(http.StatusNotFound, gin.H{"message": "Not Found."})
+			return
+		}
+		c.JSON(http.StatusNotFound, gin.H{"error": "no route " + c.Request.Method + " " + truncate(path, 100)})
 	})
 	return s
 }
