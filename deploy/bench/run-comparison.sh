@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# Compares Parley with soketi 1.6.1 on this machine, with `parley bench`.
+#
+#   bash deploy/bench/run-comparison.sh [SECTION...]
+#
+# SECTIONS (default: all of them, in this order)
+#   fanout       budget line 1: 1000 subscribers, 1 channel, 20 events/s, 20 s
+#   sweep        budget line 2: highest deliveries/s with p99 <= 50 ms and no loss
+#   connections  budget line 3: 10,000 idle subscribed sockets held 10 s
+#   chat         budget line 4 (Parley only): REST send -> socket, embedded DB and PostgreSQL
+#   wsconn       go test -bench ./wsconn/
+#   syscall      cost of one 200-byte write(2) on a TCP loopback pair (the floor of µs/delivery)
+#
+# Environment (all optional)
+#   PARLEY_BIN    parley binary to test, also used as the bench (default: built from this checkout)
+#   SOKETI_DIR    folder holding node_modules/@soketi/soketi (default: installed
+#                 from npm into WORK/soketi with the uWebSockets.js override)
+#   WORK          scratch folder: binaries, data dirs, logs (default: a new /tmp/parley-bench.*)
+#   OUT           where every --json report goes (default: WORK/results)
+#   RUNS          runs per measured line (default 3); the summary shows the median run
+#   SERVERS       "parley soketi" (default) or one of them
+#   SWEEP_RATES   events/s tried in the sweep (default "20 40 60 80 100 150 200")
+#   SWEEP_SHAPES  "subscribers:channels ..." (default "1000:1 2000:2 2000:1")
+#   SWEEP_RUNS    sweeps per server and shape (default 3)
+#   MAX_OTHER_CPU  a run during which other processes used more than this % of
+#                 one core in some 2-second window is run again (default 25)
+#   TRIES         runs at most per measurement when others disturb it (default 5)
+#   RESUME        set: keep the undisturbed reports already in OUT instead of redoing them
+#   CHAT_DATABASE_URL  PostgreSQL for the second chat run
+#                 (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable; "" skips it)
+#
+# Every server listens on 127.0.0.1 and every load targets it; every run is
+# bounded (the bench's own deadline, and `timeout` around it). The bench and
+# the server share the machine: the summary shows the bench's CPU, and runs
+# that other processes disturbed (a build, a test suite) are repeated.
+# Needs: go, node + npm (for soketi), curl, jq. Not part of the test suite.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WORK=${WORK:-$(mktemp -d /tmp/parley-bench.XXXXXX)}
+OUT=${OUT:-$WORK/results}
+RUNS=${RUNS:-3}
+SERVERS=${SERVERS:-parley soketi}
+SWEEP_RATES=${SWEEP_RATES:-20 40 60 80 100 150 200}
+SWEEP_SHAPES=${SWEEP_SHAPES:-1000:1 2000:2 2000:1}
+SWEEP_RUNS=${SWEEP_RUNS:-3}
+MAX_OTHER_CPU=${MAX_OTHER_CPU:-25}
+TRIES=${TRIES:-5}
+CHAT_DATABASE_URL=${CHAT_DATABASE_URL-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+SECTIONS=${*:-fanout sweep connections chat wsconn syscall}
+
+export PARLEY_APP_ID=app-1 PARLEY_APP_KEY=key-1 PARLEY_APP_SECRET=secret-1
+mkdir -p "$WORK/logs" "$OUT"
+ulimit -n "$(ulimit -Hn)" # each socket is a descriptor, on both sides
+for tool in curl jq; do command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }; done
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- binaries
+
+if [[ -z ${PARLEY_BIN:-} ]]; then
+	PARLEY_BIN=$WORK/parley
+	log "building parley from $REPO"
+	(cd "$REPO" && go build -o "$PARLEY_BIN" ./cmd/parley)
+fi
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then COMMIT="$COMMIT (work tree differs from it)"; fi
+
+need_soketi() {
+	SOKETI_DIR=${SOKETI_DIR:-$WORK/soketi}
+	[[ -f $SOKETI_DIR/node_modules/@soketi/soketi/bin/server.js ]] && return
+	log "installing soketi 1.6.1 into $SOKETI_DIR"
+	mkdir -p "$SOKETI_DIR"
+	# soketi pins a uWebSockets.js that is fetched from GitHub, not npm:
+	# the override swaps in a build of the same API published on npm.
+	cat >"$SOKETI_DIR/package.json" <<'EOF'
+{"dependencies":{"@soketi/soketi":"1.6.1"},"overrides":{"uWebSockets.js":"npm:@trufflesuite/uws-js-unofficial@20.30.0-unofficial.0"}}
+EOF
+	(cd "$SOKETI_DIR" && timeout 600 npm install --no-audit --no-fund >"$WORK/logs/npm-install.log" 2>&1)
+}
+
+# ----------------------------------------------------------------- servers
+
+PORT=${PORT_BASE:-7100} # a new port per server start
+SERVER_PID='' DATA_DIR=''
+
+wait_ready() { # URL
+	for _ in $(seq 100); do
+		curl -fs -o /dev/null "$1" && return 0
+		kill -0 "$SERVER_PID" 2>/dev/null || { echo "server died; see $WORK/logs" >&2; return 1; }
+		sleep 0.1
+	done
+	echo "server not ready at $1" >&2
+	return 1
+}
+
+# start_parley [VAR=value...]: a fresh Parley with its own data dir.
+start_parley() {
+	PORT=$((PORT + 1))
+	DATA_DIR=$(mktemp -d "$WORK/data.XXXXXX")
+	env "$@" PARLEY_HOST=127.0.0.1 PARLEY_PORT=$PORT PARLEY_DATA_DIR="$DATA_DIR" \
+		"$PARLEY_BIN" serve >"$WORK/logs/parley-$PORT.log" 2>&1 &
+	SERVER_PID=$!
+	wait_ready "http://127.0.0.1:$PORT/up"
+}
+
+# start_soketi: node itself is the serving process (no npx wrapper), with
+# every per-app limit off.
+start_soketi() {
+	need_soketi
+	PORT=$((PORT + 1))
+	SOKETI_HOST=127.0.0.1 SOKETI_PORT=$PORT SOKETI_METRICS_ENABLED=false \
+	SOKETI_DEFAULT_APP_ID=app-1 SOKETI_DEFAULT_APP_KEY=key-1 SOKETI_DEFAULT_APP_SECRET=secret-1 \
+	SOKETI_DEFAULT_APP_MAX_CONNS=-1 SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC=-1 \
+	SOKETI_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC=-1 SOKETI_DEFAULT_APP_MAX_READ_REQ_PER_SEC=-1 \
+		node "$SOKETI_DIR/node_modules/@soketi/soketi/bin/server.js" start >"$WORK/logs/soketi-$PORT.log" 2>&1 &
+	SERVER_PID=$!
+	wait_ready "http://127.0.0.1:$PORT/ready"
+}
+
+# The chat runs: Parley without its API rate limit, on either database. The
+# bench's admin commands inherit DATABASE_URL.
+start_chat_embedded() { unset DATABASE_URL; start_parley PARLEY_API_RATE_LIMIT=0; }
+start_chat_postgres() { export DATABASE_URL=$CHAT_DATABASE_URL; start_parley PARLEY_API_RATE_LIMIT=0; }
+
+stop_server() {
+	[[ -n $SERVER_PID ]] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=''
+	sleep 1 # let the sockets of the last run close
+}
+trap stop_server EXIT
+
+# ------------------------------------------------------------ measurements
+
+# proc_ticks PID: CPU ticks (1/100 s) used so far by PID and the children
+# it waited for (the chat scenario's admin commands); 0 once it is gone.
+proc_ticks() {
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12+$13+$14+$15}' || echo 0
+}
+
+# machine_ticks: CPU ticks used so far by the whole machine (user, nice,
+# system, irq, softirq).
+machine_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8; exit}' /proc/stat; }
+
+# other_cpu SERVER BENCH: while BENCH runs, prints the CPU that neither it
+# nor SERVER used, per 2-second window, in % of one core. About 10 % is the
+# kernel's own work; more is another process (a build, a test suite).
+other_cpu() {
+	local m0 s0 b0 m1 s1 b1
+	m0=$(machine_ticks) s0=$(proc_ticks "$1") b0=$(proc_ticks "$2")
+	while sleep 2; do
+		m1=$(machine_ticks) s1=$(proc_ticks "$1") b1=$(proc_ticks "$2")
+		kill -0 "$2" 2>/dev/null || break # the window in which it ended is not counted
+		echo $(((m1 - m0 - (s1 - s0) - (b1 - b0)) / 2))
+		m0=$m1 s0=$s1 b0=$b1
+	done
+}
+
+# wait_quiet: waits (5 minutes at most) until the machine has been nearly
+# idle for 2 seconds, so that a run does not start in the middle of a build.
+wait_quiet() {
+	local m0 m1
+	for _ in $(seq 150); do
+		m0=$(machine_ticks)
+		sleep 2
+		m1=$(machine_ticks)
+		(((m1 - m0) / 2 <= MAX_OTHER_CPU)) && return 0
+	done
+	log "the machine stayed busy; measuring anyway"
+}
+
+# undisturbed NAME: run NAME has a report and other processes stayed under
+# MAX_OTHER_CPU all along.
+undisturbed() {
+	[[ -s $OUT/$1.json && -f $OUT/$1.other ]] || return 1
+	local worst
+	worst=$(sort -n "$OUT/$1.other" | tail -1)
+	((${worst:-0} <= MAX_OTHER_CPU))
+}
+
+# measure NAME START SCENARIO [flags...]: runs START (a fresh server), one
+# bounded bench run against it, and stops the server. The report goes to
+# OUT/NAME.json (table in NAME.txt, other processes' CPU in NAME.other). A
+# run that other processes disturbed is repeated, up to TRIES times. The
+# flag value @DATA_DIR@ is replaced by the server's data dir.
+measure() {
+	local name=$1 start=$2; shift 2
+	local try worst
+	if [[ -n ${RESUME:-} ]] && undisturbed "$name"; then return 0; fi
+	for try in $(seq "$TRIES"); do
+		wait_quiet
+		"$start"
+		local args=("${@//@DATA_DIR@/$DATA_DIR}")
+		timeout 900 "$PARLEY_BIN" bench "${args[@]}" --quiet --port "$PORT" --server-pid "$SERVER_PID" \
+			--json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 &
+		local wrapper=$! bench_pid=''
+		for _ in $(seq 100); do # the bench is timeout's child
+			bench_pid=$(pgrep -P "$wrapper") && break
+			sleep 0.01
+		done
+		other_cpu "$SERVER_PID" "${bench_pid:-$wrapper}" >"$OUT/$name.other"
+		wait "$wrapper" || echo "bench $name exited $?" >&2
+		stop_server
+		undisturbed "$name" && return 0
+		worst=$(sort -n "$OUT/$name.other" | tail -1)
+		log "$name: other processes used up to $worst% of a core (try $try of $TRIES); running it again"
+		cp "$OUT/$name.json" "$OUT/$name.disturbed-$try.json" 2>/dev/null || true
+	done
+	log "$name: disturbed on every try; kept the last"
+}
+
+# ---------------------------------------------------------------- sections
+
+fanout_section() {
+	log "line 1: fanout -n 1000 --channels 1 --rate 20 --duration 20s --payload 200"
+	for srv in $SERVERS; do
+		for r in $(seq "$RUNS"); do
+			measure "fanout-$srv-$r" "start_$srv" fanout -n 1000 --channels 1 --rate 20 --duration 20s --payload 200
+		done
+	done
+}
+
+# passes FILE: completed, every event published, nothing lost, p99 <= 50 ms.
+passes() {
+	jq -e '.completed and .events_sent == .events_scheduled and .publish_errors == 0
+		and .lost == 0 and .expected > 0 and .latency.p99_ms <= 50' "$1" >/dev/null 2>&1
+}
+
+sweep_section() {
+	log "line 2: sweep fanout --payload 200 --duration 15s at rates $SWEEP_RATES"
+	for srv in $SERVERS; do
+		for shape in $SWEEP_SHAPES; do
+			local n=${shape%:*} c=${shape#*:}
+			for s in $(seq "$SWEEP_RUNS"); do
+				for rate in $SWEEP_RATES; do
+					local name="sweep-$srv-n$n-c$c-s$s-r$rate"
+					measure "$name" "start_$srv" fanout -n "$n" --channels "$c" --rate "$rate" --payload 200 --duration 15s
+					passes "$OUT/$name.json" || break # the first failing rate ends this sweep
+				done
+			done
+		done
+	done
+}
+
+connections_section() {
+	log "line 3: connections -n 10000 --hold 10s"
+	for srv in $SERVERS; do
+		for r in $(seq "$RUNS"); do
+			measure "connections-$srv-$r" "start_$srv" connections -n 10000 --hold 10s
+		done
+	done
+}
+
+chat_section() {
+	log "line 4: chat (Parley only)"
+	start_parley
+	local code
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "127.0.0.1:$PORT/api/auth/login" \
+		-H 'Content-Type: application/json' -d '{}')
+	stop_server
+	if [[ $code != 422 ]]; then
+		echo "chat API not served (POST /api/auth/login answered $code): chat skipped" | tee "$OUT/chat-skipped.txt" >&2
+		return 0
+	fi
+	local dbs=(embedded)
+	[[ -n $CHAT_DATABASE_URL ]] && dbs+=(postgres)
+	for db in "${dbs[@]}"; do
+		# PostgreSQL's own processes count as "other" CPU: do not retry for them.
+		local max_other=$MAX_OTHER_CPU
+		[[ $db == postgres ]] && max_other=10000
+		MAX_OTHER_CPU=$max_other measure "chat-$db" "start_chat_$db" chat --rate 200 --matters 10 --members 5 \
+			--duration 20s --parley-bin "$PARLEY_BIN" --data-dir @DATA_DIR@
+	done
+	unset DATABASE_URL
+}
+
+wsconn_section() {
+	log "go test -bench ./wsconn/"
+	(cd "$REPO" && timeout 600 go test -run '^$' -bench . -benchmem ./wsconn/) | tee "$OUT/wsconn-bench.txt"
+}
+
+# The cost of one 200-byte write(2) to a TCP loopback socket whose peer
+# drains it: what a server pays at least once per delivery (one frame to one
+# socket) on this kernel and VM.
+syscall_section() {
+	log "write(2) cost on a loopback pair"
+	local dir=$WORK/writecost
+	mkdir -p "$dir"
+	cat >"$dir/main.go" <<'EOF'
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go func() {
+		c, _ := ln.Accept()
+		io.Copy(io.Discard, c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	raw, _ := c.(*net.TCPConn).SyscallConn()
+	buf := make([]byte, 200)
+	const n = 100000
+	runtime.LockOSThread()
+	for round := 1; round <= 3; round++ {
+		var t0, t1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_THREAD, &t0)
+		start := time.Now()
+		raw.Write(func(fd uintptr) bool {
+			for i := 0; i < n; i++ {
+				for {
+					if _, err := syscall.Write(int(fd), buf); err != syscall.EAGAIN {
+						break
+					}
+				}
+			}
+			return true
+		})
+		wall := time.Since(start)
+		syscall.Getrusage(syscall.RUSAGE_THREAD, &t1)
+		cpu := t1.Utime.Nano() + t1.Stime.Nano() - t0.Utime.Nano() - t0.Stime.Nano()
+		fmt.Printf("round %d: %d writes of 200 B: %.2f µs/write wall, %.2f µs/write CPU of the writing thread\n",
+			round, n, float64(wall.Nanoseconds())/1e3/n, float64(cpu)/1e3/n)
+	}
+	start := time.Now()
+	for i := 0; i < 1000000; i++ {
+		syscall.Getppid()
+	}
+	fmt.Printf("getppid (an empty syscall): %.2f µs/call\n", float64(time.Since(start).Nanoseconds())/1e3/1e6)
+}
+EOF
+	printf 'module writecost\n\ngo 1.22\n' >"$dir/go.mod"
+	(cd "$dir" && go build -o writecost . && ./writecost) | tee "$OUT/syscall.txt"
+}
+
+# ----------------------------------------------------------------- summary
+
+# median FILE...: the median run of FILEs by MEDIAN_KEY (default p99 latency).
+median() {
+	local key=${MEDIAN_KEY:-.latency.p99_ms}
+	for f in "$@"; do [[ -s $f ]] && printf '%s\t%s\n' "$(jq -r "$key // 1e9" "$f")" "$f"; done |
+		sort -g | awk '{ l[NR] = $2 } END { if (NR) print l[int((NR + 1) / 2)] }'
+}
+
+# worst_other FILE.json: the most CPU other processes used in a 2-s window of that run.
+worst_other() { sort -n "${1%.json}.other" 2>/dev/null | tail -1; }
+
+# fanout_row FILE: one summary line of a fanout report.
+fanout_row() {
+	printf '%s\t%s\n' "$(jq -r '[(.subscribers|tostring) + "/" + (.channels|tostring), .rate_per_second,
+		.deliveries_per_second, .lost, .publish_errors, .latency.p50_ms, .latency.p99_ms, .latency.max_ms,
+		(.server.cpu_us_per_delivery // "-"), .bench.cpu_percent_of_one_core] | @tsv' "$1")" "$(worst_other "$1")"
+}
+FANOUT_HEADER=$'server\tsubs/ch\tev/s\tdeliv/s\tlost\tpub_err\tp50ms\tp99ms\tmaxms\tsrv_us/deliv\tbench_cpu%\tother_cpu%'
+
+summary() {
+	log "summary (commit $COMMIT; reports in $OUT)"
+	if ls "$OUT"/fanout-*-[0-9].json >/dev/null 2>&1; then
+		echo "line 1 — fanout 1000 subs, 1 channel, 20 ev/s (budget: 0 lost, p99 <= 5 ms); median run by p99"
+		echo "$FANOUT_HEADER"
+		for srv in $SERVERS; do
+			local m; m=$(median "$OUT"/fanout-"$srv"-[0-9].json)
+			[[ -n $m ]] && printf '%s\t%s\n' "$srv" "$(fanout_row "$m")"
+			printf '%s\tp99 of every run: %s\n' "$srv" "$(jq -s -r 'map(.latency.p99_ms) | sort | map(tostring) | join(", ")' "$OUT"/fanout-"$srv"-[0-9].json)"
+		done
+	fi
+	if ls "$OUT"/sweep-*-r[0-9]*[0-9].json >/dev/null 2>&1; then
+		echo
+		echo "line 2 — sweep: highest passing rate of each sweep (budget: >= 100,000 deliveries/s, <= 4 µs/delivery)"
+		echo "$FANOUT_HEADER"
+		for srv in $SERVERS; do
+			for shape in $SWEEP_SHAPES; do
+				local n=${shape%:*} c=${shape#*:} s
+				for s in $(seq "$SWEEP_RUNS"); do
+					local best='' rate
+					for rate in $SWEEP_RATES; do
+						local f="$OUT/sweep-$srv-n$n-c$c-s$s-r$rate.json"
+						passes "$f" || break
+						best=$f
+					done
+					if [[ -n $best ]]; then
+						printf '%s\t%s\n' "$srv" "$(fanout_row "$best")"
+					elif [[ -f $OUT/sweep-$srv-n$n-c$c-s$s-r${SWEEP_RATES%% *}.json ]]; then
+						printf '%s\t%s/%s sweep %s: no passing rate\n' "$srv" "$n" "$c" "$s"
+					fi
+				done
+			done
+		done
+	fi
+	if ls "$OUT"/connections-*-[0-9].json >/dev/null 2>&1; then
+		echo
+		echo "line 3 — connections 10,000 held 10 s (budget: <= 6 KB RSS/connection, >= 10,000 connects/s)"
+		printf 'server\tconnected\tconnects/s\tRSS_B/conn\tsubscribe_p99ms\tsrv_us/conn\tbench_cpu%%\tother_cpu%%\n'
+		for srv in $SERVERS; do
+			for f in "$OUT"/connections-"$srv"-[0-9].json; do
+				printf '%s\t%s\t%s\n' "$srv" "$(jq -r '[.connected, .connect_rate_per_second, .server.rss_per_connection_bytes,
+					.subscribe_latency.p99_ms, .server.cpu_us_per_connection, .bench.cpu_percent_of_one_core] | @tsv' "$f")" "$(worst_other "$f")"
+			done
+		done
+	fi
+	for f in "$OUT"/chat-embedded.json "$OUT"/chat-postgres.json; do
+		[[ -f $f ]] || continue
+		echo
+		echo "line 4 — $(basename "$f" .json) (budget: p99 <= 20 ms, 0 missing from history)"
+		jq -r '"acked \(.messages_acked)/\(.messages_scheduled)  send_errors \(.send_errors)  delivered \(.delivered)/\(.expected)  lost \(.lost)  p50 \(.latency.p50_ms) ms  p99 \(.latency.p99_ms) ms  max \(.latency.max_ms) ms  send p99 \(.send_request_latency.p99_ms) ms  history missing \(.history_missing) of \(.history_checked)  server \(.server.cpu_us_per_delivery) µs/delivery"' "$f"
+	done
+	if [[ -f $OUT/chat-skipped.txt ]]; then echo; cat "$OUT/chat-skipped.txt"; fi
+	return 0
+}
+
+for section in $SECTIONS; do
+	"${section}_section"
+done
+summary
