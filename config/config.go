@@ -3,7 +3,6 @@
 package config
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -354,6 +353,3 @@ func (c *Config) AppByID(id string) (*App, bool) {
 func (c *Config) CredentialsFile() string {
 	return filepath.Join(c.DataDir, "credentials.json")
 }
-
-// ErrNoApp is returned by Load's callers that need an app and found none.
-var ErrNoApp = errors.New("no app configured")

@@ -110,9 +110,6 @@ func newConn(nc net.Conn, opts Options) *Conn {
 // SetID names the socket in debug logs.
 func (c *Conn) SetID(id string) { c.id = id }
 
-// RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
-
 // Serve starts reading: onMessage gets each complete message, onActivity each
 // WebSocket ping or pong, and onEnd is called once when the socket is gone.
 // Callbacks must not block. Serve returns at once.
