@@ -10,6 +10,7 @@
 #   chat         budget line 4 (Parley only): REST send -> socket, embedded DB and PostgreSQL
 #   wsconn       go test -bench ./wsconn/
 #   syscall      cost of one 200-byte write(2) on a TCP loopback pair (the floor of µs/delivery)
+#   summary      alone: only print the summary of the reports already in OUT
 #
 # Environment (all optional)
 #   PARLEY_BIN    parley binary to test, also used as the bench (default: built from this checkout)
@@ -424,6 +425,8 @@ summary() {
 	if [[ -f $OUT/chat-skipped.txt ]]; then echo; cat "$OUT/chat-skipped.txt"; fi
 	return 0
 }
+
+summary_section() { :; } # the summary is printed anyway
 
 for section in $SECTIONS; do
 	"${section}_section"
