@@ -63,9 +63,12 @@ if [[ -z ${PARLEY_BIN:-} ]]; then
 	PARLEY_BIN=$WORK/parley
 	log "building parley from $REPO"
 	(cd "$REPO" && go build -o "$PARLEY_BIN" ./cmd/parley)
+	COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then COMMIT="$COMMIT (work tree differs from it)"; fi
+	echo "$COMMIT" >"$OUT/COMMIT"
 fi
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then COMMIT="$COMMIT (work tree differs from it)"; fi
+# With PARLEY_BIN given, OUT/COMMIT is whatever the caller wrote there.
+COMMIT=$(cat "$OUT/COMMIT" 2>/dev/null || echo "unknown: PARLEY_BIN=$PARLEY_BIN")
 
 need_soketi() {
 	SOKETI_DIR=${SOKETI_DIR:-$WORK/soketi}
