@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi/chat"
@@ -78,20 +77,7 @@ func (d *dbFlags) open(ctx context.Context) (persistence.Store, error) {
 	if d.databaseURL != "" {
 		cfg.DatabaseURL = d.databaseURL
 	}
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := persistence.Open(octx, cfg.DatabaseURL, cfg.DataDir)
-	if err != nil {
-		if cfg.DatabaseURL != "" {
-			return nil, fmt.Errorf("cannot open the PostgreSQL database: %w", err)
-		}
-		return nil, fmt.Errorf("cannot open the embedded database in %s: %w", cfg.DataDir, err)
-	}
-	if err := st.Migrate(octx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("database migration failed: %w", err)
-	}
-	return st, nil
+	return openStore(ctx, cfg)
 }
 
 func printJSON(stdout io.Writer, v any) {

@@ -294,6 +294,25 @@ func optionalInt(in input, v *validation, field string, def, lo, hi int64) int64
 	return n
 }
 
+// routeMessage loads the message named by the :id path parameter; false
+// means 404 or 503 was answered.
+func (s *Service) routeMessage(ctx context.Context, c *gin.Context) (persistence.Message, bool) {
+	id, ok := routeID(c, "Message")
+	if !ok {
+		return persistence.Message{}, false
+	}
+	msg, err := s.st.MessageByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusNotFound, "Message not found.")
+		return persistence.Message{}, false
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return persistence.Message{}, false
+	}
+	return msg, true
+}
+
 // markRead is PUT /api/messages/{id}/read. The first read by a member stores
 // a receipt, sends MessageReceived to the sender's user channel and the
 // matter channel, and updates the reader's unread count; repeating it
@@ -301,20 +320,11 @@ func optionalInt(in input, v *validation, field string, def, lo, hi int64) int64
 // message is a 200 no-op with read_at null: own messages are never unread,
 // so there is nothing to record and no receipt to send.
 func (s *Service) markRead(c *gin.Context) {
-	id, ok := routeID(c, "Message")
-	if !ok {
-		return
-	}
 	me := userOf(c)
 	ctx, cancel := writeContext(c)
 	defer cancel()
-	msg, err := s.st.MessageByID(ctx, id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
+	msg, ok := s.routeMessage(ctx, c)
+	if !ok {
 		return
 	}
 	member, err := s.st.IsMember(ctx, msg.MatterID, me.ID)
@@ -351,20 +361,11 @@ func (s *Service) markRead(c *gin.Context) {
 // editMessage is PUT /api/messages/{id} {message}: the sender (still a
 // member) edits; MessageUpdated goes where MessageSent went.
 func (s *Service) editMessage(c *gin.Context) {
-	id, ok := routeID(c, "Message")
-	if !ok {
-		return
-	}
 	me := userOf(c)
 	ctx, cancel := writeContext(c)
 	defer cancel()
-	msg, err := s.st.MessageByID(ctx, id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
+	msg, ok := s.routeMessage(ctx, c)
+	if !ok {
 		return
 	}
 	if msg.SenderID != me.ID {
