@@ -109,16 +109,9 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 		refuse(wsconn.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", truncate(appKey, 64)))
 		return
 	}
-	if protocol != "" {
-		v, err := strconv.Atoi(protocol)
-		if err != nil {
-			refuse(wsconn.CodeInvalidVersion, "Invalid protocol version "+truncate(protocol, 16))
-			return
-		}
-		if v < 7 {
-			refuse(wsconn.CodeUnsupportedProtocol, "Unsupported protocol version "+protocol+": use protocol=7")
-			return
-		}
+	if problem := checkProtocol(protocol); problem != "" {
+		refuse(wsconn.CodeUnsupportedProtocol, problem)
+		return
 	}
 	if !rt.OriginAllowed(origin) {
 		refuse(wsconn.CodeUnauthorized, "Origin not allowed: "+truncate(origin, 100))
@@ -148,6 +141,28 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 		func() { root.Send(pid, activity) },
 		func() { root.Send(pid, gone) },
 	)
+}
+
+// MinProtocol is the oldest Pusher protocol version accepted. Pusher retired
+// only 1-3; the official Java/Android SDK (and Flutter's plugin on Android)
+// sends 5, older iOS SDKs 6 or 7, pusher-js 7.
+const MinProtocol = 4
+
+// checkProtocol describes what is wrong with the ?protocol= value, or "".
+// Every refusal is 4007: a 4000-4099 close tells a client not to retry, which
+// is right for a version that will never be accepted.
+func checkProtocol(protocol string) string {
+	if protocol == "" {
+		return "No protocol version supplied: connect with ?protocol=7"
+	}
+	v, err := strconv.Atoi(protocol)
+	if err != nil {
+		return "Invalid protocol version " + truncate(protocol, 16) + ": connect with ?protocol=7"
+	}
+	if v < MinProtocol {
+		return "Unsupported protocol version " + protocol + ": versions " + strconv.Itoa(MinProtocol) + " and up are accepted"
+	}
+	return ""
 }
 
 // release is called by a ConnectionActor when it stops.

@@ -28,6 +28,25 @@ func TestConnectionEstablishedShape(t *testing.T) {
 	}
 }
 
+// TestAcceptedProtocols connects as the official Java/Android SDK does (its
+// protocol number is fixed at 5), and with every other live version.
+func TestAcceptedProtocols(t *testing.T) {
+	s := startServer(t, nil)
+	for _, path := range []string{
+		"/app/" + testKey + "?client=java-client&protocol=5&version=2.4.4",
+		"/app/" + testKey + "?protocol=4",
+		"/app/" + testKey + "?protocol=6&client=ios",
+		"/app/" + testKey + "?protocol=7&client=js&version=8.4.0",
+	} {
+		w := s.dialRaw(path, nil)
+		w.t = t
+		w.expect("pusher:connection_established")
+		w.send(`{"event":"pusher:subscribe","data":{"channel":"mobile"}}`)
+		w.expect("pusher_internal:subscription_succeeded")
+		w.c.Close()
+	}
+}
+
 func TestRefusedConnections(t *testing.T) {
 	s := startServer(t, func(c *config.Config) {
 		c.Apps[0].AllowedOrigins = []string{"https://chat.example.com", "*.example.org"}
@@ -40,8 +59,9 @@ func TestRefusedConnections(t *testing.T) {
 		code   int
 	}{
 		{"unknown key", "/app/nope?protocol=7", "", 4001},
-		{"old protocol", "/app/" + testKey + "?protocol=6", "", 4007},
-		{"bad protocol", "/app/" + testKey + "?protocol=x", "", 4006},
+		{"retired protocol", "/app/" + testKey + "?protocol=3", "", 4007},
+		{"bad protocol", "/app/" + testKey + "?protocol=x", "", 4007},
+		{"no protocol", "/app/" + testKey + "?client=js", "", 4007},
 		{"origin not allowed", "/app/" + testKey + "?protocol=7", "https://evil.example.net", 4009},
 	}
 	for _, tc := range cases {
