@@ -38,6 +38,10 @@ type command interface {
 	run(ctx context.Context, e *env) (report, error)
 }
 
+// multiNode is implemented by the commands that spread their sockets over
+// several nodes (--port given more than once).
+type multiNode interface{ multiNode() bool }
+
 // scenario describes a subcommand of `parley bench`.
 type scenario struct {
 	name    string
@@ -53,7 +57,8 @@ var scenarios = []scenario{fanoutScenario, connectionsScenario, presenceScenario
 // env is what a running scenario gets from Main.
 type env struct {
 	cfg      *commonConfig
-	target   target
+	target   target    // the first node: the HTTP API and single-node scenarios
+	nodes    []target  // every node (fanout spreads its sockets over them)
 	progress io.Writer // nil with --quiet
 	server   serverSampler
 	errs     *errorLog
@@ -62,7 +67,7 @@ type env struct {
 
 // newInfo starts a report's common part.
 func (e *env) newInfo() runInfo {
-	return runInfo{Scenario: e.scenario, Target: e.target.String(), StartedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	return runInfo{Scenario: e.scenario, Target: targetsString(e.nodes), StartedAt: time.Now().UTC().Truncate(time.Millisecond)}
 }
 
 // newServerReport returns nil without --server-pid.
@@ -70,7 +75,7 @@ func (e *env) newServerReport() *serverReport {
 	if !e.server.enabled() {
 		return nil
 	}
-	return &serverReport{PID: e.server.pid}
+	return &serverReport{PID: e.server.pids[0], PIDs: e.server.pids}
 }
 
 // Main runs `parley bench SCENARIO [flags]` with args = everything after
@@ -127,6 +132,11 @@ func validate(fs *flag.FlagSet, cfg *commonConfig, cmd command) []string {
 	if fs.NArg() > 0 {
 		probs = append(probs, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
+	if n := len(cfg.Ports.v); n > 1 {
+		if m, ok := cmd.(multiNode); !ok || !m.multiNode() {
+			probs = append(probs, fmt.Sprintf("--port lists %d nodes but only fanout spreads over several; give one port", n))
+		}
+	}
 	probs = append(probs, cmd.validate()...)
 	if len(probs) > 0 {
 		return probs
@@ -152,7 +162,8 @@ func execute(ctx context.Context, sc *scenario, cfg *commonConfig, cmd command, 
 	e := &env{
 		cfg:      cfg,
 		target:   cfg.target(),
-		server:   serverSampler{pid: cfg.ServerPID},
+		nodes:    cfg.targets(),
+		server:   serverSampler{pids: cfg.ServerPIDs.v},
 		errs:     newErrorLog(),
 		scenario: sc.name,
 	}
@@ -218,7 +229,8 @@ Scenarios:
 Every scenario takes --host (127.0.0.1), --port (8080), --app-id, --key and
 --secret (from $PARLEY_APP_ID/_KEY/_SECRET, else $REVERB_APP_ID/_KEY/_SECRET),
 --json FILE, --server-pid PID and --allow-remote (targets other than loopback
-are refused without it).
+are refused without it). fanout takes several ports (--port 8080,8081), one
+per node, and --server-pid takes several pids, whose figures are summed.
 
 Exit status: 0 when the run completed (even with loss), 1 when it failed,
 2 on a usage error. Run 'parley bench SCENARIO --help' for its flags.

@@ -33,15 +33,15 @@ const (
 
 // commonConfig holds the flags every scenario shares.
 type commonConfig struct {
-	Host   string // default 127.0.0.1, like `parley serve`
-	Port   int    // default 8080, like `parley serve`
-	AppID  string // default $PARLEY_APP_ID, then $REVERB_APP_ID
-	Key    string // default $PARLEY_APP_KEY, then $REVERB_APP_KEY
-	Secret string // default $PARLEY_APP_SECRET, then $REVERB_APP_SECRET
+	Host   string   // default 127.0.0.1, like `parley serve`
+	Ports  intsFlag // default 8080, like `parley serve`; several = several nodes on Host
+	AppID  string   // default $PARLEY_APP_ID, then $REVERB_APP_ID
+	Key    string   // default $PARLEY_APP_KEY, then $REVERB_APP_KEY
+	Secret string   // default $PARLEY_APP_SECRET, then $REVERB_APP_SECRET
 
 	AllowRemote     bool          // permit a non-loopback --host
 	JSONPath        string        // also write the report as JSON here
-	ServerPID       int           // read the server's CPU and RSS from /proc/PID; 0 = off
+	ServerPIDs      intsFlag      // read the servers' CPU and RSS from /proc/PID, summed; none = off
 	DialConcurrency int           // WebSocket handshakes in flight; default 200
 	Quiet           bool          // no progress line
 	Timeout         time.Duration // hard deadline for the whole run; zero = derived from the scenario
@@ -49,7 +49,8 @@ type commonConfig struct {
 
 func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Host, "host", "127.0.0.1", "server host; loopback only (127.0.0.0/8, ::1, localhost) unless --allow-remote")
-	fs.IntVar(&c.Port, "port", 8080, "server port (WebSocket and HTTP API)")
+	c.Ports = intsFlag{v: []int{8080}}
+	fs.Var(&c.Ports, "port", "server `port` (WebSocket and HTTP API); fanout takes several (repeat the flag or list them: 8080,8081), one per node on --host")
 	// The environment is applied after parsing (applyEnv), so that --help
 	// never prints a secret as a default.
 	fs.StringVar(&c.AppID, "app-id", "", "app id (default $PARLEY_APP_ID, then $REVERB_APP_ID)")
@@ -57,7 +58,7 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Secret, "secret", "", "app secret (default $PARLEY_APP_SECRET, then $REVERB_APP_SECRET)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a --host that is not a loopback address")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the report as JSON to `FILE`")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id: report its RSS and CPU time from /proc (same machine only)")
+	fs.Var(&c.ServerPIDs, "server-pid", "server process `id`: report its RSS and CPU time from /proc (same machine only); repeat the flag or list ids (1,2) to sum several nodes")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 200, "WebSocket handshakes in flight at once")
 	fs.BoolVar(&c.Quiet, "quiet", false, "do not print the progress line on stderr")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "hard deadline for the whole run (default: derived from the scenario's flags)")
@@ -101,8 +102,13 @@ func (c *commonConfig) validate(need credentials) []string {
 			probs = append(probs, err.Error())
 		}
 	}
-	if c.Port < 1 || c.Port > 65535 {
-		probs = append(probs, fmt.Sprintf("--port must be between 1 and 65535 (got %d)", c.Port))
+	for _, p := range c.Ports.v {
+		if p < 1 || p > 65535 {
+			probs = append(probs, fmt.Sprintf("--port must be between 1 and 65535 (got %d)", p))
+		}
+	}
+	if p, ok := c.Ports.duplicate(); ok {
+		probs = append(probs, fmt.Sprintf("--port %d is given twice", p))
 	}
 	if need.appID && c.AppID == "" {
 		probs = append(probs, "--app-id is required (or set PARLEY_APP_ID / REVERB_APP_ID)")
@@ -113,12 +119,16 @@ func (c *commonConfig) validate(need credentials) []string {
 	if need.secret && c.Secret == "" {
 		probs = append(probs, "--secret is required (or set PARLEY_APP_SECRET / REVERB_APP_SECRET)")
 	}
-	if c.ServerPID < 0 {
-		probs = append(probs, fmt.Sprintf("--server-pid must be a process id (got %d)", c.ServerPID))
-	} else if c.ServerPID > 0 {
-		if _, err := readProcStat(c.ServerPID); err != nil {
-			probs = append(probs, fmt.Sprintf("--server-pid %d: %v", c.ServerPID, err))
+	for _, pid := range c.ServerPIDs.v {
+		if pid <= 0 {
+			probs = append(probs, fmt.Sprintf("--server-pid must be a process id (got %d)", pid))
+		} else if _, err := readProcStat(pid); err != nil {
+			probs = append(probs, fmt.Sprintf("--server-pid %d: %v", pid, err))
 		}
+	}
+	if pid, ok := c.ServerPIDs.duplicate(); ok {
+		// Summing a process twice would double its figures.
+		probs = append(probs, fmt.Sprintf("--server-pid %d is given twice", pid))
 	}
 	if c.JSONPath != "" {
 		// Found out now rather than after a long run.
@@ -168,9 +178,27 @@ type target struct {
 	appID, key, secret string
 }
 
-func (c *commonConfig) target() target {
+// target is the first node: the only one for most scenarios, and the one
+// whose HTTP API fanout publishes through.
+func (c *commonConfig) target() target { return c.targets()[0] }
+
+// targets is one target per --port, in the order given.
+func (c *commonConfig) targets() []target {
 	host := strings.TrimSuffix(strings.TrimPrefix(c.Host, "["), "]") // JoinHostPort adds them back
-	return target{host: host, port: c.Port, appID: c.AppID, key: c.Key, secret: c.Secret}
+	ts := make([]target, len(c.Ports.v))
+	for i, p := range c.Ports.v {
+		ts[i] = target{host: host, port: p, appID: c.AppID, key: c.Key, secret: c.Secret}
+	}
+	return ts
+}
+
+// targetsString names every node, for the report.
+func targetsString(ts []target) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = t.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func (t target) hostPort() string { return net.JoinHostPort(t.host, strconv.Itoa(t.port)) }
@@ -178,8 +206,55 @@ func (t target) hostPort() string { return net.JoinHostPort(t.host, strconv.Itoa
 func (t target) String() string { return t.hostPort() }
 
 // wsURL is the Pusher WebSocket endpoint for the app key.
-func (t target) wsURL() string {
-	return "ws://" + t.hostPort() + "/app/" + url.PathEscape(t.key) + "?protocol=7&client=parley-bench&version=1.0"
+func (t target) wsURL() string { return "ws://" + t.hostPort() + t.wsPath() }
+
+// wsPath is wsURL's path and query.
+func (t target) wsPath() string {
+	return "/app/" + url.PathEscape(t.key) + "?protocol=7&client=parley-bench&version=1.0"
+}
+
+// intsFlag is a flag of one or more integers: repeated (--port 1 --port 2),
+// comma-separated (--port 1,2) or both. The first use replaces the default.
+type intsFlag struct {
+	v   []int
+	set bool
+}
+
+func (f *intsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	s := make([]string, len(f.v))
+	for i, n := range f.v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func (f *intsFlag) Set(s string) error {
+	if !f.set {
+		f.v, f.set = nil, true
+	}
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil {
+			return fmt.Errorf("%q is not a number", part)
+		}
+		f.v = append(f.v, n)
+	}
+	return nil
+}
+
+// duplicate returns a value given more than once.
+func (f *intsFlag) duplicate() (int, bool) {
+	seen := make(map[int]bool, len(f.v))
+	for _, n := range f.v {
+		if seen[n] {
+			return n, true
+		}
+		seen[n] = true
+	}
+	return 0, false
 }
 
 // httpURL is an absolute URL on the server's HTTP side.

@@ -34,9 +34,14 @@ type fakePusher struct {
 	victimChannel string // the victim is the first subscriber of this channel
 	dupSeq        int64  // the event with this ~seq is delivered twice; -1 = none
 	hideEvery     int    // the chat history leaves out message ids divisible by this
+	closeSlow     bool   // close slow consumers with 4101 right after they subscribe
 
-	badSignatures atomic.Int64
-	published     atomic.Int64
+	badSignatures  atomic.Int64
+	published      atomic.Int64
+	slowSubscribed atomic.Int64 // subscriptions by sockets with the slow consumers' User-Agent
+
+	handler http.Handler
+	nodes   []*fakeNode // nodes[0] serves srv; all share this state, like a cluster
 
 	mu          sync.Mutex
 	nextSocket  int
@@ -52,10 +57,18 @@ type fakePusher struct {
 
 type fakeMember struct{ userID, socketID string }
 
+// fakeNode is one listener of the fake "cluster", with what it was asked.
+type fakeNode struct {
+	srv     *httptest.Server
+	sockets atomic.Int64 // WebSocket upgrade requests
+	events  atomic.Int64 // HTTP API publishes
+}
+
 type fakeConn struct {
 	mu       sync.Mutex
 	ws       *websocket.Conn
 	socketID string
+	slow     bool // the bench's slow consumer (by User-Agent)
 }
 
 func (c *fakeConn) send(v any) {
@@ -80,9 +93,34 @@ func newFakePusher(t *testing.T) *fakePusher {
 	mux.HandleFunc("POST /api/broadcasting/auth", f.serveChatAuth)
 	mux.HandleFunc("POST /api/messages/send", f.serveChatSend)
 	mux.HandleFunc("GET /api/messages", f.serveChatHistory)
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
+	f.handler = mux
+	f.srv = f.addNode(t).srv
 	return f
+}
+
+// addNode starts one more listener on the same state: a socket on any
+// node gets what is published through any node.
+func (f *fakePusher) addNode(t *testing.T) *fakeNode {
+	t.Helper()
+	n := &fakeNode{}
+	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/app/"):
+			n.sockets.Add(1)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			n.events.Add(1)
+		}
+		f.handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(n.srv.Close)
+	f.nodes = append(f.nodes, n)
+	return n
+}
+
+// port is the node's port, for --port.
+func (n *fakeNode) port() string {
+	u, _ := url.Parse(n.srv.URL)
+	return u.Port()
 }
 
 // args are the target flags pointing the bench at f.
@@ -101,7 +139,7 @@ func (f *fakePusher) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	c := &fakeConn{ws: ws}
+	c := &fakeConn{ws: ws, slow: r.UserAgent() == slowUserAgent}
 	f.mu.Lock()
 	f.nextSocket++
 	c.socketID = fmt.Sprintf("%d.%d", 1000+f.nextSocket, 7)
@@ -158,6 +196,16 @@ func (f *fakePusher) subscribe(c *fakeConn, ch, auth, channelData string) {
 	if !strings.HasPrefix(ch, "presence-") {
 		f.mu.Unlock()
 		c.send(map[string]any{"event": "pusher_internal:subscription_succeeded", "channel": ch, "data": "{}"})
+		if c.slow {
+			f.slowSubscribed.Add(1)
+			if f.closeSlow {
+				// As Parley does once a socket's queue overflows.
+				c.mu.Lock()
+				_ = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4101, "slow consumer"))
+				c.mu.Unlock()
+				c.ws.Close()
+			}
+		}
 		return
 	}
 	var cd struct {

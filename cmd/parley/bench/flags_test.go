@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +15,7 @@ import (
 var creds = []string{"--app-id", "1", "--key", "k", "--secret", "s"}
 
 func TestBadFlagsAreUsageErrors(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
 	cases := []struct {
 		name string
 		args []string
@@ -38,6 +43,16 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 		{"users file without matters", []string{"chat", "--users-file", "/nonexistent.json"}, "--users-file"},
 		{"bad port", []string{"fanout", "--port", "0"}, "--port must be between 1 and 65535"},
 		{"dead server pid", []string{"fanout", "--server-pid", "999999999"}, "--server-pid 999999999"},
+		{"dead server pid in a list", []string{"fanout", "--server-pid", self + ",999999999"}, "--server-pid 999999999"},
+		{"server pid twice", []string{"fanout", "--server-pid", self, "--server-pid", self}, "--server-pid " + self + " is given twice"},
+		{"server pid not a number", []string{"fanout", "--server-pid", self + ",x"}, "invalid value"},
+		{"port not a number", []string{"fanout", "--port", "8080,x"}, "invalid value"},
+		{"port zero in a list", []string{"fanout", "--port", "8080,0"}, "--port must be between 1 and 65535 (got 0)"},
+		{"port twice", []string{"fanout", "--port", "8080", "--port", "8081,8080"}, "--port 8080 is given twice"},
+		{"several ports for connections", []string{"connections", "--port", "8080,8081"}, "--port lists 2 nodes but only fanout"},
+		{"several ports for chat", []string{"chat", "--port", "8080", "--port", "8081"}, "--port lists 2 nodes but only fanout"},
+		{"negative slow consumers", []string{"fanout", "--slow-consumers", "-1"}, "--slow-consumers must be between 0 and 50000 (got -1)"},
+		{"too many sockets with slow consumers", []string{"fanout", "-n", "40000", "--slow-consumers", "20000"}, "--subscribers plus --slow-consumers must be at most 50000 (got 60000)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,8 +101,8 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	if cfg.Key != "reverb-key" || cfg.AppID != "parley-id" {
 		t.Errorf("key %q app id %q: PARLEY_ should win, REVERB_ fill in", cfg.Key, cfg.AppID)
 	}
-	if cfg.Host != "127.0.0.1" || cfg.Port != 8080 {
-		t.Errorf("defaults %s:%d, want 127.0.0.1:8080", cfg.Host, cfg.Port)
+	if cfg.Host != "127.0.0.1" || cfg.Ports.String() != "8080" {
+		t.Errorf("defaults %s:%s, want 127.0.0.1:8080", cfg.Host, &cfg.Ports)
 	}
 	if _, stdout, _ := runMain(t, "fanout", "--help"); strings.Contains(stdout, "top-secret") {
 		t.Error("--help printed the secret from the environment")
@@ -148,8 +163,65 @@ func TestCheckLoopback(t *testing.T) {
 			t.Errorf("%s accepted", h)
 		}
 	}
-	c := commonConfig{Host: "10.0.0.1", Port: 80, AllowRemote: true, DialConcurrency: 1}
+	c := commonConfig{Host: "10.0.0.1", Ports: intsFlag{v: []int{80}}, AllowRemote: true, DialConcurrency: 1}
 	if probs := c.validate(credentials{}); len(probs) != 0 {
 		t.Errorf("--allow-remote should let 10.0.0.1 pass validation: %v", probs)
+	}
+}
+
+func TestPortAndServerPIDLists(t *testing.T) {
+	parse := func(args ...string) *commonConfig {
+		t.Helper()
+		sc := lookup("fanout")
+		fs, cfg := newFlagSet(sc)
+		sc.define(fs, cfg)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if cfg := parse(); !slices.Equal(cfg.Ports.v, []int{8080}) || len(cfg.ServerPIDs.v) != 0 {
+		t.Errorf("defaults: ports %v, pids %v", cfg.Ports.v, cfg.ServerPIDs.v)
+	}
+	// Repeated, listed, or both; the first use replaces the default.
+	cfg := parse("--host", "::1", "--port", "9001", "--port", "9002, 9003", "--server-pid", "7,8", "--server-pid", "9")
+	if !slices.Equal(cfg.Ports.v, []int{9001, 9002, 9003}) || !slices.Equal(cfg.ServerPIDs.v, []int{7, 8, 9}) {
+		t.Errorf("ports %v, pids %v", cfg.Ports.v, cfg.ServerPIDs.v)
+	}
+	var got []string
+	for _, tg := range cfg.targets() {
+		got = append(got, tg.hostPort())
+	}
+	if want := []string{"[::1]:9001", "[::1]:9002", "[::1]:9003"}; !slices.Equal(got, want) {
+		t.Errorf("targets %v, want %v", got, want)
+	}
+	if cfg.target().port != 9001 {
+		t.Errorf("the first node is %v, want port 9001", cfg.target())
+	}
+	// A single --port is what it always was.
+	if cfg := parse("--port", "8123"); !slices.Equal(cfg.Ports.v, []int{8123}) || targetsString(cfg.targets()) != "127.0.0.1:8123" {
+		t.Errorf("single port: %v", cfg.Ports.v)
+	}
+}
+
+func TestServerFiguresAreSummed(t *testing.T) {
+	read := func(pid int) (int64, error) {
+		if pid == 3 {
+			return 0, errors.New("exited")
+		}
+		return int64(pid) * 100, nil
+	}
+	if got := sumOver([]int{1, 2, 3, 4}, read); got != 700 {
+		t.Errorf("sum %d, want 700 (a process that cannot be read counts as zero)", got)
+	}
+	// Against /proc: this process and its parent, summed.
+	pids := []int{os.Getpid(), os.Getppid()}
+	s := serverSampler{pids: pids}
+	parent, err := procRSS(os.Getppid())
+	if err != nil {
+		t.Skip(err)
+	}
+	if got := s.rss(); got <= parent {
+		t.Errorf("summed RSS %d is not above the parent's alone (%d)", got, parent)
 	}
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,8 @@ type joinFunc func(i int, s *socket) (frameHandler, error)
 // pool connects and holds many sockets, each with one read goroutine.
 type pool struct {
 	// Set at construction.
-	url     string
+	urls    []string        // one per node
+	place   func(i int) int // socket i dials urls[place(i)]
 	dialer  *websocket.Dialer
 	timeout time.Duration // per socket: handshake, and then subscribe
 	errs    *errorLog
@@ -38,8 +40,18 @@ type pool struct {
 }
 
 func newPool(t target, n int, timeout time.Duration, errs *errorLog) *pool {
+	return newNodePool([]target{t}, func(int) int { return 0 }, n, timeout, errs)
+}
+
+// newNodePool spreads n sockets over nodes: socket i goes to nodes[place(i)].
+func newNodePool(nodes []target, place func(i int) int, n int, timeout time.Duration, errs *errorLog) *pool {
+	urls := make([]string, len(nodes))
+	for i, t := range nodes {
+		urls[i] = t.wsURL()
+	}
 	return &pool{
-		url:          t.wsURL(),
+		urls:         urls,
+		place:        place,
 		dialer:       newDialer(timeout),
 		timeout:      timeout,
 		errs:         errs,
@@ -74,14 +86,14 @@ func (p *pool) connect(parent context.Context, concurrency int, rate float64, jo
 		return st.elapsed, fmt.Errorf("connecting (%d of %d sockets up): %w", p.connected.Load(), len(p.sockets), err)
 	}
 	if p.connected.Load() == 0 {
-		return st.elapsed, fmt.Errorf("no socket could connect to %s: %s", p.url, p.errs.any())
+		return st.elapsed, fmt.Errorf("no socket could connect to %s: %s", strings.Join(p.urls, ", "), p.errs.any())
 	}
 	return st.elapsed, nil
 }
 
 func (p *pool) connectOne(ctx context.Context, i int, join joinFunc) error {
 	start := time.Now()
-	s, err := dialSocket(ctx, p.dialer, p.url, p.timeout)
+	s, err := dialSocket(ctx, p.dialer, p.urls[p.place(i)], p.timeout)
 	if err != nil {
 		return err
 	}
@@ -104,6 +116,38 @@ func (p *pool) connectOne(ctx context.Context, i int, join joinFunc) error {
 		}
 	}()
 	return nil
+}
+
+// nodeFor places socket i of a run with channels channels (socket i is
+// on channel i mod channels) on one of nodes nodes. Plain round-robin,
+// i mod nodes, deals the sockets evenly; but when channels and nodes share
+// a factor it keeps each channel on some nodes only (2 nodes, 100
+// channels: channel c only on node c mod 2), and the case a cluster must
+// route, one channel with subscribers on every node, would never occur.
+// So every lcm(channels, nodes) sockets the deal moves on by one node: the
+// nodes' counts still differ by one at most, and once every channel has
+// nodes subscribers, every channel has one on every node.
+func nodeFor(i, channels, nodes int) int {
+	if g := gcd(channels, nodes); g > 1 {
+		return (i + i/(channels/g*nodes)) % nodes
+	}
+	return i % nodes
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// nodeCounts is how many of n sockets nodeFor puts on each node.
+func nodeCounts(n, channels, nodes int) []int {
+	c := make([]int, nodes)
+	for i := range n {
+		c[nodeFor(i, channels, nodes)]++
+	}
+	return c
 }
 
 // closeAll closes every socket and waits for the read loops to end, after

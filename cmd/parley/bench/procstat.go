@@ -72,24 +72,24 @@ func procRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
 
-// serverSampler reads the server's /proc figures; the zero pid disables
-// it and every method then returns zeros.
-type serverSampler struct{ pid int }
+// serverSampler reads the servers' /proc figures, summed over every pid
+// (one per node); with no pid it is disabled and every method returns zero.
+type serverSampler struct{ pids []int }
 
-func (s serverSampler) enabled() bool { return s.pid > 0 }
+func (s serverSampler) enabled() bool { return len(s.pids) > 0 }
 
-func (s serverSampler) cpu() time.Duration {
-	if !s.enabled() {
-		return 0
+func (s serverSampler) cpu() time.Duration { return sumOver(s.pids, procCPU) }
+
+func (s serverSampler) rss() int64 { return sumOver(s.pids, procRSS) }
+
+// sumOver adds read(pid) over pids. A process that cannot be read (it
+// exited) counts as zero rather than hiding the others.
+func sumOver[T int64 | time.Duration](pids []int, read func(int) (T, error)) T {
+	var sum T
+	for _, pid := range pids {
+		if v, err := read(pid); err == nil {
+			sum += v
+		}
 	}
-	d, _ := procCPU(s.pid)
-	return d
-}
-
-func (s serverSampler) rss() int64 {
-	if !s.enabled() {
-		return 0
-	}
-	n, _ := procRSS(s.pid)
-	return n
+	return sum
 }

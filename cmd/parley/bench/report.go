@@ -69,7 +69,8 @@ func (m cpuMeter) stop() benchCPU {
 
 // serverReport holds the server's figures from /proc (--server-pid).
 type serverReport struct {
-	PID                   int     `json:"pid"`
+	PID                   int     `json:"pid"`                      // the first --server-pid
+	PIDs                  []int   `json:"pids"`                     // all of them; the figures are their sums
 	RSSBeforeBytes        int64   `json:"rss_before_bytes"`         // before the bench connected
 	RSSHeldBytes          int64   `json:"rss_held_bytes"`           // with every socket connected
 	RSSPerConnectionBytes float64 `json:"rss_per_connection_bytes"` // (held − before) ÷ sockets
@@ -153,7 +154,7 @@ func tailRows(r *runInfo) []row {
 	}
 	if s := r.Server; s != nil {
 		rows = append(rows,
-			row{"server pid", fmt.Sprint(s.PID)},
+			row{"server pid", pidList(s.PIDs)},
 			row{"server RSS", fmt.Sprintf("%s before, %s held, %.0f B/connection", fmtBytes(s.RSSBeforeBytes), fmtBytes(s.RSSHeldBytes), s.RSSPerConnectionBytes)},
 			row{"server CPU connect", fmt.Sprintf("%.3fs, %.1f µs/connection", s.CPUSecondsConnect, s.CPUMicrosPerConn)},
 		)
@@ -168,6 +169,14 @@ func tailRows(r *runInfo) []row {
 		rows = append(rows, row{"error", e})
 	}
 	return rows
+}
+
+func pidList(pids []int) string {
+	f := intsFlag{v: pids}
+	if len(pids) > 1 {
+		return f.String() + " (figures are their sums)"
+	}
+	return f.String()
 }
 
 func fmtBytes(n int64) string {
