@@ -191,7 +191,7 @@ func (r *fanoutReport) rows() []row {
 		}
 	}
 	if r.SlowConsumers > 0 {
-		rows = append(rows, row{"slow consumers", fmt.Sprintf("%d of %d subscribed; at the end %d still open, %d closed by the server %s; %s queued for them read at the end",
+		rows = append(rows, row{"slow consumers", fmt.Sprintf("%d of %d subscribed; at the end %d still open, %d closed by the server%s; %s queued for them read at the end",
 			r.SlowConnected, r.SlowConsumers, r.SlowOpenAtEnd, r.SlowClosed, fmtCodes(r.SlowCloseCodes), fmtBytes(r.SlowDrainedBytes))})
 	}
 	if r.TCPMem != nil {
@@ -200,7 +200,7 @@ func (r *fanoutReport) rows() []row {
 	return append(rows, r.deliveryReport.rows()...)
 }
 
-// fmtCodes renders close codes as "(4101 ×3, none ×1)".
+// fmtCodes renders close codes as " (4101 ×3, none ×1)".
 func fmtCodes(codes map[string]int64) string {
 	if len(codes) == 0 {
 		return ""
@@ -214,7 +214,7 @@ func fmtCodes(codes map[string]int64) string {
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s ×%d", k, codes[k])
 	}
-	return "(" + strings.Join(parts, ", ") + ")"
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func (f *fanoutCmd) channel(c int) string { return f.ChannelPrefix + strconv.Itoa(c) }
@@ -289,6 +289,9 @@ func (f *fanoutCmd) run(ctx context.Context, e *env) (report, error) {
 		rep.SlowOpenAtEnd, rep.SlowClosed, rep.SlowCloseCodes, rep.SlowDrainedBytes = o.open, o.closed, o.codes, o.drained
 		if o.open > 0 {
 			rep.note("the server still held %d of %d slow consumers open at the end", o.open, rep.SlowConnected)
+		}
+		if rep.Server != nil {
+			rep.note("server CPU per delivery divides by the measured deliveries only; the server also wrote to the slow consumers")
 		}
 	}
 	prog.stop()
