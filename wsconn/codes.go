@@ -33,6 +33,22 @@ const (
 	CodeSigninRefused        Code = 4305 // error only: signin disabled or malformed
 )
 
+// WebSocket close statuses (RFC 6455 section 7.4.1) that Parley sends when the
+// client breaks the wire protocol rather than the Pusher one.
+const (
+	CodeNormalClosure   Code = 1000 // answer to a client's close
+	CodeProtocolError   Code = 1002 // malformed frame, bad sequence of frames
+	CodeUnsupportedData Code = 1003 // binary message: Pusher speaks JSON text only
+	CodeInvalidPayload  Code = 1007 // text message that is not valid UTF-8
+	CodePolicyViolation Code = 1008 // fragmented message not finished in time
+	CodeMessageTooBig   Code = 1009 // message over the read limit
+
+	// Statuses a client may report but that must never be sent on the wire.
+	codeNoStatus     Code = 1005
+	codeAbnormal     Code = 1006
+	codeTLSHandshake Code = 1015
+)
+
 var codeText = map[Code]string{
 	CodeTLSRequired:          "Application only accepts encrypted connections",
 	CodeAppNotFound:          "Application does not exist",
@@ -52,6 +68,12 @@ var codeText = map[Code]string{
 	CodeClientEventRefused:   "Client event rejected",
 	CodeSubscriptionRefused:  "Subscription refused",
 	CodeSigninRefused:        "Sign-in refused",
+	CodeNormalClosure:        "Normal closure",
+	CodeProtocolError:        "WebSocket protocol error",
+	CodeUnsupportedData:      "Binary messages are not supported: send JSON text frames",
+	CodeInvalidPayload:       "Text message is not valid UTF-8",
+	CodePolicyViolation:      "Fragmented message not finished in time",
+	CodeMessageTooBig:        "Message too big",
 }
 
 // Message is the code's default human text.
@@ -66,8 +88,14 @@ func (c Code) Message() string {
 func (c Code) Closes() bool { return c < 4300 }
 
 // Reconnect says what a Pusher client does after a close with this code.
+// pusher-js backs off after 1002-1004 and retries other WebSocket statuses
+// after a second.
 func (c Code) Reconnect() string {
 	switch {
+	case c >= 1002 && c <= 1004:
+		return "with back-off"
+	case c < 4000:
+		return "after 1 s"
 	case c < 4100:
 		return "never"
 	case c < 4200:

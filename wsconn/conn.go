@@ -1,11 +1,11 @@
 package wsconn
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,8 +20,25 @@ type Options struct {
 	// MaxPendingBytes bounds the outbound queue; past it the socket is closed
 	// with CodeSlowConsumer. Zero means 4 MiB.
 	MaxPendingBytes int
-	// WriteTimeout bounds one write to the network. Zero means 10s.
+	// WriteTimeout bounds one write to the network; on Linux it is also the
+	// socket's TCP_USER_TIMEOUT, so the kernel drops a peer that leaves sent
+	// data unacknowledged (or its window shut) that long. Zero means 10s.
 	WriteTimeout time.Duration
+	// FragmentTimeout bounds how long a fragmented message may stay
+	// unfinished (control frames in between do not extend it); past it the
+	// socket is closed with 1008 and the partial message freed. Zero means 10s.
+	FragmentTimeout time.Duration
+	// SendBuffer is the socket's kernel send buffer (SO_SNDBUF) in bytes. The
+	// kernel doubles the value for its bookkeeping, so a client that stops
+	// reading pins at most about 2×SendBuffer of kernel memory, on top of
+	// MaxPendingBytes in the process. Zero means 128 KiB; negative leaves
+	// the kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB by
+	// default).
+	SendBuffer int
+	// MaxInboundBacklog bounds the bytes of messages handed to onMessage that
+	// the consumer has not acknowledged with Done; past it the socket is not
+	// read until Done brings the backlog down to half. Zero means 1 MiB.
+	MaxInboundBacklog int
 	// Debug, when set, logs every frame in and out.
 	Debug *slog.Logger
 }
@@ -55,15 +72,31 @@ type Conn struct {
 	debug        *slog.Logger    // set at construction; nil when not debugging
 	maxPending   int             // set at construction
 	writeTimeout time.Duration   // set at construction
+	fragTimeout  time.Duration   // set at construction
+	maxBacklog   int64           // set at construction
 	id           string          // socket id for logs; set once by SetID before Serve
 
 	// Set by Serve, called by the reader.
 	onMessage  func([]byte)
 	onActivity func()
 	onEnd      func()
+	blocking   bool // set by Serve: read by readBlocking, not the poller
 
-	fr     frameReader // owned by the reader (one at a time)
-	pollID uint64      // set by the poller
+	pollID uint64 // set by the poller
+
+	// The reader (one at a time) holds rmu while parsing, so the fragment
+	// timer can discard an unfinished message without racing it.
+	rmu          sync.Mutex
+	fr           frameReader // guarded by rmu
+	readStopped  bool        // guarded by rmu; nothing more is parsed
+	fragDeadline time.Time   // guarded by rmu; zero unless a fragmented message is open
+	fragTimer    *time.Timer // guarded by rmu; made at the first fragmented message
+
+	// Inbound backpressure: bytes handed to onMessage and not yet Done. The
+	// reader sets paused when it stops over the limit; whichever of the
+	// reader and Done clears it resumes reading.
+	backlog atomic.Int64
+	paused  atomic.Bool
 
 	mu          sync.Mutex
 	queue       []*Prepared // guarded by mu
@@ -72,6 +105,7 @@ type Conn struct {
 	state       int         // guarded by mu
 	endAfterOut bool        // end the socket once the queue is written; guarded by mu
 	peerClosed  bool        // the client sent a close frame; guarded by mu
+	abort       bool        // we dropped the client: reset rather than close; guarded by mu
 	ended       bool        // guarded by mu
 
 	// Owned by the one running writeLoop; handed over under mu when it exits.
@@ -89,20 +123,51 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts Options) (*Conn, error
 	return newConn(ws.NetConn(), opts), nil
 }
 
+// Defaults of Options.
+const (
+	defaultReadLimit       = 64 << 10
+	defaultMaxPending      = 4 << 20
+	defaultWriteTimeout    = 10 * time.Second
+	defaultFragmentTimeout = 10 * time.Second
+	defaultSendBuffer      = 128 << 10
+	defaultMaxBacklog      = 1 << 20
+)
+
 func newConn(nc net.Conn, opts Options) *Conn {
 	if opts.ReadLimit <= 0 {
-		opts.ReadLimit = 64 << 10
+		opts.ReadLimit = defaultReadLimit
 	}
 	if opts.MaxPendingBytes <= 0 {
-		opts.MaxPendingBytes = 4 << 20
+		opts.MaxPendingBytes = defaultMaxPending
 	}
 	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 10 * time.Second
+		opts.WriteTimeout = defaultWriteTimeout
 	}
-	c := &Conn{nc: nc, debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout}
+	if opts.FragmentTimeout <= 0 {
+		opts.FragmentTimeout = defaultFragmentTimeout
+	}
+	if opts.SendBuffer == 0 {
+		opts.SendBuffer = defaultSendBuffer
+	}
+	if opts.MaxInboundBacklog <= 0 {
+		opts.MaxInboundBacklog = defaultMaxBacklog
+	}
+	c := &Conn{
+		nc: nc, debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout,
+		fragTimeout: opts.FragmentTimeout, maxBacklog: int64(opts.MaxInboundBacklog),
+	}
 	c.fr.limit = opts.ReadLimit
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
+	}
+	if opts.SendBuffer > 0 {
+		// Fixing SO_SNDBUF also turns off the kernel's autotuning for it.
+		if wb, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
+			_ = wb.SetWriteBuffer(opts.SendBuffer)
+		}
+	}
+	if c.rc != nil {
+		setUserTimeout(c.rc, opts.WriteTimeout)
 	}
 	return c
 }
@@ -113,15 +178,50 @@ func (c *Conn) SetID(id string) { c.id = id }
 // Serve starts reading: onMessage gets each complete message, onActivity each
 // WebSocket ping or pong, and onEnd is called once when the socket is gone.
 // Callbacks must not block. Serve returns at once.
+//
+// The consumer must call Done(len(message)) once it has handled each message
+// given to onMessage: past MaxInboundBacklog unacknowledged bytes the socket
+// is no longer read.
 func (c *Conn) Serve(onMessage func([]byte), onActivity func(), onEnd func()) {
 	c.onMessage, c.onActivity, c.onEnd = onMessage, onActivity, onEnd
 	if c.rc != nil && pollerAdd(c) == nil {
 		return
 	}
+	c.blocking = true
 	go c.readBlocking()
 }
 
-// readBlocking is the portable reader: one goroutine per socket.
+// Done acknowledges n bytes of messages handed to onMessage (call it with
+// len(message) after handling each one). Any goroutine may call it. When it
+// brings the backlog to half of MaxInboundBacklog, a paused socket is read
+// again.
+func (c *Conn) Done(n int) {
+	if c.backlog.Add(-int64(n)) <= c.maxBacklog/2 && c.paused.Load() && c.paused.CompareAndSwap(true, false) {
+		if c.blocking {
+			go c.readBlocking()
+		} else {
+			c.rearm()
+		}
+	}
+}
+
+// overBacklog reports whether the reader must stop because the consumer is
+// behind. When it returns true, reading resumes from Done.
+func (c *Conn) overBacklog() bool {
+	if c.backlog.Load() <= c.maxBacklog {
+		return false
+	}
+	c.paused.Store(true)
+	// Done may have caught up between the Load and the Store, without seeing
+	// paused: then resume here, unless Done got there first.
+	if c.backlog.Load() > c.maxBacklog/2 {
+		return true
+	}
+	return !c.paused.CompareAndSwap(true, false)
+}
+
+// readBlocking is the portable reader: one goroutine per socket while it is
+// not paused by backpressure.
 func (c *Conn) readBlocking() {
 	buf := make([]byte, 4096)
 	for {
@@ -133,21 +233,30 @@ func (c *Conn) readBlocking() {
 			c.end()
 			return
 		}
+		if c.overBacklog() {
+			return // Done starts a new reader
+		}
 	}
 }
 
 // consume parses bytes read from the socket. It returns false when reading
 // must stop.
 func (c *Conn) consume(b []byte) bool {
-	if err := c.fr.feed(b, c); err != nil {
-		code := 1002 // protocol error
-		if errors.Is(err, errTooBig) {
-			code = 1009
-		}
+	c.rmu.Lock()
+	if c.readStopped {
+		c.rmu.Unlock()
+		return false
+	}
+	err := c.fr.feed(b, c)
+	if err != nil {
+		c.readStopped = true
+	}
+	c.rmu.Unlock()
+	if err != nil {
 		if c.debug != nil {
 			c.debug.Debug("bad frame", "socket", c.id, "error", err)
 		}
-		c.closeAndEnd(code, err.Error())
+		c.closeAndEnd(closeCode(err), err.Error())
 		return false
 	}
 	c.mu.Lock()
@@ -156,13 +265,44 @@ func (c *Conn) consume(b []byte) bool {
 	return !stop
 }
 
-// frameEvents, called by the frameReader on the reader's goroutine.
+// frameEvents, called by the frameReader on the reader's goroutine with rmu
+// held.
 
 func (c *Conn) message(p []byte) {
+	if !c.fragDeadline.IsZero() { // a fragmented message is complete
+		c.fragDeadline = time.Time{}
+		c.fragTimer.Stop()
+	}
 	if c.debug != nil {
 		c.debug.Debug("in", "socket", c.id, "frame", string(p))
 	}
+	c.backlog.Add(int64(len(p)))
 	c.onMessage(append([]byte(nil), p...))
+}
+
+// fragment arms the deadline of a fragmented message: a timer, so that it
+// fires even if the client sends nothing more.
+func (c *Conn) fragment() {
+	c.fragDeadline = time.Now().Add(c.fragTimeout)
+	if c.fragTimer == nil {
+		c.fragTimer = time.AfterFunc(c.fragTimeout, c.fragmentExpired)
+	} else {
+		c.fragTimer.Reset(c.fragTimeout)
+	}
+}
+
+func (c *Conn) fragmentExpired() {
+	c.rmu.Lock()
+	if c.readStopped || c.fragDeadline.IsZero() || time.Now().Before(c.fragDeadline) {
+		// finished, or a later message whose own deadline is pending
+		c.rmu.Unlock()
+		return
+	}
+	c.readStopped = true
+	c.fragDeadline = time.Time{}
+	c.fr.frag, c.fr.pend, c.fr.inFrag = nil, nil, false // free the partial message now
+	c.rmu.Unlock()
+	c.closeAndEnd(CodePolicyViolation, "Fragmented message not finished within "+c.fragTimeout.String())
 }
 
 func (c *Conn) ping(p []byte) {
@@ -173,8 +313,8 @@ func (c *Conn) ping(p []byte) {
 func (c *Conn) pong() { c.onActivity() }
 
 func (c *Conn) peerClose(code int) {
-	if code == 1005 || code == 1006 || code == 1015 {
-		code = 1000 // not sendable on the wire
+	if cd := Code(code); cd == codeNoStatus || cd == codeAbnormal || cd == codeTLSHandshake {
+		code = int(CodeNormalClosure) // not sendable on the wire
 	}
 	c.mu.Lock()
 	c.peerClosed = true
@@ -206,6 +346,7 @@ func (c *Conn) Send(p *Prepared) bool {
 		return false
 	}
 	if c.pending+len(p.wire) > c.maxPending {
+		c.abort = true
 		c.closeLocked(int(CodeSlowConsumer), CodeSlowConsumer.Message(), true)
 		c.mu.Unlock()
 		return false
@@ -251,11 +392,12 @@ func (c *Conn) Close(code Code, reason string) {
 
 // closeAndEnd sends a close frame and ends the socket once it is written,
 // without waiting for the client (it broke the protocol).
-func (c *Conn) closeAndEnd(code int, reason string) {
+func (c *Conn) closeAndEnd(code Code, reason string) {
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.closeLocked(code, reason, true)
+		c.closeLocked(int(code), reason, true)
 	}
+	c.abort = true
 	c.endAfterOut = true
 	idle := !c.writing
 	c.mu.Unlock()
@@ -335,8 +477,9 @@ func (c *Conn) writeLoop() {
 		clear(batch)
 		c.spare = batch
 		clear(c.bufs)
-		if err != nil {
+		if err != nil { // timed out or broken: the client is not taking data
 			c.mu.Lock()
+			c.abort = true
 			c.writing = false
 			c.spare, c.bufs = nil, nil
 			c.mu.Unlock()
@@ -361,8 +504,17 @@ func (c *Conn) end() {
 	c.state = stateClosed
 	clear(c.queue)
 	c.queue, c.pending = nil, 0
+	reset := c.abort && !c.peerClosed
 	c.mu.Unlock()
 	pollerRemove(c)
+	if reset {
+		// A client we dropped may never read what the kernel still holds for
+		// it: SO_LINGER 0 frees that at once (the client gets a reset) instead
+		// of keeping it until the client goes away.
+		if l, ok := c.nc.(interface{ SetLinger(int) error }); ok {
+			_ = l.SetLinger(0)
+		}
+	}
 	c.nc.Close()
 	if c.onEnd != nil {
 		c.onEnd()

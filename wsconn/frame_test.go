@@ -95,12 +95,38 @@ func TestPreparedFraming(t *testing.T) {
 	}
 }
 
+// A close reason is cut to 123 bytes at a rune boundary: browsers fail the
+// connection on a close frame whose reason is not valid UTF-8.
+func TestCloseFrameReasonIsValidUTF8(t *testing.T) {
+	for _, reason := range []string{
+		strings.Repeat("é", 100),      // 2-byte runes: 123 falls mid-rune
+		strings.Repeat("€", 60),       // 3-byte runes
+		"a" + strings.Repeat("😀", 40), // 4-byte runes
+		"bad \xff byte",
+		strings.Repeat("x", 200),
+	} {
+		c := closeFrame(int(CodeSlowConsumer), reason)
+		got := c.Payload()[2:]
+		if !utf8.Valid(got) || len(got) > maxCloseReason {
+			t.Fatalf("%.20q...: reason %d bytes, valid %v", reason, len(got), utf8.Valid(got))
+		}
+		want := strings.ToValidUTF8(reason, "\uFFFD")
+		if !strings.HasPrefix(want, string(got)) || len(got) < min(len(want), maxCloseReason-3) {
+			t.Fatalf("%.20q...: cut to %q", reason, got)
+		}
+	}
+}
+
 func TestCodes(t *testing.T) {
 	if !CodeAppNotFound.Closes() || CodeClientEventRateLimit.Closes() {
 		t.Fatal("closing flags")
 	}
 	if CodeAppNotFound.Reconnect() != "never" || CodeOverCapacity.Reconnect() != "with back-off" || CodeServerRestart.Reconnect() != "immediately" {
 		t.Fatal("reconnect ranges")
+	}
+	// pusher-js backs off after 1002-1004 and retries other WebSocket statuses.
+	if CodeUnsupportedData.Reconnect() != "with back-off" || CodeInvalidPayload.Reconnect() != "after 1 s" || !CodePolicyViolation.Closes() {
+		t.Fatal("WebSocket statuses")
 	}
 	for c := range codeText {
 		if c.Message() == "" {

@@ -16,6 +16,8 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"event":"client-typing","channel":"private-a","data":{"t":true}}`,
 		`{"event":"pusher:signin","data":{"auth":"k:s","user_data":"{\"id\":\"1\"}"}}`,
 		`{"event":5}`, `{"event":"pusher:subscribe","data":"x"}`, `not json`, `{"event":"e","data":"\ud800"}`,
+		"{\"event\":\"client-x\",\"channel\":\"private-a\",\"data\":\"café ☕ 😀\"}",
+		"{\"event\":\"caf\xc3\",\"data\":\"\xff\"}", // invalid UTF-8 (the wire layer refuses it before)
 	} {
 		f.Add([]byte(s), 0)
 		f.Add([]byte(s), len(s)/2)

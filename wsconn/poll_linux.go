@@ -105,7 +105,9 @@ func (p *poller) run() {
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // readReady reads everything the socket has, then re-arms it. Only one runs
-// per socket at a time (EPOLLONESHOT).
+// per socket at a time (EPOLLONESHOT). While the consumer is over
+// MaxInboundBacklog the socket stays unarmed, so the kernel's receive buffer
+// fills and TCP flow control stops the client.
 func (c *Conn) readReady() {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
@@ -132,6 +134,9 @@ func (c *Conn) readReady() {
 		}
 		if !c.consume(buf[:n]) {
 			return
+		}
+		if c.overBacklog() {
+			return // left unarmed: Done re-arms once the consumer catches up
 		}
 		if n < len(buf) {
 			c.rearm()

@@ -8,3 +8,6 @@ import "errors"
 func pollerAdd(*Conn) error { return errors.ErrUnsupported }
 
 func pollerRemove(*Conn) {}
+
+// rearm is never reached: without the poller, Done restarts readBlocking.
+func (c *Conn) rearm() {}

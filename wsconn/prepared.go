@@ -1,13 +1,18 @@
 package wsconn
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+	"unicode/utf8"
+)
 
-// WebSocket opcodes (RFC 6455) for the frames Parley writes itself.
+// WebSocket opcodes (RFC 6455).
 const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
+	opText   = 0x1
+	opBinary = 0x2 // refused on read: Pusher is JSON text
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xA
 )
 
 // Prepared is a complete, unmasked WebSocket frame ready for the wire. One is
@@ -43,11 +48,21 @@ func newFrame(op byte, payload []byte) *Prepared {
 	return &Prepared{wire: wire, payload: h}
 }
 
-// closeFrame builds a close control frame with a status code and reason
-// (truncated to fit the 125-byte control frame limit).
+// maxCloseReason is the room for a reason in a close frame: a control
+// frame's 125 bytes less the 2-byte status.
+const maxCloseReason = 123
+
+// closeFrame builds a close control frame with a status code and reason.
+// Browsers fail the connection on a close reason that is not valid UTF-8, so
+// invalid bytes are replaced and a long reason is cut at a rune boundary.
 func closeFrame(code int, reason string) *Prepared {
-	if len(reason) > 123 {
-		reason = reason[:123]
+	reason = strings.ToValidUTF8(reason, "\uFFFD")
+	if len(reason) > maxCloseReason {
+		cut := maxCloseReason
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
 	}
 	p := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(p, uint16(code))

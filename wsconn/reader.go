@@ -4,18 +4,37 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
-// Errors that end a socket while reading. Each maps to a WebSocket close code.
+// Errors that end a socket while reading. Each maps to a WebSocket close code
+// (see closeCode).
 var (
-	errProtocol = errors.New("websocket protocol error")
-	errTooBig   = errors.New("message too big")
+	errProtocol    = errors.New("websocket protocol error")
+	errTooBig      = errors.New("message too big")
+	errBinary      = errors.New("binary messages are not supported: send JSON text frames")
+	errInvalidUTF8 = errors.New("text message is not valid UTF-8")
 )
+
+// closeCode is the close status for an error returned by feed.
+func closeCode(err error) Code {
+	switch {
+	case errors.Is(err, errTooBig):
+		return CodeMessageTooBig
+	case errors.Is(err, errBinary):
+		return CodeUnsupportedData
+	case errors.Is(err, errInvalidUTF8):
+		return CodeInvalidPayload
+	default:
+		return CodeProtocolError
+	}
+}
 
 // frameEvents receives what frameReader finds. payload slices are only valid
 // during the call.
 type frameEvents interface {
 	message(payload []byte)
+	fragment() // the first frame of a fragmented message arrived
 	ping(payload []byte)
 	pong()
 	peerClose(code int)
@@ -32,7 +51,7 @@ type frameReader struct {
 }
 
 // feed parses data, calling ev for each complete message and control frame.
-// An error means the socket must be closed (errProtocol → 1002, errTooBig → 1009).
+// An error means the socket must be closed with closeCode(err).
 func (r *frameReader) feed(data []byte, ev frameEvents) error {
 	carried := len(r.pend) > 0
 	if carried {
@@ -98,6 +117,10 @@ func (r *frameReader) frame(b []byte, ev frameEvents) (int, error) {
 			return 0, fmt.Errorf("%w: bad length", errProtocol)
 		}
 	}
+	if op == opBinary {
+		// Refused from the header alone: its payload is never buffered.
+		return 0, errBinary
+	}
 	if op >= 8 {
 		if !fin || length > 125 {
 			return 0, fmt.Errorf("%w: control frames must be whole and at most 125 bytes", errProtocol)
@@ -116,15 +139,19 @@ func (r *frameReader) frame(b []byte, ev frameEvents) (int, error) {
 		payload[i] ^= mask[i&3]
 	}
 	switch op {
-	case opText, 0x2: // text, binary
+	case opText:
 		if r.inFrag {
 			return 0, fmt.Errorf("%w: new message inside a fragmented one", errProtocol)
 		}
 		if fin {
+			if !utf8.Valid(payload) {
+				return 0, errInvalidUTF8
+			}
 			ev.message(payload)
 		} else {
 			r.inFrag = true
 			r.frag = append(r.frag[:0:0], payload...)
+			ev.fragment()
 		}
 	case 0x0: // continuation
 		if !r.inFrag {
@@ -132,6 +159,10 @@ func (r *frameReader) frame(b []byte, ev frameEvents) (int, error) {
 		}
 		r.frag = append(r.frag, payload...)
 		if fin {
+			// A rune may straddle fragments: only the whole message is checked.
+			if !utf8.Valid(r.frag) {
+				return 0, errInvalidUTF8
+			}
 			ev.message(r.frag)
 			r.frag, r.inFrag = nil, false
 		}

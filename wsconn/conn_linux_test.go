@@ -1,0 +1,158 @@
+//go:build linux
+
+package wsconn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockState is what the kernel holds for the server side of a socket.
+type sockState struct {
+	sndbuf  int    // SO_SNDBUF as the kernel reports it (twice what was set)
+	outq    int    // SIOCOUTQ: bytes written and not yet acknowledged by the client
+	timeout int    // TCP_USER_TIMEOUT, ms
+	fd      int    // descriptor number
+	ino     uint64 // the socket's inode, to recognise its descriptor
+}
+
+func serverSocket(t *testing.T, c *Conn) sockState {
+	t.Helper()
+	var s sockState
+	var errs []error
+	err := c.rc.Control(func(fd uintptr) {
+		var err error
+		s.fd = int(fd)
+		s.sndbuf, err = unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+		errs = append(errs, err)
+		s.outq, err = unix.IoctlGetInt(s.fd, unix.SIOCOUTQ)
+		errs = append(errs, err)
+		s.timeout, err = unix.GetsockoptInt(s.fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		errs = append(errs, err)
+		var st unix.Stat_t
+		errs = append(errs, unix.Fstat(s.fd, &st))
+		s.ino = st.Ino
+	})
+	if err = errors.Join(append(errs, err)...); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitReleased waits until the server's descriptor no longer names its socket.
+func waitReleased(t *testing.T, s sockState) {
+	t.Helper()
+	want := fmt.Sprintf("socket:[%d]", s.ino)
+	waitFor(t, "the socket's descriptor to close", func() bool {
+		link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", s.fd))
+		return err != nil || link != want
+	})
+}
+
+// readUntilError drains the client socket and returns how its stream ended.
+func readUntilError(t *testing.T, cl *rawClient) error {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	_ = cl.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, err := cl.br.Read(buf); err != nil {
+			return err
+		}
+	}
+}
+
+// A client that never reads pins at most the capped send buffer in the
+// kernel; the server drops it with 4101, resets the connection and frees its
+// descriptor.
+func TestSlowConsumerKernelBufferCapped(t *testing.T) {
+	addr, conns := testServer(t, Options{MaxPendingBytes: 16 << 20})
+	// A small client receive buffer: what the test measures is the server's.
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<10) })
+		return errors.Join(err, serr)
+	}}
+	cl := dialRawWith(t, addr, d)
+	c := accept(t, conns)
+	s := serve(c, true)
+	sock := serverSocket(t, c)
+	// The kernel reports twice the value set; without the cap it autotunes
+	// to megabytes as soon as the connection is up.
+	if sock.sndbuf != 2*defaultSendBuffer {
+		t.Fatalf("SO_SNDBUF %d, want %d", sock.sndbuf, 2*defaultSendBuffer)
+	}
+	if sock.timeout != int(defaultWriteTimeout.Milliseconds()) {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms", sock.timeout)
+	}
+
+	// 2 MiB, far more than the client's 128 KiB receive buffer and the
+	// server's send buffer can hold: the writer ends up blocked on a full
+	// kernel queue.
+	frame := NewPrepared(EncodeEvent("e", "c", strings.Repeat("x", 16<<10), ""))
+	sent := 0
+	for ; sent < 128; sent++ {
+		if !c.Send(frame) {
+			t.Fatal("dropped early")
+		}
+	}
+	waitFor(t, "the kernel send queue to fill", func() bool { return serverSocket(t, c).outq >= defaultSendBuffer/2 })
+	maxOutq := 0
+	for range 20 {
+		maxOutq = max(maxOutq, serverSocket(t, c).outq)
+	}
+	// The kernel may overshoot its buffer by the one segment being queued
+	// (64 KiB on loopback).
+	if limit := 2*defaultSendBuffer + 64<<10; maxOutq > limit {
+		t.Fatalf("kernel holds %d unacknowledged bytes; want at most %d", maxOutq, limit)
+	}
+	// Past MaxPendingBytes the socket is dropped as a slow consumer.
+	for c.Send(frame) {
+		if sent++; sent == 10000 {
+			t.Fatalf("not dropped after %d frames", sent)
+		}
+	}
+	t.Logf("kernel queue %d bytes (SO_SNDBUF %d); dropped after %d frames of %d bytes", maxOutq, sock.sndbuf, sent, frame.Size())
+
+	// The client reads at last: what was queued, then the 4101 close.
+	code, _, texts := cl.expectClose()
+	if code != CodeSlowConsumer || texts == 0 || texts >= sent {
+		t.Fatalf("close %d after %d of %d frames", code, texts, sent)
+	}
+	// It never answers the close: after the grace period the server resets
+	// the connection rather than closing it in order.
+	s.waitEnded(t)
+	waitReleased(t, sock)
+	if err := readUntilError(t, cl); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client stream ended with %v, want a reset", err)
+	}
+}
+
+// A write that times out on a client that never reads ends the socket with a
+// reset: the data still queued in the kernel is discarded, not delivered.
+func TestWriteTimeoutResetsConnection(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	addr, conns := testServer(t, Options{WriteTimeout: timeout, MaxPendingBytes: 64 << 20})
+	cl := dialRaw(t, addr)
+	c := accept(t, conns)
+	s := serve(c, true)
+	sock := serverSocket(t, c)
+	if sock.timeout != int(timeout.Milliseconds()) {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms, want %d", sock.timeout, timeout.Milliseconds())
+	}
+	frame := NewPrepared(EncodeEvent("e", "c", strings.Repeat("x", 16<<10), ""))
+	for i := 0; i < 1000 && c.Send(frame); i++ {
+	}
+	s.waitEnded(t)
+	waitReleased(t, sock)
+	if err := readUntilError(t, cl); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client stream ended with %v, want a reset", err)
+	}
+}
