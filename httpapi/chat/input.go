@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 )
@@ -101,7 +102,26 @@ func (in input) requiredString(v *validation, field string) string {
 		v.add(field, fmt.Sprintf("The %s field must be a string.", words(field)))
 		return ""
 	}
+	if !textOK(v, field, s) {
+		return ""
+	}
 	return strings.TrimSpace(s)
+}
+
+// textOK refuses NUL and invalid UTF-8: PostgreSQL rejects both in text
+// columns (a database error, not the client's 422) while SQLite would store
+// them, so neither may reach the store. Form and query values can carry any
+// bytes; JSON can carry \u0000.
+func textOK(v *validation, field, s string) bool {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		v.add(field, fmt.Sprintf("The %s field must not contain NUL characters.", words(field)))
+		return false
+	case !utf8.ValidString(s):
+		v.add(field, fmt.Sprintf("The %s field must be valid UTF-8.", words(field)))
+		return false
+	}
+	return true
 }
 
 // integer returns the field as an integer: a JSON integer or a string of
