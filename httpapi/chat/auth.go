@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/persistence"
@@ -31,6 +32,10 @@ func HashPassword(pw string) (string, error) {
 	}
 	if len(pw) > 72 {
 		return "", errors.New("password is longer than 72 bytes")
+	}
+	if strings.IndexByte(pw, 0) >= 0 || !utf8.ValidString(pw) {
+		// Login refuses such passwords, so the account could never be used.
+		return "", errors.New("password contains NUL or invalid UTF-8")
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), BcryptCost)
 	if err != nil {
@@ -169,7 +174,9 @@ var dummyHash = sync.OnceValue(func() string {
 
 const msgBadCredentials = "These credentials do not match our records."
 
-// login is POST /api/auth/login {email, password} → {token, user}.
+// login is POST /api/auth/login {email, password} → {token, user}. The
+// throttle is consulted before the database and bcrypt, and bcrypt runs in
+// one of a few slots, so guessing costs the server little.
 func (s *Service) login(c *gin.Context) {
 	in, ok := readInput(c)
 	if !ok {
@@ -182,23 +189,37 @@ func (s *Service) login(c *gin.Context) {
 		v.render(c)
 		return
 	}
+	ip := clientKey(c.Request, s.proxies)
+	attempt, retry, ok := s.logins.begin(emailKey(email, ip), ip, time.Now())
+	if !ok {
+		lockedOut(c, retry)
+		return
+	}
 	ctx := c.Request.Context()
 	u, err := s.st.UserByEmail(ctx, email)
-	switch {
-	case errors.Is(err, persistence.ErrNotFound):
-		CheckPassword(dummyHash(), password)
-		v.add("email", msgBadCredentials)
-		v.render(c)
-		return
-	case err != nil:
+	known := err == nil
+	if err != nil && !errors.Is(err, persistence.ErrNotFound) {
+		s.logins.refund(attempt)
 		s.unavailable(c, err)
 		return
 	}
-	if !CheckPassword(u.PasswordHash, password) {
+	hash := dummyHash
+	if known {
+		hash = func() string { return u.PasswordHash }
+	}
+	match, err := s.checkPassword(ctx, hash, password)
+	if err != nil {
+		s.logins.refund(attempt)
+		s.hashBusy(c)
+		return
+	}
+	if !known || !match {
+		s.logins.failed(attempt)
 		v.add("email", msgBadCredentials)
 		v.render(c)
 		return
 	}
+	s.logins.succeeded(attempt)
 	plain, tok, err := IssueToken(ctx, s.st, u.ID, LoginTokenTTL)
 	if err != nil {
 		s.unavailable(c, err)

@@ -7,9 +7,11 @@
 package chat
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -29,6 +31,9 @@ type Deps struct {
 	// with (cfg.Apps[0] after EnsureApp).
 	App *config.App
 	Log *slog.Logger
+	// Login bounds login throttling and password hashing; zero fields take
+	// their defaults.
+	Login LoginOptions
 }
 
 // Service holds the chat routes' state. Its fields are set by Mount and
@@ -42,6 +47,9 @@ type Service struct {
 	counters *unread.Counters
 	limiter  *limiter // nil when the rate limit is 0 (unlimited)
 	ns       string   // event namespace without a trailing backslash
+	logins   *loginThrottle
+	hashing  *hashSlots
+	proxies  []netip.Prefix // trusted reverse proxies (LoginOptions.TrustedProxies)
 }
 
 // LoginTokenTTL is how long a token from POST /api/auth/login is valid.
@@ -58,9 +66,17 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+	lo := d.Login.withDefaults()
+	proxies, err := parsePrefixes(lo.TrustedProxies)
+	if err != nil {
+		panic("chat.Mount: " + err.Error())
+	}
 	s := &Service{
 		cfg: d.Config, st: d.Store, node: d.Node, app: d.App, log: d.Log,
-		ns: strings.TrimRight(d.Config.EventNamespace, `\`),
+		ns:      strings.TrimRight(d.Config.EventNamespace, `\`),
+		logins:  newLoginThrottle(lo, time.Minute),
+		hashing: newHashSlots(lo.HashConcurrency, lo.HashWait),
+		proxies: proxies,
 	}
 	if d.Config.APIRateLimit > 0 {
 		s.limiter = newLimiter(d.Config.APIRateLimit, time.Minute)
@@ -91,6 +107,18 @@ func Mount(e *gin.Engine, d Deps) *Service {
 
 // Stop stops the unread counter actors.
 func (s *Service) Stop() { s.counters.Stop() }
+
+// PingTimeout bounds Ping, so a health check answers promptly even when the
+// database hangs rather than refuses.
+const PingTimeout = 2 * time.Second
+
+// Ping reports whether the database answers within PingTimeout (or ctx's
+// deadline, if sooner); GET /up can use it.
+func (s *Service) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
+	return s.st.Ping(ctx)
+}
 
 // Laravel's texts for the common refusals.
 const (

@@ -53,21 +53,21 @@ type database struct {
 	dir     string // embedded database
 }
 
-func sqliteDB(t *testing.T) database { return database{dialect: "sqlite", dir: t.TempDir()} }
+func sqliteDB(t testing.TB) database { return database{dialect: "sqlite", dir: t.TempDir()} }
 
 // postgresDB is a fresh PostgreSQL schema (see storetest.PostgresURL).
-func postgresDB(t *testing.T) database {
+func postgresDB(t testing.TB) database {
 	return database{dialect: "postgres", url: storetest.PostgresURL(t)}
 }
 
 // databases are the backends a database-related test runs on.
-func databases() []func(*testing.T) database {
-	return []func(*testing.T) database{sqliteDB, postgresDB}
+func databases() []func(testing.TB) database {
+	return []func(testing.TB) database{sqliteDB, postgresDB}
 }
 
 // exec runs SQL on the database behind the store's back (fault injection
 // with real database errors, never a mock).
-func (d database) exec(t *testing.T, stmts ...string) {
+func (d database) exec(t testing.TB, stmts ...string) {
 	t.Helper()
 	var db *sql.DB
 	var err error
@@ -89,7 +89,7 @@ func (d database) exec(t *testing.T, stmts ...string) {
 
 // failInserts makes every INSERT into table fail with a database error until
 // the returned function undoes it.
-func (d database) failInserts(t *testing.T, table string) (undo func()) {
+func (d database) failInserts(t testing.TB, table string) (undo func()) {
 	t.Helper()
 	name := "parley_test_outage_" + table
 	if d.dialect == "postgres" {
@@ -105,7 +105,7 @@ func (d database) failInserts(t *testing.T, table string) (undo func()) {
 // env is a running chat server: the real routes, the real node, a real
 // database, on 127.0.0.1.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	db    database
 	cfg   *config.Config
 	st    persistence.Store
@@ -116,7 +116,13 @@ type env struct {
 	close func() // stops everything; idempotent
 }
 
-func start(t *testing.T, db database, mutate func(*config.Config)) *env {
+func start(t testing.TB, db database, mutate func(*config.Config)) *env {
+	t.Helper()
+	return startWith(t, db, mutate, LoginOptions{})
+}
+
+// startWith is start with login options.
+func startWith(t testing.TB, db database, mutate func(*config.Config), login LoginOptions) *env {
 	t.Helper()
 	cfg, err := config.Load(nil, func(k string) (string, bool) {
 		v, ok := map[string]string{
@@ -150,7 +156,7 @@ func start(t *testing.T, db database, mutate func(*config.Config)) *env {
 			node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"))
 		}
 	})
-	svc := Mount(e, Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log})
+	svc := Mount(e, Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log, Login: login})
 	srv := httptest.NewServer(e)
 	en := &env{t: t, db: db, cfg: cfg, st: st, node: node, svc: svc, srv: srv, url: srv.URL}
 	var once sync.Once
@@ -275,7 +281,7 @@ func (e *env) do(method, path, token string, body any, hdr ...string) (response,
 }
 
 // want checks the status and returns the body.
-func (r response) want(t *testing.T, status int) map[string]any {
+func (r response) want(t testing.TB, status int) map[string]any {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
@@ -284,7 +290,7 @@ func (r response) want(t *testing.T, status int) map[string]any {
 }
 
 // wantMessage checks the status and Laravel's {"message": ...}.
-func (r response) wantMessage(t *testing.T, status int, msg string) {
+func (r response) wantMessage(t testing.TB, status int, msg string) {
 	t.Helper()
 	b := r.want(t, status)
 	if b["message"] != msg {
@@ -293,7 +299,7 @@ func (r response) wantMessage(t *testing.T, status int, msg string) {
 }
 
 // wantInvalid checks a 422 and that each field has an error containing its text.
-func (r response) wantInvalid(t *testing.T, fieldText ...string) {
+func (r response) wantInvalid(t testing.TB, fieldText ...string) {
 	t.Helper()
 	b := r.want(t, http.StatusUnprocessableEntity)
 	errs, _ := b["errors"].(map[string]any)
@@ -318,7 +324,7 @@ func (r response) wantInvalid(t *testing.T, fieldText ...string) {
 	}
 }
 
-func data(t *testing.T, b map[string]any) map[string]any {
+func data(t testing.TB, b map[string]any) map[string]any {
 	t.Helper()
 	d, ok := b["data"].(map[string]any)
 	if !ok {
@@ -346,7 +352,7 @@ func (e *env) unread(p person) (map[int64]int, int) {
 	return unreadMap(e.t, b), int(num(b["unread_count"]))
 }
 
-func unreadMap(t *testing.T, b map[string]any) map[int64]int {
+func unreadMap(t testing.TB, b map[string]any) map[int64]int {
 	t.Helper()
 	ms, ok := b["matters"].(map[string]any)
 	if !ok {
@@ -380,7 +386,7 @@ type frame struct {
 	Data    string `json:"data"`
 }
 
-func (f frame) dataMap(t *testing.T) map[string]any {
+func (f frame) dataMap(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(f.Data), &m); err != nil {
@@ -390,7 +396,7 @@ func (f frame) dataMap(t *testing.T) map[string]any {
 }
 
 type wsClient struct {
-	t        *testing.T
+	t        testing.TB
 	e        *env
 	c        *websocket.Conn
 	socketID string
