@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/json"
+	"sort"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,37 +15,46 @@ const MaxPresenceMembers = 100
 // cacheTTL is how long a cache channel keeps its last event (Pusher: 30 min).
 const cacheTTL = 30 * time.Minute
 
-// member is one user in a presence channel.
+// member is one user in a presence channel, counted per place it is present.
 type member struct {
 	info    json.RawMessage
-	sockets int
+	sockets int // this node's sockets
+	nodes   int // other nodes where the user has at least one socket
 }
 
-// channelActor owns one occupied channel on this node: its subscribers, its
-// presence members and, for cache channels, the last event. All fields are
-// only touched inside Receive.
+// channelActor owns one channel on this node: its local subscribers, its
+// presence members (local sockets plus, in a cluster, the users other nodes
+// report) and, for cache channels, the last event. All fields are only
+// touched inside Receive.
+//
+// Supervision: a panic stops the actor (see channelSupervisor); on Stopping it
+// closes its sockets with 4200 so their clients reconnect and subscribe again
+// to a fresh channel, rather than believing they are subscribed to nothing.
 type channelActor struct {
-	key    string // set at construction
-	name   string // set at construction
-	kind   channelKind
-	cache  bool
-	router *actor.PID
-	stats  *channelStats // written here, read by the router
+	node  *Node  // set at construction
+	key   string // set at construction
+	name  string // set at construction
+	kind  channelKind
+	cache bool
+	stats *channelStats // written here, read by queries
 
 	subs      []*subscriber  // fan-out order; swap-removed
 	index     map[string]int // socket id → position in subs
 	members   map[string]*member
-	last      *wsconn.Prepared // cache channels: last event
+	remote    map[string]map[string]json.RawMessage // presence: node → user id → user_info
+	last      *wsconn.Prepared                      // cache channels: last event
 	lastAt    time.Time
 	expiry    *time.Timer // cache channels: fires when the cached event expires
-	processed uint64
+	processed uint64      // messages counted by registry.forward
+	vacated   bool        // the registry let go of this channel
 }
 
-func newChannel(key, name string, router *actor.PID, stats *channelStats) *channelActor {
+func newChannel(n *Node, key, name string, stats *channelStats) *channelActor {
 	kind, cache := classify(name)
-	c := &channelActor{key: key, name: name, kind: kind, cache: cache, router: router, stats: stats, index: map[string]int{}}
+	c := &channelActor{node: n, key: key, name: name, kind: kind, cache: cache, stats: stats, index: map[string]int{}}
 	if kind == kindPresence {
 		c.members = map[string]*member{}
+		c.remote = map[string]map[string]json.RawMessage{}
 	}
 	return c
 }
@@ -61,29 +71,50 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		if c.expiry != nil {
 			c.expiry.Stop()
 		}
+		if !c.vacated {
+			// Stopped by its supervisor after a panic: its subscribers must
+			// subscribe again, to a channel that starts clean.
+			c.node.reg.forget(c.key, ctx.Self())
+			for _, s := range c.subs {
+				s.conn.Close(wsconn.CodeServerRestart, "Internal error, reconnect")
+			}
+			c.subs, c.index = nil, map[string]int{}
+			c.stats.subscriptions.Store(0)
+		}
 	case *subscribeMsg:
 		c.processed++
 		c.subscribe(ctx, m)
 	case *unsubscribeMsg:
-		c.unsubscribe(m.socketID)
+		c.unsubscribe(ctx, m.socketID)
 		c.maybeVacate(ctx)
 	case *publishMsg:
-		if c.cache {
+		c.node.backlog.Add(-1)
+		if m.counted {
 			c.processed++
+		}
+		if c.cache {
 			c.last, c.lastAt = m.frame, time.Now()
 			c.expiry.Reset(cacheTTL)
 		}
 		c.fanout(m.frame, m.exclude)
 		c.maybeVacate(ctx)
 	case *clientEventMsg:
-		if _, ok := c.index[m.sender]; ok {
+		if _, ok := c.index[m.sender]; ok || m.remote {
 			c.fanout(m.frame, m.sender)
 		}
+	case *remotePresenceMsg:
+		c.processed++
+		c.remotePresence(m)
+		c.maybeVacate(ctx)
+	case *nodeGoneMsg:
+		c.nodeGone(m.node)
+		c.maybeVacate(ctx)
 	case *presenceUsersMsg:
 		ids := make([]string, 0, len(c.members))
 		for id := range c.members {
 			ids = append(ids, id)
 		}
+		sort.Strings(ids)
 		ctx.Respond(ids)
 	case *terminateMsg:
 		e := &wsconn.Error{Code: wsconn.CodeUnauthorized, Msg: "Connection terminated by the application"}
@@ -92,17 +123,27 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		}
 	case *idleTickMsg:
 		c.maybeVacate(ctx)
+	case *subscribersMsg:
+		ctx.Respond(append([]*subscriber(nil), c.subs...))
+	case *crashMsg:
+		panic("channel actor: crash requested (supervision test)")
 	}
 }
 
 func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 	s := m.sub
-	if _, ok := c.index[s.socketID]; ok {
-		// Subscribing twice is harmless: confirm again.
-		if !m.silent {
-			s.conn.Send(c.succeeded())
+	if i, ok := c.index[s.socketID]; ok {
+		old := c.subs[i]
+		if c.kind != kindPresence || (old.userID == s.userID && string(old.userInfo) == string(s.userInfo)) {
+			// Subscribing twice is harmless: confirm again.
+			if !m.silent {
+				s.conn.Send(c.succeeded())
+			}
+			return
 		}
-		return
+		// The socket joins again as another member: it leaves as the old
+		// one first, so the channel and the socket agree on who it is.
+		c.unsubscribe(ctx, s.socketID)
 	}
 	newUser := false
 	if c.kind == kindPresence {
@@ -119,11 +160,13 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 			newUser = true
 		}
 		mb.sockets++
+		if mb.sockets == 1 {
+			c.node.cluster.localPresence(c.key, s.userID, s.userInfo, true)
+		}
 	}
 	c.index[s.socketID] = len(c.subs)
 	c.subs = append(c.subs, s)
-	c.stats.subscriptions.Store(int64(len(c.subs)))
-	c.stats.users.Store(int64(len(c.members)))
+	c.storeStats()
 
 	if !m.silent {
 		s.conn.Send(c.succeeded())
@@ -136,12 +179,26 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 		}
 	}
 	if newUser {
-		data, _ := json.Marshal(struct {
-			UserID   string          `json:"user_id"`
-			UserInfo json.RawMessage `json:"user_info,omitempty"`
-		}{s.userID, s.userInfo})
-		c.fanout(wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:member_added", c.name, string(data), "")), s.socketID)
+		c.memberAdded(s.userID, s.userInfo, s.socketID)
 	}
+}
+
+func (c *channelActor) memberAdded(userID string, info json.RawMessage, exclude string) {
+	data, _ := json.Marshal(struct {
+		UserID   string          `json:"user_id"`
+		UserInfo json.RawMessage `json:"user_info,omitempty"`
+	}{userID, info})
+	c.fanout(wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:member_added", c.name, string(data), "")), exclude)
+}
+
+func (c *channelActor) memberRemoved(userID string) {
+	data := `{"user_id":` + string(wsconn.AppendString(nil, userID)) + `}`
+	c.fanout(wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:member_removed", c.name, data, "")), "")
+}
+
+func (c *channelActor) storeStats() {
+	c.stats.subscriptions.Store(int64(len(c.subs)))
+	c.stats.users.Store(int64(len(c.members)))
 }
 
 func (c *channelActor) succeeded() *wsconn.Prepared {
@@ -170,7 +227,7 @@ func (c *channelActor) succeeded() *wsconn.Prepared {
 	return wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:subscription_succeeded", c.name, data, ""))
 }
 
-func (c *channelActor) unsubscribe(socketID string) {
+func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 	i, ok := c.index[socketID]
 	if !ok {
 		return
@@ -186,15 +243,81 @@ func (c *channelActor) unsubscribe(socketID string) {
 	if c.kind == kindPresence {
 		if mb := c.members[s.userID]; mb != nil {
 			mb.sockets--
-			if mb.sockets <= 0 {
-				delete(c.members, s.userID)
-				data := `{"user_id":` + string(wsconn.AppendString(nil, s.userID)) + `}`
-				c.fanout(wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:member_removed", c.name, data, "")), "")
+			if mb.sockets == 0 {
+				c.node.cluster.localPresence(c.key, s.userID, nil, false)
+				if mb.nodes == 0 {
+					delete(c.members, s.userID)
+					c.memberRemoved(s.userID)
+				}
 			}
 		}
 	}
-	c.stats.subscriptions.Store(int64(len(c.subs)))
-	c.stats.users.Store(int64(len(c.members)))
+	c.storeStats()
+}
+
+// remotePresence applies another node's report that a user joined (their
+// first socket there) or left (their last socket there).
+func (c *channelActor) remotePresence(m *remotePresenceMsg) {
+	if c.kind != kindPresence {
+		return
+	}
+	users := c.remote[m.node]
+	if m.joined {
+		if users == nil {
+			users = map[string]json.RawMessage{}
+			c.remote[m.node] = users
+		}
+		if _, ok := users[m.userID]; ok {
+			return
+		}
+		users[m.userID] = m.info
+		mb := c.members[m.userID]
+		if mb == nil {
+			mb = &member{info: m.info}
+			c.members[m.userID] = mb
+			mb.nodes++
+			c.storeStats()
+			c.memberAdded(m.userID, m.info, "")
+			return
+		}
+		mb.nodes++
+		return
+	}
+	if _, ok := users[m.userID]; !ok {
+		return
+	}
+	delete(users, m.userID)
+	if len(users) == 0 {
+		delete(c.remote, m.node)
+	}
+	c.remoteLeft(m.userID)
+}
+
+func (c *channelActor) remoteLeft(userID string) {
+	mb := c.members[userID]
+	if mb == nil {
+		return
+	}
+	mb.nodes--
+	if mb.nodes == 0 && mb.sockets == 0 {
+		delete(c.members, userID)
+		c.storeStats()
+		c.memberRemoved(userID)
+	}
+}
+
+// nodeGone drops every member another node reported: it left the cluster.
+func (c *channelActor) nodeGone(node string) {
+	users := c.remote[node]
+	delete(c.remote, node)
+	ids := make([]string, 0, len(users))
+	for id := range users {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		c.remoteLeft(id)
+	}
 }
 
 // fanout hands the same encoded frame to every subscriber but exclude.
@@ -207,12 +330,15 @@ func (c *channelActor) fanout(f *wsconn.Prepared, exclude string) {
 }
 
 func (c *channelActor) maybeVacate(ctx actor.Context) {
-	if len(c.subs) > 0 {
+	if len(c.subs) > 0 || len(c.remote) > 0 {
 		return
 	}
 	if c.last != nil && time.Since(c.lastAt) < cacheTTL {
 		return
 	}
-	c.last = nil
-	ctx.Send(c.router, &vacatedMsg{key: c.key, pid: ctx.Self(), processed: c.processed})
+	if c.node.reg.vacate(c.key, ctx.Self(), c.processed) {
+		c.vacated = true
+		c.last = nil
+		ctx.Stop(ctx.Self())
+	}
 }

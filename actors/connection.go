@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/wsconn"
@@ -36,16 +37,6 @@ type connActor struct {
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
-	if a.conn == nil {
-		// A restarted instance has lost the socket's state: the old instance
-		// closed the socket on Restarting; wait for it to go.
-		if _, ok := ctx.Message().(*connInitMsg); !ok {
-			if _, ok := ctx.Message().(*goneMsg); ok {
-				ctx.Stop(ctx.Self())
-			}
-			return
-		}
-	}
 	switch m := ctx.Message().(type) {
 	case *connInitMsg:
 		a.node, a.app, a.conn, a.socketID = m.node, m.app, m.conn, m.socketID
@@ -57,6 +48,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case *inboundMsg:
 		a.alive()
 		a.handle(ctx, m.data)
+		a.conn.Done(len(m.data)) // the socket's reader pauses while too much is unhandled
 	case *activityMsg:
 		a.alive()
 	case *idleTickMsg:
@@ -65,12 +57,13 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.subs.remove(m.channel)
 	case *goneMsg:
 		ctx.Stop(ctx.Self())
-	case *actor.Restarting:
-		// A panic in this actor: its state goes with it, so end the socket
-		// (the client reconnects) and leave its channels.
-		a.conn.Close(wsconn.CodeServerRestart, "Internal error, reconnect")
-		a.cleanup(ctx)
+	case *crashMsg:
+		panic("connection actor: crash requested (supervision test)")
 	case *actor.Stopping:
+		// After the socket ended, or stopped by its supervisor after a
+		// panic: then the socket is still open and must go too (4200: the
+		// client reconnects and starts clean).
+		a.conn.Close(wsconn.CodeServerRestart, "Internal error, reconnect")
 		a.cleanup(ctx)
 	}
 }
@@ -81,7 +74,7 @@ func (a *connActor) cleanup(ctx actor.Context) {
 		a.idle.Stop()
 	}
 	for _, sub := range a.subs {
-		ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, sub.channel), socketID: a.socketID})
+		a.node.reg.send(channelKey(a.app.ID, sub.channel), &unsubscribeMsg{socketID: a.socketID})
 	}
 	a.subs = nil
 	if a.userID != "" {
@@ -148,7 +141,7 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 		}
 		if _, ok := a.subs.get(d.Channel); ok {
 			a.subs.remove(d.Channel)
-			ctx.Send(a.node.router, &unsubscribeMsg{key: channelKey(a.app.ID, d.Channel), socketID: a.socketID})
+			a.node.reg.send(channelKey(a.app.ID, d.Channel), &unsubscribeMsg{socketID: a.socketID})
 		}
 	case f.Event == "pusher:signin":
 		a.signin(ctx, f)
@@ -159,11 +152,16 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 	}
 }
 
+// truncate shortens s to at most n bytes for a message, never cutting a
+// UTF-8 sequence in two.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // subscriptionError is what pusher-js surfaces on the channel as
@@ -185,6 +183,11 @@ func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
 	}
 	if problem := ValidateChannel(d.Channel, true); problem != "" {
 		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: %s", truncate(d.Channel, 64), problem)
+		return
+	}
+	if _, ok := a.subs.get(d.Channel); !ok && len(a.subs) >= a.app.MaxChannelsPerConnection {
+		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: this connection is already in %d channels, the limit (unsubscribe from one first)",
+			truncate(d.Channel, 64), a.app.MaxChannelsPerConnection)
 		return
 	}
 	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
@@ -213,7 +216,7 @@ func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
 		}
 	}
 	a.subs.set(d.Channel, sub.userID)
-	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, d.Channel), appID: a.app.ID, channel: d.Channel, sub: sub})
+	a.node.reg.forward(channelKey(a.app.ID, d.Channel), a.app.ID, d.Channel, &subscribeMsg{sub: sub})
 }
 
 // parseChannelData checks a presence channel_data string.
@@ -283,8 +286,8 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 		a.fail(wsconn.CodeEventTooLarge, "client event data is %d bytes; the limit is %d", len(data), a.app.MaxEventSize)
 		return
 	}
-	frame := wsconn.NewPrepared(wsconn.EncodeEvent(f.Event, f.Channel, data, userID))
-	ctx.Send(a.node.router, &clientEventMsg{key: channelKey(a.app.ID, f.Channel), sender: a.socketID, frame: frame})
+	a.node.deliverClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID, false)
+	a.node.broker.ClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID)
 }
 
 func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
@@ -338,7 +341,7 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 	ch := ServerToUserPrefix + id
 	a.subs.set(ch, "")
 	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
-	ctx.Send(a.node.router, &subscribeMsg{key: channelKey(a.app.ID, ch), appID: a.app.ID, channel: ch, sub: sub, silent: true})
+	a.node.reg.forward(channelKey(a.app.ID, ch), a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
 	ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // Messages between the node's actors. They stay inside one process; messages
-// that cross nodes will be protobuf (see DESIGN.md, Clustering).
+// that cross nodes are protobuf (package clusterpb).
 
 // subscriber is one socket's membership of one channel; the channel actor
 // owns it after subscribeMsg.
@@ -20,44 +20,44 @@ type subscriber struct {
 	userInfo json.RawMessage // presence channels only; nil means none
 }
 
-// subscribeMsg asks the router to add a socket to a channel.
+// subscribeMsg adds a socket to a channel.
 type subscribeMsg struct {
-	key     string // appID + "\x00" + channel
-	appID   string
-	channel string
-	sub     *subscriber
-	silent  bool // no subscription_succeeded frame (server-side subscriptions)
+	sub    *subscriber
+	silent bool // no subscription_succeeded frame (server-side subscriptions)
 }
 
 // unsubscribeMsg removes a socket from a channel.
-type unsubscribeMsg struct {
-	key      string
-	socketID string
-}
+type unsubscribeMsg struct{ socketID string }
 
 // publishMsg fans a pre-encoded frame out to a channel's sockets.
 type publishMsg struct {
-	key     string
-	channel string
 	frame   *wsconn.Prepared
 	exclude string // socket id that must not receive it ("" = none)
+	counted bool   // sent through registry.forward (cache channels)
 }
 
-// clientEventMsg is a client-* event from a subscriber; it is never echoed.
+// clientEventMsg is a client-* event; it is never echoed to its sender.
 type clientEventMsg struct {
-	key    string
 	sender string // socket id
 	frame  *wsconn.Prepared
+	remote bool // sent by a socket of another node
 }
 
-// vacatedMsg tells the router a channel has nobody left. processed counts the
-// subscribes (and cache publishes) the channel has handled, so the router
-// only stops it when none is still on its way.
-type vacatedMsg struct {
-	key       string
-	pid       *actor.PID
-	processed uint64
+// remotePresenceMsg is another node's news that a user's first socket there
+// joined a presence channel, or its last one left.
+type remotePresenceMsg struct {
+	node   string
+	userID string
+	info   json.RawMessage
+	joined bool
 }
+
+// nodeGoneMsg tells a channel another node left the cluster.
+type nodeGoneMsg struct{ node string }
+
+// crashMsg makes an actor panic, for the supervision tests; nothing outside
+// the process can send it.
+type crashMsg struct{}
 
 // subscribeFailedMsg tells a ConnectionActor its subscription was refused by
 // the channel (presence full), so it forgets the channel.
@@ -65,13 +65,9 @@ type subscribeFailedMsg struct{ channel string }
 
 // Requests answered with ctx.Respond.
 type (
-	listChannelsMsg struct {
-		appID  string
-		prefix string
-	}
-	channelInfoMsg   struct{ key string }
-	presenceUsersMsg struct{ key string }
-	terminateMsg     struct{ key string }
+	presenceUsersMsg struct{}
+	subscribersMsg   struct{} // a copy of the local subscribers, for tests
+	terminateMsg     struct{}
 )
 
 // ChannelInfo describes one occupied channel.
@@ -80,6 +76,7 @@ type ChannelInfo struct {
 	Occupied      bool
 	Subscriptions int
 	Users         int // presence channels only
+	Missing       int // cluster nodes that did not answer; the counts may be low
 }
 
 // connInitMsg gives a new ConnectionActor its socket; it is always the

@@ -33,18 +33,34 @@ type Node struct {
 	log    *slog.Logger
 	debug  *slog.Logger // nil unless --debug
 	system *actor.ActorSystem
-	router *actor.PID
-	watch  *actor.PID             // the watchlist actor
-	conns0 *actor.Props           // shared by every ConnectionActor: Props per socket cost ~400 B each
+	reg    *registry
+	watch  *actor.PID   // the watchlist actor
+	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
+	chanSV actor.SupervisorStrategy
 	byKey  map[string]*appRuntime // set at construction
 	byID   map[string]*appRuntime // set at construction
+
+	// The cluster seams; set at construction (local) or by JoinCluster
+	// before the node serves anything.
+	broker  Broker
+	cluster Presence
+	dir     ChannelDirectory
+	remote  Census
+
+	// backlog counts publishes queued for channel actors and not yet fanned
+	// out; past maxBacklog, Publish refuses with ErrBusy.
+	backlog    atomic.Int64
+	maxBacklog int64
 
 	socketSeq atomic.Uint64
 	draining  atomic.Bool
 
+	maxConns int // set at construction; 0 = no node-wide cap
+
 	mu    sync.Mutex
-	conns map[*wsconn.Conn]struct{} // guarded by mu; every live socket
-	empty chan struct{}             // guarded by mu; closed when conns empties while draining
+	conns map[*wsconn.Conn]string // guarded by mu; every live socket → its client address
+	perIP map[string]int          // guarded by mu; live sockets per client address
+	empty chan struct{}           // guarded by mu; closed when conns empties while draining
 }
 
 // NewNode starts the actor system and the router.
@@ -54,7 +70,8 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	n := &Node{
 		cfg: cfg, log: log, system: system,
 		byKey: map[string]*appRuntime{}, byID: map[string]*appRuntime{},
-		conns: map[*wsconn.Conn]struct{}{},
+		conns: map[*wsconn.Conn]string{}, perIP: map[string]int{},
+		maxConns: cfg.MaxConnections,
 	}
 	if cfg.Debug {
 		n.debug = log
@@ -63,10 +80,36 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 		rt := &appRuntime{App: &cfg.Apps[i]}
 		n.byKey[rt.Key], n.byID[rt.ID] = rt, rt
 	}
-	n.router = system.Root.Spawn(actor.PropsFromProducer(newRouter))
-	n.watch = system.Root.Spawn(actor.PropsFromProducer(newWatchlist))
-	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} })
+	n.maxBacklog = int64(cfg.MaxPublishBacklog)
+	if n.maxBacklog <= 0 {
+		n.maxBacklog = 1 << 20
+	}
+	n.reg = newRegistry(n)
+	n.broker, n.cluster, n.dir, n.remote = localNode{}, localNode{}, localDirectory{n}, localNode{}
+	// Supervision, decided per actor kind:
+	//  - ConnectionActor: stop; on Stopping it closes its socket (4200, the
+	//    client reconnects) and leaves its channels.
+	//  - ChannelActor: stop; on Stopping it closes its sockets with 4200 and
+	//    leaves the registry, so the next subscribe starts a clean channel.
+	//  - watchlist: resume; its maps stay consistent between messages, and
+	//    losing them would mark every user offline.
+	logPanic := func(kind string, d actor.Directive) actor.DeciderFunc {
+		return func(reason any) actor.Directive {
+			log.Error("actor panic", "actor", kind, "error", fmt.Sprint(reason), "directive", d.String())
+			return d
+		}
+	}
+	n.chanSV = actor.NewOneForOneStrategy(0, 0, logPanic("channel", actor.StopDirective))
+	n.watch = system.Root.Spawn(actor.PropsFromProducer(newWatchlist,
+		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("watchlist", actor.ResumeDirective)))))
+	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} },
+		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("connection", actor.StopDirective))))
 	return n
+}
+
+// channelProps builds a ChannelActor's Props.
+func (n *Node) channelProps(key, name string, stats *channelStats) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newChannel(n, key, name, stats) }, actor.WithGuardian(n.chanSV))
 }
 
 // App returns the app with this id.
@@ -90,15 +133,15 @@ func (n *Node) ConnOptions() wsconn.Options {
 			limit = l
 		}
 	}
-	return wsconn.Options{ReadLimit: limit, MaxPendingBytes: n.cfg.MaxPendingBytes, Debug: n.debug}
+	return wsconn.Options{ReadLimit: limit, MaxPendingBytes: n.cfg.MaxPendingBytes, SendBuffer: n.cfg.SocketSendBuffer, Debug: n.debug}
 }
 
 // Accept takes an upgraded socket for the app with this key. Refusals are
 // sent over the socket, as Pusher clients expect them.
-func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
+func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP string) {
 	refuse := func(code wsconn.Code, msg string) {
 		conn.CloseWithError(&wsconn.Error{Code: code, Msg: msg})
-		conn.Serve(func([]byte) {}, func() {}, nil)
+		conn.Serve(func(b []byte) { conn.Done(len(b)) }, func() {}, nil)
 	}
 	if n.draining.Load() {
 		refuse(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
@@ -117,13 +160,26 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin string) {
 		refuse(wsconn.CodeUnauthorized, "Origin not allowed: "+truncate(origin, 100))
 		return
 	}
-	if c := rt.conns.Add(1); rt.MaxConnections > 0 && c > int64(rt.MaxConnections) {
+	if c := rt.conns.Add(1); rt.MaxConnections > 0 && c+n.remote.Connections(rt.ID) > int64(rt.MaxConnections) {
 		rt.conns.Add(-1)
 		refuse(wsconn.CodeOverCapacity, "Over capacity: this app allows "+strconv.Itoa(rt.MaxConnections)+" connections")
 		return
 	}
 	n.mu.Lock()
-	n.conns[conn] = struct{}{}
+	switch {
+	case n.maxConns > 0 && len(n.conns) >= n.maxConns:
+		n.mu.Unlock()
+		rt.conns.Add(-1)
+		refuse(wsconn.CodeOverCapacity, "Over capacity: this server holds at most "+strconv.Itoa(n.maxConns)+" connections")
+		return
+	case n.cfg.MaxConnectionsPerIP > 0 && n.perIP[clientIP] >= n.cfg.MaxConnectionsPerIP:
+		n.mu.Unlock()
+		rt.conns.Add(-1)
+		refuse(wsconn.CodeOverCapacity, "Over capacity: at most "+strconv.Itoa(n.cfg.MaxConnectionsPerIP)+" connections per client address")
+		return
+	}
+	n.conns[conn] = clientIP
+	n.perIP[clientIP]++
 	n.mu.Unlock()
 	if n.draining.Load() {
 		// Drain may have listed the sockets before this one was added.
@@ -169,7 +225,12 @@ func checkProtocol(protocol string) string {
 func (n *Node) release(rt *appRuntime, conn *wsconn.Conn) {
 	rt.conns.Add(-1)
 	n.mu.Lock()
-	delete(n.conns, conn)
+	if ip, ok := n.conns[conn]; ok {
+		delete(n.conns, conn)
+		if n.perIP[ip]--; n.perIP[ip] <= 0 {
+			delete(n.perIP, ip)
+		}
+	}
 	if len(n.conns) == 0 && n.empty != nil {
 		close(n.empty)
 		n.empty = nil
@@ -194,13 +255,45 @@ type Event struct {
 	SocketID string // this socket does not receive it ("" = everyone)
 }
 
-// Publish enqueues an event for fan-out. The frame is encoded once per
-// channel here, on the caller's goroutine, and shared by every socket.
-func (n *Node) Publish(ev Event) {
+// ErrBusy is returned by Publish when the fan-out backlog is past its bound:
+// the caller should answer 503 and let the publisher retry later.
+var ErrBusy = errors.New("fan-out backlog is full, retry later")
+
+// Publish delivers an event to this node's sockets and forwards it once to
+// every other node of the cluster. The frame is encoded once per channel
+// here, on the caller's goroutine, and shared by every local socket.
+// Several events are refused or accepted together, so a batch is never
+// published in part.
+func (n *Node) Publish(evs ...Event) error {
+	if n.backlog.Load() >= n.maxBacklog {
+		return ErrBusy
+	}
+	for _, ev := range evs {
+		n.deliver(ev)
+		n.broker.Publish(ev)
+	}
+	return nil
+}
+
+// deliver fans an event out to this node's sockets only.
+func (n *Node) deliver(ev Event) {
 	for _, ch := range ev.Channels {
 		frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
-		n.system.Root.Send(n.router, &publishMsg{key: channelKey(ev.AppID, ch), channel: ch, frame: frame, exclude: ev.SocketID})
+		key := channelKey(ev.AppID, ch)
+		n.backlog.Add(1)
+		if _, cache := classify(ch); cache {
+			// A cache channel keeps its last event even with nobody in it.
+			n.reg.forward(key, ev.AppID, ch, &publishMsg{frame: frame, exclude: ev.SocketID, counted: true})
+		} else if !n.reg.send(key, &publishMsg{frame: frame, exclude: ev.SocketID}) {
+			n.backlog.Add(-1)
+		}
 	}
+}
+
+// deliverClientEvent fans a client event out to this node's sockets.
+func (n *Node) deliverClientEvent(appID, channel, name, data, userID, sender string, remote bool) {
+	frame := wsconn.NewPrepared(wsconn.EncodeEvent(name, channel, data, userID))
+	n.reg.send(channelKey(appID, channel), &clientEventMsg{sender: sender, frame: frame, remote: remote})
 }
 
 // ErrTimeout is returned when the actors did not answer a query in time.
@@ -208,40 +301,30 @@ var ErrTimeout = errors.New("actors did not answer in time")
 
 const queryTimeout = 5 * time.Second
 
-func (n *Node) ask(msg any) (any, error) {
-	res, err := n.system.Root.RequestFuture(n.router, msg, queryTimeout).Result()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrTimeout, err)
-	}
-	return res, nil
-}
-
 // Channels lists the app's occupied channels whose names start with prefix.
-func (n *Node) Channels(appID, prefix string) ([]ChannelInfo, error) {
-	res, err := n.ask(&listChannelsMsg{appID: appID, prefix: prefix})
-	if err != nil {
-		return nil, err
-	}
-	out, _ := res.([]ChannelInfo)
-	return out, nil
+func (n *Node) Channels(ctx context.Context, appID, prefix string) (ChannelList, error) {
+	return n.dir.Channels(ctx, appID, prefix)
 }
 
 // Channel describes one channel; Occupied is false when nobody is in it.
-func (n *Node) Channel(appID, name string) (ChannelInfo, error) {
-	res, err := n.ask(&channelInfoMsg{key: channelKey(appID, name)})
-	if err != nil {
-		return ChannelInfo{}, err
-	}
-	info, _ := res.(ChannelInfo)
-	info.Name = name
-	return info, nil
+func (n *Node) Channel(ctx context.Context, appID, name string) (ChannelInfo, error) {
+	return n.dir.Channel(ctx, appID, name)
 }
 
 // PresenceUsers lists the user ids in a presence channel.
-func (n *Node) PresenceUsers(appID, name string) ([]string, error) {
-	res, err := n.ask(&presenceUsersMsg{key: channelKey(appID, name)})
+func (n *Node) PresenceUsers(ctx context.Context, appID, name string) ([]string, error) {
+	return n.dir.Users(ctx, appID, name)
+}
+
+// localUsers asks a presence channel's actor for its members.
+func (n *Node) localUsers(appID, name string) ([]string, error) {
+	pid := n.reg.lookup(channelKey(appID, name))
+	if pid == nil {
+		return nil, nil
+	}
+	res, err := n.system.Root.RequestFuture(pid, &presenceUsersMsg{}, queryTimeout).Result()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrTimeout, err)
 	}
 	ids, _ := res.([]string)
 	return ids, nil
@@ -249,7 +332,12 @@ func (n *Node) PresenceUsers(appID, name string) ([]string, error) {
 
 // TerminateUser disconnects every socket signed in as userID.
 func (n *Node) TerminateUser(appID, userID string) {
-	n.system.Root.Send(n.router, &terminateMsg{key: channelKey(appID, ServerToUserPrefix+userID)})
+	n.terminateLocal(appID, userID)
+	n.broker.Terminate(appID, userID)
+}
+
+func (n *Node) terminateLocal(appID, userID string) {
+	n.reg.send(channelKey(appID, ServerToUserPrefix+userID), &terminateMsg{})
 }
 
 // Drain stops accepting sockets and asks every socket to reconnect elsewhere
@@ -287,3 +375,6 @@ func (n *Node) Stop() { n.system.Shutdown() }
 // System is the node's actor system, for actors that live beside the
 // channels (the chat backend's unread counters).
 func (n *Node) System() *actor.ActorSystem { return n.system }
+
+// Backlog is the number of publishes waiting to be fanned out on this node.
+func (n *Node) Backlog() int64 { return n.backlog.Load() }

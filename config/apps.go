@@ -25,6 +25,7 @@ type appFile struct {
 	AllowedOrigins     []string `json:"allowed_origins"`
 	ActivityTimeout    int      `json:"activity_timeout"`
 	MaxEventSize       int      `json:"max_event_size"`
+	MaxChannels        int      `json:"max_channels_per_connection"`
 }
 
 // readAppsFile accepts either a JSON array of apps or {"apps": [...]}.
@@ -62,6 +63,7 @@ func readAppsFile(path string) ([]App, error) {
 			ClientEvents: true, UserAuthentication: true,
 			MaxConnections: f.MaxConnections, AllowedOrigins: f.AllowedOrigins,
 			ActivityTimeout: f.ActivityTimeout, MaxEventSize: f.MaxEventSize,
+			MaxChannelsPerConnection: f.MaxChannels,
 		}
 		if f.ClientEvents != nil {
 			apps[i].ClientEvents = *f.ClientEvents

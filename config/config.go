@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,8 +28,12 @@ type App struct {
 	ClientEvents bool `json:"enable_client_events"`
 	// UserAuthentication allows pusher:signin and server-to-user events. Default true.
 	UserAuthentication bool `json:"enable_user_authentication"`
-	// MaxConnections caps concurrent sockets for this app; zero means unlimited.
+	// MaxConnections caps concurrent sockets for this app, across the whole
+	// cluster; zero means unlimited (the node-wide limit still applies).
 	MaxConnections int `json:"max_connections"`
+	// MaxChannelsPerConnection caps the channels one socket may be in;
+	// default 1000 (PARLEY_MAX_CHANNELS_PER_CONNECTION for the single app).
+	MaxChannelsPerConnection int `json:"max_channels_per_connection"`
 	// AllowedOrigins lists the Origin values accepted on upgrade ("*" or empty
 	// accepts all; "*.example.com" matches subdomains).
 	AllowedOrigins []string `json:"allowed_origins"`
@@ -44,8 +49,9 @@ type App struct {
 
 // Defaults applied to apps that leave an option unset.
 const (
-	DefaultActivityTimeout = 120
-	DefaultMaxEventSize    = 10 * 1024
+	DefaultActivityTimeout          = 120
+	DefaultMaxEventSize             = 10 * 1024
+	DefaultMaxChannelsPerConnection = 1000
 )
 
 // Config is everything `parley serve` needs.
@@ -79,7 +85,62 @@ type Config struct {
 	MaxMessageLength int
 	// APIRateLimit is chat REST requests per minute per token; default 60, 0 = unlimited.
 	APIRateLimit int
+	// Chat turns the chat backend on (REST API under /api, database); default
+	// true (PARLEY_CHAT, --chat). Off, Parley is only a Pusher server.
+	Chat bool
+
+	// MaxConnections caps the sockets this node holds, all apps together;
+	// zero (the default) derives it from the open-files limit, which serve
+	// raises to its hard limit at start (PARLEY_MAX_CONNECTIONS).
+	MaxConnections int
+	// MaxConnectionsPerIP caps the sockets one client address may hold on
+	// this node; default 0, no cap (PARLEY_MAX_CONNECTIONS_PER_IP). Behind a
+	// proxy every client shares its address: leave it off there.
+	MaxConnectionsPerIP int
+	// MaxPublishBacklog is how many publishes may wait to be fanned out
+	// before the HTTP API answers 503; default 100000 (PARLEY_MAX_PUBLISH_BACKLOG).
+	MaxPublishBacklog int
+	// HTTPReadTimeout bounds reading one HTTP request body; a slower client
+	// is cut off; default 10s (PARLEY_HTTP_READ_TIMEOUT).
+	HTTPReadTimeout time.Duration
+	// MaxBodyBytes is the largest HTTP request body; default 1 MiB (PARLEY_MAX_BODY_BYTES).
+	MaxBodyBytes int64
+	// SocketSendBuffer is the kernel send buffer asked for each socket
+	// (SO_SNDBUF, which the kernel doubles); default 128 KiB
+	// (PARLEY_SOCKET_SEND_BUFFER). It bounds the kernel memory a client that
+	// never reads can hold, beside MaxPendingBytes in user space.
+	SocketSendBuffer int
+
+	// LoginAttemptsPerMinute is failed chat logins per minute per email and
+	// client address before 429; default 0 means 5 (PARLEY_LOGIN_ATTEMPTS_PER_MINUTE).
+	LoginAttemptsPerMinute int
+	// LoginIPAttemptsPerMinute is failed chat logins per minute per client
+	// address across emails; default 0 means 20 (PARLEY_LOGIN_IP_ATTEMPTS_PER_MINUTE).
+	LoginIPAttemptsPerMinute int
+	// PasswordHashConcurrency bounds bcrypt work running at once; default 0
+	// means max(1, GOMAXPROCS/2) (PARLEY_PASSWORD_HASH_CONCURRENCY).
+	PasswordHashConcurrency int
+	// TrustedProxies are reverse proxies (addresses or CIDRs) whose
+	// X-Forwarded-For names the client; default none (PARLEY_TRUSTED_PROXIES).
+	TrustedProxies []string
+
+	// Cluster: ClusterAddress (PARLEY_CLUSTER_ADDRESS, --cluster-address) is
+	// this node's cluster endpoint, host:port, as the other nodes reach it;
+	// setting it turns clustering on.
+	ClusterAddress string
+	// ClusterPeers are the other nodes' cluster addresses, a static list
+	// (PARLEY_CLUSTER_PEERS, --cluster-peers).
+	ClusterPeers []string
+	// ClusterEtcd are etcd endpoints for dynamic membership instead of a
+	// static list (PARLEY_CLUSTER_ETCD, --cluster-etcd).
+	ClusterEtcd []string
+	// ClusterName keeps clusters apart: nodes of different names never join;
+	// default parley (PARLEY_CLUSTER_NAME, --cluster-name).
+	ClusterName string
 }
+
+// Clustered reports whether this node joins a cluster.
+func (c *Config) Clustered() bool { return c.ClusterAddress != "" }
 
 // Getenv looks up an environment variable; os.LookupEnv in production.
 type Getenv func(string) (string, bool)
@@ -123,6 +184,13 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		EventNamespace:   `App\Events`,
 		MaxMessageLength: 5000,
 		APIRateLimit:     60,
+		Chat:             true,
+
+		MaxPublishBacklog: 100000,
+		HTTPReadTimeout:   10 * time.Second,
+		MaxBodyBytes:      1 << 20,
+		SocketSendBuffer:  128 << 10,
+		ClusterName:       "parley",
 	}
 	if v, _, ok := env("PARLEY_HOST", "REVERB_SERVER_HOST"); ok {
 		cfg.Host = v
@@ -163,11 +231,53 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	cfg.MaxMessageLength = envInt(cfg.MaxMessageLength, "PARLEY_MAX_MESSAGE_LENGTH")
 	cfg.APIRateLimit = envInt(cfg.APIRateLimit, "PARLEY_API_RATE_LIMIT")
+	if v, name, ok := env("PARLEY_CHAT"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("%s=%q is not true or false", name, v)
+		}
+		cfg.Chat = b
+	}
+	cfg.MaxConnections = envInt(cfg.MaxConnections, "PARLEY_MAX_CONNECTIONS")
+	cfg.MaxConnectionsPerIP = envInt(cfg.MaxConnectionsPerIP, "PARLEY_MAX_CONNECTIONS_PER_IP")
+	cfg.MaxPublishBacklog = envInt(cfg.MaxPublishBacklog, "PARLEY_MAX_PUBLISH_BACKLOG")
+	if v, name, ok := env("PARLEY_HTTP_READ_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("%s=%q is not a positive duration such as 10s", name, v)
+		} else {
+			cfg.HTTPReadTimeout = d
+		}
+	}
+	cfg.MaxBodyBytes = int64(envInt(int(cfg.MaxBodyBytes), "PARLEY_MAX_BODY_BYTES"))
+	cfg.SocketSendBuffer = envInt(cfg.SocketSendBuffer, "PARLEY_SOCKET_SEND_BUFFER")
+	cfg.LoginAttemptsPerMinute = envInt(0, "PARLEY_LOGIN_ATTEMPTS_PER_MINUTE")
+	cfg.LoginIPAttemptsPerMinute = envInt(0, "PARLEY_LOGIN_IP_ATTEMPTS_PER_MINUTE")
+	cfg.PasswordHashConcurrency = envInt(0, "PARLEY_PASSWORD_HASH_CONCURRENCY")
+	if v, _, ok := env("PARLEY_TRUSTED_PROXIES"); ok {
+		cfg.TrustedProxies = splitList(v)
+		for _, p := range cfg.TrustedProxies {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				if _, err := netip.ParseAddr(p); err != nil {
+					bad("PARLEY_TRUSTED_PROXIES: %q is not an address or CIDR prefix", p)
+				}
+			}
+		}
+	}
+	var clusterPeers, clusterEtcd string
+	cfg.ClusterAddress, _, _ = env("PARLEY_CLUSTER_ADDRESS")
+	clusterPeers, _, _ = env("PARLEY_CLUSTER_PEERS")
+	clusterEtcd, _, _ = env("PARLEY_CLUSTER_ETCD")
+	if v, _, ok := env("PARLEY_CLUSTER_NAME"); ok {
+		cfg.ClusterName = v
+	}
 
 	single := App{}
 	single.ID, _, _ = env("PARLEY_APP_ID", "REVERB_APP_ID")
 	single.Key, _, _ = env("PARLEY_APP_KEY", "REVERB_APP_KEY")
 	single.Secret, _, _ = env("PARLEY_APP_SECRET", "REVERB_APP_SECRET")
+	single.MaxConnections = envInt(0, "PARLEY_APP_MAX_CONNECTIONS")
+	single.MaxChannelsPerConnection = envInt(0, "PARLEY_MAX_CHANNELS_PER_CONNECTION")
 	cfg.AppsFile, _, _ = env("PARLEY_APPS_FILE")
 
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -190,6 +300,13 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&cfg.Debug, "debug", cfg.Debug, "log every frame in and out (PARLEY_DEBUG)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "deadline for an orderly stop (PARLEY_SHUTDOWN_TIMEOUT)")
 	fs.IntVar(&cfg.APIRateLimit, "api-rate-limit", cfg.APIRateLimit, "chat API requests per minute per token, 0 = unlimited (PARLEY_API_RATE_LIMIT)")
+	fs.BoolVar(&cfg.Chat, "chat", cfg.Chat, "chat backend: REST API under /api and its database; false = Pusher server only (PARLEY_CHAT)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "sockets this node holds, all apps; 0 = derived from the open-files limit (PARLEY_MAX_CONNECTIONS)")
+	fs.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", cfg.MaxConnectionsPerIP, "sockets one client address may hold on this node, 0 = no cap (PARLEY_MAX_CONNECTIONS_PER_IP)")
+	fs.StringVar(&cfg.ClusterAddress, "cluster-address", cfg.ClusterAddress, "this node's cluster endpoint host:port as other nodes reach it; turns clustering on (PARLEY_CLUSTER_ADDRESS)")
+	fs.StringVar(&clusterPeers, "cluster-peers", clusterPeers, "other nodes' cluster addresses host:port,... (PARLEY_CLUSTER_PEERS)")
+	fs.StringVar(&clusterEtcd, "cluster-etcd", clusterEtcd, "etcd endpoints URL,... for dynamic membership instead of --cluster-peers (PARLEY_CLUSTER_ETCD)")
+	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes of different names never join (PARLEY_CLUSTER_NAME)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -203,6 +320,23 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	if fs.NArg() > 0 {
 		bad("unexpected argument %q", fs.Arg(0))
+	}
+	cfg.ClusterPeers, cfg.ClusterEtcd = splitList(clusterPeers), splitList(clusterEtcd)
+	validateCluster(cfg, bad)
+	if cfg.MaxConnections < 0 {
+		bad("PARLEY_MAX_CONNECTIONS/--max-connections must be 0 (derived) or more")
+	}
+	if cfg.MaxConnectionsPerIP < 0 {
+		bad("PARLEY_MAX_CONNECTIONS_PER_IP/--max-connections-per-ip must be 0 (no cap) or more")
+	}
+	if cfg.MaxPublishBacklog < 1 {
+		bad("PARLEY_MAX_PUBLISH_BACKLOG must be at least 1")
+	}
+	if cfg.MaxBodyBytes < 64<<10 {
+		bad("PARLEY_MAX_BODY_BYTES %d is below 65536", cfg.MaxBodyBytes)
+	}
+	if cfg.SocketSendBuffer != 0 && cfg.SocketSendBuffer < 4096 {
+		bad("PARLEY_SOCKET_SEND_BUFFER %d is below 4096 (use a negative value for the kernel's default)", cfg.SocketSendBuffer)
 	}
 
 	if cfg.Host == "" {
@@ -277,6 +411,9 @@ func applyAppDefaults(a *App) {
 	if a.MaxEventSize == 0 {
 		a.MaxEventSize = DefaultMaxEventSize
 	}
+	if a.MaxChannelsPerConnection == 0 {
+		a.MaxChannelsPerConnection = DefaultMaxChannelsPerConnection
+	}
 }
 
 func validateApps(apps []App) []string {
@@ -311,6 +448,9 @@ func validateApps(apps []App) []string {
 		}
 		if a.ActivityTimeout < 1 || a.ActivityTimeout > 3600 {
 			problems = append(problems, where+": activity_timeout must be 1-3600 seconds")
+		}
+		if a.MaxChannelsPerConnection < 1 {
+			problems = append(problems, where+": max_channels_per_connection must be 1 or more")
 		}
 		if a.MaxEventSize < 1 || a.MaxEventSize > 1<<20 {
 			problems = append(problems, where+": max_event_size must be 1-1048576 bytes")
@@ -352,4 +492,44 @@ func (c *Config) AppByID(id string) (*App, bool) {
 // CredentialsFile is where generated credentials are kept.
 func (c *Config) CredentialsFile() string {
 	return filepath.Join(c.DataDir, "credentials.json")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// validateCluster checks the cluster settings. A cluster node with the chat
+// backend needs a shared database: each node's embedded one would split the
+// chat's data between nodes.
+func validateCluster(cfg *Config, bad func(string, ...any)) {
+	if !cfg.Clustered() {
+		if len(cfg.ClusterPeers) > 0 || len(cfg.ClusterEtcd) > 0 {
+			bad("PARLEY_CLUSTER_PEERS/PARLEY_CLUSTER_ETCD need PARLEY_CLUSTER_ADDRESS/--cluster-address, this node's own cluster endpoint")
+		}
+		return
+	}
+	host, port, err := net.SplitHostPort(cfg.ClusterAddress)
+	if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65534 {
+		bad("PARLEY_CLUSTER_ADDRESS/--cluster-address %q is not host:port with a port of 1-65534 (port+1 is the membership port)", cfg.ClusterAddress)
+	}
+	for _, p := range cfg.ClusterPeers {
+		if h, port, err := net.SplitHostPort(p); err != nil || h == "" || port == "" {
+			bad("PARLEY_CLUSTER_PEERS/--cluster-peers: %q is not host:port", p)
+		}
+	}
+	if len(cfg.ClusterPeers) > 0 && len(cfg.ClusterEtcd) > 0 {
+		bad("set either PARLEY_CLUSTER_PEERS or PARLEY_CLUSTER_ETCD, not both")
+	}
+	if cfg.ClusterName == "" || strings.ContainsAny(cfg.ClusterName, "/ ") {
+		bad("PARLEY_CLUSTER_NAME/--cluster-name %q must be a non-empty name without / or spaces", cfg.ClusterName)
+	}
+	if cfg.Chat && cfg.DatabaseURL == "" {
+		bad("a cluster node with the chat backend needs a shared PostgreSQL database: set DATABASE_URL (every node the same), or PARLEY_CHAT=false/--chat=false to run only the Pusher server")
+	}
 }

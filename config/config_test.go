@@ -133,3 +133,67 @@ func TestHelpNeverPrintsASecret(t *testing.T) {
 		t.Fatalf("flag did not override env: %v", err)
 	}
 }
+
+func TestClusterSettings(t *testing.T) {
+	base := map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	cfg, err := Load([]string{"--cluster-address", "127.0.0.1:7000", "--cluster-peers", "127.0.0.1:7002, 127.0.0.1:7004", "--chat=false"}, envOf(base), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Clustered() || cfg.Chat || len(cfg.ClusterPeers) != 2 || cfg.ClusterPeers[1] != "127.0.0.1:7004" || cfg.ClusterName != "parley" {
+		t.Fatalf("%+v", cfg)
+	}
+	cfg, err = Load(nil, envOf(with(map[string]string{"PARLEY_CLUSTER_ADDRESS": "127.0.0.1:7000", "PARLEY_CLUSTER_ETCD": "http://127.0.0.1:2379",
+		"DATABASE_URL": "postgres://localhost/x", "PARLEY_CLUSTER_NAME": "blue"})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClusterEtcd[0] != "http://127.0.0.1:2379" || cfg.ClusterName != "blue" || !cfg.Chat {
+		t.Fatalf("%+v", cfg)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"chat without a shared database": {[]string{"--cluster-address", "127.0.0.1:7000"}, nil, "needs a shared PostgreSQL database"},
+		"peers without an address":       {[]string{"--cluster-peers", "127.0.0.1:7002", "--chat=false"}, nil, "need PARLEY_CLUSTER_ADDRESS"},
+		"bad address":                    {[]string{"--cluster-address", "nohost", "--chat=false"}, nil, "is not host:port"},
+		"peers and etcd":                 {[]string{"--cluster-address", "127.0.0.1:7000", "--chat=false", "--cluster-peers", "a:1", "--cluster-etcd", "http://e:2379"}, nil, "not both"},
+		"bad chat switch":                {nil, map[string]string{"PARLEY_CHAT": "maybe"}, "PARLEY_CHAT"},
+		"bad trusted proxy":              {nil, map[string]string{"PARLEY_TRUSTED_PROXIES": "10.0.0.0/8,nope"}, `"nope"`},
+	} {
+		_, err := Load(tc.args, envOf(with(tc.env)), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestLimitSettings(t *testing.T) {
+	cfg, err := Load([]string{"--max-connections-per-ip", "50"}, envOf(map[string]string{
+		"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s",
+		"PARLEY_MAX_CHANNELS_PER_CONNECTION": "20", "PARLEY_HTTP_READ_TIMEOUT": "3s", "PARLEY_APP_MAX_CONNECTIONS": "500",
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConnectionsPerIP != 50 || cfg.Apps[0].MaxChannelsPerConnection != 20 || cfg.HTTPReadTimeout.Seconds() != 3 ||
+		cfg.Apps[0].MaxConnections != 500 || cfg.MaxBodyBytes != 1<<20 || cfg.SocketSendBuffer != 128<<10 || cfg.MaxPublishBacklog != 100000 {
+		t.Fatalf("%+v %+v", cfg, cfg.Apps[0])
+	}
+	cfg, _ = Load(nil, envOf(map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s"}), nil)
+	if cfg.Apps[0].MaxChannelsPerConnection != DefaultMaxChannelsPerConnection {
+		t.Fatalf("default channels per connection %d", cfg.Apps[0].MaxChannelsPerConnection)
+	}
+}

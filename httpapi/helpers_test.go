@@ -35,6 +35,7 @@ type testServer struct {
 	cfg  *config.Config
 	node *actors.Node
 	srv  *httptest.Server
+	api_ *Server
 }
 
 // startServer runs the real routes on 127.0.0.1:0. mutate may change the config.
@@ -57,7 +58,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	node := actors.NewNode(cfg, log)
 	api := New(cfg, node, log)
 	srv := httptest.NewServer(api.Handler())
-	ts := &testServer{t: t, url: srv.URL, cfg: cfg, node: node, srv: srv}
+	ts := &testServer{t: t, url: srv.URL, cfg: cfg, node: node, srv: srv, api_: api}
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,19 +61,27 @@ func (s *Server) triggerEvent(c *gin.Context) {
 		abortJSON(c, aerr.Status, aerr.Msg)
 		return
 	}
-	s.node.Publish(actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID})
-	if len(ev.Info) == 0 {
-		c.JSON(http.StatusOK, gin.H{})
+	// The info is read before publishing: once an event is out, the answer
+	// must be 200, or an SDK's retry would publish it twice.
+	var channels gin.H
+	if len(ev.Info) > 0 {
+		channels = gin.H{}
+		for _, ch := range ev.Channels {
+			attrs, err := s.channelAttributes(c, app.ID, ch, ev.Info)
+			if err != nil {
+				unavailable(c, err)
+				return
+			}
+			channels[ch] = attrs
+		}
+	}
+	if err := s.node.Publish(actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID}); err != nil {
+		unavailable(c, err)
 		return
 	}
-	channels := gin.H{}
-	for _, ch := range ev.Channels {
-		attrs, err := s.channelAttributes(app.ID, ch, ev.Info)
-		if err != nil {
-			abortJSON(c, http.StatusServiceUnavailable, err.Error())
-			return
-		}
-		channels[ch] = attrs
+	if channels == nil {
+		c.JSON(http.StatusOK, gin.H{})
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"channels": channels})
 }
@@ -84,25 +93,38 @@ func (s *Server) triggerBatch(c *gin.Context) {
 		abortJSON(c, aerr.Status, aerr.Msg)
 		return
 	}
+	// Everything that can fail happens before the first event goes out: a
+	// batch is published whole or not at all.
 	out := make([]gin.H, len(events))
+	evs := make([]actors.Event, len(events))
 	for i, ev := range events {
-		s.node.Publish(actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID})
 		out[i] = gin.H{}
 		if len(ev.Info) > 0 {
-			attrs, err := s.channelAttributes(app.ID, ev.Channels[0], ev.Info)
+			attrs, err := s.channelAttributes(c, app.ID, ev.Channels[0], ev.Info)
 			if err != nil {
-				abortJSON(c, http.StatusServiceUnavailable, err.Error())
+				unavailable(c, err)
 				return
 			}
 			out[i] = attrs
 		}
+		evs[i] = actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID}
+	}
+	if err := s.node.Publish(evs...); err != nil {
+		unavailable(c, err)
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"batch": out})
 }
 
+// unavailable answers 503 for a core that cannot take the request now.
+func unavailable(c *gin.Context, err error) {
+	c.Header("Retry-After", "1")
+	abortJSON(c, http.StatusServiceUnavailable, err.Error())
+}
+
 // channelAttributes answers info=user_count,subscription_count.
-func (s *Server) channelAttributes(appID, channel string, info []string) (gin.H, error) {
-	ci, err := s.node.Channel(appID, channel)
+func (s *Server) channelAttributes(c *gin.Context, appID, channel string, info []string) (gin.H, error) {
+	ci, err := s.node.Channel(c.Request.Context(), appID, channel)
 	if err != nil {
 		return nil, err
 	}
@@ -141,13 +163,14 @@ func (s *Server) listChannels(c *gin.Context) {
 			return
 		}
 	}
-	list, err := s.node.Channels(app.ID, prefix)
+	list, err := s.node.Channels(c.Request.Context(), app.ID, prefix)
 	if err != nil {
-		abortJSON(c, http.StatusServiceUnavailable, err.Error())
+		unavailable(c, err)
 		return
 	}
+	markPartial(c, list.Missing)
 	channels := gin.H{}
-	for _, ci := range list {
+	for _, ci := range list.Channels {
 		attrs := gin.H{}
 		if len(info) > 0 {
 			attrs["user_count"] = ci.Users
@@ -178,11 +201,12 @@ func (s *Server) showChannel(c *gin.Context) {
 			return
 		}
 	}
-	ci, err := s.node.Channel(app.ID, name)
+	ci, err := s.node.Channel(c.Request.Context(), app.ID, name)
 	if err != nil {
-		abortJSON(c, http.StatusServiceUnavailable, err.Error())
+		unavailable(c, err)
 		return
 	}
+	markPartial(c, ci.Missing)
 	out := gin.H{"occupied": ci.Occupied}
 	for _, a := range info {
 		if a == "user_count" {
@@ -205,9 +229,9 @@ func (s *Server) channelUsers(c *gin.Context) {
 		abortJSON(c, http.StatusBadRequest, "users can only be listed for presence channels")
 		return
 	}
-	ids, err := s.node.PresenceUsers(app.ID, name)
+	ids, err := s.node.PresenceUsers(c.Request.Context(), app.ID, name)
 	if err != nil {
-		abortJSON(c, http.StatusServiceUnavailable, err.Error())
+		unavailable(c, err)
 		return
 	}
 	users := make([]gin.H, len(ids))
@@ -226,4 +250,12 @@ func (s *Server) terminateUser(c *gin.Context) {
 	}
 	s.node.TerminateUser(app.ID, uid)
 	c.JSON(http.StatusOK, gin.H{})
+}
+
+// markPartial flags an answer that misses the nodes of the cluster that did
+// not answer in time; the body keeps Pusher's shape.
+func markPartial(c *gin.Context, missing int) {
+	if missing > 0 {
+		c.Header("X-Parley-Partial", strconv.Itoa(missing)+" node(s) did not answer")
+	}
 }

@@ -4,9 +4,12 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/actors"
@@ -20,6 +23,7 @@ type Server struct {
 	node   *actors.Node
 	log    *slog.Logger
 	engine *gin.Engine
+	checks []readiness // set before serving
 }
 
 // New builds the routes.
@@ -32,9 +36,11 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	}))
 	e.RemoveExtraSlash = true
 	s := &Server{cfg: cfg, node: node, log: log, engine: e}
+	e.Use(s.limitBody)
 
 	e.GET("/app/:key", s.upgrade)
 	e.GET("/up", s.health)
+	e.GET("/livez", s.live)
 
 	apps := e.Group("/apps/:app_id", s.pusherAuth)
 	apps.POST("/events", s.triggerEvent)
@@ -67,20 +73,65 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 // Handler is the http.Handler to serve.
 func (s *Server) Handler() http.Handler { return s.engine }
 
+// limitBody bounds every request but the WebSocket upgrade: its body may be
+// at most MaxBodyBytes and must arrive within HTTPReadTimeout, so clients
+// that trickle a body cannot hold connections (and file descriptors) open.
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.Method == http.MethodGet && strings.HasPrefix(c.Request.URL.Path, "/app/") {
+		c.Next()
+		return
+	}
+	if d := s.cfg.HTTPReadTimeout; d > 0 {
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(d))
+	}
+	if max := s.cfg.MaxBodyBytes; max > 0 && c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)
+	}
+	c.Next()
+}
+
 // upgrade hands the socket to the node and returns.
 func (s *Server) upgrade(c *gin.Context) {
 	conn, err := wsconn.Upgrade(c.Writer, c.Request, s.node.ConnOptions())
 	if err != nil {
 		return // gorilla has answered with 400
 	}
-	s.node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"))
+	ip, _, _ := net.SplitHostPort(c.Request.RemoteAddr)
+	s.node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"), ip)
 }
 
-// health is Reverb's /up: 200 while the node accepts traffic.
+// AddReadinessCheck adds a check that /up runs (the chat's database).
+func (s *Server) AddReadinessCheck(name string, check func(context.Context) error) {
+	s.checks = append(s.checks, readiness{name, check})
+}
+
+type readiness struct {
+	name  string
+	check func(context.Context) error
+}
+
+// health is Reverb's /up, the readiness probe: 200 while the node accepts
+// traffic and what it depends on answers; 503 while draining or when a
+// dependency is down.
 func (s *Server) health(c *gin.Context) {
 	if !s.node.Ready() {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"health": "draining"})
 		return
 	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	for _, r := range s.checks {
+		if err := r.check(ctx); err != nil {
+			s.log.Warn("readiness check failed", "check", r.name, slog.Any("error", err))
+			c.JSON(http.StatusServiceUnavailable, gin.H{"health": r.name + " unavailable"})
+			return
+		}
+	}
 	c.JSON(http.StatusOK, gin.H{"health": "OK"})
+}
+
+// live is the liveness probe: 200 as long as the process serves HTTP, even
+// while draining or while the database is down (restarting would not help).
+func (s *Server) live(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"live": true})
 }

@@ -323,7 +323,7 @@ func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 		`{"event":"pusher:subscribe","data":{"channel":5}}`, `{"event":"pusher:subscribe"}`,
 		`{"event":"pusher:subscribe","data":{"channel":"private-x","auth":7}}`, `{"event":"pusher:unsubscribe","data":[]}`,
 		`{"event":"pusher:signin","data":3}`, `{"event":"unknown"}`, `{}`, `{"event":"client-x","channel":{"a":1}}`,
-		"\x00\xff", `{"event":"pusher:subscribe","data":{"channel":"a","channel_data":{"user_id":1}}}`,
+		"\x00", `{"event":"pusher:subscribe","data":{"channel":"a","channel_data":{"user_id":1}}}`,
 	} {
 		w.send(bad)
 		w.expectError(int(wsconn.CodeInvalidMessage))
@@ -332,6 +332,21 @@ func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 	w.mustSubscribe("news")
 	s.trigger("news", "still", "ok")
 	w.expect("still")
+	bystander.expect("still")
+}
+
+// TestInvalidUTF8ClosesOnlyThatSocket: a text frame that is not UTF-8 breaks
+// RFC 6455 and closes that socket with 1007; others are unaffected.
+func TestInvalidUTF8ClosesOnlyThatSocket(t *testing.T) {
+	s := startServer(t, nil)
+	bystander := s.dial()
+	bystander.mustSubscribe("news")
+	w := s.dial()
+	w.send("{\"event\":\"pusher:ping\",\"data\":\"\xff\xfe\"}")
+	if code := w.expectClose(); code != 1007 {
+		t.Fatalf("close %d, want 1007", code)
+	}
+	s.trigger("news", "still", "ok")
 	bystander.expect("still")
 }
 

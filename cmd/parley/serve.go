@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/parley-chat/parley/actors"
@@ -53,20 +54,35 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "parley:", err)
-		return 1
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = connectionsFromFileLimit(log)
 	}
-	defer st.Close()
-	log.Info("database ready", "dialect", st.Dialect())
-
 	node := actors.NewNode(cfg, log)
 	api := httpapi.New(cfg, node, log)
-	chatSvc := chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log})
-	stopCore := func() {
-		chatSvc.Stop()
-		node.Stop()
+	stopCore := func() { node.Stop() }
+	if cfg.Chat {
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "parley:", err)
+			node.Stop()
+			return 1
+		}
+		defer st.Close()
+		log.Info("database ready", "dialect", st.Dialect())
+		chatSvc := chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log,
+			Login: chat.LoginOptions{
+				AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
+				IPAttemptsPerMinute: cfg.LoginIPAttemptsPerMinute,
+				HashConcurrency:     cfg.PasswordHashConcurrency,
+				TrustedProxies:      cfg.TrustedProxies,
+			}})
+		api.AddReadinessCheck("database", chatSvc.Ping)
+		stopCore = func() {
+			chatSvc.Stop()
+			node.Stop()
+		}
+	} else {
+		log.Info("chat backend off: Pusher server only, no database")
 	}
 	// No TCP keep-alive probes: the Pusher protocol's own ping/pong finds dead
 	// peers, and skipping the setsockopt calls makes each connect cheaper.
@@ -80,6 +96,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	srv := &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -150,4 +167,21 @@ func pprofMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// connectionsFromFileLimit is the default node-wide socket cap: the open-files
+// limit (which Go raises to the hard limit at start) less room for the
+// listener, HTTP API clients, the database and the cluster.
+func connectionsFromFileLimit(log *slog.Logger) int {
+	const reserve = 1024
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+		return 0 // no usable limit: no cap
+	}
+	n := int(rl.Cur) - reserve
+	if n < int(rl.Cur)/2 {
+		n = int(rl.Cur) / 2
+	}
+	log.Info("socket limit", "max_connections", n, "open_files_limit", rl.Cur)
+	return n
 }

@@ -153,7 +153,7 @@ func startWith(t testing.TB, db database, mutate func(*config.Config), login Log
 	e.GET("/app/:key", func(c *gin.Context) {
 		conn, err := wsconn.Upgrade(c.Writer, c.Request, node.ConnOptions())
 		if err == nil {
-			node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"))
+			node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"), "")
 		}
 	})
 	svc := Mount(e, Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log, Login: login})
