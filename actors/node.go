@@ -42,10 +42,11 @@ type Node struct {
 
 	// The cluster seams; set at construction (local) or by JoinCluster
 	// before the node serves anything.
-	broker  Broker
-	cluster Presence
-	dir     ChannelDirectory
-	remote  Census
+	broker      Broker
+	cluster     Presence
+	dir         ChannelDirectory
+	remote      Census
+	clusterNode *clusterNode // nil on a single node
 
 	// backlog counts publishes queued for channel actors and not yet fanned
 	// out; past maxBacklog, Publish refuses with ErrBusy.
@@ -100,7 +101,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 		}
 	}
 	n.chanSV = actor.NewOneForOneStrategy(0, 0, logPanic("channel", actor.StopDirective))
-	n.watch = system.Root.Spawn(actor.PropsFromProducer(newWatchlist,
+	n.watch = system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newWatchlist(n) },
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("watchlist", actor.ResumeDirective)))))
 	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} },
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("connection", actor.StopDirective))))
@@ -369,8 +370,14 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 }
 
-// Stop ends the actor system.
-func (n *Node) Stop() { n.system.Shutdown() }
+// Stop ends the actor system, leaving the cluster first if in one.
+func (n *Node) Stop() {
+	if cn := n.clusterNode; cn != nil {
+		cn.c.Shutdown(true)
+		return
+	}
+	n.system.Shutdown()
+}
 
 // System is the node's actor system, for actors that live beside the
 // channels (the chat backend's unread counters).

@@ -101,6 +101,21 @@ func (r *registry) forward(key, appID, name string, msg any) {
 	r.node.system.Root.Send(e.pid, msg)
 }
 
+// forwardIfPresent is forward without the spawn: msg is dropped when the
+// channel has no actor.
+func (r *registry) forwardIfPresent(key string, msg any) {
+	s := r.shard(key)
+	s.mu.Lock()
+	e := s.entries[key]
+	if e != nil {
+		e.forwarded++
+	}
+	s.mu.Unlock()
+	if e != nil {
+		r.node.system.Root.Send(e.pid, msg)
+	}
+}
+
 // send delivers msg to the channel's actor if the channel exists.
 func (r *registry) send(key string, msg any) bool {
 	pid := r.lookup(key)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/json"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/wsconn"
@@ -36,22 +37,40 @@ type watcher struct {
 // app and who watches whom, and sends pusher_internal:watchlist_events. All
 // fields are only touched inside Receive.
 type watchlistActor struct {
-	online   map[string]int                 // appID\x00userID → signed-in sockets
+	node     *Node                          // set at construction
+	online   map[string]int                 // appID\x00userID → signed-in sockets on this node
+	remote   map[string]map[string]bool     // appID\x00userID → nodes where the user is signed in
 	watchers map[string]map[string]*watcher // appID\x00watched userID → socket id → watcher
 	watching map[string][]string            // socket id → keys it watches
 }
 
-func newWatchlist() actor.Actor {
-	return &watchlistActor{online: map[string]int{}, watchers: map[string]map[string]*watcher{}, watching: map[string][]string{}}
+func newWatchlist(n *Node) actor.Actor {
+	return &watchlistActor{node: n, online: map[string]int{}, remote: map[string]map[string]bool{},
+		watchers: map[string]map[string]*watcher{}, watching: map[string][]string{}}
+}
+
+// remoteOnlineMsg is another node's news that a user is signed in there (on
+// at least one socket) or no longer.
+type remoteOnlineMsg struct {
+	node, key, userID string
+	online            bool
+}
+
+func (w *watchlistActor) isOnline(key string) bool {
+	return w.online[key] > 0 || len(w.remote[key]) > 0
 }
 
 func (w *watchlistActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *signedInMsg:
 		key := channelKey(m.appID, m.userID)
+		was := w.isOnline(key)
 		w.online[key]++
 		if w.online[key] == 1 {
-			w.notify(key, "online", m.userID)
+			w.node.cluster.signedIn(m.appID, m.userID, true)
+			if !was {
+				w.notify(key, "online", m.userID)
+			}
 		}
 		if len(m.watchlist) == 0 {
 			return
@@ -64,7 +83,7 @@ func (w *watchlistActor) Receive(ctx actor.Context) {
 			}
 			w.watchers[k][m.socketID] = &watcher{socketID: m.socketID, conn: m.conn}
 			w.watching[m.socketID] = append(w.watching[m.socketID], k)
-			if w.online[k] > 0 {
+			if w.isOnline(k) {
 				nowOnline = append(nowOnline, id)
 			}
 		}
@@ -82,8 +101,47 @@ func (w *watchlistActor) Receive(ctx actor.Context) {
 		key := channelKey(m.appID, m.userID)
 		if w.online[key]--; w.online[key] <= 0 {
 			delete(w.online, key)
-			w.notify(key, "offline", m.userID)
+			w.node.cluster.signedIn(m.appID, m.userID, false)
+			if !w.isOnline(key) {
+				w.notify(key, "offline", m.userID)
+			}
 		}
+	case *remoteOnlineMsg:
+		was := w.isOnline(m.key)
+		if m.online {
+			if w.remote[m.key] == nil {
+				w.remote[m.key] = map[string]bool{}
+			}
+			w.remote[m.key][m.node] = true
+		} else if nodes := w.remote[m.key]; nodes != nil {
+			delete(nodes, m.node)
+			if len(nodes) == 0 {
+				delete(w.remote, m.key)
+			}
+		}
+		w.transition(m.key, m.userID, was)
+	case *nodeGoneMsg:
+		for key, nodes := range w.remote {
+			if nodes[m.node] {
+				was := w.isOnline(key)
+				delete(nodes, m.node)
+				if len(nodes) == 0 {
+					delete(w.remote, key)
+				}
+				_, userID, _ := strings.Cut(key, "\x00")
+				w.transition(key, userID, was)
+			}
+		}
+	}
+}
+
+// transition notifies watchers when a user's cluster-wide online state changed.
+func (w *watchlistActor) transition(key, userID string, was bool) {
+	switch now := w.isOnline(key); {
+	case now && !was:
+		w.notify(key, "online", userID)
+	case !now && was:
+		w.notify(key, "offline", userID)
 	}
 }
 

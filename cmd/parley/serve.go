@@ -84,6 +84,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		log.Info("chat backend off: Pusher server only, no database")
 	}
+	if cfg.Clustered() {
+		if _, err := node.JoinCluster(actors.ClusterOptions{
+			Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd,
+		}); err != nil {
+			fmt.Fprintln(stderr, "parley:", err)
+			stopCore()
+			return 1
+		}
+	}
 	// No TCP keep-alive probes: the Pusher protocol's own ping/pong finds dead
 	// peers, and skipping the setsockopt calls makes each connect cheaper.
 	lc := net.ListenConfig{KeepAlive: -1}
@@ -120,6 +129,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
+	// Leave the cluster first: the other nodes drop this node's presence at
+	// once instead of when the membership provider notices.
+	node.LeaveCluster()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -1,0 +1,599 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/parley-chat/parley/actors/clusterpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+)
+
+// nodeActorName is the well-known name of each member's node actor, the one
+// address every other member sends to: actor.NewPID(member address, name).
+const nodeActorName = "parley-node"
+
+// Cluster timings.
+const (
+	statsInterval = time.Second      // NodeStats to every peer (connection counts, liveness)
+	surveyTimeout = 2 * time.Second  // a node that has not answered a query by then is left out
+	suspectFor    = 10 * time.Second // a peer whose endpoint broke is re-admitted after this if still a member
+	startTimeout  = 30 * time.Second // joining the cluster (StartMember hangs while etcd is down)
+)
+
+// peer is another member's node actor.
+type peer struct {
+	id      string
+	address string
+	pid     *actor.PID
+}
+
+// clusterNode is the cluster implementation of the seams (Broker, Presence,
+// ChannelDirectory, Census). Publishes go straight from the caller to each
+// peer's node actor; presence changes go through this node's node actor,
+// which keeps what it has told the others so that it can tell a newcomer
+// everything first (a Snapshot) and then every change, in order.
+type clusterNode struct {
+	n    *Node
+	c    *cluster.Cluster
+	self string     // this member's id; set at construction
+	addr string     // this member's cluster address; set at construction
+	pid  *actor.PID // this node's node actor
+
+	peers atomic.Pointer[[]peer] // written by the node actor, read by publishers
+
+	mu     sync.Mutex
+	census map[string]map[string]int64 // guarded by mu; peer id → app id → sockets
+}
+
+var (
+	_ Broker           = (*clusterNode)(nil)
+	_ Presence         = (*clusterNode)(nil)
+	_ ChannelDirectory = (*clusterNode)(nil)
+	_ Census           = (*clusterNode)(nil)
+)
+
+// ClusterOptions configure JoinCluster.
+type ClusterOptions struct {
+	Name    string   // nodes of different names never join
+	Address string   // host:port of this node's cluster endpoint (gRPC)
+	Peers   []string // other nodes' cluster addresses (automanaged provider)
+	Etcd    []string // etcd endpoints (etcd provider) instead of Peers
+	// Kinds are extra grain kinds hosted by this node (the chat's unread counters).
+	Kinds []*cluster.Kind
+}
+
+// MembershipPort is the port of the automanaged provider's health endpoint
+// for a cluster port: the next one.
+func MembershipPort(clusterPort int) int { return clusterPort + 1 }
+
+// JoinCluster makes this node a member of a protoactor cluster and switches
+// the node's seams to their cluster implementations. Call it before serving.
+func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
+	host, portStr, err := net.SplitHostPort(opts.Address)
+	if err != nil {
+		return nil, fmt.Errorf("cluster address %q: %w", opts.Address, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster address %q: bad port", opts.Address)
+	}
+	var provider cluster.ClusterProvider
+	if len(opts.Etcd) > 0 {
+		p, err := etcd.NewWithConfig("/parley", clientv3.Config{Endpoints: opts.Etcd, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return nil, fmt.Errorf("etcd %v: %w", opts.Etcd, err)
+		}
+		provider = p
+	} else {
+		hosts := []string{net.JoinHostPort(host, strconv.Itoa(MembershipPort(port)))}
+		for _, p := range opts.Peers {
+			h, ps, err := net.SplitHostPort(p)
+			if err != nil {
+				return nil, fmt.Errorf("cluster peer %q: %w", p, err)
+			}
+			pp, err := strconv.Atoi(ps)
+			if err != nil {
+				return nil, fmt.Errorf("cluster peer %q: bad port", p)
+			}
+			hosts = append(hosts, net.JoinHostPort(h, strconv.Itoa(MembershipPort(pp))))
+		}
+		provider = automanaged.NewWithConfig(2*time.Second, MembershipPort(port), hosts...)
+	}
+	// A batch of up to 1,000 messages travels in one gRPC message: allow it
+	// to be large (events are up to 1 MB with a raised max_event_size).
+	rc := remote.Configure(host, port,
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(64<<20)),
+		remote.WithDialOptions(grpc.WithInsecure(), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20))),
+		remote.WithEndpointWriterBatchSize(200))
+	rc.MaxRetryCount = 1 // a dead peer is noticed in seconds, not after 5 retries
+	cc := cluster.Configure(opts.Name, provider, disthash.New(), rc,
+		cluster.WithKinds(opts.Kinds...),
+		cluster.WithRequestTimeout(time.Second))
+	c := cluster.New(n.system, cc)
+
+	cn := &clusterNode{n: n, c: c, self: n.system.ID, addr: opts.Address, census: map[string]map[string]int64{}}
+	empty := []peer{}
+	cn.peers.Store(&empty)
+	cn.pid, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newNodeActor(cn) }), nodeActorName)
+	if err != nil {
+		return nil, fmt.Errorf("spawn the node actor: %w", err)
+	}
+	n.system.EventStream.Subscribe(func(evt any) {
+		switch evt.(type) {
+		case *cluster.ClusterTopology, *remote.EndpointTerminatedEvent:
+			n.system.Root.Send(cn.pid, evt)
+		}
+	})
+	n.broker, n.cluster, n.dir, n.remote = cn, cn, cn, cn
+	n.clusterNode = cn
+
+	started := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				started <- fmt.Errorf("%v", r)
+			}
+		}()
+		c.StartMember()
+		started <- nil
+	}()
+	select {
+	case err := <-started:
+		if err != nil {
+			return nil, fmt.Errorf("join cluster %q: %w", opts.Name, err)
+		}
+	case <-time.After(startTimeout):
+		return nil, fmt.Errorf("join cluster %q: no answer from the membership provider within %v", opts.Name, startTimeout)
+	}
+	n.log.Info("cluster member started", "cluster", opts.Name, "address", opts.Address, "id", cn.self)
+	return c, nil
+}
+
+// LeaveCluster tells the other members this node is stopping, so they drop
+// its presence at once, then leaves the membership. Sockets and HTTP requests
+// may still be served meanwhile; publishes are still forwarded.
+func (n *Node) LeaveCluster() {
+	cn := n.clusterNode
+	if cn == nil {
+		return
+	}
+	for _, p := range *cn.peers.Load() {
+		n.system.Root.Send(p.pid, &clusterpb.Leaving{Node: cn.self})
+	}
+}
+
+// --- Broker ---
+
+func (cn *clusterNode) Publish(ev Event) {
+	ps := *cn.peers.Load()
+	if len(ps) == 0 {
+		return
+	}
+	msg := &clusterpb.Publish{AppId: ev.AppID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketId: ev.SocketID}
+	for _, p := range ps {
+		cn.n.system.Root.Send(p.pid, msg)
+	}
+}
+
+func (cn *clusterNode) ClientEvent(appID, channel, name, data, userID, sender string) {
+	ps := *cn.peers.Load()
+	if len(ps) == 0 {
+		return
+	}
+	msg := &clusterpb.ClientEvent{AppId: appID, Channel: channel, Name: name, Data: data, UserId: userID, Sender: sender}
+	for _, p := range ps {
+		cn.n.system.Root.Send(p.pid, msg)
+	}
+}
+
+func (cn *clusterNode) Terminate(appID, userID string) {
+	msg := &clusterpb.Terminate{AppId: appID, UserId: userID}
+	for _, p := range *cn.peers.Load() {
+		cn.n.system.Root.Send(p.pid, msg)
+	}
+}
+
+// --- Presence ---
+
+func (cn *clusterNode) localPresence(key, userID string, info json.RawMessage, joined bool) {
+	cn.n.system.Root.Send(cn.pid, &localPresenceMsg{key: key, userID: userID, info: info, joined: joined})
+}
+
+func (cn *clusterNode) signedIn(appID, userID string, online bool) {
+	cn.n.system.Root.Send(cn.pid, &localOnlineMsg{appID: appID, userID: userID, online: online})
+}
+
+type localPresenceMsg struct {
+	key, userID string
+	info        json.RawMessage
+	joined      bool
+}
+
+type localOnlineMsg struct {
+	appID, userID string
+	online        bool
+}
+
+// --- Census ---
+
+func (cn *clusterNode) Connections(appID string) int64 {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	var sum int64
+	for _, apps := range cn.census {
+		sum += apps[appID]
+	}
+	return sum
+}
+
+// --- ChannelDirectory: ask every node, merge under a deadline ---
+
+// survey sends req to every peer's node actor and collects the answers that
+// arrive before the deadline; missing counts the others.
+func (cn *clusterNode) survey(ctx context.Context, req *clusterpb.ChannelsRequest) (replies []*clusterpb.ChannelsReply, missing int) {
+	ps := *cn.peers.Load()
+	futures := make([]*actor.Future, len(ps))
+	timeout := surveyTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	for i, p := range ps {
+		futures[i] = cn.n.system.Root.RequestFuture(p.pid, req, timeout)
+	}
+	for _, f := range futures {
+		res, err := f.Result()
+		if r, ok := res.(*clusterpb.ChannelsReply); err == nil && ok {
+			replies = append(replies, r)
+		} else {
+			missing++
+		}
+	}
+	return replies, missing
+}
+
+func (cn *clusterNode) Channels(ctx context.Context, appID, prefix string) (ChannelList, error) {
+	local := cn.n.reg.localChannels(appID, prefix)
+	replies, missing := cn.survey(ctx, &clusterpb.ChannelsRequest{AppId: appID, Prefix: prefix})
+	byName := map[string]*ChannelInfo{}
+	for i := range local {
+		byName[local[i].Name] = &local[i]
+	}
+	for _, r := range replies {
+		for _, c := range r.Channels {
+			ci := byName[c.Name]
+			if ci == nil {
+				// Occupied elsewhere only: the user count is the same on
+				// every node (presence is mirrored).
+				info := cn.n.reg.localChannel(channelKey(appID, c.Name), c.Name)
+				info.Subscriptions, info.Occupied = 0, true
+				byName[c.Name] = &info
+				ci = &info
+			}
+			ci.Subscriptions += int(c.Subscriptions)
+		}
+	}
+	out := make([]ChannelInfo, 0, len(byName))
+	for _, ci := range byName {
+		out = append(out, *ci)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return ChannelList{Channels: out, Missing: missing}, nil
+}
+
+func (cn *clusterNode) Channel(ctx context.Context, appID, name string) (ChannelInfo, error) {
+	info := cn.n.reg.localChannel(channelKey(appID, name), name)
+	replies, missing := cn.survey(ctx, &clusterpb.ChannelsRequest{AppId: appID, Name: name})
+	for _, r := range replies {
+		for _, c := range r.Channels {
+			info.Subscriptions += int(c.Subscriptions)
+		}
+	}
+	info.Occupied = info.Subscriptions > 0
+	info.Missing = missing
+	return info, nil
+}
+
+func (cn *clusterNode) Users(_ context.Context, appID, name string) ([]string, error) {
+	// Every node mirrors every presence channel's members.
+	return cn.n.localUsers(appID, name)
+}
+
+// nodeActor is a member's well-known actor: it receives what other nodes
+// send, and sends this node's presence changes in order. All fields are only
+// touched inside Receive.
+type nodeActor struct {
+	cn       *clusterNode
+	peers    map[string]peer                       // id → peer
+	members  map[string]peer                       // the membership provider's latest view, self excluded
+	suspect  map[string]time.Time                  // ids dropped after their endpoint broke, and when
+	gone     map[string]bool                       // ids that left; never readmitted (a restart has a new id)
+	member   map[string]bool                       // ids the membership provider has listed at some point
+	lastSeen map[string]time.Time                  // when each peer last reported (NodeStats, Snapshot)
+	presence map[string]map[string]json.RawMessage // this node's presence: key → user id → user_info
+	online   map[string]bool                       // this node's signed-in users: appID\x00userID
+	ticker   *time.Ticker
+	stop     chan struct{}
+}
+
+type statsTickMsg struct{}
+
+func newNodeActor(cn *clusterNode) *nodeActor {
+	return &nodeActor{
+		cn: cn, peers: map[string]peer{}, members: map[string]peer{}, suspect: map[string]time.Time{}, gone: map[string]bool{},
+		member: map[string]bool{}, lastSeen: map[string]time.Time{},
+		presence: map[string]map[string]json.RawMessage{}, online: map[string]bool{},
+	}
+}
+
+func (a *nodeActor) Receive(ctx actor.Context) {
+	n := a.cn.n
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.ticker, a.stop = time.NewTicker(statsInterval), make(chan struct{})
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		go func() {
+			for {
+				select {
+				case <-a.ticker.C:
+					root.Send(self, &statsTickMsg{})
+				case <-a.stop:
+					return
+				}
+			}
+		}()
+	case *actor.Stopping:
+		a.ticker.Stop()
+		close(a.stop)
+
+	// Membership.
+	case *cluster.ClusterTopology:
+		a.members = map[string]peer{}
+		for _, mb := range m.Members {
+			if mb.Id == a.cn.self {
+				continue
+			}
+			a.members[mb.Id] = peer{id: mb.Id, address: mb.Address(), pid: actor.NewPID(mb.Address(), nodeActorName)}
+			a.member[mb.Id] = true
+		}
+		a.reconcile(ctx)
+	case *remote.EndpointTerminatedEvent:
+		for id, p := range a.peers {
+			if p.address == m.Address {
+				n.log.Warn("cluster peer unreachable", "peer", id, "address", p.address)
+				a.suspect[id] = time.Now()
+				a.drop(ctx, id)
+			}
+		}
+	case *clusterpb.Leaving:
+		if _, ok := a.peers[m.Node]; ok {
+			n.log.Info("cluster peer leaving", "peer", m.Node)
+		}
+		a.gone[m.Node] = true
+		a.drop(ctx, m.Node)
+	case *statsTickMsg:
+		a.reconcile(ctx)
+		stats := &clusterpb.NodeStats{Node: a.cn.self, Address: a.cn.addr, Connections: map[string]int64{}}
+		for id, rt := range n.byID {
+			stats.Connections[id] = rt.conns.Load()
+		}
+		for _, p := range a.peers {
+			ctx.Send(p.pid, stats)
+		}
+
+	// This node's changes, to every peer.
+	case *localPresenceMsg:
+		users := a.presence[m.key]
+		if m.joined {
+			if users == nil {
+				users = map[string]json.RawMessage{}
+				a.presence[m.key] = users
+			}
+			users[m.userID] = m.info
+		} else if users != nil {
+			delete(users, m.userID)
+			if len(users) == 0 {
+				delete(a.presence, m.key)
+			}
+		}
+		appID, channel, _ := strings.Cut(m.key, "\x00")
+		delta := &clusterpb.PresenceDelta{Node: a.cn.self, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined}
+		for _, p := range a.peers {
+			ctx.Send(p.pid, delta)
+		}
+	case *localOnlineMsg:
+		key := channelKey(m.appID, m.userID)
+		if m.online {
+			a.online[key] = true
+		} else {
+			delete(a.online, key)
+		}
+		delta := &clusterpb.OnlineDelta{Node: a.cn.self, AppId: m.appID, UserId: m.userID, Online: m.online}
+		for _, p := range a.peers {
+			ctx.Send(p.pid, delta)
+		}
+
+	// What other nodes send.
+	case *clusterpb.Publish:
+		n.deliver(Event{AppID: m.AppId, Channels: m.Channels, Name: m.Name, Data: m.Data, SocketID: m.SocketId})
+	case *clusterpb.ClientEvent:
+		n.deliverClientEvent(m.AppId, m.Channel, m.Name, m.Data, m.UserId, m.Sender, true)
+	case *clusterpb.Terminate:
+		n.terminateLocal(m.AppId, m.UserId)
+	case *clusterpb.PresenceDelta:
+		if a.gone[m.Node] {
+			return
+		}
+		a.applyPresence(m)
+	case *clusterpb.OnlineDelta:
+		if a.gone[m.Node] {
+			return
+		}
+		ctx.Send(n.watch, &remoteOnlineMsg{node: m.Node, key: channelKey(m.AppId, m.UserId), userID: m.UserId, online: m.Online})
+	case *clusterpb.Snapshot:
+		if a.gone[m.Node] {
+			return
+		}
+		a.lastSeen[m.Node] = time.Now()
+		a.admit(ctx, m.Node, m.Address)
+		for _, d := range m.Presence {
+			a.applyPresence(d)
+		}
+		for _, d := range m.Online {
+			ctx.Send(n.watch, &remoteOnlineMsg{node: m.Node, key: channelKey(d.AppId, d.UserId), userID: d.UserId, online: true})
+		}
+		if m.WantReply {
+			if p, ok := a.peers[m.Node]; ok {
+				ctx.Send(p.pid, a.snapshot(false))
+			}
+		}
+	case *clusterpb.NodeStats:
+		if a.gone[m.Node] {
+			return
+		}
+		// A node that reports to us is a peer, even if our membership
+		// provider has not told us about it yet (etcd's list-then-watch
+		// can miss a node that registered in between).
+		a.lastSeen[m.Node] = time.Now()
+		a.admit(ctx, m.Node, m.Address)
+		a.cn.mu.Lock()
+		a.cn.census[m.Node] = m.Connections
+		a.cn.mu.Unlock()
+	case *clusterpb.ChannelsRequest:
+		reply := &clusterpb.ChannelsReply{}
+		if m.Name != "" {
+			if info := n.reg.localChannel(channelKey(m.AppId, m.Name), m.Name); info.Subscriptions > 0 {
+				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: m.Name, Subscriptions: int64(info.Subscriptions)})
+			}
+		} else {
+			for _, info := range n.reg.localChannels(m.AppId, m.Prefix) {
+				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: info.Name, Subscriptions: int64(info.Subscriptions)})
+			}
+		}
+		ctx.Respond(reply)
+	}
+}
+
+func (a *nodeActor) applyPresence(d *clusterpb.PresenceDelta) {
+	var info json.RawMessage
+	if len(d.Info) > 0 {
+		info = json.RawMessage(d.Info)
+	}
+	msg := &remotePresenceMsg{node: d.Node, userID: d.UserId, info: info, joined: d.Joined}
+	key := channelKey(d.AppId, d.Channel)
+	if d.Joined {
+		a.cn.n.reg.forward(key, d.AppId, d.Channel, msg)
+	} else {
+		a.cn.n.reg.forwardIfPresent(key, msg)
+	}
+}
+
+// reconcile makes the peers the membership's members, less those that left
+// and those recently unreachable. A peer that reported to us before the
+// provider listed it stays while it keeps reporting.
+func (a *nodeActor) reconcile(ctx actor.Context) {
+	for id := range a.peers {
+		if _, ok := a.members[id]; ok {
+			continue
+		}
+		if a.member[id] || time.Since(a.lastSeen[id]) > 5*statsInterval {
+			a.cn.n.log.Info("cluster peer left", "peer", id)
+			a.drop(ctx, id)
+		}
+	}
+	for id, p := range a.members {
+		a.admit(ctx, id, p.address)
+	}
+}
+
+// admit makes id a peer if it is not one: it gets this node's snapshot and
+// is asked for its own.
+func (a *nodeActor) admit(ctx actor.Context, id, address string) {
+	if _, ok := a.peers[id]; ok || a.gone[id] || id == a.cn.self || address == "" {
+		return
+	}
+	if t, ok := a.suspect[id]; ok {
+		if time.Since(t) < suspectFor {
+			return
+		}
+		delete(a.suspect, id)
+	}
+	p := peer{id: id, address: address, pid: actor.NewPID(address, nodeActorName)}
+	a.peers[id] = p
+	if _, ok := a.lastSeen[id]; !ok {
+		a.lastSeen[id] = time.Now()
+	}
+	a.publishPeers()
+	a.cn.n.log.Info("cluster peer joined", "peer", id, "address", address)
+	ctx.Send(p.pid, a.snapshot(true))
+}
+
+// drop forgets a peer and everything it reported.
+func (a *nodeActor) drop(ctx actor.Context, id string) {
+	n := a.cn.n
+	if _, ok := a.peers[id]; ok {
+		delete(a.peers, id)
+		a.publishPeers()
+	}
+	delete(a.lastSeen, id)
+	a.cn.mu.Lock()
+	delete(a.cn.census, id)
+	a.cn.mu.Unlock()
+	gone := &nodeGoneMsg{node: id}
+	n.reg.all(func(key string, pid *actor.PID) {
+		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
+			ctx.Send(pid, gone)
+		}
+	})
+	ctx.Send(n.watch, gone)
+}
+
+func (a *nodeActor) publishPeers() {
+	ps := make([]peer, 0, len(a.peers))
+	for _, p := range a.peers {
+		ps = append(ps, p)
+	}
+	a.cn.peers.Store(&ps)
+}
+
+func (a *nodeActor) snapshot(wantReply bool) *clusterpb.Snapshot {
+	s := &clusterpb.Snapshot{Node: a.cn.self, Address: a.cn.addr, WantReply: wantReply}
+	for key, users := range a.presence {
+		appID, channel, _ := strings.Cut(key, "\x00")
+		for uid, info := range users {
+			s.Presence = append(s.Presence, &clusterpb.PresenceDelta{Node: a.cn.self, AppId: appID, Channel: channel, UserId: uid, Info: info, Joined: true})
+		}
+	}
+	for key := range a.online {
+		appID, uid, _ := strings.Cut(key, "\x00")
+		s.Online = append(s.Online, &clusterpb.OnlineDelta{Node: a.cn.self, AppId: appID, UserId: uid, Online: true})
+	}
+	return s
+}
+
+// Peers lists the other members this node forwards to, for health and tests.
+func (n *Node) Peers() []string {
+	if n.clusterNode == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range *n.clusterNode.peers.Load() {
+		out = append(out, p.address)
+	}
+	sort.Strings(out)
+	return out
+}
