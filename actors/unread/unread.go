@@ -19,9 +19,12 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/parley-chat/parley/actors/clusterpb"
 )
 
 // Source is where counts come from; persistence.Store satisfies it.
@@ -118,36 +121,124 @@ var ErrUnavailable = errors.New("unread counts unavailable")
 // Counters is the handle on the manager actor. Its methods are safe for
 // concurrent use; they only send messages.
 type Counters struct {
-	root *actor.RootContext // set at construction
-	pid  *actor.PID         // the manager; set at construction
-	opts Options            // set at construction
+	root    *actor.RootContext // set at construction
+	pid     *actor.PID         // the manager; set at construction
+	opts    Options            // set at construction
+	src     Source             // set at construction
+	publish Publisher          // set at construction
+
+	// In a cluster (set by UseCluster before serving): each user's counter
+	// is a grain, placed by the cluster, and notifications go to it through
+	// client, which retries while the grain moves.
+	cl     *cluster.Cluster
+	client *actor.PID
 }
+
+// GrainKind is the cluster kind of the unread-counter grains.
+const GrainKind = "unread"
+
+// Kind is the grain kind to register with the cluster (before it starts):
+// one counter per user in the whole cluster, activated where the cluster's
+// identity lookup places it, loaded from the database on activation.
+func (c *Counters) Kind() *cluster.Kind {
+	return cluster.NewKind(GrainKind, actor.PropsFromProducer(func() actor.Actor {
+		return &counter{grain: true, src: c.src, publish: c.publish, opts: c.opts}
+	}))
+}
+
+// UseCluster routes every user's notifications and queries to their grain.
+func (c *Counters) UseCluster(cl *cluster.Cluster) {
+	c.cl = cl
+	c.client = c.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &grainClient{cl: cl, opts: c.opts} }))
+}
+
+// grainClient delivers notifications to counter grains in order, retrying
+// while a grain is re-activated elsewhere (a node left).
+type grainClient struct {
+	cl   *cluster.Cluster
+	opts Options
+}
+
+func (g *grainClient) Receive(ctx actor.Context) {
+	var user, matter int64
+	var kind int32
+	switch m := ctx.Message().(type) {
+	case *Incr:
+		user, matter, kind = m.UserID, m.MatterID, changeIncr
+	case *Read:
+		user, matter, kind = m.UserID, m.MatterID, changeRead
+	case *Reload:
+		user, kind = m.UserID, changeReload
+	default:
+		return
+	}
+	msg := &clusterpb.UnreadChanged{UserId: user, MatterId: matter, Kind: kind}
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, err := g.cl.Request(strconv.FormatInt(user, 10), GrainKind, msg, cluster.WithTimeout(2*time.Second)); err == nil {
+			return
+		} else if attempt == 2 {
+			g.opts.Log.Warn("unread counts: notification lost", "user_id", user, slog.Any("error", err))
+		}
+	}
+}
+
+// Change kinds carried by clusterpb.UnreadChanged.
+const (
+	changeIncr int32 = iota + 1
+	changeRead
+	changeReload
+)
 
 // Start spawns the manager in system. publish receives every change.
 func Start(system *actor.ActorSystem, src Source, publish Publisher, opts Options) *Counters {
 	opts.defaults()
 	m := &manager{src: src, publish: publish, opts: opts, counters: map[int64]*counterRef{}}
 	pid := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return m }))
-	return &Counters{root: system.Root, pid: pid, opts: opts}
+	return &Counters{root: system.Root, pid: pid, opts: opts, src: src, publish: publish}
 }
 
 // Incr tells userID's counter that another member's message to matterID
 // committed. Call it only after the commit.
 func (c *Counters) Incr(userID, matterID int64) {
-	c.root.Send(c.pid, &Incr{UserID: userID, MatterID: matterID})
+	c.root.Send(c.route(), &Incr{UserID: userID, MatterID: matterID})
+}
+
+func (c *Counters) route() *actor.PID {
+	if c.client != nil {
+		return c.client
+	}
+	return c.pid
 }
 
 // Read tells userID's counter that their read of a message in matterID
 // committed.
 func (c *Counters) Read(userID, matterID int64) {
-	c.root.Send(c.pid, &Read{UserID: userID, MatterID: matterID})
+	c.root.Send(c.route(), &Read{UserID: userID, MatterID: matterID})
 }
 
 // Reload makes userID's counter reload and publish if anything changed.
-func (c *Counters) Reload(userID int64) { c.root.Send(c.pid, &Reload{UserID: userID}) }
+func (c *Counters) Reload(userID int64) { c.root.Send(c.route(), &Reload{UserID: userID}) }
 
 // Get returns userID's counts as the database has them.
 func (c *Counters) Get(userID int64) (Counts, error) {
+	if c.cl != nil {
+		res, err := c.cl.Request(strconv.FormatInt(userID, 10), GrainKind, &clusterpb.UnreadGet{UserId: userID}, cluster.WithTimeout(c.opts.AskTimeout))
+		if err != nil {
+			return Counts{}, fmt.Errorf("%w: counter of user %d did not answer: %v", ErrUnavailable, userID, err)
+		}
+		r, ok := res.(*clusterpb.UnreadCounts)
+		if !ok {
+			return Counts{}, fmt.Errorf("%w: unexpected reply %T", ErrUnavailable, res)
+		}
+		if r.Error != "" {
+			return Counts{}, fmt.Errorf("%w: %s", ErrUnavailable, r.Error)
+		}
+		out := Counts{UserID: userID, Total: int(r.Total), Matters: make(map[int64]int, len(r.Matters))}
+		for id, n := range r.Matters {
+			out.Matters[id] = int(n)
+		}
+		return out, nil
+	}
 	res, err := c.root.RequestFuture(c.pid, &Get{UserID: userID}, c.opts.AskTimeout).Result()
 	if err != nil {
 		return Counts{}, fmt.Errorf("%w: counter of user %d did not answer: %v", ErrUnavailable, userID, err)
@@ -241,7 +332,8 @@ type idleCheckMsg struct{}
 
 // counter is the UnreadCounterActor of one user.
 type counter struct {
-	userID  int64     // set at construction
+	grain   bool      // set at construction: a cluster grain (userID comes with ClusterInit)
+	userID  int64     // set at construction, or by ClusterInit
 	src     Source    // set at construction
 	publish Publisher // set at construction
 	opts    Options   // set at construction
@@ -258,14 +350,36 @@ type counter struct {
 }
 
 func (c *counter) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		c.counts, c.published, c.dirty, c.flushQueued = nil, nil, false, false
-		c.lastActive = time.Now()
-		c.armIdle(ctx, c.opts.IdleTimeout)
-		if err := c.load(); err != nil {
-			c.dirty = true // Get and the next change retry
+		if c.grain {
+			return // ClusterInit names the user
 		}
+		c.start(ctx)
+	case *cluster.ClusterInit:
+		id, err := strconv.ParseInt(m.Identity.Identity, 10, 64)
+		if err != nil {
+			ctx.Stop(ctx.Self())
+			return
+		}
+		c.userID = id
+		c.start(ctx)
+	case *clusterpb.UnreadChanged:
+		c.lastActive = time.Now()
+		c.dirty = true
+		c.queueFlush(ctx)
+		ctx.Respond(&clusterpb.UnreadCounts{UserId: c.userID})
+	case *clusterpb.UnreadGet:
+		c.lastActive = time.Now()
+		counts, err := c.get()
+		reply := &clusterpb.UnreadCounts{UserId: c.userID, Total: int64(counts.Total), Matters: make(map[int64]int64, len(counts.Matters))}
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		for id, n := range counts.Matters {
+			reply.Matters[id] = int64(n)
+		}
+		ctx.Respond(reply)
 	case *actor.Stopping, *actor.Restarting:
 		if c.idleTimer != nil {
 			c.idleTimer.Stop()
@@ -292,20 +406,8 @@ func (c *counter) Receive(ctx actor.Context) {
 	case *Get:
 		c.processed++
 		c.lastActive = time.Now()
-		if c.dirty || c.counts == nil || time.Since(c.loadedAt) > c.opts.MaxAge {
-			announced, before := c.dirty, c.counts
-			if err := c.load(); err != nil {
-				ctx.Respond(&getReply{err: fmt.Errorf("%w: %v", ErrUnavailable, err)})
-				return
-			}
-			// A pending change is published here (the queued flush will
-			// find nothing left to do); so is a change made outside this
-			// process. A plain first look publishes nothing.
-			if announced || (before != nil && !maps.Equal(before, c.counts)) {
-				c.publishIfChanged()
-			}
-		}
-		ctx.Respond(&getReply{counts: c.snapshot()})
+		counts, err := c.get()
+		ctx.Respond(&getReply{counts: counts, err: err})
 	case idleCheckMsg:
 		if c.idleTimer == nil {
 			return // stopping
@@ -315,6 +417,11 @@ func (c *counter) Receive(ctx actor.Context) {
 			c.armIdle(ctx, c.opts.IdleTimeout-idle)
 			return
 		}
+		if c.grain && !c.flushQueued {
+			// The cluster activates the grain again on its next message.
+			ctx.Poison(ctx.Self())
+			return
+		}
 		if !c.flushQueued {
 			// The manager stops us unless a message is on its way, in
 			// which case we carry on and check again later.
@@ -322,6 +429,35 @@ func (c *counter) Receive(ctx actor.Context) {
 		}
 		c.armIdle(ctx, c.opts.IdleTimeout)
 	}
+}
+
+// start loads the counts when the counter starts (or, for a grain, when it
+// learns its user).
+func (c *counter) start(ctx actor.Context) {
+	c.counts, c.published, c.dirty, c.flushQueued = nil, nil, false, false
+	c.lastActive = time.Now()
+	c.armIdle(ctx, c.opts.IdleTimeout)
+	if err := c.load(); err != nil {
+		c.dirty = true // Get and the next change retry
+	}
+}
+
+// get answers the counts, reloading them when a change may be missing or
+// they are old.
+func (c *counter) get() (Counts, error) {
+	if c.dirty || c.counts == nil || time.Since(c.loadedAt) > c.opts.MaxAge {
+		announced, before := c.dirty, c.counts
+		if err := c.load(); err != nil {
+			return Counts{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		// A pending change is published here (the queued flush will find
+		// nothing left to do); so is a change made outside this process.
+		// A plain first look publishes nothing.
+		if announced || (before != nil && !maps.Equal(before, c.counts)) {
+			c.publishIfChanged()
+		}
+	}
+	return c.snapshot(), nil
 }
 
 func (c *counter) armIdle(ctx actor.Context, d time.Duration) {

@@ -60,6 +60,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	node := actors.NewNode(cfg, log)
 	api := httpapi.New(cfg, node, log)
 	stopCore := func() { node.Stop() }
+	var chatSvc *chat.Service
 	if cfg.Chat {
 		st, err := openStore(ctx, cfg)
 		if err != nil {
@@ -69,7 +70,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer st.Close()
 		log.Info("database ready", "dialect", st.Dialect())
-		chatSvc := chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log,
+		chatSvc = chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log,
 			Login: chat.LoginOptions{
 				AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
 				IPAttemptsPerMinute: cfg.LoginIPAttemptsPerMinute,
@@ -85,12 +86,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("chat backend off: Pusher server only, no database")
 	}
 	if cfg.Clustered() {
-		if _, err := node.JoinCluster(actors.ClusterOptions{
-			Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd,
-		}); err != nil {
+		opts := actors.ClusterOptions{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
+		if chatSvc != nil {
+			opts.Kinds = append(opts.Kinds, chatSvc.UnreadKind())
+		}
+		cl, err := node.JoinCluster(opts)
+		if err != nil {
 			fmt.Fprintln(stderr, "parley:", err)
 			stopCore()
 			return 1
+		}
+		if chatSvc != nil {
+			chatSvc.UseCluster(cl)
 		}
 	}
 	// No TCP keep-alive probes: the Pusher protocol's own ping/pong finds dead

@@ -9,6 +9,7 @@ package chat
 import (
 	"context"
 	"fmt"
+	"github.com/asynkron/protoactor-go/cluster"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -107,6 +108,14 @@ func Mount(e *gin.Engine, d Deps) *Service {
 
 // Stop stops the unread counter actors.
 func (s *Service) Stop() { s.counters.Stop() }
+
+// UnreadKind is the cluster grain kind of the unread counters, to register
+// when the node joins a cluster.
+func (s *Service) UnreadKind() *cluster.Kind { return s.counters.Kind() }
+
+// UseCluster makes every user's unread counter a grain: one per user in the
+// whole cluster, wherever its notifications come from.
+func (s *Service) UseCluster(cl *cluster.Cluster) { s.counters.UseCluster(cl) }
 
 // PingTimeout bounds Ping, so a health check answers promptly even when the
 // database hangs rather than refuses.
