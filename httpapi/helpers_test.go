@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,8 +115,8 @@ func (s *testServer) dialRaw(path string, hdr http.Header) *wsClient {
 				return
 			}
 			var f frame
-			if err := json.Unmarshal(b, &f); err != nil {
-				err = fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, err)
+			if jerr := json.Unmarshal(b, &f); jerr != nil {
+				err = fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, jerr)
 			}
 			w.frames <- readResult{f: f, err: err}
 		}
@@ -141,15 +142,25 @@ func (s *testServer) dial() *wsClient {
 
 var errTimeout = errors.New("timeout")
 
+// readTimeout returns the next frame that is not a marker (see
+// expectMarker): a marker meant for one socket's absence check may reach
+// others in the same channel, and they have no use for it.
 func (w *wsClient) readTimeout(d time.Duration) (frame, error) {
-	select {
-	case r, ok := <-w.frames:
-		if !ok {
-			return frame{}, io.EOF
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case r, ok := <-w.frames:
+			if !ok {
+				return frame{}, io.EOF
+			}
+			if r.err == nil && isMarker(r.f) {
+				continue
+			}
+			return r.f, r.err
+		case <-timer.C:
+			return frame{}, errTimeout
 		}
-		return r.f, r.err
-	case <-time.After(d):
-		return frame{}, errTimeout
 	}
 }
 
@@ -172,12 +183,58 @@ func (w *wsClient) expect(event string) frame {
 	return f
 }
 
-// expectNothing asserts no frame arrives for d.
-func (w *wsClient) expectNothing(d time.Duration) {
+// Absence is asserted with markers, never by waiting: after the deed that
+// must deliver nothing, the test sends a marker by a path the server orders
+// after any delivery the deed could have caused (the same channel's actor),
+// and the marker must be the socket's next frame. Waiting a fixed time would
+// pass whenever the forbidden frame is merely slow.
+const markerEvent = "test-marker" // "client-test-marker" when a peer sends it
+
+var markerSeq atomic.Int64
+
+// newMarker returns data that identifies one marker.
+func newMarker() string { return "marker-" + strconv.FormatInt(markerSeq.Add(1), 10) }
+
+func isMarker(f frame) bool {
+	return f.Event == markerEvent || f.Event == "client-"+markerEvent
+}
+
+// expectMarker asserts that the marker carrying data is w's next frame:
+// nothing may come before it but other checks' markers.
+func (w *wsClient) expectMarker(data string) {
 	w.t.Helper()
-	f, err := w.readTimeout(d)
-	if err != errTimeout {
-		w.t.Fatalf("want no frame, got %+v %v", f, err)
+	timer := time.NewTimer(3 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case r, ok := <-w.frames:
+			switch {
+			case !ok:
+				w.t.Fatalf("socket %s ended before marker %s", w.socketID, data)
+			case r.err != nil:
+				w.t.Fatalf("socket %s: %v before marker %s", w.socketID, r.err, data)
+			case isMarker(r.f) && r.f.Data == data:
+				return
+			case !isMarker(r.f):
+				w.t.Fatalf("socket %s: want nothing before marker %s, got %+v", w.socketID, data, r.f)
+			}
+		case <-timer.C:
+			w.t.Fatalf("socket %s: marker %s did not arrive", w.socketID, data)
+		}
+	}
+}
+
+// expectNothingBeforeMarker asserts that nothing published to channels
+// until now reached w: for each channel in turn it triggers a marker through
+// the HTTP API, which the channel's actor delivers after everything it was
+// given before, and requires it to be w's next frame. w must be subscribed
+// to every channel.
+func (s *testServer) expectNothingBeforeMarker(w *wsClient, channels ...string) {
+	s.t.Helper()
+	for _, ch := range channels {
+		m := newMarker()
+		s.trigger(ch, markerEvent, m)
+		w.expectMarker(m)
 	}
 }
 

@@ -193,7 +193,8 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	if c := f.dataMap(t)["presence"].(map[string]any)["count"].(float64); c != 2 {
 		t.Fatalf("count %v, want 2 users", c)
 	}
-	obs.expectNothing(200 * time.Millisecond)
+	// The channel sent subscription_succeeded and any member_added in one step.
+	s.expectNothingBeforeMarker(obs, ch)
 
 	st, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"user_count,subscription_count"}}, nil)
 	if st != 200 || body["user_count"].(float64) != 2 || body["subscription_count"].(float64) != 3 || body["occupied"] != true {
@@ -205,7 +206,14 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	}
 
 	u1a.c.Close() // one of two sockets leaves: still a member
-	obs.expectNothing(200 * time.Millisecond)
+	// The channel counts the departure in the step that would send
+	// member_removed; only then is a marker ordered after it.
+	waitFor(t, func() bool {
+		_, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"subscription_count"}}, nil)
+		n, _ := body["subscription_count"].(float64)
+		return n == 2
+	})
+	s.expectNothingBeforeMarker(obs, ch)
 	u1b.send(`{"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}`)
 	removed := obs.expect("pusher_internal:member_removed")
 	if removed.dataMap(t)["user_id"] != "u1" {
@@ -237,10 +245,8 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 func TestPresenceLimit(t *testing.T) {
 	s := startServer(t, nil)
 	ch := "presence-full"
-	var socks []*wsClient
 	for i := 0; i <= actors.MaxPresenceMembers; i++ {
-		w := s.dial()
-		socks = append(socks, w)
+		w := s.dial() // stays open until the test ends (dial's cleanup)
 		cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
 		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
 		if i < actors.MaxPresenceMembers {
@@ -270,7 +276,11 @@ func TestClientEvents(t *testing.T) {
 	if f.Channel != "private-chat" || f.Data != `{"typing":true}` {
 		t.Fatalf("got %+v", f)
 	}
-	a.expectNothing(150 * time.Millisecond) // not echoed
+	// Not echoed: the channel relays b's client event after a's, so it is
+	// a's next frame.
+	m := newMarker()
+	b.send(`{"event":"client-` + markerEvent + `","channel":"private-chat","data":"` + m + `"}`)
+	a.expectMarker(m)
 
 	a.mustSubscribe("presence-chat")
 	b.mustSubscribe("presence-chat")
@@ -295,11 +305,11 @@ func TestClientEventRateLimit(t *testing.T) {
 	for i := 0; i < 11; i++ {
 		a.send(`{"event":"client-n","channel":"private-r","data":{}}`)
 	}
-	a.expectError(4301)
+	a.expectError(4301) // the 11th is refused, so it went nowhere before this
 	for i := 0; i < 10; i++ {
 		b.expect("client-n")
 	}
-	b.expectNothing(100 * time.Millisecond)
+	s.expectNothingBeforeMarker(b, "private-r")
 }
 
 func TestClientEventsDisabled(t *testing.T) {
@@ -372,7 +382,10 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 	w.send(`{"event":"pusher:ping","data":{}}`)
 	w.expect("pusher:pong")
 	s.trigger("news", "gone", "x")
-	w.expectNothing(150 * time.Millisecond)
+	// Subscribing again is the marker: the channel handles the subscribe
+	// after the publish, so a "gone" still due to w would come first.
+	w.mustSubscribe("news")
+	w.send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
 	// The channel is vacated and disappears from the API.
 	waitFor(t, func() bool {
 		_, body := s.api("GET", "/apps/"+testAppID+"/channels", nil, nil)
@@ -426,7 +439,13 @@ func TestSigninAndServerToUser(t *testing.T) {
 	if f := w.expect("notice"); f.Channel != "#server-to-user-7" || f.Data != "hi" {
 		t.Fatalf("got %+v", f)
 	}
-	other.expectNothing(100 * time.Millisecond)
+	// other is in no channel of user 7. Once w has a second event, the
+	// channel has finished fanning out the first; then a marker on a
+	// channel of other's own must be its next frame.
+	s.trigger("#server-to-user-7", "notice", "again")
+	w.expect("notice")
+	other.mustSubscribe("lobby")
+	s.expectNothingBeforeMarker(other, "lobby")
 
 	st, _ := s.api("POST", "/apps/"+testAppID+"/users/7/terminate_connections", nil, map[string]any{})
 	if st != 200 {
@@ -535,8 +554,11 @@ func TestWatchlistEvents(t *testing.T) {
 	s := startServer(t, nil)
 	watcher, two := s.dial(), s.dial()
 	signin(t, watcher, `{"id":"1","watchlist":["2","3"]}`)
-	watcher.expectNothing(100 * time.Millisecond) // nobody watched is online yet
-
+	// Nobody watched is online yet: the marker is user 2 signing in, whose
+	// online event must be watcher's next frame. The pong shows watcher's
+	// signin was fully handled, so the watchlist actor has it before two's.
+	watcher.send(`{"event":"pusher:ping","data":{}}`)
+	watcher.expect("pusher:pong")
 	signin(t, two, `{"id":"2"}`)
 	f := watcher.expect("pusher_internal:watchlist_events")
 	if f.Data != `{"events":[{"name":"online","user_ids":["2"]}]}` {

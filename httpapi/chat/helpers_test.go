@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,6 +402,7 @@ type wsClient struct {
 	c        *websocket.Conn
 	socketID string
 	frames   chan frame // filled by one reader goroutine; closed when the socket ends
+	joined   []string   // channels joined, in order
 }
 
 // dial connects a socket as pusher-js does and reads connection_established.
@@ -436,15 +438,25 @@ func (e *env) dial() *wsClient {
 
 var errNoFrame = errors.New("no frame")
 
+// tryNext returns the next frame that is not a marker (see expectMarker): a
+// marker meant for one socket's absence check may reach others in the same
+// channel, and they have no use for it.
 func (w *wsClient) tryNext(d time.Duration) (frame, error) {
-	select {
-	case f, ok := <-w.frames:
-		if !ok {
-			return frame{}, io.EOF
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case f, ok := <-w.frames:
+			if !ok {
+				return frame{}, io.EOF
+			}
+			if f.Event == markerEvent {
+				continue
+			}
+			return f, nil
+		case <-timer.C:
+			return frame{}, errNoFrame
 		}
-		return f, nil
-	case <-time.After(d):
-		return frame{}, errNoFrame
 	}
 }
 
@@ -467,11 +479,67 @@ func (w *wsClient) expect(event, channel string) frame {
 	return f
 }
 
-// expectNothing asserts that no frame arrives for a while.
-func (w *wsClient) expectNothing() {
+// Absence is asserted with markers, never by waiting: after the deed that
+// must broadcast nothing, the test publishes a marker by a path the server
+// orders after any event the deed could have caused, and the marker must be
+// the socket's next frame. Waiting a fixed time would pass whenever the
+// forbidden event is merely slow.
+const markerEvent = "test-marker"
+
+var markerSeq atomic.Int64
+
+// expectMarker asserts that the marker carrying data is w's next frame:
+// nothing may come before it but other checks' markers.
+func (w *wsClient) expectMarker(data string) {
 	w.t.Helper()
-	if f, err := w.tryNext(150 * time.Millisecond); err != errNoFrame {
-		w.t.Fatalf("socket %s: want no frame, got %+v %v", w.socketID, f, err)
+	timer := time.NewTimer(3 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case f, ok := <-w.frames:
+			switch {
+			case !ok:
+				w.t.Fatalf("socket %s ended before marker %s", w.socketID, data)
+			case f.Event == markerEvent && f.Data == data:
+				return
+			case f.Event != markerEvent:
+				w.t.Fatalf("socket %s: want nothing before marker %s, got %+v", w.socketID, data, f)
+			}
+		case <-timer.C:
+			w.t.Fatalf("socket %s: marker %s did not arrive", w.socketID, data)
+		}
+	}
+}
+
+// expectNothingBeforeMarker asserts that nothing broadcast until now reached
+// w on the channels it joined. For each channel in turn it publishes a
+// marker, which the channel's actor delivers after everything published to
+// it before, and requires it to be w's next frame. A user channel also
+// carries UnreadCountUpdated, which the user's counter publishes on its own
+// time; asking the counter first makes it publish any change it was told of.
+func (w *wsClient) expectNothingBeforeMarker() {
+	w.t.Helper()
+	for _, ch := range w.joined {
+		var uid int64
+		if _, err := fmt.Sscanf(ch, "private-user.%d", &uid); err == nil && ch == userChannel(uid) {
+			w.e.settleUnread(uid)
+		}
+		m := fmt.Sprintf("marker-%d", markerSeq.Add(1))
+		if err := w.e.node.Publish(actors.Event{AppID: testAppID, Channels: []string{ch}, Name: markerEvent, Data: m}); err != nil {
+			w.t.Fatal(err)
+		}
+		w.expectMarker(m)
+	}
+}
+
+// settleUnread returns once the user's counter has handled every change
+// notification sent before: on one node, as here, a Get is queued behind them
+// in the manager's mailbox and publishes a pending change before it answers. An answer that is a failed load (the
+// database is down) counts too; no answer does not.
+func (e *env) settleUnread(userID int64) {
+	e.t.Helper()
+	if _, err := e.svc.counters.Get(userID); err != nil && strings.Contains(err.Error(), "did not answer") {
+		e.t.Fatalf("unread counter of user %d: %v", userID, err)
 	}
 }
 
@@ -490,6 +558,7 @@ func (w *wsClient) join(p person, channel string) {
 	for {
 		f := w.next(3 * time.Second)
 		if f.Event == "pusher_internal:subscription_succeeded" && f.Channel == channel {
+			w.joined = append(w.joined, channel)
 			return
 		}
 		if strings.HasPrefix(f.Event, "pusher:") && f.Event != "pusher:pong" {
