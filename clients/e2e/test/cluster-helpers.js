@@ -1,0 +1,327 @@
+// Helpers for the cluster tests: a fresh PostgreSQL database, three
+// `parley serve` processes joined into one cluster, REST calls, and a test
+// wrapper that gives each node its own client context.
+//
+// Everything stays on 127.0.0.1 and every wait is bounded.
+
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import net from 'node:net';
+import { promisify } from 'node:util';
+
+import {
+  Ctx,
+  Echo,
+  PARLEY_BIN,
+  PusherClient,
+  connected,
+  show,
+  startParley,
+  subscribed,
+  waitFor,
+} from './helpers.js';
+
+const execFileP = promisify(execFile);
+
+export const UNDER_CI = Boolean(process.env.CI) && process.env.CI !== 'false';
+export const PASSWORD = 'correct horse battery';
+
+// The database the Go tests use; the cluster tests connect to it only to
+// create (and later drop) a database of their own.
+export const ADMIN_DATABASE_URL = process.env.PARLEY_TEST_DATABASE_URL
+  || 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable';
+
+// ---------------------------------------------------------------------------
+// PostgreSQL through psql
+
+async function psql(url, sql, timeout = 15000) {
+  try {
+    const { stdout } = await execFileP('psql', [url, '-v', 'ON_ERROR_STOP=1', '-Atqc', sql], { timeout });
+    return stdout.trim();
+  } catch (err) {
+    throw new Error(`psql "${sql}" failed: ${err.message}\n${err.stderr || ''}`);
+  }
+}
+
+/** The URL of database `name` on the same server as ADMIN_DATABASE_URL. */
+function databaseURL(name) {
+  const u = new URL(ADMIN_DATABASE_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** Creates a fresh database; resolves {url, name, query(sql), drop()}. */
+export async function freshDatabase(prefix = 'parley_cluster_e2e') {
+  const name = `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
+  await psql(ADMIN_DATABASE_URL, `CREATE DATABASE ${name}`);
+  const url = databaseURL(name);
+  return {
+    name,
+    url,
+    query: (sql) => psql(url, sql),
+    drop: () => psql(ADMIN_DATABASE_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// ports
+
+function listenOn(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(null));
+    srv.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+/**
+ * n HTTP ports and n cluster ports whose next port (the membership
+ * provider's) is free too, all distinct: every port stays bound until all are
+ * chosen, so the kernel cannot hand one out twice.
+ */
+export async function clusterPorts(n) {
+  const held = [];
+  const http = [];
+  const cluster = [];
+  try {
+    for (let tries = 0; cluster.length < n; tries += 1) {
+      if (tries > 200) throw new Error('no free pair of consecutive ports on 127.0.0.1');
+      const a = await listenOn(0);
+      held.push(a);
+      const p = a.address().port;
+      if (p >= 65535) continue;
+      const b = await listenOn(p + 1);
+      if (!b) continue;
+      held.push(b);
+      cluster.push(p);
+    }
+    while (http.length < n) {
+      const s = await listenOn(0);
+      held.push(s);
+      http.push(s.address().port);
+    }
+  } finally {
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+  }
+  return { http, cluster };
+}
+
+// ---------------------------------------------------------------------------
+// the cluster
+
+/**
+ * Starts n nodes on 127.0.0.1 sharing databaseUrl, each told the others'
+ * cluster addresses, and waits until every node forwards publishes to every
+ * other (a probe published through each node reaches a client on each node).
+ * Resolves the started servers (startParley's objects) plus .clusterAddress.
+ */
+export async function startCluster({ n = 3, databaseUrl, env = {}, meshTimeoutMs = 20000 } = {}) {
+  const ports = await clusterPorts(n);
+  const addrs = ports.cluster.map((p) => `127.0.0.1:${p}`);
+  const started = await Promise.allSettled(addrs.map((addr, i) => startParley({
+    port: ports.http[i],
+    env: {
+      PARLEY_CLUSTER_ADDRESS: addr,
+      PARLEY_CLUSTER_PEERS: addrs.filter((a) => a !== addr).join(','),
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { PARLEY_CHAT: 'false' }),
+      ...env,
+    },
+  })));
+  const nodes = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await stopAll(nodes);
+    throw failed.reason;
+  }
+  nodes.forEach((node, i) => { node.clusterAddress = addrs[i]; node.index = i + 1; });
+  try {
+    await waitForMesh(nodes, meshTimeoutMs);
+  } catch (err) {
+    await stopAll(nodes);
+    throw err;
+  }
+  return nodes;
+}
+
+export async function stopAll(nodes) {
+  await Promise.all(nodes.map((node) => node.stop()));
+}
+
+/**
+ * Readiness of the mesh, not an assertion: a client on every node subscribes
+ * to a probe channel; every node publishes probes until each client has one
+ * from each node.
+ */
+async function waitForMesh(nodes, ms) {
+  const ctxs = nodes.map((node) => new Ctx(node));
+  const channel = `mesh-probe-${crypto.randomBytes(4).toString('hex')}`;
+  try {
+    const seen = [];
+    for (const [i, ctx] of ctxs.entries()) {
+      const p = await ctx.pusher({ name: `probe@${i + 1}` });
+      const from = new Set();
+      seen.push(from);
+      (await subscribed(p, channel)).bind('probe', (d) => from.add(d.from));
+    }
+    const sdks = ctxs.map((ctx) => ctx.sdk());
+    const deadline = Date.now() + ms;
+    for (;;) {
+      await Promise.all(sdks.map((sdk, i) => sdk.trigger(channel, 'probe', { from: i + 1 }).catch(() => {})));
+      const done = await waitFor(() => seen.every((s) => s.size === nodes.length), 300, 'mesh').catch(() => false);
+      if (done) return;
+      if (Date.now() > deadline) {
+        throw new Error(`the ${nodes.length} nodes did not form a cluster within ${ms} ms: `
+          + `probes seen per node ${show(seen.map((s) => [...s].sort()))}\n`
+          + nodes.map((node, i) => `--- node ${i + 1} ---\n${node.log()}`).join('\n'));
+      }
+    }
+  } finally {
+    await Promise.all(ctxs.map((ctx) => ctx.close()));
+  }
+}
+
+/**
+ * Wraps a test body: fn(ctxs, t) with one client context per node
+ * (ctxs[0] is node 1). Always closes every client; on failure prints every
+ * client's frames and every node's output during the test.
+ */
+export function clusterScenario(getNodes, fn) {
+  return async (t) => {
+    const nodes = getNodes(t);
+    if (!nodes) return; // skipped
+    const ctxs = nodes.map((node) => new Ctx(node));
+    const marks = nodes.map((node) => node.mark());
+    try {
+      await fn(ctxs, t);
+    } catch (err) {
+      console.error(
+        `\n===== FAILED: ${t.name} =====\n${err && err.stack ? err.stack : err}\n`
+          + ctxs.map((ctx, i) => `--- clients of node ${i + 1} ---\n${ctx.report()}`).join('\n')
+          + '\n'
+          + nodes.map((node, i) => `--- node ${i + 1} output during the test ---\n${node.since(marks[i]) || '(none)'}`).join('\n')
+          + `\n===== end ${t.name} =====`,
+      );
+      throw err;
+    } finally {
+      await Promise.all(ctxs.map((ctx) => ctx.close()));
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------
+// chat: admin commands, REST, Echo authorized by /api/broadcasting/auth
+
+/** Runs `parley <args>` against databaseUrl; returns its JSON output. */
+export async function admin(databaseUrl, args) {
+  let out;
+  try {
+    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, DATABASE_URL: databaseUrl }, timeout: 20000 });
+  } catch (err) {
+    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
+  }
+  return JSON.parse(out.stdout);
+}
+
+/** One REST call with fetch: {status, body}. Bounded by 10 s. */
+export async function api(node, method, path, { token, body, headers = {} } = {}) {
+  const h = { Accept: 'application/json', ...headers };
+  if (token) h.Authorization = `Bearer ${token}`;
+  let payload;
+  if (body !== undefined) {
+    h['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  const res = await fetch(`http://${node.host}:${node.port}${path}`, {
+    method, headers: h, body: payload, signal: AbortSignal.timeout(10000),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = { unparsable: text };
+  }
+  return { status: res.status, body: json };
+}
+
+export function expectStatus(res, status, what) {
+  if (res.status !== status) throw new Error(`${what}: expected ${status}, got ${res.status} ${show(res.body)}`);
+  return res.body;
+}
+
+export async function login(node, user) {
+  const res = await api(node, 'POST', '/api/auth/login', { body: { email: user.email, password: PASSWORD } });
+  return expectStatus(res, 200, `login as ${user.email} on node ${node.index}`).token;
+}
+
+export async function sendMessage(node, token, matterId, message) {
+  const res = await api(node, 'POST', '/api/messages/send', { token, body: { message, client_matter_id: matterId } });
+  return expectStatus(res, 201, `send "${message}" on node ${node.index}`).data;
+}
+
+export async function unreadCount(node, token) {
+  return expectStatus(await api(node, 'GET', '/api/messages/unread-count', { token }), 200, `unread-count on node ${node.index}`);
+}
+
+/** laravel-echo as a Laravel front end configures it, authorized by the node's /api/broadcasting/auth. */
+export async function chatEcho(ctx, token, name) {
+  const node = ctx.server;
+  const echo = new Echo({
+    broadcaster: 'reverb',
+    key: node.key,
+    wsHost: node.host,
+    wsPort: node.port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    disableStats: true,
+    Pusher: PusherClient,
+    authEndpoint: `http://${node.host}:${node.port}/api/broadcasting/auth`,
+    auth: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  ctx.track(name, echo.connector.pusher);
+  ctx.echos.push(echo);
+  await connected(echo.connector.pusher, 8000, name);
+  return echo;
+}
+
+/** Waits for an Echo channel's subscription; fails fast on subscription_error. */
+export function subscribedVia(echoChannel, label, ms = 5000) {
+  let ok = false;
+  let err = null;
+  echoChannel.subscribed(() => { ok = true; });
+  echoChannel.error((e) => { err = e; });
+  return waitFor(() => {
+    if (err) throw new Error(`${label}: subscription error ${show(err)}`);
+    return ok || (echoChannel.subscription && echoChannel.subscription.subscribed);
+  }, ms, `${label} subscription`);
+}
+
+/**
+ * Polls an async condition every 100 ms until it returns a truthy value
+ * (returned) or `ms` pass (rejects, naming the last value or error seen).
+ */
+export async function eventually(fn, ms, label) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${label} (last: ${last instanceof Error ? last.message : show(last)})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** GET on the Pusher HTTP API through the server SDK; resolves the JSON body. */
+export async function sdkGet(sdk, path, params) {
+  const res = await sdk.get({ path, params });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
