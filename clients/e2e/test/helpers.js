@@ -148,16 +148,16 @@ export function waitFor(target, ms, opts = {}) {
   return p;
 }
 
-/** Resolves after `ms` if `getCount()` stayed at/under `max`; rejects otherwise. */
-export async function expectQuiet(getCount, ms, label, max = 0) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const n = getCount();
-    if (n > max) throw new Error(`expected no more than ${max} ${label}, saw ${n}`);
-    await sleep(25);
-  }
-  const n = getCount();
-  if (n > max) throw new Error(`expected no more than ${max} ${label}, saw ${n}`);
+// Absence is asserted with markers, never by waiting a fixed time (which
+// passes whenever the forbidden event is merely slow): after the deed that
+// must deliver nothing, a marker event goes by a path the server orders after
+// anything the deed could have caused, and once the marker has arrived the
+// test checks what it collected. See Ctx.marker.
+export const MARKER_EVENT = 'test-marker';
+let markerSeq = 0;
+
+function isMarker(f) {
+  return f.event === MARKER_EVENT || f.event === `client-${MARKER_EVENT}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -495,6 +495,69 @@ export class Ctx {
     this.raw.push(rec);
     await waitFor(() => ws.readyState === WebSocket.OPEN || rec.close, timeout, `${name} to open`);
     return rec;
+  }
+
+  /** The record (frames in and out) of a pusher-js client, an Echo instance or a raw socket. */
+  recordOf(client) {
+    const pusher = client && client.connector ? client.connector.pusher : client;
+    const rec = this.clients.find((c) => c.pusher === pusher) || this.raw.find((r) => r === client);
+    if (!rec) throw new Error('recordOf: not a client of this test');
+    return rec;
+  }
+
+  /** The frames a client received so far, in wire order: [{event, channel, data}]. */
+  received(client) {
+    const rec = this.recordOf(client);
+    if (rec.messages) {
+      return rec.messages.map((m) => {
+        let { data } = m;
+        try {
+          if (typeof data === 'string') data = JSON.parse(data);
+        } catch { /* a plain string */ }
+        return { event: m.event, channel: m.channel, data };
+      });
+    }
+    return rec.frames.filter((f) => f.dir === 'in');
+  }
+
+  /**
+   * Absence without a fixed wait. Sends a marker that the server delivers to
+   * `client` after anything the test forbids, and resolves once it arrived:
+   * a forbidden frame would have come first, so what the test collected is
+   * then final. By default the marker is published to `channel` through the
+   * HTTP API (a channel hands out its events in publish order, so it follows
+   * everything published there before); `send(data)` sends it another way,
+   * e.g. as a peer's client event on the channel (`client-test-marker`) or
+   * with sendToUser. Resolves with the frames `client` received from the call
+   * up to the marker, markers left out.
+   */
+  async marker(client, channel, { send, ms = 5000 } = {}) {
+    const id = `m-${process.pid}-${++markerSeq}`;
+    const start = this.received(client).length;
+    if (send) await send({ marker: id });
+    else await this.sdk().trigger(channel, MARKER_EVENT, { marker: id });
+    let between = null;
+    await waitFor(() => {
+      const got = this.received(client).slice(start);
+      const i = got.findIndex((f) => isMarker(f) && f.data && f.data.marker === id);
+      if (i >= 0) between = got.slice(0, i).filter((f) => !isMarker(f));
+      return between;
+    }, ms, `marker ${id}${channel ? ` on ${channel}` : ''} at ${this.recordOf(client).name}`);
+    return between;
+  }
+
+  /**
+   * Resolves once the server answered a pusher:ping from `client`: it has
+   * handled everything the client sent before, and whatever it passed on to a
+   * channel is queued there ahead of anything published from now on.
+   */
+  async roundTrip(client) {
+    const pongs = () => this.received(client).filter((f) => f.event === 'pusher:pong').length;
+    const before = pongs();
+    const rec = this.recordOf(client);
+    if (rec.messages) rec.send({ event: 'pusher:ping', data: {} });
+    else rec.pusher.connection.send_event('pusher:ping', {});
+    await waitFor(() => pongs() > before, 5000, `pusher:pong at ${rec.name}`);
   }
 
   report() {

@@ -3,13 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
+  MARKER_EVENT,
   collect,
-  expectQuiet,
   newId,
   pusherErrorCode,
   scenario,
   show,
-  sleep,
   subscribed,
   useServer,
   waitFor,
@@ -50,9 +49,10 @@ describe('pusher-js', () => {
     // pusher-js treats 4000-4099 as "refused": it must stop, not retry.
     await waitFor(() => ['disconnected', 'failed', 'unavailable'].includes(p.connection.state), 5000,
       'state disconnected/failed/unavailable');
-    const settled = states.length;
-    await sleep(1500);
-    assert.ok(!states.slice(settled).includes('connecting'),
+    // Checked without waiting: pusher-js reconnects only from a retry timer,
+    // a running connection attempt or a live connection, and holds none.
+    const cm = p.connection;
+    assert.ok(!cm.retryTimer && !cm.runner && !cm.connection,
       `pusher-js must not reconnect after 4001; states: ${states.join(',')}`);
     assert.ok(!states.includes('connected'), `must never be connected; states: ${states.join(',')}`);
 
@@ -75,14 +75,18 @@ describe('pusher-js', () => {
     await ctx.sdk().trigger(name, 'headline', { title: 'hello', n: 1 });
     await waitFor(() => got.length === 1, 5000, 'headline event');
     assert.deepEqual(got[0].data, { title: 'hello', n: 1 });
-    await expectQuiet(() => got.length, 300, 'headline events', 1);
+    await ctx.marker(p, name);
+    assert.equal(got.length, 1, 'one trigger, one headline');
 
     // After pusher:unsubscribe nothing more arrives on that channel.
-    const wire = () => ctx.clients[0].frames.filter((f) => f.dir === 'in' && f.channel === name && f.event === 'headline').length;
+    const wire = () => ctx.received(p).filter((f) => f.channel === name && f.event === 'headline').length;
     p.unsubscribe(name);
-    await sleep(200);
+    await ctx.roundTrip(p); // the unsubscribe is handled before the trigger
     await ctx.sdk().trigger(name, 'headline', { title: 'late' });
-    await expectQuiet(wire, 400, 'headline frames after unsubscribe', 1);
+    // Subscribing again is the marker: the channel handles the subscribe
+    // after the publish, so a "late" headline still due to p would come first.
+    await subscribed(p, name);
+    assert.equal(wire(), 1, 'headline frames after unsubscribe');
   }));
 
   it('private channel: authorized subscription receives server events', T, scenario(server, async (ctx) => {
@@ -108,10 +112,20 @@ describe('pusher-js', () => {
     assert.ok(failed.length >= 1);
     assert.equal(ch.subscribed, false);
 
-    // And it must really not receive anything on that channel.
+    // And it must really not receive anything on that channel. p is in no
+    // channel there: once a rightful subscriber has a marker, the channel has
+    // handed out the event to everyone; a marker on a channel of p's own
+    // comes after that.
+    const rightful = await ctx.pusher({ name: 'rightful' });
+    await subscribed(rightful, name);
+    const own = newId('own-');
+    await subscribed(p, own);
     const got = collect(ch, 'secret');
     await ctx.sdk().trigger(name, 'secret', { leak: true });
-    await expectQuiet(() => got.length, 500, 'events on a channel whose auth failed');
+    await ctx.marker(rightful, name);
+    await ctx.marker(p, own);
+    assert.equal(got.length, 0, 'events on a channel whose auth failed');
+    assert.deepEqual(ctx.received(p).filter((f) => f.channel === name && f.event === 'secret'), []);
   }));
 
   it('presence: members list, member_added once per user, member_removed on last socket', T, scenario(server, async (ctx) => {
@@ -141,19 +155,23 @@ describe('pusher-js', () => {
     const b2 = await ctx.pusher({ name: 'bob#2', user: bob });
     const chB2 = await subscribed(b2, room);
     assert.equal(chB2.members.count, 2, 'the second socket of bob sees 2 users');
-    await expectQuiet(() => added.length, 700, 'member_added events (bob already present)', 1);
+    await ctx.marker(a, room);
+    assert.equal(added.length, 1, 'member_added events (bob already present)');
     assert.equal(chA.members.count, 2);
 
     // Bob's second socket leaves (unsubscribe): bob still present through socket 1.
     b2.unsubscribe(room);
-    await expectQuiet(() => removed.length, 700, 'member_removed events (bob still has a socket)');
+    await ctx.roundTrip(b2); // the channel has the unsubscribe before the marker
+    await ctx.marker(a, room);
+    assert.equal(removed.length, 0, 'member_removed events (bob still has a socket)');
 
     // Bob's last socket goes away (disconnect): now member_removed.
     b1.disconnect();
     await waitFor(() => removed.length === 1, 5000, 'member_removed for bob');
     assert.equal(removed[0].data.id, '2');
     assert.equal(chA.members.count, 1);
-    await expectQuiet(() => removed.length, 300, 'member_removed events', 1);
+    await ctx.marker(a, room);
+    assert.equal(removed.length, 1, 'member_removed events');
   }));
 
   it('presence: channel_data not covered by the signature is refused', T, scenario(server, async (ctx) => {
@@ -190,7 +208,9 @@ describe('pusher-js', () => {
     assert.equal(chA.trigger('client-typing', { who: 'a' }), true);
     await waitFor(() => gotB.length === 1, 5000, 'client-typing at the receiver');
     assert.deepEqual(gotB[0].data, { who: 'a' });
-    await expectQuiet(() => gotA.length, 500, 'echoes of a client event to its sender');
+    // b's client event reaches the channel after a's: the marker for a.
+    await ctx.marker(a, name, { send: (m) => chB.trigger(`client-${MARKER_EVENT}`, m) });
+    assert.equal(gotA.length, 0, 'echoes of a client event to its sender');
   }));
 
   it('client events on a presence channel carry the sender user_id', T, scenario(server, async (ctx) => {
@@ -205,7 +225,8 @@ describe('pusher-js', () => {
     await waitFor(() => gotB.length === 1, 5000, 'client-wave at u8');
     assert.deepEqual(gotB[0].data, { hi: true });
     assert.equal(gotB[0].meta && gotB[0].meta.user_id, '7', 'presence client events carry user_id of the sender');
-    await expectQuiet(() => gotA.length, 500, 'echoes to the sender');
+    await ctx.marker(a, name, { send: (m) => chB.trigger(`client-${MARKER_EVENT}`, m) });
+    assert.equal(gotA.length, 0, 'echoes to the sender');
   }));
 
   it('client events to a channel the sender has not joined are not relayed', T, scenario(server, async (ctx) => {
@@ -216,7 +237,9 @@ describe('pusher-js', () => {
     const got = collect(ch, 'client-inject');
     // pusher-js only exposes trigger() on channels; send the raw event the way it would.
     outsider.send_event('client-inject', { evil: true }, name);
-    await expectQuiet(() => got.length, 600, 'client events from a non-subscriber');
+    await ctx.roundTrip(outsider); // the event is refused, or queued at the channel before the marker
+    await ctx.marker(member, name);
+    assert.equal(got.length, 0, 'client events from a non-subscriber');
   }));
 
   it('client events on a public channel are refused with pusher:error', T, scenario(server, async (ctx) => {
@@ -230,7 +253,8 @@ describe('pusher-js', () => {
     const gotB = collect(chB, 'client-shout');
     chA.trigger('client-shout', { loud: true });
     await waitFor(() => errors.some((e) => e && e.type === 'PusherError'), 5000, 'pusher:error at the sender');
-    await expectQuiet(() => gotB.length, 300, 'client events relayed on a public channel');
+    await ctx.marker(b, name); // the refusal was the server's answer: nothing went to the channel before it
+    assert.equal(gotB.length, 0, 'client events relayed on a public channel');
     assert.equal(a.connection.state, 'connected', 'a refused client event is not fatal to the connection');
   }));
 
@@ -269,9 +293,21 @@ describe('pusher-js', () => {
     await ctx.sdk().sendToUser('u-42', 'invoice.paid', { invoice: 7 });
     await waitFor(() => got.length === 1, 5000, 'invoice.paid via pusher.user');
     assert.deepEqual(got[0], { invoice: 7 });
-    // Another user's event must not arrive.
+    // Another user's event must not arrive. u-43 has a socket too: once it
+    // has a marker, u-43's channel has handed out the event to everyone.
+    const toUser = (id) => ({ send: (m) => ctx.sdk().sendToUser(id, MARKER_EVENT, m) });
+    const u43 = await ctx.pusher({ name: 'u-43', user: { id: 'u-43' } });
+    const ok43 = waitFor(u43.connection, 5000, {
+      event: 'message', filter: (m) => m.event === 'pusher:signin_success', label: 'signin_success u-43',
+    });
+    u43.signin();
+    await ok43;
+    await ctx.roundTrip(u43); // the server has put the socket in u-43's channel
     await ctx.sdk().sendToUser('u-43', 'invoice.paid', { invoice: 8 });
-    await expectQuiet(() => got.length, 400, 'events for another user', 1);
+    await ctx.marker(u43, null, toUser('u-43'));
+    await ctx.marker(p, null, toUser('u-42'));
+    assert.equal(got.length, 1, 'events for another user');
+    assert.equal(ctx.received(p).filter((f) => f.event === 'invoice.paid').length, 1, 'invoice.paid frames at u-42');
 
     // A second socket of the same user gets sendToUser events too.
     const p2 = await ctx.pusher({ name: 'u-42#2', user: { id: 'u-42' } });
@@ -301,13 +337,33 @@ describe('pusher-js', () => {
       .filter((f) => f.dir === 'in' && f.channel === '#server-to-user-u-77' && f.event === ev).length;
 
     p.signin();
-    await sleep(500);
-    const success = ctx.clients[0].frames.filter((f) => f.dir === 'in' && f.event === 'pusher:signin_success');
+    // The server answers a bad signature with pusher:error 4009 and a close;
+    // a success would have come before it.
+    const refusal = await waitFor(() => ctx.received(p).find((f) => f.event === 'pusher:error'), 5000,
+      'pusher:error for the forged signin');
+    assert.equal(refusal.data && refusal.data.code, 4009, show(refusal));
+    const success = ctx.received(p).filter((f) => f.event === 'pusher:signin_success');
     assert.equal(success.length, 0, 'a forged signin must not succeed');
+    // The snoop's subscribe was refused (so nothing was passed on to u-77's channel).
+    await waitFor(() => snoopFrames('pusher:subscription_error'), 5000, 'subscription_error at the snoop');
+
+    // The rightful u-77 signs in, so that once it has a marker, u-77's
+    // channel has handed out the payroll to everyone; a marker on the snoop's
+    // own channel comes after that.
+    const owner = await ctx.pusher({ name: 'owner', user: { id: 'u-77' } });
+    const ownerOk = waitFor(owner.connection, 5000, {
+      event: 'message', filter: (m) => m.event === 'pusher:signin_success', label: 'signin_success of u-77',
+    });
+    owner.signin();
+    await ownerOk;
+    await ctx.roundTrip(owner); // the server has put the socket in u-77's channel
+    const own = newId('snoop-own-');
+    await subscribed(snoop, own);
     await ctx.sdk().sendToUser('u-77', 'payroll', { amount: 1 });
-    const leaked = () => ctx.clients[0].frames.filter((f) => f.dir === 'in' && f.event === 'payroll').length
-      + snoopFrames('payroll');
-    await expectQuiet(leaked, 500, 'user events leaked to a forged signin or a snooping socket');
+    await ctx.marker(owner, null, { send: (m) => ctx.sdk().sendToUser('u-77', MARKER_EVENT, m) });
+    await ctx.marker(snoop, own);
+    const leaked = ctx.received(p).filter((f) => f.event === 'payroll').length + snoopFrames('payroll');
+    assert.equal(leaked, 0, 'user events leaked to a forged signin or a snooping socket');
     assert.equal(snoopFrames('pusher_internal:subscription_succeeded'), 0,
       '#server-to-user-* needs a signed-in socket of that user');
   }));
@@ -334,7 +390,8 @@ describe('pusher-js', () => {
     const missB = collect(chB, 'pusher:cache_miss');
     await waitFor(() => priceB.length >= 1, 5000, 'replayed last price on subscribe');
     assert.deepEqual(priceB[0].data, { v: 2 }, 'only the last event is replayed');
-    await expectQuiet(() => priceB.length, 400, 'replayed events', 1);
+    await ctx.marker(b, name);
+    assert.equal(priceB.length, 1, 'replayed events');
     assert.equal(missB.length, 0, 'no cache_miss when there is a cached event');
     assert.equal(chB.subscribed, true);
 
