@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/actors/clusterpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // nodeActorName is the well-known name of each member's node actor, the one
@@ -118,7 +119,7 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 	// to be large (events are up to 1 MB with a raised max_event_size).
 	rc := remote.Configure(host, port,
 		remote.WithServerOptions(grpc.MaxRecvMsgSize(64<<20)),
-		remote.WithDialOptions(grpc.WithInsecure(), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20))),
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20))),
 		remote.WithEndpointWriterBatchSize(200))
 	rc.MaxRetryCount = 1 // a dead peer is noticed in seconds, not after 5 retries
 	cc := cluster.Configure(opts.Name, provider, disthash.New(), rc,
