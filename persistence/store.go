@@ -68,6 +68,39 @@ type ReadReceipt struct {
 	SenderID  int64     `db:"sender_id"` // the message's sender (who gets the receipt)
 	ReaderID  int64     `db:"reader_id"`
 	ReadAt    time.Time `db:"read_at"`
+	// ReadSeq is the reader's read version in the matter after this call
+	// when it created the receipt, else 0 (see MatterUnread.ReadSeq).
+	ReadSeq int64 `db:"-"`
+}
+
+// ReadUpTo is the outcome of MarkReadUpTo.
+type ReadUpTo struct {
+	MatterID int64
+	ReaderID int64
+	UpToID   int64
+	ReadAt   time.Time
+	// Marked is how many messages this call marked read (0: nothing was
+	// unread up to UpToID); LastMarkedID the highest of them.
+	Marked       int
+	LastMarkedID int64
+	// SenderIDs are the senders of the marked messages, ascending.
+	SenderIDs []int64
+	// ReadSeq is the reader's read version in the matter after this call
+	// (unchanged when Marked is 0).
+	ReadSeq int64
+}
+
+// MatterUnread is one matter of a user's read state, all from one snapshot.
+type MatterUnread struct {
+	// Unread counts messages from others the user has not read.
+	Unread int
+	// LastMessageID is the matter's highest message id (0 if none). Messages
+	// of a matter commit in id order, so every message at or below it is
+	// counted in Unread, and every later one is not.
+	LastMessageID int64
+	// ReadSeq is bumped by every read of the user in the matter that
+	// created receipts; a read whose ReadSeq is at or below it is counted.
+	ReadSeq int64
 }
 
 // MessageQuery selects a page of a matter's messages.
@@ -137,8 +170,13 @@ type Store interface {
 
 	// MarkRead records a read once: a second call returns the first read_at and created=false; ErrNotFound if the message (or reader) is missing.
 	MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (r ReadReceipt, created bool, err error)
+	// MarkReadUpTo marks read, for a member, every message from others in the matter with an id up to upToID, in one statement; ErrNotFound if the reader is not a member.
+	MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error)
 	// UnreadCounts maps every matter the user is a member of (zeros included) to its messages not sent by the user and not read by them.
+	// It counts from the receipts alone (the definition); UnreadState is the fast path.
 	UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error)
+	// UnreadState is the user's read state per matter (every matter they belong to), what the unread counters load.
+	UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error)
 }
 
 // Open returns a PostgreSQL store when databaseURL is non-empty (lib/pq,
@@ -270,6 +308,24 @@ func scanCounts(rows *sql.Rows) (map[int64]int, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("persistence: unread counts: %w", err)
+	}
+	return out, nil
+}
+
+// scanState reads (matter_id, unread, last_message_id, read_seq) rows.
+func scanState(rows *sql.Rows) (map[int64]MatterUnread, error) {
+	defer rows.Close()
+	out := map[int64]MatterUnread{}
+	for rows.Next() {
+		var id int64
+		var u MatterUnread
+		if err := rows.Scan(&id, &u.Unread, &u.LastMessageID, &u.ReadSeq); err != nil {
+			return nil, fmt.Errorf("persistence: unread state: %w", err)
+		}
+		out[id] = u
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("persistence: unread state: %w", err)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -280,9 +281,12 @@ func (s *pgStore) CreateMessage(ctx context.Context, matterID, senderID int64, b
 	}
 	defer tx.Rollback()
 	// Lock the matter so its messages take ids and commit one at a time: an
-	// after_id catch-up can then never skip a message that commits late.
+	// after_id catch-up can then never skip a message that commits late, and
+	// the unread counters and read_up_to rely on ids committing in order.
+	// NO KEY UPDATE still serialises sends but, unlike UPDATE, does not block
+	// the foreign-key checks of other tables' inserts (members, reads).
 	var locked int64
-	err = tx.GetContext(ctx, &locked, `SELECT id FROM matters WHERE id = $1 FOR UPDATE`, matterID)
+	err = tx.GetContext(ctx, &locked, `SELECT id FROM matters WHERE id = $1 FOR NO KEY UPDATE`, matterID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Message{}, fmt.Errorf("persistence: message in matter %d: matter: %w", matterID, ErrNotFound)
 	}
@@ -368,18 +372,25 @@ func (s *pgStore) ListMessages(ctx context.Context, q MessageQuery) ([]Message, 
 }
 
 func (s *pgStore) MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (ReadReceipt, bool, error) {
-	// DO NOTHING waits for a concurrent insert of the same row to commit, so
-	// the separate SELECT below (a fresh snapshot) always sees the winner.
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO message_reads (message_id, user_id, read_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		messageID, readerID, dbTime(at))
+	// One statement: the receipt, then (only if it is new) the member's
+	// read_seq under its row lock. Every read takes a receipt row before the
+	// member row, so reads never deadlock each other. DO NOTHING waits for a
+	// concurrent insert of the same row to commit, so the separate SELECT
+	// below (a fresh snapshot) always sees the winner.
+	var n, seq int64
+	err := s.db.QueryRowxContext(ctx, `WITH ins AS (
+			INSERT INTO message_reads (message_id, user_id, read_at) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING RETURNING message_id),
+		up AS (
+			UPDATE members mm SET read_seq = mm.read_seq + 1
+			FROM messages m
+			WHERE m.id = $1 AND mm.matter_id = m.matter_id AND mm.user_id = $2 AND EXISTS (SELECT 1 FROM ins)
+			RETURNING mm.read_seq)
+		SELECT (SELECT COUNT(*) FROM ins), COALESCE((SELECT read_seq FROM up), 0)`,
+		messageID, readerID, dbTime(at)).Scan(&n, &seq)
 	if pgIs(err, pqerror.ForeignKeyViolation) {
 		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d by user %d: message or reader: %w", messageID, readerID, ErrNotFound)
 	}
-	if err != nil {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
 	}
@@ -395,7 +406,53 @@ func (s *pgStore) MarkRead(ctx context.Context, messageID, readerID int64, at ti
 		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
 	}
 	r.utc()
+	if n == 1 {
+		r.ReadSeq = seq
+	}
 	return r, n == 1, nil
+}
+
+func (s *pgStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error) {
+	out := ReadUpTo{MatterID: matterID, ReaderID: readerID, UpToID: upToID, ReadAt: dbTime(at)}
+	// One statement, one snapshot. The insert ranges over the messages after
+	// the member's read_up_to only, so its cost is what is being read, not
+	// the matter's history. top is the highest message of the matter at or
+	// below upToID in this snapshot; messages of a matter commit in id order
+	// (CreateMessage locks the matter), so no message below top can still
+	// appear, and read_up_to may move to it.
+	var member bool
+	var senders pq.Int64Array
+	err := s.db.QueryRowxContext(ctx, `WITH lim AS (
+			SELECT mm.read_up_to AS old,
+				COALESCE((SELECT m.id FROM messages m WHERE m.matter_id = $1 AND m.id <= $3 ORDER BY m.id DESC LIMIT 1), 0) AS top
+			FROM members mm WHERE mm.matter_id = $1 AND mm.user_id = $2),
+		ins AS (
+			INSERT INTO message_reads (message_id, user_id, read_at)
+			SELECT m.id, $2, $4 FROM messages m, lim
+			WHERE m.matter_id = $1 AND m.id > lim.old AND m.id <= $3 AND m.sender_id <> $2
+			ORDER BY m.id
+			ON CONFLICT DO NOTHING RETURNING message_id),
+		marked AS (
+			SELECT COUNT(*) AS n, COALESCE(MAX(ins.message_id), 0) AS last,
+				COALESCE(array_agg(DISTINCT m.sender_id) FILTER (WHERE m.sender_id IS NOT NULL), '{}') AS senders
+			FROM ins JOIN messages m ON m.id = ins.message_id),
+		up AS (
+			UPDATE members mm SET read_up_to = GREATEST(mm.read_up_to, lim.top),
+				read_seq = mm.read_seq + CASE WHEN (SELECT n FROM marked) > 0 THEN 1 ELSE 0 END
+			FROM lim WHERE mm.matter_id = $1 AND mm.user_id = $2
+			RETURNING mm.read_seq)
+		SELECT EXISTS (SELECT 1 FROM lim), marked.n, marked.last, marked.senders, COALESCE((SELECT read_seq FROM up), 0)
+		FROM marked`,
+		matterID, readerID, upToID, out.ReadAt).Scan(&member, &out.Marked, &out.LastMarkedID, &senders, &out.ReadSeq)
+	if err != nil {
+		return ReadUpTo{}, fmt.Errorf("persistence: mark read up to: %w", err)
+	}
+	if !member {
+		return ReadUpTo{}, fmt.Errorf("persistence: user %d in matter %d: member: %w", readerID, matterID, ErrNotFound)
+	}
+	out.SenderIDs = []int64(senders)
+	slices.Sort(out.SenderIDs)
+	return out, nil
 }
 
 func (s *pgStore) UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error) {
@@ -410,4 +467,21 @@ func (s *pgStore) UnreadCounts(ctx context.Context, userID int64) (map[int64]int
 		return nil, fmt.Errorf("persistence: unread counts: %w", err)
 	}
 	return scanCounts(rows)
+}
+
+func (s *pgStore) UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error) {
+	// One statement, so counts, last ids and read versions share a snapshot.
+	// The count starts after read_up_to: below it everything is read.
+	rows, err := s.db.QueryContext(ctx, `SELECT mm.matter_id,
+			(SELECT COUNT(*) FROM messages m
+				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> $1
+				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = $1)),
+			COALESCE((SELECT m.id FROM messages m WHERE m.matter_id = mm.matter_id ORDER BY m.id DESC LIMIT 1), 0),
+			mm.read_seq
+		FROM members mm
+		WHERE mm.user_id = $1`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: unread state: %w", err)
+	}
+	return scanState(rows)
 }

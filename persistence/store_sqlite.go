@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -426,6 +427,7 @@ func (s *sqliteStore) ListMessages(ctx context.Context, q MessageQuery) ([]Messa
 func (s *sqliteStore) MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (ReadReceipt, bool, error) {
 	var r ReadReceipt
 	var created bool
+	var seq int64
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO message_reads (message_id, user_id, read_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -438,6 +440,15 @@ func (s *sqliteStore) MarkRead(ctx context.Context, messageID, readerID int64, a
 			return err
 		}
 		created = n == 1
+		if created {
+			// A non-member's read bumps nothing (no member row).
+			err := tx.GetContext(ctx, &seq, `UPDATE members SET read_seq = read_seq + 1
+				WHERE matter_id = (SELECT matter_id FROM messages WHERE id = ?) AND user_id = ?
+				RETURNING read_seq`, messageID, readerID)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		return tx.GetContext(ctx, &r, `SELECT r.message_id, m.matter_id, m.sender_id, r.user_id AS reader_id, r.read_at
 			FROM message_reads r JOIN messages m ON m.id = r.message_id
 			WHERE r.message_id = ? AND r.user_id = ?`, messageID, readerID)
@@ -449,7 +460,70 @@ func (s *sqliteStore) MarkRead(ctx context.Context, messageID, readerID int64, a
 		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
 	}
 	r.utc()
+	if created {
+		r.ReadSeq = seq
+	}
 	return r, created, nil
+}
+
+func (s *sqliteStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error) {
+	out := ReadUpTo{MatterID: matterID, ReaderID: readerID, UpToID: upToID, ReadAt: dbTime(at), SenderIDs: []int64{}}
+	// The one writer makes this transaction see exactly what it changes: the
+	// messages after read_up_to that are still unread are the ones the
+	// insert marks.
+	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
+		var old int64
+		err := tx.GetContext(ctx, &old, `SELECT read_up_to FROM members WHERE matter_id = ? AND user_id = ?`, matterID, readerID)
+		if err != nil {
+			return err
+		}
+		var top int64
+		if err := tx.GetContext(ctx, &top, `SELECT COALESCE(MAX(id), 0) FROM messages WHERE matter_id = ? AND id <= ?`, matterID, upToID); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT m.id, m.sender_id FROM messages m
+			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ?
+			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)`,
+			matterID, old, upToID, readerID, readerID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, sender int64
+			if err := rows.Scan(&id, &sender); err != nil {
+				return err
+			}
+			out.Marked++
+			out.LastMarkedID = max(out.LastMarkedID, id)
+			if !slices.Contains(out.SenderIDs, sender) {
+				out.SenderIDs = append(out.SenderIDs, sender)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO message_reads (message_id, user_id, read_at)
+			SELECT m.id, ?, ? FROM messages m
+			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ?
+			ON CONFLICT DO NOTHING`, readerID, out.ReadAt, matterID, old, upToID, readerID); err != nil {
+			return err
+		}
+		bump := 0
+		if out.Marked > 0 {
+			bump = 1
+		}
+		return tx.GetContext(ctx, &out.ReadSeq, `UPDATE members SET read_up_to = MAX(read_up_to, ?), read_seq = read_seq + ?
+			WHERE matter_id = ? AND user_id = ? RETURNING read_seq`, top, bump, matterID, readerID)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return ReadUpTo{}, fmt.Errorf("persistence: user %d in matter %d: member: %w", readerID, matterID, ErrNotFound)
+	}
+	if err != nil {
+		return ReadUpTo{}, fmt.Errorf("persistence: mark read up to: %w", err)
+	}
+	slices.Sort(out.SenderIDs)
+	return out, nil
 }
 
 func (s *sqliteStore) UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error) {
@@ -464,4 +538,20 @@ func (s *sqliteStore) UnreadCounts(ctx context.Context, userID int64) (map[int64
 		return nil, fmt.Errorf("persistence: unread counts: %w", err)
 	}
 	return scanCounts(rows)
+}
+
+func (s *sqliteStore) UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error) {
+	// One statement, one snapshot; the count starts after read_up_to.
+	rows, err := s.r.QueryContext(ctx, `SELECT mm.matter_id,
+			(SELECT COUNT(*) FROM messages m
+				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> ?
+				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)),
+			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.matter_id = mm.matter_id), 0),
+			mm.read_seq
+		FROM members mm
+		WHERE mm.user_id = ?`, userID, userID, userID)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: unread state: %w", err)
+	}
+	return scanState(rows)
 }

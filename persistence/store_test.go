@@ -77,6 +77,7 @@ func TestStore(t *testing.T) {
 		{"ListMessages", testListMessages},
 		{"MarkRead", testMarkRead},
 		{"UnreadCounts", testUnreadCounts},
+		{"MarkReadUpTo", testMarkReadUpTo},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"MigrateTwice", testMigrateTwice},
 		{"ConcurrentSendAndRead", testConcurrentSendAndRead},
@@ -467,7 +468,7 @@ func testMarkRead(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ReadReceipt{MessageID: msg.ID, MatterID: m.ID, SenderID: a.ID, ReaderID: b.ID, ReadAt: first.Truncate(time.Microsecond)}
+	want := ReadReceipt{MessageID: msg.ID, MatterID: m.ID, SenderID: a.ID, ReaderID: b.ID, ReadAt: first.Truncate(time.Microsecond), ReadSeq: 1}
 	if !created || r != want {
 		t.Fatalf("MarkRead = %+v, %v; want %+v, true", r, created, want)
 	}
@@ -475,6 +476,7 @@ func testMarkRead(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	want.ReadSeq = 0 // nothing new
 	if created || r != want {
 		t.Fatalf("second MarkRead = %+v, %v; want %+v, false", r, created, want)
 	}
@@ -494,13 +496,7 @@ func testUnreadCounts(t *testing.T, s Store) {
 
 	check := func(u User, want map[int64]int) {
 		t.Helper()
-		got, err := s.UnreadCounts(ctx, u.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("UnreadCounts(%s) = %v, want %v", u.Name, got, want)
-		}
+		checkUnread(t, s, u, want)
 	}
 	check(a, map[int64]int{m1.ID: 0, m2.ID: 0, m3.ID: 0})
 
@@ -533,6 +529,80 @@ func testUnreadCounts(t *testing.T, s Store) {
 	}
 	check(b, map[int64]int{m1.ID: 1})
 	check(User{ID: c.ID + 1000}, map[int64]int{})
+}
+
+// checkUnread checks UnreadCounts and that UnreadState agrees with it.
+func checkUnread(t *testing.T, s Store, u User, want map[int64]int) {
+	t.Helper()
+	got, err := s.UnreadCounts(context.Background(), u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("UnreadCounts(%s) = %v, want %v", u.Name, got, want)
+	}
+	state, err := s.UnreadState(context.Background(), u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := map[int64]int{}
+	for id, st := range state {
+		fast[id] = st.Unread
+	}
+	if fmt.Sprint(fast) != fmt.Sprint(want) {
+		t.Fatalf("UnreadState(%s) = %v, want %v", u.Name, state, want)
+	}
+}
+
+// testMarkReadUpTo: everything from others up to an id, once; the read
+// version moves only when something was marked; read_up_to keeps later
+// single reads and counts right.
+func testMarkReadUpTo(t *testing.T, s Store) {
+	ctx := context.Background()
+	a, b, c, d := mustUser(t, s, "a"), mustUser(t, s, "b"), mustUser(t, s, "c"), mustUser(t, s, "d")
+	m := mustMatter(t, s, "abc", a, b, c)
+	other := mustMatter(t, s, "other", a, b)
+	a1 := mustSend(t, s, m, a, "a1")
+	c1 := mustSend(t, s, m, c, "c1")
+	b1 := mustSend(t, s, m, b, "b1") // b's own: never marked
+	mustSend(t, s, other, a, "elsewhere")
+	a2 := mustSend(t, s, m, a, "a2")
+	a3 := mustSend(t, s, m, a, "a3")
+	if _, _, err := s.MarkRead(ctx, c1.ID, b.ID, time.Now()); err != nil { // already read singly
+		t.Fatal(err)
+	}
+	checkUnread(t, s, b, map[int64]int{m.ID: 3, other.ID: 1})
+
+	at := time.Date(2026, 2, 3, 4, 5, 6, 789000, time.UTC)
+	r, err := s.MarkReadUpTo(ctx, m.ID, b.ID, a2.ID, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ReadUpTo{MatterID: m.ID, ReaderID: b.ID, UpToID: a2.ID, ReadAt: at, Marked: 2, LastMarkedID: a2.ID, SenderIDs: []int64{a.ID}, ReadSeq: 2}
+	if fmt.Sprint(r) != fmt.Sprint(want) {
+		t.Fatalf("MarkReadUpTo = %+v, want %+v", r, want)
+	}
+	checkUnread(t, s, b, map[int64]int{m.ID: 1, other.ID: 1})
+	if rr, created, err := s.MarkRead(ctx, a1.ID, b.ID, time.Now()); err != nil || created || !rr.ReadAt.Equal(at) {
+		t.Fatalf("single read below read_up_to: %+v %v %v", rr, created, err)
+	}
+	// Again: nothing to mark, the version stays.
+	if r, err := s.MarkReadUpTo(ctx, m.ID, b.ID, a2.ID, time.Now()); err != nil || r.Marked != 0 || r.ReadSeq != 2 || len(r.SenderIDs) != 0 {
+		t.Fatalf("second MarkReadUpTo = %+v, %v", r, err)
+	}
+	// Past the end: everything, senders of both.
+	c2 := mustSend(t, s, m, c, "c2")
+	r, err = s.MarkReadUpTo(ctx, m.ID, b.ID, c2.ID+1000, at)
+	if err != nil || r.Marked != 2 || r.LastMarkedID != c2.ID || fmt.Sprint(r.SenderIDs) != fmt.Sprint([]int64{a.ID, c.ID}) || r.ReadSeq != 3 {
+		t.Fatalf("MarkReadUpTo past the end = %+v, %v (a3 %d)", r, err, a3.ID)
+	}
+	checkUnread(t, s, b, map[int64]int{m.ID: 0, other.ID: 1})
+	checkUnread(t, s, c, map[int64]int{m.ID: 4})
+	_ = b1
+	_, err = s.MarkReadUpTo(ctx, m.ID, d.ID, c2.ID, at)
+	wantErr(t, "non-member", err, ErrNotFound)
+	_, err = s.MarkReadUpTo(ctx, m.ID+1000, b.ID, c2.ID, at)
+	wantErr(t, "missing matter", err, ErrNotFound)
 }
 
 func testTimeRoundTrip(t *testing.T, s Store) {
