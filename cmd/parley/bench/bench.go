@@ -88,6 +88,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 && args[0] == "help" {
+			if args[1] == "seed-data" {
+				return seedMain(ctx, []string{"--help"}, stdout, stderr)
+			}
 			if sc := lookup(args[1]); sc != nil {
 				fs, cfg := newFlagSet(sc)
 				sc.define(fs, cfg)
@@ -97,6 +100,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		printUsage(stdout)
 		return exitOK
+	}
+	if args[0] == "seed-data" {
+		return seedMain(ctx, args[1:], stdout, stderr)
 	}
 	sc := lookup(args[0])
 	if sc == nil {
@@ -225,6 +231,7 @@ Scenarios:
 	for _, sc := range scenarios {
 		fmt.Fprintf(w, "  %-12s %s\n", sc.name, sc.summary)
 	}
+	fmt.Fprintf(w, "  %-12s %s\n", "seed-data", "fill an empty chat database with a large history (users, matters, messages, read state)")
 	fmt.Fprint(w, `
 Every scenario takes --host (127.0.0.1), --port (8080), --app-id, --key and
 --secret (from $PARLEY_APP_ID/_KEY/_SECRET, else $REVERB_APP_ID/_KEY/_SECRET),

@@ -22,7 +22,9 @@ var chatScenario = scenario{
 	details: `Sets up --matters matters of --members users each by running the parley
 binary's admin commands (--parley-bin, default this executable; pass the
 server's --data-dir, DATABASE_URL is inherited), or uses the pre-created users
-of --users-file, all members of every matter in --matter-ids. Every user
+of --users-file, all members of every matter in --matter-ids (or each of
+the matters it lists, as in a file from 'parley bench seed-data
+--bench-users'). Every user
 connects a socket and subscribes to private-user.{id}, authorised through
 POST /api/broadcasting/auth. Messages go through POST /api/messages/send
 open-loop at --rate for --duration, rotating over matters and senders; each
@@ -34,8 +36,9 @@ Parley limits each token to 60 API requests a minute by default: start the
 server with PARLEY_API_RATE_LIMIT=0 (unlimited) for this scenario, or keep
 --rate at most (users / 2) per second.
 
---users-file is a JSON array of {"email","password"} (optionally "id" and
-"token"; without a token the bench logs in at --login-path).
+--users-file is a JSON array of {"email","password"} (optionally "id",
+"token" and "matters", a list of matter ids; without a token the bench logs
+in at --login-path).
 
 Example:
   parley bench chat --matters 10 --members 5 --rate 50 --duration 30s --data-dir /var/lib/parley`,
@@ -121,8 +124,8 @@ func (k *chatCmd) validate() []string {
 			probs = append(probs, fmt.Sprintf("--users-file must list between 2 and %d users (got %d)", maxChatUsers, len(users)))
 		}
 		k.usersFromFile = users
-		if len(k.matterIDs()) == 0 {
-			probs = append(probs, "--users-file needs --matter-ids: the matters its users share")
+		if len(k.matterIDs()) == 0 && !usersListMatters(users) {
+			probs = append(probs, "--users-file needs --matter-ids (the matters its users share) unless its users list their \"matters\"")
 		}
 	}
 	return probs
@@ -149,6 +152,10 @@ type chatUser struct {
 	Password string `json:"password"`
 	ID       apiID  `json:"id,omitempty"`
 	Token    string `json:"token,omitempty"`
+	// Matters lists the matters this user belongs to, when users belong to
+	// different ones (as in a seed-data file); without it every user is in
+	// every --matter-ids matter.
+	Matters []apiID `json:"matters,omitempty"`
 }
 
 func readUsersFile(path string) ([]chatUser, error) {
@@ -215,13 +222,9 @@ func (k *chatCmd) setup(ctx context.Context, api *chatAPI, tag string) (*chatWor
 				return nil, fmt.Errorf("--users-file: user %s has no id and the login answer did not name one; add \"id\"", u.Email)
 			}
 		}
-		all := make([]int, len(users))
-		for i := range all {
-			all[i] = i
-		}
-		var matters []chatMatter
-		for _, id := range k.matterIDs() {
-			matters = append(matters, chatMatter{id: id, members: all})
+		matters, err := fileMatters(users, k.matterIDs())
+		if err != nil {
+			return nil, err
 		}
 		return newWorld(users, matters), nil
 	}
@@ -262,6 +265,54 @@ func (k *chatCmd) setup(ctx context.Context, api *chatAPI, tag string) (*chatWor
 		matters = append(matters, mt)
 	}
 	return newWorld(users, matters), nil
+}
+
+// usersListMatters reports whether a users file says who is in which matter.
+func usersListMatters(users []chatUser) bool {
+	for _, u := range users {
+		if len(u.Matters) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// fileMatters builds the matters of a users file: with "matters" listed,
+// each matter (of ids, when given) has the users that list it; otherwise
+// every user is in every one of ids.
+func fileMatters(users []chatUser, ids []apiID) ([]chatMatter, error) {
+	if !usersListMatters(users) {
+		all := make([]int, len(users))
+		for i := range all {
+			all[i] = i
+		}
+		var matters []chatMatter
+		for _, id := range ids {
+			matters = append(matters, chatMatter{id: id, members: all})
+		}
+		return matters, nil
+	}
+	var order []apiID
+	members := map[apiID][]int{}
+	for i, u := range users {
+		for _, id := range u.Matters {
+			if _, ok := members[id]; !ok {
+				order = append(order, id)
+			}
+			members[id] = append(members[id], i)
+		}
+	}
+	if len(ids) > 0 {
+		order = ids
+	}
+	var matters []chatMatter
+	for _, id := range order {
+		if len(members[id]) < 2 {
+			return nil, fmt.Errorf("--users-file: matter %s has %d of the file's users; it needs at least 2", id, len(members[id]))
+		}
+		matters = append(matters, chatMatter{id: id, members: members[id]})
+	}
+	return matters, nil
 }
 
 func randomHex(n int) string {
@@ -535,6 +586,27 @@ func chatText(tag string, seq, dueNanos int64, size int) string {
 	return s
 }
 
+// historyStart is where matter m's history check starts: just before this
+// run's first acknowledged message in it when every id is numeric (a seeded
+// matter may hold a large history from before the run), else 0 (from the
+// start).
+func (r *chatRun) historyStart(m int) int64 {
+	var first int64
+	for seq, id := range r.ids {
+		if id == "" || seq%len(r.w.matters) != m {
+			continue
+		}
+		n, err := strconv.ParseInt(string(id), 10, 64)
+		if err != nil || n <= 0 {
+			return 0
+		}
+		if first == 0 || n < first {
+			first = n
+		}
+	}
+	return max(first-1, 0)
+}
+
 // checkHistory looks every acknowledged message up in its matter's
 // history, by id, and counts this run's messages that appear twice.
 func (r *chatRun) checkHistory(ctx context.Context, api *chatAPI, rep *chatReport) error {
@@ -544,7 +616,7 @@ func (r *chatRun) checkHistory(ctx context.Context, api *chatAPI, rep *chatRepor
 		found := map[apiID]bool{}
 		bySeq := map[int64]int{}
 		token := w.users[mt.members[0]].Token
-		err := api.history(ctx, token, mt.id, func(id apiID, text string) {
+		err := api.history(ctx, token, mt.id, r.historyStart(m), func(id apiID, text string) {
 			found[id] = true
 			if strings.HasPrefix(text, marker) {
 				if seq, ok := intAfter([]byte(text), keySeq); ok {

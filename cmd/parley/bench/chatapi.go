@@ -134,8 +134,13 @@ const (
 	maxHistoryPages = 20_000
 )
 
-// history visits every message of matter, page by page.
-func (c *chatAPI) history(ctx context.Context, token string, matter apiID, visit func(id apiID, text string)) error {
+// history visits every message of matter, page by page; with afterID > 0
+// only the messages after it, oldest first, walking the after_id cursor
+// (a matter with a large history is not paged through from its start).
+func (c *chatAPI) history(ctx context.Context, token string, matter apiID, afterID int64, visit func(id apiID, text string)) error {
+	if afterID > 0 {
+		return c.historyAfter(ctx, token, matter, afterID, visit)
+	}
 	for page := 1; page <= maxHistoryPages; page++ {
 		var out struct {
 			Data []struct {
@@ -156,6 +161,36 @@ func (c *chatAPI) history(ctx context.Context, token string, matter apiID, visit
 		}
 		if len(out.Data) == 0 || (out.LastPage > 0 && page >= out.LastPage) {
 			return nil
+		}
+	}
+	return fmt.Errorf("history of matter %s: more than %d pages", matter, maxHistoryPages)
+}
+
+func (c *chatAPI) historyAfter(ctx context.Context, token string, matter apiID, afterID int64, visit func(id apiID, text string)) error {
+	for range maxHistoryPages {
+		var out struct {
+			Data []struct {
+				ID      apiID  `json:"id"`
+				Message string `json:"message"`
+			} `json:"data"`
+		}
+		q := url.Values{}
+		q.Set("client_matter_id", string(matter))
+		q.Set("after_id", strconv.FormatInt(afterID, 10))
+		q.Set("limit", strconv.Itoa(historyPageSize))
+		if err := c.do(ctx, http.MethodGet, "/api/messages?"+q.Encode(), token, nil, &out); err != nil {
+			return fmt.Errorf("history of matter %s after %d: %w", matter, afterID, err)
+		}
+		if len(out.Data) == 0 {
+			return nil
+		}
+		for _, m := range out.Data {
+			visit(m.ID, m.Message)
+			id, err := strconv.ParseInt(string(m.ID), 10, 64)
+			if err != nil || id <= afterID {
+				return fmt.Errorf("history of matter %s after %d: id %q does not advance the cursor", matter, afterID, m.ID)
+			}
+			afterID = id
 		}
 	}
 	return fmt.Errorf("history of matter %s: more than %d pages", matter, maxHistoryPages)

@@ -39,6 +39,8 @@ type fakePusher struct {
 	badSignatures  atomic.Int64
 	published      atomic.Int64
 	slowSubscribed atomic.Int64 // subscriptions by sockets with the slow consumers' User-Agent
+	afterQueries   atomic.Int64 // chat history requests with after_id
+	pageQueries    atomic.Int64 // chat history requests by page
 
 	handler http.Handler
 	nodes   []*fakeNode // nodes[0] serves srv; all share this state, like a cluster
@@ -384,6 +386,18 @@ func (f *fakePusher) serveChatHistory(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Unlock()
+	if after, _ := strconv.Atoi(r.URL.Query().Get("after_id")); after > 0 {
+		f.afterQueries.Add(1)
+		var page []fakeMessage
+		for _, m := range all {
+			if m.ID > after && len(page) < limit {
+				page = append(page, m)
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"data": page})
+		return
+	}
+	f.pageQueries.Add(1)
 	last := max((len(all)+limit-1)/limit, 1)
 	from, to := min((page-1)*limit, len(all)), min(page*limit, len(all))
 	json.NewEncoder(w).Encode(map[string]any{"data": all[from:to], "current_page": page, "per_page": limit, "total": len(all), "last_page": last})
