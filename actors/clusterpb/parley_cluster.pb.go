@@ -747,12 +747,17 @@ func (x *ChannelsReply) GetChannels() []*ChannelCount {
 }
 
 // UnreadChanged tells a user's unread counter (a grain) that their counts
-// changed; kind is one of the unread package's change kinds.
+// changed; kind is one of the unread package's change kinds. The counter
+// applies it as arithmetic once: message_id (a new message) and read_seq (a
+// read) identify the change, so a repeated delivery is ignored.
 type UnreadChanged struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	MatterId      int64                  `protobuf:"varint,2,opt,name=matter_id,json=matterId,proto3" json:"matter_id,omitempty"`
 	Kind          int32                  `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	MessageId     int64                  `protobuf:"varint,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // kind incr: the new message
+	ReadSeq       int64                  `protobuf:"varint,5,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`       // kind read: the reader's read version after it
+	Count         int64                  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`                          // kind read: messages it marked read
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -808,6 +813,73 @@ func (x *UnreadChanged) GetKind() int32 {
 	return 0
 }
 
+func (x *UnreadChanged) GetMessageId() int64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *UnreadChanged) GetReadSeq() int64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *UnreadChanged) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// UnreadSettle asks a user's unread counter to answer once any change it
+// holds back (coalescing) has been published.
+type UnreadSettle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreadSettle) Reset() {
+	*x = UnreadSettle{}
+	mi := &file_parley_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreadSettle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreadSettle) ProtoMessage() {}
+
+func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreadSettle.ProtoReflect.Descriptor instead.
+func (*UnreadSettle) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UnreadSettle) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
 // UnreadGet asks a user's unread counter for the counts.
 type UnreadGet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -818,7 +890,7 @@ type UnreadGet struct {
 
 func (x *UnreadGet) Reset() {
 	*x = UnreadGet{}
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +902,7 @@ func (x *UnreadGet) String() string {
 func (*UnreadGet) ProtoMessage() {}
 
 func (x *UnreadGet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +915,7 @@ func (x *UnreadGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadGet.ProtoReflect.Descriptor instead.
 func (*UnreadGet) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UnreadGet) GetUserId() int64 {
@@ -865,7 +937,7 @@ type UnreadCounts struct {
 
 func (x *UnreadCounts) Reset() {
 	*x = UnreadCounts{}
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +949,7 @@ func (x *UnreadCounts) String() string {
 func (*UnreadCounts) ProtoMessage() {}
 
 func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +962,7 @@ func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadCounts.ProtoReflect.Descriptor instead.
 func (*UnreadCounts) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnreadCounts) GetUserId() int64 {
@@ -978,11 +1050,17 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
 	"\rsubscriptions\x18\x02 \x01(\x03R\rsubscriptions\"I\n" +
 	"\rChannelsReply\x128\n" +
-	"\bchannels\x18\x01 \x03(\v2\x1c.parley.cluster.ChannelCountR\bchannels\"Y\n" +
+	"\bchannels\x18\x01 \x03(\v2\x1c.parley.cluster.ChannelCountR\bchannels\"\xa9\x01\n" +
 	"\rUnreadChanged\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1b\n" +
 	"\tmatter_id\x18\x02 \x01(\x03R\bmatterId\x12\x12\n" +
-	"\x04kind\x18\x03 \x01(\x05R\x04kind\"$\n" +
+	"\x04kind\x18\x03 \x01(\x05R\x04kind\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x04 \x01(\x03R\tmessageId\x12\x19\n" +
+	"\bread_seq\x18\x05 \x01(\x03R\areadSeq\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x03R\x05count\"'\n" +
+	"\fUnreadSettle\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x03R\x06userId\"$\n" +
 	"\tUnreadGet\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\"\xd4\x01\n" +
 	"\fUnreadCounts\x12\x17\n" +
@@ -1006,7 +1084,7 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
@@ -1020,17 +1098,18 @@ var file_parley_cluster_proto_goTypes = []any{
 	(*ChannelCount)(nil),    // 9: parley.cluster.ChannelCount
 	(*ChannelsReply)(nil),   // 10: parley.cluster.ChannelsReply
 	(*UnreadChanged)(nil),   // 11: parley.cluster.UnreadChanged
-	(*UnreadGet)(nil),       // 12: parley.cluster.UnreadGet
-	(*UnreadCounts)(nil),    // 13: parley.cluster.UnreadCounts
-	nil,                     // 14: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 15: parley.cluster.UnreadCounts.MattersEntry
+	(*UnreadSettle)(nil),    // 12: parley.cluster.UnreadSettle
+	(*UnreadGet)(nil),       // 13: parley.cluster.UnreadGet
+	(*UnreadCounts)(nil),    // 14: parley.cluster.UnreadCounts
+	nil,                     // 15: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 16: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
 	3,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
 	4,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	14, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	15, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
 	9,  // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	15, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	16, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
 	5,  // [5:5] is the sub-list for method output_type
 	5,  // [5:5] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
@@ -1049,7 +1128,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

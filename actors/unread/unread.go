@@ -2,14 +2,26 @@
 // their own (the UnreadCounterActor), spawned on first use and stopped when
 // idle, which publishes UnreadCountUpdated whenever the counts change.
 //
-// Consistency: the database is the only truth. A counter never does
-// arithmetic that could drift from it; every change notification (Incr, Read,
-// Reload) marks its counts stale, and the actor reloads them with one indexed
-// query before publishing. Callers notify only after their write committed,
-// and an actor handles its mailbox one message at a time, so the reload that
-// follows the last notification sees every committed write before it: the
-// last event a user receives equals the database. Notifications that pile up
-// while a reload runs are coalesced into one more reload.
+// Counting: a counter loads its user's read state once (on start), then
+// applies every change it is told about as arithmetic — +1 for a message from
+// someone else, −N for a read of N messages — without asking the database.
+// Each change says which it is: a new message by its id, a read by the
+// reader's read version in the matter (persistence.MatterUnread). The load
+// returns, from the same snapshot, each matter's last message id and read
+// version; messages of a matter and reads of a member commit in that order,
+// so a change at or below them is already in the loaded counts and is
+// ignored, as is a change delivered twice. The arithmetic is therefore exact
+// whatever the interleaving of loads and notifications.
+//
+// Reconciliation: what nobody announces (a member added by an admin command,
+// another process writing, a notification lost while a cluster grain moved)
+// is caught by reloading: every ReconcileEvery while the counter runs, when
+// Get finds the counts older than that, on Reload, and at once when a change
+// names a matter the counter does not know.
+//
+// Coalescing: at most one UnreadCountUpdated per user per Window; a change
+// within the window is published when it ends, with the counts as they are
+// then, so the last event always carries the final value.
 package unread
 
 import (
@@ -25,13 +37,13 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/persistence"
 )
 
 // Source is where counts come from; persistence.Store satisfies it.
 type Source interface {
-	// UnreadCounts maps every matter the user belongs to (zeros included) to
-	// the messages in it that others sent and the user has not read.
-	UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error)
+	// UnreadState is the user's read state in every matter they belong to.
+	UnreadState(ctx context.Context, userID int64) (map[int64]persistence.MatterUnread, error)
 }
 
 // Counts is one user's unread messages.
@@ -47,6 +59,13 @@ type Publisher func(c Counts)
 
 // Options tune the counters; zero values take the documented defaults.
 type Options struct {
+	// Window is the coalescing window: at most one publish per user per
+	// Window, the last one carrying the final counts; default 50 ms.
+	Window time.Duration
+	// ReconcileEvery is how often a running counter reloads its counts from
+	// the database to catch changes nobody announced; Get reloads too when
+	// the counts are older. Default 30 s.
+	ReconcileEvery time.Duration
 	// IdleTimeout stops a user's counter after this long without messages;
 	// default 5 minutes.
 	IdleTimeout time.Duration
@@ -54,18 +73,20 @@ type Options struct {
 	QueryTimeout time.Duration
 	// AskTimeout bounds Get, a load included; default 10 s.
 	AskTimeout time.Duration
-	// MaxAge is how long Get may answer from memory before reloading, which
-	// catches changes made outside this process (admin commands adding a
-	// member); default 30 s.
-	MaxAge time.Duration
-	// RetryAfter is the wait before retrying a failed load that has a change
-	// to publish; default 1 s.
+	// RetryAfter is the wait before retrying a failed load; default 1 s.
 	RetryAfter time.Duration
-	// Log reports failed loads; default discards.
+	// Log reports failed loads and reconciliations that found drift;
+	// default discards.
 	Log *slog.Logger
 }
 
 func (o *Options) defaults() {
+	if o.Window <= 0 {
+		o.Window = 50 * time.Millisecond
+	}
+	if o.ReconcileEvery <= 0 {
+		o.ReconcileEvery = 30 * time.Second
+	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 5 * time.Minute
 	}
@@ -74,9 +95,6 @@ func (o *Options) defaults() {
 	}
 	if o.AskTimeout <= 0 {
 		o.AskTimeout = 10 * time.Second
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = 30 * time.Second
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
@@ -88,15 +106,22 @@ func (o *Options) defaults() {
 
 // Messages a user's counter understands. The manager routes them by UserID.
 type (
-	// Incr says someone else committed a message to MatterID.
-	Incr struct{ UserID, MatterID int64 }
-	// Read says the user committed a read of a message in MatterID.
-	Read struct{ UserID, MatterID int64 }
+	// Incr says another member's message MessageID to MatterID committed.
+	Incr struct{ UserID, MatterID, MessageID int64 }
+	// Read says the user's read of Count messages in MatterID committed,
+	// taking their read version there to ReadSeq.
+	Read struct {
+		UserID, MatterID, ReadSeq int64
+		Count                     int
+	}
 	// Reload says the user's counts may have changed in ways not announced
 	// (membership changed).
 	Reload struct{ UserID int64 }
 	// Get asks for the counts; the reply is a getReply.
 	Get struct{ UserID int64 }
+	// Settle asks for a reply once every change held back by coalescing
+	// has been published; the reply is a getReply.
+	Settle struct{ UserID int64 }
 )
 
 type userMsg interface{ user() int64 }
@@ -105,6 +130,7 @@ func (m *Incr) user() int64   { return m.UserID }
 func (m *Read) user() int64   { return m.UserID }
 func (m *Reload) user() int64 { return m.UserID }
 func (m *Get) user() int64    { return m.UserID }
+func (m *Settle) user() int64 { return m.UserID }
 
 type getReply struct {
 	counts Counts
@@ -153,31 +179,31 @@ func (c *Counters) UseCluster(cl *cluster.Cluster) {
 }
 
 // grainClient delivers notifications to counter grains in order, retrying
-// while a grain is re-activated elsewhere (a node left).
+// while a grain is re-activated elsewhere (a node left). A retry may deliver
+// a change twice; the grain ignores the repeat. A change lost after the
+// retries is caught by the grain's next reconciliation.
 type grainClient struct {
 	cl   *cluster.Cluster
 	opts Options
 }
 
 func (g *grainClient) Receive(ctx actor.Context) {
-	var user, matter int64
-	var kind int32
+	var msg *clusterpb.UnreadChanged
 	switch m := ctx.Message().(type) {
 	case *Incr:
-		user, matter, kind = m.UserID, m.MatterID, changeIncr
+		msg = &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeIncr, MessageId: m.MessageID}
 	case *Read:
-		user, matter, kind = m.UserID, m.MatterID, changeRead
+		msg = &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeRead, ReadSeq: m.ReadSeq, Count: int64(m.Count)}
 	case *Reload:
-		user, kind = m.UserID, changeReload
+		msg = &clusterpb.UnreadChanged{UserId: m.UserID, Kind: changeReload}
 	default:
 		return
 	}
-	msg := &clusterpb.UnreadChanged{UserId: user, MatterId: matter, Kind: kind}
 	for attempt := 0; attempt < 3; attempt++ {
-		if _, err := g.cl.Request(strconv.FormatInt(user, 10), GrainKind, msg, cluster.WithTimeout(2*time.Second)); err == nil {
+		if _, err := g.cl.Request(strconv.FormatInt(msg.UserId, 10), GrainKind, msg, cluster.WithTimeout(2*time.Second)); err == nil {
 			return
 		} else if attempt == 2 {
-			g.opts.Log.Warn("unread counts: notification lost", "user_id", user, slog.Any("error", err))
+			g.opts.Log.Warn("unread counts: notification lost; the next reconciliation repairs it", "user_id", msg.UserId, slog.Any("error", err))
 		}
 	}
 }
@@ -197,12 +223,6 @@ func Start(system *actor.ActorSystem, src Source, publish Publisher, opts Option
 	return &Counters{root: system.Root, pid: pid, opts: opts, src: src, publish: publish}
 }
 
-// Incr tells userID's counter that another member's message to matterID
-// committed. Call it only after the commit.
-func (c *Counters) Incr(userID, matterID int64) {
-	c.root.Send(c.route(), &Incr{UserID: userID, MatterID: matterID})
-}
-
 func (c *Counters) route() *actor.PID {
 	if c.client != nil {
 		return c.client
@@ -210,44 +230,70 @@ func (c *Counters) route() *actor.PID {
 	return c.pid
 }
 
-// Read tells userID's counter that their read of a message in matterID
-// committed.
-func (c *Counters) Read(userID, matterID int64) {
-	c.root.Send(c.route(), &Read{UserID: userID, MatterID: matterID})
+// Incr tells userID's counter that another member's message messageID to
+// matterID committed. Call it only after the commit.
+func (c *Counters) Incr(userID, matterID, messageID int64) {
+	c.root.Send(c.route(), &Incr{UserID: userID, MatterID: matterID, MessageID: messageID})
+}
+
+// Read tells userID's counter that their read of n messages in matterID
+// committed and took their read version there to readSeq (what
+// persistence's MarkRead and MarkReadUpTo return). Call it only when n > 0.
+func (c *Counters) Read(userID, matterID, readSeq int64, n int) {
+	c.root.Send(c.route(), &Read{UserID: userID, MatterID: matterID, ReadSeq: readSeq, Count: n})
 }
 
 // Reload makes userID's counter reload and publish if anything changed.
 func (c *Counters) Reload(userID int64) { c.root.Send(c.route(), &Reload{UserID: userID}) }
 
-// Get returns userID's counts as the database has them.
+// Get returns userID's counts: those of the database, give or take changes
+// nobody announced since the last reconciliation (at most ReconcileEvery old).
 func (c *Counters) Get(userID int64) (Counts, error) {
 	if c.cl != nil {
-		res, err := c.cl.Request(strconv.FormatInt(userID, 10), GrainKind, &clusterpb.UnreadGet{UserId: userID}, cluster.WithTimeout(c.opts.AskTimeout))
-		if err != nil {
-			return Counts{}, fmt.Errorf("%w: counter of user %d did not answer: %v", ErrUnavailable, userID, err)
-		}
-		r, ok := res.(*clusterpb.UnreadCounts)
-		if !ok {
-			return Counts{}, fmt.Errorf("%w: unexpected reply %T", ErrUnavailable, res)
-		}
-		if r.Error != "" {
-			return Counts{}, fmt.Errorf("%w: %s", ErrUnavailable, r.Error)
-		}
-		out := Counts{UserID: userID, Total: int(r.Total), Matters: make(map[int64]int, len(r.Matters))}
-		for id, n := range r.Matters {
-			out.Matters[id] = int(n)
-		}
-		return out, nil
+		return c.askGrain(userID, &clusterpb.UnreadGet{UserId: userID})
 	}
-	res, err := c.root.RequestFuture(c.pid, &Get{UserID: userID}, c.opts.AskTimeout).Result()
+	return c.ask(&Get{UserID: userID})
+}
+
+// Settle returns once userID's counter has handled every notification sent
+// before and published whatever coalescing held back (at most Window later).
+// Tests use it to know no UnreadCountUpdated is still to come.
+func (c *Counters) Settle(userID int64) (Counts, error) {
+	if c.cl != nil {
+		return c.askGrain(userID, &clusterpb.UnreadSettle{UserId: userID})
+	}
+	return c.ask(&Settle{UserID: userID})
+}
+
+func (c *Counters) ask(msg userMsg) (Counts, error) {
+	res, err := c.root.RequestFuture(c.pid, msg, c.opts.AskTimeout).Result()
 	if err != nil {
-		return Counts{}, fmt.Errorf("%w: counter of user %d did not answer: %v", ErrUnavailable, userID, err)
+		return Counts{}, fmt.Errorf("%w: counter of user %d did not answer: %v", ErrUnavailable, msg.user(), err)
 	}
 	r, ok := res.(*getReply)
 	if !ok {
 		return Counts{}, fmt.Errorf("%w: unexpected reply %T", ErrUnavailable, res)
 	}
 	return r.counts, r.err
+}
+
+func (c *Counters) askGrain(userID int64, msg any) (Counts, error) {
+	res, err := c.cl.Request(strconv.FormatInt(userID, 10), GrainKind, msg, cluster.WithTimeout(c.opts.AskTimeout))
+	if err != nil {
+		return Counts{}, fmt.Errorf("%w: counter of user %d did not answer: %v", ErrUnavailable, userID, err)
+	}
+	r, ok := res.(*clusterpb.UnreadCounts)
+	if !ok {
+		return Counts{}, fmt.Errorf("%w: unexpected reply %T", ErrUnavailable, res)
+	}
+	if r.Error != "" {
+		return Counts{}, fmt.Errorf("%w: %s", ErrUnavailable, r.Error)
+	}
+	out := Counts{UserID: userID, Total: int(r.Total), Matters: make(map[int64]int, len(r.Matters))}
+	for id, n := range r.Matters {
+		out.Matters[id] = int(n)
+	}
+	return out, nil
 }
 
 // Active reports how many users' counters are running.
@@ -318,17 +364,28 @@ func (m *manager) Receive(ctx actor.Context) {
 	}
 }
 
-// flushMsg is a counter's note to itself to reload and publish; coalesces
-// the notifications that arrive before it is handled.
-type flushMsg struct{}
+// A counter's notes to itself, sent by its timers. The counter keeps its own
+// timers instead of ctx.SetReceiveTimeout: in this protoactor version the
+// receive-timeout timer goroutine writes the actor context's fields while the
+// actor reads them (go test -race reports it). A timer that only sends a
+// message is race-free.
+type (
+	publishMsg   struct{} // the coalescing window ended
+	reconcileMsg struct{} // time for the periodic reload
+	retryMsg     struct{} // retry a failed load
+	idleCheckMsg struct{} // has the counter been idle?
+)
 
-// idleCheckMsg is a counter's timer asking it whether it has been idle.
-//
-// The counter keeps its own timer instead of ctx.SetReceiveTimeout: in this
-// protoactor version the receive-timeout timer goroutine writes the actor
-// context's fields while the actor reads them (go test -race reports it). A
-// timer that only sends a message is race-free.
-type idleCheckMsg struct{}
+// matterState is one matter of a counter's user.
+type matterState struct {
+	unread int
+	// From the last load: changes at or below these are in unread already.
+	lastID  int64
+	readSeq int64
+	// Changes above them applied since, so a repeat is ignored.
+	incrs map[int64]struct{}
+	reads map[int64]struct{}
+}
 
 // counter is the UnreadCounterActor of one user.
 type counter struct {
@@ -339,14 +396,20 @@ type counter struct {
 	opts    Options   // set at construction
 
 	// Only touched inside Receive.
-	counts      map[int64]int // as last loaded; nil until a load succeeds
-	loadedAt    time.Time     // when counts were loaded
-	published   map[int64]int // as last published; nil until the first publish
-	dirty       bool          // a committed change may be missing from counts
-	flushQueued bool          // a flushMsg is on its way to us
-	processed   uint64        // manager-forwarded messages handled
-	lastActive  time.Time     // when the last manager-forwarded message arrived
-	idleTimer   *time.Timer   // sends idleCheckMsg; nil once stopping
+	matters     map[int64]*matterState // nil until a load succeeds
+	loadedAt    time.Time              // when matters were loaded
+	baseline    map[int64]int          // what the user was last told, or the counts at start
+	told        bool                   // something was published since the start
+	announced   bool                   // a notification arrived that must be published even if the counts equal baseline
+	lastPublish time.Time
+	pubPending  bool         // a publishMsg is on its way
+	settlers    []*actor.PID // Settle callers waiting for the pending publish
+	retrying    bool         // a retryMsg is on its way
+	processed   uint64       // manager-forwarded messages handled
+	lastActive  time.Time    // when the last manager-forwarded message arrived
+	stopping    bool         // no more timers
+
+	idleTimer, reconcileTimer, publishTimer, retryTimer *time.Timer
 }
 
 func (c *counter) Receive(ctx actor.Context) {
@@ -366,140 +429,293 @@ func (c *counter) Receive(ctx actor.Context) {
 		c.start(ctx)
 	case *clusterpb.UnreadChanged:
 		c.lastActive = time.Now()
-		c.dirty = true
-		c.queueFlush(ctx)
+		switch m.Kind {
+		case changeIncr:
+			c.incr(ctx, m.MatterId, m.MessageId)
+		case changeRead:
+			c.read(ctx, m.MatterId, m.ReadSeq, int(m.Count))
+		default:
+			c.reload(ctx, true)
+		}
 		ctx.Respond(&clusterpb.UnreadCounts{UserId: c.userID})
 	case *clusterpb.UnreadGet:
 		c.lastActive = time.Now()
-		counts, err := c.get()
-		reply := &clusterpb.UnreadCounts{UserId: c.userID, Total: int64(counts.Total), Matters: make(map[int64]int64, len(counts.Matters))}
-		if err != nil {
-			reply.Error = err.Error()
+		counts, err := c.get(ctx)
+		ctx.Respond(grainReply(c.userID, counts, err))
+	case *clusterpb.UnreadSettle:
+		c.lastActive = time.Now()
+		if c.pubPending {
+			c.settlers = append(c.settlers, ctx.Sender())
+			return
 		}
-		for id, n := range counts.Matters {
-			reply.Matters[id] = int64(n)
-		}
-		ctx.Respond(reply)
+		counts, err := c.get(ctx)
+		ctx.Respond(grainReply(c.userID, counts, err))
 	case *actor.Stopping, *actor.Restarting:
-		if c.idleTimer != nil {
-			c.idleTimer.Stop()
-			c.idleTimer = nil
+		c.stopping = true
+		for _, t := range []*time.Timer{c.idleTimer, c.reconcileTimer, c.publishTimer, c.retryTimer} {
+			if t != nil {
+				t.Stop()
+			}
 		}
-	case *Incr, *Read, *Reload:
+	case *Incr:
 		c.processed++
 		c.lastActive = time.Now()
-		c.dirty = true
-		c.queueFlush(ctx)
-	case flushMsg:
-		c.flushQueued = false
-		if !c.dirty {
-			return
-		}
-		if err := c.load(); err != nil {
-			c.opts.Log.Warn("unread counts: reload failed; retrying", "user_id", c.userID, slog.Any("error", err))
-			c.flushQueued = true
-			self, root := ctx.Self(), ctx.ActorSystem().Root
-			time.AfterFunc(c.opts.RetryAfter, func() { root.Send(self, flushMsg{}) })
-			return
-		}
-		c.publishIfChanged()
+		c.incr(ctx, m.MatterID, m.MessageID)
+	case *Read:
+		c.processed++
+		c.lastActive = time.Now()
+		c.read(ctx, m.MatterID, m.ReadSeq, m.Count)
+	case *Reload:
+		c.processed++
+		c.lastActive = time.Now()
+		c.reload(ctx, true)
 	case *Get:
 		c.processed++
 		c.lastActive = time.Now()
-		counts, err := c.get()
+		counts, err := c.get(ctx)
 		ctx.Respond(&getReply{counts: counts, err: err})
+	case *Settle:
+		c.processed++
+		c.lastActive = time.Now()
+		if c.pubPending {
+			c.settlers = append(c.settlers, ctx.Sender())
+			return
+		}
+		counts, err := c.get(ctx)
+		ctx.Respond(&getReply{counts: counts, err: err})
+	case publishMsg:
+		c.pubPending = false
+		c.publishNow(ctx)
+	case reconcileMsg:
+		// Loads for other reasons (Get, Reload) count as reconciliations.
+		if wait := c.opts.ReconcileEvery - time.Since(c.loadedAt); wait > 0 && c.matters != nil {
+			c.after(ctx, &c.reconcileTimer, wait, reconcileMsg{})
+			return
+		}
+		_ = c.reload(ctx, false)
+		c.after(ctx, &c.reconcileTimer, c.opts.ReconcileEvery, reconcileMsg{})
+	case retryMsg:
+		c.retrying = false
+		_ = c.reload(ctx, false)
 	case idleCheckMsg:
-		if c.idleTimer == nil {
-			return // stopping
+		if c.stopping {
+			return
 		}
 		idle := time.Since(c.lastActive)
 		if idle < c.opts.IdleTimeout {
-			c.armIdle(ctx, c.opts.IdleTimeout-idle)
+			c.after(ctx, &c.idleTimer, c.opts.IdleTimeout-idle, idleCheckMsg{})
 			return
 		}
-		if c.grain && !c.flushQueued {
-			// The cluster activates the grain again on its next message.
-			ctx.Poison(ctx.Self())
-			return
-		}
-		if !c.flushQueued {
+		if !c.pubPending && !c.retrying {
+			if c.grain {
+				// The cluster activates the grain again on its next message.
+				ctx.Poison(ctx.Self())
+				return
+			}
 			// The manager stops us unless a message is on its way, in
 			// which case we carry on and check again later.
 			ctx.Send(ctx.Parent(), &idleMsg{userID: c.userID, pid: ctx.Self(), processed: c.processed})
 		}
-		c.armIdle(ctx, c.opts.IdleTimeout)
+		c.after(ctx, &c.idleTimer, c.opts.IdleTimeout, idleCheckMsg{})
 	}
+}
+
+func grainReply(userID int64, counts Counts, err error) *clusterpb.UnreadCounts {
+	reply := &clusterpb.UnreadCounts{UserId: userID, Total: int64(counts.Total), Matters: make(map[int64]int64, len(counts.Matters))}
+	if err != nil {
+		reply.Error = err.Error()
+	}
+	for id, n := range counts.Matters {
+		reply.Matters[id] = int64(n)
+	}
+	return reply
+}
+
+// after sends msg to the counter itself after d. Each timer kind has one
+// field, so the counter's timers are few and all stopped when it stops.
+func (c *counter) after(ctx actor.Context, slot **time.Timer, d time.Duration, msg any) {
+	if c.stopping {
+		return
+	}
+	if *slot != nil {
+		(*slot).Stop()
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	*slot = time.AfterFunc(d, func() { root.Send(self, msg) })
 }
 
 // start loads the counts when the counter starts (or, for a grain, when it
-// learns its user).
+// learns its user) and arms its timers.
 func (c *counter) start(ctx actor.Context) {
-	c.counts, c.published, c.dirty, c.flushQueued = nil, nil, false, false
 	c.lastActive = time.Now()
-	c.armIdle(ctx, c.opts.IdleTimeout)
+	c.after(ctx, &c.idleTimer, c.opts.IdleTimeout, idleCheckMsg{})
+	c.after(ctx, &c.reconcileTimer, c.opts.ReconcileEvery, reconcileMsg{})
 	if err := c.load(); err != nil {
-		c.dirty = true // Get and the next change retry
+		c.opts.Log.Warn("unread counts: load failed", "user_id", c.userID, slog.Any("error", err))
+		return // Get, a change and the reconcile timer retry
 	}
+	c.baseline = c.counts()
 }
 
-// get answers the counts, reloading them when a change may be missing or
-// they are old.
-func (c *counter) get() (Counts, error) {
-	if c.dirty || c.counts == nil || time.Since(c.loadedAt) > c.opts.MaxAge {
-		announced, before := c.dirty, c.counts
-		if err := c.load(); err != nil {
-			return Counts{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+// incr applies another member's new message.
+func (c *counter) incr(ctx actor.Context, matterID, messageID int64) {
+	st := c.matters[matterID]
+	if st == nil {
+		// Not loaded yet, or a matter joined since the load: the database
+		// has the message (it committed before we were told).
+		_ = c.reload(ctx, true)
+		return
+	}
+	c.announced = true
+	if _, dup := st.incrs[messageID]; messageID > st.lastID && !dup {
+		if st.incrs == nil {
+			st.incrs = map[int64]struct{}{}
 		}
-		// A pending change is published here (the queued flush will find
-		// nothing left to do); so is a change made outside this process.
-		// A plain first look publishes nothing.
-		if announced || (before != nil && !maps.Equal(before, c.counts)) {
-			c.publishIfChanged()
+		st.incrs[messageID] = struct{}{}
+		st.unread++
+	}
+	c.changed(ctx)
+}
+
+// read applies the user's read of n messages that took their read version
+// in the matter to seq.
+func (c *counter) read(ctx actor.Context, matterID, seq int64, n int) {
+	st := c.matters[matterID]
+	if st == nil {
+		_ = c.reload(ctx, true)
+		return
+	}
+	c.announced = true
+	if _, dup := st.reads[seq]; seq > st.readSeq && !dup {
+		if st.reads == nil {
+			st.reads = map[int64]struct{}{}
+		}
+		st.reads[seq] = struct{}{}
+		st.unread -= n
+		if st.unread < 0 {
+			// Only drift can do this; the database knows better.
+			_ = c.reload(ctx, true)
+			return
 		}
 	}
-	return c.snapshot(), nil
+	c.changed(ctx)
 }
 
-func (c *counter) armIdle(ctx actor.Context, d time.Duration) {
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	c.idleTimer = time.AfterFunc(d, func() { root.Send(self, idleCheckMsg{}) })
-}
-
-func (c *counter) queueFlush(ctx actor.Context) {
-	if !c.flushQueued {
-		c.flushQueued = true
-		ctx.Send(ctx.Self(), flushMsg{})
+// reload replaces the counts with the database's and publishes a difference
+// (announce: publish even without one, if the user was never told). A failed
+// load is retried after RetryAfter.
+func (c *counter) reload(ctx actor.Context, announce bool) error {
+	if announce {
+		c.announced = true
 	}
-}
-
-// load replaces the counts with the database's; dirty clears only on success.
-func (c *counter) load() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.QueryTimeout)
-	defer cancel()
-	counts, err := c.src.UnreadCounts(ctx, c.userID)
-	if err != nil {
+	var before map[int64]int
+	if c.matters != nil {
+		before = c.counts()
+	}
+	if err := c.load(); err != nil {
+		c.opts.Log.Warn("unread counts: load failed; retrying", "user_id", c.userID, slog.Any("error", err))
+		if !c.retrying {
+			c.retrying = true
+			c.after(ctx, &c.retryTimer, c.opts.RetryAfter, retryMsg{})
+		}
 		return err
 	}
-	c.counts, c.loadedAt, c.dirty = counts, time.Now(), false
+	if c.baseline == nil {
+		c.baseline = before
+		if c.baseline == nil {
+			c.baseline = c.counts()
+		}
+	}
+	if before != nil && !announce && !maps.Equal(before, c.counts()) {
+		c.opts.Log.Info("unread counts: reconciled a change nobody announced", "user_id", c.userID)
+	}
+	c.changed(ctx)
 	return nil
 }
 
-// publishIfChanged publishes the counts unless they equal the last published.
-// The first change after a start always publishes, even when the load at
-// start already included it: the user has not been told yet.
-func (c *counter) publishIfChanged() {
-	if c.published != nil && maps.Equal(c.published, c.counts) {
+// get answers the counts, reloading them first when they are older than
+// ReconcileEvery (or were never loaded).
+func (c *counter) get(ctx actor.Context) (Counts, error) {
+	if c.matters == nil || time.Since(c.loadedAt) >= c.opts.ReconcileEvery {
+		if err := c.reload(ctx, false); err != nil {
+			return Counts{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	return snapshot(c.userID, c.counts()), nil
+}
+
+// changed publishes the counts now, or when the coalescing window ends if
+// the last publish was within it.
+func (c *counter) changed(ctx actor.Context) {
+	if c.pubPending || !c.due() {
 		return
 	}
-	c.published = c.counts
-	c.publish(c.snapshot())
+	if wait := c.opts.Window - time.Since(c.lastPublish); wait > 0 {
+		c.pubPending = true
+		c.after(ctx, &c.publishTimer, wait, publishMsg{})
+		return
+	}
+	c.publishNow(ctx)
+}
+
+// due: the counts differ from what the user was told, or a change arrived
+// since the start and the user has not been told anything yet (the load at
+// start may already have included it).
+func (c *counter) due() bool {
+	if c.matters == nil {
+		return false
+	}
+	return (c.announced && !c.told) || !maps.Equal(c.baseline, c.counts())
+}
+
+// publishNow publishes if due, then answers whoever waits in Settle.
+func (c *counter) publishNow(ctx actor.Context) {
+	if c.due() {
+		cur := c.counts()
+		c.baseline, c.told, c.announced, c.lastPublish = cur, true, false, time.Now()
+		c.publish(snapshot(c.userID, cur))
+	}
+	settlers := c.settlers
+	c.settlers = nil
+	for _, pid := range settlers {
+		counts := snapshot(c.userID, c.counts())
+		if c.grain {
+			ctx.Send(pid, grainReply(c.userID, counts, nil))
+		} else {
+			ctx.Send(pid, &getReply{counts: counts})
+		}
+	}
+}
+
+// load replaces the state with the database's.
+func (c *counter) load() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.QueryTimeout)
+	defer cancel()
+	state, err := c.src.UnreadState(ctx, c.userID)
+	if err != nil {
+		return err
+	}
+	c.matters = make(map[int64]*matterState, len(state))
+	for id, s := range state {
+		c.matters[id] = &matterState{unread: s.Unread, lastID: s.LastMessageID, readSeq: s.ReadSeq}
+	}
+	c.loadedAt = time.Now()
+	return nil
+}
+
+// counts is the current unread count per matter.
+func (c *counter) counts() map[int64]int {
+	out := make(map[int64]int, len(c.matters))
+	for id, st := range c.matters {
+		out[id] = st.unread
+	}
+	return out
 }
 
 // snapshot copies the counts for use outside the actor.
-func (c *counter) snapshot() Counts {
-	out := Counts{UserID: c.userID, Matters: make(map[int64]int, len(c.counts))}
-	for id, n := range c.counts {
-		out.Matters[id] = n
+func snapshot(userID int64, counts map[int64]int) Counts {
+	out := Counts{UserID: userID, Matters: maps.Clone(counts)}
+	for _, n := range counts {
 		out.Total += n
 	}
 	return out

@@ -41,19 +41,50 @@ func openStore(t *testing.T, databaseURL, dir string) persistence.Store {
 	return st
 }
 
-// recorder keeps every published Counts per user.
+// recorder keeps every published Counts per user, and when it came.
 type recorder struct {
 	mu  sync.Mutex
 	got map[int64][]Counts
+	at  map[int64][]time.Time
 }
 
 func (r *recorder) publish(c Counts) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.got == nil {
-		r.got = map[int64][]Counts{}
+		r.got, r.at = map[int64][]Counts{}, map[int64][]time.Time{}
 	}
 	r.got[c.UserID] = append(r.got[c.UserID], c)
+	r.at[c.UserID] = append(r.at[c.UserID], time.Now())
+}
+
+func (r *recorder) times(id int64) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.at[id]...)
+}
+
+// loadCounter is the real store, counting the counters' loads.
+type loadCounter struct {
+	persistence.Store
+	mu    sync.Mutex
+	loads map[int64]int
+}
+
+func (l *loadCounter) UnreadState(ctx context.Context, userID int64) (map[int64]persistence.MatterUnread, error) {
+	l.mu.Lock()
+	if l.loads == nil {
+		l.loads = map[int64]int{}
+	}
+	l.loads[userID]++
+	l.mu.Unlock()
+	return l.Store.UnreadState(ctx, userID)
+}
+
+func (l *loadCounter) of(id int64) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.loads[id]
 }
 
 func (r *recorder) last(id int64) (Counts, int) {
@@ -147,7 +178,7 @@ func (f *fixture) send(t *testing.T, from persistence.User, m persistence.Matter
 	}
 	for _, u := range f.users {
 		if u.ID != from.ID {
-			f.c.Incr(u.ID, m.ID)
+			f.c.Incr(u.ID, m.ID, msg.ID)
 		}
 	}
 	return msg
@@ -155,13 +186,13 @@ func (f *fixture) send(t *testing.T, from persistence.User, m persistence.Matter
 
 func (f *fixture) read(t *testing.T, reader persistence.User, msg persistence.Message) {
 	t.Helper()
-	_, created, err := f.st.MarkRead(context.Background(), msg.ID, reader.ID, time.Now())
+	r, created, err := f.st.MarkRead(context.Background(), msg.ID, reader.ID, time.Now())
 	if err != nil {
 		t.Error(err)
 		return
 	}
 	if created {
-		f.c.Read(reader.ID, msg.MatterID)
+		f.c.Read(reader.ID, msg.MatterID, r.ReadSeq, 1)
 	}
 }
 
@@ -278,4 +309,137 @@ func TestDatabaseDown(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Get on a closed store: %v, want ErrUnavailable", err)
 	}
+}
+
+// TestArithmetic: after the load at start, changes are applied without
+// asking the database, once each however often they are delivered, and
+// changes the load already saw are not counted again.
+func TestArithmetic(t *testing.T) {
+	for name, open := range backends() {
+		t.Run(name, func(t *testing.T) {
+			st := &loadCounter{Store: open(t)}
+			f := newFixture(t, st, Options{Window: time.Millisecond, ReconcileEvery: time.Hour})
+			a, b := f.users[0], f.users[1]
+			m0, m1 := f.matters[0], f.matters[1]
+			// Committed before b's counter starts, announced after: the
+			// load has it, the notification must not add it again.
+			early := f.send(t, a, m0)
+			if _, err := f.c.Get(b.ID); err != nil {
+				t.Fatal(err)
+			}
+			f.c.Incr(b.ID, m0.ID, early.ID)
+			var msgs []persistence.Message
+			for i := range 10 {
+				msg := f.send(t, a, f.matters[i%2])
+				f.c.Incr(b.ID, msg.MatterID, msg.ID) // delivered twice
+				msgs = append(msgs, msg)
+			}
+			f.rec.waitLast(t, b.ID, map[int64]int{m0.ID: 6, m1.ID: 5})
+			for _, msg := range msgs[:4] {
+				r, created, err := f.st.MarkRead(context.Background(), msg.ID, b.ID, time.Now())
+				if err != nil || !created {
+					t.Fatal(err, created)
+				}
+				f.c.Read(b.ID, msg.MatterID, r.ReadSeq, 1)
+				f.c.Read(b.ID, msg.MatterID, r.ReadSeq, 1) // twice
+			}
+			up, err := f.st.MarkReadUpTo(context.Background(), m1.ID, b.ID, msgs[7].ID, time.Now())
+			if err != nil || up.Marked != 2 {
+				t.Fatal(up, err)
+			}
+			f.c.Read(b.ID, m1.ID, up.ReadSeq, up.Marked)
+			f.c.Read(b.ID, m1.ID, up.ReadSeq, up.Marked)
+			want := f.truth(t, b.ID)
+			if fmt.Sprint(want) != fmt.Sprint(map[int64]int{m0.ID: 4, m1.ID: 1}) {
+				t.Fatalf("database %v", want)
+			}
+			f.rec.waitLast(t, b.ID, want)
+			if got, err := f.c.Get(b.ID); err != nil || !maps.Equal(got.Matters, want) {
+				t.Fatalf("Get %v %v, database %v", got.Matters, err, want)
+			}
+			if n := st.of(b.ID); n != 1 {
+				t.Fatalf("%d loads for 22 changes, want the one at start", n)
+			}
+		})
+	}
+}
+
+// TestReconcile: changes nobody announced (another process, an admin
+// command) reach the counts and the user by the periodic reconciliation,
+// and by Reload at once.
+func TestReconcile(t *testing.T) {
+	for name, open := range backends() {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, open(t), Options{ReconcileEvery: 100 * time.Millisecond})
+			ctx := context.Background()
+			a, b := f.users[0], f.users[1]
+			m0, m1 := f.matters[0], f.matters[1]
+			if _, err := f.c.Get(b.ID); err != nil {
+				t.Fatal(err)
+			}
+			// Behind the counters' back: two messages, a read, a new matter.
+			first, _ := f.st.CreateMessage(ctx, m0.ID, a.ID, "quiet", time.Now())
+			f.st.CreateMessage(ctx, m1.ID, a.ID, "quiet", time.Now())
+			if _, _, err := f.st.MarkRead(ctx, first.ID, b.ID, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			m2, _ := f.st.CreateMatter(ctx, "m2")
+			f.st.AddMember(ctx, m2.ID, b.ID)
+			f.st.AddMember(ctx, m2.ID, a.ID)
+			f.st.CreateMessage(ctx, m2.ID, a.ID, "quiet", time.Now())
+			want := map[int64]int{m0.ID: 0, m1.ID: 1, m2.ID: 1}
+			if got := f.truth(t, b.ID); !maps.Equal(got, want) {
+				t.Fatalf("database %v", got)
+			}
+			f.rec.waitLast(t, b.ID, want)
+
+			// Reload: at once, whatever ReconcileEvery says.
+			rec := &recorder{}
+			g := Start(f.sys, f.st, rec.publish, Options{ReconcileEvery: time.Hour})
+			defer g.Stop()
+			c := f.users[2]
+			if _, err := g.Get(c.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.st.AddMember(ctx, m2.ID, c.ID); err != nil {
+				t.Fatal(err)
+			}
+			g.Reload(c.ID)
+			rec.waitLast(t, c.ID, f.truth(t, c.ID))
+		})
+	}
+}
+
+// TestCoalescing: a burst of changes gives at most one publish per window
+// per user, the last with the final counts.
+func TestCoalescing(t *testing.T) {
+	const window = 150 * time.Millisecond
+	f := newFixture(t, backends()["sqlite"](t), Options{Window: window, ReconcileEvery: time.Hour})
+	a, b := f.users[0], f.users[1]
+	if _, err := f.c.Get(b.ID); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	for i := range 40 {
+		f.send(t, a, f.matters[i%2])
+	}
+	elapsed := time.Since(began)
+	want := f.truth(t, b.ID)
+	f.rec.waitLast(t, b.ID, want)
+	got, err := f.c.Settle(b.ID) // nothing is held back any more
+	if err != nil || !maps.Equal(got.Matters, want) {
+		t.Fatalf("Settle %v %v, database %v", got, err, want)
+	}
+	times := f.rec.times(b.ID)
+	for i := 1; i < len(times); i++ {
+		// The counter stamps its publish before the recorder does, so
+		// allow the recorder's own jitter.
+		if gap := times[i].Sub(times[i-1]); gap < window-5*time.Millisecond {
+			t.Fatalf("publishes %d and %d %v apart, window %v", i-1, i, gap, window)
+		}
+	}
+	if max := 2 + int(elapsed/window); len(times) > max {
+		t.Fatalf("%d publishes for a %v burst, at most %d expected", len(times), elapsed, max)
+	}
+	t.Logf("40 messages in %v: %d publishes", elapsed, len(times))
 }
