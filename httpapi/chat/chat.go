@@ -35,6 +35,9 @@ type Deps struct {
 	// Login bounds login throttling and password hashing; zero fields take
 	// their defaults.
 	Login LoginOptions
+	// Unread tunes the unread counters (coalescing window, reconciliation
+	// period, ...); zero fields take their defaults. Log is Deps.Log.
+	Unread unread.Options
 }
 
 // Service holds the chat routes' state. Its fields are set by Mount and
@@ -82,7 +85,9 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	if d.Config.APIRateLimit > 0 {
 		s.limiter = newLimiter(d.Config.APIRateLimit, time.Minute)
 	}
-	s.counters = unread.Start(d.Node.System(), d.Store, s.publishUnread, unread.Options{Log: d.Log})
+	uo := d.Unread
+	uo.Log = d.Log
+	s.counters = unread.Start(d.Node.System(), d.Store, s.publishUnread, uo)
 
 	auth := []gin.HandlerFunc{s.authenticate, s.throttle}
 
@@ -98,6 +103,7 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.GET("/messages/unread-count", s.unreadCount)
 	authed.PUT("/messages/:id/read", s.markRead)
 	authed.PUT("/messages/:id", s.editMessage)
+	authed.PUT("/matters/:id/read", s.markMatterRead)
 	authed.POST("/broadcasting/auth", s.broadcastingAuth)
 
 	bc := e.Group("/broadcasting", s.cors)

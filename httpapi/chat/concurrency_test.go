@@ -86,6 +86,7 @@ func TestConcurrentSendAndRead(t *testing.T) {
 				lasts[i].follow(t, w)
 			}
 
+			began := time.Now()
 			const senders, perSender = 8, 25
 			var sendersLeft atomic.Int32
 			sendersLeft.Store(senders)
@@ -190,6 +191,11 @@ func TestConcurrentSendAndRead(t *testing.T) {
 				api, apiTotal := e.unread(u)
 				if !maps.Equal(api, truth) || apiTotal != sum(truth) {
 					t.Errorf("user %d: API %v (total %d), database %v", u.ID, api, apiTotal, truth)
+				}
+				// Coalescing: at most one event per 50 ms window (the
+				// default), plus the first.
+				if limit := 2 + int(time.Since(began)/(50*time.Millisecond)); events > limit {
+					t.Errorf("user %d: %d UnreadCountUpdated events in %v, at most %d with a 50 ms window", u.ID, events, time.Since(began), limit)
 				}
 				t.Logf("user %d: %d unread, %d UnreadCountUpdated events", u.ID, sum(truth), events)
 			}

@@ -125,6 +125,12 @@ func start(t testing.TB, db database, mutate func(*config.Config)) *env {
 // startWith is start with login options.
 func startWith(t testing.TB, db database, mutate func(*config.Config), login LoginOptions) *env {
 	t.Helper()
+	return startDeps(t, db, mutate, func(d *Deps) { d.Login = login })
+}
+
+// startDeps is start with a say in the chat service's Deps.
+func startDeps(t testing.TB, db database, mutate func(*config.Config), deps func(*Deps)) *env {
+	t.Helper()
 	cfg, err := config.Load(nil, func(k string) (string, bool) {
 		v, ok := map[string]string{
 			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
@@ -157,7 +163,11 @@ func startWith(t testing.TB, db database, mutate func(*config.Config), login Log
 			node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"), "")
 		}
 	})
-	svc := Mount(e, Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log, Login: login})
+	d := Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log}
+	if deps != nil {
+		deps(&d)
+	}
+	svc := Mount(e, d)
 	srv := httptest.NewServer(e)
 	en := &env{t: t, db: db, cfg: cfg, st: st, node: node, svc: svc, srv: srv, url: srv.URL}
 	var once sync.Once
@@ -533,12 +543,13 @@ func (w *wsClient) expectNothingBeforeMarker() {
 }
 
 // settleUnread returns once the user's counter has handled every change
-// notification sent before: on one node, as here, a Get is queued behind them
-// in the manager's mailbox and publishes a pending change before it answers. An answer that is a failed load (the
+// notification sent before and published what coalescing held back: on one
+// node, as here, Settle is queued behind them in the manager's mailbox and
+// answers after the pending publish. An answer that is a failed load (the
 // database is down) counts too; no answer does not.
 func (e *env) settleUnread(userID int64) {
 	e.t.Helper()
-	if _, err := e.svc.counters.Get(userID); err != nil && strings.Contains(err.Error(), "did not answer") {
+	if _, err := e.svc.counters.Settle(userID); err != nil && strings.Contains(err.Error(), "did not answer") {
 		e.t.Fatalf("unread counter of user %d: %v", userID, err)
 	}
 }

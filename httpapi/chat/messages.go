@@ -24,6 +24,7 @@ const (
 	evMessageReceived    = "MessageReceived" // a read receipt
 	evMessageUpdated     = "MessageUpdated"
 	evUnreadCountUpdated = "UnreadCountUpdated"
+	evMessagesRead       = "MessagesRead" // a read of everything up to a message
 )
 
 // eventName is namespace + `\` + bare, or bare when the namespace is empty,
@@ -200,7 +201,7 @@ func (s *Service) sendMessage(c *gin.Context) {
 	recipients := others(members, me.ID)
 	s.broadcast(evMessageSent, messageChannels(matterID, recipients), gin.H{"message": mj}, excludedSocket(c))
 	for _, id := range recipients {
-		s.counters.Incr(id, matterID)
+		s.counters.Incr(id, matterID, msg.ID)
 	}
 	c.JSON(http.StatusCreated, gin.H{"data": mj})
 }
@@ -353,7 +354,82 @@ func (s *Service) markRead(c *gin.Context) {
 	rj.ReadAt = timePtrJSON(&r.ReadAt)
 	if created {
 		s.broadcast(evMessageReceived, []string{userChannel(msg.SenderID), matterChannel(msg.MatterID)}, rj, excludedSocket(c))
-		s.counters.Read(me.ID, msg.MatterID)
+		s.counters.Read(me.ID, msg.MatterID, r.ReadSeq, 1)
+	}
+	c.JSON(http.StatusOK, gin.H{"data": rj})
+}
+
+// readUpToJSON is the PUT /api/matters/{id}/read answer and MessagesRead.
+type readUpToJSON struct {
+	ClientMatterID int64  `json:"client_matter_id"`
+	ReaderID       int64  `json:"reader_id"`
+	UpToID         int64  `json:"up_to_id"`
+	ReadAt         string `json:"read_at"`
+	Count          int    `json:"count"` // messages this request marked read
+}
+
+// markMatterRead is PUT /api/matters/{id}/read {up_to_id}: the caller has
+// read every message from others in the matter up to up_to_id (what a
+// client does when a conversation is opened). One statement marks them; if
+// any was unread, one MessagesRead goes to the matter channel and to the
+// user channels of their senders, and the caller's counter gets one update.
+// Repeating it marks nothing and broadcasts nothing.
+func (s *Service) markMatterRead(c *gin.Context) {
+	me := userOf(c)
+	matterID, ok := routeID(c, "Matter")
+	if !ok {
+		return
+	}
+	ctx, cancel := writeContext(c)
+	defer cancel()
+	// Laravel's order: the route's model (404), authorization (403), then
+	// the body (422).
+	if _, err := s.st.MatterByID(ctx, matterID); errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusNotFound, "Matter not found.")
+		return
+	} else if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	member, err := s.st.IsMember(ctx, matterID, me.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if !member {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	in, ok := readInput(c)
+	if !ok {
+		return
+	}
+	var v validation
+	upTo, ok := in.requiredInteger(&v, "up_to_id")
+	if ok && upTo <= 0 {
+		v.add("up_to_id", "The up to id field must be at least 1.")
+	}
+	if v.failed() {
+		v.render(c)
+		return
+	}
+	r, err := s.st.MarkReadUpTo(ctx, matterID, me.ID, upTo, time.Now())
+	if errors.Is(err, persistence.ErrNotFound) {
+		abortMessage(c, http.StatusForbidden, msgForbidden) // left the matter since
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	rj := readUpToJSON{ClientMatterID: matterID, ReaderID: me.ID, UpToID: upTo, ReadAt: timeJSON(r.ReadAt), Count: r.Marked}
+	if r.Marked > 0 {
+		ch := []string{matterChannel(matterID)}
+		for _, id := range r.SenderIDs {
+			ch = append(ch, userChannel(id))
+		}
+		s.broadcast(evMessagesRead, ch, rj, excludedSocket(c))
+		s.counters.Read(me.ID, matterID, r.ReadSeq, r.Marked)
 	}
 	c.JSON(http.StatusOK, gin.H{"data": rj})
 }
