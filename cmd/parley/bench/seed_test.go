@@ -408,3 +408,51 @@ func writeFile(t *testing.T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestSeedKeepsForeignKeys: the PostgreSQL load drops foreign keys for the
+// COPY and must put every one back, the same.
+func TestSeedKeepsForeignKeys(t *testing.T) {
+	lowCost(t)
+	d := seedDB{name: "postgres", url: storetest.PostgresURL(t)}
+	st, err := persistence.Open(context.Background(), d.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db := d.open(t)
+	fks := func() []string {
+		rows, err := db.Query(`SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+			WHERE contype = 'f' AND connamespace = current_schema()::regnamespace ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	before := fks()
+	if len(before) < 6 {
+		t.Fatalf("foreign keys before: %v", before)
+	}
+	args := append(append([]string{"seed-data"}, smallSeed...), d.flags()...)
+	if code, stdout, stderr := runMain(t, args...); code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if after := fks(); !reflect.DeepEqual(after, before) {
+		t.Fatalf("foreign keys after the seed:\n%v\nbefore:\n%v", after, before)
+	}
+	// And they are enforced.
+	if _, err := db.Exec(`INSERT INTO message_reads (message_id, user_id, read_at) VALUES (1, 100000, now())`); err == nil {
+		t.Fatal("a read by a missing user was accepted")
+	}
+}
