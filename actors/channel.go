@@ -109,6 +109,9 @@ func (c *channelActor) Receive(ctx actor.Context) {
 	case *nodeGoneMsg:
 		c.nodeGone(m.node)
 		c.maybeVacate(ctx)
+	case *nodeStateMsg:
+		c.nodeState(m.node, m.users)
+		c.maybeVacate(ctx)
 	case *presenceUsersMsg:
 		ids := make([]string, 0, len(c.members))
 		for id := range c.members {
@@ -317,6 +320,26 @@ func (c *channelActor) nodeGone(node string) {
 	sort.Strings(ids)
 	for _, id := range ids {
 		c.remoteLeft(id)
+	}
+}
+
+// nodeState makes another node's members exactly users.
+func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) {
+	if c.kind != kindPresence {
+		return
+	}
+	var left []string
+	for id := range c.remote[node] {
+		if _, ok := users[id]; !ok {
+			left = append(left, id)
+		}
+	}
+	sort.Strings(left)
+	for _, id := range left {
+		c.remotePresence(&remotePresenceMsg{node: node, userID: id})
+	}
+	for id, info := range users {
+		c.remotePresence(&remotePresenceMsg{node: node, userID: id, info: info, joined: true})
 	}
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -30,10 +31,12 @@ const nodeActorName = "parley-node"
 
 // Cluster timings.
 const (
-	statsInterval = time.Second      // NodeStats to every peer (connection counts, liveness)
-	surveyTimeout = 2 * time.Second  // a node that has not answered a query by then is left out
-	suspectFor    = 10 * time.Second // a peer whose endpoint broke is re-admitted after this if still a member
-	startTimeout  = 30 * time.Second // joining the cluster (StartMember hangs while etcd is down)
+	statsInterval = time.Second            // NodeStats to every peer (connection counts, liveness)
+	surveyTimeout = 2 * time.Second        // a node that has not answered a query by then is left out
+	probeTimeout  = 500 * time.Millisecond // a peer whose connection broke must answer a probe within this,
+	probeAttempts = 2                      // in one of this many asks,
+	probePause    = 200 * time.Millisecond // each after this pause
+	startTimeout  = 30 * time.Second       // joining the cluster (StartMember hangs while etcd is down)
 )
 
 // peer is another member's node actor.
@@ -95,11 +98,7 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 	}
 	var provider cluster.ClusterProvider
 	if len(opts.Etcd) > 0 {
-		p, err := etcd.NewWithConfig("/parley", clientv3.Config{Endpoints: opts.Etcd, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return nil, fmt.Errorf("etcd %v: %w", opts.Etcd, err)
-		}
-		provider = p
+		provider = &lazyEtcd{endpoints: opts.Etcd}
 	} else {
 		hosts := []string{net.JoinHostPort(host, strconv.Itoa(MembershipPort(port)))}
 		for _, p := range opts.Peers {
@@ -321,10 +320,12 @@ type nodeActor struct {
 	cn       *clusterNode
 	peers    map[string]peer                       // id → peer
 	members  map[string]peer                       // the membership provider's latest view, self excluded
-	suspect  map[string]time.Time                  // ids dropped after their endpoint broke, and when
+	dead     map[string]bool                       // ids that did not answer a probe: readmitted only when they report again
 	gone     map[string]bool                       // ids that left; never readmitted (a restart has a new id)
-	member   map[string]bool                       // ids the membership provider has listed at some point
 	lastSeen map[string]time.Time                  // when each peer last reported (NodeStats, Snapshot)
+	seq      uint64                                // this node's presence and online changes so far
+	applied  map[string]uint64                     // per peer: its changes applied here (absent: no snapshot yet)
+	asked    map[string]time.Time                  // per peer: when its snapshot was last asked for
 	presence map[string]map[string]json.RawMessage // this node's presence: key → user id → user_info
 	online   map[string]bool                       // this node's signed-in users: appID\x00userID
 	ticker   *time.Ticker
@@ -335,8 +336,8 @@ type statsTickMsg struct{}
 
 func newNodeActor(cn *clusterNode) *nodeActor {
 	return &nodeActor{
-		cn: cn, peers: map[string]peer{}, members: map[string]peer{}, suspect: map[string]time.Time{}, gone: map[string]bool{},
-		member: map[string]bool{}, lastSeen: map[string]time.Time{},
+		cn: cn, peers: map[string]peer{}, members: map[string]peer{}, dead: map[string]bool{}, gone: map[string]bool{},
+		lastSeen: map[string]time.Time{}, applied: map[string]uint64{}, asked: map[string]time.Time{},
 		presence: map[string]map[string]json.RawMessage{}, online: map[string]bool{},
 	}
 }
@@ -365,20 +366,27 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *cluster.ClusterTopology:
 		a.members = map[string]peer{}
 		for _, mb := range m.Members {
-			if mb.Id == a.cn.self {
+			id := memberID(mb.Id)
+			if id == a.cn.self {
 				continue
 			}
-			a.members[mb.Id] = peer{id: mb.Id, address: mb.Address(), pid: actor.NewPID(mb.Address(), nodeActorName)}
-			a.member[mb.Id] = true
+			a.members[id] = peer{id: id, address: mb.Address(), pid: actor.NewPID(mb.Address(), nodeActorName)}
 		}
 		a.reconcile(ctx)
 	case *remote.EndpointTerminatedEvent:
-		for id, p := range a.peers {
+		// The connection to that address broke: the node died, or a node
+		// that died there earlier is reported late while a new one already
+		// took its place. Ask whoever is there now before dropping anyone.
+		for _, p := range a.peers {
 			if p.address == m.Address {
-				n.log.Warn("cluster peer unreachable", "peer", id, "address", p.address)
-				a.suspect[id] = time.Now()
-				a.drop(ctx, id)
+				a.probe(ctx, p)
 			}
+		}
+	case *probeFailedMsg:
+		if _, ok := a.peers[m.id]; ok {
+			n.log.Warn("cluster peer unreachable", "peer", m.id)
+			a.dead[m.id] = true
+			a.drop(ctx, m.id)
 		}
 	case *clusterpb.Leaving:
 		if _, ok := a.peers[m.Node]; ok {
@@ -388,7 +396,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.drop(ctx, m.Node)
 	case *statsTickMsg:
 		a.reconcile(ctx)
-		stats := &clusterpb.NodeStats{Node: a.cn.self, Address: a.cn.addr, Connections: map[string]int64{}}
+		stats := &clusterpb.NodeStats{Node: a.cn.self, Address: a.cn.addr, Connections: map[string]int64{}, Seq: a.seq}
 		for id, rt := range n.byID {
 			stats.Connections[id] = rt.conns.Load()
 		}
@@ -412,7 +420,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			}
 		}
 		appID, channel, _ := strings.Cut(m.key, "\x00")
-		delta := &clusterpb.PresenceDelta{Node: a.cn.self, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined}
+		a.seq++
+		delta := &clusterpb.PresenceDelta{Node: a.cn.self, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined, Seq: a.seq}
 		for _, p := range a.peers {
 			ctx.Send(p.pid, delta)
 		}
@@ -423,7 +432,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		} else {
 			delete(a.online, key)
 		}
-		delta := &clusterpb.OnlineDelta{Node: a.cn.self, AppId: m.appID, UserId: m.userID, Online: m.online}
+		a.seq++
+		delta := &clusterpb.OnlineDelta{Node: a.cn.self, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq}
 		for _, p := range a.peers {
 			ctx.Send(p.pid, delta)
 		}
@@ -436,27 +446,27 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *clusterpb.Terminate:
 		n.terminateLocal(m.AppId, m.UserId)
 	case *clusterpb.PresenceDelta:
-		if a.gone[m.Node] {
-			return
+		if a.inSequence(ctx, m.Node, m.Seq) {
+			a.applyPresence(m)
 		}
-		a.applyPresence(m)
 	case *clusterpb.OnlineDelta:
-		if a.gone[m.Node] {
-			return
+		if a.inSequence(ctx, m.Node, m.Seq) {
+			ctx.Send(n.watch, &remoteOnlineMsg{node: m.Node, key: channelKey(m.AppId, m.UserId), userID: m.UserId, online: m.Online})
 		}
-		ctx.Send(n.watch, &remoteOnlineMsg{node: m.Node, key: channelKey(m.AppId, m.UserId), userID: m.UserId, online: m.Online})
+	case *clusterpb.SnapshotRequest:
+		if p, ok := a.peers[m.Node]; ok {
+			ctx.Send(p.pid, a.snapshot(false))
+		}
 	case *clusterpb.Snapshot:
 		if a.gone[m.Node] {
 			return
 		}
-		a.lastSeen[m.Node] = time.Now()
-		a.admit(ctx, m.Node, m.Address)
-		for _, d := range m.Presence {
-			a.applyPresence(d)
+		a.reported(ctx, m.Node, m.Address)
+		if applied, ok := a.applied[m.Node]; ok && m.Seq < applied {
+			return // older than what is applied (a reply crossed a newer one)
 		}
-		for _, d := range m.Online {
-			ctx.Send(n.watch, &remoteOnlineMsg{node: m.Node, key: channelKey(d.AppId, d.UserId), userID: d.UserId, online: true})
-		}
+		a.applySnapshot(ctx, m)
+		a.applied[m.Node] = m.Seq
 		if m.WantReply {
 			if p, ok := a.peers[m.Node]; ok {
 				ctx.Send(p.pid, a.snapshot(false))
@@ -469,13 +479,18 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		// A node that reports to us is a peer, even if our membership
 		// provider has not told us about it yet (etcd's list-then-watch
 		// can miss a node that registered in between).
-		a.lastSeen[m.Node] = time.Now()
-		a.admit(ctx, m.Node, m.Address)
+		a.reported(ctx, m.Node, m.Address)
+		if applied, ok := a.applied[m.Node]; !ok || applied < m.Seq {
+			// A change (or the snapshot) from that node never arrived:
+			// messages to a node that just restarted at a dead one's
+			// address can be lost. Ask again, at most once a second.
+			a.askSnapshot(ctx, m.Node)
+		}
 		a.cn.mu.Lock()
 		a.cn.census[m.Node] = m.Connections
 		a.cn.mu.Unlock()
 	case *clusterpb.ChannelsRequest:
-		reply := &clusterpb.ChannelsReply{}
+		reply := &clusterpb.ChannelsReply{Node: a.cn.self}
 		if m.Name != "" {
 			if info := n.reg.localChannel(channelKey(m.AppId, m.Name), m.Name); info.Subscriptions > 0 {
 				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: m.Name, Subscriptions: int64(info.Subscriptions)})
@@ -503,22 +518,120 @@ func (a *nodeActor) applyPresence(d *clusterpb.PresenceDelta) {
 	}
 }
 
-// reconcile makes the peers the membership's members, less those that left
-// and those recently unreachable. A peer that reported to us before the
-// provider listed it stays while it keeps reporting.
+// reconcile adds the membership's members to the peers, and drops the peers
+// that are neither listed nor reporting. A node's own reports (NodeStats every
+// second) count as much as the provider's list: etcd's list-then-watch can
+// miss a node, and protoactor never lists again a member it once dropped (a
+// node that was frozen for a few seconds), while that node serves on.
 func (a *nodeActor) reconcile(ctx actor.Context) {
 	for id := range a.peers {
-		if _, ok := a.members[id]; ok {
+		if _, ok := a.members[id]; ok && !a.dead[id] {
 			continue
 		}
-		if a.member[id] || time.Since(a.lastSeen[id]) > 5*statsInterval {
+		if time.Since(a.lastSeen[id]) > 5*statsInterval {
 			a.cn.n.log.Info("cluster peer left", "peer", id)
 			a.drop(ctx, id)
 		}
 	}
 	for id, p := range a.members {
-		a.admit(ctx, id, p.address)
+		if !a.dead[id] {
+			a.admit(ctx, id, p.address)
+		}
 	}
+}
+
+// inSequence reports whether a peer's change numbered seq comes next; a gap
+// means one was lost, and the peer's snapshot is asked for instead.
+func (a *nodeActor) inSequence(ctx actor.Context, node string, seq uint64) bool {
+	if a.gone[node] {
+		return false
+	}
+	applied, ok := a.applied[node]
+	switch {
+	case ok && seq == applied+1:
+		a.applied[node] = seq
+		return true
+	case ok && seq <= applied:
+		return false // the snapshot applied already had it
+	default:
+		a.askSnapshot(ctx, node)
+		return false
+	}
+}
+
+func (a *nodeActor) askSnapshot(ctx actor.Context, node string) {
+	p, ok := a.peers[node]
+	if !ok || time.Since(a.asked[node]) < statsInterval {
+		return
+	}
+	a.asked[node] = time.Now()
+	ctx.Send(p.pid, &clusterpb.SnapshotRequest{Node: a.cn.self})
+}
+
+// reported records that a node spoke to us: it is alive, whatever the
+// membership provider says.
+func (a *nodeActor) reported(ctx actor.Context, id, address string) {
+	a.lastSeen[id] = time.Now()
+	delete(a.dead, id)
+	a.admit(ctx, id, address)
+}
+
+// probeFailedMsg: a peer did not answer a probe.
+type probeFailedMsg struct{ id string }
+
+// probe asks a peer's node actor for an empty channel list, twice if need
+// be: a connection that just broke can lose the first ask although a node
+// answers there. No answer from that node means it is gone.
+func (a *nodeActor) probe(ctx actor.Context, p peer) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		for attempt := 0; attempt < probeAttempts; attempt++ {
+			time.Sleep(probePause)
+			res, err := root.RequestFuture(p.pid, &clusterpb.ChannelsRequest{AppId: "\x00probe"}, probeTimeout).Result()
+			// Whoever answers must be that node, not a new one at its address.
+			if r, ok := res.(*clusterpb.ChannelsReply); err == nil && ok && r.GetNode() == p.id {
+				return
+			}
+		}
+		root.Send(self, &probeFailedMsg{id: p.id})
+	}()
+}
+
+// applySnapshot makes what this node mirrors of another exactly its
+// snapshot: members it no longer reports are removed (a leave may have been
+// lost while the two could not talk).
+func (a *nodeActor) applySnapshot(ctx actor.Context, m *clusterpb.Snapshot) {
+	n := a.cn.n
+	byKey := map[string]map[string]json.RawMessage{}
+	for _, d := range m.Presence {
+		key := channelKey(d.AppId, d.Channel)
+		if byKey[key] == nil {
+			byKey[key] = map[string]json.RawMessage{}
+		}
+		var info json.RawMessage
+		if len(d.Info) > 0 {
+			info = json.RawMessage(d.Info)
+		}
+		byKey[key][d.UserId] = info
+	}
+	// Channels this node knows: each reconciles its view of m.Node.
+	n.reg.all(func(key string, pid *actor.PID) {
+		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
+			ctx.Send(pid, &nodeStateMsg{node: m.Node, users: byKey[key]})
+		}
+	})
+	// Channels it does not know yet.
+	for key, users := range byKey {
+		appID, channel, _ := strings.Cut(key, "\x00")
+		for uid, info := range users {
+			n.reg.forward(key, appID, channel, &remotePresenceMsg{node: m.Node, userID: uid, info: info, joined: true})
+		}
+	}
+	online := map[string]bool{}
+	for _, d := range m.Online {
+		online[channelKey(d.AppId, d.UserId)] = true
+	}
+	ctx.Send(n.watch, &nodeOnlineMsg{node: m.Node, online: online})
 }
 
 // admit makes id a peer if it is not one: it gets this node's snapshot and
@@ -527,11 +640,12 @@ func (a *nodeActor) admit(ctx actor.Context, id, address string) {
 	if _, ok := a.peers[id]; ok || a.gone[id] || id == a.cn.self || address == "" {
 		return
 	}
-	if t, ok := a.suspect[id]; ok {
-		if time.Since(t) < suspectFor {
-			return
+	for old, q := range a.peers {
+		if q.address == address {
+			// A new process at a dead node's address.
+			a.cn.n.log.Info("cluster peer replaced", "peer", old, "by", id, "address", address)
+			a.drop(ctx, old)
 		}
-		delete(a.suspect, id)
 	}
 	p := peer{id: id, address: address, pid: actor.NewPID(address, nodeActorName)}
 	a.peers[id] = p
@@ -551,6 +665,8 @@ func (a *nodeActor) drop(ctx actor.Context, id string) {
 		a.publishPeers()
 	}
 	delete(a.lastSeen, id)
+	delete(a.applied, id)
+	delete(a.asked, id)
 	a.cn.mu.Lock()
 	delete(a.cn.census, id)
 	a.cn.mu.Unlock()
@@ -572,7 +688,7 @@ func (a *nodeActor) publishPeers() {
 }
 
 func (a *nodeActor) snapshot(wantReply bool) *clusterpb.Snapshot {
-	s := &clusterpb.Snapshot{Node: a.cn.self, Address: a.cn.addr, WantReply: wantReply}
+	s := &clusterpb.Snapshot{Node: a.cn.self, Address: a.cn.addr, WantReply: wantReply, Seq: a.seq}
 	for key, users := range a.presence {
 		appID, channel, _ := strings.Cut(key, "\x00")
 		for uid, info := range users {
@@ -584,6 +700,41 @@ func (a *nodeActor) snapshot(wantReply bool) *clusterpb.Snapshot {
 		s.Online = append(s.Online, &clusterpb.OnlineDelta{Node: a.cn.self, AppId: appID, UserId: uid, Online: true})
 	}
 	return s
+}
+
+// memberID is a membership provider's member id as the node's own id: the
+// etcd provider prefixes it with the cluster name ("parley@ID").
+func memberID(id string) string {
+	if i := strings.LastIndexByte(id, '@'); i >= 0 {
+		return id[i+1:]
+	}
+	return id
+}
+
+// lazyEtcd creates protoactor's etcd provider when the member starts, after
+// the remote has set gRPC's global logger (creating the etcd client earlier
+// races with it).
+type lazyEtcd struct {
+	endpoints []string
+	p         *etcd.Provider
+}
+
+func (l *lazyEtcd) StartMember(c *cluster.Cluster) error {
+	p, err := etcd.NewWithConfig("/parley", clientv3.Config{Endpoints: l.endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("etcd %v: %w", l.endpoints, err)
+	}
+	l.p = p
+	return p.StartMember(c)
+}
+
+func (l *lazyEtcd) StartClient(*cluster.Cluster) error { return errors.New("parley nodes are members") }
+
+func (l *lazyEtcd) Shutdown(graceful bool) error {
+	if l.p == nil {
+		return nil
+	}
+	return l.p.Shutdown(graceful)
 }
 
 // Peers lists the other members this node forwards to, for health and tests.

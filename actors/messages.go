@@ -55,6 +55,19 @@ type remotePresenceMsg struct {
 // nodeGoneMsg tells a channel another node left the cluster.
 type nodeGoneMsg struct{ node string }
 
+// nodeStateMsg gives a presence channel everything another node reports for
+// it (from that node's snapshot); users absent from it have left.
+type nodeStateMsg struct {
+	node  string
+	users map[string]json.RawMessage // nil: none
+}
+
+// nodeOnlineMsg gives the watchlist every user another node has signed in.
+type nodeOnlineMsg struct {
+	node   string
+	online map[string]bool // appID\x00userID
+}
+
 // crashMsg makes an actor panic, for the supervision tests; nothing outside
 // the process can send it.
 type crashMsg struct{}

@@ -373,6 +373,9 @@ func (n *Node) Drain(ctx context.Context) error {
 // Stop ends the actor system, leaving the cluster first if in one.
 func (n *Node) Stop() {
 	if cn := n.clusterNode; cn != nil {
+		// The node actor's stats tick sends to peers: stop it before the
+		// remote goes.
+		_ = n.system.Root.StopFuture(cn.pid).Wait()
 		cn.c.Shutdown(true)
 		return
 	}

@@ -120,6 +120,27 @@ func (w *watchlistActor) Receive(ctx actor.Context) {
 			}
 		}
 		w.transition(m.key, m.userID, was)
+	case *nodeOnlineMsg:
+		for key, nodes := range w.remote {
+			if nodes[m.node] && !m.online[key] {
+				was := w.isOnline(key)
+				delete(nodes, m.node)
+				if len(nodes) == 0 {
+					delete(w.remote, key)
+				}
+				_, userID, _ := strings.Cut(key, "\x00")
+				w.transition(key, userID, was)
+			}
+		}
+		for key := range m.online {
+			was := w.isOnline(key)
+			if w.remote[key] == nil {
+				w.remote[key] = map[string]bool{}
+			}
+			w.remote[key][m.node] = true
+			_, userID, _ := strings.Cut(key, "\x00")
+			w.transition(key, userID, was)
+		}
 	case *nodeGoneMsg:
 		for key, nodes := range w.remote {
 			if nodes[m.node] {

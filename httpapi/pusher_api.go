@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -65,14 +66,26 @@ func (s *Server) triggerEvent(c *gin.Context) {
 	// must be 200, or an SDK's retry would publish it twice.
 	var channels gin.H
 	if len(ev.Info) > 0 {
+		// In a cluster each channel's counts are a survey of every node:
+		// ask for all channels at once, not one after another.
+		attrs := make([]gin.H, len(ev.Channels))
+		errs := make([]error, len(ev.Channels))
+		var wg sync.WaitGroup
+		for i, ch := range ev.Channels {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				attrs[i], errs[i] = s.channelAttributes(c, app.ID, ch, ev.Info)
+			}()
+		}
+		wg.Wait()
 		channels = gin.H{}
-		for _, ch := range ev.Channels {
-			attrs, err := s.channelAttributes(c, app.ID, ch, ev.Info)
-			if err != nil {
-				unavailable(c, err)
+		for i, ch := range ev.Channels {
+			if errs[i] != nil {
+				unavailable(c, errs[i])
 				return
 			}
-			channels[ch] = attrs
+			channels[ch] = attrs[i]
 		}
 	}
 	if err := s.node.Publish(actors.Event{AppID: app.ID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketID: ev.SocketID}); err != nil {

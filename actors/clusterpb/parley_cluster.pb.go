@@ -256,6 +256,7 @@ type PresenceDelta struct {
 	UserId        string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Info          []byte                 `protobuf:"bytes,5,opt,name=info,proto3" json:"info,omitempty"` // user_info JSON; empty = none
 	Joined        bool                   `protobuf:"varint,6,opt,name=joined,proto3" json:"joined,omitempty"`
+	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"` // the sender's change number (see NodeStats.seq)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +333,13 @@ func (x *PresenceDelta) GetJoined() bool {
 	return false
 }
 
+func (x *PresenceDelta) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // OnlineDelta: a user's first signed-in socket on node appeared (online) or
 // its last one went (watchlists).
 type OnlineDelta struct {
@@ -340,6 +348,7 @@ type OnlineDelta struct {
 	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Online        bool                   `protobuf:"varint,4,opt,name=online,proto3" json:"online,omitempty"`
+	Seq           uint64                 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"` // the sender's change number (see NodeStats.seq)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +411,13 @@ func (x *OnlineDelta) GetOnline() bool {
 	return false
 }
 
+func (x *OnlineDelta) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Snapshot is everything a node holds that others mirror; it is the first
 // thing a node sends a member it has just learned of.
 type Snapshot struct {
@@ -411,6 +427,7 @@ type Snapshot struct {
 	Online        []*OnlineDelta         `protobuf:"bytes,3,rep,name=online,proto3" json:"online,omitempty"`
 	WantReply     bool                   `protobuf:"varint,4,opt,name=want_reply,json=wantReply,proto3" json:"want_reply,omitempty"` // the receiver answers with its own snapshot
 	Address       string                 `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`                       // the sender's cluster address
+	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`                              // the sender's change number the snapshot includes
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -480,6 +497,58 @@ func (x *Snapshot) GetAddress() string {
 	return ""
 }
 
+func (x *Snapshot) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// SnapshotRequest asks a node for its snapshot: the asker missed a change.
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_parley_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SnapshotRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // Leaving: the node is stopping in order; forget what it reported now
 // rather than when the membership provider notices.
 type Leaving struct {
@@ -491,7 +560,7 @@ type Leaving struct {
 
 func (x *Leaving) Reset() {
 	*x = Leaving{}
-	mi := &file_parley_cluster_proto_msgTypes[6]
+	mi := &file_parley_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +572,7 @@ func (x *Leaving) String() string {
 func (*Leaving) ProtoMessage() {}
 
 func (x *Leaving) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[6]
+	mi := &file_parley_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +585,7 @@ func (x *Leaving) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leaving.ProtoReflect.Descriptor instead.
 func (*Leaving) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{6}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Leaving) GetNode() string {
@@ -529,17 +598,21 @@ func (x *Leaving) GetNode() string {
 // NodeStats is a node's periodic report of its sockets per app, for
 // cluster-wide connection limits.
 type NodeStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Connections   map[string]int64       `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"` // the sender's cluster address
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Node        string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Connections map[string]int64       `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Address     string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"` // the sender's cluster address
+	// seq numbers the sender's presence and online changes (each delta carries
+	// its own); a receiver that has applied fewer missed one and asks for a
+	// snapshot.
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_parley_cluster_proto_msgTypes[7]
+	mi := &file_parley_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +624,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[7]
+	mi := &file_parley_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +637,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{7}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeStats) GetNode() string {
@@ -588,6 +661,13 @@ func (x *NodeStats) GetAddress() string {
 	return ""
 }
 
+func (x *NodeStats) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // ChannelsRequest asks a node for its occupied channels of an app: those
 // whose names start with prefix, or the one named name.
 type ChannelsRequest struct {
@@ -601,7 +681,7 @@ type ChannelsRequest struct {
 
 func (x *ChannelsRequest) Reset() {
 	*x = ChannelsRequest{}
-	mi := &file_parley_cluster_proto_msgTypes[8]
+	mi := &file_parley_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +693,7 @@ func (x *ChannelsRequest) String() string {
 func (*ChannelsRequest) ProtoMessage() {}
 
 func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[8]
+	mi := &file_parley_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +706,7 @@ func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{8}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ChannelsRequest) GetAppId() string {
@@ -660,7 +740,7 @@ type ChannelCount struct {
 
 func (x *ChannelCount) Reset() {
 	*x = ChannelCount{}
-	mi := &file_parley_cluster_proto_msgTypes[9]
+	mi := &file_parley_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +752,7 @@ func (x *ChannelCount) String() string {
 func (*ChannelCount) ProtoMessage() {}
 
 func (x *ChannelCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[9]
+	mi := &file_parley_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +765,7 @@ func (x *ChannelCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelCount.ProtoReflect.Descriptor instead.
 func (*ChannelCount) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{9}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChannelCount) GetName() string {
@@ -705,13 +785,14 @@ func (x *ChannelCount) GetSubscriptions() int64 {
 type ChannelsReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channels      []*ChannelCount        `protobuf:"bytes,1,rep,name=channels,proto3" json:"channels,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"` // the answering node's id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChannelsReply) Reset() {
 	*x = ChannelsReply{}
-	mi := &file_parley_cluster_proto_msgTypes[10]
+	mi := &file_parley_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +804,7 @@ func (x *ChannelsReply) String() string {
 func (*ChannelsReply) ProtoMessage() {}
 
 func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[10]
+	mi := &file_parley_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +817,7 @@ func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsReply.ProtoReflect.Descriptor instead.
 func (*ChannelsReply) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{10}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChannelsReply) GetChannels() []*ChannelCount {
@@ -744,6 +825,13 @@ func (x *ChannelsReply) GetChannels() []*ChannelCount {
 		return x.Channels
 	}
 	return nil
+}
+
+func (x *ChannelsReply) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 // UnreadChanged tells a user's unread counter (a grain) that their counts
@@ -764,7 +852,7 @@ type UnreadChanged struct {
 
 func (x *UnreadChanged) Reset() {
 	*x = UnreadChanged{}
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +864,7 @@ func (x *UnreadChanged) String() string {
 func (*UnreadChanged) ProtoMessage() {}
 
 func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +877,7 @@ func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadChanged.ProtoReflect.Descriptor instead.
 func (*UnreadChanged) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UnreadChanged) GetUserId() int64 {
@@ -845,7 +933,7 @@ type UnreadSettle struct {
 
 func (x *UnreadSettle) Reset() {
 	*x = UnreadSettle{}
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +945,7 @@ func (x *UnreadSettle) String() string {
 func (*UnreadSettle) ProtoMessage() {}
 
 func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +958,7 @@ func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadSettle.ProtoReflect.Descriptor instead.
 func (*UnreadSettle) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UnreadSettle) GetUserId() int64 {
@@ -890,7 +978,7 @@ type UnreadGet struct {
 
 func (x *UnreadGet) Reset() {
 	*x = UnreadGet{}
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +990,7 @@ func (x *UnreadGet) String() string {
 func (*UnreadGet) ProtoMessage() {}
 
 func (x *UnreadGet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1003,7 @@ func (x *UnreadGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadGet.ProtoReflect.Descriptor instead.
 func (*UnreadGet) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnreadGet) GetUserId() int64 {
@@ -937,7 +1025,7 @@ type UnreadCounts struct {
 
 func (x *UnreadCounts) Reset() {
 	*x = UnreadCounts{}
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1037,7 @@ func (x *UnreadCounts) String() string {
 func (*UnreadCounts) ProtoMessage() {}
 
 func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1050,7 @@ func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadCounts.ProtoReflect.Descriptor instead.
 func (*UnreadCounts) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnreadCounts) GetUserId() int64 {
@@ -1013,32 +1101,38 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x06sender\x18\x06 \x01(\tR\x06sender\";\n" +
 	"\tTerminate\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\"\x99\x01\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"\xab\x01\n" +
 	"\rPresenceDelta\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x18\n" +
 	"\achannel\x18\x03 \x01(\tR\achannel\x12\x17\n" +
 	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04info\x18\x05 \x01(\fR\x04info\x12\x16\n" +
-	"\x06joined\x18\x06 \x01(\bR\x06joined\"i\n" +
+	"\x06joined\x18\x06 \x01(\bR\x06joined\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"{\n" +
 	"\vOnlineDelta\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06online\x18\x04 \x01(\bR\x06online\"\xc7\x01\n" +
+	"\x06online\x18\x04 \x01(\bR\x06online\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\"\xd9\x01\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x129\n" +
 	"\bpresence\x18\x02 \x03(\v2\x1d.parley.cluster.PresenceDeltaR\bpresence\x123\n" +
 	"\x06online\x18\x03 \x03(\v2\x1b.parley.cluster.OnlineDeltaR\x06online\x12\x1d\n" +
 	"\n" +
 	"want_reply\x18\x04 \x01(\bR\twantReply\x12\x18\n" +
-	"\aaddress\x18\x05 \x01(\tR\aaddress\"\x1d\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\"%\n" +
+	"\x0fSnapshotRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\x1d\n" +
 	"\aLeaving\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"\xc7\x01\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\xd9\x01\n" +
 	"\tNodeStats\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12L\n" +
 	"\vconnections\x18\x02 \x03(\v2*.parley.cluster.NodeStats.ConnectionsEntryR\vconnections\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\x1a>\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x1a>\n" +
 	"\x10ConnectionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"T\n" +
@@ -1048,9 +1142,10 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"H\n" +
 	"\fChannelCount\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
-	"\rsubscriptions\x18\x02 \x01(\x03R\rsubscriptions\"I\n" +
+	"\rsubscriptions\x18\x02 \x01(\x03R\rsubscriptions\"]\n" +
 	"\rChannelsReply\x128\n" +
-	"\bchannels\x18\x01 \x03(\v2\x1c.parley.cluster.ChannelCountR\bchannels\"\xa9\x01\n" +
+	"\bchannels\x18\x01 \x03(\v2\x1c.parley.cluster.ChannelCountR\bchannels\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\xa9\x01\n" +
 	"\rUnreadChanged\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1b\n" +
 	"\tmatter_id\x18\x02 \x01(\x03R\bmatterId\x12\x12\n" +
@@ -1084,7 +1179,7 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
@@ -1092,24 +1187,25 @@ var file_parley_cluster_proto_goTypes = []any{
 	(*PresenceDelta)(nil),   // 3: parley.cluster.PresenceDelta
 	(*OnlineDelta)(nil),     // 4: parley.cluster.OnlineDelta
 	(*Snapshot)(nil),        // 5: parley.cluster.Snapshot
-	(*Leaving)(nil),         // 6: parley.cluster.Leaving
-	(*NodeStats)(nil),       // 7: parley.cluster.NodeStats
-	(*ChannelsRequest)(nil), // 8: parley.cluster.ChannelsRequest
-	(*ChannelCount)(nil),    // 9: parley.cluster.ChannelCount
-	(*ChannelsReply)(nil),   // 10: parley.cluster.ChannelsReply
-	(*UnreadChanged)(nil),   // 11: parley.cluster.UnreadChanged
-	(*UnreadSettle)(nil),    // 12: parley.cluster.UnreadSettle
-	(*UnreadGet)(nil),       // 13: parley.cluster.UnreadGet
-	(*UnreadCounts)(nil),    // 14: parley.cluster.UnreadCounts
-	nil,                     // 15: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 16: parley.cluster.UnreadCounts.MattersEntry
+	(*SnapshotRequest)(nil), // 6: parley.cluster.SnapshotRequest
+	(*Leaving)(nil),         // 7: parley.cluster.Leaving
+	(*NodeStats)(nil),       // 8: parley.cluster.NodeStats
+	(*ChannelsRequest)(nil), // 9: parley.cluster.ChannelsRequest
+	(*ChannelCount)(nil),    // 10: parley.cluster.ChannelCount
+	(*ChannelsReply)(nil),   // 11: parley.cluster.ChannelsReply
+	(*UnreadChanged)(nil),   // 12: parley.cluster.UnreadChanged
+	(*UnreadSettle)(nil),    // 13: parley.cluster.UnreadSettle
+	(*UnreadGet)(nil),       // 14: parley.cluster.UnreadGet
+	(*UnreadCounts)(nil),    // 15: parley.cluster.UnreadCounts
+	nil,                     // 16: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 17: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
 	3,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
 	4,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	15, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
-	9,  // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	16, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	16, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	10, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
+	17, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
 	5,  // [5:5] is the sub-list for method output_type
 	5,  // [5:5] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
@@ -1128,7 +1224,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
