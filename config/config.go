@@ -120,6 +120,13 @@ type Config struct {
 	// PasswordHashConcurrency bounds bcrypt work running at once; default 0
 	// means max(1, GOMAXPROCS/2) (PARLEY_PASSWORD_HASH_CONCURRENCY).
 	PasswordHashConcurrency int
+	// UnreadWindow is the coalescing window of UnreadCountUpdated: at most
+	// one per user per window, the last carrying the final counts; default
+	// 0 means 50 ms (PARLEY_UNREAD_WINDOW).
+	UnreadWindow time.Duration
+	// UnreadReconcile is how often a running unread counter reloads its
+	// counts from the database; default 0 means 30 s (PARLEY_UNREAD_RECONCILE).
+	UnreadReconcile time.Duration
 	// TrustedProxies are reverse proxies (addresses or CIDRs) whose
 	// X-Forwarded-For names the client; default none (PARLEY_TRUSTED_PROXIES).
 	TrustedProxies []string
@@ -254,6 +261,18 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	cfg.LoginAttemptsPerMinute = envInt(0, "PARLEY_LOGIN_ATTEMPTS_PER_MINUTE")
 	cfg.LoginIPAttemptsPerMinute = envInt(0, "PARLEY_LOGIN_IP_ATTEMPTS_PER_MINUTE")
 	cfg.PasswordHashConcurrency = envInt(0, "PARLEY_PASSWORD_HASH_CONCURRENCY")
+	for _, d := range []struct {
+		dst  *time.Duration
+		name string
+	}{{&cfg.UnreadWindow, "PARLEY_UNREAD_WINDOW"}, {&cfg.UnreadReconcile, "PARLEY_UNREAD_RECONCILE"}} {
+		if v, name, ok := env(d.name); ok {
+			if x, err := time.ParseDuration(v); err != nil || x <= 0 {
+				bad("%s=%q is not a positive duration such as 50ms", name, v)
+			} else {
+				*d.dst = x
+			}
+		}
+	}
 	if v, _, ok := env("PARLEY_TRUSTED_PROXIES"); ok {
 		cfg.TrustedProxies = splitList(v)
 		for _, p := range cfg.TrustedProxies {

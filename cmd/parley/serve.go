@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
 	"github.com/parley-chat/parley/httpapi/chat"
@@ -76,7 +77,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				IPAttemptsPerMinute: cfg.LoginIPAttemptsPerMinute,
 				HashConcurrency:     cfg.PasswordHashConcurrency,
 				TrustedProxies:      cfg.TrustedProxies,
-			}})
+			},
+			Unread: unread.Options{Window: cfg.UnreadWindow, ReconcileEvery: cfg.UnreadReconcile, Log: log},
+		})
 		api.AddReadinessCheck("database", chatSvc.Ping)
 		stopCore = func() {
 			chatSvc.Stop()
