@@ -354,7 +354,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	if cfg.MaxBodyBytes < 64<<10 {
 		bad("PARLEY_MAX_BODY_BYTES %d is below 65536", cfg.MaxBodyBytes)
 	}
-	if cfg.SocketSendBuffer != 0 && cfg.SocketSendBuffer < 4096 {
+	if cfg.SocketSendBuffer > 0 && cfg.SocketSendBuffer < 4096 {
 		bad("PARLEY_SOCKET_SEND_BUFFER %d is below 4096 (use a negative value for the kernel's default)", cfg.SocketSendBuffer)
 	}
 

@@ -197,3 +197,15 @@ func TestLimitSettings(t *testing.T) {
 		t.Fatalf("default channels per connection %d", cfg.Apps[0].MaxChannelsPerConnection)
 	}
 }
+
+func TestSocketSendBufferKernelDefault(t *testing.T) {
+	env := map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s", "PARLEY_SOCKET_SEND_BUFFER": "-1"}
+	cfg, err := Load(nil, envOf(env), nil)
+	if err != nil || cfg.SocketSendBuffer != -1 {
+		t.Fatalf("a negative send buffer (kernel autotuning) must be accepted: %v", err)
+	}
+	env["PARLEY_SOCKET_SEND_BUFFER"] = "100"
+	if _, err := Load(nil, envOf(env), nil); err == nil {
+		t.Fatal("a 100-byte send buffer was accepted")
+	}
+}
