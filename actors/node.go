@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/wsconn"
 )
@@ -382,9 +383,11 @@ func (n *Node) Stop() {
 	n.system.Shutdown()
 }
 
-// System is the node's actor system, for actors that live beside the
-// channels (the chat backend's unread counters).
-func (n *Node) System() *actor.ActorSystem { return n.system }
+// StartUnreadCounters starts the chat's unread counters on this node's actor
+// system; publish receives every change.
+func (n *Node) StartUnreadCounters(src unread.Source, publish unread.Publisher, opts unread.Options) *unread.Counters {
+	return unread.Start(n.system, src, publish, opts)
+}
 
 // Backlog is the number of publishes waiting to be fanned out on this node.
 func (n *Node) Backlog() int64 { return n.backlog.Load() }

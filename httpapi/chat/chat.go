@@ -87,7 +87,7 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	}
 	uo := d.Unread
 	uo.Log = d.Log
-	s.counters = unread.Start(d.Node.System(), d.Store, s.publishUnread, uo)
+	s.counters = d.Node.StartUnreadCounters(d.Store, s.publishUnread, uo)
 
 	auth := []gin.HandlerFunc{s.authenticate, s.throttle}
 
