@@ -167,12 +167,15 @@ func (s *Server) listChannels(c *gin.Context) {
 	prefix := c.Query("filter_by_prefix")
 	info := splitInfo(c.Query("info"))
 	for _, a := range info {
-		if a != "user_count" {
-			abortJSON(c, http.StatusBadRequest, "info attribute "+truncate(a, 40)+" is not supported here (user_count)")
-			return
-		}
-		if !strings.HasPrefix(prefix, "presence-") {
-			abortJSON(c, http.StatusBadRequest, "info=user_count needs filter_by_prefix=presence-")
+		switch a {
+		case "user_count":
+			if !strings.HasPrefix(prefix, "presence-") {
+				abortJSON(c, http.StatusBadRequest, "info=user_count needs filter_by_prefix=presence-")
+				return
+			}
+		case "subscription_count":
+		default:
+			abortJSON(c, http.StatusBadRequest, "info attribute "+truncate(a, 40)+" is not supported here (user_count, subscription_count)")
 			return
 		}
 	}
@@ -185,8 +188,12 @@ func (s *Server) listChannels(c *gin.Context) {
 	channels := gin.H{}
 	for _, ci := range list.Channels {
 		attrs := gin.H{}
-		if len(info) > 0 {
-			attrs["user_count"] = ci.Users
+		for _, a := range info {
+			if a == "user_count" {
+				attrs["user_count"] = ci.Users
+			} else {
+				attrs["subscription_count"] = ci.Subscriptions
+			}
 		}
 		channels[ci.Name] = attrs
 	}

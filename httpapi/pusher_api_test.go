@@ -197,6 +197,20 @@ func TestChannelQueries(t *testing.T) {
 	if st, _ := s.api("GET", "/apps/"+testAppID+"/channels", url.Values{"info": {"user_count"}}, nil); st != 400 {
 		t.Fatalf("user_count without presence prefix: %d", st)
 	}
+	st, body = s.api("GET", "/apps/"+testAppID+"/channels", url.Values{"filter_by_prefix": {"presence-"}, "info": {"user_count,subscription_count"}}, nil)
+	if st != 200 {
+		t.Fatalf("%d %v", st, body)
+	}
+	if attrs := body["channels"].(map[string]any)["presence-one"].(map[string]any); attrs["user_count"].(float64) != 2 || attrs["subscription_count"].(float64) != 2 {
+		t.Fatalf("presence-one %v", attrs)
+	}
+	st, body = s.api("GET", "/apps/"+testAppID+"/channels", url.Values{"info": {"subscription_count"}}, nil)
+	if st != 200 || body["channels"].(map[string]any)["public-1"].(map[string]any)["subscription_count"].(float64) != 1 {
+		t.Fatalf("%d %v", st, body)
+	}
+	if st, _ := s.api("GET", "/apps/"+testAppID+"/channels", url.Values{"info": {"cache"}}, nil); st != 400 {
+		t.Fatalf("unknown info on channels: %d", st)
+	}
 	st, body = s.api("GET", "/apps/"+testAppID+"/channels/public-1", url.Values{"info": {"subscription_count"}}, nil)
 	if st != 200 || body["occupied"] != true || body["subscription_count"].(float64) != 1 {
 		t.Fatalf("%d %v", st, body)
