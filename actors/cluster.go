@@ -737,15 +737,3 @@ func (l *lazyEtcd) Shutdown(graceful bool) error {
 	return l.p.Shutdown(graceful)
 }
 
-// Peers lists the other members this node forwards to, for health and tests.
-func (n *Node) Peers() []string {
-	if n.clusterNode == nil {
-		return nil
-	}
-	var out []string
-	for _, p := range *n.clusterNode.peers.Load() {
-		out = append(out, p.address)
-	}
-	sort.Strings(out)
-	return out
-}
