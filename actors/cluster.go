@@ -736,4 +736,3 @@ func (l *lazyEtcd) Shutdown(graceful bool) error {
 	}
 	return l.p.Shutdown(graceful)
 }
-
