@@ -3,7 +3,6 @@ package actors
 import (
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 // The example from Pusher's authorization docs.
@@ -82,21 +81,5 @@ func TestSubscriptions(t *testing.T) {
 	s.remove("nope")
 	if len(s) != 1 {
 		t.Fatal(s)
-	}
-}
-
-// TestTruncateKeepsUTF8: a shortened message never cuts a character in two
-// (it ends up in pusher:error frames and close reasons).
-func TestTruncateKeepsUTF8(t *testing.T) {
-	for _, s := range []string{"ééééé", "日本語のチャンネル", "a😀😀😀"} {
-		for n := 0; n <= len(s); n++ {
-			got := truncate(s, n)
-			if !utf8.ValidString(got) {
-				t.Fatalf("truncate(%q, %d) = %q is not UTF-8", s, n, got)
-			}
-			if n < len(s) && len(strings.TrimSuffix(got, "…")) > n {
-				t.Fatalf("truncate(%q, %d) = %q is longer than %d bytes", s, n, got, n)
-			}
-		}
 	}
 }

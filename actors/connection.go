@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/wsconn"
@@ -148,20 +147,8 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 	case strings.HasPrefix(f.Event, "client-"):
 		a.clientEvent(ctx, f)
 	default:
-		a.fail(wsconn.CodeInvalidMessage, "unknown event %q: clients may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong, pusher:signin and client-* events", truncate(f.Event, 64))
+		a.fail(wsconn.CodeInvalidMessage, "unknown event %q: clients may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong, pusher:signin and client-* events", wsconn.Truncate(f.Event, 64))
 	}
-}
-
-// truncate shortens s to at most n bytes for a message, never cutting a
-// UTF-8 sequence in two.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // subscriptionError is what pusher-js surfaces on the channel as
@@ -182,12 +169,12 @@ func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
 		return
 	}
 	if problem := ValidateChannel(d.Channel, true); problem != "" {
-		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: %s", truncate(d.Channel, 64), problem)
+		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: %s", wsconn.Truncate(d.Channel, 64), problem)
 		return
 	}
 	if _, ok := a.subs.get(d.Channel); !ok && len(a.subs) >= a.app.MaxChannelsPerConnection {
 		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: this connection is already in %d channels, the limit (unsubscribe from one first)",
-			truncate(d.Channel, 64), a.app.MaxChannelsPerConnection)
+			wsconn.Truncate(d.Channel, 64), a.app.MaxChannelsPerConnection)
 		return
 	}
 	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
@@ -264,12 +251,12 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 	}
 	kind, _ := classify(f.Channel)
 	if kind != kindPrivate && kind != kindPresence && kind != kindEncrypted {
-		a.fail(wsconn.CodeClientEventRefused, "client events are only allowed on private and presence channels, not %q", truncate(f.Channel, 64))
+		a.fail(wsconn.CodeClientEventRefused, "client events are only allowed on private and presence channels, not %q", wsconn.Truncate(f.Channel, 64))
 		return
 	}
 	userID, ok := a.subs.get(f.Channel)
 	if !ok {
-		a.fail(wsconn.CodeClientEventRefused, "subscribe to %q before sending client events on it", truncate(f.Channel, 64))
+		a.fail(wsconn.CodeClientEventRefused, "subscribe to %q before sending client events on it", wsconn.Truncate(f.Channel, 64))
 		return
 	}
 	now := time.Now()

@@ -151,7 +151,7 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 	}
 	rt, ok := n.byKey[appKey]
 	if !ok {
-		refuse(wsconn.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", truncate(appKey, 64)))
+		refuse(wsconn.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", wsconn.Truncate(appKey, 64)))
 		return
 	}
 	if problem := checkProtocol(protocol); problem != "" {
@@ -159,7 +159,7 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 		return
 	}
 	if !rt.OriginAllowed(origin) {
-		refuse(wsconn.CodeUnauthorized, "Origin not allowed: "+truncate(origin, 100))
+		refuse(wsconn.CodeUnauthorized, "Origin not allowed: "+wsconn.Truncate(origin, 100))
 		return
 	}
 	if c := rt.conns.Add(1); rt.MaxConnections > 0 && c+n.remote.Connections(rt.ID) > int64(rt.MaxConnections) {
@@ -215,7 +215,7 @@ func checkProtocol(protocol string) string {
 	}
 	v, err := strconv.Atoi(protocol)
 	if err != nil {
-		return "Invalid protocol version " + truncate(protocol, 16) + ": connect with ?protocol=7"
+		return "Invalid protocol version " + wsconn.Truncate(protocol, 16) + ": connect with ?protocol=7"
 	}
 	if v < MinProtocol {
 		return "Unsupported protocol version " + protocol + ": versions " + strconv.Itoa(MinProtocol) + " and up are accepted"

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/wsconn"
 )
 
 const ctxApp = "parley.app"
@@ -21,7 +22,7 @@ const ctxApp = "parley.app"
 func (s *Server) pusherAuth(c *gin.Context) {
 	app, ok := s.node.App(c.Param("app_id"))
 	if !ok {
-		abortJSON(c, http.StatusNotFound, "unknown app id "+truncate(c.Param("app_id"), 64))
+		abortJSON(c, http.StatusNotFound, "unknown app id "+wsconn.Truncate(c.Param("app_id"), 64))
 		return
 	}
 	limit := int64(app.MaxEventSize)*MaxBatchEvents*2 + 256<<10
@@ -175,7 +176,7 @@ func (s *Server) listChannels(c *gin.Context) {
 			}
 		case "subscription_count":
 		default:
-			abortJSON(c, http.StatusBadRequest, "info attribute "+truncate(a, 40)+" is not supported here (user_count, subscription_count)")
+			abortJSON(c, http.StatusBadRequest, "info attribute "+wsconn.Truncate(a, 40)+" is not supported here (user_count, subscription_count)")
 			return
 		}
 	}
@@ -204,7 +205,7 @@ func (s *Server) showChannel(c *gin.Context) {
 	app := appOf(c)
 	name := c.Param("channel_name")
 	if p := actors.ValidateChannel(name, false); p != "" {
-		abortJSON(c, http.StatusBadRequest, "channel "+truncate(name, 64)+": "+p)
+		abortJSON(c, http.StatusBadRequest, "channel "+wsconn.Truncate(name, 64)+": "+p)
 		return
 	}
 	info := splitInfo(c.Query("info"))
@@ -217,7 +218,7 @@ func (s *Server) showChannel(c *gin.Context) {
 			}
 		case "subscription_count":
 		default:
-			abortJSON(c, http.StatusBadRequest, "info attribute "+truncate(a, 40)+" is not supported (user_count, subscription_count)")
+			abortJSON(c, http.StatusBadRequest, "info attribute "+wsconn.Truncate(a, 40)+" is not supported (user_count, subscription_count)")
 			return
 		}
 	}
@@ -242,7 +243,7 @@ func (s *Server) channelUsers(c *gin.Context) {
 	app := appOf(c)
 	name := c.Param("channel_name")
 	if p := actors.ValidateChannel(name, false); p != "" {
-		abortJSON(c, http.StatusBadRequest, "channel "+truncate(name, 64)+": "+p)
+		abortJSON(c, http.StatusBadRequest, "channel "+wsconn.Truncate(name, 64)+": "+p)
 		return
 	}
 	if !actors.IsPresence(name) {

@@ -135,7 +135,7 @@ func (r rawEvent) validate(maxData int, multi bool) (triggerEvent, *apiError) {
 	}
 	for _, ch := range ev.Channels {
 		if p := actors.ValidateChannel(ch, true); p != "" {
-			return ev, badRequest("channel %q: %s", truncate(ch, 64), p)
+			return ev, badRequest("channel %q: %s", wsconn.Truncate(ch, 64), p)
 		}
 		if actors.IsEncrypted(ch) && len(ev.Channels) > 1 {
 			return ev, badRequest("an event for a private-encrypted channel may name only that one channel")
@@ -147,7 +147,7 @@ func (r rawEvent) validate(maxData int, multi bool) (triggerEvent, *apiError) {
 	}
 	if r.SocketID != nil && *r.SocketID != "" {
 		if !validSocketID(*r.SocketID) {
-			return ev, badRequest(`socket_id %q is not a socket id ("123.456")`, truncate(*r.SocketID, 40))
+			return ev, badRequest(`socket_id %q is not a socket id ("123.456")`, wsconn.Truncate(*r.SocketID, 40))
 		}
 		ev.SocketID = *r.SocketID
 	}
@@ -155,7 +155,7 @@ func (r rawEvent) validate(maxData int, multi bool) (triggerEvent, *apiError) {
 		ev.Info = strings.Split(*r.Info, ",")
 		for _, attr := range ev.Info {
 			if attr != "user_count" && attr != "subscription_count" {
-				return ev, badRequest("info attribute %q is not supported (user_count, subscription_count)", truncate(attr, 40))
+				return ev, badRequest("info attribute %q is not supported (user_count, subscription_count)", wsconn.Truncate(attr, 40))
 			}
 		}
 	}
@@ -173,11 +173,4 @@ func validSocketID(s string) bool {
 		}
 	}
 	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

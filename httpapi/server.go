@@ -62,7 +62,7 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 			c.JSON(http.StatusNotFound, gin.H{"message": "Not Found."})
 			return
 		}
-		c.JSON(http.StatusNotFound, gin.H{"error": "no route " + c.Request.Method + " " + truncate(path, 100)})
+		c.JSON(http.StatusNotFound, gin.H{"error": "no route " + c.Request.Method + " " + wsconn.Truncate(path, 100)})
 	})
 	return s
 }

@@ -3,7 +3,6 @@ package wsconn
 import (
 	"encoding/binary"
 	"strings"
-	"unicode/utf8"
 )
 
 // WebSocket opcodes (RFC 6455).
@@ -56,14 +55,7 @@ const maxCloseReason = 123
 // Browsers fail the connection on a close reason that is not valid UTF-8, so
 // invalid bytes are replaced and a long reason is cut at a rune boundary.
 func closeFrame(code int, reason string) *Prepared {
-	reason = strings.ToValidUTF8(reason, "\uFFFD")
-	if len(reason) > maxCloseReason {
-		cut := maxCloseReason
-		for cut > 0 && !utf8.RuneStart(reason[cut]) {
-			cut--
-		}
-		reason = reason[:cut]
-	}
+	reason = CutUTF8(strings.ToValidUTF8(reason, "\uFFFD"), maxCloseReason)
 	p := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(p, uint16(code))
 	copy(p[2:], reason)
