@@ -428,7 +428,7 @@ func (c *counter) Receive(ctx actor.Context) {
 		c.userID = id
 		c.start(ctx)
 	case *clusterpb.UnreadChanged:
-		c.lastActive = time.Now()
+		c.touch()
 		switch m.Kind {
 		case changeIncr:
 			c.incr(ctx, m.MatterId, m.MessageId)
@@ -438,18 +438,6 @@ func (c *counter) Receive(ctx actor.Context) {
 			c.reload(ctx, true)
 		}
 		ctx.Respond(&clusterpb.UnreadCounts{UserId: c.userID})
-	case *clusterpb.UnreadGet:
-		c.lastActive = time.Now()
-		counts, err := c.get(ctx)
-		ctx.Respond(grainReply(c.userID, counts, err))
-	case *clusterpb.UnreadSettle:
-		c.lastActive = time.Now()
-		if c.pubPending {
-			c.settlers = append(c.settlers, ctx.Sender())
-			return
-		}
-		counts, err := c.get(ctx)
-		ctx.Respond(grainReply(c.userID, counts, err))
 	case *actor.Stopping, *actor.Restarting:
 		c.stopping = true
 		for _, t := range []*time.Timer{c.idleTimer, c.reconcileTimer, c.publishTimer, c.retryTimer} {
@@ -458,31 +446,26 @@ func (c *counter) Receive(ctx actor.Context) {
 			}
 		}
 	case *Incr:
-		c.processed++
-		c.lastActive = time.Now()
+		c.touch()
 		c.incr(ctx, m.MatterID, m.MessageID)
 	case *Read:
-		c.processed++
-		c.lastActive = time.Now()
+		c.touch()
 		c.read(ctx, m.MatterID, m.ReadSeq, m.Count)
 	case *Reload:
-		c.processed++
-		c.lastActive = time.Now()
+		c.touch()
 		c.reload(ctx, true)
-	case *Get:
-		c.processed++
-		c.lastActive = time.Now()
+	case *Get, *clusterpb.UnreadGet:
+		c.touch()
 		counts, err := c.get(ctx)
-		ctx.Respond(&getReply{counts: counts, err: err})
-	case *Settle:
-		c.processed++
-		c.lastActive = time.Now()
+		ctx.Respond(c.reply(counts, err))
+	case *Settle, *clusterpb.UnreadSettle:
+		c.touch()
 		if c.pubPending {
 			c.settlers = append(c.settlers, ctx.Sender())
 			return
 		}
 		counts, err := c.get(ctx)
-		ctx.Respond(&getReply{counts: counts, err: err})
+		ctx.Respond(c.reply(counts, err))
 	case publishMsg:
 		c.pubPending = false
 		c.publishNow(ctx)
@@ -678,13 +661,24 @@ func (c *counter) publishNow(ctx actor.Context) {
 	settlers := c.settlers
 	c.settlers = nil
 	for _, pid := range settlers {
-		counts := snapshot(c.userID, c.counts())
-		if c.grain {
-			ctx.Send(pid, grainReply(c.userID, counts, nil))
-		} else {
-			ctx.Send(pid, &getReply{counts: counts})
-		}
+		ctx.Send(pid, c.reply(snapshot(c.userID, c.counts()), nil))
 	}
+}
+
+// touch records a notification or question: the counter is in use, and
+// (single node) one more of the manager's forwards is handled.
+func (c *counter) touch() {
+	c.processed++
+	c.lastActive = time.Now()
+}
+
+// reply is the answer to Get or Settle: a protobuf message for a grain's
+// remote callers, a getReply on a single node.
+func (c *counter) reply(counts Counts, err error) any {
+	if c.grain {
+		return grainReply(c.userID, counts, err)
+	}
+	return &getReply{counts: counts, err: err}
 }
 
 // load replaces the state with the database's.
