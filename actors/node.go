@@ -280,22 +280,31 @@ func (n *Node) Publish(evs ...Event) error {
 // deliver fans an event out to this node's sockets only.
 func (n *Node) deliver(ev Event) {
 	for _, ch := range ev.Channels {
-		frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
 		key := channelKey(ev.AppID, ch)
-		n.backlog.Add(1)
 		if _, cache := classify(ch); cache {
 			// A cache channel keeps its last event even with nobody in it.
+			n.backlog.Add(1)
+			frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
 			n.reg.forward(key, ev.AppID, ch, &publishMsg{frame: frame, exclude: ev.SocketID, counted: true})
-		} else if !n.reg.send(key, &publishMsg{frame: frame, exclude: ev.SocketID}) {
-			n.backlog.Add(-1)
+			continue
 		}
+		// No frame is encoded for a channel nobody here is in (every node
+		// of a cluster gets every publish).
+		pid := n.reg.lookup(key)
+		if pid == nil {
+			continue
+		}
+		n.backlog.Add(1)
+		n.system.Root.Send(pid, &publishMsg{frame: wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, "")), exclude: ev.SocketID})
 	}
 }
 
 // deliverClientEvent fans a client event out to this node's sockets.
 func (n *Node) deliverClientEvent(appID, channel, name, data, userID, sender string, remote bool) {
-	frame := wsconn.NewPrepared(wsconn.EncodeEvent(name, channel, data, userID))
-	n.reg.send(channelKey(appID, channel), &clientEventMsg{sender: sender, frame: frame, remote: remote})
+	if pid := n.reg.lookup(channelKey(appID, channel)); pid != nil {
+		frame := wsconn.NewPrepared(wsconn.EncodeEvent(name, channel, data, userID))
+		n.system.Root.Send(pid, &clientEventMsg{sender: sender, frame: frame, remote: remote})
+	}
 }
 
 // ErrTimeout is returned when the actors did not answer a query in time.
