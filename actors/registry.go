@@ -117,13 +117,10 @@ func (r *registry) forwardIfPresent(key string, msg any) {
 }
 
 // send delivers msg to the channel's actor if the channel exists.
-func (r *registry) send(key string, msg any) bool {
-	pid := r.lookup(key)
-	if pid == nil {
-		return false
+func (r *registry) send(key string, msg any) {
+	if pid := r.lookup(key); pid != nil {
+		r.node.system.Root.Send(pid, msg)
 	}
-	r.node.system.Root.Send(pid, msg)
-	return true
 }
 
 // vacate removes a channel that has nobody left, unless a message counted by
