@@ -131,6 +131,11 @@ type Config struct {
 	// X-Forwarded-For names the client; default none (PARLEY_TRUSTED_PROXIES).
 	TrustedProxies []string
 
+	// TLSCert and TLSKey are PEM files; set both to serve HTTPS and wss://
+	// on the listen port (PARLEY_TLS_CERT, PARLEY_TLS_KEY, --tls-cert,
+	// --tls-key). SIGHUP reloads them without dropping a socket.
+	TLSCert, TLSKey string
+
 	// Cluster: ClusterAddress (PARLEY_CLUSTER_ADDRESS, --cluster-address) is
 	// this node's cluster endpoint, host:port, as the other nodes reach it;
 	// setting it turns clustering on.
@@ -298,6 +303,8 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	single.MaxConnections = envInt(0, "PARLEY_APP_MAX_CONNECTIONS")
 	single.MaxChannelsPerConnection = envInt(0, "PARLEY_MAX_CHANNELS_PER_CONNECTION")
 	cfg.AppsFile, _, _ = env("PARLEY_APPS_FILE")
+	cfg.TLSCert, _, _ = env("PARLEY_TLS_CERT")
+	cfg.TLSKey, _, _ = env("PARLEY_TLS_KEY")
 
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	if stderr != nil {
@@ -326,6 +333,8 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&clusterPeers, "cluster-peers", clusterPeers, "other nodes' cluster addresses host:port,... (PARLEY_CLUSTER_PEERS)")
 	fs.StringVar(&clusterEtcd, "cluster-etcd", clusterEtcd, "etcd endpoints URL,... for dynamic membership instead of --cluster-peers (PARLEY_CLUSTER_ETCD)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes of different names never join (PARLEY_CLUSTER_NAME)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) file; with --tls-key serves HTTPS and wss://, reloaded on SIGHUP (PARLEY_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key file for --tls-cert (PARLEY_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -357,6 +366,8 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	if cfg.SocketSendBuffer > 0 && cfg.SocketSendBuffer < 4096 {
 		bad("PARLEY_SOCKET_SEND_BUFFER %d is below 4096 (use a negative value for the kernel's default)", cfg.SocketSendBuffer)
 	}
+
+	validateTLS(cfg, bad)
 
 	if cfg.Host == "" {
 		bad("PARLEY_HOST/--host is empty")

@@ -209,3 +209,24 @@ func TestSocketSendBufferKernelDefault(t *testing.T) {
 		t.Fatal("a 100-byte send buffer was accepted")
 	}
 }
+
+func TestTLSSettings(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "c.pem")
+	if err := os.WriteFile(cert, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", cert}, "--tls-cert is set without PARLEY_TLS_KEY"},
+		{[]string{"--tls-key", cert}, "--tls-key is set without PARLEY_TLS_CERT"},
+		{[]string{"--tls-cert", cert, "--tls-key", cert}, "PARLEY_TLS_CERT/PARLEY_TLS_KEY:"},
+	} {
+		_, err := Load(tc.args, func(string) (string, bool) { return "", false }, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}

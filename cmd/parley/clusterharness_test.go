@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -161,7 +162,9 @@ type procNode struct {
 	clusterPort int
 	args        []string // cluster flags
 	env         []string
-	url         string // http://127.0.0.1:port
+	url         string      // http://127.0.0.1:port (https:// with tlsClient)
+	tlsClient   *tls.Config // set by useTLS: the node serves HTTPS and wss://
+	tlsRT       *http.Transport
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -303,9 +306,26 @@ func (n *procNode) startErr(bin, dataDir string) error {
 	return n.waitUp(20 * time.Second)
 }
 
+// useTLS makes the harness talk HTTPS and wss:// to the node, trusting
+// what client trusts (the node needs --tls-cert and --tls-key in its args).
+func (n *procNode) useTLS(client *tls.Config) {
+	n.tlsClient = client
+	n.tlsRT = &http.Transport{TLSClientConfig: client}
+	n.t.Cleanup(n.tlsRT.CloseIdleConnections)
+	n.url = "https://127.0.0.1:" + strconv.Itoa(n.httpPort)
+}
+
+// httpClient is a client for the node's HTTP API (timeout 0: none).
+func (n *procNode) httpClient(timeout time.Duration) *http.Client {
+	if n.tlsClient == nil {
+		return &http.Client{Timeout: timeout}
+	}
+	return &http.Client{Timeout: timeout, Transport: n.tlsRT}
+}
+
 func (n *procNode) waitUp(d time.Duration) error {
 	deadline := time.Now().Add(d)
-	client := &http.Client{Timeout: time.Second}
+	client := n.httpClient(time.Second)
 	for {
 		select {
 		case <-n.done:
@@ -448,8 +468,12 @@ var errTimeout = errors.New("timeout")
 // dialRaw connects to node for app; frames are read in the background.
 func dialRaw(t *testing.T, n *procNode, app testApp, name string) *wsClient {
 	t.Helper()
-	u := "ws://127.0.0.1:" + strconv.Itoa(n.httpPort) + "/app/" + app.key + "?protocol=7&client=js&version=8.4.0"
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	scheme := "ws"
+	if n.tlsClient != nil {
+		scheme = "wss"
+	}
+	u := scheme + "://127.0.0.1:" + strconv.Itoa(n.httpPort) + "/app/" + app.key + "?protocol=7&client=js&version=8.4.0"
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: n.tlsClient}
 	c, _, err := d.Dial(u, nil)
 	if err != nil {
 		t.Fatalf("%s: dial %s: %v", name, u, err)
@@ -719,7 +743,7 @@ func (n *procNode) api(app testApp, method, path string, params url.Values, body
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, n.url+path+"?"+q.Encode(), bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	res, err := n.httpClient(0).Do(req)
 	if err != nil {
 		return apiResult{}, err
 	}

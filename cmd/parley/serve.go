@@ -112,6 +112,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		stopCore()
 		return 1
 	}
+	scheme := "http"
+	var certs *certReloader // nil without TLS: SIGHUP then only logs
+	if cfg.TLS() {
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey); err != nil {
+			fmt.Fprintln(stderr, "parley:", err)
+			ln.Close()
+			stopCore()
+			return 1
+		}
+		ln = tlsListener(ln, certs)
+		scheme = "https"
+	}
+	defer onSIGHUP(certs, log)()
 	srv := &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -122,7 +135,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, a := range cfg.Apps {
 		log.Info("app", "id", a.ID, "key", a.Key, "client_events", a.ClientEvents, "user_authentication", a.UserAuthentication)
 	}
-	log.Info("parley listening", "addr", ln.Addr().String(), "debug", cfg.Debug)
+	log.Info("parley listening", "addr", ln.Addr().String(), "scheme", scheme, "debug", cfg.Debug)
 	if addr := os.Getenv("PARLEY_PPROF_ADDR"); addr != "" {
 		// Profiling for operators, on its own listener (keep it on loopback).
 		go func() { log.Warn("pprof stopped", slog.Any("error", http.ListenAndServe(addr, pprofMux()))) }()

@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,9 +67,10 @@ export function freePort() {
   });
 }
 
-function httpGetStatus(url, timeoutMs) {
+function httpGetStatus(url, timeoutMs, ca) {
   return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const req = get(url, { agent: false, timeout: timeoutMs, ...(ca ? { ca } : {}) }, (res) => {
       res.resume();
       resolve(res.statusCode);
     });
@@ -167,7 +169,12 @@ function isMarker(f) {
  * Starts `parley serve` on a free port with a fresh data dir.
  * Returns {port, host, appId, key, secret, dataDir, child, log(), mark(), since(mark), stop()}.
  */
-export async function startParley({ env = {}, readyTimeoutMs = 15000, port: fixedPort } = {}) {
+/**
+ * Starts `parley serve`. `tlsCA` (a PEM string): the server was given a
+ * certificate (PARLEY_TLS_CERT/KEY in env) that this CA signed, so readiness
+ * is checked over https.
+ */
+export async function startParley({ env = {}, readyTimeoutMs = 15000, port: fixedPort, tlsCA } = {}) {
   if (!fs.existsSync(PARLEY_BIN)) {
     throw new Error(
       `Parley binary not found at ${PARLEY_BIN}.\n`
@@ -236,7 +243,7 @@ export async function startParley({ env = {}, readyTimeoutMs = 15000, port: fixe
         `parley serve exited before becoming ready (${show(exitInfo)}).\n--- parley output ---\n${logText}`,
       );
     }
-    lastStatus = await httpGetStatus(`http://${host}:${port}/up`, 1000);
+    lastStatus = await httpGetStatus(`${tlsCA ? 'https' : 'http'}://${host}:${port}/up`, 1000, tlsCA);
     if (lastStatus === 200) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
