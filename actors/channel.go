@@ -268,12 +268,13 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 			}
 		}
 	}
-	c.storeStats()
+	// The hooks first: CloseWebhooks waits for the subscriptions to be 0.
 	if lastHere {
 		c.node.hooks.changed(c, before, s.userID, -1)
 	} else {
 		c.node.hooks.changed(c, before, "", 0)
 	}
+	c.storeStats()
 }
 
 // remotePresence applies another node's report that a user joined (their

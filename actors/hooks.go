@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/actors/clusterpb"
 	"github.com/parley-chat/parley/actors/webhook"
@@ -308,4 +309,17 @@ func (h *hooks) nodeGone(node string) {
 
 // CloseWebhooks sends the webhooks still delayed at once and waits until
 // everything queued is sent, or ctx ends. Call it after Drain.
-func (n *Node) CloseWebhooks(ctx context.Context) { n.hooks.close(ctx) }
+func (n *Node) CloseWebhooks(ctx context.Context) {
+	if n.hooks.s == nil {
+		return
+	}
+	// The sockets are gone, but their channels may not have handled every
+	// unsubscribe yet: wait for them, so their vacates are sent too.
+	for n.reg.subscriptions() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	n.hooks.close(ctx)
+}
