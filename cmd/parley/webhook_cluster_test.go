@@ -46,6 +46,9 @@ func newHookSink(t *testing.T, secret string) *hookSink {
 			if u, ok := e["user_id"]; ok {
 				d += fmt.Sprint(" user=", u)
 			}
+			if n, ok := e["subscription_count"]; ok {
+				d += fmt.Sprint(" count=", n)
+			}
 			s.events <- d
 		}
 	}))
@@ -89,10 +92,11 @@ func TestClusterWebhooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs several parley processes")
 	}
-	sink := newHookSink(t, "secret-1")
+	sink, counts := newHookSink(t, "secret-1"), newHookSink(t, "secret-1")
 	apps := `[{"id": "app-1", "key": "key-1", "secret": "secret-1", "webhooks": [{"url": "` + sink.url + `",
 	  "event_types": ["channel_occupied", "channel_vacated", "member_added", "member_removed"],
-	  "filter": {"channel_name_ends_with": "-wh"}}]}]`
+	  "filter": {"channel_name_ends_with": "-wh"}},
+	  {"url": "` + counts.url + `", "event_types": ["subscription_count"], "filter": {"channel_name_starts_with": "count-"}}]}]`
 	appsFile := filepath.Join(t.TempDir(), "apps.json")
 	if err := os.WriteFile(appsFile, []byte(apps), 0o600); err != nil {
 		t.Fatal(err)
@@ -117,6 +121,17 @@ func TestClusterWebhooks(t *testing.T) {
 	sink.expect("member_removed presence-room-wh user=u1")
 	p3.unsubscribe("presence-room-wh")
 	sink.expect("member_removed presence-room-wh user=u2", "channel_vacated presence-room-wh")
+
+	// subscription_count: the cluster-wide count, once per change.
+	for i, w := range []*wsClient{w1, w2, w3} {
+		w.mustSubscribe("count-wh", "")
+		counts.expect("subscription_count count-wh count=" + strconv.Itoa(i+1))
+	}
+	for i, w := range []*wsClient{w2, w3, w1} {
+		w.unsubscribe("count-wh")
+		counts.expect("subscription_count count-wh count=" + strconv.Itoa(2-i))
+	}
+	sink.expect("channel_occupied count-wh", "channel_vacated count-wh")
 
 	// Public channels: occupied once for sockets on three nodes, vacated once.
 	const channels = 8
@@ -173,8 +188,13 @@ func TestClusterWebhooks(t *testing.T) {
 	want = append(want, "member_removed presence-m-wh user=u3")
 	sink.expect(want...)
 
-	// What is left is vacated once each, by the nodes still running: the
-	// first unsubscribes of two3-* send nothing (the next expect shows it).
+	// Node 1 comes back (a new member): the channels it now owns are
+	// handed over to it, without events.
+	n1.start()
+	waitMesh(t, 20*time.Second, nodes...)
+
+	// What is left is vacated once each: the first unsubscribes of two3-*
+	// send nothing (the next expect shows it).
 	want = want[:0]
 	for i := 0; i < channels; i++ {
 		is := strconv.Itoa(i)
@@ -190,10 +210,13 @@ func TestClusterWebhooks(t *testing.T) {
 	want = append(want, "member_removed presence-m-wh user=u1", "channel_vacated presence-m-wh")
 	sink.expect(want...)
 
-	// Marker: a new channel on the two nodes left; nothing came before it.
-	w3.mustSubscribe("marker-wh", "")
-	w2.mustSubscribe("marker-wh", "")
-	w3.unsubscribe("marker-wh")
-	w2.unsubscribe("marker-wh")
+	// Marker: a new channel on all three nodes; nothing came before it.
+	w1 = dial(t, n1, "w1-again")
+	for _, w := range []*wsClient{w3, w1, w2} {
+		w.mustSubscribe("marker-wh", "")
+	}
+	for _, w := range []*wsClient{w3, w1, w2} {
+		w.unsubscribe("marker-wh")
+	}
 	sink.expect("channel_occupied marker-wh", "channel_vacated marker-wh")
 }
