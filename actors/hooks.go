@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"hash/fnv"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -57,9 +58,15 @@ var stateHookTypes = []string{"channel_occupied", "channel_vacated", "member_add
 func newHooks(n *Node) *hooks {
 	h := &hooks{n: n, local: map[string]*nodeState{}, sentTo: map[string]string{}, owned: map[string]*ownedState{}}
 	for _, a := range n.cfg.Apps {
-		if len(a.Webhooks) > 0 {
-			h.s = webhook.New(n.cfg.Apps, webhook.Options{VacateDelay: n.cfg.WebhookVacateDelay, Log: n.log})
-			break
+		for _, w := range a.Webhooks {
+			shown := w.URL
+			if u, err := url.Parse(w.URL); err == nil {
+				shown = u.Redacted()
+			}
+			n.log.Info("webhook", "app", a.ID, "url", shown, "events", strings.Join(w.EventTypes, ","))
+			if h.s == nil {
+				h.s = webhook.New(n.cfg.Apps, webhook.Options{VacateDelay: n.cfg.WebhookVacateDelay, Log: n.log})
+			}
 		}
 	}
 	return h
