@@ -88,10 +88,15 @@ func (h *hooks) changed(c *channelActor, before int, userID string, userDelta in
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	self, ps := h.members()
+	owner := ownerOf(c.key, self, ps)
 	st := h.local[c.key]
 	if st == nil {
 		st = &nodeState{users: map[string]bool{}}
 		h.local[c.key] = st
+	} else if old := h.sentTo[c.key]; old != owner {
+		// The members changed and peersChanged has not run yet.
+		h.handOver(c.key, st, old, owner, self, ps)
 	}
 	st.subs = after
 	switch {
@@ -100,8 +105,6 @@ func (h *hooks) changed(c *channelActor, before int, userID string, userDelta in
 	case userDelta < 0:
 		delete(st.users, userID)
 	}
-	self, ps := h.members()
-	owner := ownerOf(c.key, self, ps)
 	h.report(owner, self, ps, c.appID, c.name, st, false)
 	h.sentTo[c.key] = owner
 	if st.empty() {
@@ -263,22 +266,26 @@ func (h *hooks) peersChanged() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	self, ps := h.members()
-	live := map[string]bool{self: true}
-	for _, p := range ps {
-		live[p.id] = true
-	}
 	for key, st := range h.local {
-		owner, old := ownerOf(key, self, ps), h.sentTo[key]
-		if owner == old {
-			continue
+		if owner, old := ownerOf(key, self, ps), h.sentTo[key]; owner != old {
+			h.handOver(key, st, old, owner, self, ps)
 		}
-		appID, channel, _ := strings.Cut(key, "\x00")
-		h.report(owner, self, ps, appID, channel, st, true)
-		if live[old] {
-			h.report(old, self, ps, appID, channel, &nodeState{}, true)
-		}
-		h.sentTo[key] = owner
 	}
+}
+
+// handOver gives a channel's new owner this node's state as a sync, and
+// tells the old owner, if still a member, to forget it; with mu held.
+func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps []peer) {
+	appID, channel, _ := strings.Cut(key, "\x00")
+	h.report(owner, self, ps, appID, channel, st, true)
+	live := old == self
+	for _, p := range ps {
+		live = live || p.id == old
+	}
+	if live {
+		h.report(old, self, ps, appID, channel, &nodeState{}, true)
+	}
+	h.sentTo[key] = owner
 }
 
 // resync sends a node that (re)admitted this one every state it owns: what
@@ -291,11 +298,15 @@ func (h *hooks) resync(node string) {
 	defer h.mu.Unlock()
 	self, ps := h.members()
 	for key, st := range h.local {
-		if ownerOf(key, self, ps) == node {
-			appID, channel, _ := strings.Cut(key, "\x00")
-			h.report(node, self, ps, appID, channel, st, true)
-			h.sentTo[key] = node
+		if ownerOf(key, self, ps) != node {
+			continue
 		}
+		if old := h.sentTo[key]; old != node {
+			h.handOver(key, st, old, node, self, ps)
+			continue
+		}
+		appID, channel, _ := strings.Cut(key, "\x00")
+		h.report(node, self, ps, appID, channel, st, true)
 	}
 }
 
