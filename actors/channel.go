@@ -3,6 +3,7 @@ package actors
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -33,6 +34,7 @@ type member struct {
 type channelActor struct {
 	node  *Node  // set at construction
 	key   string // set at construction
+	appID string // set at construction
 	name  string // set at construction
 	kind  channelKind
 	cache bool
@@ -51,7 +53,8 @@ type channelActor struct {
 
 func newChannel(n *Node, key, name string, stats *channelStats) *channelActor {
 	kind, cache := classify(name)
-	c := &channelActor{node: n, key: key, name: name, kind: kind, cache: cache, stats: stats, index: map[string]int{}}
+	appID, _, _ := strings.Cut(key, "\x00")
+	c := &channelActor{node: n, key: key, appID: appID, name: name, kind: kind, cache: cache, stats: stats, index: map[string]int{}}
 	if kind == kindPresence {
 		c.members = map[string]*member{}
 		c.remote = map[string]map[string]json.RawMessage{}
@@ -80,6 +83,7 @@ func (c *channelActor) Receive(ctx actor.Context) {
 			}
 			c.subs, c.index = nil, map[string]int{}
 			c.stats.subscriptions.Store(0)
+			c.node.hooks.reset(c)
 		}
 	case *subscribeMsg:
 		c.processed++
@@ -148,7 +152,7 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 		// one first, so the channel and the socket agree on who it is.
 		c.unsubscribe(ctx, s.socketID)
 	}
-	newUser := false
+	newUser, firstHere, before := false, false, len(c.subs)
 	if c.kind == kindPresence {
 		mb := c.members[s.userID]
 		if mb == nil {
@@ -165,11 +169,17 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 		mb.sockets++
 		if mb.sockets == 1 {
 			c.node.cluster.localPresence(c.key, s.userID, s.userInfo, true)
+			firstHere = true
 		}
 	}
 	c.index[s.socketID] = len(c.subs)
 	c.subs = append(c.subs, s)
 	c.storeStats()
+	if firstHere {
+		c.node.hooks.changed(c, before, s.userID, 1)
+	} else {
+		c.node.hooks.changed(c, before, "", 0)
+	}
 
 	if !m.silent {
 		s.conn.Send(c.succeeded())
@@ -178,6 +188,7 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 				s.conn.Send(c.last)
 			} else {
 				s.conn.SendEvent("pusher:cache_miss", c.name, "{}")
+				c.node.hooks.s.CacheMiss(c.appID, c.name)
 			}
 		}
 	}
@@ -236,6 +247,7 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 		return
 	}
 	s := c.subs[i]
+	before, lastHere := len(c.subs), false
 	last := len(c.subs) - 1
 	c.subs[i] = c.subs[last]
 	c.index[c.subs[i].socketID] = i
@@ -247,6 +259,7 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 		if mb := c.members[s.userID]; mb != nil {
 			mb.sockets--
 			if mb.sockets == 0 {
+				lastHere = true
 				c.node.cluster.localPresence(c.key, s.userID, nil, false)
 				if mb.nodes == 0 {
 					delete(c.members, s.userID)
@@ -254,6 +267,12 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 				}
 			}
 		}
+	}
+	// The hooks first: CloseWebhooks waits for the subscriptions to be 0.
+	if lastHere {
+		c.node.hooks.changed(c, before, s.userID, -1)
+	} else {
+		c.node.hooks.changed(c, before, "", 0)
 	}
 	c.storeStats()
 }

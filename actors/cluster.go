@@ -467,6 +467,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 		a.applySnapshot(ctx, m)
 		a.applied[m.Node] = m.Seq
+		n.hooks.resync(m.Node)
 		if m.WantReply {
 			if p, ok := a.peers[m.Node]; ok {
 				ctx.Send(p.pid, a.snapshot(false))
@@ -489,6 +490,10 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.cn.mu.Lock()
 		a.cn.census[m.Node] = m.Connections
 		a.cn.mu.Unlock()
+	case *clusterpb.WebhookState:
+		if _, ok := a.peers[m.Node]; ok {
+			n.hooks.remote(m)
+		}
 	case *clusterpb.ChannelsRequest:
 		reply := &clusterpb.ChannelsReply{Node: a.cn.self}
 		if m.Name != "" {
@@ -670,6 +675,7 @@ func (a *nodeActor) drop(ctx actor.Context, id string) {
 	a.cn.mu.Lock()
 	delete(a.cn.census, id)
 	a.cn.mu.Unlock()
+	n.hooks.nodeGone(id)
 	gone := &nodeGoneMsg{node: id}
 	n.reg.all(func(key string, pid *actor.PID) {
 		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
@@ -685,6 +691,7 @@ func (a *nodeActor) publishPeers() {
 		ps = append(ps, p)
 	}
 	a.cn.peers.Store(&ps)
+	a.cn.n.hooks.peersChanged()
 }
 
 func (a *nodeActor) snapshot(wantReply bool) *clusterpb.Snapshot {

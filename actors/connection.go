@@ -275,6 +275,7 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 	}
 	a.node.deliverClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID, false)
 	a.node.broker.ClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID)
+	a.node.hooks.s.ClientEvent(a.app.ID, f.Channel, f.Event, data, a.socketID, userID)
 }
 
 func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {

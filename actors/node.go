@@ -49,6 +49,8 @@ type Node struct {
 	remote      Census
 	clusterNode *clusterNode // nil on a single node
 
+	hooks *hooks // webhooks; set at construction
+
 	// backlog counts publishes queued for channel actors and not yet fanned
 	// out; past maxBacklog, Publish refuses with ErrBusy.
 	backlog    atomic.Int64
@@ -87,6 +89,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 		n.maxBacklog = 1 << 20
 	}
 	n.reg = newRegistry(n)
+	n.hooks = newHooks(n)
 	n.broker, n.cluster, n.dir, n.remote = localNode{}, localNode{}, localDirectory{n}, localNode{}
 	// Supervision, decided per actor kind:
 	//  - ConnectionActor: stop; on Stopping it closes its socket (4200, the
@@ -382,6 +385,9 @@ func (n *Node) Drain(ctx context.Context) error {
 
 // Stop ends the actor system, leaving the cluster first if in one.
 func (n *Node) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	n.hooks.close(ctx) // a no-op after CloseWebhooks
+	cancel()
 	if cn := n.clusterNode; cn != nil {
 		// The node actor's stats tick sends to peers: stop it before the
 		// remote goes.

@@ -218,6 +218,20 @@ func (r *registry) count() int {
 	return n
 }
 
+// subscriptions is the number of sockets in this node's channels.
+func (r *registry) subscriptions() int64 {
+	var n int64
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for _, e := range s.entries {
+			n += e.stats.subscriptions.Load()
+		}
+		s.mu.RUnlock()
+	}
+	return n
+}
+
 // localChannels lists the app's channels with sockets on this node.
 func (r *registry) localChannels(appID, prefix string) []ChannelInfo {
 	var out []ChannelInfo

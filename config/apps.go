@@ -16,16 +16,17 @@ import (
 // appFile is one app as written in PARLEY_APPS_FILE. Booleans are pointers so
 // that an absent option takes its default (on) rather than false.
 type appFile struct {
-	ID                 string   `json:"id"`
-	Key                string   `json:"key"`
-	Secret             string   `json:"secret"`
-	ClientEvents       *bool    `json:"enable_client_events"`
-	UserAuthentication *bool    `json:"enable_user_authentication"`
-	MaxConnections     int      `json:"max_connections"`
-	AllowedOrigins     []string `json:"allowed_origins"`
-	ActivityTimeout    int      `json:"activity_timeout"`
-	MaxEventSize       int      `json:"max_event_size"`
-	MaxChannels        int      `json:"max_channels_per_connection"`
+	ID                 string    `json:"id"`
+	Key                string    `json:"key"`
+	Secret             string    `json:"secret"`
+	ClientEvents       *bool     `json:"enable_client_events"`
+	UserAuthentication *bool     `json:"enable_user_authentication"`
+	MaxConnections     int       `json:"max_connections"`
+	AllowedOrigins     []string  `json:"allowed_origins"`
+	ActivityTimeout    int       `json:"activity_timeout"`
+	MaxEventSize       int       `json:"max_event_size"`
+	MaxChannels        int       `json:"max_channels_per_connection"`
+	Webhooks           []Webhook `json:"webhooks"`
 }
 
 // readAppsFile accepts either a JSON array of apps or {"apps": [...]}.
@@ -63,7 +64,7 @@ func readAppsFile(path string) ([]App, error) {
 			ClientEvents: true, UserAuthentication: true,
 			MaxConnections: f.MaxConnections, AllowedOrigins: f.AllowedOrigins,
 			ActivityTimeout: f.ActivityTimeout, MaxEventSize: f.MaxEventSize,
-			MaxChannelsPerConnection: f.MaxChannels,
+			MaxChannelsPerConnection: f.MaxChannels, Webhooks: f.Webhooks,
 		}
 		if f.ClientEvents != nil {
 			apps[i].ClientEvents = *f.ClientEvents
@@ -102,6 +103,7 @@ func (c *Config) EnsureApp() error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	a.ClientEvents, a.UserAuthentication, a.Generated = true, true, true
+	a.Webhooks = c.generatedWebhooks
 	applyAppDefaults(&a)
 	c.Apps = []App{a}
 	return nil

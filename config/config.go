@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,8 +45,47 @@ type App struct {
 	// MaxEventSize is the largest event data in bytes, for client events and the
 	// HTTP API; default 10240 (Pusher's 10 KB).
 	MaxEventSize int `json:"max_event_size"`
+	// Webhooks are where this app's webhooks go, each with the event types
+	// it wants (PARLEY_WEBHOOK_URL and PARLEY_WEBHOOK_EVENTS for the single app).
+	Webhooks []Webhook `json:"webhooks,omitempty"`
 	// Generated is true when Parley made up these credentials itself.
 	Generated bool `json:"-"`
+}
+
+// Webhook is one webhook endpoint of an app, as soketi configures them.
+type Webhook struct {
+	// URL receives the POSTed batches (http or https).
+	URL string `json:"url"`
+	// EventTypes are the events sent there; default channel_occupied,
+	// channel_vacated, member_added and member_removed.
+	EventTypes []string `json:"event_types,omitempty"`
+	// Filter limits the channels whose events are sent (both must match).
+	Filter WebhookFilter `json:"filter,omitempty"`
+}
+
+// WebhookFilter limits a webhook to channels by name.
+type WebhookFilter struct {
+	ChannelNameStartsWith string `json:"channel_name_starts_with,omitempty"`
+	ChannelNameEndsWith   string `json:"channel_name_ends_with,omitempty"`
+}
+
+// WebhookEventTypes are the webhook events Parley sends (Pusher's names).
+var WebhookEventTypes = []string{"channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "cache_miss", "subscription_count"}
+
+// DefaultWebhookEventTypes are sent when a webhook names none.
+var DefaultWebhookEventTypes = []string{"channel_occupied", "channel_vacated", "member_added", "member_removed"}
+
+// Wants reports whether the webhook takes events of this type on this channel.
+func (w *Webhook) Wants(eventType, channel string) bool {
+	if !strings.HasPrefix(channel, w.Filter.ChannelNameStartsWith) || !strings.HasSuffix(channel, w.Filter.ChannelNameEndsWith) {
+		return false
+	}
+	for _, t := range w.EventTypes {
+		if t == eventType {
+			return true
+		}
+	}
+	return false
 }
 
 // Defaults applied to apps that leave an option unset.
@@ -146,6 +187,14 @@ type Config struct {
 	// ClusterEtcd are etcd endpoints for dynamic membership instead of a
 	// static list (PARLEY_CLUSTER_ETCD, --cluster-etcd).
 	ClusterEtcd []string
+	// WebhookVacateDelay is how long channel_vacated and member_removed
+	// wait so that a quick reconnect sends neither (nor the re-join);
+	// default 3s, Pusher's (PARLEY_WEBHOOK_VACATE_DELAY).
+	WebhookVacateDelay time.Duration
+
+	// generatedWebhooks are PARLEY_WEBHOOK_URL's for an app EnsureApp generates.
+	generatedWebhooks []Webhook
+
 	// ClusterName keeps clusters apart: nodes of different names never join;
 	// default parley (PARLEY_CLUSTER_NAME, --cluster-name).
 	ClusterName string
@@ -203,6 +252,8 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		MaxBodyBytes:      1 << 20,
 		SocketSendBuffer:  128 << 10,
 		ClusterName:       "parley",
+
+		WebhookVacateDelay: 3 * time.Second,
 	}
 	if v, _, ok := env("PARLEY_HOST", "REVERB_SERVER_HOST"); ok {
 		cfg.Host = v
@@ -288,6 +339,13 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 			}
 		}
 	}
+	if v, name, ok := env("PARLEY_WEBHOOK_VACATE_DELAY"); ok {
+		if d, err := time.ParseDuration(v); err != nil || d < 0 {
+			bad("%s=%q is not a duration such as 3s (0 sends at once)", name, v)
+		} else {
+			cfg.WebhookVacateDelay = d
+		}
+	}
 	var clusterPeers, clusterEtcd string
 	cfg.ClusterAddress, _, _ = env("PARLEY_CLUSTER_ADDRESS")
 	clusterPeers, _, _ = env("PARLEY_CLUSTER_PEERS")
@@ -302,6 +360,13 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	single.Secret, _, _ = env("PARLEY_APP_SECRET", "REVERB_APP_SECRET")
 	single.MaxConnections = envInt(0, "PARLEY_APP_MAX_CONNECTIONS")
 	single.MaxChannelsPerConnection = envInt(0, "PARLEY_MAX_CHANNELS_PER_CONNECTION")
+	webhookURL, _, _ := env("PARLEY_WEBHOOK_URL")
+	webhookEvents, _, _ := env("PARLEY_WEBHOOK_EVENTS")
+	if webhookURL != "" {
+		single.Webhooks = []Webhook{{URL: webhookURL, EventTypes: splitList(webhookEvents)}}
+	} else if webhookEvents != "" {
+		bad("PARLEY_WEBHOOK_EVENTS is set but PARLEY_WEBHOOK_URL is not")
+	}
 	cfg.AppsFile, _, _ = env("PARLEY_APPS_FILE")
 	cfg.TLSCert, _, _ = env("PARLEY_TLS_CERT")
 	cfg.TLSKey, _, _ = env("PARLEY_TLS_KEY")
@@ -397,6 +462,9 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		if anySingle {
 			bad("set either PARLEY_APPS_FILE or PARLEY_APP_ID/KEY/SECRET, not both")
 		}
+		if webhookURL != "" {
+			bad("PARLEY_WEBHOOK_URL is for the single app: with PARLEY_APPS_FILE give each app its \"webhooks\"")
+		}
 		apps, err := readAppsFile(cfg.AppsFile)
 		if err != nil {
 			bad("%v", err)
@@ -415,6 +483,10 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		single.ClientEvents = true
 		single.UserAuthentication = true
 		cfg.Apps = []App{single}
+	}
+	if len(cfg.Apps) == 0 {
+		cfg.generatedWebhooks = single.Webhooks
+		problems = append(problems, validateWebhooks("PARLEY_WEBHOOK_URL", single.Webhooks)...)
 	}
 	for i := range cfg.Apps {
 		applyAppDefaults(&cfg.Apps[i])
@@ -443,6 +515,11 @@ func applyAppDefaults(a *App) {
 	}
 	if a.MaxChannelsPerConnection == 0 {
 		a.MaxChannelsPerConnection = DefaultMaxChannelsPerConnection
+	}
+	for i := range a.Webhooks {
+		if len(a.Webhooks[i].EventTypes) == 0 {
+			a.Webhooks[i].EventTypes = append([]string(nil), DefaultWebhookEventTypes...)
+		}
 	}
 }
 
@@ -485,9 +562,26 @@ func validateApps(apps []App) []string {
 		if a.MaxEventSize < 1 || a.MaxEventSize > 1<<20 {
 			problems = append(problems, where+": max_event_size must be 1-1048576 bytes")
 		}
+		problems = append(problems, validateWebhooks(where, a.Webhooks)...)
 		for _, o := range a.AllowedOrigins {
 			if o == "" || strings.ContainsAny(o, " ,") {
 				problems = append(problems, fmt.Sprintf("%s: allowed origin %q is not a host pattern", where, o))
+			}
+		}
+	}
+	return problems
+}
+
+func validateWebhooks(where string, hooks []Webhook) []string {
+	var problems []string
+	for j, w := range hooks {
+		wh := fmt.Sprintf("%s: webhook #%d", where, j+1)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Sprintf("%s: url %q is not an http:// or https:// URL", wh, w.URL))
+		}
+		for _, t := range w.EventTypes {
+			if !slices.Contains(WebhookEventTypes, t) {
+				problems = append(problems, fmt.Sprintf("%s: unknown event type %q (known: %s)", wh, t, strings.Join(WebhookEventTypes, ", ")))
 			}
 		}
 	}

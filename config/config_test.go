@@ -230,3 +230,68 @@ func TestTLSSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestWebhookSettings(t *testing.T) {
+	// The single app: env.
+	cfg, err := Load(nil, envOf(map[string]string{
+		"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s",
+		"PARLEY_WEBHOOK_URL": "http://127.0.0.1:9/hooks", "PARLEY_WEBHOOK_EVENTS": "client_event, cache_miss",
+		"PARLEY_WEBHOOK_VACATE_DELAY": "250ms",
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.Apps[0].Webhooks
+	if len(w) != 1 || w[0].URL != "http://127.0.0.1:9/hooks" || strings.Join(w[0].EventTypes, ",") != "client_event,cache_miss" || cfg.WebhookVacateDelay.String() != "250ms" {
+		t.Fatalf("webhooks %+v, delay %v", w, cfg.WebhookVacateDelay)
+	}
+	// Defaults: the existence and presence events, 3 s.
+	cfg, err = Load(nil, envOf(map[string]string{
+		"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s", "PARLEY_WEBHOOK_URL": "https://example.com/h",
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Apps[0].Webhooks[0].EventTypes, ","); got != "channel_occupied,channel_vacated,member_added,member_removed" || cfg.WebhookVacateDelay.String() != "3s" {
+		t.Fatalf("defaults: %s, %v", got, cfg.WebhookVacateDelay)
+	}
+	// A generated app gets the env's webhook.
+	dir := t.TempDir()
+	cfg, err = Load(nil, envOf(map[string]string{"PARLEY_DATA_DIR": dir, "PARLEY_WEBHOOK_URL": "https://example.com/h"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.EnsureApp(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Apps[0].Webhooks) != 1 || len(cfg.Apps[0].Webhooks[0].EventTypes) != 4 {
+		t.Fatalf("generated app webhooks %+v", cfg.Apps[0].Webhooks)
+	}
+	// The apps file, with a filter.
+	path := filepath.Join(t.TempDir(), "apps.json")
+	os.WriteFile(path, []byte(`[{"id":"a","key":"k","secret":"s","webhooks":[{"url":"http://h/x","event_types":["member_added"],"filter":{"channel_name_starts_with":"presence-"}}]}]`), 0o600)
+	cfg, err = Load(nil, envOf(map[string]string{"PARLEY_APPS_FILE": path}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Apps[0].Webhooks[0]
+	if !h.Wants("member_added", "presence-room") || h.Wants("member_added", "private-room") || h.Wants("member_removed", "presence-room") {
+		t.Fatalf("filter %+v", h)
+	}
+	// Every problem at once.
+	os.WriteFile(path, []byte(`[{"id":"a","key":"k","secret":"s","webhooks":[{"url":"ftp://h/x","event_types":["member_added","channel_exploded"]}]}]`), 0o600)
+	_, err = Load(nil, envOf(map[string]string{"PARLEY_APPS_FILE": path, "PARLEY_WEBHOOK_VACATE_DELAY": "soon"}), nil)
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 3 {
+		t.Fatalf("want 3 problems, got %v", err)
+	}
+	for _, want := range []string{"PARLEY_WEBHOOK_VACATE_DELAY", `url "ftp://h/x"`, `unknown event type "channel_exploded"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q missing from %v", want, err)
+		}
+	}
+	_, err = Load(nil, envOf(map[string]string{"PARLEY_APPS_FILE": path, "PARLEY_WEBHOOK_URL": "http://h/"}), nil)
+	if err == nil || !strings.Contains(err.Error(), "PARLEY_WEBHOOK_URL is for the single app") {
+		t.Fatalf("want the single-app error, got %v", err)
+	}
+}

@@ -1081,6 +1081,94 @@ func (x *UnreadCounts) GetError() string {
 	return ""
 }
 
+// WebhookState is everything a node holds of one channel, sent to the node
+// that sends the channel's webhooks (its owner among the live members)
+// whenever it changes: the owner sums the nodes' states, so occupied,
+// vacated and member events fire once per cluster-wide change.
+type WebhookState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Channel       string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	Subscriptions int64                  `protobuf:"varint,4,opt,name=subscriptions,proto3" json:"subscriptions,omitempty"` // this node's sockets in the channel
+	Users         []string               `protobuf:"bytes,5,rep,name=users,proto3" json:"users,omitempty"`                  // presence: users with a socket on this node
+	Sync          bool                   `protobuf:"varint,6,opt,name=sync,proto3" json:"sync,omitempty"`                   // a hand-over to a new owner: no events for the difference
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookState) Reset() {
+	*x = WebhookState{}
+	mi := &file_parley_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookState) ProtoMessage() {}
+
+func (x *WebhookState) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookState.ProtoReflect.Descriptor instead.
+func (*WebhookState) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WebhookState) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *WebhookState) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *WebhookState) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *WebhookState) GetSubscriptions() int64 {
+	if x != nil {
+		return x.Subscriptions
+	}
+	return 0
+}
+
+func (x *WebhookState) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *WebhookState) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
 var File_parley_cluster_proto protoreflect.FileDescriptor
 
 const file_parley_cluster_proto_rawDesc = "" +
@@ -1165,7 +1253,14 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x1a:\n" +
 	"\fMattersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x03R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B0Z.github.com/parley-chat/parley/actors/clusterpbb\x06proto3"
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa3\x01\n" +
+	"\fWebhookState\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12$\n" +
+	"\rsubscriptions\x18\x04 \x01(\x03R\rsubscriptions\x12\x14\n" +
+	"\x05users\x18\x05 \x03(\tR\x05users\x12\x12\n" +
+	"\x04sync\x18\x06 \x01(\bR\x04syncB0Z.github.com/parley-chat/parley/actors/clusterpbb\x06proto3"
 
 var (
 	file_parley_cluster_proto_rawDescOnce sync.Once
@@ -1179,7 +1274,7 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
@@ -1197,15 +1292,16 @@ var file_parley_cluster_proto_goTypes = []any{
 	(*UnreadSettle)(nil),    // 13: parley.cluster.UnreadSettle
 	(*UnreadGet)(nil),       // 14: parley.cluster.UnreadGet
 	(*UnreadCounts)(nil),    // 15: parley.cluster.UnreadCounts
-	nil,                     // 16: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 17: parley.cluster.UnreadCounts.MattersEntry
+	(*WebhookState)(nil),    // 16: parley.cluster.WebhookState
+	nil,                     // 17: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 18: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
 	3,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
 	4,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	16, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	17, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
 	10, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	17, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	18, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
 	5,  // [5:5] is the sub-list for method output_type
 	5,  // [5:5] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
@@ -1224,7 +1320,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

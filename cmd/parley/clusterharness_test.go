@@ -397,6 +397,13 @@ func (n *procNode) kill() {
 // automanaged membership) and waits until each forwards to every other.
 func startStatic(t *testing.T, count int, name string) []*procNode {
 	t.Helper()
+	return startStaticWith(t, count, name, nil)
+}
+
+// startStaticWith is startStatic with prepare called on each node before
+// it starts (to change its environment).
+func startStaticWith(t *testing.T, count int, name string, prepare func(*procNode)) []*procNode {
+	t.Helper()
 	ports := make([]int, count)
 	for i := range ports {
 		ports[i] = freeClusterPort(t)
@@ -412,6 +419,9 @@ func startStatic(t *testing.T, count int, name string) []*procNode {
 		n := newProcNode(t, "node"+strconv.Itoa(i+1), "--cluster-address=127.0.0.1:"+strconv.Itoa(ports[i]),
 			"--cluster-peers="+strings.Join(peers, ","), "--cluster-name="+name)
 		n.clusterPort = ports[i]
+		if prepare != nil {
+			prepare(n)
+		}
 		nodes[i] = n
 	}
 	// Together, as an operator's nodes come up.

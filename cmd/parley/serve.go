@@ -155,7 +155,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Leave the cluster first: the other nodes drop this node's presence at
 	// once instead of when the membership provider notices.
 	node.LeaveCluster()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	deadline := time.Now().Add(cfg.ShutdownTimeout)
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -172,6 +173,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	wg.Wait()
+	// Webhooks still held back (the vacate delay) go now; what is queued
+	// gets until the deadline, and at least a second, to be sent.
+	wctx, wcancel := context.WithTimeout(context.Background(), max(time.Until(deadline), time.Second))
+	node.CloseWebhooks(wctx)
+	wcancel()
 	stopCore()
 	log.Info("stopped")
 	return 0

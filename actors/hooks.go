@@ -1,0 +1,343 @@
+package actors
+
+import (
+	"context"
+	"hash/fnv"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/actors/webhook"
+)
+
+// hooks decides when a channel's webhook events happen and which node sends
+// them. Each channel has one owner among the cluster's live members
+// (rendezvous hashing of the member ids, so every node agrees once they see
+// the same members); every node reports its own state of the channel (its
+// socket count and, for presence, the users with a socket on it) to the
+// owner whenever it changes, and the owner sums the states: channel_occupied
+// when the first socket anywhere joins, channel_vacated when the last one
+// anywhere leaves, member_added/member_removed when a user's first/last
+// connection anywhere comes or goes. A single node owns every channel.
+//
+// When the members change, each node hands its states over to the new
+// owners as a sync (no events for it); when a node leaves or dies, the
+// owners drop its states (events for what it held). client_event and
+// cache_miss happen on the node of the socket concerned and are sent there.
+type hooks struct {
+	n *Node
+	s *webhook.Sender // nil when no app has webhooks
+
+	mu     sync.Mutex
+	local  map[string]*nodeState  // guarded by mu; channel key → this node's state
+	sentTo map[string]string      // guarded by mu; channel key → the owner last told
+	owned  map[string]*ownedState // guarded by mu; channels this node sends hooks for
+}
+
+// nodeState is what one node holds of a channel.
+type nodeState struct {
+	subs  int
+	users map[string]bool // presence: users with a socket there
+}
+
+func (s *nodeState) empty() bool { return s.subs == 0 && len(s.users) == 0 }
+
+// ownedState sums every node's state of a channel this node owns.
+type ownedState struct {
+	nodes map[string]*nodeState
+	total int
+	users map[string]int // user → nodes where they have a socket
+}
+
+// Event types whose counting needs the cluster-wide state.
+var stateHookTypes = []string{"channel_occupied", "channel_vacated", "member_added", "member_removed", "subscription_count"}
+
+func newHooks(n *Node) *hooks {
+	h := &hooks{n: n, local: map[string]*nodeState{}, sentTo: map[string]string{}, owned: map[string]*ownedState{}}
+	for _, a := range n.cfg.Apps {
+		for _, w := range a.Webhooks {
+			shown := w.URL
+			if u, err := url.Parse(w.URL); err == nil {
+				shown = u.Redacted()
+			}
+			n.log.Info("webhook", "app", a.ID, "url", shown, "events", strings.Join(w.EventTypes, ","))
+			if h.s == nil {
+				h.s = webhook.New(n.cfg.Apps, webhook.Options{VacateDelay: n.cfg.WebhookVacateDelay, Log: n.log})
+			}
+		}
+	}
+	return h
+}
+
+// close sends what is delayed and waits for the queues to empty or ctx to end.
+func (h *hooks) close(ctx context.Context) { h.s.Close(ctx) }
+
+// changed is called by a channel actor after a subscription came or went:
+// before is its socket count before, userDelta +1 when userID's first socket
+// here joined a presence channel, -1 when the last one left.
+func (h *hooks) changed(c *channelActor, before int, userID string, userDelta int) {
+	if h.s == nil || strings.HasPrefix(c.name, "#") || !h.s.Wants(c.appID, stateHookTypes...) {
+		return
+	}
+	after := len(c.subs)
+	if userDelta == 0 && (before == 0) == (after == 0) && (c.kind == kindPresence || !h.s.Wants(c.appID, "subscription_count")) {
+		return // nothing an owner counts
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	self, ps := h.members()
+	owner := ownerOf(c.key, self, ps)
+	st := h.local[c.key]
+	if st == nil {
+		st = &nodeState{users: map[string]bool{}}
+		h.local[c.key] = st
+	} else if old := h.sentTo[c.key]; old != owner {
+		// The members changed and peersChanged has not run yet.
+		h.handOver(c.key, st, old, owner, self, ps)
+	}
+	st.subs = after
+	switch {
+	case userDelta > 0:
+		st.users[userID] = true
+	case userDelta < 0:
+		delete(st.users, userID)
+	}
+	h.report(owner, self, ps, c.appID, c.name, st, false)
+	h.sentTo[c.key] = owner
+	if st.empty() {
+		delete(h.local, c.key)
+		delete(h.sentTo, c.key)
+	}
+}
+
+// members is this node's id and its live peers ("" and none on a single node).
+func (h *hooks) members() (string, []peer) {
+	if cn := h.n.clusterNode; cn != nil {
+		return cn.self, *cn.peers.Load()
+	}
+	return "", nil
+}
+
+// ownerOf is the member that sends the channel's hooks: the highest
+// rendezvous score of key and member id.
+func ownerOf(key, self string, peers []peer) string {
+	best, bestScore := self, score(self, key)
+	for _, p := range peers {
+		if s := score(p.id, key); s > bestScore || (s == bestScore && p.id > best) {
+			best, bestScore = p.id, s
+		}
+	}
+	return best
+}
+
+func score(member, key string) uint64 {
+	f := fnv.New64a()
+	f.Write([]byte(member))
+	f.Write([]byte{0})
+	f.Write([]byte(key))
+	x := f.Sum64()
+	// splitmix64's finaliser: FNV's low bits mix poorly on their own.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// report sends this node's state of a channel to its owner; with mu held.
+func (h *hooks) report(owner, self string, ps []peer, appID, channel string, st *nodeState, sync bool) {
+	if owner == self {
+		users := make(map[string]bool, len(st.users))
+		for u := range st.users {
+			users[u] = true
+		}
+		h.apply(self, appID, channel, st.subs, users, sync)
+		return
+	}
+	msg := &clusterpb.WebhookState{Node: self, AppId: appID, Channel: channel, Subscriptions: int64(st.subs), Sync: sync}
+	for u := range st.users {
+		msg.Users = append(msg.Users, u)
+	}
+	sort.Strings(msg.Users)
+	for _, p := range ps {
+		if p.id == owner {
+			h.n.system.Root.Send(p.pid, msg)
+			return
+		}
+	}
+}
+
+// remote applies a state another node reported.
+func (h *hooks) remote(m *clusterpb.WebhookState) {
+	users := make(map[string]bool, len(m.Users))
+	for _, u := range m.Users {
+		users[u] = true
+	}
+	h.mu.Lock()
+	h.apply(m.Node, m.AppId, m.Channel, int(m.Subscriptions), users, m.Sync)
+	h.mu.Unlock()
+}
+
+// apply replaces what node holds of a channel this node owns and sends the
+// events the difference makes (none for a sync); with mu held.
+func (h *hooks) apply(node, appID, channel string, subs int, users map[string]bool, sync bool) {
+	key := channelKey(appID, channel)
+	o := h.owned[key]
+	if o == nil {
+		o = &ownedState{nodes: map[string]*nodeState{}, users: map[string]int{}}
+		h.owned[key] = o
+	}
+	prev := o.nodes[node]
+	if prev == nil {
+		prev = &nodeState{}
+	}
+	before := o.total
+	o.total += subs - prev.subs
+	if before == 0 && o.total > 0 {
+		h.s.Occupied(appID, channel, sync)
+	}
+	var added, removed []string
+	for u := range users {
+		if !prev.users[u] {
+			if o.users[u]++; o.users[u] == 1 {
+				added = append(added, u)
+			}
+		}
+	}
+	for u := range prev.users {
+		if !users[u] {
+			if o.users[u]--; o.users[u] <= 0 {
+				delete(o.users, u)
+				removed = append(removed, u)
+			}
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	for _, u := range added {
+		h.s.MemberAdded(appID, channel, u, sync)
+	}
+	for _, u := range removed {
+		h.s.MemberRemoved(appID, channel, u, sync)
+	}
+	if before > 0 && o.total == 0 {
+		h.s.Vacated(appID, channel, sync)
+	}
+	if o.total != before && !sync && !IsPresence(channel) {
+		h.s.SubscriptionCount(appID, channel, o.total)
+	}
+	if subs == 0 && len(users) == 0 {
+		delete(o.nodes, node)
+	} else {
+		o.nodes[node] = &nodeState{subs: subs, users: users}
+	}
+	if len(o.nodes) == 0 {
+		delete(h.owned, key)
+	}
+}
+
+// reset reports that a channel stopped by its supervisor has nobody here.
+func (h *hooks) reset(c *channelActor) {
+	if h.s == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.local[c.key]
+	if st == nil {
+		return
+	}
+	self, ps := h.members()
+	h.report(h.sentTo[c.key], self, ps, c.appID, c.name, &nodeState{}, false)
+	delete(h.local, c.key)
+	delete(h.sentTo, c.key)
+}
+
+// peersChanged hands this node's states over to the channels' new owners,
+// and tells the old ones, if still members, to forget them.
+func (h *hooks) peersChanged() {
+	if h.s == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	self, ps := h.members()
+	for key, st := range h.local {
+		if owner, old := ownerOf(key, self, ps), h.sentTo[key]; owner != old {
+			h.handOver(key, st, old, owner, self, ps)
+		}
+	}
+}
+
+// handOver gives a channel's new owner this node's state as a sync, and
+// tells the old owner, if still a member, to forget it; with mu held.
+func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps []peer) {
+	appID, channel, _ := strings.Cut(key, "\x00")
+	h.report(owner, self, ps, appID, channel, st, true)
+	live := old == self
+	for _, p := range ps {
+		live = live || p.id == old
+	}
+	if live {
+		h.report(old, self, ps, appID, channel, &nodeState{}, true)
+	}
+	h.sentTo[key] = owner
+}
+
+// resync sends a node that (re)admitted this one every state it owns: what
+// was sent before it knew this node may have been dropped.
+func (h *hooks) resync(node string) {
+	if h.s == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	self, ps := h.members()
+	for key, st := range h.local {
+		if ownerOf(key, self, ps) != node {
+			continue
+		}
+		if old := h.sentTo[key]; old != node {
+			h.handOver(key, st, old, node, self, ps)
+			continue
+		}
+		appID, channel, _ := strings.Cut(key, "\x00")
+		h.report(node, self, ps, appID, channel, st, true)
+	}
+}
+
+// nodeGone drops a departed node's states: its sockets are gone.
+func (h *hooks) nodeGone(node string) {
+	if h.s == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, o := range h.owned {
+		if _, ok := o.nodes[node]; ok {
+			appID, channel, _ := strings.Cut(key, "\x00")
+			h.apply(node, appID, channel, 0, nil, false)
+		}
+	}
+}
+
+// CloseWebhooks sends the webhooks still delayed at once and waits until
+// everything queued is sent, or ctx ends. Call it after Drain.
+func (n *Node) CloseWebhooks(ctx context.Context) {
+	if n.hooks.s == nil {
+		return
+	}
+	// The sockets are gone, but their channels may not have handled every
+	// unsubscribe yet: wait for them, so their vacates are sent too.
+	for n.reg.subscriptions() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	n.hooks.close(ctx)
+}
