@@ -5,6 +5,8 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import com.google.gson.JsonPrimitive;
 import com.pusher.client.channel.Channel;
+import com.pusher.client.channel.PrivateChannelEventListener;
+import com.pusher.client.channel.PusherEvent;
 import com.pusher.client.connection.ConnectionState;
 
 import java.io.BufferedReader;
@@ -232,16 +234,25 @@ public final class RealtimeChatDriver {
                 break;
             case "rawBind": {
                 final String channel = str(c, "channel");
-                Channel ch = client(c).getPusher().getChannel(channel);
-                if (ch == null) {
-                    ch = client(c).getPusher().getPrivateChannel(channel);
-                }
-                ch.bind(str(c, "event"), e -> {
-                    JsonObject o = line(name, "raw");
-                    o.addProperty("channel", e.getChannelName());
-                    o.addProperty("event", e.getEventName());
-                    o.addProperty("data", e.getData());
-                    emit(o);
+                Channel ch = channel.startsWith("private-")
+                    ? client(c).getPusher().getPrivateChannel(channel)
+                    : client(c).getPusher().getChannel(channel);
+                // A private channel takes only PrivateChannelEventListener; its other callbacks stay silent.
+                ch.bind(str(c, "event"), new PrivateChannelEventListener() {
+                    @Override
+                    public void onEvent(PusherEvent e) {
+                        JsonObject o = line(name, "raw");
+                        o.addProperty("channel", e.getChannelName());
+                        o.addProperty("event", e.getEventName());
+                        o.addProperty("data", e.getData());
+                        emit(o);
+                    }
+
+                    @Override
+                    public void onSubscriptionSucceeded(String channelName) {}
+
+                    @Override
+                    public void onAuthenticationFailure(String message, Exception e) {}
                 });
                 result(c, () -> null);
                 break;
@@ -302,7 +313,11 @@ public final class RealtimeChatDriver {
                 try {
                     command(c);
                 } catch (RuntimeException e) {
-                    JsonObject o = line(str(c, "client"), "error");
+                    JsonObject o = line(str(c, "client"), c.has("req") ? "result" : "error");
+                    if (c.has("req")) {
+                        o.addProperty("req", str(c, "req"));
+                        o.addProperty("ok", false);
+                    }
                     o.addProperty("message", "command " + l + " failed");
                     o.addProperty("exception", e.toString());
                     emit(o);
