@@ -21,7 +21,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-import { PARLEY_BIN, show, startParley } from './helpers.js';
+import {
+  Echo, PARLEY_BIN, PusherClient, connected, show, startParley, waitFor,
+} from './helpers.js';
 import {
   MISSING, REPO_ROOT, SKIP, compileJava, javaSources, requireJava, runJava,
 } from './java-helpers.js';
@@ -71,6 +73,7 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
   let classDir = null;
   let compileError = null;
   let java = null;
+  const echos = [];
 
   before(async () => {
     if (MISSING.length) return;
@@ -81,6 +84,13 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
     }
   });
   after(async () => {
+    for (const e of echos) {
+      try {
+        e.disconnect();
+      } catch {
+        /* ignore */
+      }
+    }
     if (java) await java.quit();
     for (const s of servers) await s.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -107,7 +117,8 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         const C = await mk('Cy');
         const M = await admin(dataDir, ['matters', 'create', '--title', 'Phone matter']);
         const M2 = await admin(dataDir, ['matters', 'create', '--title', 'Not Ann\'s']);
-        for (const [m, u] of [[M, A], [M, B], [M2, B], [M2, C]]) {
+        const M3 = await admin(dataDir, ['matters', 'create', '--title', 'Quiet matter']); // no message until the outage
+        for (const [m, u] of [[M, A], [M, B], [M2, B], [M2, C], [M3, A], [M3, B]]) {
           await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
         }
         const tok = {};
@@ -143,11 +154,13 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         const refused = (client) => (l) => l.client === client && (l.type === 'subscriptionError' || l.type === 'error');
 
         // --- subscribe: private-user and private-matter, authorized by /api/broadcasting/auth with the token.
+        // Ann pages her catch-ups 2 messages at a time, so the 3 missed messages take two requests.
         for (const [client, u] of [['ann', A], ['bob', B]]) {
-          await newClient(client, u);
+          await newClient(client, u, client === 'ann' ? { catchUpPageSize: 2 } : {});
           java.send({ cmd: 'subscribeUser', client });
           java.send({ cmd: 'subscribeMatter', client, matter: M.id });
-          for (const ch of [`private-user.${u.id}`, `private-matter.${M.id}`]) {
+          if (client === 'ann') java.send({ cmd: 'subscribeMatter', client, matter: M3.id });
+          for (const ch of [`private-user.${u.id}`, `private-matter.${M.id}`, ...(client === 'ann' ? [`private-matter.${M3.id}`] : [])]) {
             await java.expect((l) => of(client, 'subscribed')(l) && l.channel === ch, 20000, `${client} subscribed to ${ch}`, refused(client));
           }
           await java.expect((l) => of(client, 'state')(l) && l.current === 'CONNECTED', 5000, `${client} CONNECTED`);
@@ -224,6 +237,56 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         assert.equal(java.lines.slice(mark).filter((l) => of('bob', 'typing')(l) && l.user === A.id && l.typing).length, 1,
           'one typing whisper reached Bob (the throttled one was not sent)');
 
+        // --- presence: who is online in a matter (presence-matter.{id}, members only, user_info {name}).
+        java.send({ cmd: 'joinPresence', client: 'ann', matter: M.id });
+        await java.expect((l) => of('ann', 'presence')(l) && l.members.length === 1, 10000, 'Ann alone online');
+        mark = java.lines.length;
+        java.send({ cmd: 'joinPresence', client: 'bob', matter: M.id });
+        const both = [{ id: A.id, name: 'Ann' }, { id: B.id, name: 'Bob' }];
+        for (const client of ['ann', 'bob']) {
+          const p = await expectFrom(mark, (l) => of(client, 'presence')(l) && l.members.length === 2, 10000, `${client} sees both online`);
+          assert.deepEqual(p.members, both, `${client}: ${show(p)}`);
+        }
+        mark = java.lines.length;
+        java.send({ cmd: 'leavePresence', client: 'bob', matter: M.id });
+        const left = await expectFrom(mark, of('ann', 'presence'), 10000, 'Ann sees Bob leave');
+        assert.deepEqual(left.members, [{ id: A.id, name: 'Ann' }]);
+        mark = java.lines.length;
+        java.send({ cmd: 'joinPresence', client: 'ann', matter: M2.id });
+        const deniedP = await expectFrom(mark, of('ann', 'subscriptionError'), 10000, 'Ann refused on presence of M2',
+          (l) => of('ann', 'presence')(l) && l.matter === M2.id);
+        assert.equal(deniedP.channel, `presence-matter.${M2.id}`);
+
+        // --- the web side: laravel-echo (as the web client uses it) and the Android client whisper to each other.
+        const echo = new Echo({
+          broadcaster: 'reverb', key: s1.key, wsHost: s1.host, wsPort: s1.port, forceTLS: false,
+          enabledTransports: ['ws'], disableStats: true, Pusher: PusherClient,
+          authEndpoint: `http://${s1.host}:${s1.port}/api/broadcasting/auth`,
+          auth: { headers: { Authorization: `Bearer ${tok[B.id]}` } },
+        });
+        echos.push(echo);
+        await connected(echo.connector.pusher, 8000, 'echo (Bob on the web)');
+        const whispers = [];
+        let echoOk = false;
+        let echoErr = null;
+        echo.private(`matter.${M.id}`)
+          .listenForWhisper('typing', (e) => whispers.push(e))
+          .subscribed(() => { echoOk = true; })
+          .error((e) => { echoErr = e; });
+        await waitFor(() => {
+          if (echoErr) throw new Error(`echo refused: ${show(echoErr)}`);
+          return echoOk;
+        }, 5000, 'echo subscribed to the matter');
+        await value('ann', 'stopTyping', { matter: M.id });
+        assert.equal(await value('ann', 'typing', { matter: M.id }), true);
+        await waitFor(() => whispers.find((w) => w.typing === true), 5000, 'Echo hears Ann typing');
+        assert.deepEqual(whispers.find((w) => w.typing === true), { user_id: A.id, name: 'Ann', typing: true });
+        mark = java.lines.length;
+        echo.private(`matter.${M.id}`).whisper('typing', { user_id: B.id, name: 'Bob (web)' });
+        const fromWeb = await expectFrom(mark, (l) => of('ann', 'typing')(l) && l.user === B.id && l.typing, 10000, 'Ann hears the web typing');
+        assert.equal(fromWeb.name, 'Bob (web)');
+        echo.disconnect();
+
         // --- an unknown app key: Pusher's 4001, and the SDK gives up (no reconnect loop).
         await newClient('stranger', A, { key: 'no-such-key' });
         java.send({ cmd: 'connect', client: 'stranger' });
@@ -243,6 +306,8 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         tmp = await start();
         const missed = [];
         for (let i = 1; i <= 3; i++) missed.push(await restSend(tmp, B, M, `while you were away #${i}`));
+        const missed3 = [];
+        for (let i = 1; i <= 3; i++) missed3.push(await restSend(tmp, B, M3, `first words #${i}`));
         await tmp.stop();
         s2 = await start(s1.port);
 
@@ -252,10 +317,19 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         const caught = await expectFrom(mark, (l) => of('ann', 'caughtUp')(l) && l.matter === M.id, 15000, 'Ann caught up',
           (l) => of('ann', 'error')(l));
         assert.deepEqual({ count: caught.count, complete: caught.complete }, { count: 3, complete: true }, show(caught));
+        // M3 was empty when Ann subscribed: its catch-up pages back from the newest (after_id starts at 1).
+        const caught3 = await expectFrom(mark, (l) => of('ann', 'caughtUp')(l) && l.matter === M3.id, 15000, 'Ann caught up M3',
+          (l) => of('ann', 'error')(l));
+        assert.deepEqual({ count: caught3.count, complete: caught3.complete }, { count: 3, complete: true }, show(caught3));
         const after = java.lines.slice(mark).filter(of('ann', 'messageReceived')).map((l) => l.message);
-        assert.deepEqual(after, missed, 'the messages sent while the server was away, each once, in order');
+        assert.deepEqual(after.filter((m) => m.client_matter_id === M.id), missed,
+          'the messages sent to M while the server was away, each once, in order');
+        assert.deepEqual(after.filter((m) => m.client_matter_id === M3.id), missed3, 'and those sent to M3');
+        assert.equal(after.length, 6, `nothing else: ${show(after)}`);
         await expectFrom(mark, (l) => of('ann', 'unread')(l) && l.counts.matters[M.id] === 5, 15000,
           'Ann\'s unread counts refreshed after the reconnect (m1, m2 and the 3 missed)');
+        await expectFrom(mark, (l) => of('ann', 'unread')(l) && l.counts.matters[M3.id] === 3 && l.counts.matters[M.id] === 5, 15000,
+          'Ann\'s unread counts for M3 too');
 
         // Live again: one more message arrives once; none of the caught-up ones comes again.
         const live = await restSend(s2, B, M, 'back online');
@@ -264,6 +338,7 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         assert.equal(received('ann', m1.id).length, 1, 'm1 still heard once');
 
         // Client events and REST work on the new connection.
+        await value('ann', 'stopTyping', { matter: M.id });
         mark = java.lines.length;
         assert.equal(await value('ann', 'typing', { matter: M.id }), true);
         await expectFrom(mark, (l) => of('bob', 'typing')(l) && l.user === A.id && l.typing, 10000, 'Bob sees Ann typing after the restart');

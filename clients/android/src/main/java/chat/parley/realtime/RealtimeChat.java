@@ -5,9 +5,12 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.pusher.client.Pusher;
 import com.pusher.client.PusherOptions;
+import com.pusher.client.channel.PresenceChannel;
+import com.pusher.client.channel.PresenceChannelEventListener;
 import com.pusher.client.channel.PrivateChannel;
 import com.pusher.client.channel.PrivateChannelEventListener;
 import com.pusher.client.channel.PusherEvent;
+import com.pusher.client.channel.User;
 import com.pusher.client.connection.ConnectionEventListener;
 import com.pusher.client.connection.ConnectionState;
 import com.pusher.client.connection.ConnectionStateChange;
@@ -108,6 +111,9 @@ public final class RealtimeChat implements Closeable {
         default void onUnreadCountUpdated(UnreadCounts counts) {}
 
         default void onTyping(TypingEvent event) {}
+
+        /** Who is online in a matter joined with {@link #joinMatterPresence}: the whole list, by user id, after every change. */
+        default void onPresenceChanged(long matterId, List<Member> members) {}
 
         /** The SDK's connection state: CONNECTING, CONNECTED, DISCONNECTING, DISCONNECTED, RECONNECTING. */
         default void onConnectionStateChange(ConnectionState previous, ConnectionState current) {}
@@ -314,6 +320,7 @@ public final class RealtimeChat implements Closeable {
     /** Matter id → the highest message id delivered: where a catch-up starts. */
     private final Map<Long, Long> lastSeen = new ConcurrentHashMap<>();
     private final Set<Long> matters = ConcurrentHashMap.newKeySet();
+    private final Set<Long> presence = ConcurrentHashMap.newKeySet();
     private final Map<Long, Long> lastTypingSent = new ConcurrentHashMap<>();
     private final Map<String, ScheduledFuture<?>> remoteTyping = new HashMap<>();
     private volatile boolean userChannel;
@@ -516,6 +523,85 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
+    public static String presenceChannelName(long matterId) {
+        return "presence-matter." + matterId;
+    }
+
+    /**
+     * Joins {@code presence-matter.{id}} (members only): this user shows as online to the others,
+     * and {@link Listener#onPresenceChanged} lists who is online whenever that changes.
+     */
+    public synchronized void joinMatterPresence(long matterId) {
+        if (!presence.add(matterId)) {
+            return;
+        }
+        pusher.subscribePresence(presenceChannelName(matterId), new PresenceListener(matterId));
+        connect();
+    }
+
+    public synchronized void leaveMatterPresence(long matterId) {
+        if (presence.remove(matterId)) {
+            pusher.unsubscribe(presenceChannelName(matterId));
+        }
+    }
+
+    /** Who is online in a joined matter now (empty before the subscription succeeded). */
+    public List<Member> getOnlineMembers(long matterId) {
+        PresenceChannel ch = presence.contains(matterId) ? pusher.getPresenceChannel(presenceChannelName(matterId)) : null;
+        List<Member> out = new ArrayList<>();
+        if (ch != null && ch.isSubscribed()) {
+            for (User u : ch.getUsers()) {
+                out.add(Member.of(u));
+            }
+        }
+        Collections.sort(out, (a, b) -> Long.compare(a.userId, b.userId));
+        return out;
+    }
+
+    private final class PresenceListener implements PresenceChannelEventListener {
+        private final long matterId;
+
+        PresenceListener(long matterId) {
+            this.matterId = matterId;
+        }
+
+        private void changed() {
+            final List<Member> now = getOnlineMembers(matterId);
+            dispatch(l -> l.onPresenceChanged(matterId, now));
+        }
+
+        @Override
+        public void onUsersInformationReceived(String channelName, Set<User> users) {
+            changed();
+        }
+
+        @Override
+        public void userSubscribed(String channelName, User user) {
+            changed();
+        }
+
+        @Override
+        public void userUnsubscribed(String channelName, User user) {
+            changed();
+        }
+
+        @Override
+        public void onSubscriptionSucceeded(String channel) {
+            dispatch(l -> l.onSubscribed(channel));
+        }
+
+        @Override
+        public void onAuthenticationFailure(String message, Exception e) {
+            final Exception err = e != null ? e : new IOException(message);
+            dispatch(l -> l.onSubscriptionError(presenceChannelName(matterId), err));
+        }
+
+        @Override
+        public void onEvent(PusherEvent event) {
+            // No events are bound on presence channels.
+        }
+    }
+
     /** Events of one channel; matterId 0 is the user channel. */
     private final class ChannelListener implements PrivateChannelEventListener {
         private final long matterId;
@@ -680,27 +766,59 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
+    /**
+     * Delivers what matter {@code matterId} got after the last message seen, oldest first. The
+     * cursor is the last message of each page, not {@link #lastSeen}: a live event arriving
+     * meanwhile moves that ahead, and the messages in between must still be fetched.
+     */
     private void catchUp(long matterId) throws IOException {
+        final int size = opts.catchUpPageSize;
+        final String base = "/messages?client_matter_id=" + matterId + "&limit=" + size;
         int count = 0;
         boolean complete = false;
-        for (int page = 0; page < opts.maxCatchUpPages; page++) {
-            long after = lastSeen.getOrDefault(matterId, 0L);
-            List<Message> batch = fetchAfter(matterId, after, opts.catchUpPageSize, false);
-            for (Message m : batch) {
-                if (firstSight(m)) {
-                    count++;
-                    typingEnded(m.clientMatterId, m.senderId);
-                    dispatch(l -> l.onMessageReceived(m));
+        long after = lastSeen.getOrDefault(matterId, 0L);
+        if (after > 0) {
+            for (int page = 0; page < opts.maxCatchUpPages; page++) {
+                List<Message> batch = get(base + "&after_id=" + after);
+                count += deliver(batch);
+                if (batch.size() < size) {
+                    complete = true;
+                    break;
                 }
+                after = batch.get(batch.size() - 1).id;
             }
-            if (batch.size() < opts.catchUpPageSize) {
-                complete = true;
-                break;
+        } else {
+            // The matter was empty when this client began following it: everything in it is
+            // new. after_id starts at 1, so page back from the newest and deliver oldest first.
+            List<Message> all = new ArrayList<>();
+            String q = base;
+            for (int page = 0; page < opts.maxCatchUpPages; page++) {
+                List<Message> batch = get(q);
+                all.addAll(batch);
+                if (batch.size() < size) {
+                    complete = true;
+                    break;
+                }
+                q = base + "&before_id=" + batch.get(batch.size() - 1).id;
             }
+            Collections.reverse(all);
+            count += deliver(all);
         }
         final int n = count;
         final boolean done = complete;
         dispatch(l -> l.onCaughtUp(matterId, n, done));
+    }
+
+    private int deliver(List<Message> batch) {
+        int n = 0;
+        for (Message m : batch) {
+            if (firstSight(m)) {
+                n++;
+                typingEnded(m.clientMatterId, m.senderId);
+                dispatch(l -> l.onMessageReceived(m));
+            }
+        }
+        return n;
     }
 
     // ------------------------------------------------------------------ typing
@@ -870,19 +988,12 @@ public final class RealtimeChat implements Closeable {
         return remember(get("/messages?client_matter_id=" + matterId + "&before_id=" + beforeId + "&limit=" + limit));
     }
 
-    /** The messages after {@code afterId}, oldest first. */
+    /** The messages after {@code afterId} (1 or more), oldest first: what a client that was away missed. */
     public List<Message> fetchMessagesAfter(long matterId, long afterId, int limit) throws IOException {
-        return fetchAfter(matterId, afterId, limit, true);
-    }
-
-    private List<Message> fetchAfter(long matterId, long afterId, int limit, boolean remember) throws IOException {
-        String q = "/messages?client_matter_id=" + matterId + "&limit=" + limit + (afterId > 0 ? "&after_id=" + afterId : "");
-        List<Message> out = get(q);
-        if (afterId <= 0) {
-            // Without a cursor the API pages newest first; catch-up wants oldest first.
-            Collections.reverse(out);
+        if (afterId < 1) {
+            throw new IllegalArgumentException("afterId must be at least 1");
         }
-        return remember ? remember(out) : out;
+        return remember(get("/messages?client_matter_id=" + matterId + "&after_id=" + afterId + "&limit=" + limit));
     }
 
     private List<Message> remember(List<Message> list) {

@@ -1,5 +1,6 @@
 package chat.parley.realtime;
 
+import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
@@ -13,6 +14,7 @@ import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -24,9 +26,9 @@ import java.util.Map;
  * <p>Commands ({@code "client"} names the instance, {@code "req"} is echoed in the result):
  * <pre>
  *   {"cmd":"new","client","host","port","key","token","userId","apiBaseUrl", optional "userName",
- *    "maxReconnectGapInSeconds","typingThrottleMillis","typingTimeoutMillis"}
+ *    "maxReconnectGapInSeconds","typingThrottleMillis","typingTimeoutMillis","catchUpPageSize"}
  *   {"cmd":"connect"|"disconnect"|"close"|"subscribeUser","client"}
- *   {"cmd":"subscribeMatter","client","matter"}
+ *   {"cmd":"subscribeMatter"|"joinPresence"|"leavePresence","client","matter"}
  *   {"cmd":"rawBind","client","channel","event"}   every delivery of that event on that channel, before any dedupe
  *   {"cmd":"send","client","matter","message", optional "clientMessageId","req"}
  *   {"cmd":"read","client","message","req"}  {"cmd":"readUpTo","client","matter","upTo","req"}
@@ -36,7 +38,7 @@ import java.util.Map;
  *   {"cmd":"quit"}
  * </pre>
  * Output "type"s: state, error, subscribed, subscriptionError, messageReceived, messageSent,
- * messageUpdated, messageDeleted, messageRead, messagesRead, unread, typing, caughtUp, raw,
+ * messageUpdated, messageDeleted, messageRead, messagesRead, unread, typing, presence, caughtUp, raw,
  * result {req, ok, value | status, error}, exit.
  */
 public final class RealtimeChatDriver {
@@ -106,6 +108,21 @@ public final class RealtimeChatDriver {
                 o.addProperty("user", t.userId);
                 o.addProperty("name", t.name);
                 o.addProperty("typing", t.typing);
+                emit(o);
+            }
+
+            @Override
+            public void onPresenceChanged(long matterId, List<Member> members) {
+                JsonObject o = line(client, "presence");
+                o.addProperty("matter", matterId);
+                JsonArray list = new JsonArray();
+                for (Member m : members) {
+                    JsonObject mo = new JsonObject();
+                    mo.addProperty("id", m.userId);
+                    mo.addProperty("name", m.name);
+                    list.add(mo);
+                }
+                o.add("members", list);
                 emit(o);
             }
 
@@ -207,6 +224,9 @@ public final class RealtimeChatDriver {
                 if (c.has("typingThrottleMillis")) {
                     o.typingThrottleMillis(num(c, "typingThrottleMillis"));
                 }
+                if (c.has("catchUpPageSize")) {
+                    o.catchUpPageSize((int) num(c, "catchUpPageSize"));
+                }
                 if (c.has("typingTimeoutMillis")) {
                     o.typingTimeoutMillis(num(c, "typingTimeoutMillis"));
                 }
@@ -231,6 +251,12 @@ public final class RealtimeChatDriver {
                 break;
             case "subscribeMatter":
                 client(c).subscribeToMatterChannel(num(c, "matter"));
+                break;
+            case "joinPresence":
+                client(c).joinMatterPresence(num(c, "matter"));
+                break;
+            case "leavePresence":
+                client(c).leaveMatterPresence(num(c, "matter"));
                 break;
             case "rawBind": {
                 final String channel = str(c, "channel");
