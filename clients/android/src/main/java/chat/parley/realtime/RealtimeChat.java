@@ -52,12 +52,12 @@ import java.util.concurrent.TimeUnit;
  *     .wsHost("chat.example.com").wsPort(8080).appKey(APP_KEY).useTLS(false)
  *     .authToken(token).userId(me).apiBaseUrl("http://chat.example.com:8080/api"));
  * chat.addListener(new RealtimeChat.Listener() {
- *     public void onMessageReceived(Message m) { ... }
+ *     public void onMessageReceived(Message m) { show(m); }
  * });
  * chat.subscribeToUserChannel();
  * chat.subscribeToMatterChannel(456);
  * Message sent = chat.sendMessage("Hello from Android!", 456);   // blocking: not on the main thread
- * chat.markAsRead(sent.id);
+ * chat.markMatterRead(456, lastShownId);                          // the conversation is on screen
  * }</pre>
  *
  * <p>Realtime: private channels {@code private-user.{userId}} and {@code private-matter.{id}},
