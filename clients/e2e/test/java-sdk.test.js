@@ -12,62 +12,18 @@
 // skipped with a message, except under CI where it fails.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { promisify } from 'node:util';
 
 import {
-  E2E_DIR, PusherServer, newId, scenario, show, subscribed, useServer, within,
+  E2E_DIR, PusherServer, newId, scenario, show, subscribed, useServer,
 } from './helpers.js';
+import {
+  MISSING, SKIP, compileJava, requireJava, runJava,
+} from './java-helpers.js';
 
-const UNDER_CI = Boolean(process.env.CI) && process.env.CI !== 'false';
-const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
-const SDK_DIR = process.env.PARLEY_JAVA_SDK
-  ? path.resolve(process.env.PARLEY_JAVA_SDK)
-  : path.resolve(REPO_ROOT, '..', 'shared', 'sdk', 'java');
-const SYSTEM_JARS = '/usr/share/java';
-const JARS = [
-  path.join(SDK_DIR, 'pusher-java-client.jar'),
-  path.join(SDK_DIR, 'Java-WebSocket.jar'),
-  path.join(SYSTEM_JARS, 'gson.jar'), // Debian: libgoogle-gson-java
-  path.join(SYSTEM_JARS, 'slf4j-api.jar'), // Debian: libslf4j-java
-  path.join(SYSTEM_JARS, 'slf4j-nop.jar'),
-];
 const SOURCE = path.join(E2E_DIR, 'java', 'SdkCheck.java');
-
-const execFileP = promisify(execFile);
-
-function onPath(cmd) {
-  const dirs = [];
-  if (process.env.JAVA_HOME) dirs.push(path.join(process.env.JAVA_HOME, 'bin'));
-  dirs.push(...(process.env.PATH || '').split(path.delimiter).filter(Boolean));
-  for (const d of dirs) {
-    const p = path.join(d, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
-
-const JAVAC = onPath('javac');
-const JAVA = onPath('java');
-const MISSING = [
-  ...(JAVAC ? [] : ['javac (Debian: default-jdk-headless)']),
-  ...(JAVA ? [] : ['java (Debian: default-jdk-headless)']),
-  ...JARS.filter((j) => !fs.existsSync(j)),
-];
-const MISSING_MSG = `the Java SDK test needs: ${MISSING.join(', ')} `
-  + '(SDK jars: set PARLEY_JAVA_SDK to their folder; Debian jars: apt-get install -y libgoogle-gson-java libslf4j-java)';
-const SKIP = MISSING.length && !UNDER_CI ? `${MISSING_MSG}; under CI this test fails instead` : false;
 
 const EVENT = 'java-check';
 const USER = { id: 'java-1', info: { name: 'Android phone' } };
@@ -127,86 +83,7 @@ async function startAuthEndpoint(srv) {
 
 /** Runs java/SdkCheck; every JSON line it prints is kept in `lines` and emitted as 'line'. */
 function runSdkCheck(classDir, args) {
-  const cp = [classDir, ...JARS].join(path.delimiter);
-  const child = spawn(JAVA, ['-cp', cp, 'SdkCheck', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const events = new EventEmitter();
-  const lines = [];
-  let stderr = '';
-  let exitInfo = null;
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      exitInfo = { code, signal };
-      events.emit('exit', exitInfo);
-      resolve(exitInfo);
-    });
-    child.on('error', (err) => {
-      exitInfo = { code: null, signal: null, error: String(err) };
-      events.emit('exit', exitInfo);
-      resolve(exitInfo);
-    });
-  });
-  child.stdin.on('error', () => {}); // the JVM may be gone already
-  child.stderr.on('data', (c) => {
-    if (stderr.length < 65536) stderr += c.toString('utf8');
-  });
-  readline.createInterface({ input: child.stdout }).on('line', (text) => {
-    let obj;
-    try {
-      obj = JSON.parse(text);
-    } catch {
-      obj = { type: 'unparsable', text };
-    }
-    lines.push(obj);
-    events.emit('line', obj);
-  });
-
-  const java = {
-    lines,
-    get exitInfo() {
-      return exitInfo;
-    },
-    report: () => `${lines.map((l) => `    ${show(l)}`).join('\n')}\n  exit=${show(exitInfo)}\n  stderr:\n${stderr}`,
-    /**
-     * Resolves with the first line (seen already or to come) matching `pred`;
-     * rejects when a line matches `failIf`, the JVM exits, or after `ms`.
-     */
-    expect(pred, ms, label, failIf = () => false) {
-      return new Promise((resolve, reject) => {
-        const done = (fn, arg) => {
-          clearTimeout(timer);
-          events.off('line', onLine);
-          events.off('exit', onExit);
-          fn(arg);
-        };
-        const onLine = (l) => {
-          if (pred(l)) done(resolve, l);
-          else if (failIf(l)) done(reject, new Error(`Java SDK: ${label}: got ${show(l)} instead`));
-        };
-        const onExit = (e) => done(reject, new Error(`Java SDK exited (${show(e)}) before ${label}`));
-        const timer = setTimeout(() => done(reject, new Error(`Java SDK: timed out after ${ms} ms waiting for ${label}`)), ms);
-        events.on('line', onLine);
-        events.on('exit', onExit);
-        for (const l of lines) {
-          if (pred(l)) return done(resolve, l);
-          if (failIf(l)) return done(reject, new Error(`Java SDK: ${label}: got ${show(l)} instead`));
-        }
-        if (exitInfo) onExit(exitInfo);
-      });
-    },
-    /** Asks the program to disconnect and exit; kills it if it has not within `ms`. */
-    async quit(ms = 10000) {
-      if (!exitInfo) {
-        child.stdin.end('quit\n');
-        if (!await within(exited, ms)) {
-          child.kill('SIGKILL');
-          await within(exited, 5000);
-          return { ...(exitInfo || {}), killed: true };
-        }
-      }
-      return exitInfo;
-    },
-  };
-  return java;
+  return runJava(classDir, 'SdkCheck', args);
 }
 
 describe('official Pusher Java/Android SDK (pusher-websocket-java)', () => {
@@ -216,11 +93,10 @@ describe('official Pusher Java/Android SDK (pusher-websocket-java)', () => {
 
   before(async () => {
     if (MISSING.length) return;
-    classDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-java-'));
     try {
-      await execFileP(JAVAC, ['-nowarn', '-encoding', 'UTF-8', '-cp', JARS.join(path.delimiter), '-d', classDir, SOURCE], { timeout: 120000 });
+      classDir = await compileJava([SOURCE]);
     } catch (err) {
-      compileError = new Error(`javac ${SOURCE} failed: ${err.message}\n${err.stdout || ''}${err.stderr || ''}`);
+      compileError = err;
     }
   });
   after(() => {
@@ -229,7 +105,7 @@ describe('official Pusher Java/Android SDK (pusher-websocket-java)', () => {
 
   it('connects with protocol 5, subscribes to public, private and presence channels, receives triggered events, sees members',
     { timeout: 90000, skip: SKIP }, scenario(server, async (ctx) => {
-      if (MISSING.length) throw new Error(`CI: ${MISSING_MSG}`);
+      requireJava();
       if (compileError) throw compileError;
       const srv = ctx.server;
       const auth = await startAuthEndpoint(srv);
