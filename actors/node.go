@@ -138,7 +138,9 @@ func (n *Node) ConnOptions() wsconn.Options {
 			limit = l
 		}
 	}
-	return wsconn.Options{ReadLimit: limit, MaxPendingBytes: n.cfg.MaxPendingBytes, SendBuffer: n.cfg.SocketSendBuffer, Debug: n.debug}
+	return wsconn.Options{ReadLimit: limit, MaxPendingBytes: n.cfg.MaxPendingBytes, SendBuffer: n.cfg.SocketSendBuffer, Debug: n.debug,
+		// Accept always queues connection_established or an error at once.
+		HelloWithFirstFrame: true}
 }
 
 // Accept takes an upgraded socket for the app with this key. Refusals are

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,11 @@ type Options struct {
 	MaxInboundBacklog int
 	// Debug, when set, logs every frame in and out.
 	Debug *slog.Logger
+	// HelloWithFirstFrame holds the 101 response back until the first frame
+	// is queued and writes both in one system call. Set it only when a frame
+	// is queued at once after Upgrade (the Pusher protocol's
+	// connection_established or an error): the client waits for the 101.
+	HelloWithFirstFrame bool
 }
 
 // closeGrace is how long we wait for the client's close reply after ours.
@@ -108,19 +114,58 @@ type Conn struct {
 	abort       bool        // we dropped the client: reset rather than close; guarded by mu
 	ended       bool        // guarded by mu
 
+	// hello is the 101 response, written with the first frames; guarded by mu.
+	hello []byte
+
 	// Owned by the one running writeLoop; handed over under mu when it exits.
 	spare []*Prepared
 	bufs  net.Buffers
 }
 
-// Upgrade turns an HTTP request into a socket. On failure gorilla has already
-// answered the HTTP request.
+// Upgrade turns an HTTP request into a socket. The handshake is checked by
+// hand; with Options.HelloWithFirstFrame the 101 response goes out with the
+// socket's first frame, in one write. A request that is not a plain, valid WebSocket handshake is left to
+// gorilla, which answers it with the precise HTTP error. On failure the
+// HTTP request has been answered.
 func Upgrade(w http.ResponseWriter, r *http.Request, opts Options) (*Conn, error) {
-	ws, err := upgrader.Upgrade(w, r, nil)
+	key := r.Header.Get("Sec-Websocket-Key")
+	if r.Method != http.MethodGet || !hasToken(r.Header["Connection"], "upgrade") ||
+		!hasToken(r.Header["Upgrade"], "websocket") || !hasToken(r.Header["Sec-Websocket-Version"], "13") ||
+		!validKey(key) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return nil, err
+		}
+		return newConn(ws.NetConn(), opts), nil
+	}
+	h, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return nil, errors.New("wsconn: response does not implement http.Hijacker")
+	}
+	nc, brw, err := h.Hijack()
 	if err != nil {
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 		return nil, err
 	}
-	return newConn(ws.NetConn(), opts), nil
+	if brw.Reader.Buffered() > 0 {
+		nc.Close()
+		return nil, errors.New("wsconn: client sent data before the handshake was complete")
+	}
+	_ = nc.SetDeadline(time.Time{}) // clear what the HTTP server set
+	hello := appendHello(make([]byte, 0, helloSize), key)
+	if !opts.HelloWithFirstFrame {
+		_ = nc.SetWriteDeadline(time.Now().Add(defaultWriteTimeout))
+		if _, err := nc.Write(hello); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		_ = nc.SetWriteDeadline(time.Time{})
+		hello = nil
+	}
+	c := newConn(nc, opts)
+	c.hello = hello
+	return c, nil
 }
 
 // Defaults of Options.
@@ -457,9 +502,14 @@ func (c *Conn) writeLoop() {
 		}
 		batch := c.queue
 		c.queue, c.pending = c.spare[:0], 0
+		hello := c.hello
+		c.hello = nil
 		c.mu.Unlock()
 
 		bufs := c.bufs[:0]
+		if hello != nil {
+			bufs = append(bufs, hello)
+		}
 		sentClose := false
 		for _, p := range batch {
 			bufs = append(bufs, p.wire)
