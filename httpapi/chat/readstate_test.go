@@ -207,7 +207,7 @@ func TestDeleteMessage(t *testing.T) {
 			}
 			// Bob (had read it): MessageDeleted on both channels, no count change.
 			for range 2 {
-				f := bobWS.next(3*time.Second)
+				f := bobWS.next(3 * time.Second)
 				if f.Event != ev("MessageDeleted") || !reflect.DeepEqual(f.dataMap(t)["message"], del) {
 					t.Fatalf("bob got %+v, want MessageDeleted %v", f, del)
 				}
@@ -301,7 +301,7 @@ func TestMatterPresence(t *testing.T) {
 			// Without a signature the server refuses Dan's subscription.
 			_ = danWS.c.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{
 				"channel": ch, "auth": testKey + ":forged", "channel_data": fmt.Sprintf(`{"user_id":"%d"}`, dan.ID)}})
-			if f := danWS.next(3*time.Second); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
+			if f := danWS.next(3 * time.Second); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
 				t.Fatalf("forged presence subscription: %+v", f)
 			}
 			annWS.expectNothingBeforeMarker() // Dan never joined
