@@ -29,6 +29,10 @@ const PASSWORD = 'correct horse battery';
 
 const execFileP = promisify(execFile);
 
+// A REST message object as events carry it: one object for every receiver,
+// so no one's read state (README "Events").
+const asEvent = (m) => ({ ...m, is_read: m.deleted_at != null, read_at: null, read_by: [] });
+
 /** Runs an admin command (`parley users create ...`) on the server's database; returns its JSON. */
 async function admin(dataDir, args) {
   let out;
@@ -184,8 +188,9 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
     assert.equal(data.sender_name, A.name);
 
     await waitFor(() => onUser.length >= 1 && onMatter.length >= 1, 5000, 'MessageSent on both channels');
-    assert.deepEqual(onUser[0].message, data, 'MessageSent on private-user.B carries the REST data');
-    assert.deepEqual(onMatter[0].message, data, 'MessageSent on private-matter.M carries the REST data');
+    assert.equal(data.is_read, true, 'the sender\'s own message is read');
+    assert.deepEqual(onUser[0].message, asEvent(data), 'MessageSent on private-user.B carries the REST data');
+    assert.deepEqual(onMatter[0].message, asEvent(data), 'MessageSent on private-matter.M carries the REST data');
     await ctx.marker(echoB, `private-user.${B.id}`);
     await ctx.marker(echoB, `private-matter.${M.id}`);
     assert.equal(onUser.length + onMatter.length, 2, 'MessageSent events (one per channel)');
@@ -273,7 +278,7 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
     assert.match(socketId, /^\d+\.\d+$/);
     const others = await send(srv, tokenA, M.id, 'with X-Socket-ID', { 'X-Socket-ID': socketId });
     await waitFor(() => atB.find((m) => m.id === others.id), 5000, 'the toOthers message at Bob');
-    assert.deepEqual(atB.find((m) => m.id === others.id), others);
+    assert.deepEqual(atB.find((m) => m.id === others.id), asEvent(others));
     await ctx.marker(echoA, `private-matter.${M.id}`);
     assert.equal(atA.filter((m) => m.id === others.id).length, 0, 'toOthers messages at the sender\'s socket');
   }));
@@ -391,7 +396,7 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
 
     const res = await api(srv, 'GET', `/api/messages?client_matter_id=${M.id}&after_id=${lastSeenId}`, { token: tokenB });
     const page = expectStatus(res, 200, 'catch-up list');
-    assert.deepEqual(page.data, missed, 'exactly the 3 missed messages, oldest first, as the send answers had them');
+    assert.deepEqual(page.data, missed.map(asEvent), 'exactly the 3 missed messages, oldest first, unread, as the send answers had them');
     assert.equal(page.total, 3);
     const next = expectStatus(await api(srv, 'GET', `/api/messages?client_matter_id=${M.id}&after_id=${missed[2].id}`, { token: tokenB }),
       200, 'nothing after the last');
