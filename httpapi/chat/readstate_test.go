@@ -5,6 +5,8 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -305,6 +307,122 @@ func TestMatterPresence(t *testing.T) {
 				t.Fatalf("forged presence subscription: %+v", f)
 			}
 			annWS.expectNothingBeforeMarker() // Dan never joined
+		})
+	}
+}
+
+// TestConcurrentDeleteAndRead: senders delete half their messages while the
+// others read them; afterwards every user's count from the API, from their
+// last UnreadCountUpdated and from the database agree and equal what was
+// sent minus what was read or deleted.
+func TestConcurrentDeleteAndRead(t *testing.T) {
+	for _, open := range databases() {
+		db := open(t)
+		t.Run(db.dialect, func(t *testing.T) {
+			e := start(t, db, nil)
+			var users []person
+			for i := range 4 {
+				users = append(users, e.user(fmt.Sprint("User", i)))
+			}
+			m := e.matter("Busy", users...)
+			start := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
+			lasts := make([]*lastUnread, len(users))
+			for i, u := range users {
+				w := e.dial()
+				w.join(u, userChannel(u.ID))
+				lasts[i] = &lastUnread{}
+				lasts[i].follow(t, w)
+			}
+			const perSender = 24
+			var sendersLeft atomic.Int32
+			sendersLeft.Store(int32(len(users)))
+			var wg sync.WaitGroup
+			for _, u := range users {
+				wg.Go(func() {
+					defer sendersLeft.Add(-1)
+					var prev int64
+					for i := range perSender {
+						r, err := e.do("POST", "/api/messages/send", u.token, map[string]any{"message": fmt.Sprint(i), "client_matter_id": m.ID})
+						if err != nil || r.status != http.StatusCreated {
+							t.Errorf("send: %v %d %s", err, r.status, r.raw)
+							return
+						}
+						if i%2 == 1 { // delete the one before, which the others may be reading
+							if r, err := e.do("DELETE", fmt.Sprintf("/api/messages/%d", prev), u.token, nil); err != nil || r.status != http.StatusOK {
+								t.Errorf("delete: %v %d %s", err, r.status, r.raw)
+								return
+							}
+						}
+						prev = num(r.body["data"].(map[string]any)["id"])
+					}
+				})
+				// Each user reads as messages arrive, leaving every third
+				// unread, and now and then reads up to the last one seen.
+				wg.Go(func() {
+					cursor := start
+					for {
+						done := sendersLeft.Load() == 0
+						r, err := e.do("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), u.token, nil)
+						if err != nil || r.status != http.StatusOK {
+							t.Errorf("list: %v %d %s", err, r.status, r.raw)
+							return
+						}
+						rows, _ := r.body["data"].([]any)
+						for _, row := range rows {
+							id := num(row.(map[string]any)["id"])
+							cursor = id
+							if id%3 == 0 {
+								continue
+							}
+							if r, err := e.do("PUT", fmt.Sprintf("/api/messages/%d/read", id), u.token, nil); err != nil || r.status != http.StatusOK {
+								t.Errorf("read: %v %d %s", err, r.status, r.raw)
+								return
+							}
+						}
+						if done && len(rows) == 0 {
+							return
+						}
+						if len(rows) == 0 {
+							time.Sleep(5 * time.Millisecond)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if t.Failed() {
+				t.FailNow()
+			}
+			// Everything from others with an id divisible by 3 that is not deleted.
+			want := map[int64]int{}
+			for _, row := range e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&limit=100", m.ID), users[0].token, nil).want(t, http.StatusOK)["data"].([]any) {
+				msg := row.(map[string]any)
+				if msg["deleted_at"] == nil && num(msg["id"])%3 == 0 {
+					for _, u := range users {
+						if u.ID != num(msg["sender_id"]) {
+							want[u.ID]++
+						}
+					}
+				}
+			}
+			for i, u := range users {
+				truth := e.truth(u)
+				if truth[m.ID] != want[u.ID] {
+					t.Fatalf("user %d: database %v, want %d unread", u.ID, truth, want[u.ID])
+				}
+				api, _ := e.unread(u)
+				var got map[int64]int
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					got, _, _ = lasts[i].get()
+					if maps.Equal(got, truth) || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if !maps.Equal(api, truth) || !maps.Equal(got, truth) {
+					t.Errorf("user %d: API %v, last UnreadCountUpdated %v, database %v", u.ID, api, got, truth)
+				}
+			}
 		})
 	}
 }
