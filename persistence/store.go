@@ -21,6 +21,10 @@ var (
 	ErrConflict = errors.New("already exists")
 )
 
+// ErrDeleted says the message was deleted (soft: its row stays), so it can
+// no longer be edited or read; wrapped like the others.
+var ErrDeleted = errors.New("message deleted")
+
 // User is an account. Email is stored trimmed and lowercased so uniqueness
 // and lookups are case-insensitive in both dialects.
 type User struct {
@@ -59,6 +63,7 @@ type Message struct {
 	CreatedAt  time.Time  `db:"created_at"`
 	UpdatedAt  time.Time  `db:"updated_at"`
 	EditedAt   *time.Time `db:"edited_at"`
+	DeletedAt  *time.Time `db:"deleted_at"` // set by DeleteMessage, which also empties Body
 }
 
 // ReadReceipt records that ReaderID has read a message.
@@ -90,16 +95,60 @@ type ReadUpTo struct {
 	ReadSeq int64
 }
 
+// Reader is one member's read of a message.
+type Reader struct {
+	UserID int64     `db:"user_id"`
+	ReadAt time.Time `db:"read_at"`
+}
+
+// ReadVersion is a member's read version in a matter after a change that
+// took a message out of their unread count (see MatterUnread.ReadSeq).
+type ReadVersion struct {
+	UserID  int64 `db:"user_id"`
+	ReadSeq int64 `db:"read_seq"`
+}
+
+// Deletion is the outcome of DeleteMessage.
+type Deletion struct {
+	// Message is the message as stored now: DeletedAt set, Body empty.
+	Message Message
+	// Deleted is false when the message had been deleted before: nothing
+	// changed.
+	Deleted bool
+	// Unread are the members (the sender aside) who had not read the
+	// message, ascending by user id: it left their unread count, and their
+	// read version in the matter moved to ReadSeq.
+	Unread []ReadVersion
+}
+
+// MemberName is a member of a matter as GET /api/matters lists them.
+type MemberName struct {
+	ID   int64  `db:"id" json:"id"`
+	Name string `db:"name" json:"name"`
+}
+
+// MatterSummary is one of a user's matters with what a matter list shows.
+type MatterSummary struct {
+	Matter
+	// LastMessage is the matter's newest message (deleted or not), nil if
+	// it has none.
+	LastMessage *Message
+	// Members are every member, the user included, ascending by id.
+	Members []MemberName
+}
+
 // MatterUnread is one matter of a user's read state, all from one snapshot.
 type MatterUnread struct {
-	// Unread counts messages from others the user has not read.
+	// Unread counts messages from others the user has not read, deleted
+	// ones aside.
 	Unread int
 	// LastMessageID is the matter's highest message id (0 if none). Messages
 	// of a matter commit in id order, so every message at or below it is
 	// counted in Unread, and every later one is not.
 	LastMessageID int64
 	// ReadSeq is bumped by every read of the user in the matter that
-	// created receipts; a read whose ReadSeq is at or below it is counted.
+	// created receipts, and by every deletion of a message they had not
+	// read; a change whose ReadSeq is at or below it is counted.
 	ReadSeq int64
 }
 
@@ -163,16 +212,26 @@ type Store interface {
 	CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (Message, error)
 	// MessageByID returns the message or ErrNotFound.
 	MessageByID(ctx context.Context, id int64) (Message, error)
-	// UpdateMessage sets body, updated_at and edited_at; ErrNotFound if the message is missing.
+	// UpdateMessage sets body, updated_at and edited_at; ErrNotFound if the message is missing, ErrDeleted if it was deleted.
 	UpdateMessage(ctx context.Context, id int64, body string, at time.Time) (Message, error)
 	// ListMessages returns one page of messages and the total matching the filter.
 	ListMessages(ctx context.Context, q MessageQuery) (msgs []Message, total int, err error)
+	// DeleteMessage soft-deletes a message (deleted_at and updated_at set, body emptied) and, in the
+	// same transaction, takes it out of the unread count of every member who had not read it
+	// (a receipt at the deletion time bars a later read, and their read_seq moves); deleting it
+	// again changes nothing (Deleted false). ErrNotFound if the message is missing.
+	DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error)
+	// Readers maps each of the messages to its receipts, oldest read first (one query for all).
+	Readers(ctx context.Context, messageIDs []int64) (map[int64][]Reader, error)
+	// MatterSummaries lists the user's matters with their last message and members, the matter
+	// with the newest message (or, without messages, the newest matter) first.
+	MatterSummaries(ctx context.Context, userID int64) ([]MatterSummary, error)
 
-	// MarkRead records a read once: a second call returns the first read_at and created=false; ErrNotFound if the message (or reader) is missing.
+	// MarkRead records a read once: a second call returns the first read_at and created=false; ErrNotFound if the message (or reader) is missing, ErrDeleted if it was deleted.
 	MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (r ReadReceipt, created bool, err error)
-	// MarkReadUpTo marks read, for a member, every message from others in the matter with an id up to upToID, in one statement; ErrNotFound if the reader is not a member.
+	// MarkReadUpTo marks read, for a member, every message from others in the matter with an id up to upToID (deleted ones aside), in one statement; ErrNotFound if the reader is not a member.
 	MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error)
-	// UnreadCounts maps every matter the user is a member of (zeros included) to its messages not sent by the user and not read by them.
+	// UnreadCounts maps every matter the user is a member of (zeros included) to its messages not sent by the user, not deleted and not read by them.
 	// It counts from the receipts alone (the definition); UnreadState is the fast path.
 	UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error)
 	// UnreadState is the user's read state per matter (every matter they belong to), what the unread counters load.
@@ -236,6 +295,7 @@ func (m *Message) utc() {
 	m.CreatedAt = m.CreatedAt.UTC()
 	m.UpdatedAt = m.UpdatedAt.UTC()
 	m.EditedAt = utcPtr(m.EditedAt)
+	m.DeletedAt = utcPtr(m.DeletedAt)
 }
 
 func (r *ReadReceipt) utc() {
@@ -328,4 +388,92 @@ func scanState(rows *sql.Rows) (map[int64]MatterUnread, error) {
 		return nil, fmt.Errorf("persistence: unread state: %w", err)
 	}
 	return out, nil
+}
+
+// Matter summaries: both dialects run the same two statements (the matters
+// with their newest message, then every member of those matters), in one
+// read transaction so they agree. ph renders the n-th placeholder.
+func summarySQL(ph func(n int) string) (matters, members string) {
+	matters = `SELECT mt.id, mt.title, mt.created_at,
+			m.id AS last_id, m.sender_id AS last_sender_id, u.name AS last_sender_name, m.body AS last_body,
+			m.created_at AS last_created_at, m.updated_at AS last_updated_at,
+			m.edited_at AS last_edited_at, m.deleted_at AS last_deleted_at
+		FROM members mm
+		JOIN matters mt ON mt.id = mm.matter_id
+		LEFT JOIN messages m ON m.id = (SELECT MAX(x.id) FROM messages x WHERE x.matter_id = mt.id)
+		LEFT JOIN users u ON u.id = m.sender_id
+		WHERE mm.user_id = ` + ph(1) + `
+		ORDER BY COALESCE(m.created_at, mt.created_at) DESC, mt.id DESC`
+	members = `SELECT mm.matter_id, u.id, u.name
+		FROM members mine
+		JOIN members mm ON mm.matter_id = mine.matter_id
+		JOIN users u ON u.id = mm.user_id
+		WHERE mine.user_id = ` + ph(1) + `
+		ORDER BY mm.matter_id, u.id`
+	return matters, members
+}
+
+// summaryRow is one row of summarySQL's matters statement.
+type summaryRow struct {
+	Matter
+	LastID         *int64     `db:"last_id"`
+	LastSenderID   *int64     `db:"last_sender_id"`
+	LastSenderName *string    `db:"last_sender_name"`
+	LastBody       *string    `db:"last_body"`
+	LastCreatedAt  *time.Time `db:"last_created_at"`
+	LastUpdatedAt  *time.Time `db:"last_updated_at"`
+	LastEditedAt   *time.Time `db:"last_edited_at"`
+	LastDeletedAt  *time.Time `db:"last_deleted_at"`
+}
+
+// memberRow is one row of summarySQL's members statement.
+type memberRow struct {
+	MatterID int64 `db:"matter_id"`
+	MemberName
+}
+
+// summaries assembles summarySQL's two results.
+func summaries(rows []summaryRow, members []memberRow) []MatterSummary {
+	byMatter := map[int64][]MemberName{}
+	for _, r := range members {
+		byMatter[r.MatterID] = append(byMatter[r.MatterID], r.MemberName)
+	}
+	out := make([]MatterSummary, len(rows))
+	for i, r := range rows {
+		s := MatterSummary{Matter: r.Matter, Members: byMatter[r.ID]}
+		s.utc()
+		if s.Members == nil {
+			s.Members = []MemberName{}
+		}
+		if r.LastID != nil && r.LastSenderID != nil && r.LastCreatedAt != nil && r.LastUpdatedAt != nil {
+			m := Message{ID: *r.LastID, MatterID: r.ID, SenderID: *r.LastSenderID,
+				CreatedAt: *r.LastCreatedAt, UpdatedAt: *r.LastUpdatedAt, EditedAt: r.LastEditedAt, DeletedAt: r.LastDeletedAt}
+			if r.LastSenderName != nil {
+				m.SenderName = *r.LastSenderName
+			}
+			if r.LastBody != nil {
+				m.Body = *r.LastBody
+			}
+			m.utc()
+			s.LastMessage = &m
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// readerRow is one receipt as Readers selects it.
+type readerRow struct {
+	MessageID int64 `db:"message_id"`
+	Reader
+}
+
+// readers groups receipts, already in (message, read_at, user) order.
+func readers(rows []readerRow) map[int64][]Reader {
+	out := map[int64][]Reader{}
+	for _, r := range rows {
+		r.ReadAt = r.ReadAt.UTC()
+		out[r.MessageID] = append(out[r.MessageID], r.Reader)
+	}
+	return out
 }

@@ -270,7 +270,8 @@ func (s *pgStore) MattersForUser(ctx context.Context, userID int64) ([]Matter, e
 const (
 	pgMessageCols   = `id, matter_id, sender_id, body, created_at, updated_at, edited_at`
 	pgMessageSelect = `SELECT m.id, m.matter_id, m.sender_id, u.name AS sender_name,
-	m.body, m.created_at, m.updated_at, m.edited_at
+	m.body, m.created_at, m.updated_at, m.edited_at,
+	m.deleted_at
 	FROM messages m JOIN users u ON u.id = m.sender_id`
 )
 
@@ -327,13 +328,15 @@ func (s *pgStore) MessageByID(ctx context.Context, id int64) (Message, error) {
 
 func (s *pgStore) UpdateMessage(ctx context.Context, id int64, body string, at time.Time) (Message, error) {
 	var m Message
+	// A deletion holds the row until it commits; the recheck after the wait
+	// sees deleted_at and updates nothing.
 	err := s.db.GetContext(ctx, &m, `WITH m AS (
-			UPDATE messages SET body = $2, updated_at = $3, edited_at = $3 WHERE id = $1
+			UPDATE messages SET body = $2, updated_at = $3, edited_at = $3 WHERE id = $1 AND deleted_at IS NULL
 			RETURNING `+pgMessageCols+`)
 		SELECT m.*, u.name AS sender_name FROM m JOIN users u ON u.id = m.sender_id`,
 		id, body, dbTime(at))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Message{}, fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+		return Message{}, s.missingOrDeleted(ctx, id)
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("persistence: update message: %w", err)
@@ -377,22 +380,32 @@ func (s *pgStore) MarkRead(ctx context.Context, messageID, readerID int64, at ti
 	// member row, so reads never deadlock each other. DO NOTHING waits for a
 	// concurrent insert of the same row to commit, so the separate SELECT
 	// below (a fresh snapshot) always sees the winner.
+	// A deleted message takes no receipt: its deletion already took it out
+	// of every unread count (and gave members who had not read it a
+	// receipt, which a read racing the deletion finds here).
 	var n, seq int64
-	err := s.db.QueryRowxContext(ctx, `WITH ins AS (
-			INSERT INTO message_reads (message_id, user_id, read_at) VALUES ($1, $2, $3)
+	var gone bool
+	err := s.db.QueryRowxContext(ctx, `WITH msg AS (
+			SELECT deleted_at IS NOT NULL AS gone FROM messages WHERE id = $1),
+		ins AS (
+			INSERT INTO message_reads (message_id, user_id, read_at)
+			SELECT $1, $2, $3::timestamptz FROM msg WHERE NOT msg.gone
 			ON CONFLICT DO NOTHING RETURNING message_id),
 		up AS (
 			UPDATE members mm SET read_seq = mm.read_seq + 1
 			FROM messages m
 			WHERE m.id = $1 AND mm.matter_id = m.matter_id AND mm.user_id = $2 AND EXISTS (SELECT 1 FROM ins)
 			RETURNING mm.read_seq)
-		SELECT (SELECT COUNT(*) FROM ins), COALESCE((SELECT read_seq FROM up), 0)`,
-		messageID, readerID, dbTime(at)).Scan(&n, &seq)
+		SELECT COALESCE((SELECT gone FROM msg), false), (SELECT COUNT(*) FROM ins), COALESCE((SELECT read_seq FROM up), 0)`,
+		messageID, readerID, dbTime(at)).Scan(&gone, &n, &seq)
 	if pgIs(err, pqerror.ForeignKeyViolation) {
 		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d by user %d: message or reader: %w", messageID, readerID, ErrNotFound)
 	}
 	if err != nil {
 		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
+	}
+	if gone {
+		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d: %w", messageID, ErrDeleted)
 	}
 	var r ReadReceipt
 	err = s.db.GetContext(ctx, &r, `SELECT r.message_id, m.matter_id, m.sender_id, r.user_id AS reader_id, r.read_at
@@ -429,7 +442,7 @@ func (s *pgStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID i
 		ins AS (
 			INSERT INTO message_reads (message_id, user_id, read_at)
 			SELECT m.id, $2, $4 FROM messages m, lim
-			WHERE m.matter_id = $1 AND m.id > lim.old AND m.id <= $3 AND m.sender_id <> $2
+			WHERE m.matter_id = $1 AND m.id > lim.old AND m.id <= $3 AND m.sender_id <> $2 AND m.deleted_at IS NULL
 			ORDER BY m.id
 			ON CONFLICT DO NOTHING RETURNING message_id),
 		marked AS (
@@ -459,7 +472,7 @@ func (s *pgStore) UnreadCounts(ctx context.Context, userID int64) (map[int64]int
 	// The LEFT JOIN keeps matters with nothing unread as zero rows.
 	rows, err := s.db.QueryContext(ctx, `SELECT mm.matter_id, COUNT(m.id)
 		FROM members mm
-		LEFT JOIN messages m ON m.matter_id = mm.matter_id AND m.sender_id <> $1
+		LEFT JOIN messages m ON m.matter_id = mm.matter_id AND m.sender_id <> $1 AND m.deleted_at IS NULL
 			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = $1)
 		WHERE mm.user_id = $1
 		GROUP BY mm.matter_id`, userID)
@@ -474,7 +487,7 @@ func (s *pgStore) UnreadState(ctx context.Context, userID int64) (map[int64]Matt
 	// The count starts after read_up_to: below it everything is read.
 	rows, err := s.db.QueryContext(ctx, `SELECT mm.matter_id,
 			(SELECT COUNT(*) FROM messages m
-				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> $1
+				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> $1 AND m.deleted_at IS NULL
 				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = $1)),
 			COALESCE((SELECT m.id FROM messages m WHERE m.matter_id = mm.matter_id ORDER BY m.id DESC LIMIT 1), 0),
 			mm.read_seq
@@ -484,4 +497,104 @@ func (s *pgStore) UnreadState(ctx context.Context, userID int64) (map[int64]Matt
 		return nil, fmt.Errorf("persistence: unread state: %w", err)
 	}
 	return scanState(rows)
+}
+
+// missingOrDeleted tells why a write that needs a live message found none:
+// ErrDeleted if the message exists (deleted), else ErrNotFound.
+func (s *pgStore) missingOrDeleted(ctx context.Context, id int64) error {
+	var deleted bool
+	err := s.db.GetContext(ctx, &deleted, `SELECT deleted_at IS NOT NULL FROM messages WHERE id = $1`, id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("persistence: message %d: %w", id, err)
+	case deleted:
+		return fmt.Errorf("persistence: message %d: %w", id, ErrDeleted)
+	}
+	return fmt.Errorf("persistence: message %d: %w", id, ErrNotFound) // unreachable: deletion is final
+}
+
+func (s *pgStore) DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error) {
+	at = dbTime(at)
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
+	}
+	defer tx.Rollback()
+	// One statement: mark the message (a concurrent second deletion waits
+	// for the row and then finds it deleted), give every member who has no
+	// receipt one at the deletion time, and move those members' read_seq.
+	// The receipt is what makes the unread arithmetic exact: a read racing
+	// the deletion inserts the same row, so exactly one of them takes the
+	// message out of the member's count.
+	var out Deletion
+	var users, seqs pq.Int64Array
+	err = tx.QueryRowxContext(ctx, `WITH d AS (
+			UPDATE messages SET body = '', deleted_at = $2, updated_at = $2
+			WHERE id = $1 AND deleted_at IS NULL
+			RETURNING id, matter_id, sender_id),
+		ins AS (
+			INSERT INTO message_reads (message_id, user_id, read_at)
+			SELECT d.id, mm.user_id, $2 FROM d JOIN members mm ON mm.matter_id = d.matter_id AND mm.user_id <> d.sender_id
+			ORDER BY mm.user_id
+			ON CONFLICT DO NOTHING RETURNING user_id),
+		up AS (
+			UPDATE members mm SET read_seq = mm.read_seq + 1
+			FROM d, ins WHERE mm.matter_id = d.matter_id AND mm.user_id = ins.user_id
+			RETURNING mm.user_id, mm.read_seq)
+		SELECT EXISTS (SELECT 1 FROM d),
+			COALESCE(array_agg(user_id ORDER BY user_id), '{}'), COALESCE(array_agg(read_seq ORDER BY user_id), '{}')
+		FROM up`, id, at).Scan(&out.Deleted, &users, &seqs)
+	if err != nil {
+		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
+	}
+	err = tx.GetContext(ctx, &out.Message, pgMessageSelect+` WHERE m.id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Deletion{}, fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Deletion{}, fmt.Errorf("persistence: delete message: commit: %w", err)
+	}
+	out.Message.utc()
+	out.Unread = make([]ReadVersion, len(users))
+	for i := range users {
+		out.Unread[i] = ReadVersion{UserID: users[i], ReadSeq: seqs[i]}
+	}
+	return out, nil
+}
+
+func (s *pgStore) Readers(ctx context.Context, messageIDs []int64) (map[int64][]Reader, error) {
+	if len(messageIDs) == 0 {
+		return map[int64][]Reader{}, nil
+	}
+	var rows []readerRow
+	err := s.db.SelectContext(ctx, &rows, `SELECT message_id, user_id, read_at FROM message_reads
+		WHERE message_id = ANY($1) ORDER BY message_id, read_at, user_id`, pq.Int64Array(messageIDs))
+	if err != nil {
+		return nil, fmt.Errorf("persistence: readers: %w", err)
+	}
+	return readers(rows), nil
+}
+
+func (s *pgStore) MatterSummaries(ctx context.Context, userID int64) ([]MatterSummary, error) {
+	// Repeatable read: both statements see one snapshot.
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("persistence: matter summaries: %w", err)
+	}
+	defer tx.Rollback()
+	mattersSQL, membersSQL := summarySQL(func(n int) string { return "$" + strconv.Itoa(n) })
+	var rows []summaryRow
+	if err := tx.SelectContext(ctx, &rows, mattersSQL, userID); err != nil {
+		return nil, fmt.Errorf("persistence: matter summaries: %w", err)
+	}
+	var members []memberRow
+	if err := tx.SelectContext(ctx, &members, membersSQL, userID); err != nil {
+		return nil, fmt.Errorf("persistence: matter summaries: members: %w", err)
+	}
+	return summaries(rows, members), nil
 }

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -327,7 +328,8 @@ func (s *sqliteStore) MattersForUser(ctx context.Context, userID int64) ([]Matte
 }
 
 const sqliteMessageSelect = `SELECT m.id, m.matter_id, m.sender_id, u.name AS sender_name,
-	m.body, m.created_at, m.updated_at, m.edited_at
+	m.body, m.created_at, m.updated_at, m.edited_at,
+	m.deleted_at
 	FROM messages m JOIN users u ON u.id = m.sender_id`
 
 func (s *sqliteStore) CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (Message, error) {
@@ -372,19 +374,19 @@ func (s *sqliteStore) UpdateMessage(ctx context.Context, id int64, body string, 
 	var m Message
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx,
-			`UPDATE messages SET body = ?, updated_at = ?, edited_at = ? WHERE id = ?`, body, at, at, id)
+			`UPDATE messages SET body = ?, updated_at = ?, edited_at = ? WHERE id = ? AND deleted_at IS NULL`, body, at, at, id)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return sql.ErrNoRows
+			return missingOrDeletedTx(ctx, tx, id)
 		}
 		return tx.GetContext(ctx, &m, sqliteMessageSelect+` WHERE m.id = ?`, id)
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return Message{}, fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDeleted) {
+		return Message{}, err
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("persistence: update message: %w", err)
@@ -429,6 +431,18 @@ func (s *sqliteStore) MarkRead(ctx context.Context, messageID, readerID int64, a
 	var created bool
 	var seq int64
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
+		// A deleted message takes no receipt (see the PostgreSQL store).
+		var gone bool
+		err := tx.GetContext(ctx, &gone, `SELECT deleted_at IS NOT NULL FROM messages WHERE id = ?`, messageID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("persistence: message %d: %w", messageID, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if gone {
+			return fmt.Errorf("persistence: read of message %d: %w", messageID, ErrDeleted)
+		}
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO message_reads (message_id, user_id, read_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 			messageID, readerID, dbTime(at))
@@ -456,6 +470,9 @@ func (s *sqliteStore) MarkRead(ctx context.Context, messageID, readerID int64, a
 	if sqliteIsForeignKey(err) {
 		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d by user %d: message or reader: %w", messageID, readerID, ErrNotFound)
 	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDeleted) {
+		return ReadReceipt{}, false, err
+	}
 	if err != nil {
 		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
 	}
@@ -482,7 +499,7 @@ func (s *sqliteStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upTo
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT m.id, m.sender_id FROM messages m
-			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ?
+			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ? AND m.deleted_at IS NULL
 			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)`,
 			matterID, old, upToID, readerID, readerID)
 		if err != nil {
@@ -505,7 +522,7 @@ func (s *sqliteStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upTo
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO message_reads (message_id, user_id, read_at)
 			SELECT m.id, ?, ? FROM messages m
-			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ?
+			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ? AND m.deleted_at IS NULL
 			ON CONFLICT DO NOTHING`, readerID, out.ReadAt, matterID, old, upToID, readerID); err != nil {
 			return err
 		}
@@ -530,7 +547,7 @@ func (s *sqliteStore) UnreadCounts(ctx context.Context, userID int64) (map[int64
 	// The LEFT JOIN keeps matters with nothing unread as zero rows.
 	rows, err := s.r.QueryContext(ctx, `SELECT mm.matter_id, COUNT(m.id)
 		FROM members mm
-		LEFT JOIN messages m ON m.matter_id = mm.matter_id AND m.sender_id <> ?
+		LEFT JOIN messages m ON m.matter_id = mm.matter_id AND m.sender_id <> ? AND m.deleted_at IS NULL
 			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)
 		WHERE mm.user_id = ?
 		GROUP BY mm.matter_id`, userID, userID, userID)
@@ -544,7 +561,7 @@ func (s *sqliteStore) UnreadState(ctx context.Context, userID int64) (map[int64]
 	// One statement, one snapshot; the count starts after read_up_to.
 	rows, err := s.r.QueryContext(ctx, `SELECT mm.matter_id,
 			(SELECT COUNT(*) FROM messages m
-				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> ?
+				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> ? AND m.deleted_at IS NULL
 				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)),
 			COALESCE((SELECT MAX(m.id) FROM messages m WHERE m.matter_id = mm.matter_id), 0),
 			mm.read_seq
@@ -554,4 +571,100 @@ func (s *sqliteStore) UnreadState(ctx context.Context, userID int64) (map[int64]
 		return nil, fmt.Errorf("persistence: unread state: %w", err)
 	}
 	return scanState(rows)
+}
+
+// missingOrDeletedTx tells why a write that needs a live message found
+// none: ErrDeleted if the message exists, else ErrNotFound.
+func missingOrDeletedTx(ctx context.Context, tx *sqlx.Tx, id int64) error {
+	var deleted bool
+	err := tx.GetContext(ctx, &deleted, `SELECT deleted_at IS NOT NULL FROM messages WHERE id = ?`, id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+	case err != nil:
+		return err
+	case deleted:
+		return fmt.Errorf("persistence: message %d: %w", id, ErrDeleted)
+	}
+	return fmt.Errorf("persistence: message %d: %w", id, ErrNotFound) // unreachable: deletion is final
+}
+
+func (s *sqliteStore) DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error) {
+	at = dbTime(at)
+	out := Deletion{Unread: []ReadVersion{}}
+	// The one writer makes this the same as PostgreSQL's statement: mark the
+	// message, move read_seq of each member without a receipt, and give them
+	// one at the deletion time.
+	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
+		var matterID, senderID int64
+		err := tx.QueryRowxContext(ctx, `UPDATE messages SET body = '', deleted_at = ?, updated_at = ?
+			WHERE id = ? AND deleted_at IS NULL RETURNING matter_id, sender_id`, at, at, id).Scan(&matterID, &senderID)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Missing, or deleted before.
+		case err != nil:
+			return err
+		default:
+			out.Deleted = true
+			if err := tx.SelectContext(ctx, &out.Unread, `UPDATE members SET read_seq = read_seq + 1
+				WHERE matter_id = ? AND user_id <> ?
+				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = ? AND r.user_id = members.user_id)
+				RETURNING user_id, read_seq`, matterID, senderID, id); err != nil {
+				return err
+			}
+			slices.SortFunc(out.Unread, func(a, b ReadVersion) int { return cmp.Compare(a.UserID, b.UserID) })
+			if _, err := tx.ExecContext(ctx, `INSERT INTO message_reads (message_id, user_id, read_at)
+				SELECT ?, user_id, ? FROM members WHERE matter_id = ? AND user_id <> ?
+				ON CONFLICT DO NOTHING`, id, at, matterID, senderID); err != nil {
+				return err
+			}
+		}
+		err = tx.GetContext(ctx, &out.Message, sqliteMessageSelect+` WHERE m.id = ?`, id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
+		}
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Deletion{}, err
+	}
+	if err != nil {
+		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
+	}
+	out.Message.utc()
+	return out, nil
+}
+
+func (s *sqliteStore) Readers(ctx context.Context, messageIDs []int64) (map[int64][]Reader, error) {
+	if len(messageIDs) == 0 {
+		return map[int64][]Reader{}, nil
+	}
+	q, args, err := sqlx.In(`SELECT message_id, user_id, read_at FROM message_reads
+		WHERE message_id IN (?) ORDER BY message_id, read_at, user_id`, messageIDs)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: readers: %w", err)
+	}
+	var rows []readerRow
+	if err := s.r.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, fmt.Errorf("persistence: readers: %w", err)
+	}
+	return readers(rows), nil
+}
+
+func (s *sqliteStore) MatterSummaries(ctx context.Context, userID int64) ([]MatterSummary, error) {
+	tx, err := s.r.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("persistence: matter summaries: %w", err)
+	}
+	defer tx.Rollback()
+	mattersSQL, membersSQL := summarySQL(func(int) string { return "?" })
+	var rows []summaryRow
+	if err := tx.SelectContext(ctx, &rows, mattersSQL, userID); err != nil {
+		return nil, fmt.Errorf("persistence: matter summaries: %w", err)
+	}
+	var members []memberRow
+	if err := tx.SelectContext(ctx, &members, membersSQL, userID); err != nil {
+		return nil, fmt.Errorf("persistence: matter summaries: members: %w", err)
+	}
+	return summaries(rows, members), nil
 }

@@ -4,7 +4,9 @@
 //
 // Counting: a counter loads its user's read state once (on start), then
 // applies every change it is told about as arithmetic — +1 for a message from
-// someone else, −N for a read of N messages — without asking the database.
+// someone else, −N for a read of N messages (a deleted message the user had
+// not read counts as a read of one: the deletion moves their read version
+// too) — without asking the database.
 // Each change says which it is: a new message by its id, a read by the
 // reader's read version in the matter (persistence.MatterUnread). The load
 // returns, from the same snapshot, each matter's last message id and read
@@ -109,7 +111,8 @@ type (
 	// Incr says another member's message MessageID to MatterID committed.
 	Incr struct{ UserID, MatterID, MessageID int64 }
 	// Read says the user's read of Count messages in MatterID committed,
-	// taking their read version there to ReadSeq.
+	// taking their read version there to ReadSeq. A deletion of a message
+	// the user had not read is one too (persistence.Deletion).
 	Read struct {
 		UserID, MatterID, ReadSeq int64
 		Count                     int

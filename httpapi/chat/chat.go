@@ -103,6 +103,7 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.GET("/messages/unread-count", s.unreadCount)
 	authed.PUT("/messages/:id/read", s.markRead)
 	authed.PUT("/messages/:id", s.editMessage)
+	authed.DELETE("/messages/:id", s.deleteMessage)
 	authed.PUT("/matters/:id/read", s.markMatterRead)
 	authed.POST("/broadcasting/auth", s.broadcastingAuth)
 
@@ -180,7 +181,7 @@ func (s *Service) preflight(c *gin.Context) {
 		return
 	}
 	h := c.Writer.Header()
-	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, X-Socket-ID, X-Requested-With, X-CSRF-TOKEN")
 	h.Set("Access-Control-Max-Age", "600")
 	c.AbortWithStatus(http.StatusNoContent)
@@ -235,15 +236,23 @@ type messageJSON struct {
 	SenderName     string  `json:"sender_name"`
 	CreatedAt      string  `json:"created_at"`
 	UpdatedAt      string  `json:"updated_at"`
-	EditedAt       *string `json:"edited_at"` // null unless edited
-	ReadAt         *string `json:"read_at"`   // always null: read state is per reader, see markRead
+	EditedAt       *string `json:"edited_at"`  // null unless edited
+	DeletedAt      *string `json:"deleted_at"` // null unless deleted (then message is "")
+	// Read state as the caller sees it (see viewedBy); in events, which
+	// every receiver shares, is_read is false (true once deleted), read_at
+	// null and read_by empty.
+	ReadAt *string      `json:"read_at"`
+	IsRead bool         `json:"is_read"`
+	ReadBy []readerJSON `json:"read_by"`
 }
 
+// newMessageJSON is the message as events carry it: no one's read state.
 func newMessageJSON(m persistence.Message) messageJSON {
 	return messageJSON{
 		ID: m.ID, Message: m.Body, ClientMatterID: m.MatterID,
 		SenderID: m.SenderID, SenderName: m.SenderName,
 		CreatedAt: timeJSON(m.CreatedAt), UpdatedAt: timeJSON(m.UpdatedAt), EditedAt: timePtrJSON(m.EditedAt),
+		DeletedAt: timePtrJSON(m.DeletedAt), IsRead: m.DeletedAt != nil, ReadBy: []readerJSON{},
 	}
 }
 

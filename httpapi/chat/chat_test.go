@@ -120,7 +120,8 @@ func TestMessageFlow(t *testing.T) {
 	// Send, excluding Ann's first socket (toOthers()).
 	msg := e.send(ann, m, "  Hello Bob  ", "X-Socket-ID", annWS.socketID)
 	if msg["message"] != "Hello Bob" || num(msg["client_matter_id"]) != m.ID || num(msg["sender_id"]) != ann.ID ||
-		msg["sender_name"] != "Ann" || msg["edited_at"] != nil || msg["read_at"] != nil || num(msg["id"]) <= 0 {
+		msg["sender_name"] != "Ann" || msg["edited_at"] != nil || msg["read_at"] != nil || num(msg["id"]) <= 0 ||
+		msg["is_read"] != true || msg["deleted_at"] != nil || fmt.Sprint(msg["read_by"]) != "[]" {
 		t.Fatalf("sent message %v", msg)
 	}
 	for _, k := range []string{"created_at", "updated_at"} {
@@ -132,7 +133,7 @@ func TestMessageFlow(t *testing.T) {
 	}
 	annWS.expectNothingBeforeMarker()
 	got := annWS2.expect(ev("MessageSent"), matterChannel(m.ID)).dataMap(t)
-	if !reflect.DeepEqual(got["message"], msg) {
+	if !reflect.DeepEqual(got["message"], asEvent(msg)) {
 		t.Fatalf("event message %v, REST %v", got["message"], msg)
 	}
 	// Bob hears it on the matter and on his own channel, then his unread
@@ -143,7 +144,7 @@ func TestMessageFlow(t *testing.T) {
 	for range 3 {
 		f := bobWS.next(3 * time.Second)
 		switch {
-		case f.Event == ev("MessageSent") && reflect.DeepEqual(f.dataMap(t)["message"], msg):
+		case f.Event == ev("MessageSent") && reflect.DeepEqual(f.dataMap(t)["message"], asEvent(msg)):
 			if f.Channel == userChannel(bob.ID) && uc != nil {
 				t.Fatalf("UnreadCountUpdated came before MessageSent on %s", f.Channel)
 			}
@@ -227,7 +228,7 @@ func TestMessageFlow(t *testing.T) {
 		t.Fatalf("edited %v", ed)
 	}
 	f := annWS.expect(ev("MessageUpdated"), matterChannel(m.ID))
-	if !reflect.DeepEqual(f.dataMap(t)["message"], ed) {
+	if !reflect.DeepEqual(f.dataMap(t)["message"], asEvent(ed)) {
 		t.Fatalf("MessageUpdated %v, REST %v", f.Data, ed)
 	}
 	for range 2 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -579,3 +580,13 @@ func (w *wsClient) join(p person, channel string) {
 }
 
 func ev(bare string) string { return `App\Events\` + bare }
+
+// asEvent is a message object from the REST API as events carry it: events
+// are shared by every receiver, so they hold no one's read state.
+func asEvent(m map[string]any) map[string]any {
+	out := maps.Clone(m)
+	out["is_read"] = m["deleted_at"] != nil
+	out["read_at"] = nil
+	out["read_by"] = []any{}
+	return out
+}

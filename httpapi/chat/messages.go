@@ -203,7 +203,7 @@ func (s *Service) sendMessage(c *gin.Context) {
 	for _, id := range recipients {
 		s.counters.Incr(id, matterID, msg.ID)
 	}
-	c.JSON(http.StatusCreated, gin.H{"data": mj})
+	c.JSON(http.StatusCreated, gin.H{"data": viewedBy(msg, me.ID, nil)})
 }
 
 // Paging limits for GET /api/messages.
@@ -258,9 +258,10 @@ func (s *Service) listMessages(c *gin.Context) {
 		s.unavailable(c, err)
 		return
 	}
-	data := make([]messageJSON, len(msgs))
-	for i, m := range msgs {
-		data[i] = newMessageJSON(m)
+	data, err := s.viewAll(ctx, msgs, userOf(c).ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
 	}
 	lastPage := max(1, (int64(total)+limit-1)/limit)
 	var from, to *int64
@@ -319,7 +320,8 @@ func (s *Service) routeMessage(ctx context.Context, c *gin.Context) (persistence
 // matter channel, and updates the reader's unread count; repeating it
 // answers the same read_at and broadcasts nothing. A sender reading their own
 // message is a 200 no-op with read_at null: own messages are never unread,
-// so there is nothing to record and no receipt to send.
+// so there is nothing to record and no receipt to send. So is reading a
+// deleted message: its deletion took it out of every unread count.
 func (s *Service) markRead(c *gin.Context) {
 	me := userOf(c)
 	ctx, cancel := writeContext(c)
@@ -338,11 +340,15 @@ func (s *Service) markRead(c *gin.Context) {
 		return
 	}
 	rj := receiptJSON{MessageID: msg.ID, ReaderID: me.ID, ClientMatterID: msg.MatterID}
-	if msg.SenderID == me.ID {
+	if msg.SenderID == me.ID || msg.DeletedAt != nil {
 		c.JSON(http.StatusOK, gin.H{"data": rj})
 		return
 	}
 	r, created, err := s.st.MarkRead(ctx, msg.ID, me.ID, time.Now())
+	if errors.Is(err, persistence.ErrDeleted) {
+		c.JSON(http.StatusOK, gin.H{"data": rj}) // deleted since the check above
+		return
+	}
 	if errors.Is(err, persistence.ErrNotFound) {
 		abortMessage(c, http.StatusNotFound, "Message not found.")
 		return
@@ -435,7 +441,8 @@ func (s *Service) markMatterRead(c *gin.Context) {
 }
 
 // editMessage is PUT /api/messages/{id} {message}: the sender (still a
-// member) edits; MessageUpdated goes where MessageSent went.
+// member) edits; MessageUpdated goes where MessageSent went. A deleted
+// message cannot be edited (409).
 func (s *Service) editMessage(c *gin.Context) {
 	me := userOf(c)
 	ctx, cancel := writeContext(c)
@@ -446,6 +453,10 @@ func (s *Service) editMessage(c *gin.Context) {
 	}
 	if msg.SenderID != me.ID {
 		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	}
+	if msg.DeletedAt != nil {
+		abortMessage(c, http.StatusConflict, msgDeleted)
 		return
 	}
 	in, ok := readInput(c)
@@ -468,6 +479,10 @@ func (s *Service) editMessage(c *gin.Context) {
 		return
 	}
 	updated, err := s.st.UpdateMessage(ctx, msg.ID, body, time.Now())
+	if errors.Is(err, persistence.ErrDeleted) {
+		abortMessage(c, http.StatusConflict, msgDeleted) // deleted since the check above
+		return
+	}
 	if errors.Is(err, persistence.ErrNotFound) {
 		abortMessage(c, http.StatusNotFound, "Message not found.")
 		return
@@ -478,7 +493,13 @@ func (s *Service) editMessage(c *gin.Context) {
 	}
 	mj := newMessageJSON(updated)
 	s.broadcast(evMessageUpdated, messageChannels(msg.MatterID, others(members, me.ID)), gin.H{"message": mj}, excludedSocket(c))
-	c.JSON(http.StatusOK, gin.H{"data": mj})
+	// The editor's answer has the read state GET /api/messages shows; the
+	// edit is committed, so a failure to read receipts only leaves them out.
+	answer := viewedBy(updated, me.ID, nil)
+	if views, err := s.viewAll(ctx, []persistence.Message{updated}, me.ID); err == nil {
+		answer = views[0]
+	}
+	c.JSON(http.StatusOK, gin.H{"data": answer})
 }
 
 // unreadCount is GET /api/messages/unread-count, answered by the user's
@@ -493,23 +514,40 @@ func (s *Service) unreadCount(c *gin.Context) {
 }
 
 type matterJSON struct {
-	ID          int64  `json:"id"`
-	Title       string `json:"title"`
-	CreatedAt   string `json:"created_at"`
-	UnreadCount int    `json:"unread_count"`
+	ID          int64                    `json:"id"`
+	Title       string                   `json:"title"`
+	CreatedAt   string                   `json:"created_at"`
+	UnreadCount int                      `json:"unread_count"`
+	LastMessage *messageJSON             `json:"last_message"` // null: no message yet
+	Members     []persistence.MemberName `json:"members"`      // {id, name}, ascending id
 }
 
-// listMatters is GET /api/matters: the caller's matters, ascending id, with
-// their unread counts.
+// listMatters is GET /api/matters: the caller's matters, the one with the
+// newest message first (a matter without messages counts from its
+// creation), each with its unread count, last message as the caller sees
+// it (deleted or not) and members. Three queries whatever the number of
+// matters, plus the caller's unread counter.
 func (s *Service) listMatters(c *gin.Context) {
 	me := userOf(c)
-	matters, err := s.st.MattersForUser(c.Request.Context(), me.ID)
+	ctx := c.Request.Context()
+	matters, err := s.st.MatterSummaries(ctx, me.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	var lasts []persistence.Message
+	for _, m := range matters {
+		if m.LastMessage != nil {
+			lasts = append(lasts, *m.LastMessage)
+		}
+	}
+	views, err := s.viewAll(ctx, lasts, me.ID)
 	if err != nil {
 		s.unavailable(c, err)
 		return
 	}
 	counts, err := s.counters.Get(me.ID)
-	if err == nil && slices.ContainsFunc(matters, func(m persistence.Matter) bool { _, ok := counts.Matters[m.ID]; return !ok }) {
+	if err == nil && slices.ContainsFunc(matters, func(m persistence.MatterSummary) bool { _, ok := counts.Matters[m.ID]; return !ok }) {
 		// Joined since the counter loaded (an admin command in another
 		// process): have it reload rather than report a stale zero.
 		s.counters.Reload(me.ID)
@@ -521,7 +559,11 @@ func (s *Service) listMatters(c *gin.Context) {
 	}
 	data := make([]matterJSON, len(matters))
 	for i, m := range matters {
-		data[i] = matterJSON{ID: m.ID, Title: m.Title, CreatedAt: timeJSON(m.CreatedAt), UnreadCount: counts.Matters[m.ID]}
+		data[i] = matterJSON{ID: m.ID, Title: m.Title, CreatedAt: timeJSON(m.CreatedAt), UnreadCount: counts.Matters[m.ID], Members: m.Members}
+		if m.LastMessage != nil {
+			data[i].LastMessage = &views[0]
+			views = views[1:]
+		}
 	}
 	c.JSON(http.StatusOK, gin.H{"data": data})
 }

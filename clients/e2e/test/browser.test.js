@@ -97,7 +97,7 @@ describe('demo page (clients/web) in headless Chromium', () => {
 
     try {
       const parley = `http://${srv.host}:${srv.port}`;
-      const pageUrl = `${demo.url}?server=${encodeURIComponent(parley)}&key=${encodeURIComponent(srv.key)}&email=${encodeURIComponent(B.email)}`;
+      const pageUrl = `${demo.url}?server=${encodeURIComponent(parley)}&key=${encodeURIComponent(srv.key)}&email=${encodeURIComponent(B.email)}&matter=${M1.id}`;
       assert.notEqual(new URL(demo.url).origin, parley, 'the page must be cross-origin to Parley');
       await page.goto(pageUrl, { timeout: 10000 });
       assert.equal(await page.inputValue('#server'), parley);
@@ -117,7 +117,7 @@ describe('demo page (clients/web) in headless Chromium', () => {
         return ch && ch.subscribed;
       }, B.id, { timeout: 8000 });
       assert.deepEqual(await page.$$eval('#matters li', (lis) => lis.map((li) => [Number(li.dataset.matterId), li.textContent])),
-        [[M1.id, `${M1.title}0`], [M2.id, `${M2.title}0`]]);
+        [[M2.id, `${M2.title}0`], [M1.id, `${M1.title}0`]], 'no messages yet: the newest matter first');
       assert.equal(await page.textContent('#unread-count'), '0');
 
       // Alice sends to the open matter over REST: the <li> appears within 5 s, as text (no HTML).

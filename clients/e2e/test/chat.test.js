@@ -29,6 +29,10 @@ const PASSWORD = 'correct horse battery';
 
 const execFileP = promisify(execFile);
 
+// A REST message object as events carry it: one object for every receiver,
+// so no one's read state (README "Events").
+const asEvent = (m) => ({ ...m, is_read: m.deleted_at != null, read_at: null, read_by: [] });
+
 /** Runs an admin command (`parley users create ...`) on the server's database; returns its JSON. */
 async function admin(dataDir, args) {
   let out;
@@ -184,8 +188,9 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
     assert.equal(data.sender_name, A.name);
 
     await waitFor(() => onUser.length >= 1 && onMatter.length >= 1, 5000, 'MessageSent on both channels');
-    assert.deepEqual(onUser[0].message, data, 'MessageSent on private-user.B carries the REST data');
-    assert.deepEqual(onMatter[0].message, data, 'MessageSent on private-matter.M carries the REST data');
+    assert.equal(data.is_read, true, 'the sender\'s own message is read');
+    assert.deepEqual(onUser[0].message, asEvent(data), 'MessageSent on private-user.B carries the REST data');
+    assert.deepEqual(onMatter[0].message, asEvent(data), 'MessageSent on private-matter.M carries the REST data');
     await ctx.marker(echoB, `private-user.${B.id}`);
     await ctx.marker(echoB, `private-matter.${M.id}`);
     assert.equal(onUser.length + onMatter.length, 2, 'MessageSent events (one per channel)');
@@ -249,6 +254,51 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
     assert.equal(receipts.filter((r) => r.message_id === msg.id).length, 1, 'receipts for a repeated read');
   }));
 
+  it('delete: DELETE /messages/{id} -> MessageDeleted over Echo, the count back down, the message kept as deleted', T, scenario(server, async (ctx) => {
+    const { A, B, M } = fixtures();
+    const srv = ctx.server;
+    const tokenA = await login(srv, A);
+    const tokenB = await login(srv, B);
+
+    const echoB = await chatEcho(ctx, tokenB, 'bob');
+    const deleted = [];
+    const counts = [];
+    const sent = [];
+    const chB = echoB.private(`user.${B.id}`)
+      .listen('MessageSent', (e) => sent.push(e.message))
+      .listen('MessageDeleted', (e) => deleted.push(e.message))
+      .listen('UnreadCountUpdated', (e) => counts.push(e));
+    await subscribedVia(chB, `private-user.${B.id}`);
+    const before0 = await unreadCount(srv, tokenB);
+
+    const kept = await send(srv, tokenA, M.id, 'This one stays.');
+    const msg = await send(srv, tokenA, M.id, 'Sent to the wrong matter, sorry.');
+    await waitFor(() => sent.find((m) => m.id === msg.id), 5000, 'MessageSent at Bob');
+    // Bob has read the first one: the ticks are in the history Ada loads.
+    const receipt = expectStatus(await api(srv, 'PUT', `/api/messages/${kept.id}/read`, { token: tokenB }), 200, 'read').data;
+    const history = expectStatus(await api(srv, 'GET', `/api/messages?client_matter_id=${M.id}&after_id=${kept.id - 1}`, { token: tokenA }), 200, 'history').data;
+    assert.deepEqual(history.map((m) => [m.id, m.is_read, m.read_at, m.read_by]),
+      [[kept.id, true, receipt.read_at, [{ user_id: B.id, read_at: receipt.read_at }]], [msg.id, true, null, []]]);
+
+    expectStatus(await api(srv, 'DELETE', `/api/messages/${msg.id}`, { token: tokenB }), 403, 'delete by another member');
+    const del = expectStatus(await api(srv, 'DELETE', `/api/messages/${msg.id}`, { token: tokenA }), 200, 'delete').data;
+    assert.equal(del.message, '');
+    assert.equal(typeof del.deleted_at, 'string');
+    await waitFor(() => deleted.find((m) => m.id === msg.id), 5000, 'MessageDeleted at Bob');
+    assert.deepEqual(deleted, [del], 'MessageDeleted carries the DELETE answer');
+    // Bob had not read it: his count is back where it was, and the event says so.
+    await waitFor(() => counts.length > 0 && counts.at(-1).unread_count === before0.unread_count, 5000, 'the count after the delete');
+    assert.deepEqual(counts.at(-1), await unreadCount(srv, tokenB));
+
+    // Deleting again changes nothing and sends nothing; the history keeps it, deleted.
+    assert.deepEqual(expectStatus(await api(srv, 'DELETE', `/api/messages/${msg.id}`, { token: tokenA }), 200, 'again').data, del);
+    expectStatus(await api(srv, 'PUT', `/api/messages/${msg.id}`, { token: tokenA, body: { message: 'undo' } }), 409, 'edit of a deleted message');
+    await ctx.marker(echoB, `private-user.${B.id}`);
+    assert.equal(deleted.length, 1, 'one MessageDeleted');
+    const after = expectStatus(await api(srv, 'GET', `/api/messages?client_matter_id=${M.id}&after_id=${kept.id}`, { token: tokenB }), 200, 'history').data;
+    assert.deepEqual(after, [del]);
+  }));
+
   it('toOthers: X-Socket-ID: echo.socketId() keeps the sender\'s own socket out; other members still get it', T, scenario(server, async (ctx) => {
     const { A, B, M } = fixtures();
     const srv = ctx.server;
@@ -273,7 +323,7 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
     assert.match(socketId, /^\d+\.\d+$/);
     const others = await send(srv, tokenA, M.id, 'with X-Socket-ID', { 'X-Socket-ID': socketId });
     await waitFor(() => atB.find((m) => m.id === others.id), 5000, 'the toOthers message at Bob');
-    assert.deepEqual(atB.find((m) => m.id === others.id), others);
+    assert.deepEqual(atB.find((m) => m.id === others.id), asEvent(others));
     await ctx.marker(echoA, `private-matter.${M.id}`);
     assert.equal(atA.filter((m) => m.id === others.id).length, 0, 'toOthers messages at the sender\'s socket');
   }));
@@ -391,7 +441,7 @@ describe('chat: REST API + laravel-echo with /api/broadcasting/auth', () => {
 
     const res = await api(srv, 'GET', `/api/messages?client_matter_id=${M.id}&after_id=${lastSeenId}`, { token: tokenB });
     const page = expectStatus(res, 200, 'catch-up list');
-    assert.deepEqual(page.data, missed, 'exactly the 3 missed messages, oldest first, as the send answers had them');
+    assert.deepEqual(page.data, missed.map(asEvent), 'exactly the 3 missed messages, oldest first, unread, as the send answers had them');
     assert.equal(page.total, 3);
     const next = expectStatus(await api(srv, 'GET', `/api/messages?client_matter_id=${M.id}&after_id=${missed[2].id}`, { token: tokenB }),
       200, 'nothing after the last');

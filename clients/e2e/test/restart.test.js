@@ -134,9 +134,17 @@ describe('restart on the same data directory', () => {
       assert.deepEqual(before.Ben.unread, { user_id: B.id, unread_count: 4, matters: { [key(M1)]: 2, [key(M2)]: 2 } });
       assert.deepEqual(before.Ada.unread, { user_id: A.id, unread_count: 1, matters: { [key(M1)]: 0, [key(M2)]: 1 } });
       assert.deepEqual(before.Cy.unread, { user_id: C.id, unread_count: 1, matters: { [key(M2)]: 1 } });
-      assert.deepEqual(before.Ben.matters.data.map((m) => [m.id, m.unread_count]), [[M1.id, 2], [M2.id, 2]]);
-      assert.deepEqual(before.history.M1.data, [b1, ...a1].sort((x, y) => y.id - x.id), 'M1 newest first');
-      assert.deepEqual(before.history.M2.data, [c2, ...a2].sort((x, y) => y.id - x.id), 'M2 newest first');
+      // Most recent activity first: M2's last message came after M1's.
+      assert.deepEqual(before.Ben.matters.data.map((m) => [m.id, m.unread_count, m.last_message.id]), [[M2.id, 2, c2.id], [M1.id, 2, b1.id]]);
+      const unread = ({ is_read, read_at, read_by, ...rest }) => rest;
+      assert.deepEqual(before.history.M1.data.map(unread), [b1, ...a1].sort((x, y) => y.id - x.id).map(unread), 'M1 newest first');
+      assert.deepEqual(before.history.M2.data.map(unread), [c2, ...a2].sort((x, y) => y.id - x.id).map(unread), 'M2 newest first');
+      // The read ticks, as Ada sees M1: who read her messages, and what she read.
+      const seen = (id) => before.history.M1.data.find((m) => m.id === id);
+      const tick = (r) => ({ user_id: r.by.id, read_at: r.data.read_at });
+      assert.deepEqual([seen(a1[0].id).read_by, seen(a1[1].id).read_by, seen(a1[2].id).read_by], [[tick(receipts[0])], [tick(receipts[1])], []]);
+      assert.deepEqual([seen(a1[0].id).read_at, seen(a1[2].id).read_at], [receipts[0].data.read_at, null]);
+      assert.deepEqual([seen(b1.id).is_read, seen(b1.id).read_at], [true, receipts[3].data.read_at]);
 
       // Orderly stop.
       const res = await s1.stop();

@@ -484,7 +484,7 @@ var seedKnownColumns = map[string][]string{
 	"matters": {"id", "title", "created_at"},
 	// read_up_to and read_seq are filled when the schema has them.
 	"members":           {"matter_id", "user_id", "joined_at", "read_up_to", "read_seq"},
-	"messages":          {"id", "matter_id", "sender_id", "body", "created_at", "updated_at", "edited_at"},
+	"messages":          {"id", "matter_id", "sender_id", "body", "created_at", "updated_at", "edited_at", "deleted_at"}, // no deleted messages: deleted_at NULL
 	"message_reads":     {"message_id", "user_id", "read_at"},
 	"schema_migrations": nil, // persistence's own
 }
