@@ -365,7 +365,7 @@ func (c *Conn) peerClose(code int) {
 	c.peerClosed = true
 	if c.state == stateOpen {
 		// Answer the client's close, then end.
-		c.queue = append(c.queue, closeFrame(code, ""))
+		c.enqueueLocked(closeFrame(code, ""))
 		c.state = stateClosing
 		c.endAfterOut = true
 		c.startWriterLocked()
@@ -396,7 +396,7 @@ func (c *Conn) Send(p *Prepared) bool {
 		c.mu.Unlock()
 		return false
 	}
-	c.queue = append(c.queue, p)
+	c.enqueueLocked(p)
 	c.pending += len(p.wire)
 	c.startWriterLocked()
 	c.mu.Unlock()
@@ -419,7 +419,7 @@ func (c *Conn) CloseWithError(e *Error) {
 	f := NewPrepared(EncodeEvent("pusher:error", "", ErrorData(e.Code, e.Message()), ""))
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.queue = append(c.queue, f)
+		c.enqueueLocked(f)
 		c.pending += f.Size()
 		c.closeLocked(int(e.Code), e.Message(), false)
 	}
@@ -461,7 +461,7 @@ func (c *Conn) closeLocked(code int, reason string, drop bool) {
 	if c.debug != nil {
 		c.debug.Debug("close", "socket", c.id, "code", code, "reason", reason)
 	}
-	c.queue = append(c.queue, closeFrame(code, reason))
+	c.enqueueLocked(closeFrame(code, reason))
 	c.state = stateClosing
 	c.startWriterLocked()
 }
@@ -477,7 +477,7 @@ func (c *Conn) startWriterLocked() {
 func (c *Conn) control(p *Prepared) {
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.queue = append(c.queue, p)
+		c.enqueueLocked(p)
 		c.pending += p.Size()
 		c.startWriterLocked()
 	}
@@ -490,10 +490,12 @@ func (c *Conn) writeLoop() {
 		if len(c.queue) == 0 || c.ended {
 			c.writing = false
 			endNow := c.endAfterOut && !c.ended
-			if cap(c.queue) > 256 || cap(c.spare) > 256 || c.ended {
-				// don't keep a burst's capacity on an idle socket
-				c.queue, c.spare, c.bufs = nil, nil, nil
+			// An idle socket keeps no buffers: they go back to a pool (a
+			// burst's large ones are dropped) until the next frame.
+			if !c.ended {
+				putWriterBufs(c.queue, c.spare, c.bufs)
 			}
+			c.queue, c.spare, c.bufs = nil, nil, nil
 			c.mu.Unlock()
 			if endNow {
 				c.end()
@@ -541,6 +543,42 @@ func (c *Conn) writeLoop() {
 			time.AfterFunc(closeGrace, c.end)
 		}
 	}
+}
+
+// writerBufs are a socket's queue, the writer's spare queue and its writev
+// vector: taken from a pool with the first frame queued on an idle socket
+// and given back when the writer has nothing left, so idle sockets hold no
+// buffers and busy ones allocate none.
+type writerBufs struct {
+	queue, spare []*Prepared
+	bufs         net.Buffers
+}
+
+var writerPool = sync.Pool{New: func() any {
+	return &writerBufs{queue: make([]*Prepared, 0, 8), spare: make([]*Prepared, 0, 8), bufs: make(net.Buffers, 0, 9)}
+}}
+
+// writerHolders recycles the emptied holders, so pooling allocates nothing.
+var writerHolders = sync.Pool{New: func() any { return &writerBufs{} }}
+
+// enqueueLocked appends p to the queue; caller holds mu.
+func (c *Conn) enqueueLocked(p *Prepared) {
+	if c.queue == nil && !c.writing {
+		w := writerPool.Get().(*writerBufs)
+		c.queue, c.spare, c.bufs = w.queue, w.spare, w.bufs
+		*w = writerBufs{}
+		writerHolders.Put(w)
+	}
+	c.queue = append(c.queue, p)
+}
+
+func putWriterBufs(queue, spare []*Prepared, bufs net.Buffers) {
+	if queue == nil || spare == nil || cap(queue) > 256 || cap(spare) > 256 || cap(bufs) > 257 {
+		return
+	}
+	w := writerHolders.Get().(*writerBufs)
+	w.queue, w.spare, w.bufs = queue[:0], spare[:0], bufs[:0]
+	writerPool.Put(w)
 }
 
 // end tears the socket down once: no more reads or writes, onEnd called.
