@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -45,6 +46,9 @@ type App struct {
 	MaxEventSize int `json:"max_event_size"`
 	// Generated is true when Parley made up these credentials itself.
 	Generated bool `json:"-"`
+	// GeneratedNow is true when they were made up by this start (not read
+	// back from the credentials file).
+	GeneratedNow bool `json:"-"`
 }
 
 // Defaults applied to apps that leave an option unset.
@@ -144,6 +148,9 @@ type Config struct {
 	// ClusterName keeps clusters apart: nodes of different names never join;
 	// default parley (PARLEY_CLUSTER_NAME, --cluster-name).
 	ClusterName string
+
+	// Observability: logs and metrics (config/observability.go).
+	Observability
 }
 
 // Clustered reports whether this node joins a cluster.
@@ -326,8 +333,19 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&clusterPeers, "cluster-peers", clusterPeers, "other nodes' cluster addresses host:port,... (PARLEY_CLUSTER_PEERS)")
 	fs.StringVar(&clusterEtcd, "cluster-etcd", clusterEtcd, "etcd endpoints URL,... for dynamic membership instead of --cluster-peers (PARLEY_CLUSTER_ETCD)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes of different names never join (PARLEY_CLUSTER_NAME)")
+	checkObservability := observabilityFlags(fs, cfg, getenv, bad)
+	lenient(fs, bad)
+	fs.Usage = func() {} // a bad flag is one of the problems listed below, without the usage
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs)
+			return nil, err
+		}
+		bad("%v", err) // an unknown flag: the arguments after it were not read
+	}
+	checkObservability()
+	if err := CheckDatabaseURL(cfg.DatabaseURL); err != nil {
+		bad("%v", err)
 	}
 	for _, f := range []struct {
 		dst *string
