@@ -335,9 +335,14 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes of different names never join (PARLEY_CLUSTER_NAME)")
 	checkObservability := observabilityFlags(fs, cfg, getenv, bad)
 	lenient(fs, bad)
-	fs.Usage = func() {} // a bad flag is one of the problems listed below, without the usage
+	// A bad flag is one of the problems listed below, without the flag
+	// package's own message and usage.
+	out := fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
 			printUsage(fs)
 			return nil, err
 		}

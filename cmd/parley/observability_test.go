@@ -597,3 +597,54 @@ func writeApps(t *testing.T) string {
 	}
 	return p
 }
+
+// A restart says it uses the saved credentials and does not print the
+// secret again; the log's client_events agrees with the credentials file
+// (which holds no options).
+func TestRestartUsesSavedCredentialsWithoutTheSecret(t *testing.T) {
+	dataDir := t.TempDir()
+	first := serveInProcess(t, nil, "--chat=false", "--data-dir", dataDir)
+	b, err := os.ReadFile(filepath.Join(dataDir, "credentials.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved map[string]any
+	if err := json.Unmarshal(b, &saved); err != nil || len(saved) != 3 {
+		t.Fatalf("credentials.json: %s", b)
+	}
+	secret, _ := saved["secret"].(string)
+	if !strings.Contains(first.out.String(), "PARLEY_APP_SECRET="+secret) {
+		t.Fatalf("the first start does not show the generated secret:\n%s", first.out.String())
+	}
+	first.cancel()
+	<-first.exited
+	first.exited <- 0 // for its cleanup
+
+	second := serveInProcess(t, nil, "--chat=false", "--data-dir", dataDir)
+	out := second.out.String()
+	if strings.Contains(out, secret) {
+		t.Fatalf("a restart printed the secret again:\n%s", out)
+	}
+	if !strings.Contains(out, "using saved credentials from "+filepath.Join(dataDir, "credentials.json")) ||
+		!strings.Contains(out, "client_events=true") {
+		t.Fatalf("restart output:\n%s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"version"}, &out, io.Discard); code != 0 {
+		t.Fatal(code)
+	}
+	if !regexp.MustCompile(`^parley \S+.* go1\.\d+`).MatchString(out.String()) || strings.HasPrefix(out.String(), "parley dev\n") {
+		t.Fatalf("version output %q", out.String())
+	}
+	old := version
+	version = "v9.8.7"
+	defer func() { version = old }()
+	out.Reset()
+	run([]string{"version"}, &out, io.Discard)
+	if !strings.HasPrefix(out.String(), "parley v9.8.7 go1.") {
+		t.Fatalf("with -ldflags -X main.version: %q", out.String())
+	}
+}

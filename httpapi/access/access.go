@@ -186,3 +186,6 @@ func (w *captureWriter) reason() string {
 	}
 	return wsconn.Truncate(body.Message, 200)
 }
+
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
