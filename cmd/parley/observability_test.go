@@ -317,7 +317,7 @@ func testMetricsAndLogs(t *testing.T, dataDir, dbURL string) {
 	if err := os.WriteFile(appsFile, []byte(appsJSON), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--apps-file", appsFile, "--data-dir", dataDir, "--api-rate-limit", "0"}
+	args := []string{"--apps-file", appsFile, "--data-dir", dataDir, "--api-rate-limit", "0", "--max-connections-per-ip", "4"}
 	if dbURL != "" {
 		args = append(args, "--database-url", dbURL)
 	}
@@ -441,13 +441,37 @@ func testMetricsAndLogs(t *testing.T, dataDir, dbURL string) {
 	if c := leaving.closeCode(); c != 1000 {
 		t.Fatalf("close answered with %d", c)
 	}
+	// Two more sockets make 4 from this address, the cap; a fifth is refused.
+	var extra []*rawClient
+	for i := 0; i < 2; i++ {
+		c, err := dialCounting(t, srv.procNode, "/app/key-1?protocol=7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.expect("pusher:connection_established")
+		extra = append(extra, c)
+	}
+	overCap, err := dialCounting(t, srv.procNode, "/app/key-1?protocol=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := overCap.closeCode(); c != 4100 {
+		t.Fatalf("a fifth socket from one address closed with %d, want 4100", c)
+	}
+	for _, c := range extra {
+		_ = c.c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+		if code := c.closeCode(); code != 1000 {
+			t.Fatalf("close answered with %d", code)
+		}
+	}
 	eventually(t, 10*time.Second, "metrics after refusals and a close", func() string {
 		return metricsWant(scrape(t, metricsURL), map[string]float64{
 			`parley_connections_closed_total{app="",code="4001"}`:      1,
 			`parley_connections_closed_total{` + app + `,code="4007"}`: 1,
-			`parley_connections_closed_total{` + app + `,code="1000"}`: 1,
+			`parley_connections_closed_total{` + app + `,code="1000"}`: 3,
+			`parley_connections_closed_total{` + app + `,code="4100"}`: 1,
 			"parley_connections{" + app + "}":                          2,
-			"parley_connections_opened_total{" + app + "}":             3, // refused sockets were never opened
+			"parley_connections_opened_total{" + app + "}":             5, // refused sockets were never opened
 			"parley_subscriptions{" + app + "}":                        2,
 			"parley_channels{" + app + "}":                             1,
 			"parley_slow_consumer_drops_total{" + app + "}":            0,
@@ -489,6 +513,7 @@ func testMetricsAndLogs(t *testing.T, dataDir, dbURL string) {
 		{"msg": "auth failure", "route": "/apps/:app_id/events", "status": "401", "app": "app-1", "reason": "invalid auth_signature*"},
 		{"msg": "socket refused", "code": "4001", "app": "", "key": "no-such-key", "reason": "App key no-such-key does not exist"},
 		{"msg": "socket refused", "code": "4007", "app": "app-1", "reason": "No protocol version supplied*"},
+		{"msg": "socket refused", "code": "4100", "app": "app-1", "ip": "127.0.0.1", "reason": "Over capacity: at most 4 connections per client address"},
 	} {
 		l := findLine(lines, want)
 		if l == nil {
