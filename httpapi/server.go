@@ -36,15 +36,17 @@ type Server struct {
 func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
-		log.Error("handler panic", slog.Any("error", err), slog.String("path", c.Request.URL.Path))
-		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
-	}))
 	e.RemoveExtraSlash = true
 	s := &Server{cfg: cfg, node: node, log: log, engine: e}
+	// The access log first, so that a request whose handler panicked is
+	// logged and counted with the 500 the recovery answers.
 	e.Use(access.Middleware(access.Options{
 		Log: log, Metrics: func() *metrics.Metrics { return s.metrics },
 		App: s.requestApp, Quiet: quietRoute,
+	}))
+	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		log.Error("handler panic", slog.Any("error", err), slog.String("path", c.Request.URL.Path))
+		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
 	}))
 	e.Use(s.limitBody)
 

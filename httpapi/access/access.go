@@ -72,8 +72,9 @@ func Middleware(o Options) gin.HandlerFunc {
 		c.Next()
 		d := time.Since(start)
 		status := c.Writer.Status()
-		if upgrade && c.Writer.Size() < 0 && status == http.StatusOK {
-			status = http.StatusSwitchingProtocols // hijacked by the upgrade
+		if upgrade && c.IsWebsocket() && c.Writer.Size() <= 0 && status == http.StatusOK {
+			// Hijacked by a successful upgrade (gin still says 200, no body).
+			status = http.StatusSwitchingProtocols
 		}
 		route := c.FullPath()
 		app := ""
