@@ -97,7 +97,7 @@ func (c *channelActor) Receive(ctx actor.Context) {
 			c.processed++
 		}
 		if c.cache {
-			c.last, c.lastAt = m.frame, time.Now()
+			c.last, c.lastAt = m.frame.Unstamped(), time.Now() // a replay later is no delivery latency
 			c.expiry.Reset(cacheTTL)
 		}
 		c.fanout(m.frame, m.exclude)

@@ -159,6 +159,9 @@ func (a *connActor) subscriptionError(channel, typ, msg string, status int) {
 		Error  string `json:"error"`
 		Status int    `json:"status"`
 	}{typ, msg, status})
+	if typ == "AuthError" {
+		a.node.log.Warn("subscription refused", "app", a.app.ID, "socket", a.socketID, "channel", wsconn.Truncate(channel, 200), "status", status, "reason", msg)
+	}
 	a.conn.SendEvent("pusher:subscription_error", channel, string(b))
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/metrics"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -25,6 +26,7 @@ import (
 type appRuntime struct {
 	*config.App
 	conns atomic.Int64
+	meter *metrics.AppMeter // nil unless SetMetrics
 }
 
 // Node is one Parley server's actor system: the router, the channels and the
@@ -59,7 +61,8 @@ type Node struct {
 	socketSeq atomic.Uint64
 	draining  atomic.Bool
 
-	maxConns int // set at construction; 0 = no node-wide cap
+	maxConns int              // set at construction; 0 = no node-wide cap
+	metrics  *metrics.Metrics // set by SetMetrics before serving; nil = not counted
 
 	mu    sync.Mutex
 	conns map[*wsconn.Conn]string // guarded by mu; every live socket → its client address
@@ -150,7 +153,9 @@ func (n *Node) ConnOptions() wsconn.Options {
 // Accept takes an upgraded socket for the app with this key. Refusals are
 // sent over the socket, as Pusher clients expect them.
 func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP string) {
+	rt, ok := n.byKey[appKey]
 	refuse := func(code wsconn.Code, msg string) {
+		n.refused(conn, rt, appKey, clientIP, code, msg)
 		conn.CloseWithError(&wsconn.Error{Code: code, Msg: msg})
 		conn.Serve(func(b []byte) { conn.Done(len(b)) }, func() {}, nil)
 	}
@@ -158,7 +163,6 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 		refuse(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
 		return
 	}
-	rt, ok := n.byKey[appKey]
 	if !ok {
 		refuse(wsconn.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", wsconn.Truncate(appKey, 64)))
 		return
@@ -192,6 +196,10 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 	n.conns[conn] = clientIP
 	n.perIP[clientIP]++
 	n.mu.Unlock()
+	if rt.meter != nil {
+		rt.meter.Opened()
+		conn.SetMeter(rt.meter)
+	}
 	if n.draining.Load() {
 		// Drain may have listed the sockets before this one was added.
 		conn.Close(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
@@ -294,6 +302,7 @@ func (n *Node) deliver(ev Event) {
 			// A cache channel keeps its last event even with nobody in it.
 			n.backlog.Add(1)
 			frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
+			frame.Stamp()
 			n.reg.forward(key, ev.AppID, ch, &publishMsg{frame: frame, exclude: ev.SocketID, counted: true})
 			continue
 		}
@@ -304,7 +313,9 @@ func (n *Node) deliver(ev Event) {
 			continue
 		}
 		n.backlog.Add(1)
-		n.system.Root.Send(pid, &publishMsg{frame: wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, "")), exclude: ev.SocketID})
+		frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
+		frame.Stamp()
+		n.system.Root.Send(pid, &publishMsg{frame: frame, exclude: ev.SocketID})
 	}
 }
 

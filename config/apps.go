@@ -76,6 +76,16 @@ func readAppsFile(path string) ([]App, error) {
 	return apps, nil
 }
 
+// savedCredentials is the credentials file: the credentials only. The
+// generated app's options are the defaults (client events and user
+// authentication on), as the start-up log says; an apps file or
+// PARLEY_APP_* with the PARLEY_* options configure anything else.
+type savedCredentials struct {
+	ID     string `json:"id"`
+	Key    string `json:"key"`
+	Secret string `json:"secret"`
+}
+
 // EnsureApp gives a configuration with no app one: credentials generated once
 // and kept in the data dir, so restarts and clients keep working.
 func (c *Config) EnsureApp() error {
@@ -83,29 +93,49 @@ func (c *Config) EnsureApp() error {
 		return nil
 	}
 	path := c.CredentialsFile()
-	var a App
+	var saved savedCredentials
+	fresh := false
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if err := json.Unmarshal(b, &a); err != nil || a.ID == "" || a.Key == "" || a.Secret == "" {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(b, &saved); err != nil || saved.ID == "" || saved.Key == "" || saved.Secret == "" || json.Unmarshal(b, &fields) != nil {
 			return fmt.Errorf("%s is damaged; delete it to generate new credentials", path)
 		}
+		if len(fields) != 3 {
+			// Written by an older Parley with every app option, at values
+			// (enable_client_events: false, ...) the server never used:
+			// keep only the credentials, so that the file says nothing
+			// the server does not do.
+			if err := writeCredentials(path, saved); err != nil {
+				return err
+			}
+		}
 	case errors.Is(err, fs.ErrNotExist):
-		a = App{ID: randomDigits(6), Key: randomHex(10), Secret: randomHex(20)}
+		saved = savedCredentials{ID: randomDigits(6), Key: randomHex(10), Secret: randomHex(20)}
 		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir: %w", err)
 		}
-		out, _ := json.MarshalIndent(a, "", "  ")
-		if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
-			return fmt.Errorf("save generated credentials: %w", err)
+		if err := writeCredentials(path, saved); err != nil {
+			return err
 		}
+		fresh = true
 	default:
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	a.ClientEvents, a.UserAuthentication, a.Generated = true, true, true
+	a := App{ID: saved.ID, Key: saved.Key, Secret: saved.Secret}
+	a.ClientEvents, a.UserAuthentication, a.Generated, a.GeneratedNow = true, true, true, fresh
 	a.Webhooks = c.generatedWebhooks
 	applyAppDefaults(&a)
 	c.Apps = []App{a}
+	return nil
+}
+
+func writeCredentials(path string, saved savedCredentials) error {
+	out, _ := json.MarshalIndent(saved, "", "  ")
+	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save generated credentials: %w", err)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,6 +51,9 @@ type App struct {
 	Webhooks []Webhook `json:"webhooks,omitempty"`
 	// Generated is true when Parley made up these credentials itself.
 	Generated bool `json:"-"`
+	// GeneratedNow is true when they were made up by this start (not read
+	// back from the credentials file).
+	GeneratedNow bool `json:"-"`
 }
 
 // Webhook is one webhook endpoint of an app, as soketi configures them.
@@ -198,6 +202,9 @@ type Config struct {
 	// ClusterName keeps clusters apart: nodes of different names never join;
 	// default parley (PARLEY_CLUSTER_NAME, --cluster-name).
 	ClusterName string
+
+	// Observability: logs and metrics (config/observability.go).
+	Observability
 }
 
 // Clustered reports whether this node joins a cluster.
@@ -400,8 +407,24 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes of different names never join (PARLEY_CLUSTER_NAME)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) file; with --tls-key serves HTTPS and wss://, reloaded on SIGHUP (PARLEY_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key file for --tls-cert (PARLEY_TLS_KEY)")
+	checkObservability := observabilityFlags(fs, cfg, getenv, bad)
+	lenient(fs, bad)
+	// A bad flag is one of the problems listed below, without the flag
+	// package's own message and usage.
+	out := fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			printUsage(fs)
+			return nil, err
+		}
+		bad("%v", err) // an unknown flag: the arguments after it were not read
+	}
+	checkObservability()
+	if err := CheckDatabaseURL(cfg.DatabaseURL); err != nil {
+		bad("%v", err)
 	}
 	for _, f := range []struct {
 		dst *string

@@ -14,6 +14,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/httpapi/access"
+	"github.com/parley-chat/parley/metrics"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -24,23 +26,34 @@ type Server struct {
 	log    *slog.Logger
 	engine *gin.Engine
 	checks []readiness // set before serving
+
+	metrics      *metrics.Metrics // set by SetMetrics before serving
+	metricsToken string
+	metricsHere  bool // /metrics is served on this port
 }
 
 // New builds the routes.
 func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
+	e.RemoveExtraSlash = true
+	s := &Server{cfg: cfg, node: node, log: log, engine: e}
+	// The access log first, so that a request whose handler panicked is
+	// logged and counted with the 500 the recovery answers.
+	e.Use(access.Middleware(access.Options{
+		Log: log, Metrics: func() *metrics.Metrics { return s.metrics },
+		App: s.requestApp, Quiet: quietRoute,
+	}))
 	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
 		log.Error("handler panic", slog.Any("error", err), slog.String("path", c.Request.URL.Path))
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
 	}))
-	e.RemoveExtraSlash = true
-	s := &Server{cfg: cfg, node: node, log: log, engine: e}
 	e.Use(s.limitBody)
 
 	e.GET("/app/:key", s.upgrade)
 	e.GET("/up", s.health)
 	e.GET("/livez", s.live)
+	e.GET("/metrics", s.serveMetrics)
 
 	apps := e.Group("/apps/:app_id", s.pusherAuth)
 	apps.POST("/events", s.triggerEvent)
@@ -134,4 +147,56 @@ func (s *Server) health(c *gin.Context) {
 // while draining or while the database is down (restarting would not help).
 func (s *Server) live(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"live": true})
+}
+
+// SetMetrics counts requests in m and, when onMainPort, serves it at
+// /metrics on this server (token, if set, is required as a bearer token).
+// Call it before serving.
+func (s *Server) SetMetrics(m *metrics.Metrics, onMainPort bool, token string) {
+	s.metrics, s.metricsHere, s.metricsToken = m, onMainPort, token
+}
+
+func (s *Server) serveMetrics(c *gin.Context) {
+	switch {
+	case s.metrics == nil:
+		c.JSON(http.StatusNotFound, gin.H{"error": "metrics are off"})
+		return
+	case !s.metricsHere:
+		c.JSON(http.StatusNotFound, gin.H{"error": "metrics are served on the --metrics-addr listener"})
+		return
+	}
+	s.metrics.Handler(s.metricsToken).ServeHTTP(c.Writer, c.Request)
+}
+
+// requestApp names the app of a request for logs and metrics: the Pusher
+// API's app id, the WebSocket key's app, or the chat's app for /api and
+// /broadcasting; "" when unknown.
+func (s *Server) requestApp(c *gin.Context) string {
+	if id := c.Param("app_id"); id != "" {
+		if _, ok := s.node.App(id); ok {
+			return id
+		}
+		return ""
+	}
+	if key := c.Param("key"); key != "" {
+		if a, ok := s.cfg.AppByKey(key); ok {
+			return a.ID
+		}
+		return ""
+	}
+	p := c.Request.URL.Path
+	if s.cfg.Chat && len(s.cfg.Apps) > 0 && (strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/broadcasting/")) {
+		return s.cfg.Apps[0].ID
+	}
+	return ""
+}
+
+// quietRoute: probes, scrapes and WebSocket upgrades are logged at debug
+// level (refused sockets have their own line).
+func quietRoute(c *gin.Context) bool {
+	switch c.FullPath() {
+	case "/up", "/livez", "/metrics", "/app/:key":
+		return true
+	}
+	return false
 }

@@ -81,6 +81,7 @@ type Conn struct {
 	fragTimeout  time.Duration   // set at construction
 	maxBacklog   int64           // set at construction
 	id           string          // socket id for logs; set once by SetID before Serve
+	meter        Meter           // set once by SetMeter before Serve; nil = not counted
 
 	// Set by Serve, called by the reader.
 	onMessage  func([]byte)
@@ -112,6 +113,7 @@ type Conn struct {
 	endAfterOut bool        // end the socket once the queue is written; guarded by mu
 	peerClosed  bool        // the client sent a close frame; guarded by mu
 	abort       bool        // we dropped the client: reset rather than close; guarded by mu
+	closeCode   int         // the close status that ends the socket (first sent or received); guarded by mu
 	ended       bool        // guarded by mu
 
 	// hello is the 101 response, written with the first frames; guarded by mu.
@@ -322,6 +324,9 @@ func (c *Conn) message(p []byte) {
 		c.debug.Debug("in", "socket", c.id, "frame", string(p))
 	}
 	c.backlog.Add(int64(len(p)))
+	if c.meter != nil {
+		c.meter.Received(len(p))
+	}
 	c.onMessage(append([]byte(nil), p...))
 }
 
@@ -363,6 +368,9 @@ func (c *Conn) peerClose(code int) {
 	}
 	c.mu.Lock()
 	c.peerClosed = true
+	if c.closeCode == 0 {
+		c.closeCode = code
+	}
 	if c.state == stateOpen {
 		// Answer the client's close, then end.
 		c.enqueueLocked(closeFrame(code, ""))
@@ -461,6 +469,9 @@ func (c *Conn) closeLocked(code int, reason string, drop bool) {
 	if c.debug != nil {
 		c.debug.Debug("close", "socket", c.id, "code", code, "reason", reason)
 	}
+	if c.closeCode == 0 {
+		c.closeCode = code
+	}
 	c.enqueueLocked(closeFrame(code, reason))
 	c.state = stateClosing
 	c.startWriterLocked()
@@ -525,7 +536,10 @@ func (c *Conn) writeLoop() {
 		c.bufs = bufs
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		w := bufs // WriteTo consumes its receiver
-		_, err := w.WriteTo(c.nc)
+		n, err := w.WriteTo(c.nc)
+		if c.meter != nil {
+			c.measure(batch, int(n), err == nil)
+		}
 		clear(batch)
 		c.spare = batch
 		clear(c.bufs)
@@ -593,7 +607,14 @@ func (c *Conn) end() {
 	clear(c.queue)
 	c.queue, c.pending = nil, 0
 	reset := c.abort && !c.peerClosed
+	code := c.closeCode
 	c.mu.Unlock()
+	if c.meter != nil {
+		if code == 0 {
+			code = int(codeAbnormal)
+		}
+		c.meter.Closed(code)
+	}
 	pollerRemove(c)
 	if reset {
 		// A client we dropped may never read what the kernel still holds for
@@ -606,5 +627,27 @@ func (c *Conn) end() {
 	c.nc.Close()
 	if c.onEnd != nil {
 		c.onEnd()
+	}
+}
+
+// measure reports one write to the meter: the frames and bytes written and,
+// for stamped frames, their delivery latency.
+func (c *Conn) measure(batch []*Prepared, n int, ok bool) {
+	frames := len(batch)
+	if !ok {
+		frames = 0 // a broken write: count the bytes that left, not the frames
+	}
+	c.meter.Sent(frames, n)
+	if !ok {
+		return
+	}
+	var now int64
+	for _, p := range batch {
+		if p.born != 0 {
+			if now == 0 {
+				now = int64(time.Since(epoch))
+			}
+			c.meter.Delivered(time.Duration(now - p.born))
+		}
 	}
 }

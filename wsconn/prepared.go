@@ -19,6 +19,7 @@ const (
 type Prepared struct {
 	wire    []byte // header + payload
 	payload int    // offset of the payload in wire
+	born    int64  // Stamp: when its publish was accepted (since epoch); 0 = not stamped
 }
 
 // NewPrepared frames a text message. payload is copied.

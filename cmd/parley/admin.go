@@ -75,6 +75,9 @@ func (d *dbFlags) open(ctx context.Context) (persistence.Store, error) {
 		cfg.DataDir = d.dataDir
 	}
 	if d.databaseURL != "" {
+		if err := config.CheckDatabaseURL(d.databaseURL); err != nil {
+			return nil, err
+		}
 		cfg.DatabaseURL = d.databaseURL
 	}
 	return openStore(ctx, cfg)

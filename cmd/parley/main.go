@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/parley-chat/parley/cmd/parley/bench"
@@ -26,8 +27,51 @@ Usage:
   parley version              print the version
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version may be set at build time with -ldflags "-X main.version=..."; when
+// it is not, buildVersion reads the build's own information.
+var version = ""
+
+// buildVersion is the ldflags version, else the module version Go recorded
+// (`go install ...@v1.2.3`), else the VCS revision of the checkout it was
+// built from (with "-dirty" for uncommitted changes), else "devel".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, when string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	v := "devel-" + rev
+	if when != "" {
+		v += " (" + when + ")"
+	}
+	if dirty {
+		v += "-dirty"
+	}
+	return v
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -50,7 +94,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		return bench.Main(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "parley", version)
+		goVersion := ""
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			goVersion = " " + bi.GoVersion
+		}
+		fmt.Fprintf(stdout, "parley %s%s\n", buildVersion(), goVersion)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

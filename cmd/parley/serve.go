@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
 	"github.com/parley-chat/parley/httpapi/chat"
+	"github.com/parley-chat/parley/metrics"
 	"github.com/parley-chat/parley/persistence"
 )
 
@@ -33,11 +34,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "parley:", err)
 		return 2
 	}
-	level := slog.LevelInfo
-	if cfg.Debug {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, cfg.Observability)
 	if os.Getenv("GOGC") == "" {
 		// The delivery path does not allocate, so collecting more often is
 		// cheap, and it keeps the garbage of connection handshakes from
@@ -49,9 +46,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	for _, a := range cfg.Apps {
-		if a.Generated {
+		switch {
+		case a.GeneratedNow:
 			fmt.Fprintf(stdout, "No app configured: generated credentials (kept in %s)\n  PARLEY_APP_ID=%s\n  PARLEY_APP_KEY=%s\n  PARLEY_APP_SECRET=%s\n",
 				cfg.CredentialsFile(), a.ID, a.Key, a.Secret)
+		case a.Generated:
+			// The secret was printed when it was generated; it is in the file.
+			fmt.Fprintf(stdout, "No app configured: using saved credentials from %s (app id %s, key %s)\n",
+				cfg.CredentialsFile(), a.ID, a.Key)
 		}
 	}
 
@@ -60,6 +62,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	node := actors.NewNode(cfg, log)
 	api := httpapi.New(cfg, node, log)
+	var met *metrics.Metrics
+	if cfg.Metrics {
+		met = metrics.New(buildVersion())
+		node.SetMetrics(met)
+		api.SetMetrics(met, cfg.MetricsAddr == "", cfg.MetricsToken)
+	}
 	stopCore := func() { node.Stop() }
 	var chatSvc *chat.Service
 	if cfg.Chat {
@@ -71,7 +79,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer st.Close()
 		log.Info("database ready", "dialect", st.Dialect())
-		chatSvc = chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log,
+		chatSvc = chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: met.Store(st, cfg.Apps[0].ID), Node: node, App: &cfg.Apps[0], Log: log,
 			Login: chat.LoginOptions{
 				AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
 				IPAttemptsPerMinute: cfg.LoginIPAttemptsPerMinute,
@@ -135,7 +143,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, a := range cfg.Apps {
 		log.Info("app", "id", a.ID, "key", a.Key, "client_events", a.ClientEvents, "user_authentication", a.UserAuthentication)
 	}
-	log.Info("parley listening", "addr", ln.Addr().String(), "scheme", scheme, "debug", cfg.Debug)
+	log.Info("parley listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "debug", cfg.Debug)
+	if met != nil && cfg.MetricsAddr != "" {
+		stopMetrics, bound, err := met.Serve(ctx, cfg.MetricsAddr, cfg.MetricsToken)
+		if err != nil {
+			fmt.Fprintf(stderr, "parley: cannot listen on --metrics-addr %s: %v\n", cfg.MetricsAddr, err)
+			stopCore()
+			return 1
+		}
+		defer stopMetrics()
+		log.Info("metrics listening", "addr", bound, "token", cfg.MetricsToken != "")
+	} else if met != nil {
+		log.Info("metrics at /metrics on the main port", "token", cfg.MetricsToken != "")
+	}
 	if addr := os.Getenv("PARLEY_PPROF_ADDR"); addr != "" {
 		// Profiling for operators, on its own listener (keep it on loopback).
 		go func() { log.Warn("pprof stopped", slog.Any("error", http.ListenAndServe(addr, pprofMux()))) }()
@@ -225,4 +245,13 @@ func connectionsFromFileLimit(log *slog.Logger) int {
 	}
 	log.Info("socket limit", "max_connections", n, "open_files_limit", rl.Cur)
 	return n
+}
+
+// newLogger is the server's log: text (key=value) or JSON lines on stderr.
+func newLogger(w io.Writer, o config.Observability) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: o.LogLevel}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -16,7 +16,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/parley-chat/parley/httpapi/access"
 	"github.com/parley-chat/parley/persistence"
+	"github.com/parley-chat/parley/wsconn"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -121,17 +123,20 @@ func (s *Service) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	scheme, plain, _ := strings.Cut(h, " ")
 	if !strings.EqualFold(scheme, "Bearer") {
+		access.Reason(c, "no bearer token")
 		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
 		return
 	}
 	id, secret, ok := parseToken(strings.TrimSpace(plain))
 	if !ok {
+		access.Reason(c, "malformed token")
 		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
 		return
 	}
 	ctx := c.Request.Context()
 	tok, err := s.st.TokenByID(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) {
+		access.Reason(c, "unknown or revoked token")
 		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
 		return
 	}
@@ -143,11 +148,13 @@ func (s *Service) authenticate(c *gin.Context) {
 	now := time.Now()
 	if subtle.ConstantTimeCompare([]byte(want), []byte(tok.SecretHash)) != 1 ||
 		(tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt)) {
+		access.Reason(c, "wrong or expired token")
 		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
 		return
 	}
 	u, err := s.st.UserByID(ctx, tok.UserID)
 	if errors.Is(err, persistence.ErrNotFound) {
+		access.Reason(c, "the token's user is gone")
 		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
 		return
 	}
@@ -163,6 +170,7 @@ func (s *Service) authenticate(c *gin.Context) {
 	}
 	c.Set(ctxUser, u)
 	c.Set(ctxToken, tok)
+	access.SetUser(c, u.ID)
 }
 
 // dummyHash is compared against when the email is unknown, so that a login
@@ -192,6 +200,7 @@ func (s *Service) login(c *gin.Context) {
 	ip := clientKey(c.Request, s.proxies)
 	attempt, retry, ok := s.logins.begin(emailKey(email, ip), ip, time.Now())
 	if !ok {
+		access.AuthFailure(c, "login throttled: too many failed attempts", "email", wsconn.Truncate(email, 100))
 		lockedOut(c, retry)
 		return
 	}
@@ -214,6 +223,11 @@ func (s *Service) login(c *gin.Context) {
 		return
 	}
 	if !known || !match {
+		reason := "login failed: wrong password"
+		if !known {
+			reason = "login failed: unknown email"
+		}
+		access.AuthFailure(c, reason, "email", wsconn.Truncate(email, 100))
 		s.logins.failed(attempt)
 		v.add("email", msgBadCredentials)
 		v.render(c)

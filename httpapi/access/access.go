@@ -1,0 +1,192 @@
+// Package access logs every HTTP request (one access line each, one more
+// line per authentication failure) and counts it in the metrics. Handlers
+// name the user and the reason of a refusal with SetUser and AuthFailure.
+//
+// What is never logged: query strings (they carry auth_signature), request
+// and response bodies, headers (Authorization), tokens and secrets.
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/parley-chat/parley/metrics"
+	"github.com/parley-chat/parley/wsconn"
+)
+
+const (
+	keyUser   = "access.user"
+	keyReason = "access.reason"
+	keyAuth   = "access.auth"
+	keyAttrs  = "access.attrs"
+)
+
+// SetUser names the authenticated user of the request in its access line.
+func SetUser(c *gin.Context, id int64) { c.Set(keyUser, id) }
+
+// Reason says why a request was refused, for its access line. It must not
+// contain a secret.
+func Reason(c *gin.Context, reason string) { c.Set(keyReason, reason) }
+
+// AuthFailure marks the request as a failed authentication (a failed login,
+// a bad signature...) with its reason and extra attributes (never a
+// password, token or secret): it gets an "auth failure" line whatever its
+// status. 401, 403 and 429 answers get one anyway.
+func AuthFailure(c *gin.Context, reason string, attrs ...any) {
+	c.Set(keyReason, reason)
+	c.Set(keyAuth, true)
+	if len(attrs) > 0 {
+		c.Set(keyAttrs, attrs)
+	}
+}
+
+// Options configure the middleware.
+type Options struct {
+	Log *slog.Logger
+	// Metrics counts requests; read at each request, so it may be set after
+	// the middleware is installed (before serving). Nil counts nothing.
+	Metrics func() *metrics.Metrics
+	// App names the request's app for the access line and the metrics
+	// label, "" if none (an unknown id must give "", to bound the labels).
+	App func(c *gin.Context) string
+	// Quiet reports requests logged at debug level only (probes, metrics
+	// scrapes, WebSocket upgrades: frequent and uninformative).
+	Quiet func(c *gin.Context) bool
+}
+
+// Middleware logs and counts each request once it is handled.
+func Middleware(o Options) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		upgrade := c.GetHeader("Upgrade") != ""
+		var cw *captureWriter
+		if !upgrade { // an upgrade's writer is hijacked: leave it alone
+			cw = &captureWriter{ResponseWriter: c.Writer}
+			c.Writer = cw
+		}
+		c.Next()
+		d := time.Since(start)
+		status := c.Writer.Status()
+		if upgrade && c.IsWebsocket() && c.Writer.Size() <= 0 && status == http.StatusOK {
+			// Hijacked by a successful upgrade (gin still says 200, no body).
+			status = http.StatusSwitchingProtocols
+		}
+		route := c.FullPath()
+		app := ""
+		if o.App != nil {
+			app = o.App(c)
+		}
+		if o.Metrics != nil {
+			o.Metrics().HTTPRequest(app, c.Request.Method, route, status, d)
+		}
+		if o.Log == nil {
+			return
+		}
+		reason := c.GetString(keyReason)
+		if reason == "" && status >= 400 && cw != nil {
+			reason = cw.reason()
+		}
+		attrs := make([]slog.Attr, 0, 12)
+		attrs = append(attrs,
+			slog.String("method", c.Request.Method),
+			slog.String("route", routeName(route)),
+			slog.String("path", wsconn.Truncate(c.Request.URL.Path, 200)),
+			slog.Int("status", status),
+			slog.Duration("duration", d),
+			slog.String("ip", peer(c.Request)))
+		if xff := c.GetHeader("X-Forwarded-For"); xff != "" {
+			attrs = append(attrs, slog.String("forwarded_for", wsconn.Truncate(xff, 200)))
+		}
+		if app != "" {
+			attrs = append(attrs, slog.String("app", app))
+		}
+		if v, ok := c.Get(keyUser); ok {
+			attrs = append(attrs, slog.Any("user_id", v))
+		}
+		if reason != "" {
+			attrs = append(attrs, slog.String("reason", reason))
+		}
+		level := slog.LevelInfo
+		if o.Quiet != nil && o.Quiet(c) && status < 400 {
+			level = slog.LevelDebug
+		}
+		if status >= 500 {
+			level = slog.LevelWarn
+		}
+		ctx := context.Background()
+		o.Log.LogAttrs(ctx, level, "request", attrs...)
+		if c.GetBool(keyAuth) || status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests {
+			if extra, ok := c.Get(keyAttrs); ok {
+				kv := extra.([]any) // key-value pairs
+				for i := 0; i+1 < len(kv); i += 2 {
+					if k, ok := kv[i].(string); ok {
+						attrs = append(attrs, slog.Any(k, kv[i+1]))
+					}
+				}
+			}
+			o.Log.LogAttrs(ctx, slog.LevelWarn, "auth failure", attrs...)
+		}
+	}
+}
+
+func routeName(route string) string {
+	if route == "" {
+		return "unmatched"
+	}
+	return route
+}
+
+func peer(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// captureWriter keeps the start of an error answer, whose JSON "error" or
+// "message" is the refusal's reason (Parley's error texts hold no secret).
+type captureWriter struct {
+	gin.ResponseWriter
+	buf []byte
+}
+
+const captureMax = 512
+
+func (w *captureWriter) keep(b []byte) {
+	if w.Status() >= 400 && len(w.buf) < captureMax {
+		w.buf = append(w.buf, b[:min(len(b), captureMax-len(w.buf))]...)
+	}
+}
+
+func (w *captureWriter) Write(b []byte) (int, error) {
+	w.keep(b)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *captureWriter) WriteString(s string) (int, error) {
+	w.keep([]byte(s))
+	return w.ResponseWriter.WriteString(s)
+}
+
+func (w *captureWriter) reason() string {
+	var body struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(w.buf, &body) != nil {
+		return ""
+	}
+	if body.Error != "" {
+		return wsconn.Truncate(body.Error, 200)
+	}
+	return wsconn.Truncate(body.Message, 200)
+}
+
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
