@@ -79,6 +79,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				TrustedProxies:      cfg.TrustedProxies,
 			},
 			Unread: unread.Options{Window: cfg.UnreadWindow, ReconcileEvery: cfg.UnreadReconcile, Log: log},
+			Signed: api.Signed(),
 		})
 		api.AddReadinessCheck("database", chatSvc.Ping)
 		stopCore = func() {
