@@ -70,7 +70,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer st.Close()
-		log.Info("database ready", "dialect", st.Dialect())
+		log.Info("database ready", "dialect", st.Dialect(), "database", describeDatabase(cfg))
 		chatSvc = chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log,
 			Login: chat.LoginOptions{
 				AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
