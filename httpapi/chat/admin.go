@@ -159,6 +159,17 @@ func adminError(c *gin.Context, status int, msg string) {
 	c.AbortWithStatusJSON(status, gin.H{"error": msg})
 }
 
+// createdStatus is 201 for a created resource, except for the official PHP
+// SDK (pusher/pusher-php-server, what Laravel's broadcaster uses), whose
+// generic post() throws on any status but 200: it gets 200 with the same
+// body. It names itself in X-Pusher-Library.
+func createdStatus(c *gin.Context) int {
+	if strings.HasPrefix(c.GetHeader("X-Pusher-Library"), "pusher-http-php") {
+		return http.StatusOK
+	}
+	return http.StatusCreated
+}
+
 // adminOnly lets through only the chat's app: another app's (correctly
 // signed) request learns nothing about the chat's data.
 func (s *Service) adminOnly(c *gin.Context) {
@@ -192,7 +203,8 @@ func adminInput(c *gin.Context) (input, bool) {
 	raw, _ := c.Get(gin.BodyBytesKey)
 	body, _ := raw.([]byte)
 	in := input{}
-	if len(bytes.TrimSpace(body)) == 0 {
+	// PHP's json_encode([]) is "[]": an empty body as PHP writes it.
+	if b := bytes.TrimSpace(body); len(b) == 0 || string(b) == "[]" {
 		return in, true
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
@@ -390,7 +402,7 @@ func (s *Service) adminCreateUser(c *gin.Context) {
 		s.adminFailed(c, err, "")
 		return
 	}
-	c.JSON(http.StatusCreated, AdminUser(u))
+	c.JSON(createdStatus(c), AdminUser(u))
 }
 
 // activeUser loads the path's user; deleted users are not found.
@@ -511,7 +523,7 @@ func (s *Service) adminIssueToken(c *gin.Context) {
 		s.adminFailed(c, err, noUser(u.ID))
 		return
 	}
-	c.JSON(http.StatusCreated, IssuedToken(plain, tok))
+	c.JSON(createdStatus(c), IssuedToken(plain, tok))
 }
 
 func (s *Service) adminRevokeToken(c *gin.Context) {
@@ -635,7 +647,7 @@ func (s *Service) adminCreateMatter(c *gin.Context) {
 	for _, u := range users {
 		s.counters.Reload(u.ID)
 	}
-	c.JSON(http.StatusCreated, AdminMatter(m, users))
+	c.JSON(createdStatus(c), AdminMatter(m, users))
 }
 
 func (s *Service) adminShowMatter(c *gin.Context) {

@@ -463,6 +463,31 @@ func TestAdminAPISigning(t *testing.T) {
 	e.admin("POST", "/users", nil, body).want(t, http.StatusCreated)
 }
 
+// The official PHP SDK's post() throws on any status but 200: creates
+// answer it 200, with the same body, while other clients get 201.
+func TestAdminAPIPHPSDKGets200(t *testing.T) {
+	e := startAdmin(t, sqliteDB(t), nil)
+	php := func(path string, body any) response {
+		req := chatApp.signedRequest(t, e.url, "POST", path, nil, body)
+		req.Header.Set("X-Pusher-Library", "pusher-http-php 7.2.4")
+		return doRequest(t, req)
+	}
+	u := php("/users", map[string]any{"name": "Ann", "email": "ann@example.com", "external_id": 5}).want(t, http.StatusOK)
+	if u["email"] != "ann@example.com" || num(u["id"]) == 0 {
+		t.Fatalf("user %v", u)
+	}
+	if tok := php(idPath("/users/%d/tokens", num(u["id"])), map[string]any{}).want(t, http.StatusOK); tok["token"] == nil {
+		t.Fatalf("token %v", tok)
+	}
+	php("/matters", map[string]any{"title": "T", "member_ids": []int64{num(u["id"])}}).want(t, http.StatusOK)
+	// json_encode([]) is "[]".
+	php(idPath("/users/%d/tokens", num(u["id"])), "[]").want(t, http.StatusOK)
+	php(idPath("/users/%d/tokens", num(u["id"])), "[1]").wantError(t, http.StatusBadRequest, "JSON object")
+	// Its errors keep their status (the SDK raises them with the body).
+	php("/users", map[string]any{"name": "Ann", "email": "ann@example.com"}).want(t, http.StatusConflict)
+	e.admin("POST", "/users", nil, map[string]any{"name": "Bob", "email": "bob@example.com"}).want(t, http.StatusCreated)
+}
+
 // unreadEvent reads w's next frame, an UnreadCountUpdated for p, and returns its data.
 func unreadEvent(t testing.TB, w *wsClient, p person) map[string]any {
 	t.Helper()
