@@ -130,6 +130,10 @@ type Config struct {
 	MaxMessageLength int
 	// APIRateLimit is chat REST requests per minute per token; default 60, 0 = unlimited.
 	APIRateLimit int
+	// MinPasswordLength is the shortest password, in characters, that the
+	// admin API and the admin commands accept; default 8, at most 72
+	// (PARLEY_MIN_PASSWORD_LENGTH).
+	MinPasswordLength int
 	// Chat turns the chat backend on (REST API under /api, database); default
 	// true (PARLEY_CHAT, --chat). Off, Parley is only a Pusher server.
 	Chat bool
@@ -255,6 +259,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		Chat:             true,
 
 		MaxPublishBacklog: 100000,
+		MinPasswordLength: 8,
 		HTTPReadTimeout:   10 * time.Second,
 		MaxBodyBytes:      1 << 20,
 		SocketSendBuffer:  128 << 10,
@@ -301,6 +306,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	cfg.MaxMessageLength = envInt(cfg.MaxMessageLength, "PARLEY_MAX_MESSAGE_LENGTH")
 	cfg.APIRateLimit = envInt(cfg.APIRateLimit, "PARLEY_API_RATE_LIMIT")
+	cfg.MinPasswordLength = envInt(cfg.MinPasswordLength, "PARLEY_MIN_PASSWORD_LENGTH")
 	if v, name, ok := env("PARLEY_CHAT"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -474,6 +480,9 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	if cfg.MaxMessageLength < 1 {
 		bad("PARLEY_MAX_MESSAGE_LENGTH must be at least 1")
+	}
+	if cfg.MinPasswordLength < 1 || cfg.MinPasswordLength > 72 {
+		bad("PARLEY_MIN_PASSWORD_LENGTH %d must be 1 to 72 (bcrypt reads at most 72 bytes)", cfg.MinPasswordLength)
 	}
 	if cfg.APIRateLimit < 0 {
 		bad("PARLEY_API_RATE_LIMIT/--api-rate-limit must be 0 (unlimited) or more")

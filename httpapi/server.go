@@ -30,6 +30,7 @@ type Server struct {
 	metrics      *metrics.Metrics // set by SetMetrics before serving
 	metricsToken string
 	metricsHere  bool // /metrics is served on this port
+	signed       *gin.RouterGroup
 }
 
 // New builds the routes.
@@ -56,6 +57,7 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	e.GET("/metrics", s.serveMetrics)
 
 	apps := e.Group("/apps/:app_id", s.pusherAuth)
+	s.signed = apps
 	apps.POST("/events", s.triggerEvent)
 	apps.POST("/batch_events", s.triggerBatch)
 	apps.GET("/channels", s.listChannels)
@@ -82,6 +84,11 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 
 // Engine is the gin engine, for packages that add routes (the chat API).
 func (s *Server) Engine() *gin.Engine { return s.engine }
+
+// Signed is the /apps/:app_id group: its requests are signed like the Pusher
+// HTTP API (an app's key and secret), for packages that add signed routes
+// (the chat's admin API).
+func (s *Server) Signed() *gin.RouterGroup { return s.signed }
 
 // Handler is the http.Handler to serve.
 func (s *Server) Handler() http.Handler { return s.engine }

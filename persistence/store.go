@@ -31,8 +31,14 @@ type User struct {
 	ID           int64     `db:"id" json:"id"`
 	Name         string    `db:"name" json:"name"`
 	Email        string    `db:"email" json:"email"`
-	PasswordHash string    `db:"password_hash" json:"-"`
+	PasswordHash string    `db:"password_hash" json:"-"` // "" for a user without a password (cannot log in)
 	CreatedAt    time.Time `db:"created_at" json:"created_at"`
+	// ExternalID is the user's id in the application that manages it (the
+	// admin API's external_id), unique when set.
+	ExternalID *string `db:"external_id" json:"external_id"`
+	// DeletedAt is set when the user was deleted: the row is anonymised and
+	// kept so its messages stay readable and its id is never reused.
+	DeletedAt *time.Time `db:"deleted_at" json:"deleted_at,omitempty"`
 }
 
 // Token is an API token in the Laravel-Sanctum-like form "{id}|{secret}";
@@ -236,6 +242,8 @@ type Store interface {
 	UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error)
 	// UnreadState is the user's read state per matter (every matter they belong to), what the unread counters load.
 	UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error)
+
+	AdminStore
 }
 
 // Open returns a PostgreSQL store when databaseURL is non-empty (lib/pq,
@@ -279,6 +287,7 @@ func normalizeEmail(email string) string {
 
 func (u *User) utc() {
 	u.CreatedAt = u.CreatedAt.UTC()
+	u.DeletedAt = utcPtr(u.DeletedAt)
 }
 
 func (t *Token) utc() {

@@ -109,7 +109,7 @@ func (s *pgStore) migrateOne(ctx context.Context, m migration) error {
 	return tx.Commit()
 }
 
-const pgUserCols = `id, name, email, password_hash, created_at`
+const pgUserCols = `id, name, email, password_hash, created_at, external_id, deleted_at`
 
 func (s *pgStore) CreateUser(ctx context.Context, name, email, passwordHash string) (User, error) {
 	var u User

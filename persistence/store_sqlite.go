@@ -166,7 +166,7 @@ func (s *sqliteStore) Migrate(ctx context.Context) error {
 	return nil
 }
 
-const sqliteUserCols = `id, name, email, password_hash, created_at`
+const sqliteUserCols = `id, name, email, password_hash, created_at, external_id, deleted_at`
 
 func (s *sqliteStore) CreateUser(ctx context.Context, name, email, passwordHash string) (User, error) {
 	u := User{Name: name, Email: normalizeEmail(email), PasswordHash: passwordHash, CreatedAt: dbTime(time.Now())}

@@ -34,24 +34,43 @@ type adminRun struct {
 
 func runAdmin(t *testing.T, args ...string) adminRun {
 	t.Helper()
+	return runAdminStdin(t, "", args...)
+}
+
+// runAdminStdin runs an admin command with stdin.
+func runAdminStdin(t *testing.T, stdin string, args ...string) adminRun {
+	t.Helper()
 	var out, errb bytes.Buffer
 	var code int
 	if args[0] == "migrate" {
 		code = migrate(context.Background(), args[1:], &out, &errb)
 	} else {
-		code = admin(context.Background(), args[0], args[1:], &out, &errb)
+		code = admin(context.Background(), args[0], args[1:], strings.NewReader(stdin), &out, &errb)
 	}
 	return adminRun{code, out.String(), errb.String()}
 }
 
-// ok runs a command that must succeed and decodes its one JSON object.
+const passwordWarning = "parley: warning: --password is visible in ps and in shell history; use --password-stdin or PARLEY_ADMIN_PASSWORD"
+
+// ok runs a command that must succeed and decodes its one JSON object. Its
+// stderr must be the line naming the database (and --password's warning).
 func (r adminRun) ok(t *testing.T) map[string]any {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
-	if r.stderr != "" {
-		t.Errorf("stderr on success: %q", r.stderr)
+	using := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		switch {
+		case strings.HasPrefix(line, "parley: using "):
+			using++
+		case line == passwordWarning:
+		default:
+			t.Errorf("stderr on success: %q", line)
+		}
+	}
+	if using != 1 {
+		t.Errorf("stderr names the database %d times: %q", using, r.stderr)
 	}
 	if strings.Count(strings.TrimSpace(r.stdout), "\n") != 0 {
 		t.Errorf("want one JSON line, got %q", r.stdout)
@@ -95,12 +114,12 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("migrate: %v", m)
 	}
 
-	ann := runAdmin(t, "users", "create", "--name", "Ann", "--email", "Ann@Example.com", "--password", "s3cret", dd).ok(t)
+	ann := runAdmin(t, "users", "create", "--name", "Ann", "--email", "Ann@Example.com", "--password", "s3cret-long", dd).ok(t)
 	if ann["name"] != "Ann" || ann["email"] != "ann@example.com" || ann["password_hash"] != nil {
 		t.Fatalf("user: %v", ann)
 	}
 	annID := id(t, ann)
-	runAdmin(t, "users", "create", "--name", "Ann 2", "--email", "ann@example.com", "--password", "x", dd).
+	runAdmin(t, "users", "create", "--name", "Ann 2", "--email", "ann@example.com", "--password", "xxxxxxxx", dd).
 		fails(t, 1, "already exists")
 
 	tok := runAdmin(t, "tokens", "create", "--user", annID, dd).ok(t)
@@ -150,7 +169,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("expires_at %v, want about 24h from now", stored.ExpiresAt)
 	}
 	u, err := st.UserByEmail(ctx, "ann@example.com")
-	if err != nil || !chat.CheckPassword(u.PasswordHash, "s3cret") {
+	if err != nil || !chat.CheckPassword(u.PasswordHash, "s3cret-long") {
 		t.Errorf("password does not check: %v", err)
 	}
 	mattersOf, err := st.MattersForUser(ctx, u.ID)
@@ -182,9 +201,20 @@ func TestAdminUsageErrors(t *testing.T) {
 		has  string
 	}{
 		{[]string{"users"}, "needs a subcommand"},
-		{[]string{"users", "delete", dd}, "unknown command"},
-		{[]string{"users", "create", "--name", "A", dd}, "missing --email, --password"},
-		{[]string{"users", "create", "--name", "A", "--email", "nope", "--password", "p", dd}, "not an email"},
+		{[]string{"users", "remove", dd}, "unknown command"},
+		{[]string{"users", "create", "--name", "A", dd}, "missing --email, --password-stdin (or PARLEY_ADMIN_PASSWORD, --password, --no-password)"},
+		{[]string{"users", "create", "--name", "A", "--email", "nope", "--password", "password", dd}, "not an email"},
+		{[]string{"users", "create", "--name", "A", "--email", "a@b.c", "--password", "1234567", dd}, "shorter than 8 characters"},
+		{[]string{"users", "create", "--name", "A", "--email", "a@b.c", "--password", "12345678", "--no-password", dd}, "give one of"},
+		{[]string{"users", "update", "--user", "1", dd}, "nothing to change"},
+		{[]string{"users", "update", "--user", "1", "--external-id", "x", "--clear-external-id", dd}, "not both"},
+		{[]string{"users", "show", dd}, "--user must be"},
+		{[]string{"tokens", "revoke", dd}, "--token ID or --user ID"},
+		{[]string{"tokens", "revoke", "--token", "1", "--user", "1", dd}, "--token ID or --user ID"},
+		{[]string{"users", "list", "--limit", "0", dd}, "--limit"},
+		{[]string{"matters", "create", "--title", "T", "--members", "1,x", dd}, "not a user id"},
+		{[]string{"matters", "remove-member", "--matter", "1", dd}, "--matter and --user"},
+		{[]string{"matters", "delete", dd}, "--matter must be"},
 		{[]string{"users", "create", "--name", "A", "--email", "a@b.c", "--password", strings.Repeat("x", 73), dd}, "72 bytes"},
 		{[]string{"users", "create", "--bogus", dd}, "bogus"},
 		{[]string{"tokens", "create", dd}, "--user"},

@@ -19,10 +19,10 @@ const usage = `parley - Pusher-protocol WebSocket server and chat backend
 Usage:
   parley serve [flags]        run the server (parley serve --help for flags)
   parley migrate              apply database migrations (serve does it too)
-  parley users create --name N --email E --password P
-  parley tokens create --user ID [--ttl 24h]
-  parley matters create --title T
-  parley matters add-member --matter ID --user ID
+  parley users create|list|show|update|delete ...     manage chat users
+  parley tokens create|list|revoke ...                API tokens
+  parley matters create|list|show|update|delete|add-member|remove-member ...
+                              (parley users help lists every admin command)
   parley bench SCENARIO ...   load-test any Pusher-protocol server
   parley version              print the version
 `
@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
 	case "users", "tokens", "matters":
-		return admin(ctx, args[0], args[1:], stdout, stderr)
+		return admin(ctx, args[0], args[1:], os.Stdin, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, args[1:], stdout, stderr)
 	case "bench":

@@ -78,7 +78,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer st.Close()
-		log.Info("database ready", "dialect", st.Dialect())
+		log.Info("database ready", "dialect", st.Dialect(), "database", describeDatabase(cfg))
 		chatSvc = chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: met.Store(st, cfg.Apps[0].ID), Node: node, App: &cfg.Apps[0], Log: log,
 			Login: chat.LoginOptions{
 				AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
@@ -87,6 +87,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				TrustedProxies:      cfg.TrustedProxies,
 			},
 			Unread: unread.Options{Window: cfg.UnreadWindow, ReconcileEvery: cfg.UnreadReconcile, Log: log},
+			Signed: api.Signed(),
 		})
 		api.AddReadinessCheck("database", chatSvc.Ping)
 		stopCore = func() {

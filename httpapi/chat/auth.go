@@ -206,7 +206,9 @@ func (s *Service) login(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	u, err := s.st.UserByEmail(ctx, email)
-	known := err == nil
+	// A user without a password (made by the admin API for tokens only)
+	// fails like an unknown email, after the same bcrypt work.
+	known := err == nil && u.PasswordHash != ""
 	if err != nil && !errors.Is(err, persistence.ErrNotFound) {
 		s.logins.refund(attempt)
 		s.unavailable(c, err)

@@ -38,6 +38,10 @@ type Deps struct {
 	// Unread tunes the unread counters (coalescing window, reconciliation
 	// period, ...); zero fields take their defaults. Log is Deps.Log.
 	Unread unread.Options
+	// Signed is the /apps/:app_id route group whose requests are signed
+	// like the Pusher HTTP API (httpapi.Server.Signed); the admin API is
+	// mounted on it. Nil: no admin API.
+	Signed *gin.RouterGroup
 }
 
 // Service holds the chat routes' state. Its fields are set by Mount and
@@ -110,6 +114,10 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	bc := e.Group("/broadcasting", s.cors)
 	bc.OPTIONS("/auth", s.preflight)
 	bc.POST("/auth", append(auth, s.broadcastingAuth)...)
+
+	if d.Signed != nil {
+		s.mountAdmin(d.Signed)
+	}
 	return s
 }
 
