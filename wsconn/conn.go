@@ -538,7 +538,8 @@ func (c *Conn) writeLoop() {
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c.nc)
 		if c.meter != nil {
-			c.measure(batch, int(n), err == nil)
+			// Bytes out are WebSocket frames: the 101 response is not one.
+			c.measure(batch, max(int(n)-len(hello), 0), err == nil)
 		}
 		clear(batch)
 		c.spare = batch
