@@ -130,6 +130,11 @@ type Config struct {
 	MaxMessageLength int
 	// APIRateLimit is chat REST requests per minute per token; default 60, 0 = unlimited.
 	APIRateLimit int
+	// AuthRateLimit is channel authorizations (/api/broadcasting/auth) per
+	// minute per token, counted apart from APIRateLimit: a client joins two
+	// channels per matter and again after every reconnect; default 600,
+	// 0 = unlimited (PARLEY_AUTH_RATE_LIMIT).
+	AuthRateLimit int
 	// MinPasswordLength is the shortest password, in characters, that the
 	// admin API and the admin commands accept; default 8, at most 72
 	// (PARLEY_MIN_PASSWORD_LENGTH).
@@ -256,6 +261,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		EventNamespace:   `App\Events`,
 		MaxMessageLength: 5000,
 		APIRateLimit:     60,
+		AuthRateLimit:    600,
 		Chat:             true,
 
 		MaxPublishBacklog: 100000,
@@ -306,6 +312,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	cfg.MaxMessageLength = envInt(cfg.MaxMessageLength, "PARLEY_MAX_MESSAGE_LENGTH")
 	cfg.APIRateLimit = envInt(cfg.APIRateLimit, "PARLEY_API_RATE_LIMIT")
+	cfg.AuthRateLimit = envInt(cfg.AuthRateLimit, "PARLEY_AUTH_RATE_LIMIT")
 	cfg.MinPasswordLength = envInt(cfg.MinPasswordLength, "PARLEY_MIN_PASSWORD_LENGTH")
 	if v, name, ok := env("PARLEY_CHAT"); ok {
 		b, err := strconv.ParseBool(v)
@@ -486,6 +493,9 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	}
 	if cfg.APIRateLimit < 0 {
 		bad("PARLEY_API_RATE_LIMIT/--api-rate-limit must be 0 (unlimited) or more")
+	}
+	if cfg.AuthRateLimit < 0 {
+		bad("PARLEY_AUTH_RATE_LIMIT must be 0 (unlimited) or more")
 	}
 
 	anySingle := single.ID != "" || single.Key != "" || single.Secret != ""

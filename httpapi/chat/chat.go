@@ -54,10 +54,12 @@ type Service struct {
 	log      *slog.Logger
 	counters *unread.Counters
 	limiter  *limiter // nil when the rate limit is 0 (unlimited)
-	ns       string   // event namespace without a trailing backslash
-	logins   *loginThrottle
-	hashing  *hashSlots
-	proxies  []netip.Prefix // trusted reverse proxies (LoginOptions.TrustedProxies)
+	// authLimiter counts channel authorizations apart; nil = unlimited.
+	authLimiter *limiter
+	ns          string // event namespace without a trailing backslash
+	logins      *loginThrottle
+	hashing     *hashSlots
+	proxies     []netip.Prefix // trusted reverse proxies (LoginOptions.TrustedProxies)
 }
 
 // LoginTokenTTL is how long a token from POST /api/auth/login is valid.
@@ -89,6 +91,9 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	if d.Config.APIRateLimit > 0 {
 		s.limiter = newLimiter(d.Config.APIRateLimit, time.Minute)
 	}
+	if d.Config.AuthRateLimit > 0 {
+		s.authLimiter = newLimiter(d.Config.AuthRateLimit, time.Minute)
+	}
 	uo := d.Unread
 	uo.Log = d.Log
 	s.counters = d.Node.StartUnreadCounters(d.Store, s.publishUnread, uo)
@@ -109,11 +114,14 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.PUT("/messages/:id", s.editMessage)
 	authed.DELETE("/messages/:id", s.deleteMessage)
 	authed.PUT("/matters/:id/read", s.markMatterRead)
-	authed.POST("/broadcasting/auth", s.broadcastingAuth)
+	// Channel authorization has its own budget: joining a matter is two of
+	// them, repeated after every reconnect.
+	channelAuth := []gin.HandlerFunc{s.authenticate, s.throttleAuth, s.broadcastingAuth}
+	api.POST("/broadcasting/auth", channelAuth...)
 
 	bc := e.Group("/broadcasting", s.cors)
 	bc.OPTIONS("/auth", s.preflight)
-	bc.POST("/auth", append(auth, s.broadcastingAuth)...)
+	bc.POST("/auth", channelAuth...)
 
 	if d.Signed != nil {
 		s.mountAdmin(d.Signed)

@@ -462,6 +462,29 @@ func TestRateLimit(t *testing.T) {
 	e.call("GET", "/api/user", bob.token, nil).want(t, http.StatusOK) // per token
 }
 
+// TestChannelAuthRateLimit: channel authorizations have their own budget,
+// so a client joining many matters is not refused by the API's limit (and
+// does not use it up), while the authorizations are limited on their own.
+func TestChannelAuthRateLimit(t *testing.T) {
+	e := start(t, sqliteDB(t), func(c *config.Config) { c.APIRateLimit, c.AuthRateLimit = 2, 4 })
+	ann := e.user("Ann")
+	ch := userChannel(ann.ID)
+	for i, path := range []string{"/api/broadcasting/auth", "/broadcasting/auth", "/api/broadcasting/auth", "/broadcasting/auth"} {
+		r := e.call("POST", path, ann.token, form{"socket_id": {"1.1"}, "channel_name": {ch}})
+		r.want(t, http.StatusOK)
+		if r.header.Get("X-RateLimit-Limit") != "4" || r.header.Get("X-RateLimit-Remaining") != strconv.Itoa(3-i) {
+			t.Fatalf("authorization %d headers %v", i, r.header)
+		}
+	}
+	e.call("POST", "/broadcasting/auth", ann.token, form{"socket_id": {"1.1"}, "channel_name": {ch}}).
+		wantMessage(t, http.StatusTooManyRequests, "Too Many Attempts.")
+	// The API's own budget is untouched.
+	for range 2 {
+		e.call("GET", "/api/user", ann.token, nil).want(t, http.StatusOK)
+	}
+	e.call("GET", "/api/user", ann.token, nil).want(t, http.StatusTooManyRequests)
+}
+
 func TestLimiterWindow(t *testing.T) {
 	l := newLimiter(2, time.Minute)
 	t0 := time.Unix(1000, 0)

@@ -58,13 +58,18 @@ func (l *limiter) take(key int64, now time.Time) (remaining int, retryAfter time
 
 // throttle applies the per-token rate limit (after authenticate) with
 // Laravel's headers; past it, 429 with Retry-After.
-func (s *Service) throttle(c *gin.Context) {
-	if s.limiter == nil {
+func (s *Service) throttle(c *gin.Context) { applyLimit(c, s.limiter) }
+
+// throttleAuth is throttle for channel authorizations, with their own limit.
+func (s *Service) throttleAuth(c *gin.Context) { applyLimit(c, s.authLimiter) }
+
+func applyLimit(c *gin.Context, l *limiter) {
+	if l == nil {
 		return
 	}
-	remaining, retry, ok := s.limiter.take(tokenOf(c).ID, time.Now())
+	remaining, retry, ok := l.take(tokenOf(c).ID, time.Now())
 	h := c.Writer.Header()
-	h.Set("X-RateLimit-Limit", strconv.Itoa(s.limiter.limit))
+	h.Set("X-RateLimit-Limit", strconv.Itoa(l.limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
 	if !ok {
 		secs := int((retry + time.Second - 1) / time.Second)
