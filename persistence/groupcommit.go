@@ -21,6 +21,12 @@ type SenderOptions struct {
 	Queue int
 	// Timeout bounds one group's transaction (default 10 s).
 	Timeout time.Duration
+	// Lanes is how many groups may commit at once (default 1). A matter's
+	// sends always take the same lane (matter id mod Lanes), so they stay
+	// in order; other matters' groups need not wait for its commit. One
+	// lane suits the embedded database, whose one writer serialises
+	// everything anyway.
+	Lanes int
 }
 
 func (o SenderOptions) withDefaults() SenderOptions {
@@ -33,29 +39,39 @@ func (o SenderOptions) withDefaults() SenderOptions {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
+	if o.Lanes <= 0 {
+		o.Lanes = 1
+	}
 	return o
 }
 
 // Sender is a group commit of sends. Concurrent Send calls queue; one
-// goroutine takes whatever queued while the previous group committed (up
-// to MaxGroup) and stores it with Store.SendMessages in one transaction.
+// goroutine per lane takes whatever queued while its previous group
+// committed (up to MaxGroup) and stores it with Store.SendMessages in one
+// transaction.
 // There is no gather window: a lone send commits at once, and under load
 // the groups grow by themselves, so one commit (one fsync, one matter lock)
 // serves many sends. Each Send returns only after its own group committed,
 // and the after hooks of a group run in the order of its sends, after the
-// commit and before any later group is stored: events broadcast from them
-// go out in id order per matter.
+// commit and before the lane stores its next group: events broadcast from
+// them go out in id order per matter.
 type Sender struct {
 	st    Store
 	o     SenderOptions
-	queue chan *pendingSend
+	lanes []*lane
 
 	groups, sends, largest atomic.Int64
 
 	mu     sync.RWMutex // guards closed against enqueues
 	closed bool
 	stop   chan struct{}
-	done   chan struct{}
+}
+
+// lane is one committer: a queue and the goroutine that drains it.
+type lane struct {
+	g     *Sender
+	queue chan *pendingSend
+	done  chan struct{}
 }
 
 type pendingSend struct {
@@ -67,8 +83,12 @@ type pendingSend struct {
 // NewSender starts a Sender on st; Close stops it.
 func NewSender(st Store, o SenderOptions) *Sender {
 	o = o.withDefaults()
-	g := &Sender{st: st, o: o, queue: make(chan *pendingSend, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
-	go g.loop()
+	g := &Sender{st: st, o: o, stop: make(chan struct{})}
+	for range o.Lanes {
+		l := &lane{g: g, queue: make(chan *pendingSend, max(1, o.Queue/o.Lanes)), done: make(chan struct{})}
+		g.lanes = append(g.lanes, l)
+		go l.loop()
+	}
 	return g
 }
 
@@ -79,11 +99,12 @@ func NewSender(st Store, o SenderOptions) *Sender {
 // send that was queued is stored or refused, and its caller learns which.
 func (g *Sender) Send(s Send, after func(SendResult)) SendResult {
 	p := &pendingSend{send: s, after: after, result: make(chan SendResult, 1)}
+	l := g.lanes[uint64(s.MatterID)%uint64(len(g.lanes))]
 	g.mu.RLock()
 	ok := !g.closed
 	if ok {
 		select {
-		case g.queue <- p:
+		case l.queue <- p:
 		default:
 			ok = false
 		}
@@ -104,21 +125,24 @@ func (g *Sender) Close() {
 	if !already {
 		close(g.stop)
 	}
-	<-g.done
+	for _, l := range g.lanes {
+		<-l.done
+	}
 }
 
-func (g *Sender) loop() {
-	defer close(g.done)
+func (l *lane) loop() {
+	defer close(l.done)
+	g := l.g
 	group := make([]*pendingSend, 0, g.o.MaxGroup)
 	for {
 		var first *pendingSend
 		select {
-		case first = <-g.queue:
+		case first = <-l.queue:
 		case <-g.stop:
 			// No enqueue can happen any more: store what is left.
 			for {
 				select {
-				case p := <-g.queue:
+				case p := <-l.queue:
 					g.commit(append(group[:0], p))
 				default:
 					return
@@ -129,7 +153,7 @@ func (g *Sender) loop() {
 	gather:
 		for len(group) < g.o.MaxGroup {
 			select {
-			case p := <-g.queue:
+			case p := <-l.queue:
 				group = append(group, p)
 			default:
 				break gather
@@ -154,8 +178,11 @@ func (g *Sender) Stats() SenderStats {
 func (g *Sender) commit(group []*pendingSend) {
 	g.groups.Add(1)
 	g.sends.Add(int64(len(group)))
-	if n := int64(len(group)); n > g.largest.Load() {
-		g.largest.Store(n) // only this goroutine writes it
+	for n := int64(len(group)); ; {
+		old := g.largest.Load()
+		if n <= old || g.largest.CompareAndSwap(old, n) {
+			break
+		}
 	}
 	sends := make([]Send, len(group))
 	for i, p := range group {
