@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -27,6 +28,44 @@ type sqliteStore struct {
 	w          *sqlx.DB
 	r          *sqlx.DB
 	migrations []migration
+
+	sendMu    sync.Mutex
+	sendStmts *sqliteSendStmts // prepared on the writer at the first send (after Migrate)
+}
+
+// sqliteSendStmts are the send path's statements, prepared once on the one
+// writer connection: the embedded database otherwise parses each statement
+// again every time (a seventh of the server's CPU at 200 messages/s).
+type sqliteSendStmts struct {
+	matterExists, members, insert, repeat, senderName *sqlx.Stmt
+}
+
+func (s *sqliteStore) sendStatements(ctx context.Context) (*sqliteSendStmts, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.sendStmts != nil {
+		return s.sendStmts, nil
+	}
+	st := &sqliteSendStmts{}
+	for _, p := range []struct {
+		dst **sqlx.Stmt
+		sql string
+	}{
+		{&st.matterExists, `SELECT EXISTS (SELECT 1 FROM matters WHERE id = ?)`},
+		{&st.members, `SELECT user_id FROM members WHERE matter_id = ? ORDER BY user_id`},
+		{&st.insert, `INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`},
+		{&st.repeat, sqliteMessageSelect + ` WHERE m.sender_id = ? AND m.client_message_id = ?`},
+		{&st.senderName, `SELECT name FROM users WHERE id = ?`},
+	} {
+		stmt, err := s.w.PreparexContext(ctx, p.sql)
+		if err != nil {
+			return nil, err
+		}
+		*p.dst = stmt
+	}
+	s.sendStmts = st
+	return st, nil
 }
 
 // sqliteDSN builds the modernc DSN. busy_timeout only matters against other
@@ -98,6 +137,14 @@ func (s *sqliteStore) Ping(ctx context.Context) error {
 }
 
 func (s *sqliteStore) Close() error {
+	s.sendMu.Lock()
+	if st := s.sendStmts; st != nil {
+		for _, stmt := range []*sqlx.Stmt{st.matterExists, st.members, st.insert, st.repeat, st.senderName} {
+			stmt.Close()
+		}
+		s.sendStmts = nil
+	}
+	s.sendMu.Unlock()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -367,8 +414,16 @@ func (s *sqliteStore) SendMessages(ctx context.Context, sends []Send) []SendResu
 // connection serialises it with every other write, so ids commit in order
 // without locks, and statements cost no round trips.
 func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, error) {
+	ps, err := s.sendStatements(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]SendResult, len(sends))
-	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.writeTx(ctx, func(tx *sqlx.Tx) error {
+		// The statements were prepared on the writer, the connection of tx:
+		// Stmtx reuses them.
+		matterExists, members, insert := tx.StmtxContext(ctx, ps.matterExists), tx.StmtxContext(ctx, ps.members), tx.StmtxContext(ctx, ps.insert)
+		repeat, senderName := tx.StmtxContext(ctx, ps.repeat), tx.StmtxContext(ctx, ps.senderName)
 		type matterInfo struct {
 			exists  bool
 			members []int64
@@ -378,11 +433,11 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 		for i, x := range sends {
 			mi, seen := matters[x.MatterID]
 			if !seen {
-				if err := tx.GetContext(ctx, &mi.exists, `SELECT EXISTS (SELECT 1 FROM matters WHERE id = ?)`, x.MatterID); err != nil {
+				if err := matterExists.GetContext(ctx, &mi.exists, x.MatterID); err != nil {
 					return err
 				}
 				mi.members = []int64{}
-				if err := tx.SelectContext(ctx, &mi.members, `SELECT user_id FROM members WHERE matter_id = ? ORDER BY user_id`, x.MatterID); err != nil {
+				if err := members.SelectContext(ctx, &mi.members, x.MatterID); err != nil {
 					return err
 				}
 				matters[x.MatterID] = mi
@@ -392,8 +447,7 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 				continue
 			}
 			at := dbTime(x.At)
-			res, err := tx.ExecContext(ctx, `INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, x.MatterID, x.SenderID, x.Body, nullable(x.ClientMessageID), at, at)
+			res, err := insert.ExecContext(ctx, x.MatterID, x.SenderID, x.Body, nullable(x.ClientMessageID), at, at)
 			if err != nil {
 				return err
 			}
@@ -406,8 +460,7 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 					return fmt.Errorf("send: insert of a message without a client message id skipped")
 				}
 				var first Message
-				if err := tx.GetContext(ctx, &first, sqliteMessageSelect+` WHERE m.sender_id = ? AND m.client_message_id = ?`,
-					x.SenderID, x.ClientMessageID); err != nil {
+				if err := repeat.GetContext(ctx, &first, x.SenderID, x.ClientMessageID); err != nil {
 					return err
 				}
 				first.utc()
@@ -420,7 +473,7 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 			}
 			name, ok := names[x.SenderID]
 			if !ok {
-				if err := tx.GetContext(ctx, &name, `SELECT name FROM users WHERE id = ?`, x.SenderID); err != nil {
+				if err := senderName.GetContext(ctx, &name, x.SenderID); err != nil {
 					return err
 				}
 				names[x.SenderID] = name
