@@ -30,7 +30,8 @@
 #                 own, dropped afterwards (default postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 #   RUNS          runs per line (default 3; --quick 1)
 #   SWEEP_RATES_EMBEDDED / SWEEP_RATES_POSTGRES  messages/s tried, ascending
-#                 (default "1000 1500 2000 2500" / "600 800 1000 1200 1500")
+#                 (default "1500 2000 2500 3000 4000" / "1000 1500 2000 2500 3000";
+#                 --quick "1500 2500" / "1000 2000")
 #   SIZES         messages of the seeded datasets (default "10000 100000 1000000"; --quick "10000")
 #   SENDERS       the bench's concurrent send requests (default 64: a busy team is many
 #                 independent clients, and 16 bounds the sends to 16 / send latency)
@@ -57,14 +58,14 @@ SENDERS=${SENDERS:-64}
 if [[ -n $QUICK ]]; then
 	RUNS=${RUNS:-1}
 	DURATION=5s SWEEP_DURATION=5s
-	SWEEP_RATES_EMBEDDED=${SWEEP_RATES_EMBEDDED:-1000 1500}
-	SWEEP_RATES_POSTGRES=${SWEEP_RATES_POSTGRES:-600 1000}
+	SWEEP_RATES_EMBEDDED=${SWEEP_RATES_EMBEDDED:-1500 2500}
+	SWEEP_RATES_POSTGRES=${SWEEP_RATES_POSTGRES:-1000 2000}
 	SIZES=${SIZES:-10000}
 else
 	RUNS=${RUNS:-3}
 	DURATION=20s SWEEP_DURATION=15s
-	SWEEP_RATES_EMBEDDED=${SWEEP_RATES_EMBEDDED:-1000 1500 2000 2500}
-	SWEEP_RATES_POSTGRES=${SWEEP_RATES_POSTGRES:-600 800 1000 1200 1500}
+	SWEEP_RATES_EMBEDDED=${SWEEP_RATES_EMBEDDED:-1500 2000 2500 3000 4000}
+	SWEEP_RATES_POSTGRES=${SWEEP_RATES_POSTGRES:-1000 1500 2000 2500 3000}
 	SIZES=${SIZES:-10000 100000 1000000}
 fi
 
