@@ -3,7 +3,7 @@
 # the embedded database and PostgreSQL with `parley bench chat`.
 #
 #   bash deploy/bench/chat-budget.sh            # the full table: about 45 minutes on 2 cores
-#   bash deploy/bench/chat-budget.sh --quick    # a smoke run of every line: about 5 minutes
+#   bash deploy/bench/chat-budget.sh --quick    # a smoke run of every line: about 3 minutes
 #
 # Lines, for each database (DATABASES), RUNS runs each, every run on a fresh
 # server and a fresh database:
