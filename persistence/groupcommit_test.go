@@ -247,3 +247,42 @@ func addPoison(t *testing.T, s Store, dialect string) {
 		db.MustExec(`CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`)
 	}
 }
+
+// TestSenderBusyAndClose: past Queue waiting sends, Send refuses at once
+// with ErrBusy (nothing stored); Close stores what is queued, and later
+// sends get ErrBusy.
+func TestSenderBusyAndClose(t *testing.T) {
+	s := newMigratedStore(t, backends()[0])
+	ann := mustUser(t, s, "ann")
+	m := mustMatter(t, s, "m", ann)
+	gs := &gatedStore{Store: s, gate: make(chan struct{}), entered: make(chan struct{})}
+	g := NewSender(gs, SenderOptions{Queue: 1})
+	send := func(body string) SendResult {
+		return g.Send(Send{MatterID: m.ID, SenderID: ann.ID, Body: body, At: time.Now()}, nil)
+	}
+	first, queued := make(chan SendResult), make(chan SendResult)
+	go func() { first <- send("first") }()
+	<-gs.entered // committing, the queue empty
+	go func() { queued <- send("queued") }()
+	for len(g.lanes[0].queue) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if r := send("refused"); !errors.Is(r.Err, ErrBusy) {
+		t.Fatalf("a send past the queue: %+v", r)
+	}
+	closed := make(chan struct{})
+	go func() { g.Close(); close(closed) }()
+	close(gs.gate)
+	<-closed
+	for _, ch := range []chan SendResult{first, queued} {
+		if r := <-ch; r.Err != nil {
+			t.Fatalf("queued send: %v", r.Err)
+		}
+	}
+	if r := send("late"); !errors.Is(r.Err, ErrBusy) {
+		t.Fatalf("a send after Close: %+v", r)
+	}
+	if _, total, err := s.ListMessages(context.Background(), MessageQuery{MatterID: m.ID, Page: 1, Limit: 10}); err != nil || total != 2 {
+		t.Fatalf("%d stored (%v), want the 2 accepted", total, err)
+	}
+}
