@@ -53,7 +53,8 @@ type Service struct {
 	app      *config.App
 	log      *slog.Logger
 	counters *unread.Counters
-	limiter  *limiter // nil when the rate limit is 0 (unlimited)
+	sender   *persistence.Sender // group commit of sends
+	limiter  *limiter            // nil when the rate limit is 0 (unlimited)
 	// authLimiter counts channel authorizations apart; nil = unlimited.
 	authLimiter *limiter
 	ns          string // event namespace without a trailing backslash
@@ -97,6 +98,13 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	uo := d.Unread
 	uo.Log = d.Log
 	s.counters = d.Node.StartUnreadCounters(d.Store, s.publishUnread, uo)
+	so := persistence.SenderOptions{Timeout: writeTimeout}
+	if d.Store.Dialect() == "postgres" {
+		// Groups of different matters commit side by side (one connection
+		// each, of the pool's 20); the embedded database has one writer.
+		so.Lanes = 4
+	}
+	s.sender = persistence.NewSender(d.Store, so)
 
 	auth := []gin.HandlerFunc{s.authenticate, s.throttle}
 
@@ -129,8 +137,11 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	return s
 }
 
-// Stop stops the unread counter actors.
-func (s *Service) Stop() { s.counters.Stop() }
+// Stop stores the sends still queued, then stops the unread counter actors.
+func (s *Service) Stop() {
+	s.sender.Close()
+	s.counters.Stop()
+}
 
 // UnreadKind is the cluster grain kind of the unread counters, to register
 // when the node joins a cluster.
@@ -260,6 +271,8 @@ type messageJSON struct {
 	ReadAt *string      `json:"read_at"`
 	IsRead bool         `json:"is_read"`
 	ReadBy []readerJSON `json:"read_by"`
+	// ClientMessageID is the sender's idempotency key for the send, or null.
+	ClientMessageID *string `json:"client_message_id"`
 }
 
 // newMessageJSON is the message as events carry it: no one's read state.
@@ -269,6 +282,7 @@ func newMessageJSON(m persistence.Message) messageJSON {
 		SenderID: m.SenderID, SenderName: m.SenderName,
 		CreatedAt: timeJSON(m.CreatedAt), UpdatedAt: timeJSON(m.UpdatedAt), EditedAt: timePtrJSON(m.EditedAt),
 		DeletedAt: timePtrJSON(m.DeletedAt), IsRead: m.DeletedAt != nil, ReadBy: []readerJSON{},
+		ClientMessageID: m.ClientMessageID,
 	}
 }
 
