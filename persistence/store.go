@@ -17,8 +17,9 @@ import (
 // Sentinel errors, always wrapped with context; test with errors.Is. Any
 // other error (database down, bad SQL) is neither.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("already exists")
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("already exists")
+	ErrForbidden = errors.New("not a member")
 )
 
 // User is an account. Email is stored trimmed and lowercased so uniqueness
@@ -59,6 +60,9 @@ type Message struct {
 	CreatedAt  time.Time  `db:"created_at"`
 	UpdatedAt  time.Time  `db:"updated_at"`
 	EditedAt   *time.Time `db:"edited_at"`
+	// ClientMessageID is the sender's idempotency key for the send, if
+	// they gave one (unique per sender).
+	ClientMessageID *string `db:"client_message_id"`
 }
 
 // ReadReceipt records that ReaderID has read a message.
@@ -161,6 +165,12 @@ type Store interface {
 
 	// CreateMessage inserts a message in one transaction and returns it with SenderName; ErrNotFound if the matter or sender is missing.
 	CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (Message, error)
+	// SendMessages sends messages in one transaction (a group commit; see
+	// Send and SendResult). Each send succeeds or fails on its own: when the
+	// group's transaction fails, every send is retried in a transaction of
+	// its own. Messages of a matter take ids in the order given and commit
+	// in id order.
+	SendMessages(ctx context.Context, sends []Send) []SendResult
 	// MessageByID returns the message or ErrNotFound.
 	MessageByID(ctx context.Context, id int64) (Message, error)
 	// UpdateMessage sets body, updated_at and edited_at; ErrNotFound if the message is missing.

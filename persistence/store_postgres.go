@@ -268,9 +268,9 @@ func (s *pgStore) MattersForUser(ctx context.Context, userID int64) ([]Matter, e
 }
 
 const (
-	pgMessageCols   = `id, matter_id, sender_id, body, created_at, updated_at, edited_at`
+	pgMessageCols   = `id, matter_id, sender_id, body, created_at, updated_at, edited_at, client_message_id`
 	pgMessageSelect = `SELECT m.id, m.matter_id, m.sender_id, u.name AS sender_name,
-	m.body, m.created_at, m.updated_at, m.edited_at
+	m.body, m.created_at, m.updated_at, m.edited_at, m.client_message_id
 	FROM messages m JOIN users u ON u.id = m.sender_id`
 )
 
@@ -310,6 +310,154 @@ func (s *pgStore) CreateMessage(ctx context.Context, matterID, senderID int64, b
 	}
 	m.utc()
 	return m, nil
+}
+
+func (s *pgStore) SendMessages(ctx context.Context, sends []Send) []SendResult {
+	return sendMessages(ctx, sends, s.sendGroup, func(err error, snd Send) error {
+		if pgIs(err, pqerror.ForeignKeyViolation) {
+			return fmt.Errorf("persistence: message in matter %d from user %d: matter or sender: %w", snd.MatterID, snd.SenderID, ErrNotFound)
+		}
+		return fmt.Errorf("persistence: send message: %w", err)
+	})
+}
+
+// sendGroup stores a group in one transaction of at most four statements
+// whatever its size: lock the matters and read their members, insert every
+// allowed message, look up the repeats, commit.
+func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, error) {
+	out := make([]SendResult, len(sends))
+	matterIDs := make([]int64, 0, len(sends))
+	for _, snd := range sends {
+		matterIDs = append(matterIDs, snd.MatterID)
+	}
+	slices.Sort(matterIDs)
+	matterIDs = slices.Compact(matterIDs)
+
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	// Lock the matters (in id order, so groups on several nodes cannot
+	// deadlock) so that their messages take ids and commit one group at a
+	// time: an after_id catch-up can then never skip a message that commits
+	// late, and the unread counters and read_up_to rely on ids committing in
+	// order. NO KEY UPDATE does not block the foreign-key checks of other
+	// tables' inserts (members, reads). The members come in the same
+	// statement, under the same lock.
+	rows, err := tx.QueryContext(ctx, `SELECT m.id,
+			ARRAY(SELECT mm.user_id FROM members mm WHERE mm.matter_id = m.id ORDER BY mm.user_id)
+		FROM matters m WHERE m.id = ANY($1) ORDER BY m.id FOR NO KEY UPDATE OF m`, pq.Array(matterIDs))
+	if err != nil {
+		return nil, err
+	}
+	members := make(map[int64][]int64, len(matterIDs))
+	for rows.Next() {
+		var id int64
+		var ms pq.Int64Array
+		if err := rows.Scan(&id, &ms); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		members[id] = []int64(ms)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+
+	var insert []int // indexes into sends, in order
+	var mat, snd []int64
+	var body, at []string
+	var cid []sql.NullString
+	for i, x := range sends {
+		ms, ok := members[x.MatterID]
+		if err := sendRefusal(x, ms, ok); err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].Members = ms
+		insert = append(insert, i)
+		mat, snd, body = append(mat, x.MatterID), append(snd, x.SenderID), append(body, x.Body)
+		at = append(at, dbTime(x.At).Format(time.RFC3339Nano))
+		cid = append(cid, sql.NullString{String: x.ClientMessageID, Valid: x.ClientMessageID != ""})
+	}
+	if len(insert) > 0 {
+		// Identity values are drawn in the order the rows are inserted, so
+		// the inserted rows in id order are the inserted sends in order; a
+		// send skipped by ON CONFLICT (a repeated client_message_id) has no
+		// row and is looked up below.
+		var msgs []Message
+		err := tx.SelectContext(ctx, &msgs, `WITH ins AS (
+				INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
+				SELECT t.matter_id, t.sender_id, t.body, t.cid, t.at, t.at
+				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
+					WITH ORDINALITY AS t (matter_id, sender_id, body, cid, at, ord)
+				ORDER BY t.ord
+				ON CONFLICT DO NOTHING
+				RETURNING `+pgMessageCols+`)
+			SELECT ins.*, u.name AS sender_name FROM ins JOIN users u ON u.id = ins.sender_id ORDER BY ins.id`,
+			pq.Array(mat), pq.Array(snd), pq.Array(body), pq.Array(cid), pq.Array(at))
+		if err != nil {
+			return nil, err
+		}
+		var repeats []int
+		next := 0
+		for _, i := range insert {
+			x := sends[i]
+			if next < len(msgs) && msgs[next].MatterID == x.MatterID && msgs[next].SenderID == x.SenderID &&
+				ptrEq(msgs[next].ClientMessageID, nullable(x.ClientMessageID)) {
+				out[i].Message = msgs[next]
+				next++
+				continue
+			}
+			if x.ClientMessageID == "" {
+				return nil, fmt.Errorf("send group: inserted rows do not match the sends (send %d)", i)
+			}
+			repeats = append(repeats, i)
+		}
+		if next != len(msgs) {
+			return nil, fmt.Errorf("send group: %d rows inserted, %d matched", len(msgs), next)
+		}
+		if len(repeats) > 0 {
+			senders := make([]int64, len(repeats))
+			keys := make([]string, len(repeats))
+			for j, i := range repeats {
+				senders[j], keys[j] = sends[i].SenderID, sends[i].ClientMessageID
+			}
+			var firsts []Message
+			err := tx.SelectContext(ctx, &firsts, pgMessageSelect+`
+				WHERE (m.sender_id, m.client_message_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`,
+				pq.Array(senders), pq.Array(keys))
+			if err != nil {
+				return nil, err
+			}
+			for _, i := range repeats {
+				x := sends[i]
+				k := slices.IndexFunc(firsts, func(m Message) bool {
+					return m.SenderID == x.SenderID && m.ClientMessageID != nil && *m.ClientMessageID == x.ClientMessageID
+				})
+				if k < 0 {
+					return nil, fmt.Errorf("send group: client message id %q of user %d conflicts but is not found", x.ClientMessageID, x.SenderID)
+				}
+				out[i] = repeatResult(x, firsts[k], out[i].Members)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Message.utc()
+	}
+	return out, nil
+}
+
+func ptrEq(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func (s *pgStore) MessageByID(ctx context.Context, id int64) (Message, error) {

@@ -327,7 +327,7 @@ func (s *sqliteStore) MattersForUser(ctx context.Context, userID int64) ([]Matte
 }
 
 const sqliteMessageSelect = `SELECT m.id, m.matter_id, m.sender_id, u.name AS sender_name,
-	m.body, m.created_at, m.updated_at, m.edited_at
+	m.body, m.created_at, m.updated_at, m.edited_at, m.client_message_id
 	FROM messages m JOIN users u ON u.id = m.sender_id`
 
 func (s *sqliteStore) CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (Message, error) {
@@ -352,6 +352,90 @@ func (s *sqliteStore) CreateMessage(ctx context.Context, matterID, senderID int6
 		return Message{}, fmt.Errorf("persistence: create message: %w", err)
 	}
 	return m, nil
+}
+
+func (s *sqliteStore) SendMessages(ctx context.Context, sends []Send) []SendResult {
+	return sendMessages(ctx, sends, s.sendGroup, func(err error, snd Send) error {
+		if sqliteIsForeignKey(err) {
+			return fmt.Errorf("persistence: message in matter %d from user %d: matter or sender: %w", snd.MatterID, snd.SenderID, ErrNotFound)
+		}
+		return fmt.Errorf("persistence: send message: %w", err)
+	})
+}
+
+// sendGroup stores a group in one write transaction. The one writer
+// connection serialises it with every other write, so ids commit in order
+// without locks, and statements cost no round trips.
+func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, error) {
+	out := make([]SendResult, len(sends))
+	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
+		type matterInfo struct {
+			exists  bool
+			members []int64
+		}
+		matters := map[int64]matterInfo{}
+		names := map[int64]string{}
+		for i, x := range sends {
+			mi, seen := matters[x.MatterID]
+			if !seen {
+				if err := tx.GetContext(ctx, &mi.exists, `SELECT EXISTS (SELECT 1 FROM matters WHERE id = ?)`, x.MatterID); err != nil {
+					return err
+				}
+				mi.members = []int64{}
+				if err := tx.SelectContext(ctx, &mi.members, `SELECT user_id FROM members WHERE matter_id = ? ORDER BY user_id`, x.MatterID); err != nil {
+					return err
+				}
+				matters[x.MatterID] = mi
+			}
+			if err := sendRefusal(x, mi.members, mi.exists); err != nil {
+				out[i].Err = err
+				continue
+			}
+			at := dbTime(x.At)
+			res, err := tx.ExecContext(ctx, `INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, x.MatterID, x.SenderID, x.Body, nullable(x.ClientMessageID), at, at)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				if x.ClientMessageID == "" {
+					return fmt.Errorf("send: insert of a message without a client message id skipped")
+				}
+				var first Message
+				if err := tx.GetContext(ctx, &first, sqliteMessageSelect+` WHERE m.sender_id = ? AND m.client_message_id = ?`,
+					x.SenderID, x.ClientMessageID); err != nil {
+					return err
+				}
+				first.utc()
+				out[i] = repeatResult(x, first, mi.members)
+				continue
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			name, ok := names[x.SenderID]
+			if !ok {
+				if err := tx.GetContext(ctx, &name, `SELECT name FROM users WHERE id = ?`, x.SenderID); err != nil {
+					return err
+				}
+				names[x.SenderID] = name
+			}
+			out[i] = SendResult{Members: mi.members, Message: Message{
+				ID: id, MatterID: x.MatterID, SenderID: x.SenderID, SenderName: name, Body: x.Body,
+				CreatedAt: at, UpdatedAt: at, ClientMessageID: nullable(x.ClientMessageID),
+			}}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *sqliteStore) MessageByID(ctx context.Context, id int64) (Message, error) {

@@ -237,6 +237,8 @@ type messageJSON struct {
 	UpdatedAt      string  `json:"updated_at"`
 	EditedAt       *string `json:"edited_at"` // null unless edited
 	ReadAt         *string `json:"read_at"`   // always null: read state is per reader, see markRead
+	// ClientMessageID is the sender's idempotency key for the send, or null.
+	ClientMessageID *string `json:"client_message_id"`
 }
 
 func newMessageJSON(m persistence.Message) messageJSON {
@@ -244,6 +246,7 @@ func newMessageJSON(m persistence.Message) messageJSON {
 		ID: m.ID, Message: m.Body, ClientMatterID: m.MatterID,
 		SenderID: m.SenderID, SenderName: m.SenderName,
 		CreatedAt: timeJSON(m.CreatedAt), UpdatedAt: timeJSON(m.UpdatedAt), EditedAt: timePtrJSON(m.EditedAt),
+		ClientMessageID: m.ClientMessageID,
 	}
 }
 

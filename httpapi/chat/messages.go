@@ -154,9 +154,40 @@ func messageChannels(matterID int64, recipients []int64) []string {
 	return ch
 }
 
-// sendMessage is POST /api/messages/send {message, client_matter_id} → 201.
-// Order: validate (422), membership (403), commit, then MessageSent to the
-// matter and to every other member, then their unread counters.
+// maxClientMessageID is the longest client_message_id, in characters.
+const maxClientMessageID = 64
+
+// clientMessageID validates the optional client_message_id: absent or null,
+// else a string of 1 to 64 characters, taken as is (an opaque key: not
+// trimmed, and an empty string is refused rather than taken for absent).
+func clientMessageID(in input, v *validation) string {
+	const field = "client_message_id"
+	raw, ok := in[field]
+	if !ok || raw == nil {
+		return ""
+	}
+	s, isStr := raw.(string)
+	switch {
+	case !isStr:
+		v.add(field, "The client message id field must be a string.")
+	case s == "":
+		v.add(field, "The client message id field must be at least 1 character.")
+	case !textOK(v, field, s):
+	case utf8.RuneCountInString(s) > maxClientMessageID:
+		v.add(field, fmt.Sprintf("The client message id field must not be greater than %d characters.", maxClientMessageID))
+	default:
+		return s
+	}
+	return ""
+}
+
+// sendMessage is POST /api/messages/send {message, client_matter_id,
+// client_message_id?} → 201, or 200 with the message stored first when the
+// sender already sent this client_message_id (nothing is stored or
+// broadcast again). Order: validate (422), the matter (422) and membership
+// (403) in the transaction that stores the message, commit, then
+// MessageSent to the matter and to every other member, then their unread
+// counters.
 func (s *Service) sendMessage(c *gin.Context) {
 	in, ok := readInput(c)
 	if !ok {
@@ -167,41 +198,53 @@ func (s *Service) sendMessage(c *gin.Context) {
 	defer cancel()
 	var v validation
 	body := s.messageBody(in, &v)
-	matterID, err := s.existingMatter(ctx, in, &v)
-	if err != nil {
-		s.unavailable(c, err)
-		return
+	matterID, ok := in.requiredInteger(&v, "client_matter_id")
+	if ok && matterID <= 0 {
+		v.add("client_matter_id", "The selected client matter id is invalid.")
+		ok = false
 	}
+	cid := clientMessageID(in, &v)
 	if v.failed() {
+		if ok {
+			// Laravel lists every field's errors: check the matter too.
+			if _, err := s.st.MatterByID(ctx, matterID); errors.Is(err, persistence.ErrNotFound) {
+				v.add("client_matter_id", "The selected client matter id is invalid.")
+			} else if err != nil {
+				s.unavailable(c, err)
+				return
+			}
+		}
 		v.render(c)
 		return
 	}
-	members, err := s.st.MemberIDs(ctx, matterID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	if !slices.Contains(members, me.ID) {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
-		return
-	}
-	msg, err := s.st.CreateMessage(ctx, matterID, me.ID, body, time.Now())
-	if errors.Is(err, persistence.ErrNotFound) {
-		// The matter (or the sender) went away since the checks above.
+	r := s.st.SendMessages(ctx, []persistence.Send{{MatterID: matterID, SenderID: me.ID, Body: body, ClientMessageID: cid, At: time.Now()}})[0]
+	switch {
+	case errors.Is(r.Err, persistence.ErrNotFound):
+		// No such matter (or the sender went away since authenticating).
 		v.add("client_matter_id", "The selected client matter id is invalid.")
 		v.render(c)
 		return
+	case errors.Is(r.Err, persistence.ErrForbidden):
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return
+	case errors.Is(r.Err, persistence.ErrConflict):
+		v.add("client_message_id", "The client message id has already been used for a message in another matter.")
+		v.render(c)
+		return
+	case r.Err != nil:
+		s.unavailable(c, r.Err)
+		return
 	}
-	if err != nil {
-		s.unavailable(c, err)
+	mj := newMessageJSON(r.Message)
+	if r.Repeat {
+		c.JSON(http.StatusOK, gin.H{"data": mj})
 		return
 	}
 	// Committed: from here on nothing can fail the request.
-	mj := newMessageJSON(msg)
-	recipients := others(members, me.ID)
+	recipients := others(r.Members, me.ID)
 	s.broadcast(evMessageSent, messageChannels(matterID, recipients), gin.H{"message": mj}, excludedSocket(c))
 	for _, id := range recipients {
-		s.counters.Incr(id, matterID, msg.ID)
+		s.counters.Incr(id, matterID, r.Message.ID)
 	}
 	c.JSON(http.StatusCreated, gin.H{"data": mj})
 }
