@@ -224,6 +224,15 @@ export class RealtimeChat {
       if (reconnected) this._afterReconnect();
       this._scheduleFlush(0);
     } else if (previous === 'connected') {
+      // While away nobody is known to be online or typing; presence's here() refills the
+      // members when the channels are joined again after the reconnect.
+      for (const m of this._matters.values()) {
+        for (const userId of [...m.typers.keys()]) this._stopTyper(m.id, userId);
+        if (m.members.size) {
+          m.members.clear();
+          this._emitPresence(m.id);
+        }
+      }
       this._emit('onDisconnected', { state: current });
     }
   }

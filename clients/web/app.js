@@ -94,7 +94,7 @@ function beep() {
 
 function sortMatters() {
   const lastId = (m) => (m.last_message ? Number(m.last_message.id) : 0);
-  state.matters.sort((a, b) => lastId(b) - lastId(a) || a.id - b.id);
+  state.matters.sort((a, b) => lastId(b) - lastId(a)); // stable: ties keep the server's order
 }
 
 function someoneElseOnline(matterId) {
@@ -237,7 +237,7 @@ function fillMessage(li, m, { pending = false, failed = false } = {}) {
     else if (pending) s = 'pending';
     else if (isReadByOthers(m)) s = 'read';
     ticks.dataset.state = s;
-    ticks.textContent = { sent: '✓', read: '✓✓', pending: '🕓', failed: 'not sent' }[s];
+    ticks.textContent = { sent: '✓', read: '✓✓', pending: '…', failed: 'not sent' }[s];
     ticks.title = { sent: 'sent', read: 'read', pending: 'waiting for the connection', failed: 'the server refused it' }[s];
     meta.append(ticks);
     if (!pending && !m.deleted_at) {
@@ -648,6 +648,7 @@ async function onLogin(ev) {
     sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
   } catch (err) {
     showError('login-error', err);
+    banner(null); // shown on the form instead
     stop();
     $('chat').hidden = true;
     $('login-card').hidden = false;
