@@ -221,7 +221,6 @@ export class RealtimeChat {
       const reconnected = this._everConnected;
       this._everConnected = true;
       this._emit('onConnected', { socketId: this.socketId(), reconnected });
-      if (reconnected) this._afterReconnect();
       this._scheduleFlush(0);
     } else if (previous === 'connected') {
       // While away nobody is known to be online or typing; presence's here() refills the
@@ -408,8 +407,14 @@ export class RealtimeChat {
   /** Subscribes private-user.{userId}: messages, receipts and unread counts of every matter. */
   subscribeToUserChannel() {
     if (this._userChannel) return this._userChannel;
+    let first = true;
     this._userChannel = this._listenAll(this.echo.private(`user.${this.userId}`), null)
-      .listen('UnreadCountUpdated', (e) => this._emit('onUnreadCountUpdated', e));
+      .listen('UnreadCountUpdated', (e) => this._emit('onUnreadCountUpdated', e))
+      .subscribed(() => {
+        // Back after an outage: counts may have changed meanwhile.
+        if (!first) this._refreshUnread();
+        first = false;
+      });
     return this._userChannel;
   }
 
@@ -426,7 +431,10 @@ export class RealtimeChat {
     this._matters.set(id, m);
     if (!this.userName) this.me().catch(() => {}); // the name typing whispers carry
     m.channel = this._listenAll(this.echo.private(`matter.${id}`), id)
-      .listenForWhisper('typing', (e) => this._typingReceived(id, e));
+      .listenForWhisper('typing', (e) => this._typingReceived(id, e))
+      // Each (re)subscription: fetch what was sent while the channel was not delivering to us.
+      // It runs once the channel is subscribed again, so nothing falls between catch-up and live.
+      .subscribed(() => this._catchUpQuietly(id));
     if (presence) {
       m.presence = this.echo.join(`matter.${id}`)
         .here((users) => {
@@ -504,22 +512,24 @@ export class RealtimeChat {
     }
   }
 
-  async _afterReconnect() {
-    // Messages sent while we were away: fetch each subscribed matter after its cursor.
-    for (const m of [...this._matters.values()]) {
-      if (this._pendingCursors && this._pendingCursors.has(m.id)) {
-        m.cursor = Math.max(m.cursor, this._pendingCursors.get(m.id));
-        this._pendingCursors.delete(m.id);
-      }
-      if (!m.cursor) continue; // nothing loaded: the app fetches history itself
-      try {
-        await this.catchUp(m.id);
-      } catch (err) {
-        this._emit('onError', { type: 'catchup', message: `catch-up of matter ${m.id} failed: ${err.message}`, status: err.status });
-      }
+  async _catchUpQuietly(matterId) {
+    const m = this._matters.get(matterId);
+    if (!m) return;
+    if (this._pendingCursors && this._pendingCursors.has(m.id)) {
+      m.cursor = Math.max(m.cursor, this._pendingCursors.get(m.id));
+      this._pendingCursors.delete(m.id);
     }
+    if (!m.cursor) return; // no history loaded through this instance: the app fetches it itself
+    // One catch-up at a time per matter, in order.
+    m.catchingUp = (m.catchingUp || Promise.resolve()).then(() => this.catchUp(m.id)).catch((err) => {
+      this._emit('onError', { type: 'catchup', message: `catch-up of matter ${m.id} failed: ${err.message}`, status: err.status });
+    });
+    await m.catchingUp;
+  }
+
+  async _refreshUnread() {
     try {
-      if (this._userChannel) this._emit('onUnreadCountUpdated', await this.getUnreadCount());
+      this._emit('onUnreadCountUpdated', await this.getUnreadCount());
     } catch (err) {
       this._emit('onError', { type: 'catchup', message: `unread counts after reconnect: ${err.message}`, status: err.status });
     }
