@@ -701,6 +701,13 @@ export class RealtimeChat {
             this._retryDelay = Math.min(this._retryDelay * 2, RETRY_MAX_MS);
             return;
           }
+          if (err instanceof ChatApiError && err.status === 401) {
+            // The token was refused: keep the queue (a new token may come) and wait for the
+            // next reconnect or flushQueue().
+            item.attempts -= 1;
+            this._emit('onError', { type: 'send', status: 401, message: 'queued messages not sent: the server refused the token (401)' });
+            return;
+          }
           this._queue.shift();
           this._saveQueue();
           this._emit('onQueueChanged', { queue: this.pendingMessages });
