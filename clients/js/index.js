@@ -274,6 +274,7 @@ export class RealtimeChat {
   /** Reconnects now (e.g. when the browser says it is online again). */
   reconnect() {
     this._refused = false;
+    this._closed = false;
     this.pusher.connect();
   }
 
@@ -375,7 +376,7 @@ export class RealtimeChat {
   /** PUT /messages/{id} {message}: edit your message. */
   async editMessage(messageId, message) {
     const m = (await this.request('PUT', `/messages/${encodeURIComponent(messageId)}`, { message })).data;
-    this._emit('onMessageUpdated', { message: m });
+    this._updated(m);
     return m;
   }
 
@@ -383,19 +384,40 @@ export class RealtimeChat {
   async deleteMessage(messageId) {
     const res = await this.request('DELETE', `/messages/${encodeURIComponent(messageId)}`);
     const m = res && (res.data || res.message);
-    if (m) this._emit('onMessageDeleted', { message: m });
+    this._deleted(m);
     return m;
   }
 
   // ------------------------------------------------------------------ channels
 
+  // The user and the matter channel both carry a matter's events: each is emitted once.
+  _once(key) {
+    this._eventKeys = this._eventKeys || new Set();
+    if (this._eventKeys.has(key)) return false;
+    this._eventKeys.add(key);
+    if (this._eventKeys.size > 20000) this._eventKeys = new Set([...this._eventKeys].slice(5000));
+    return true;
+  }
+
+  _updated(message) {
+    if (message && this._once(`u:${message.id}:${message.updated_at || message.edited_at}`)) this._emit('onMessageUpdated', { message });
+  }
+
+  _deleted(message) {
+    if (message && this._once(`d:${message.id}`)) this._emit('onMessageDeleted', { message });
+  }
+
   _listenAll(channel, matterId) {
     channel
       .listen('MessageSent', (e) => this._incoming(e.message, 'live'))
-      .listen('MessageUpdated', (e) => this._emit('onMessageUpdated', { message: e.message }))
-      .listen('MessageDeleted', (e) => this._emit('onMessageDeleted', { message: e.message }))
-      .listen('MessageReceived', (e) => this._emit('onMessageRead', e))
-      .listen('MessagesRead', (e) => this._emit('onMessagesRead', e))
+      .listen('MessageUpdated', (e) => this._updated(e.message))
+      .listen('MessageDeleted', (e) => this._deleted(e.message))
+      .listen('MessageReceived', (e) => {
+        if (this._once(`r:${e.message_id}:${e.reader_id}`)) this._emit('onMessageRead', e);
+      })
+      .listen('MessagesRead', (e) => {
+        if (this._once(`rr:${e.client_matter_id}:${e.reader_id}:${e.up_to_id}:${e.read_at}`)) this._emit('onMessagesRead', e);
+      })
       .error((e) => this._emit('onError', {
         type: 'subscription',
         status: e && e.status,
@@ -620,6 +642,14 @@ export class RealtimeChat {
   async _loadQueue() {
     if (!this._storage) return;
     try {
+      await this._readQueue();
+    } finally {
+      this._queueReady = true;
+    }
+  }
+
+  async _readQueue() {
+    try {
       const raw = await this._storage.getItem(this._queueKey);
       const saved = raw ? JSON.parse(raw) : [];
       if (Array.isArray(saved) && saved.length) {
@@ -636,6 +666,9 @@ export class RealtimeChat {
 
   async _saveQueue() {
     if (!this._storage) return;
+    // Never write before the saved queue was read (an async storage); once it was, write at
+    // once, so a page closed right after a send still has the send in localStorage.
+    if (!this._queueReady) await this._queueLoaded;
     try {
       if (this._queue.length) await this._storage.setItem(this._queueKey, JSON.stringify(this._queue));
       else await this._storage.removeItem(this._queueKey);

@@ -425,8 +425,10 @@ describe('RealtimeChat SDK (clients/js) under Node', () => {
     const recB = record(b);
     try {
       a.subscribeToUserChannel();
+      a.subscribeToMatterChannel(M.id, { presence: false }); // receipts come on both of A's channels
       b.subscribeToUserChannel();
       await channelSubscribed(a, `private-user.${A.id}`);
+      await channelSubscribed(a, `private-matter.${M.id}`);
       await channelSubscribed(b, `private-user.${B.id}`);
       const sent = [];
       for (let i = 1; i <= 3; i++) sent.push(await a.sendMessage({ message: `backlog ${i}`, client_matter_id: M.id }));
@@ -435,6 +437,9 @@ describe('RealtimeChat SDK (clients/js) under Node', () => {
       assert.equal(res.up_to_id, sent[2].id);
       await waitFor(() => recB.of('onUnreadCountUpdated').some((c) => c.matters[String(M.id)] === 0), 5000, 'B\'s count to reach 0');
       await waitFor(() => recA.of('onMessagesRead').some((r) => r.up_to_id === sent[2].id && r.reader_id === B.id), 5000, 'A to get MessagesRead');
+      await waitFor(() => recA.frames.filter((f) => f.event.endsWith('\\MessagesRead') && f.data.up_to_id === sent[2].id).length === 2,
+        5000, 'MessagesRead on both of A\'s channels');
+      assert.equal(recA.of('onMessagesRead').filter((r) => r.up_to_id === sent[2].id).length, 1, 'emitted once');
 
       const one = await a.sendMessage({ message: 'read me', client_matter_id: M.id });
       await waitFor(() => recB.received().some((e) => e.message.id === one.id), 5000, 'B to get it');
@@ -442,6 +447,9 @@ describe('RealtimeChat SDK (clients/js) under Node', () => {
       assert.equal(receipt.message_id, one.id);
       // MessageReceived is also published on the matter channel; A listens on its user channel.
       await waitFor(() => recA.of('onMessageRead').some((r) => r.message_id === one.id && r.reader_id === B.id), 5000, 'A to get the receipt');
+      await waitFor(() => recA.frames.filter((f) => f.event.endsWith('\\MessageReceived') && f.data.message_id === one.id).length === 2,
+        5000, 'MessageReceived on both of A\'s channels');
+      assert.equal(recA.of('onMessageRead').filter((r) => r.message_id === one.id).length, 1, 'emitted once');
     } catch (err) {
       err.message += `\n--- A frames ---\n${show(recA.frames)}\n--- A ---\n${recA.dump()}\n--- B ---\n${recB.dump()}`;
       throw err;
