@@ -95,14 +95,8 @@ func TestSendMessagesFailureIsolated(t *testing.T) {
 			ctx := context.Background()
 			ann := mustUser(t, s, "ann")
 			m := mustMatter(t, s, "m", ann)
+			addPoison(t, s, b.name)
 			db := rawDB(s)
-			if b.name == "postgres" {
-				db.MustExec(`CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN
-					IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`)
-				db.MustExec(`CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION poison()`)
-			} else {
-				db.MustExec(`CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`)
-			}
 			res := s.SendMessages(ctx, []Send{
 				{MatterID: m.ID, SenderID: ann.ID, Body: "a", At: time.Now()},
 				{MatterID: m.ID, SenderID: ann.ID, Body: "poison", ClientMessageID: "p", At: time.Now()},

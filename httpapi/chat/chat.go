@@ -49,8 +49,9 @@ type Service struct {
 	app      *config.App
 	log      *slog.Logger
 	counters *unread.Counters
-	limiter  *limiter // nil when the rate limit is 0 (unlimited)
-	ns       string   // event namespace without a trailing backslash
+	sender   *persistence.Sender // group commit of sends
+	limiter  *limiter            // nil when the rate limit is 0 (unlimited)
+	ns       string              // event namespace without a trailing backslash
 	logins   *loginThrottle
 	hashing  *hashSlots
 	proxies  []netip.Prefix // trusted reverse proxies (LoginOptions.TrustedProxies)
@@ -88,6 +89,13 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	uo := d.Unread
 	uo.Log = d.Log
 	s.counters = d.Node.StartUnreadCounters(d.Store, s.publishUnread, uo)
+	so := persistence.SenderOptions{Timeout: writeTimeout}
+	if d.Store.Dialect() == "postgres" {
+		// Groups of different matters commit side by side (one connection
+		// each, of the pool's 20); the embedded database has one writer.
+		so.Lanes = 4
+	}
+	s.sender = persistence.NewSender(d.Store, so)
 
 	auth := []gin.HandlerFunc{s.authenticate, s.throttle}
 
@@ -112,8 +120,11 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	return s
 }
 
-// Stop stops the unread counter actors.
-func (s *Service) Stop() { s.counters.Stop() }
+// Stop stores the sends still queued, then stops the unread counter actors.
+func (s *Service) Stop() {
+	s.sender.Close()
+	s.counters.Stop()
+}
 
 // UnreadKind is the cluster grain kind of the unread counters, to register
 // when the node joins a cluster.

@@ -184,18 +184,16 @@ func clientMessageID(in input, v *validation) string {
 // sendMessage is POST /api/messages/send {message, client_matter_id,
 // client_message_id?} → 201, or 200 with the message stored first when the
 // sender already sent this client_message_id (nothing is stored or
-// broadcast again). Order: validate (422), the matter (422) and membership
-// (403) in the transaction that stores the message, commit, then
-// MessageSent to the matter and to every other member, then their unread
-// counters.
+// broadcast again). Order: validate (422), then the group commit checks the
+// matter (422) and membership (403) in the transaction that stores the
+// message; after the commit, MessageSent to the matter and to every other
+// member, then their unread counters.
 func (s *Service) sendMessage(c *gin.Context) {
 	in, ok := readInput(c)
 	if !ok {
 		return
 	}
 	me := userOf(c)
-	ctx, cancel := writeContext(c)
-	defer cancel()
 	var v validation
 	body := s.messageBody(in, &v)
 	matterID, ok := in.requiredInteger(&v, "client_matter_id")
@@ -207,7 +205,7 @@ func (s *Service) sendMessage(c *gin.Context) {
 	if v.failed() {
 		if ok {
 			// Laravel lists every field's errors: check the matter too.
-			if _, err := s.st.MatterByID(ctx, matterID); errors.Is(err, persistence.ErrNotFound) {
+			if _, err := s.st.MatterByID(c.Request.Context(), matterID); errors.Is(err, persistence.ErrNotFound) {
 				v.add("client_matter_id", "The selected client matter id is invalid.")
 			} else if err != nil {
 				s.unavailable(c, err)
@@ -217,7 +215,21 @@ func (s *Service) sendMessage(c *gin.Context) {
 		v.render(c)
 		return
 	}
-	r := s.st.SendMessages(ctx, []persistence.Send{{MatterID: matterID, SenderID: me.ID, Body: body, ClientMessageID: cid, At: time.Now()}})[0]
+	// The group commit stores the message with whatever other sends are
+	// waiting; the hook runs once it committed, in commit order, so each
+	// matter's MessageSent events go out in id order.
+	except := excludedSocket(c)
+	r := s.sender.Send(persistence.Send{MatterID: matterID, SenderID: me.ID, Body: body, ClientMessageID: cid, At: time.Now()},
+		func(r persistence.SendResult) {
+			if r.Repeat {
+				return
+			}
+			recipients := others(r.Members, r.Message.SenderID)
+			s.broadcast(evMessageSent, messageChannels(r.Message.MatterID, recipients), gin.H{"message": newMessageJSON(r.Message)}, except)
+			for _, id := range recipients {
+				s.counters.Incr(id, r.Message.MatterID, r.Message.ID)
+			}
+		})
 	switch {
 	case errors.Is(r.Err, persistence.ErrNotFound):
 		// No such matter (or the sender went away since authenticating).
@@ -235,18 +247,11 @@ func (s *Service) sendMessage(c *gin.Context) {
 		s.unavailable(c, r.Err)
 		return
 	}
-	mj := newMessageJSON(r.Message)
+	status := http.StatusCreated
 	if r.Repeat {
-		c.JSON(http.StatusOK, gin.H{"data": mj})
-		return
+		status = http.StatusOK
 	}
-	// Committed: from here on nothing can fail the request.
-	recipients := others(r.Members, me.ID)
-	s.broadcast(evMessageSent, messageChannels(matterID, recipients), gin.H{"message": mj}, excludedSocket(c))
-	for _, id := range recipients {
-		s.counters.Incr(id, matterID, r.Message.ID)
-	}
-	c.JSON(http.StatusCreated, gin.H{"data": mj})
+	c.JSON(status, gin.H{"data": newMessageJSON(r.Message)})
 }
 
 // Paging limits for GET /api/messages.

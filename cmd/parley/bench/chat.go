@@ -32,6 +32,16 @@ message's text carries its sequence number and due time, and latency runs
 from that time to the MessageSent frame at every other member. Afterwards
 every acknowledged message is looked up in GET /api/messages.
 
+Meanwhile, open-loop at --read-rate, members do what a client does when it
+opens a conversation: list its newest page (GET /api/messages), the
+messages after and before an id in it (after_id, before_id), mark the
+matter read up to the newest (PUT /api/matters/{id}/read) and fetch their
+unread count (GET /api/messages/unread-count); each endpoint's request
+latency is reported on its own line beside the sends'.
+
+The admin commands reach the server's database through --data-dir or
+--database-url (or DATABASE_URL, which they inherit).
+
 Parley limits each token to 60 API requests a minute by default: start the
 server with PARLEY_API_RATE_LIMIT=0 (unlimited) for this scenario, or keep
 --rate at most (users / 2) per second.
@@ -67,6 +77,9 @@ type chatCmd struct {
 	LoginPath string        // with --users-file, for users without a token
 	ParleyBin string        // default os.Executable()
 	DataDir   string        // passed to the admin commands as --data-dir
+	DBURL     string        // passed to the admin commands as --database-url
+	ReadRate  float64       // read cycles per second (list ×3, read, unread); 0 = none
+	Readers   int           // concurrent read cycles; default 8
 
 	usersFromFile []chatUser // parsed by validate
 }
@@ -84,6 +97,9 @@ func (k *chatCmd) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.LoginPath, "login-path", "/api/auth/login", "with --users-file: login route for users without a token")
 	fs.StringVar(&k.ParleyBin, "parley-bin", "", "parley binary for the admin commands (default: this executable)")
 	fs.StringVar(&k.DataDir, "data-dir", "", "the server's --data-dir, passed to the admin commands")
+	fs.StringVar(&k.DBURL, "database-url", "", "the server's PostgreSQL URL, passed to the admin commands (default $DATABASE_URL, which they inherit)")
+	fs.Float64Var(&k.ReadRate, "read-rate", 5, "read cycles per second, each 5 requests: list page 1, after_id, before_id, mark the matter read, unread count (0 = none)")
+	fs.IntVar(&k.Readers, "readers", 8, "concurrent read cycles")
 }
 
 func (k *chatCmd) credentials() credentials { return credentials{key: true} }
@@ -95,7 +111,7 @@ func (k *chatCmd) users() int {
 	return k.Matters * k.Members
 }
 
-func (k *chatCmd) sockets() int { return k.users() + k.Senders }
+func (k *chatCmd) sockets() int { return k.users() + k.Senders + k.Readers }
 
 func (k *chatCmd) validate() []string {
 	var probs []string
@@ -106,6 +122,10 @@ func (k *chatCmd) validate() []string {
 	probs = checkRange(probs, "--payload", k.Payload, 0, maxPayload)
 	probs = checkDuration(probs, "--drain", k.Drain, 0, maxDrain)
 	probs = checkRange(probs, "--senders", k.Senders, 1, maxWorkers)
+	probs = checkRange(probs, "--readers", k.Readers, 1, maxWorkers)
+	if !(k.ReadRate >= 0 && k.ReadRate <= maxChatRate) {
+		probs = append(probs, fmt.Sprintf("--read-rate must be between 0 and %d cycles/s (got %v)", maxChatRate, k.ReadRate))
+	}
 	if k.UsersFile == "" {
 		probs = checkRange(probs, "--matters", k.Matters, 1, maxChatUsers)
 		probs = checkRange(probs, "--members", k.Members, 2, maxChatUsers)
@@ -237,7 +257,7 @@ func (k *chatCmd) setup(ctx context.Context, api *chatAPI, tag string) (*chatWor
 		}
 		bin = exe
 	}
-	a := admin{bin: bin, dataDir: k.DataDir}
+	a := admin{bin: bin, dataDir: k.DataDir, databaseURL: k.DBURL}
 	ttl := max(time.Hour, k.budget())
 	var users []chatUser
 	var matters []chatMatter
@@ -357,9 +377,16 @@ type chatReport struct {
 	MaxSendLagMS        float64        `json:"max_send_lag_ms"`
 	Latency             latencySummary `json:"latency"` // send due → MessageSent frame
 	SendLatency         latencySummary `json:"send_request_latency"`
-	HistoryChecked      int64          `json:"history_checked"`
-	HistoryMissing      int64          `json:"history_missing"`
-	HistoryDuplicates   int64          `json:"history_duplicates"`
+	ReadRatePerSecond   float64        `json:"read_rate_per_second"`
+	ReadCycles          int64          `json:"read_cycles"`
+	ReadErrors          int64          `json:"read_errors"`
+	// Endpoints is each endpoint's request latency: send, list (page 1),
+	// list_after_id, list_before_id, read (PUT /api/matters/{id}/read),
+	// unread (GET /api/messages/unread-count).
+	Endpoints         map[string]latencySummary `json:"endpoint_latency"`
+	HistoryChecked    int64                     `json:"history_checked"`
+	HistoryMissing    int64                     `json:"history_missing"`
+	HistoryDuplicates int64                     `json:"history_duplicates"`
 }
 
 func (r *chatReport) rows() []row {
@@ -380,15 +407,38 @@ func (r *chatReport) rows() []row {
 		{"deliveries/s", fmt.Sprintf("%.0f", r.DeliveriesPerSecond)},
 		{"latency", r.Latency.String()},
 		{"send request", r.SendLatency.String()},
+		{"reads", r.readsRow()},
+		{"list page 1", r.endpoint("list")},
+		{"list after_id", r.endpoint("list_after_id")},
+		{"list before_id", r.endpoint("list_before_id")},
+		{"read (matter)", r.endpoint("read")},
+		{"unread count", r.endpoint("unread")},
 		{"max send lag", fmt.Sprintf("%.2fms", r.MaxSendLagMS)},
 		{"history", fmt.Sprintf("%d checked, %d missing, %d duplicated", r.HistoryChecked, r.HistoryMissing, r.HistoryDuplicates)},
 	}
 }
 
+func (r *chatReport) readsRow() string {
+	if r.ReadRatePerSecond == 0 {
+		return "none (--read-rate 0)"
+	}
+	return fmt.Sprintf("%g cycles/s, %d cycles, %d errors", r.ReadRatePerSecond, r.ReadCycles, r.ReadErrors)
+}
+
+func (r *chatReport) endpoint(name string) string {
+	if r.ReadRatePerSecond == 0 {
+		return "not measured"
+	}
+	return r.Endpoints[name].String()
+}
+
+// readEndpoints are the endpoints a read cycle measures, in order.
+var readEndpoints = []string{"list", "list_after_id", "list_before_id", "read", "unread"}
+
 func (k *chatCmd) run(ctx context.Context, e *env) (report, error) {
-	rep := &chatReport{runInfo: e.newInfo(), RatePerSecond: k.Rate, DurationSeconds: k.Duration.Seconds(), PayloadBytes: k.Payload, Senders: k.Senders}
+	rep := &chatReport{runInfo: e.newInfo(), RatePerSecond: k.Rate, DurationSeconds: k.Duration.Seconds(), PayloadBytes: k.Payload, Senders: k.Senders, ReadRatePerSecond: k.ReadRate}
 	rep.Server = e.newServerReport()
-	api := &chatAPI{t: e.target, client: newHTTPClient(k.Senders, requestTimeout)}
+	api := &chatAPI{t: e.target, client: newHTTPClient(k.Senders+k.Readers, requestTimeout)}
 	defer api.client.CloseIdleConnections()
 	// The run tag marks this run's messages in histories that may hold others.
 	tag := strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36)
@@ -436,7 +486,10 @@ func (k *chatCmd) run(ctx context.Context, e *env) (report, error) {
 	meter := startCPU()
 	serverCPU0 := e.server.cpu()
 	start := time.Now()
+	readsDone := make(chan map[string]*histogram, 1)
+	go func() { readsDone <- r.readAll(ctx, api, k, e.errs) }()
 	ls, sendLat := r.sendAll(ctx, api, k, e.errs)
+	readLat := <-readsDone
 	rep.Bench = meter.stop()
 	sleepCtx(ctx, k.Drain) // deliveries still in flight get this long
 	if rep.Server != nil {
@@ -449,6 +502,11 @@ func (k *chatCmd) run(ctx context.Context, e *env) (report, error) {
 	rep.MessagesSent, rep.MessagesAcked, rep.SendErrors, rep.SendRateLimited = ls.issued, r.acked.Load(), r.failed.Load(), r.limited.Load()
 	rep.MaxSendLagMS = round(float64(ls.maxLag)/1e6, 3)
 	rep.Latency, rep.SendLatency = summarize(r.latency), summarize(sendLat)
+	rep.Endpoints = map[string]latencySummary{"send": rep.SendLatency}
+	for name, h := range readLat {
+		rep.Endpoints[name] = summarize(h)
+	}
+	rep.ReadCycles, rep.ReadErrors = r.readCycles.Load(), r.readFailed.Load()
 	rep.Disconnects = p.disconnects.Load()
 	r.count(rep)
 	if span := max(ls.elapsed, time.Since(start)-k.Drain); span > 0 {
@@ -487,6 +545,7 @@ type chatRun struct {
 	ids []apiID
 
 	frames, acked, failed, limited atomic.Int64
+	readCycles, readFailed         atomic.Int64
 }
 
 // handler is the read-loop callback for one user's socket.
@@ -546,6 +605,56 @@ func (r *chatRun) sendAll(ctx context.Context, api *chatAPI, k *chatCmd, errs *e
 		r.acked.Add(1)
 	})
 	return ls, lat
+}
+
+// readAll runs read cycles open-loop at --read-rate for --duration, beside
+// the sends: cycle i is member i/M of matter i mod M opening the
+// conversation. It returns each endpoint's request latency.
+func (r *chatRun) readAll(ctx context.Context, api *chatAPI, k *chatCmd, errs *errorLog) map[string]*histogram {
+	lat := map[string]*histogram{}
+	for _, name := range readEndpoints {
+		lat[name] = newHistogram()
+	}
+	if k.ReadRate <= 0 {
+		return lat
+	}
+	timed := func(name string, fn func() error) error {
+		t0 := time.Now()
+		err := fn()
+		lat[name].RecordDuration(time.Since(t0))
+		return err
+	}
+	loop := openLoop{rate: k.ReadRate, count: itemsFor(k.ReadRate, k.Duration), workers: k.Readers, giveUp: giveUpAfter(k.Duration)}
+	loop.run(ctx, func(ctx context.Context, i int64, _ time.Time) {
+		m := r.w.matters[int(i%int64(len(r.w.matters)))]
+		tok := r.w.users[m.members[int(i/int64(len(r.w.matters)))%len(m.members)]].Token
+		err := func() error {
+			var newest int64
+			if err := timed("list", func() (err error) { newest, err = api.newest(ctx, tok, m.id, ""); return err }); err != nil {
+				return err
+			}
+			if newest > 0 {
+				after := strconv.FormatInt(max(newest-50, 1), 10)
+				if err := timed("list_after_id", func() error { _, err := api.newest(ctx, tok, m.id, "after_id="+after); return err }); err != nil {
+					return err
+				}
+				before := strconv.FormatInt(newest, 10)
+				if err := timed("list_before_id", func() error { _, err := api.newest(ctx, tok, m.id, "before_id="+before); return err }); err != nil {
+					return err
+				}
+				if err := timed("read", func() error { return api.readUpTo(ctx, tok, m.id, newest) }); err != nil {
+					return err
+				}
+			}
+			return timed("unread", func() error { return api.unreadCount(ctx, tok) })
+		}()
+		r.readCycles.Add(1)
+		if err != nil && ctx.Err() == nil {
+			r.readFailed.Add(1)
+			errs.add("read", err)
+		}
+	})
+	return lat
 }
 
 // count fills in expected, delivered, lost, duplicates and unexpected.

@@ -127,6 +127,48 @@ func (c *chatAPI) send(ctx context.Context, token string, matter apiID, text str
 	return out.Data.ID, nil
 }
 
+// newest lists one page of matter's messages (20, the default page size;
+// extra is more of the query, e.g. "after_id=5") and returns the highest id
+// in it (0 when empty).
+func (c *chatAPI) newest(ctx context.Context, token string, matter apiID, extra string) (int64, error) {
+	var out struct {
+		Data []struct {
+			ID apiID `json:"id"`
+		} `json:"data"`
+	}
+	q := "/api/messages?client_matter_id=" + url.QueryEscape(string(matter))
+	if extra != "" {
+		q += "&" + extra
+	}
+	if err := c.do(ctx, http.MethodGet, q, token, nil, &out); err != nil {
+		return 0, fmt.Errorf("list matter %s: %w", matter, err)
+	}
+	var top int64
+	for _, m := range out.Data {
+		if n, err := strconv.ParseInt(string(m.ID), 10, 64); err == nil {
+			top = max(top, n)
+		}
+	}
+	return top, nil
+}
+
+// readUpTo marks matter read up to message id (PUT /api/matters/{id}/read).
+func (c *chatAPI) readUpTo(ctx context.Context, token string, matter apiID, id int64) error {
+	if err := c.do(ctx, http.MethodPut, "/api/matters/"+url.PathEscape(string(matter))+"/read", token, map[string]int64{"up_to_id": id}, nil); err != nil {
+		return fmt.Errorf("read matter %s up to %d: %w", matter, id, err)
+	}
+	return nil
+}
+
+// unreadCount fetches GET /api/messages/unread-count.
+func (c *chatAPI) unreadCount(ctx context.Context, token string) error {
+	var out map[string]any
+	if err := c.do(ctx, http.MethodGet, "/api/messages/unread-count", token, nil, &out); err != nil {
+		return fmt.Errorf("unread count: %w", err)
+	}
+	return nil
+}
+
 // historyPageSize is the page size asked for; maxHistoryPages bounds the
 // walk through one matter's history.
 const (
@@ -245,8 +287,9 @@ func findString(raw []byte, paths ...string) string {
 // admin runs the parley binary's admin commands, which talk to the
 // database directly: the only way to create users without credentials.
 type admin struct {
-	bin     string
-	dataDir string // passed on as --data-dir when set; DATABASE_URL is inherited
+	bin         string
+	dataDir     string // passed on as --data-dir when set
+	databaseURL string // passed on as --database-url when set; else DATABASE_URL is inherited
 }
 
 // run executes one admin command and returns the last line of its output
@@ -254,6 +297,9 @@ type admin struct {
 func (a admin) run(ctx context.Context, args ...string) ([]byte, error) {
 	if a.dataDir != "" {
 		args = append(args, "--data-dir", a.dataDir)
+	}
+	if a.databaseURL != "" {
+		args = append(args, "--database-url", a.databaseURL)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

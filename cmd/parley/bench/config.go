@@ -19,7 +19,7 @@ const (
 	maxSockets            = 50_000  // sockets per run (fanout, connections)
 	maxPresenceMembers    = 5_000   // member_added frames grow as N²
 	maxRate               = 100_000 // events/s published over HTTP
-	maxChatRate           = 1_000   // messages/s through the chat API
+	maxChatRate           = 10_000  // messages/s through the chat API
 	maxChatUsers          = 1_000   // matters × members
 	maxDuration           = 10 * time.Minute
 	maxHold               = 10 * time.Minute

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/md5"
 	"encoding/hex"
@@ -41,6 +42,7 @@ type fakePusher struct {
 	slowSubscribed atomic.Int64 // subscriptions by sockets with the slow consumers' User-Agent
 	afterQueries   atomic.Int64 // chat history requests with after_id
 	pageQueries    atomic.Int64 // chat history requests by page
+	readQueries    atomic.Int64 // the chat readers' list, before_id, read and unread requests
 
 	handler http.Handler
 	nodes   []*fakeNode // nodes[0] serves srv; all share this state, like a cluster
@@ -95,6 +97,8 @@ func newFakePusher(t *testing.T) *fakePusher {
 	mux.HandleFunc("POST /api/broadcasting/auth", f.serveChatAuth)
 	mux.HandleFunc("POST /api/messages/send", f.serveChatSend)
 	mux.HandleFunc("GET /api/messages", f.serveChatHistory)
+	mux.HandleFunc("PUT /api/matters/{id}/read", f.serveChatReadUpTo)
+	mux.HandleFunc("GET /api/messages/unread-count", f.serveChatUnread)
 	f.handler = mux
 	f.srv = f.addNode(t).srv
 	return f
@@ -378,6 +382,7 @@ func (f *fakePusher) serveChatHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	page, limit = max(page, 1), cmp.Or(limit, 20)
 	f.mu.Lock()
 	var all []fakeMessage
 	for _, m := range f.messages[r.URL.Query().Get("client_matter_id")] {
@@ -397,8 +402,44 @@ func (f *fakePusher) serveChatHistory(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"data": page})
 		return
 	}
-	f.pageQueries.Add(1)
+	if before, _ := strconv.Atoi(r.URL.Query().Get("before_id")); before > 0 {
+		f.readQueries.Add(1)
+		var page []fakeMessage
+		for i := len(all) - 1; i >= 0 && len(page) < limit; i-- {
+			if all[i].ID < before {
+				page = append(page, all[i])
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"data": page})
+		return
+	}
+	if r.URL.Query().Get("page") == "" {
+		f.readQueries.Add(1) // a reader's newest page, not the history check
+	} else {
+		f.pageQueries.Add(1)
+	}
 	last := max((len(all)+limit-1)/limit, 1)
 	from, to := min((page-1)*limit, len(all)), min(page*limit, len(all))
 	json.NewEncoder(w).Encode(map[string]any{"data": all[from:to], "current_page": page, "per_page": limit, "total": len(all), "last_page": last})
+}
+
+func (f *fakePusher) serveChatReadUpTo(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		UpToID int64 `json:"up_to_id"`
+	}
+	if _, ok := f.chatUser(r); !ok || json.NewDecoder(r.Body).Decode(&in) != nil || in.UpToID <= 0 {
+		http.Error(w, `{"message":"bad read"}`, http.StatusUnprocessableEntity)
+		return
+	}
+	f.readQueries.Add(1)
+	json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"up_to_id": in.UpToID, "count": 0}})
+}
+
+func (f *fakePusher) serveChatUnread(w http.ResponseWriter, r *http.Request) {
+	if _, ok := f.chatUser(r); !ok {
+		http.Error(w, `{"message":"unauthenticated"}`, http.StatusUnauthorized)
+		return
+	}
+	f.readQueries.Add(1)
+	json.NewEncoder(w).Encode(map[string]any{"unread_count": 0, "matters": map[string]int{}})
 }

@@ -132,7 +132,7 @@ func TestChatWithUsersFile(t *testing.T) {
 	users := chatFixture(t, f)
 	out := filepath.Join(t.TempDir(), "r.json")
 	args := append([]string{"chat", "--users-file", users, "--matter-ids", "7,8", "--rate", "40", "--duration", "500ms",
-		"--drain", "200ms", "--payload", "120", "--json", out}, f.args()...)
+		"--drain", "200ms", "--payload", "120", "--read-rate", "20", "--json", out}, f.args()...)
 	code, stdout, stderr := runMain(t, args...)
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -152,8 +152,19 @@ func TestChatWithUsersFile(t *testing.T) {
 		Latency        struct {
 			Count int64 `json:"count"`
 		} `json:"latency"`
+		ReadCycles int64                     `json:"read_cycles"`
+		ReadErrors int64                     `json:"read_errors"`
+		Endpoints  map[string]map[string]any `json:"endpoint_latency"`
 	}
 	readJSON(t, out, &r)
+	// --read-rate 20 for 500 ms: 10 cycles, each timing five endpoints.
+	// A cycle on an empty matter lists and counts only.
+	count := func(name string) int64 { n, _ := r.Endpoints[name]["count"].(float64); return int64(n) }
+	if r.ReadCycles != 10 || r.ReadErrors != 0 || count("send") != 20 || count("list") != 10 || count("unread") != 10 ||
+		count("read") == 0 || count("list_after_id") != count("read") || count("list_before_id") != count("read") ||
+		f.readQueries.Load() != 10+10+2*count("read") { // after_id requests count as afterQueries
+		t.Errorf("%d read cycles, %d errors, %d read requests, endpoints %v", r.ReadCycles, r.ReadErrors, f.readQueries.Load(), r.Endpoints)
+	}
 	// 20 messages, each to the 3 other members of its matter.
 	if !r.Completed || r.Connected != 4 || r.Sent != 20 || r.Acked != 20 {
 		t.Errorf("report %+v", r)
