@@ -10,6 +10,11 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(window.location.search);
 const SESSION_KEY = 'parley-demo-session';
 const PAGE = 50; // messages per history request
+// Matters whose channels (private-matter and presence-matter) the page joins: the most recently
+// active ones and the open one. Each join is a /broadcasting/auth request, and Parley counts those
+// against the token's REST limit (60 a minute), on every reconnect too; the other matters still
+// get their messages, previews and badges through the user channel.
+const LIVE_MATTERS = 10;
 
 const state = {
   server: '',
@@ -334,6 +339,7 @@ function markReadMaybe() {
 
 async function selectMatter(id) {
   state.current = id;
+  state.chat.subscribeToMatterChannel(id); // a no-op when already joined
   state.messages = new Map();
   state.oldestId = null;
   state.reachedStart = false;
@@ -513,7 +519,7 @@ function wire(chat) {
 async function loadMatters() {
   state.matters = await state.chat.getMatters();
   sortMatters();
-  for (const m of state.matters) state.chat.subscribeToMatterChannel(m.id);
+  for (const m of state.matters.slice(0, LIVE_MATTERS)) state.chat.subscribeToMatterChannel(m.id);
   renderMatters();
 }
 
