@@ -172,7 +172,7 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
       }
     });
     const requests = [];
-    page.on('request', (req) => requests.push({ method: req.method(), url: req.url(), t: Date.now() }));
+    page.on('request', (req) => requests.push({ method: req.method(), url: req.url(), body: req.postData(), t: Date.now() }));
     const parley = `http://127.0.0.1:${serverPort}`;
     const q = new URLSearchParams({ server: parley, key: server.key, email: user.email });
     if (matter) q.set('matter', String(matter.id));
@@ -271,7 +271,11 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
   it('a 70-message backlog is cleared with ONE read request and the badge goes to 0; scrolling up loads older messages', { timeout: 90000, skip: SKIP }, async () => {
     const pb = bob.page;
     const texts = [];
-    for (let i = 1; i <= 70; i++) texts.push((await send(A, M3, `Backlog item ${i}`)).message);
+    let last = null;
+    for (let i = 1; i <= 70; i++) {
+      last = await send(A, M3, `Backlog item ${i}`);
+      texts.push(last.message);
+    }
     await pb.waitForFunction((id) => document.querySelector(`#matters li[data-matter-id="${id}"] .badge`).textContent === '70', M3.id, { timeout: 15000 });
     assert.match(await pb.textContent(`#matters li[data-matter-id="${M3.id}"] .preview`), /Backlog item 70/);
     await shot(pb, 'unread.png');
@@ -298,9 +302,16 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
     const shown = await pb.$$eval('#messages li.msg .text', (l) => l.map((x) => x.textContent));
     assert.deepEqual(shown, texts, 'all 70, oldest first, each once');
     assert.ok(bob.requests.some((r) => /before_id=/.test(r.url)), 'older messages were fetched with before_id');
-    // Opening, reading and scrolling made exactly one read request (PUT /api/matters/{id}/read).
+    // A message arriving in the open conversation is read with a second request. Requests are
+    // recorded as the page makes them, so once that one is in, any other read the opening or the
+    // scrolling made would be too: opening and scrolling made exactly one.
+    const followUp = await send(A, M3, 'One more thing');
+    await pb.waitForSelector(`#messages li[data-message-id="${followUp.id}"]`);
+    await waitUntil(() => reads().slice(before).some((r) => JSON.parse(r.body).up_to_id === followUp.id), 8000, 'the read of the new message');
     const made = reads().slice(before);
-    assert.deepEqual(made.map((r) => new URL(r.url).pathname), [`/api/matters/${M3.id}/read`]);
+    assert.deepEqual(made.map((r) => [new URL(r.url).pathname, JSON.parse(r.body).up_to_id]),
+      [[`/api/matters/${M3.id}/read`, last.id], [`/api/matters/${M3.id}/read`, followUp.id]]);
+    await pb.waitForFunction((id) => document.querySelector(`#matters li[data-matter-id="${id}"] .badge`).textContent === '0', M3.id);
     await pb.$eval('#messages', (el) => { el.scrollTop = el.scrollHeight; });
     await shot(pb, 'backlog.png');
   });
@@ -367,3 +378,12 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
     assert.deepEqual(problems, [], 'no page errors or unexpected console errors');
   });
 });
+
+async function waitUntil(check, ms, label) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
