@@ -138,6 +138,33 @@ func (s *timedStore) MattersForUser(ctx context.Context, userID int64) ([]persis
 	return r0, err
 }
 
+// SendMessages is the group commit of sends: one timing per group (op
+// "SendMessages"), failed when no send of the group was stored, and one
+// chat send counted per message stored (a repeated client_message_id
+// stores nothing).
+func (s *timedStore) SendMessages(ctx context.Context, sends []persistence.Send) []persistence.SendResult {
+	start := time.Now()
+	res := s.Store.SendMessages(ctx, sends)
+	var firstErr error
+	stored := 0
+	for _, r := range res {
+		switch {
+		case r.Err != nil:
+			if firstErr == nil {
+				firstErr = r.Err
+			}
+		case !r.Repeat:
+			stored++
+			s.chat.ChatSent()
+		}
+	}
+	if stored > 0 || len(res) == 0 {
+		firstErr = nil
+	}
+	s.done("SendMessages", start, firstErr)
+	return res
+}
+
 func (s *timedStore) CreateMessage(ctx context.Context, matterID, senderID int64, body string, at time.Time) (persistence.Message, error) {
 	start := time.Now()
 	r0, err := s.Store.CreateMessage(ctx, matterID, senderID, body, at)

@@ -409,7 +409,7 @@ func testMetricsAndLogs(t *testing.T, dataDir, dbURL string) {
 	eventually(t, 10*time.Second, "metrics after the chat run", func() string {
 		return metricsWant(scrape(t, metricsURL), map[string]float64{
 			"parley_chat_messages_sent_total{" + app + "}":                                                  1,
-			`parley_db_query_duration_seconds_count{op="CreateMessage"}`:                                    1,
+			`parley_db_query_duration_seconds_count{op="SendMessages"}`:                                     1,
 			`parley_http_requests_total{` + app + `,method="POST",route="/api/auth/login",status="200"}`:    1,
 			`parley_http_requests_total{` + app + `,method="POST",route="/api/auth/login",status="422"}`:    1,
 			`parley_http_requests_total{` + app + `,method="POST",route="/api/messages/send",status="201"}`: 1,

@@ -32,7 +32,7 @@ func TestIdempotentSend(t *testing.T) {
 				t.Fatalf("client_message_id of a send without one: %v", plain)
 			}
 			f := w.expect(ev("MessageSent"), userChannel(bob.ID))
-			if ev := f.dataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, plain) {
+			if ev := f.dataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, asEvent(plain)) {
 				t.Fatalf("event %v, REST %v", ev, plain)
 			}
 			w.expect(ev("UnreadCountUpdated"), userChannel(bob.ID))
@@ -42,7 +42,7 @@ func TestIdempotentSend(t *testing.T) {
 				t.Fatalf("sent %v", first)
 			}
 			f = w.expect(ev("MessageSent"), userChannel(bob.ID))
-			if ev := f.dataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, first) {
+			if ev := f.dataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, asEvent(first)) {
 				t.Fatalf("event %v, REST %v", ev, first)
 			}
 			w.expect(ev("UnreadCountUpdated"), userChannel(bob.ID))
