@@ -195,7 +195,8 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         // --- receive: Bob sends through REST (no socket excluded): Ann hears it once.
         const m1 = await restSend(s1, B, M, 'Hello Android');
         const got1 = await java.expect((l) => of('ann', 'messageReceived')(l) && l.message.id === m1.id, 10000, 'Ann receives m1');
-        assert.deepEqual(got1.message, m1, 'the event carries the REST message object');
+        // One event serves every receiver: it carries no one's read state.
+        assert.deepEqual(got1.message, { ...m1, is_read: false, read_at: null, read_by: [] }, 'the event carries the REST message object');
         await receivedOnceByAnn(m1, 'm1');
 
         // --- send through REST from the Android client.
@@ -225,6 +226,17 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
         assert.deepEqual(heard.receipt, receipt);
         await expectFrom(java.lines.indexOf(bobUnread1) + 1, (l) => of('bob', 'unread')(l) && l.counts.matters[M.id] === 0,
           10000, 'Bob unread 0 after reading');
+
+        // --- delete: Ann deletes a message of hers; Bob hears MessageDeleted, once.
+        const oops = await value('ann', 'send', { matter: M.id, message: 'sent by mistake' });
+        await java.expect((l) => of('bob', 'messageReceived')(l) && l.message.id === oops.id, 10000, 'Bob receives a2');
+        const gone = await value('ann', 'delete', { message: oops.id });
+        assert.equal(gone.id, oops.id);
+        assert.equal(gone.message, '', 'a deleted message has no text');
+        assert.ok(gone.deleted_at, `deleted_at set: ${show(gone)}`);
+        const heardGone = await java.expect((l) => of('bob', 'messageDeleted')(l) && l.message.id === oops.id, 10000, 'Bob hears the deletion');
+        assert.ok(heardGone.message.deleted_at, show(heardGone));
+        assert.deepEqual((await value('ann', 'delete', { message: oops.id })).deleted_at, gone.deleted_at, 'deleting again answers the same');
 
         // --- typing: Ann → Bob, throttled, then stopped.
         let mark = java.lines.length;
@@ -328,9 +340,11 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
           (l) => of('ann', 'error')(l) && /catch-up/.test(l.message));
         assert.deepEqual({ count: caught3.count, complete: caught3.complete }, { count: 3, complete: true }, show(caught3));
         const after = java.lines.slice(mark).filter(of('ann', 'messageReceived')).map((l) => l.message);
-        assert.deepEqual(after.filter((m) => m.client_matter_id === M.id), missed,
+        // Fetched as Ann: unread by her and by anyone (the send answers were Bob's view).
+        const unreadByAnn = (list) => list.map((m) => ({ ...m, is_read: false, read_at: null, read_by: [] }));
+        assert.deepEqual(after.filter((m) => m.client_matter_id === M.id), unreadByAnn(missed),
           'the messages sent to M while the server was away, each once, in order');
-        assert.deepEqual(after.filter((m) => m.client_matter_id === M3.id), missed3, 'and those sent to M3');
+        assert.deepEqual(after.filter((m) => m.client_matter_id === M3.id), unreadByAnn(missed3), 'and those sent to M3');
         assert.equal(after.length, 6, `nothing else: ${show(after)}`);
         await expectFrom(mark, (l) => of('ann', 'unread')(l) && l.counts.matters[M.id] === 5, 15000,
           'Ann\'s unread counts refreshed after the reconnect (m1, m2 and the 3 missed)');

@@ -970,6 +970,17 @@ public final class RealtimeChat implements Closeable {
         return m;
     }
 
+    /**
+     * Deletes the caller's own message ({@code DELETE /api/messages/{id}}): a soft delete, the
+     * message stays in the history with {@code deletedAt} set and an empty text. Deleting it again
+     * answers the same. Other members get {@code MessageDeleted}.
+     */
+    public Message deleteMessage(long messageId) throws IOException {
+        Message m = Message.fromJson(Json.object(Json.object(request("DELETE", "/messages/" + messageId, null)), "data"));
+        once("d:" + m.id);
+        return m;
+    }
+
     /** {@code GET /api/messages/unread-count}. */
     public UnreadCounts getUnreadCount() throws IOException {
         return UnreadCounts.fromJson(Json.object(request("GET", "/messages/unread-count", null)));

@@ -301,6 +301,9 @@ public final class RealtimeChatDriver {
             case "edit":
                 result(c, () -> client(c).editMessage(num(c, "message"), str(c, "text")).json());
                 break;
+            case "delete":
+                result(c, () -> client(c).deleteMessage(num(c, "message")).json());
+                break;
             case "unread":
                 result(c, () -> client(c).getUnreadCount().json());
                 break;
