@@ -520,8 +520,19 @@ func (s *pgStore) ListMessages(ctx context.Context, q MessageQuery) ([]Message, 
 	}
 	// Two statements, not one snapshot: a message arriving in between only
 	// skews total by one, which the next request corrects.
+	// The matter's message_count (migration 0006) makes the total of the
+	// whole history, and of what precedes before_id, cost what follows
+	// rather than the matter's size; after_id counts what follows it.
+	countSQL := `SELECT COUNT(*) FROM messages m WHERE m.matter_id = $1` + where
+	switch {
+	case q.AfterID <= 0 && q.BeforeID <= 0:
+		countSQL = `SELECT COALESCE((SELECT message_count FROM matters WHERE id = $1), 0)`
+	case q.AfterID <= 0:
+		countSQL = `SELECT COALESCE((SELECT message_count FROM matters WHERE id = $1), 0) -
+			(SELECT COUNT(*) FROM messages m WHERE m.matter_id = $1 AND m.id >= $2)`
+	}
 	var total int
-	if err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM messages m WHERE m.matter_id = $1`+where, args...); err != nil {
+	if err := s.db.GetContext(ctx, &total, countSQL, args...); err != nil {
 		return nil, 0, fmt.Errorf("persistence: count messages: %w", err)
 	}
 	msgs := []Message{}

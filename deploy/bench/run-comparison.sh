@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Compares Parley with soketi 1.6.1 on this machine, with `parley bench`.
+# Compares Parley with soketi 1.6.1 and with the floor server
+# (deploy/bench/floor: the least work a Pusher server can do) on this
+# machine, with `parley bench`.
 #
 #   bash deploy/bench/run-comparison.sh [SECTION...]
 #
 # SECTIONS (default: all of them, in this order)
 #   fanout       budget line 1: 1000 subscribers, 1 channel, 20 events/s, 20 s
+#   rates        1000 subscribers, 1 channel, at each of RATES events/s (x1000 deliveries/s), 15 s
 #   sweep        budget line 2: highest deliveries/s with p99 <= 50 ms and no loss
 #   connections  budget line 3: 10,000 idle subscribed sockets held 10 s
 #   chat         budget line 4 (Parley only): REST send -> socket, embedded DB and PostgreSQL
@@ -19,7 +22,9 @@
 #   WORK          scratch folder: binaries, data dirs, logs (default: a new /tmp/parley-bench.*)
 #   OUT           where every --json report goes (default: WORK/results)
 #   RUNS          runs per measured line (default 3); the summary shows the median run
-#   SERVERS       "parley soketi" (default) or one of them
+#   SERVERS       "floor parley soketi" (default) or some of them (floor: fanout,
+#                 rates, sweep and connections only)
+#   RATES         events/s of the rates section (default "20 100 200")
 #   SWEEP_RATES   events/s tried in the sweep (default "20 40 60 80 100 150 200")
 #   SWEEP_SHAPES  "subscribers:channels ..." (default "1000:1 2000:2 2000:1")
 #   SWEEP_RUNS    sweeps per server and shape (default 3)
@@ -41,14 +46,15 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/parley-bench.XXXXXX)}
 OUT=${OUT:-$WORK/results}
 RUNS=${RUNS:-3}
-SERVERS=${SERVERS:-parley soketi}
+SERVERS=${SERVERS:-floor parley soketi}
+RATES=${RATES:-20 100 200}
 SWEEP_RATES=${SWEEP_RATES:-20 40 60 80 100 150 200}
 SWEEP_SHAPES=${SWEEP_SHAPES:-1000:1 2000:2 2000:1}
 SWEEP_RUNS=${SWEEP_RUNS:-3}
 MAX_OTHER_CPU=${MAX_OTHER_CPU:-25}
 TRIES=${TRIES:-5}
 CHAT_DATABASE_URL=${CHAT_DATABASE_URL-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
-SECTIONS=${*:-fanout sweep connections chat wsconn syscall}
+SECTIONS=${*:-fanout rates sweep connections chat wsconn syscall}
 
 export PARLEY_APP_ID=app-1 PARLEY_APP_KEY=key-1 PARLEY_APP_SECRET=secret-1
 mkdir -p "$WORK/logs" "$OUT"
@@ -104,6 +110,17 @@ start_parley() {
 	DATA_DIR=$(mktemp -d "$WORK/data.XXXXXX")
 	env "$@" PARLEY_HOST=127.0.0.1 PARLEY_PORT=$PORT PARLEY_DATA_DIR="$DATA_DIR" \
 		"$PARLEY_BIN" serve >"$WORK/logs/parley-$PORT.log" 2>&1 &
+	SERVER_PID=$!
+	wait_ready "http://127.0.0.1:$PORT/up"
+}
+
+# start_floor: the floor reference server, built from this checkout.
+start_floor() {
+	if [[ ! -x $WORK/floor ]]; then
+		(cd "$REPO" && go build -o "$WORK/floor" ./deploy/bench/floor)
+	fi
+	PORT=$((PORT + 1))
+	"$WORK/floor" --addr "127.0.0.1:$PORT" >"$WORK/logs/floor-$PORT.log" 2>&1 &
 	SERVER_PID=$!
 	wait_ready "http://127.0.0.1:$PORT/up"
 }
@@ -224,6 +241,17 @@ fanout_section() {
 	for srv in $SERVERS; do
 		for r in $(seq "$RUNS"); do
 			measure "fanout-$srv-$r" "start_$srv" fanout -n 1000 --channels 1 --rate 20 --duration 20s --payload 200
+		done
+	done
+}
+
+rates_section() {
+	log "rates: fanout -n 1000 --channels 1 --payload 200 --duration 15s at $RATES events/s"
+	for srv in $SERVERS; do
+		for rate in $RATES; do
+			for r in $(seq "$RUNS"); do
+				measure "rate-$srv-r$rate-$r" "start_$srv" fanout -n 1000 --channels 1 --rate "$rate" --payload 200 --duration 15s
+			done
 		done
 	done
 }
@@ -383,6 +411,21 @@ summary() {
 			local m; m=$(median "$OUT"/fanout-"$srv"-[0-9].json)
 			[[ -n $m ]] && printf '%s\t%s\n' "$srv" "$(fanout_row "$m")"
 			printf '%s\tp99 of every run: %s\n' "$srv" "$(jq -s -r 'map(.latency.p99_ms) | sort | map(tostring) | join(", ")' "$OUT"/fanout-"$srv"-[0-9].json)"
+		done
+	fi
+	if ls "$OUT"/rate-*.json >/dev/null 2>&1; then
+		echo
+		echo "rates — fanout 1000 subs, 1 channel, 200 B; median run by p99 of each server and rate"
+		echo "$FANOUT_HEADER"
+		for rate in $RATES; do
+			for srv in $SERVERS; do
+				local m; m=$(median "$OUT"/rate-"$srv"-r"$rate"-[0-9].json)
+				[[ -n $m ]] && printf '%s\t%s\n' "$srv" "$(fanout_row "$m")"
+				ls "$OUT"/rate-"$srv"-r"$rate"-[0-9].json >/dev/null 2>&1 &&
+					printf '%s\tp99 of every run: %s; µs/delivery: %s\n' "$srv" \
+						"$(jq -s -r 'map(.latency.p99_ms) | sort | map(tostring) | join(", ")' "$OUT"/rate-"$srv"-r"$rate"-[0-9].json)" \
+						"$(jq -s -r 'map(.server.cpu_us_per_delivery // "-") | map(tostring) | join(", ")' "$OUT"/rate-"$srv"-r"$rate"-[0-9].json)"
+			done
 		done
 	fi
 	if ls "$OUT"/sweep-*-r[0-9]*[0-9].json >/dev/null 2>&1; then

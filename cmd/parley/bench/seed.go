@@ -481,7 +481,8 @@ func (s *seedSummary) write(w io.Writer, jsonPath string) error {
 var seedKnownColumns = map[string][]string{
 	"users":   {"id", "name", "email", "password_hash", "created_at"},
 	"tokens":  {"id", "user_id", "secret_hash", "expires_at", "last_used_at", "created_at"},
-	"matters": {"id", "title", "created_at"},
+	// message_count: PostgreSQL's trigger counts the COPY's rows.
+	"matters": {"id", "title", "created_at", "message_count"},
 	// read_up_to and read_seq are filled when the schema has them.
 	"members":           {"matter_id", "user_id", "joined_at", "read_up_to", "read_seq"},
 	"messages":          {"id", "matter_id", "sender_id", "body", "created_at", "updated_at", "edited_at", "deleted_at"}, // no deleted messages: deleted_at NULL
