@@ -479,8 +479,8 @@ func (s *seedSummary) write(w io.Writer, jsonPath string) error {
 // table or column makes seed-data warn, so derived state it does not know
 // about (say, a per-member read pointer) is not silently left empty.
 var seedKnownColumns = map[string][]string{
-	"users":   {"id", "name", "email", "password_hash", "created_at"},
-	"tokens":  {"id", "user_id", "secret_hash", "expires_at", "last_used_at", "created_at"},
+	"users":  {"id", "name", "email", "password_hash", "created_at"},
+	"tokens": {"id", "user_id", "secret_hash", "expires_at", "last_used_at", "created_at"},
 	// message_count: PostgreSQL's trigger counts the COPY's rows.
 	"matters": {"id", "title", "created_at", "message_count"},
 	// read_up_to and read_seq are filled when the schema has them.
