@@ -390,3 +390,27 @@ func TestInboundBacklog(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleSocketHoldsNoWriterBuffers: once the writer has written
+// everything, the socket keeps no queue, spare queue or writev vector (they
+// go back to a pool), and the next frame takes them again.
+func TestIdleSocketHoldsNoWriterBuffers(t *testing.T) {
+	addr, conns := testServer(t, Options{})
+	cl := dialRaw(t, addr)
+	c := accept(t, conns)
+	serve(c, true)
+	idle := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return !c.writing && c.queue == nil && c.spare == nil && c.bufs == nil
+	}
+	for i := range 2 {
+		if !c.SendEvent("e", "c", "{}") {
+			t.Fatal("send refused")
+		}
+		if _, _, err := cl.next(); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		waitFor(t, "the writer to finish and give its buffers back", idle)
+	}
+}

@@ -15,14 +15,15 @@
 // Needs what the other Java test needs (see java-helpers.js).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 
 import {
-  Echo, PARLEY_BIN, PusherClient, connected, show, startParley, waitFor,
+  Echo, PusherClient, connected, show, startParley, waitFor,
+  runAdmin as admin,
+  chatApi as api,
+  chatOk as ok,
 } from './helpers.js';
 import {
   MISSING, REPO_ROOT, SKIP, compileJava, javaSources, requireJava, runJava,
@@ -32,40 +33,6 @@ const ANDROID_SRC = path.join(REPO_ROOT, 'clients', 'android', 'src');
 const DRIVER = 'chat.parley.realtime.RealtimeChatDriver';
 const PASSWORD = 'android-pass-1';
 const SENT = 'App\\Events\\MessageSent';
-const execFileP = promisify(execFile);
-
-async function admin(dataDir, args) {
-  let out;
-  try {
-    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, PARLEY_DATA_DIR: dataDir }, timeout: 20000 });
-  } catch (err) {
-    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
-  }
-  return JSON.parse(out.stdout);
-}
-
-async function api(srv, method, p, { token, body } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(`http://${srv.host}:${srv.port}${p}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000),
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = { unparsable: text };
-  }
-  return { status: res.status, body: json };
-}
-
-async function ok(srv, method, p, opts, status = 200) {
-  const res = await api(srv, method, p, opts);
-  assert.equal(res.status, status, `${method} ${p}: expected ${status}, got ${res.status} ${show(res.body)}`);
-  return res.body;
-}
 
 describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-e2e-android-'));

@@ -11,16 +11,14 @@
 // message, except under CI=true where it fails.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
-import { E2E_DIR, PARLEY_BIN, startParley } from './helpers.js';
+import { E2E_DIR, startParley, runAdmin as admin, chatOk as api, tcpGate } from './helpers.js';
 import { missingFiles, serveDemo } from '../../web/serve.mjs';
 
 const CHROMIUM = process.env.PARLEY_CHROMIUM || '/usr/bin/chromium';
@@ -32,76 +30,6 @@ const SKIP = !HAVE_CHROMIUM && !UNDER_CI
 const SHOTS = path.resolve(E2E_DIR, '../web/screenshots');
 const PASSWORD = 'browser-pass-1';
 
-const execFileP = promisify(execFile);
-
-async function admin(dataDir, args) {
-  let out;
-  try {
-    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, PARLEY_DATA_DIR: dataDir }, timeout: 20000 });
-  } catch (err) {
-    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
-  }
-  return JSON.parse(out.stdout);
-}
-
-async function api(port, method, p, { token, body } = {}, status = 200) {
-  const headers = { Accept: 'application/json' };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(`http://127.0.0.1:${port}${p}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000),
-  });
-  const text = await res.text();
-  assert.equal(res.status, status, `${method} ${p}: expected ${status}, got ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-/** A TCP gate: while closed it cuts every connection through it and resets new ones. */
-async function tcpGate(targetPort) {
-  const pairs = new Set();
-  let open = true;
-  const server = net.createServer((client) => {
-    if (!open) {
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    const pair = [client, upstream];
-    pairs.add(pair);
-    const drop = () => {
-      pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: server.address().port,
-    close() {
-      open = false;
-      for (const [c, u] of pairs) {
-        c.resetAndDestroy();
-        u.destroy();
-      }
-      pairs.clear();
-    },
-    open() {
-      open = true;
-    },
-    stop: () => new Promise((r) => {
-      open = false;
-      for (const [c, u] of pairs) {
-        c.destroy();
-        u.destroy();
-      }
-      server.close(() => r());
-    }),
-  };
-}
 
 describe('demo chat (clients/web) in headless Chromium, two users', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-e2e-browser-'));

@@ -10,64 +10,26 @@
 // bundles), exactly the request a browser makes.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 
 import {
   Echo,
-  PARLEY_BIN,
   PusherClient,
   connected,
   scenario,
   show,
   useServer,
   waitFor,
+  runAdmin as admin,
+  chatApi as api,
 } from './helpers.js';
 
 const T = { timeout: 30000 };
 const PASSWORD = 'correct horse battery';
 
-const execFileP = promisify(execFile);
 
 // A REST message object as events carry it: one object for every receiver,
 // so no one's read state (README "Events").
 const asEvent = (m) => ({ ...m, is_read: m.deleted_at != null, read_at: null, read_by: [] });
-
-/** Runs an admin command (`parley users create ...`) on the server's database; returns its JSON. */
-async function admin(dataDir, args) {
-  let out;
-  try {
-    out = await execFileP(PARLEY_BIN, args, {
-      env: { ...process.env, PARLEY_DATA_DIR: dataDir },
-      timeout: 20000,
-    });
-  } catch (err) {
-    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
-  }
-  return JSON.parse(out.stdout);
-}
-
-/** One REST call with Node's fetch: {status, body, headers}. Bounded by 5 s. */
-async function api(srv, method, path, { token, body, headers = {} } = {}) {
-  const h = { Accept: 'application/json', ...headers };
-  if (token) h.Authorization = `Bearer ${token}`;
-  let payload;
-  if (body !== undefined) {
-    h['Content-Type'] = 'application/json';
-    payload = JSON.stringify(body);
-  }
-  const res = await fetch(`http://${srv.host}:${srv.port}${path}`, {
-    method, headers: h, body: payload, signal: AbortSignal.timeout(5000),
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = { unparsable: text };
-  }
-  return { status: res.status, body: json, headers: res.headers };
-}
 
 function expectStatus(res, status, what) {
   assert.equal(res.status, status, `${what}: expected ${status}, got ${res.status} ${show(res.body)}`);

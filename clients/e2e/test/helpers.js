@@ -9,7 +9,8 @@
 //
 // Every wait is bounded; nothing here can block forever.
 
-import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -18,6 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 import PusherClient from 'pusher-js';
 import PusherServer from 'pusher';
@@ -734,4 +736,99 @@ export function collect(target, event) {
 
 export function newId(prefix = 'x') {
   return `${prefix}${crypto.randomBytes(4).toString('hex')}`;
+}
+
+// ---------------------------------------------------------------------------
+// chat helpers: admin commands, REST calls, a network outage
+
+const execFileP = promisify(execFile);
+
+/** Runs an admin command (`parley users create ...`) on the data dir's embedded database; returns its JSON. */
+export async function runAdmin(dataDir, args) {
+  let out;
+  try {
+    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, PARLEY_DATA_DIR: dataDir }, timeout: 20000 });
+  } catch (err) {
+    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
+  }
+  return JSON.parse(out.stdout);
+}
+
+/**
+ * One chat REST call with Node's fetch, bounded by 5 s: {status, body, headers}. `target` is a
+ * server from startParley or a port on 127.0.0.1.
+ */
+export async function chatApi(target, method, p, { token, body, headers = {} } = {}) {
+  const base = typeof target === 'number' ? `127.0.0.1:${target}` : `${target.host}:${target.port}`;
+  const h = { Accept: 'application/json', ...headers };
+  if (token) h.Authorization = `Bearer ${token}`;
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  const res = await fetch(`http://${base}${p}`, {
+    method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = { unparsable: text };
+  }
+  return { status: res.status, body: json, headers: res.headers };
+}
+
+/** chatApi that requires `status` (default 200) and returns the body. */
+export async function chatOk(target, method, p, opts, status = 200) {
+  const res = await chatApi(target, method, p, opts);
+  assert.equal(res.status, status, `${method} ${p}: expected ${status}, got ${res.status} ${show(res.body)}`);
+  return res.body;
+}
+
+/**
+ * A TCP gate in front of a port: while closed it cuts every connection through
+ * it and refuses (resets) new ones, as a network outage does.
+ */
+export async function tcpGate(targetPort) {
+  const pairs = new Set();
+  let open = true;
+  const server = net.createServer((client) => {
+    if (!open) {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    const pair = [client, upstream];
+    pairs.add(pair);
+    const drop = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    close() {
+      open = false;
+      for (const [c, u] of pairs) {
+        c.resetAndDestroy();
+        u.destroy();
+      }
+      pairs.clear();
+    },
+    open() {
+      open = true;
+    },
+    stop: () => new Promise((r) => {
+      open = false;
+      for (const [c, u] of pairs) {
+        c.destroy();
+        u.destroy();
+      }
+      server.close(() => r());
+    }),
+  };
 }

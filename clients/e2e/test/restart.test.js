@@ -4,57 +4,23 @@
 // works again with the old token.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 
 import {
   Echo,
-  PARLEY_BIN,
   PusherClient,
   connected,
   show,
   startParley,
   waitFor,
+  runAdmin as admin,
+  chatApi as api,
+  chatOk as ok,
 } from './helpers.js';
 
 const PASSWORD = 'restart-pass-1';
-const execFileP = promisify(execFile);
-
-async function admin(dataDir, args) {
-  let out;
-  try {
-    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, PARLEY_DATA_DIR: dataDir }, timeout: 20000 });
-  } catch (err) {
-    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
-  }
-  return JSON.parse(out.stdout);
-}
-
-async function api(srv, method, p, { token, body } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(`http://${srv.host}:${srv.port}${p}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000),
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = { unparsable: text };
-  }
-  return { status: res.status, body: json };
-}
-
-async function ok(srv, method, p, opts, status = 200) {
-  const res = await api(srv, method, p, opts);
-  assert.equal(res.status, status, `${method} ${p}: expected ${status}, got ${res.status} ${show(res.body)}`);
-  return res.body;
-}
 
 describe('restart on the same data directory', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-e2e-restart-'));

@@ -7,97 +7,17 @@
 // sent, so what it gets afterwards can only come from catch-up.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 
 import { RealtimeChat } from '@parley/realtime-chat';
 
-import { PARLEY_BIN, show, startParley, waitFor } from './helpers.js';
+import { show, startParley, waitFor, runAdmin as admin, chatApi as api, chatOk as ok, tcpGate } from './helpers.js';
 
 const PASSWORD = 'sdk-pass-1';
-const execFileP = promisify(execFile);
-
-async function admin(dataDir, args) {
-  let out;
-  try {
-    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, PARLEY_DATA_DIR: dataDir }, timeout: 20000 });
-  } catch (err) {
-    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
-  }
-  return JSON.parse(out.stdout);
-}
-
-async function api(port, method, p, { token, body } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(`http://127.0.0.1:${port}${p}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
-
-async function ok(port, method, p, opts, status = 200) {
-  const res = await api(port, method, p, opts);
-  assert.equal(res.status, status, `${method} ${p}: expected ${status}, got ${res.status} ${show(res.body)}`);
-  return res.body;
-}
-
-/**
- * A TCP gate in front of a port: while closed it cuts every connection through
- * it and refuses (resets) new ones, as a network outage does.
- */
-async function tcpGate(targetPort) {
-  const pairs = new Set();
-  let open = true;
-  const server = net.createServer((client) => {
-    if (!open) {
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    const pair = [client, upstream];
-    pairs.add(pair);
-    const drop = () => {
-      pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: server.address().port,
-    close() {
-      open = false;
-      for (const [c, u] of pairs) {
-        c.resetAndDestroy();
-        u.destroy();
-      }
-      pairs.clear();
-    },
-    open() {
-      open = true;
-    },
-    stop: () => new Promise((r) => {
-      open = false;
-      for (const [c, u] of pairs) {
-        c.destroy();
-        u.destroy();
-      }
-      server.close(() => r());
-    }),
-  };
-}
 
 /**
  * An HTTP proxy in front of the REST API that forwards every request, but for
