@@ -361,15 +361,6 @@ func (p pageFlags) check() error {
 	return nil
 }
 
-// nextAfterID is the cursor of the next page given limit+1 rows, or nil.
-func nextAfterID(n, limit int, lastID func(i int) int64) *int64 {
-	if n <= limit {
-		return nil
-	}
-	id := lastID(limit - 1)
-	return &id
-}
-
 func usersList(ctx context.Context, name string, args []string, aio adminIO) int {
 	fs, db := newAdminFlags(name, aio.stderr)
 	email := fs.String("email", "", "only the user with this email")
@@ -387,17 +378,12 @@ func usersList(ctx context.Context, name string, args []string, aio adminIO) int
 		return adminFail(aio.stderr, name, err)
 	}
 	defer st.Close()
-	us, err := st.ListUsers(ctx, persistence.UserQuery{Email: strings.TrimSpace(*email), ExternalID: strings.TrimSpace(*externalID),
-		AfterID: pg.afterID, Limit: pg.limit + 1})
+	page, err := chat.UsersPage(ctx, st, persistence.UserQuery{Email: strings.TrimSpace(*email), ExternalID: strings.TrimSpace(*externalID),
+		AfterID: pg.afterID, Limit: pg.limit})
 	if err != nil {
 		return adminFail(aio.stderr, name, err)
 	}
-	next := nextAfterID(len(us), pg.limit, func(i int) int64 { return us[i].ID })
-	out := []chat.AdminUserJSON{}
-	for i := 0; i < len(us) && i < pg.limit; i++ {
-		out = append(out, chat.AdminUser(us[i]))
-	}
-	printJSON(aio.stdout, map[string]any{"users": out, "next_after_id": next})
+	printJSON(aio.stdout, page)
 	return 0
 }
 
@@ -711,16 +697,11 @@ func mattersList(ctx context.Context, name string, args []string, aio adminIO) i
 		return adminFail(aio.stderr, name, err)
 	}
 	defer st.Close()
-	ms, err := st.ListMatters(ctx, persistence.MatterQuery{UserID: *userID, AfterID: pg.afterID, Limit: pg.limit + 1})
+	page, err := chat.MattersPage(ctx, st, persistence.MatterQuery{UserID: *userID, AfterID: pg.afterID, Limit: pg.limit})
 	if err != nil {
 		return adminFail(aio.stderr, name, err)
 	}
-	next := nextAfterID(len(ms), pg.limit, func(i int) int64 { return ms[i].ID })
-	out := []chat.AdminMatterJSON{}
-	for i := 0; i < len(ms) && i < pg.limit; i++ {
-		out = append(out, chat.AdminMatter(ms[i], nil))
-	}
-	printJSON(aio.stdout, map[string]any{"matters": out, "next_after_id": next})
+	printJSON(aio.stdout, page)
 	return 0
 }
 

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -286,6 +287,40 @@ func nextAfter[T any](rows []T, limit int, id func(T) int64) ([]T, *int64) {
 	return rows, &next
 }
 
+// UsersPage is one page of the admin API's GET users and of `parley users
+// list`: q.Limit users after q.AfterID, and the after_id of the next page
+// (null on the last).
+func UsersPage(ctx context.Context, st persistence.Store, q persistence.UserQuery) (map[string]any, error) {
+	limit := q.Limit
+	q.Limit++
+	users, err := st.ListUsers(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	users, next := nextAfter(users, limit, func(u persistence.User) int64 { return u.ID })
+	out := make([]AdminUserJSON, 0, len(users))
+	for _, u := range users {
+		out = append(out, AdminUser(u))
+	}
+	return map[string]any{"users": out, "next_after_id": next}, nil
+}
+
+// MattersPage is UsersPage for matters (GET matters, `parley matters list`).
+func MattersPage(ctx context.Context, st persistence.Store, q persistence.MatterQuery) (map[string]any, error) {
+	limit := q.Limit
+	q.Limit++
+	ms, err := st.ListMatters(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ms, next := nextAfter(ms, limit, func(m persistence.Matter) int64 { return m.ID })
+	out := make([]AdminMatterJSON, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, AdminMatter(m, nil))
+	}
+	return map[string]any{"matters": out, "next_after_id": next}, nil
+}
+
 func (s *Service) adminListUsers(c *gin.Context) {
 	in, _ := adminInput(c)
 	var v validation
@@ -297,19 +332,12 @@ func (s *Service) adminListUsers(c *gin.Context) {
 		v.render(c)
 		return
 	}
-	limit := q.Limit
-	q.Limit++
-	users, err := s.st.ListUsers(c.Request.Context(), q)
+	page, err := UsersPage(c.Request.Context(), s.st, q)
 	if err != nil {
 		s.adminFailed(c, err, "")
 		return
 	}
-	users, next := nextAfter(users, limit, func(u persistence.User) int64 { return u.ID })
-	out := make([]AdminUserJSON, 0, len(users))
-	for _, u := range users {
-		out = append(out, AdminUser(u))
-	}
-	c.JSON(http.StatusOK, gin.H{"users": out, "next_after_id": next})
+	c.JSON(http.StatusOK, page)
 }
 
 // userFields validates name, email, password and external_id of a create
@@ -570,19 +598,12 @@ func (s *Service) adminListMatters(c *gin.Context) {
 		v.render(c)
 		return
 	}
-	limit := q.Limit
-	q.Limit++
-	ms, err := s.st.ListMatters(c.Request.Context(), q)
+	page, err := MattersPage(c.Request.Context(), s.st, q)
 	if err != nil {
 		s.adminFailed(c, err, "")
 		return
 	}
-	ms, next := nextAfter(ms, limit, func(m persistence.Matter) int64 { return m.ID })
-	out := make([]AdminMatterJSON, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, AdminMatter(m, nil))
-	}
-	c.JSON(http.StatusOK, gin.H{"matters": out, "next_after_id": next})
+	c.JSON(http.StatusOK, page)
 }
 
 // titleField validates a matter's title.
