@@ -6,7 +6,6 @@ package httpapi
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -26,6 +25,9 @@ type Server struct {
 	log    *slog.Logger
 	engine *gin.Engine
 	checks []readiness // set before serving
+	access access.Options
+	// connOpts are the node's socket options (fixed once it is built).
+	connOpts wsconn.Options
 
 	metrics      *metrics.Metrics // set by SetMetrics before serving
 	metricsToken string
@@ -38,20 +40,21 @@ func New(cfg *config.Config, node *actors.Node, log *slog.Logger) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.RemoveExtraSlash = true
-	s := &Server{cfg: cfg, node: node, log: log, engine: e}
-	// The access log first, so that a request whose handler panicked is
-	// logged and counted with the 500 the recovery answers.
-	e.Use(access.Middleware(access.Options{
+	s := &Server{cfg: cfg, node: node, log: log, engine: e, connOpts: node.ConnOptions()}
+	s.access = access.Options{
 		Log: log, Metrics: func() *metrics.Metrics { return s.metrics },
 		App: s.requestApp, Quiet: quietRoute,
-	}))
+	}
+	// The access log first, so that a request whose handler panicked is
+	// logged and counted with the 500 the recovery answers.
+	e.Use(access.Middleware(s.access))
 	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
 		log.Error("handler panic", slog.Any("error", err), slog.String("path", c.Request.URL.Path))
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
 	}))
 	e.Use(s.limitBody)
 
-	e.GET("/app/:key", s.upgrade)
+	e.GET(wsRoute, s.upgrade) // most connects are answered before gin: ServeHTTP
 	e.GET("/up", s.health)
 	e.GET("/livez", s.live)
 	e.GET("/metrics", s.serveMetrics)
@@ -90,14 +93,14 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 // (the chat's admin API).
 func (s *Server) Signed() *gin.RouterGroup { return s.signed }
 
-// Handler is the http.Handler to serve.
-func (s *Server) Handler() http.Handler { return s.engine }
+// Handler is the http.Handler to serve: WebSocket connects, then gin.
+func (s *Server) Handler() http.Handler { return s }
 
 // limitBody bounds every request but the WebSocket upgrade: its body may be
 // at most MaxBodyBytes and must arrive within HTTPReadTimeout, so clients
 // that trickle a body cannot hold connections (and file descriptors) open.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Method == http.MethodGet && strings.HasPrefix(c.Request.URL.Path, "/app/") {
+	if c.Request.Method == http.MethodGet && strings.HasPrefix(c.Request.URL.Path, wsPrefix) {
 		c.Next()
 		return
 	}
@@ -110,14 +113,10 @@ func (s *Server) limitBody(c *gin.Context) {
 	c.Next()
 }
 
-// upgrade hands the socket to the node and returns.
+// upgrade is the WebSocket route for the paths gin cleans first (see
+// ServeHTTP): it hands the socket to the node and returns.
 func (s *Server) upgrade(c *gin.Context) {
-	conn, err := wsconn.Upgrade(c.Writer, c.Request, s.node.ConnOptions())
-	if err != nil {
-		return // gorilla has answered with 400
-	}
-	ip, _, _ := net.SplitHostPort(c.Request.RemoteAddr)
-	s.node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"), ip)
+	s.acceptSocket(c.Writer, c.Request, c.Param("key"))
 }
 
 // AddReadinessCheck adds a check that /up runs (the chat's database).
@@ -202,7 +201,7 @@ func (s *Server) requestApp(c *gin.Context) string {
 // level (refused sockets have their own line).
 func quietRoute(c *gin.Context) bool {
 	switch c.FullPath() {
-	case "/up", "/livez", "/metrics", "/app/:key":
+	case "/up", "/livez", "/metrics", wsRoute:
 		return true
 	}
 	return false

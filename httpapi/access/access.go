@@ -70,67 +70,95 @@ func Middleware(o Options) gin.HandlerFunc {
 			c.Writer = cw
 		}
 		c.Next()
-		d := time.Since(start)
-		status := c.Writer.Status()
-		if upgrade && c.IsWebsocket() && c.Writer.Size() <= 0 && status == http.StatusOK {
+		l := Line{Route: c.FullPath(), Status: c.Writer.Status(), Start: start}
+		if upgrade && c.IsWebsocket() && c.Writer.Size() <= 0 && l.Status == http.StatusOK {
 			// Hijacked by a successful upgrade (gin still says 200, no body).
-			status = http.StatusSwitchingProtocols
+			l.Status = http.StatusSwitchingProtocols
 		}
-		route := c.FullPath()
-		app := ""
 		if o.App != nil {
-			app = o.App(c)
-		}
-		if o.Metrics != nil {
-			o.Metrics().HTTPRequest(app, c.Request.Method, route, status, d)
-		}
-		if o.Log == nil {
-			return
-		}
-		reason := c.GetString(keyReason)
-		if reason == "" && status >= 400 && cw != nil {
-			reason = cw.reason()
-		}
-		attrs := make([]slog.Attr, 0, 12)
-		attrs = append(attrs,
-			slog.String("method", c.Request.Method),
-			slog.String("route", routeName(route)),
-			slog.String("path", wsconn.Truncate(c.Request.URL.Path, 200)),
-			slog.Int("status", status),
-			slog.Duration("duration", d),
-			slog.String("ip", peer(c.Request)))
-		if xff := c.GetHeader("X-Forwarded-For"); xff != "" {
-			attrs = append(attrs, slog.String("forwarded_for", wsconn.Truncate(xff, 200)))
-		}
-		if app != "" {
-			attrs = append(attrs, slog.String("app", app))
+			l.App = o.App(c)
 		}
 		if v, ok := c.Get(keyUser); ok {
-			attrs = append(attrs, slog.Any("user_id", v))
+			l.User = v
 		}
-		if reason != "" {
-			attrs = append(attrs, slog.String("reason", reason))
+		l.Reason = c.GetString(keyReason)
+		if l.Reason == "" && l.Status >= 400 && cw != nil {
+			l.Reason = cw.reason()
 		}
-		level := slog.LevelInfo
-		if o.Quiet != nil && o.Quiet(c) && status < 400 {
-			level = slog.LevelDebug
+		l.Quiet = o.Quiet != nil && o.Quiet(c)
+		l.Auth = c.GetBool(keyAuth)
+		if extra, ok := c.Get(keyAttrs); ok {
+			l.Attrs = extra.([]any)
 		}
-		if status >= 500 {
-			level = slog.LevelWarn
-		}
-		ctx := context.Background()
-		o.Log.LogAttrs(ctx, level, "request", attrs...)
-		if c.GetBool(keyAuth) || status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests {
-			if extra, ok := c.Get(keyAttrs); ok {
-				kv := extra.([]any) // key-value pairs
-				for i := 0; i+1 < len(kv); i += 2 {
-					if k, ok := kv[i].(string); ok {
-						attrs = append(attrs, slog.Any(k, kv[i+1]))
-					}
-				}
+		o.Record(c.Request, l)
+	}
+}
+
+// Line is what the access line and the metrics say of one handled request.
+type Line struct {
+	Route  string    // the route pattern, "" when no route matched
+	Status int       // the status answered (101 for an upgrade)
+	Start  time.Time // when handling began
+	App    string    // the request's app, "" if none or unknown
+	User   any       // the authenticated user's id, nil if none
+	Reason string    // why it was refused, "" if it was not (or unknown)
+	Quiet  bool      // logged at debug level unless it failed
+	Auth   bool      // a failed authentication: an "auth failure" line too
+	Attrs  []any     // key-value pairs for the "auth failure" line
+}
+
+// Record counts one handled request in the metrics and writes its access
+// line: the middleware's work, for handlers that run outside gin (the
+// WebSocket upgrade, answered before gin's router).
+func (o Options) Record(r *http.Request, l Line) {
+	d := time.Since(l.Start)
+	if o.Metrics != nil {
+		o.Metrics().HTTPRequest(l.App, r.Method, l.Route, l.Status, d)
+	}
+	if o.Log == nil {
+		return
+	}
+	level := slog.LevelInfo
+	if l.Quiet && l.Status < 400 {
+		level = slog.LevelDebug
+	}
+	if l.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	ctx := context.Background()
+	authLine := l.Auth || l.Status == http.StatusUnauthorized || l.Status == http.StatusForbidden || l.Status == http.StatusTooManyRequests
+	if !authLine && !o.Log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("route", routeName(l.Route)),
+		slog.String("path", wsconn.Truncate(r.URL.Path, 200)),
+		slog.Int("status", l.Status),
+		slog.Duration("duration", d),
+		slog.String("ip", peer(r)))
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		attrs = append(attrs, slog.String("forwarded_for", wsconn.Truncate(xff, 200)))
+	}
+	if l.App != "" {
+		attrs = append(attrs, slog.String("app", l.App))
+	}
+	if l.User != nil {
+		attrs = append(attrs, slog.Any("user_id", l.User))
+	}
+	if l.Reason != "" {
+		attrs = append(attrs, slog.String("reason", l.Reason))
+	}
+	o.Log.LogAttrs(ctx, level, "request", attrs...)
+	if authLine {
+		kv := l.Attrs // key-value pairs
+		for i := 0; i+1 < len(kv); i += 2 {
+			if k, ok := kv[i].(string); ok {
+				attrs = append(attrs, slog.Any(k, kv[i+1]))
 			}
-			o.Log.LogAttrs(ctx, slog.LevelWarn, "auth failure", attrs...)
 		}
+		o.Log.LogAttrs(ctx, slog.LevelWarn, "auth failure", attrs...)
 	}
 }
 
