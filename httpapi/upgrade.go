@@ -52,30 +52,41 @@ func socketKey(r *http.Request) (string, bool) {
 // serveSocket is the connect outside gin: the upgrade, then the access line
 // and metrics the middleware would have written, and recovery.
 func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request, key string) {
-	line := access.Line{Route: wsRoute, Start: time.Now(), Quiet: true}
 	sw := statusWriters.Get().(*statusWriter)
 	sw.ResponseWriter = w
-	defer func() {
-		if err := recover(); err != nil {
-			s.log.Error("handler panic", slog.Any("error", err), slog.String("path", r.URL.Path))
-			if !sw.hijacked && sw.status == 0 {
-				// What gin's recovery answered.
-				w.Header().Set("Content-Type", "application/json; charset=utf-8")
-				w.WriteHeader(http.StatusInternalServerError)
-				_, _ = w.Write([]byte(`{"error":"internal error"}`))
-				line.Reason = "internal error"
-			}
-			sw.status = http.StatusInternalServerError
-		}
-		line.Status = sw.answered()
-		*sw = statusWriter{}
-		statusWriters.Put(sw)
-		if a, ok := s.cfg.AppByKey(key); ok {
-			line.App = a.ID
-		}
-		s.access.Record(r, line)
-	}()
+	defer s.socketDone(sw, r, key, time.Now())
 	s.acceptSocket(sw, r, key)
+}
+
+// socketDone recovers from a panic of the connect, as gin's recovery did,
+// and writes its access line and metrics.
+func (s *Server) socketDone(sw *statusWriter, r *http.Request, key string, start time.Time) {
+	line := access.Line{Route: wsRoute, Start: start, Quiet: true}
+	if err := recover(); err != nil {
+		line.Reason = s.socketPanic(sw, r, err)
+	}
+	line.Status = sw.answered()
+	*sw = statusWriter{}
+	statusWriters.Put(sw)
+	if a, ok := s.cfg.AppByKey(key); ok {
+		line.App = a.ID
+	}
+	s.access.Record(r, line)
+}
+
+// socketPanic logs a connect's panic and answers 500 as gin's recovery did,
+// if the connection is still the server's to answer on.
+func (s *Server) socketPanic(sw *statusWriter, r *http.Request, err any) (reason string) {
+	s.log.Error("handler panic", slog.Any("error", err), slog.String("path", r.URL.Path))
+	if !sw.hijacked && sw.status == 0 {
+		w := sw.ResponseWriter
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error":"internal error"}`))
+		reason = "internal error"
+	}
+	sw.status = http.StatusInternalServerError
+	return reason
 }
 
 // acceptSocket upgrades r and hands the socket to the node. A refused

@@ -125,11 +125,19 @@ func (o Options) Record(r *http.Request, l Line) {
 	if l.Status >= 500 {
 		level = slog.LevelWarn
 	}
-	ctx := context.Background()
 	authLine := l.Auth || l.Status == http.StatusUnauthorized || l.Status == http.StatusForbidden || l.Status == http.StatusTooManyRequests
-	if !authLine && !o.Log.Enabled(ctx, level) {
-		return
+	if authLine || o.Log.Enabled(context.Background(), level) {
+		o.write(r, &l, d, level, authLine)
 	}
+}
+
+// write logs the access line (and the auth failure line). Apart from Record
+// so that a request that logs nothing (a connect below debug level) needs no
+// stack for the attributes: a connect's goroutine is new, and growing its
+// stack is a copy.
+//
+//go:noinline
+func (o Options) write(r *http.Request, l *Line, d time.Duration, level slog.Level, authLine bool) {
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,
 		slog.String("method", r.Method),
@@ -150,6 +158,7 @@ func (o Options) Record(r *http.Request, l Line) {
 	if l.Reason != "" {
 		attrs = append(attrs, slog.String("reason", l.Reason))
 	}
+	ctx := context.Background()
 	o.Log.LogAttrs(ctx, level, "request", attrs...)
 	if authLine {
 		kv := l.Attrs // key-value pairs
