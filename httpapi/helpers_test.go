@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/metrics"
 )
 
 const (
@@ -42,6 +43,13 @@ type testServer struct {
 // startServer runs the real routes on 127.0.0.1:0. mutate may change the config.
 func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	t.Helper()
+	return startServerWith(t, mutate, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+}
+
+// startServerWith is startServer with a log and, if met is not nil, metrics
+// (served at /metrics).
+func startServerWith(t *testing.T, mutate func(*config.Config), log *slog.Logger, met *metrics.Metrics) *testServer {
+	t.Helper()
 	cfg, err := config.Load(nil, func(k string) (string, bool) {
 		v, ok := map[string]string{
 			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
@@ -55,9 +63,11 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	node := actors.NewNode(cfg, log)
 	api := New(cfg, node, log)
+	if met != nil {
+		api.SetMetrics(met, true, "")
+	}
 	srv := httptest.NewServer(api.Handler())
 	ts := &testServer{t: t, url: srv.URL, cfg: cfg, node: node, srv: srv, api_: api}
 	t.Cleanup(func() {
