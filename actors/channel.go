@@ -2,8 +2,10 @@ package actors
 
 import (
 	"encoding/json"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -46,9 +48,10 @@ type channelActor struct {
 	remote    map[string]map[string]json.RawMessage // presence: node → user id → user_info
 	last      *wsconn.Prepared                      // cache channels: last event
 	lastAt    time.Time
-	expiry    *time.Timer // cache channels: fires when the cached event expires
-	processed uint64      // messages counted by registry.forward
-	vacated   bool        // the registry let go of this channel
+	expiry    *time.Timer    // cache channels: fires when the cached event expires
+	processed uint64         // messages counted by registry.forward
+	parts     sync.WaitGroup // fan-out parts handed to workers, waited for
+	vacated   bool           // the registry let go of this channel
 }
 
 func newChannel(n *Node, key, name string, stats *channelStats) *channelActor {
@@ -92,7 +95,9 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		c.unsubscribe(ctx, m.socketID)
 		c.maybeVacate(ctx)
 	case *publishMsg:
-		c.node.backlog.Add(-1)
+		// With no other publish waiting, the sockets are written at once;
+		// otherwise their writers put what queues meanwhile into one write.
+		now := c.node.backlog.Add(-1) == 0
 		if m.counted {
 			c.processed++
 		}
@@ -100,7 +105,11 @@ func (c *channelActor) Receive(ctx actor.Context) {
 			c.last, c.lastAt = m.frame.Unstamped(), time.Now() // a replay later is no delivery latency
 			c.expiry.Reset(cacheTTL)
 		}
-		c.fanout(m.frame, m.exclude)
+		if now {
+			c.fanoutNow(m.frame, m.exclude)
+		} else {
+			c.fanout(m.frame, m.exclude)
+		}
 		c.maybeVacate(ctx)
 	case *clientEventMsg:
 		if _, ok := c.index[m.sender]; ok || m.remote {
@@ -363,12 +372,86 @@ func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) 
 }
 
 // fanout hands the same encoded frame to every subscriber but exclude.
+// fanout queues f for every subscriber but exclude.
 func (c *channelActor) fanout(f *wsconn.Prepared, exclude string) {
 	for _, s := range c.subs {
 		if s.socketID != exclude {
 			s.conn.Send(f)
 		}
 	}
+}
+
+// fanoutNow sends f to every subscriber but exclude with SendNow, which
+// writes to a socket that keeps up on the calling goroutine. So a big
+// channel's subscribers are cut into parts written in parallel by the
+// fan-out workers, one part here. It returns when all parts are sent, so
+// that each socket gets the next event after this one.
+func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
+	subs := c.subs
+	parts := min(len(subs)/fanoutPart, fanoutWorkers()+1)
+	if parts <= 1 {
+		sendNow(subs, f, exclude)
+		return
+	}
+	size := (len(subs) + parts - 1) / parts
+	for lo := size; lo < len(subs); lo += size {
+		job := fanoutJob{subs: subs[lo:min(lo+size, len(subs))], frame: f, exclude: exclude, done: &c.parts}
+		c.parts.Add(1)
+		select {
+		case fanoutQueue <- job:
+		default: // every worker is busy: send this part here too
+			job.run()
+		}
+	}
+	sendNow(subs[:size], f, exclude)
+	c.parts.Wait()
+}
+
+func sendNow(subs []*subscriber, f *wsconn.Prepared, exclude string) {
+	for _, s := range subs {
+		if s.socketID != exclude {
+			s.conn.SendNow(f)
+		}
+	}
+}
+
+// fanoutPart is the fewest subscribers worth handing to another goroutine.
+const fanoutPart = 256
+
+// fanoutJob is one part of a fan-out, for a worker.
+type fanoutJob struct {
+	subs    []*subscriber
+	frame   *wsconn.Prepared
+	exclude string
+	done    *sync.WaitGroup
+}
+
+func (j fanoutJob) run() {
+	sendNow(j.subs, j.frame, j.exclude)
+	j.done.Done()
+}
+
+// fanoutQueue feeds the fan-out workers: GOMAXPROCS-1 goroutines shared by
+// every channel of the process, started with the first big fan-out.
+var (
+	fanoutQueue   = make(chan fanoutJob, 64)
+	fanoutStarted sync.Once
+	fanoutCount   int
+)
+
+// fanoutWorkers starts the workers once and returns how many there are.
+func fanoutWorkers() int {
+	fanoutStarted.Do(func() {
+		fanoutCount = runtime.GOMAXPROCS(0) - 1
+		for range fanoutCount {
+			go func() {
+				for j := range fanoutQueue {
+					j.run()
+				}
+			}()
+		}
+	})
+	return fanoutCount
 }
 
 func (c *channelActor) maybeVacate(ctx actor.Context) {

@@ -434,3 +434,46 @@ func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
 }
+
+// TestBigFanoutInOrder: a channel big enough to be cut into parts for the
+// fan-out workers gets every event to every socket, in publish order, both
+// when events come one by one (written at once, in parts) and in a burst
+// (queued for the writers).
+func TestBigFanoutInOrder(t *testing.T) {
+	tn := startNode(t, nil)
+	subs := 3 * fanoutPart
+	if raceEnabled {
+		subs = 2*fanoutPart + 1
+	}
+	if fanoutWorkers() == 0 {
+		t.Log("GOMAXPROCS 1: no fan-out workers, every part is sent by the channel")
+	}
+	clients := make([]*tClient, subs)
+	for i := range clients {
+		clients[i] = tn.dial()
+		clients[i].subscribe("big")
+	}
+	const events = 40
+	for i := range events {
+		if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{"big"}, Name: "e", Data: itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i < events/2 {
+			// One by one: socket 0 has this event before the next is published.
+			if f := clients[0].expect("e"); f.Data != itoa(i) {
+				t.Fatalf("socket 0: event %d: got %+v", i, f)
+			}
+		}
+	}
+	for ci, w := range clients {
+		from := 0
+		if ci == 0 {
+			from = events / 2
+		}
+		for i := from; i < events; i++ {
+			if f := w.next(); f.Event != "e" || f.Data != itoa(i) {
+				t.Fatalf("socket %d: event %d: got %+v", ci, i, f)
+			}
+		}
+	}
+}

@@ -22,7 +22,13 @@ func BenchmarkEncodePublish(b *testing.B) {
 
 // BenchmarkDeliver is the per-delivery cost: queueing a prepared frame on a
 // real socket and writing it out. It must not allocate per delivery.
-func BenchmarkDeliver(b *testing.B) {
+func BenchmarkDeliver(b *testing.B) { benchmarkDeliver(b, (*Conn).Send) }
+
+// BenchmarkDeliverNow is the same with SendNow, which writes on the caller's
+// goroutine while the client keeps up.
+func BenchmarkDeliverNow(b *testing.B) { benchmarkDeliver(b, (*Conn).SendNow) }
+
+func benchmarkDeliver(b *testing.B, send func(*Conn, *Prepared) bool) {
 	conns := make(chan *Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := Upgrade(w, r, Options{MaxPendingBytes: 1 << 34}) // the loop outruns the writer: measure, do not disconnect
@@ -59,7 +65,7 @@ func BenchmarkDeliver(b *testing.B) {
 	b.SetBytes(int64(frame.Size()))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if !c.Send(frame) {
+		if !send(c, frame) {
 			b.Fatal("send refused")
 		}
 	}

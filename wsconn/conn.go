@@ -392,7 +392,16 @@ func (c *Conn) peerClose(code int) {
 // Send queues a frame. It returns false when the socket no longer accepts
 // frames; when the queue would exceed its bound the socket is closed with
 // CodeSlowConsumer instead of growing.
-func (c *Conn) Send(p *Prepared) bool {
+func (c *Conn) Send(p *Prepared) bool { return c.send(p, false) }
+
+// SendNow is Send, except that when nothing is queued for the socket the
+// frame is written at once on the caller's goroutine instead of by a writer
+// goroutine woken for it. That saves the wake-up when frames are few; when
+// they come faster than sockets drain, Send lets the writer put every frame
+// that queued meanwhile into one write.
+func (c *Conn) SendNow(p *Prepared) bool { return c.send(p, true) }
+
+func (c *Conn) send(p *Prepared, now bool) bool {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -404,11 +413,73 @@ func (c *Conn) Send(p *Prepared) bool {
 		c.mu.Unlock()
 		return false
 	}
+	if now && !c.writing && len(c.queue) == 0 && c.hello == nil && c.rc != nil && c.debug == nil {
+		n := c.writeNow(p.wire)
+		if n == len(p.wire) {
+			c.mu.Unlock()
+			if c.meter != nil {
+				c.measure1(p, n)
+			}
+			return true
+		}
+		if n > 0 {
+			// The kernel took part of the frame: the writer sends the rest.
+			if c.meter != nil {
+				c.meter.Sent(0, n)
+			}
+			p = &Prepared{wire: p.wire[n:], payload: -1, born: p.born}
+		}
+	}
 	c.enqueueLocked(p)
 	c.pending += len(p.wire)
 	c.startWriterLocked()
 	c.mu.Unlock()
 	return true
+}
+
+// writeNow makes one non-blocking write of b to the socket and returns how
+// many bytes the kernel took: 0 when it took none or the write failed (the
+// writer then tries again with its deadline and handles the error). Caller
+// holds mu, with no writer running.
+func (c *Conn) writeNow(b []byte) int {
+	w := rawWriters.Get().(*rawWriter)
+	w.b = b
+	err := c.rc.Write(w.fn)
+	n := w.n
+	*w = rawWriter{fn: w.fn}
+	rawWriters.Put(w)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// rawWriter is one write(2) attempt, pooled so that writeNow allocates
+// nothing: fn is its write method, bound once.
+type rawWriter struct {
+	b  []byte
+	n  int
+	fn func(fd uintptr) bool
+}
+
+var rawWriters = sync.Pool{New: func() any {
+	w := &rawWriter{}
+	w.fn = w.write
+	return w
+}}
+
+// write is called by RawConn.Write with the socket's descriptor. It always
+// reports done: on EAGAIN the frame is queued for the writer instead of
+// waiting here.
+func (w *rawWriter) write(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), w.b)
+		if err == syscall.EINTR {
+			continue
+		}
+		w.n = n
+		return true
+	}
 }
 
 // SendEvent encodes and queues one frame for this socket only.
@@ -463,8 +534,17 @@ func (c *Conn) closeAndEnd(code Code, reason string) {
 // consumer will never read it). Caller holds mu and checked stateOpen.
 func (c *Conn) closeLocked(code int, reason string, drop bool) {
 	if drop {
-		clear(c.queue)
-		c.queue, c.pending = c.queue[:0], 0
+		// Keep the rest of a frame already partly on the wire: the close
+		// frame must not land inside it.
+		keep := 0
+		if len(c.queue) > 0 && c.queue[0].payload < 0 {
+			keep = 1
+		}
+		clear(c.queue[keep:])
+		c.queue, c.pending = c.queue[:keep], 0
+		if keep == 1 {
+			c.pending = c.queue[0].Size()
+		}
 	}
 	if c.debug != nil {
 		c.debug.Debug("close", "socket", c.id, "code", code, "reason", reason)
@@ -505,6 +585,8 @@ func (c *Conn) writeLoop() {
 			// burst's large ones are dropped) until the next frame.
 			if !c.ended {
 				putWriterBufs(c.queue, c.spare, c.bufs)
+				// Send writes directly again, and needs no deadline for it.
+				_ = c.nc.SetWriteDeadline(time.Time{})
 			}
 			c.queue, c.spare, c.bufs = nil, nil, nil
 			c.mu.Unlock()
@@ -526,10 +608,10 @@ func (c *Conn) writeLoop() {
 		sentClose := false
 		for _, p := range batch {
 			bufs = append(bufs, p.wire)
-			if p.wire[0]&0x0f == opClose {
+			if p.payload >= 0 && p.wire[0]&0x0f == opClose {
 				sentClose = true
 			}
-			if c.debug != nil && p.isText() {
+			if c.debug != nil && p.payload >= 0 && p.isText() {
 				c.debug.Debug("out", "socket", c.id, "frame", string(p.Payload()))
 			}
 		}
@@ -628,6 +710,14 @@ func (c *Conn) end() {
 	c.nc.Close()
 	if c.onEnd != nil {
 		c.onEnd()
+	}
+}
+
+// measure1 reports one frame written whole by Send.
+func (c *Conn) measure1(p *Prepared, n int) {
+	c.meter.Sent(1, n)
+	if p.born != 0 {
+		c.meter.Delivered(time.Duration(int64(time.Since(epoch)) - p.born))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -154,5 +155,137 @@ func TestWriteTimeoutResetsConnection(t *testing.T) {
 	waitReleased(t, sock)
 	if err := readUntilError(t, cl); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client stream ended with %v, want a reset", err)
+	}
+}
+
+// clientUnread is how many bytes the client's kernel holds unread.
+func clientUnread(t *testing.T, cl *rawClient) int {
+	t.Helper()
+	rc, err := cl.nc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	return n
+}
+
+// A frame sent to a socket with nothing queued is written by Send itself:
+// it has reached the client's kernel when Send returns, and no writer runs.
+func TestSendWritesAtOnceWhenIdle(t *testing.T) {
+	addr, conns := testServer(t, Options{})
+	cl := dialRaw(t, addr)
+	c := accept(t, conns)
+	serve(c, true)
+	// The first frame carries nothing special here (no hello is held back).
+	for i := range 100 {
+		f := NewPrepared(fmt.Appendf(nil, `{"event":"e","data":"%d"}`, i))
+		if !c.SendNow(f) {
+			t.Fatal("send refused")
+		}
+		if got := clientUnread(t, cl); got < f.Size() {
+			t.Fatalf("frame %d: %d bytes at the client when Send returned, want %d", i, got, f.Size())
+		}
+		c.mu.Lock()
+		writing := c.writing
+		c.mu.Unlock()
+		if writing {
+			t.Fatalf("frame %d: a writer was started", i)
+		}
+		op, p, err := cl.next()
+		if err != nil || op != opText || !strings.Contains(string(p), fmt.Sprintf(`"%d"`, i)) {
+			t.Fatalf("frame %d: op %d %q %v", i, op, p, err)
+		}
+	}
+}
+
+// When the kernel takes only part of a frame, the writer sends the rest:
+// the client gets every frame whole and in order.
+func TestPartlyWrittenFramesArriveWhole(t *testing.T) {
+	addr, conns := testServer(t, Options{SendBuffer: 4096, MaxPendingBytes: 64 << 20})
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	cl := dialRawWith(t, addr, d)
+	c := accept(t, conns)
+	m := &partialMeter{}
+	c.SetMeter(m)
+	serve(c, true)
+	// Frames of sizes that do not divide the kernel's buffers, each sent once
+	// the writer is idle, to a client that reads slowly: Send often finds
+	// room for part of a frame only.
+	const frames = 3000
+	read := make(chan error, 1)
+	go func() {
+		for i := range frames {
+			time.Sleep(20 * time.Microsecond)
+			op, p, err := cl.next()
+			if want := testFrame(i); err != nil || op != opText || string(p) != want {
+				read <- fmt.Errorf("frame %d: op %d, %d bytes %.40q…, err %v", i, op, len(p), p, err)
+				return
+			}
+		}
+		read <- nil
+	}()
+	for i := range frames {
+		waitFor(t, "the writer to stop", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return !c.writing
+		})
+		if !c.SendNow(NewPrepared([]byte(testFrame(i)))) {
+			t.Fatalf("send %d refused", i)
+		}
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if m.partial.Load() == 0 {
+		t.Fatal("no Send wrote part of a frame: the test did not reach its case")
+	}
+	t.Logf("%d sends left part of their frame to the writer", m.partial.Load())
+}
+
+// partialMeter counts the writes that sent bytes but no whole frame.
+type partialMeter struct{ partial atomic.Int64 }
+
+func (m *partialMeter) Received(int) {}
+func (m *partialMeter) Sent(frames, bytes int) {
+	if frames == 0 && bytes > 0 {
+		m.partial.Add(1)
+	}
+}
+func (m *partialMeter) Delivered(time.Duration) {}
+func (m *partialMeter) Closed(int)              {}
+
+func testFrame(i int) string {
+	return fmt.Sprintf(`{"event":"e","data":"%d:%s"}`, i, strings.Repeat("x", 100+i%997))
+}
+
+// A slow consumer's queue is dropped for the close frame, except the rest of
+// a frame already partly on the wire: the close frame must follow it.
+func TestDropKeepsPartlyWrittenFrame(t *testing.T) {
+	addr, conns := testServer(t, Options{})
+	dialRaw(t, addr)
+	c := accept(t, conns)
+	rest := &Prepared{wire: []byte("rest of a frame"), payload: -1}
+	c.mu.Lock()
+	c.writing = true // hold the writer off: the test inspects the queue
+	c.queue = append(c.queue, rest, NewPrepared([]byte("queued")))
+	c.pending = rest.Size() + 8
+	c.closeLocked(int(CodeSlowConsumer), "slow", true)
+	q := append([]*Prepared(nil), c.queue...)
+	c.writing = false
+	c.mu.Unlock()
+	if len(q) != 2 || q[0] != rest || q[1].wire[0]&0x0f != opClose {
+		t.Fatalf("queue after the drop: %d frames, first is the rest: %v", len(q), len(q) > 0 && q[0] == rest)
 	}
 }

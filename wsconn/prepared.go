@@ -18,7 +18,7 @@ const (
 // built per publish and shared, read-only, by every socket that receives it.
 type Prepared struct {
 	wire    []byte // header + payload
-	payload int    // offset of the payload in wire
+	payload int    // offset of the payload in wire; -1: the rest of a frame partly written
 	born    int64  // Stamp: when its publish was accepted (since epoch); 0 = not stamped
 }
 
