@@ -699,18 +699,41 @@ func (c *Conn) end() {
 		c.meter.Closed(code)
 	}
 	pollerRemove(c)
-	if reset {
-		// A client we dropped may never read what the kernel still holds for
-		// it: SO_LINGER 0 frees that at once (the client gets a reset) instead
-		// of keeping it until the client goes away.
-		if l, ok := c.nc.(interface{ SetLinger(int) error }); ok {
-			_ = l.SetLinger(0)
-		}
+	switch {
+	case reset && c.rc != nil && unsent(c.rc) > 0:
+		// The client may yet read what the kernel holds for it, our close
+		// frame last: it gets closeGrace to, and then a reset.
+		go c.resetUnlessDrained()
+	case reset:
+		c.reset()
+	default:
+		c.nc.Close()
 	}
-	c.nc.Close()
 	if c.onEnd != nil {
 		c.onEnd()
 	}
+}
+
+// reset closes a client we dropped with SO_LINGER 0: the kernel frees what
+// it still holds for it at once (the client gets a reset) instead of keeping
+// it until the client goes away, which one that stopped reading never does.
+func (c *Conn) reset() {
+	if l, ok := c.nc.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(0)
+	}
+	c.nc.Close()
+}
+
+// resetUnlessDrained closes the socket normally once the client has taken
+// everything written to it, or resets it after closeGrace.
+func (c *Conn) resetUnlessDrained() {
+	for deadline := time.Now().Add(closeGrace); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if unsent(c.rc) == 0 {
+			c.nc.Close()
+			return
+		}
+	}
+	c.reset()
 }
 
 // measure1 reports one frame written whole by Send.

@@ -18,3 +18,15 @@ func setUserTimeout(rc syscall.RawConn, d time.Duration) {
 		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
 	})
 }
+
+// unsent is how many bytes the kernel holds that the peer has not
+// acknowledged (SIOCOUTQ), or -1 when it cannot tell.
+func unsent(rc syscall.RawConn) int {
+	n := -1
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
