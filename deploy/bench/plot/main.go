@@ -281,9 +281,7 @@ func (pn panel) draw(w io.Writer, points []point) error {
 			}
 			s.GlyphStyle = glyph
 			pl.Add(s)
-			if len(thumbs) == 0 {
-				thumbs = append(thumbs, s)
-			}
+			thumbs = append(thumbs, s)
 		}
 		if len(failed) > 0 {
 			s, err := plotter.NewScatter(failed)
@@ -309,7 +307,7 @@ func (pn panel) draw(w io.Writer, points []point) error {
 	const width, height, legendWidth = 11 * vg.Inch, 5.5 * vg.Inch, 3.3 * vg.Inch
 	c := vgsvg.New(width, height)
 	dc := draw.New(c)
-	pl.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
+	pl.Draw(draw.Crop(dc, vg.Points(4), -legendWidth, vg.Points(4), -vg.Points(8)))
 	legend.Top, legend.Left = true, true
 	legend.TextStyle.Font.Size = vg.Points(9)
 	legend.ThumbnailWidth = vg.Points(28)
