@@ -4,16 +4,15 @@ import (
 	"encoding/json"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/wsconn"
 )
-
-// MaxPresenceMembers is Pusher's limit of distinct users in a presence channel.
-const MaxPresenceMembers = 100
 
 // cacheTTL is how long a cache channel keeps its last event (Pusher: 30 min).
 const cacheTTL = 30 * time.Minute
@@ -45,6 +44,7 @@ type channelActor struct {
 	subs      []*subscriber  // fan-out order; swap-removed
 	index     map[string]int // socket id → position in subs
 	members   map[string]*member
+	maxUsers  int                                   // presence: the app's max_presence_members
 	remote    map[string]map[string]json.RawMessage // presence: node → user id → user_info
 	last      *wsconn.Prepared                      // cache channels: last event
 	lastAt    time.Time
@@ -60,6 +60,10 @@ func newChannel(n *Node, key, name string, stats *channelStats) *channelActor {
 	c := &channelActor{node: n, key: key, appID: appID, name: name, kind: kind, cache: cache, stats: stats, index: map[string]int{}}
 	if kind == kindPresence {
 		c.members = map[string]*member{}
+		c.maxUsers = config.DefaultMaxPresenceMembers
+		if app, ok := n.App(appID); ok {
+			c.maxUsers = app.MaxPresenceMembers
+		}
 		c.remote = map[string]map[string]json.RawMessage{}
 	}
 	return c
@@ -165,9 +169,9 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 	if c.kind == kindPresence {
 		mb := c.members[s.userID]
 		if mb == nil {
-			if len(c.members) >= MaxPresenceMembers {
+			if len(c.members) >= c.maxUsers {
 				s.conn.SendEvent("pusher:subscription_error", c.name,
-					`{"type":"LimitReached","error":"Presence channel has reached its limit of 100 members","status":403}`)
+					`{"type":"LimitReached","error":"Presence channel has reached its limit of `+strconv.Itoa(c.maxUsers)+` members","status":403}`)
 				ctx.Send(s.owner, &subscribeFailedMsg{channel: c.name})
 				return
 			}

@@ -26,6 +26,7 @@ type appFile struct {
 	ActivityTimeout    int       `json:"activity_timeout"`
 	MaxEventSize       int       `json:"max_event_size"`
 	MaxChannels        int       `json:"max_channels_per_connection"`
+	MaxPresenceMembers int       `json:"max_presence_members"`
 	Webhooks           []Webhook `json:"webhooks"`
 }
 
@@ -64,7 +65,8 @@ func readAppsFile(path string) ([]App, error) {
 			ClientEvents: true, UserAuthentication: true,
 			MaxConnections: f.MaxConnections, AllowedOrigins: f.AllowedOrigins,
 			ActivityTimeout: f.ActivityTimeout, MaxEventSize: f.MaxEventSize,
-			MaxChannelsPerConnection: f.MaxChannels, Webhooks: f.Webhooks,
+			MaxChannelsPerConnection: f.MaxChannels, MaxPresenceMembers: f.MaxPresenceMembers,
+			Webhooks: f.Webhooks,
 		}
 		if f.ClientEvents != nil {
 			apps[i].ClientEvents = *f.ClientEvents

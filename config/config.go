@@ -37,6 +37,11 @@ type App struct {
 	// MaxChannelsPerConnection caps the channels one socket may be in;
 	// default 1000 (PARLEY_MAX_CHANNELS_PER_CONNECTION for the single app).
 	MaxChannelsPerConnection int `json:"max_channels_per_connection"`
+	// MaxPresenceMembers caps the distinct users of one presence channel;
+	// default 100, Pusher's limit (PARLEY_MAX_PRESENCE_MEMBERS for the
+	// single app). Every join sends member_added to every member, so the
+	// cost of filling a channel grows as the square of this.
+	MaxPresenceMembers int `json:"max_presence_members"`
 	// AllowedOrigins lists the Origin values accepted on upgrade ("*" or empty
 	// accepts all; "*.example.com" matches subdomains).
 	AllowedOrigins []string `json:"allowed_origins"`
@@ -97,6 +102,7 @@ const (
 	DefaultActivityTimeout          = 120
 	DefaultMaxEventSize             = 10 * 1024
 	DefaultMaxChannelsPerConnection = 1000
+	DefaultMaxPresenceMembers       = 100
 )
 
 // Config is everything `parley serve` needs.
@@ -380,6 +386,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	single.Secret, _, _ = env("PARLEY_APP_SECRET", "REVERB_APP_SECRET")
 	single.MaxConnections = envInt(0, "PARLEY_APP_MAX_CONNECTIONS")
 	single.MaxChannelsPerConnection = envInt(0, "PARLEY_MAX_CHANNELS_PER_CONNECTION")
+	single.MaxPresenceMembers = envInt(0, "PARLEY_MAX_PRESENCE_MEMBERS")
 	webhookURL, _, _ := env("PARLEY_WEBHOOK_URL")
 	webhookEvents, _, _ := env("PARLEY_WEBHOOK_EVENTS")
 	if webhookURL != "" {
@@ -558,6 +565,9 @@ func applyAppDefaults(a *App) {
 	if a.MaxChannelsPerConnection == 0 {
 		a.MaxChannelsPerConnection = DefaultMaxChannelsPerConnection
 	}
+	if a.MaxPresenceMembers == 0 {
+		a.MaxPresenceMembers = DefaultMaxPresenceMembers
+	}
 	for i := range a.Webhooks {
 		if len(a.Webhooks[i].EventTypes) == 0 {
 			a.Webhooks[i].EventTypes = append([]string(nil), DefaultWebhookEventTypes...)
@@ -600,6 +610,9 @@ func validateApps(apps []App) []string {
 		}
 		if a.MaxChannelsPerConnection < 1 {
 			problems = append(problems, where+": max_channels_per_connection must be 1 or more")
+		}
+		if a.MaxPresenceMembers < 1 {
+			problems = append(problems, where+": max_presence_members must be 1 or more")
 		}
 		if a.MaxEventSize < 1 || a.MaxEventSize > 1<<20 {
 			problems = append(problems, where+": max_event_size must be 1-1048576 bytes")

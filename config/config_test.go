@@ -184,17 +184,25 @@ func TestLimitSettings(t *testing.T) {
 	cfg, err := Load([]string{"--max-connections-per-ip", "50"}, envOf(map[string]string{
 		"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s",
 		"PARLEY_MAX_CHANNELS_PER_CONNECTION": "20", "PARLEY_HTTP_READ_TIMEOUT": "3s", "PARLEY_APP_MAX_CONNECTIONS": "500",
+		"PARLEY_MAX_PRESENCE_MEMBERS": "1000",
 	}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.MaxConnectionsPerIP != 50 || cfg.Apps[0].MaxChannelsPerConnection != 20 || cfg.HTTPReadTimeout.Seconds() != 3 ||
-		cfg.Apps[0].MaxConnections != 500 || cfg.MaxBodyBytes != 1<<20 || cfg.SocketSendBuffer != 128<<10 || cfg.MaxPublishBacklog != 100000 {
+		cfg.Apps[0].MaxConnections != 500 || cfg.Apps[0].MaxPresenceMembers != 1000 || cfg.MaxBodyBytes != 1<<20 || cfg.SocketSendBuffer != 128<<10 || cfg.MaxPublishBacklog != 100000 {
 		t.Fatalf("%+v %+v", cfg, cfg.Apps[0])
 	}
 	cfg, _ = Load(nil, envOf(map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s"}), nil)
 	if cfg.Apps[0].MaxChannelsPerConnection != DefaultMaxChannelsPerConnection {
 		t.Fatalf("default channels per connection %d", cfg.Apps[0].MaxChannelsPerConnection)
+	}
+	if cfg.Apps[0].MaxPresenceMembers != DefaultMaxPresenceMembers {
+		t.Fatalf("default presence members %d", cfg.Apps[0].MaxPresenceMembers)
+	}
+	if _, err := Load(nil, envOf(map[string]string{"PARLEY_APP_ID": "a", "PARLEY_APP_KEY": "k", "PARLEY_APP_SECRET": "s",
+		"PARLEY_MAX_PRESENCE_MEMBERS": "-1"}), nil); err == nil || !strings.Contains(err.Error(), "max_presence_members") {
+		t.Fatalf("negative presence members: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 var envOnly = [][2]string{
 	{"PARLEY_APP_MAX_CONNECTIONS", "the single app's concurrent sockets, cluster-wide; 0 = unlimited"},
 	{"PARLEY_MAX_CHANNELS_PER_CONNECTION", "channels one socket may be in (default 1000)"},
+	{"PARLEY_MAX_PRESENCE_MEMBERS", "distinct users of one presence channel (default 100, Pusher's limit)"},
 	{"PARLEY_PONG_TIMEOUT", "pong wait after the server's ping, then close 4201 (default 30s)"},
 	{"PARLEY_MAX_PENDING_BYTES", "outbound bytes queued per socket before it is dropped with 4101 (default 4194304)"},
 	{"PARLEY_SOCKET_SEND_BUFFER", "kernel send buffer per socket; negative = kernel autotuning (default 131072)"},

@@ -243,18 +243,29 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 }
 
 func TestPresenceLimit(t *testing.T) {
-	s := startServer(t, nil)
-	ch := "presence-full"
-	for i := 0; i <= actors.MaxPresenceMembers; i++ {
-		w := s.dial() // stays open until the test ends (dial's cleanup)
-		cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
-		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
-		if i < actors.MaxPresenceMembers {
-			w.expect("pusher_internal:subscription_succeeded")
-		} else {
-			f := w.expect("pusher:subscription_error")
-			if !strings.Contains(f.Data, "limit") {
-				t.Fatalf("got %q", f.Data)
+	// The default is Pusher's 100; an app may set its own.
+	for _, limit := range []int{0, 3} {
+		want := limit
+		if want == 0 {
+			want = config.DefaultMaxPresenceMembers
+		}
+		s := startServer(t, func(c *config.Config) {
+			if limit > 0 {
+				c.Apps[0].MaxPresenceMembers = limit
+			}
+		})
+		ch := "presence-full"
+		for i := 0; i <= want; i++ {
+			w := s.dial() // stays open until the test ends (dial's cleanup)
+			cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
+			w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+			if i < want {
+				w.expect("pusher_internal:subscription_succeeded")
+			} else {
+				f := w.expect("pusher:subscription_error")
+				if !strings.Contains(f.Data, fmt.Sprintf("limit of %d members", want)) {
+					t.Fatalf("limit %d: got %q", want, f.Data)
+				}
 			}
 		}
 	}

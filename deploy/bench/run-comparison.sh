@@ -5,11 +5,17 @@
 #
 #   bash deploy/bench/run-comparison.sh [SECTION...]
 #
-# SECTIONS (default: all of them, in this order)
+# SECTIONS (default: all but curve and presence, in this order)
 #   fanout       budget line 1: 1000 subscribers, 1 channel, 20 events/s, 20 s
 #   rates        1000 subscribers, 1 channel, at each of RATES events/s (x1000 deliveries/s), 15 s
 #   sweep        budget line 2: highest deliveries/s with p99 <= 50 ms and no loss
 #   connections  budget line 3: 10,000 idle subscribed sockets held 10 s
+#   curve        fan-out on one channel over a grid of CURVE_SUBS subscribers x
+#                CURVE_RATES deliveries/s, 10 s each; draws OUT/curve-latency.svg
+#                and OUT/curve-cpu.svg (p99 and server CPU per delivery against
+#                deliveries/s; failed points marked) with deploy/bench/plot
+#   presence     PRESENCE_MEMBERS sockets join one presence channel (Parley and
+#                soketi: the floor has no presence), limits raised to fit
 #   chat         budget line 4 (Parley only): REST send -> socket, embedded DB and PostgreSQL
 #   wsconn       go test -bench ./wsconn/
 #   syscall      cost of one 200-byte write(2) on a TCP loopback pair (the floor of µs/delivery)
@@ -28,6 +34,15 @@
 #   SWEEP_RATES   events/s tried in the sweep (default "20 40 60 80 100 150 200")
 #   SWEEP_SHAPES  "subscribers:channels ..." (default "1000:1 2000:2 2000:1")
 #   SWEEP_RUNS    sweeps per server and shape (default 3)
+#   CURVE_SUBS    subscriber counts of the curve (default "100 1000 10000 50000")
+#   CURVE_RATES   deliveries/s of the curve (default "1000 10000 100000 300000");
+#                 a point whose event rate (deliveries/s / subscribers) would be
+#                 below 1/s or above 5000/s is skipped, and so is one that needs
+#                 more open files than the limit allows
+#   CURVE_DURATION  publishing time per curve point (default 10s)
+#   CURVE_QUICK   set: a smoke test of the curve, one run of a tiny grid
+#                 (subscribers "100 1000", deliveries/s "1000 20000", 3 s)
+#   PRESENCE_MEMBERS  members of the presence runs (default "100 1000")
 #   MAX_OTHER_CPU  a run during which other processes used more than this % of
 #                 one core in some 2-second window is run again (default 25)
 #   TRIES         runs at most per measurement when others disturb it (default 5)
@@ -51,6 +66,15 @@ RATES=${RATES:-20 100 200}
 SWEEP_RATES=${SWEEP_RATES:-20 40 60 80 100 150 200}
 SWEEP_SHAPES=${SWEEP_SHAPES:-1000:1 2000:2 2000:1}
 SWEEP_RUNS=${SWEEP_RUNS:-3}
+if [[ -n ${CURVE_QUICK:-} ]]; then
+	CURVE_SUBS=${CURVE_SUBS:-100 1000} CURVE_RATES=${CURVE_RATES:-1000 20000}
+	CURVE_DURATION=${CURVE_DURATION:-3s} CURVE_RUNS=1
+fi
+CURVE_SUBS=${CURVE_SUBS:-100 1000 10000 50000}
+CURVE_RATES=${CURVE_RATES:-1000 10000 100000 300000}
+CURVE_DURATION=${CURVE_DURATION:-10s}
+CURVE_RUNS=${CURVE_RUNS:-$RUNS}
+PRESENCE_MEMBERS=${PRESENCE_MEMBERS:-100 1000}
 MAX_OTHER_CPU=${MAX_OTHER_CPU:-25}
 TRIES=${TRIES:-5}
 CHAT_DATABASE_URL=${CHAT_DATABASE_URL-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
@@ -58,7 +82,10 @@ SECTIONS=${*:-fanout rates sweep connections chat wsconn syscall}
 
 export PARLEY_APP_ID=app-1 PARLEY_APP_KEY=key-1 PARLEY_APP_SECRET=secret-1
 mkdir -p "$WORK/logs" "$OUT"
-ulimit -n "$(ulimit -Hn)" # each socket is a descriptor, on both sides
+# Each socket is a descriptor, on both sides; the curve's 50,000 sockets need
+# more than most hard limits, which root may raise.
+if [[ $(ulimit -Hn) != unlimited ]] && (($(ulimit -Hn) < 200000)); then ulimit -Hn 200000 2>/dev/null || true; fi
+ulimit -n "$(ulimit -Hn)"
 for tool in curl jq; do command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }; done
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -125,12 +152,12 @@ start_floor() {
 	wait_ready "http://127.0.0.1:$PORT/up"
 }
 
-# start_soketi: node itself is the serving process (no npx wrapper), with
-# every per-app limit off.
+# start_soketi [VAR=value...]: node itself is the serving process (no npx
+# wrapper), with every per-app limit off.
 start_soketi() {
 	need_soketi
 	PORT=$((PORT + 1))
-	SOKETI_HOST=127.0.0.1 SOKETI_PORT=$PORT SOKETI_METRICS_ENABLED=false \
+	env "$@" SOKETI_HOST=127.0.0.1 SOKETI_PORT=$PORT SOKETI_METRICS_ENABLED=false \
 	SOKETI_DEFAULT_APP_ID=app-1 SOKETI_DEFAULT_APP_KEY=key-1 SOKETI_DEFAULT_APP_SECRET=secret-1 \
 	SOKETI_DEFAULT_APP_MAX_CONNS=-1 SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC=-1 \
 	SOKETI_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC=-1 SOKETI_DEFAULT_APP_MAX_READ_REQ_PER_SEC=-1 \
@@ -143,6 +170,14 @@ start_soketi() {
 # bench's admin commands inherit DATABASE_URL.
 start_chat_embedded() { unset DATABASE_URL; start_parley PARLEY_API_RATE_LIMIT=0; }
 start_chat_postgres() { export DATABASE_URL=$CHAT_DATABASE_URL; start_parley PARLEY_API_RATE_LIMIT=0; }
+
+# The presence runs: the member limit (100 by default on both) raised to
+# the largest run's. soketi 1.6.1 reads no per-app limit from the
+# environment (no SOKETI_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL in its
+# dist/cli/cli.js); its default app takes the server-wide one.
+presence_limit() { printf '%s\n' $PRESENCE_MEMBERS | sort -n | tail -1; }
+start_parley_presence() { start_parley PARLEY_MAX_PRESENCE_MEMBERS="$(presence_limit)"; }
+start_soketi_presence() { start_soketi SOKETI_PRESENCE_MAX_MEMBERS="$(presence_limit)"; }
 
 stop_server() {
 	[[ -n $SERVER_PID ]] || return 0
@@ -283,6 +318,87 @@ connections_section() {
 	for srv in $SERVERS; do
 		for r in $(seq "$RUNS"); do
 			measure "connections-$srv-$r" "start_$srv" connections -n 10000 --hold 10s
+		done
+	done
+}
+
+# curve_points: the curve's grid points, "SERVER SUBSCRIBERS DELIVERIES
+# EVENTS/S" per line, without the skipped ones; with "skip", the skipped
+# ones and why, on stderr.
+curve_points() {
+	local srv n d rate files
+	files=$(ulimit -n)
+	for srv in $SERVERS; do
+		for n in $CURVE_SUBS; do
+			for d in $CURVE_RATES; do
+				rate=$(awk -v d="$d" -v n="$n" 'BEGIN { printf "%g", d / n }')
+				if awk -v r="$rate" 'BEGIN { exit !(r < 1 || r > 5000) }'; then
+					[[ ${1:-} == skip ]] && log "curve: $srv $n subscribers at $d deliveries/s skipped: $rate events/s is outside 1-5000"
+					continue
+				fi
+				# The bench needs a descriptor per socket plus 256; Parley
+				# takes sockets up to its open-files limit less 1,024.
+				if ((n + 1100 > files)); then
+					[[ ${1:-} == skip ]] && log "curve: $srv $n subscribers skipped: needs ulimit -n >= $((n + 1100)) (it is $files)"
+					continue
+				fi
+				echo "$srv $n $d $rate"
+			done
+		done
+	done
+}
+
+curve_section() {
+	log "curve: fanout --channels 1 --payload 200 --duration $CURVE_DURATION over subscribers $CURVE_SUBS x deliveries/s $CURVE_RATES, $CURVE_RUNS runs each"
+	local srv n d rate r
+	curve_points skip >/dev/null
+	while read -r srv n d rate; do
+		for r in $(seq "$CURVE_RUNS"); do
+			# The bench's own deadline allows 2 ms per socket to connect
+			# (100 s for 50,000) on top of the publishing and the drain.
+			measure "curve-$srv-n$n-d$d-$r" "start_$srv" fanout -n "$n" --channels 1 --rate "$rate" \
+				--payload 200 --duration "$CURVE_DURATION" </dev/null
+		done
+	done < <(curve_points)
+	curve_plot -latency "$OUT/curve-latency.svg" -cpu "$OUT/curve-cpu.svg"
+	log "curve: figures in $OUT/curve-latency.svg and $OUT/curve-cpu.svg"
+}
+
+# curve_medians: the median run (by p99) of each grid point that was run.
+# A point none of whose runs left a report is named by its first run's
+# report, which plot shows as failed.
+curve_medians() {
+	local srv n d rate m
+	while read -r srv n d rate; do
+		[[ -f $OUT/curve-$srv-n$n-d$d-1.txt ]] || continue # not run
+		m=$(median "$OUT"/curve-"$srv"-n"$n"-d"$d"-[0-9].json)
+		echo "${m:-$OUT/curve-$srv-n$n-d$d-1.json}"
+	done < <(curve_points)
+}
+
+# curve_plot FLAGS...: deploy/bench/plot over the median runs.
+curve_plot() {
+	if [[ ! -x $WORK/plot ]]; then
+		(cd "$REPO" && go build -o "$WORK/plot" ./deploy/bench/plot)
+	fi
+	local files
+	mapfile -t files < <(curve_medians)
+	((${#files[@]})) || { echo "no curve reports in $OUT"; return 0; }
+	"$WORK/plot" "$@" "${files[@]}"
+}
+
+presence_section() {
+	log "presence: presence --members $PRESENCE_MEMBERS (Parley and soketi, member limit $(presence_limit))"
+	local srv m r
+	for srv in $SERVERS; do
+		if [[ $srv == floor ]]; then
+			log "presence: the floor has no presence channels; skipped"
+			continue
+		fi
+		for m in $PRESENCE_MEMBERS; do
+			for r in $(seq "$RUNS"); do
+				measure "presence-$srv-m$m-$r" "start_${srv}_presence" presence --members "$m"
+			done
 		done
 	done
 }
@@ -459,6 +575,29 @@ summary() {
 			for f in "$OUT"/connections-"$srv"-[0-9].json; do
 				printf '%s\t%s\t%s\n' "$srv" "$(jq -r '[.connected, .connect_rate_per_second, .server.rss_per_connection_bytes,
 					.subscribe_latency.p99_ms, .server.cpu_us_per_connection, .bench.cpu_percent_of_one_core] | @tsv' "$f")" "$(worst_other "$f")"
+			done
+		done
+	fi
+	if ls "$OUT"/curve-*-[0-9].txt >/dev/null 2>&1; then
+		echo
+		echo "curve — fanout, 1 channel, 200 B, $CURVE_DURATION per point; median run by p99 (FAILED: lost deliveries,"
+		echo "an event not published, under 90 % of the nominal deliveries/s, or no finished run)"
+		curve_plot -table
+		[[ -f $OUT/curve-latency.svg ]] && echo "figures: $OUT/curve-latency.svg, $OUT/curve-cpu.svg"
+	fi
+	if ls "$OUT"/presence-*-[0-9].json >/dev/null 2>&1; then
+		echo
+		echo "presence — N sockets join one presence channel; median run by time to consistency"
+		printf 'server\tmembers\tjoined\tconsistent\tconsistency_s\tafter_last_join_ms\tmember_added_p99ms\tmember_added_maxms\tother_cpu%%\n'
+		for srv in $SERVERS; do
+			for m in $PRESENCE_MEMBERS; do
+				ls "$OUT"/presence-"$srv"-m"$m"-[0-9].json >/dev/null 2>&1 || continue
+				local pm
+				pm=$(MEDIAN_KEY='if .consistent then .consistency_seconds else null end' median "$OUT"/presence-"$srv"-m"$m"-[0-9].json)
+				printf '%s\t%s\t%s\n' "$srv" "$(jq -r '[.members, .joined, .consistent, .consistency_seconds, .lag_after_last_join_ms,
+					.member_added_latency.p99_ms, .member_added_latency.max_ms] | @tsv' "$pm")" "$(worst_other "$pm")"
+				printf '%s\tconsistency (s) of every run: %s\n' "$srv" \
+					"$(jq -s -r 'map(if .consistent then .consistency_seconds else "never" end) | map(tostring) | join(", ")' "$OUT"/presence-"$srv"-m"$m"-[0-9].json)"
 			done
 		done
 	fi

@@ -29,9 +29,54 @@ const (
 var pongFrame = []byte(`{"event":"` + evPong + `","data":{}}`)
 
 // dialContext opens every TCP connection the bench makes, WebSocket and
-// HTTP alike. It is a variable so a test can prove that a refused target
-// is never dialled.
-var dialContext = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+// HTTP alike, from the source address withSource put in ctx, if any. It is
+// a variable so a test can prove that a refused target is never dialled.
+var dialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src, ok := ctx.Value(sourceKey{}).(*net.TCPAddr); ok {
+		d.LocalAddr = src
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+type sourceKey struct{}
+
+// withSource asks dialContext to dial from src (nil: the kernel's choice).
+func withSource(ctx context.Context, src *net.TCPAddr) context.Context {
+	if src == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, sourceKey{}, src)
+}
+
+// sourceBlock is how many WebSocket dials of one dialer share a source
+// address. A client has about 28,000 ephemeral ports per source address
+// and destination (Linux's default ip_local_port_range): past them,
+// connect fails with EADDRNOTAVAIL, so 50,000 sockets from 127.0.0.1 to
+// one server port cannot all connect. Dialling a 127.x address, the
+// first sourceBlock sockets therefore come from the kernel's choice
+// (127.0.0.1), the next from 127.0.0.2, then 127.0.0.3, and so on: every
+// 127.x address is local on Linux. A variable for the test.
+var sourceBlock int64 = 16384
+
+// loopbackSource is the source address of dial n (from 0) to addr: nil
+// (the kernel's choice) for the first block and for any address outside
+// 127.0.0.0/8.
+func loopbackSource(addr string, n int64) *net.TCPAddr {
+	block := n / sourceBlock
+	if block == 0 {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil || ip[0] != 127 {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+min(block, 253)))}
+}
 
 // writeBufferPool is shared by all sockets: a socket that is not writing
 // holds no write buffer, which matters at tens of thousands of sockets.
@@ -40,9 +85,10 @@ var writeBufferPool = &sync.Pool{}
 // newDialer returns a WebSocket dialer with small buffers so that the
 // bench's memory per socket stays far below the server's.
 func newDialer(handshakeTimeout time.Duration) *websocket.Dialer {
+	var dials atomic.Int64
 	return &websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialContext(ctx, network, addr)
+			return dialContext(withSource(ctx, loopbackSource(addr, dials.Add(1)-1)), network, addr)
 		},
 		HandshakeTimeout: handshakeTimeout,
 		ReadBufferSize:   1024,
