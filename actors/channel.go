@@ -195,7 +195,9 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 	}
 
 	if !m.silent {
-		s.conn.Send(c.succeeded())
+		// Written at once: an answer to one socket, on a socket that has
+		// usually nothing queued.
+		s.conn.SendNow(c.succeeded())
 		if c.cache {
 			if c.last != nil && time.Since(c.lastAt) < cacheTTL {
 				s.conn.Send(c.last)

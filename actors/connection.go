@@ -18,6 +18,9 @@ const (
 	maxUserInfoBytes      = 1024
 )
 
+// pongFrame answers every pusher:ping; frames are shared read-only.
+var pongFrame = wsconn.NewPrepared(wsconn.EncodeEvent("pusher:pong", "", "{}", ""))
+
 // connActor owns one socket's protocol state. Every field is only touched
 // inside Receive; the socket's read loop talks to it through the mailbox.
 type connActor struct {
@@ -30,9 +33,11 @@ type connActor struct {
 	userID    string        // set by a successful pusher:signin
 	pinged    bool          // a pusher:ping is waiting for an answer
 	lastHeard time.Time     // when the client last sent anything
-	idle      *time.Timer   // fires idleTick; its callback only sends a message
 	rlStart   time.Time     // client event rate window start
 	rlEvents  int
+	pid       *actor.PID // this actor, for the node's idle wheel
+	wheelDue  int64      // the idle wheel's tick for the next check; 0 = none; guarded by the wheel
+	wheelPos  int32      // position in the wheel's slot; guarded by the wheel
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -42,8 +47,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
 		a.conn.SendEvent("pusher:connection_established", "", data)
 		a.lastHeard = time.Now()
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		a.idle = time.AfterFunc(a.activityTimeout(), func() { root.Send(self, idleTick) })
+		a.pid = ctx.Self()
+		a.node.idle.schedule(a, a.activityTimeout())
 	case *inboundMsg:
 		a.alive()
 		a.handle(ctx, m.data)
@@ -69,8 +74,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 
 // cleanup leaves every channel and gives the socket's slot back.
 func (a *connActor) cleanup(ctx actor.Context) {
-	if a.idle != nil {
-		a.idle.Stop()
+	if a.pid != nil {
+		a.node.idle.cancel(a)
 	}
 	for _, sub := range a.subs {
 		a.node.reg.send(channelKey(a.app.ID, sub.channel), &unsubscribeMsg{socketID: a.socketID})
@@ -93,23 +98,23 @@ func (a *connActor) alive() {
 }
 
 // checkIdle pings a socket silent for activity_timeout and closes one that
-// does not answer within the pong timeout (4201). Its own timer, not
-// SetReceiveTimeout: protoactor's receive-timeout timer writes actor state
-// from the timer goroutine.
+// does not answer within the pong timeout (4201). Woken by the node's idle
+// wheel, not SetReceiveTimeout: protoactor's receive-timeout timer writes
+// actor state from the timer goroutine.
 func (a *connActor) checkIdle() {
 	quiet := time.Since(a.lastHeard)
 	switch {
 	case a.pinged && quiet >= a.activityTimeout()+a.node.cfg.PongTimeout:
 		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
 	case a.pinged:
-		a.idle.Reset(a.activityTimeout() + a.node.cfg.PongTimeout - quiet)
+		a.node.idle.schedule(a, a.activityTimeout()+a.node.cfg.PongTimeout-quiet)
 	case quiet >= a.activityTimeout():
 		a.pinged = true
 		a.conn.SendEvent("pusher:ping", "", "{}")
 		a.lastHeard = time.Now().Add(-a.activityTimeout()) // the pong clock starts now
-		a.idle.Reset(a.node.cfg.PongTimeout)
+		a.node.idle.schedule(a, a.node.cfg.PongTimeout)
 	default:
-		a.idle.Reset(a.activityTimeout() - quiet)
+		a.node.idle.schedule(a, a.activityTimeout()-quiet)
 	}
 }
 
@@ -125,7 +130,7 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 	}
 	switch {
 	case f.Event == "pusher:ping":
-		a.conn.SendEvent("pusher:pong", "", "{}")
+		a.conn.SendNow(pongFrame)
 	case f.Event == "pusher:pong":
 		// alive() has recorded it
 	case f.Event == "pusher:subscribe":

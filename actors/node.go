@@ -37,6 +37,7 @@ type Node struct {
 	debug  *slog.Logger // nil unless --debug
 	system *actor.ActorSystem
 	reg    *registry
+	idle   *idleWheel   // wakes ConnectionActors for their activity checks
 	watch  *actor.PID   // the watchlist actor
 	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
 	chanSV actor.SupervisorStrategy
@@ -93,6 +94,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	}
 	n.reg = newRegistry(n)
 	n.hooks = newHooks(n)
+	n.idle = newIdleWheel(system.Root)
 	n.broker, n.cluster, n.dir, n.remote = localNode{}, localNode{}, localDirectory{n}, localNode{}
 	// Supervision, decided per actor kind:
 	//  - ConnectionActor: stop; on Stopping it closes its socket (4200, the
@@ -211,12 +213,18 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 	pid := root.Spawn(n.conns0)
 	// The first message, before anything the socket sends (Serve starts below).
 	root.Send(pid, &connInitMsg{node: n, app: rt, conn: conn, socketID: socketID})
-	conn.Serve(
-		func(b []byte) { root.Send(pid, &inboundMsg{data: b}) },
-		func() { root.Send(pid, activity) },
-		func() { root.Send(pid, gone) },
-	)
+	conn.ServeHandler(&connEvents{root: root, pid: pid})
 }
+
+// connEvents forwards a socket's events to its ConnectionActor.
+type connEvents struct {
+	root *actor.RootContext
+	pid  *actor.PID
+}
+
+func (e *connEvents) Message(b []byte) { e.root.Send(e.pid, &inboundMsg{data: b}) }
+func (e *connEvents) Activity()        { e.root.Send(e.pid, activity) }
+func (e *connEvents) End()             { e.root.Send(e.pid, gone) }
 
 // MinProtocol is the oldest Pusher protocol version accepted. Pusher retired
 // only 1-3; the official Java/Android SDK (and Flutter's plugin on Android)
@@ -402,6 +410,7 @@ func (n *Node) Drain(ctx context.Context) error {
 
 // Stop ends the actor system, leaving the cluster first if in one.
 func (n *Node) Stop() {
+	defer n.idle.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	n.hooks.close(ctx) // a no-op after CloseWebhooks
 	cancel()

@@ -73,55 +73,121 @@ const (
 // a bounded queue drained by a writer goroutine that exists only while there
 // is something to write, and that coalesces everything queued into one writev.
 type Conn struct {
-	nc           net.Conn        // set at construction
-	rc           syscall.RawConn // set at construction; nil if the conn has no fd
-	debug        *slog.Logger    // set at construction; nil when not debugging
-	maxPending   int             // set at construction
-	writeTimeout time.Duration   // set at construction
-	fragTimeout  time.Duration   // set at construction
-	maxBacklog   int64           // set at construction
-	id           string          // socket id for logs; set once by SetID before Serve
-	meter        Meter           // set once by SetMeter before Serve; nil = not counted
-
-	// Set by Serve, called by the reader.
-	onMessage  func([]byte)
-	onActivity func()
-	onEnd      func()
-	blocking   bool // set by Serve: read by readBlocking, not the poller
+	nc    net.Conn        // set at construction
+	rc    syscall.RawConn // set at construction; nil if the conn has no fd
+	cfg   *settings       // set at construction; shared
+	meter Meter           // set once by SetMeter before Serve; nil = not counted
+	h     Handler         // set by Serve, called by the reader
 
 	pollID uint64 // set by the poller
 
 	// The reader (one at a time) holds rmu while parsing, so the fragment
 	// timer can discard an unfinished message without racing it.
-	rmu          sync.Mutex
-	fr           frameReader // guarded by rmu
-	readStopped  bool        // guarded by rmu; nothing more is parsed
-	fragDeadline time.Time   // guarded by rmu; zero unless a fragmented message is open
-	fragTimer    *time.Timer // guarded by rmu; made at the first fragmented message
+	rmu  sync.Mutex
+	fr   frameReader // guarded by rmu
+	frag *fragment   // guarded by rmu; made at the first fragmented message
 
-	// Inbound backpressure: bytes handed to onMessage and not yet Done. The
-	// reader sets paused when it stops over the limit; whichever of the
+	// Inbound backpressure: bytes handed to the Handler and not yet Done.
+	// The reader sets paused when it stops over the limit; whichever of the
 	// reader and Done clears it resumes reading.
 	backlog atomic.Int64
-	paused  atomic.Bool
 
-	mu          sync.Mutex
-	queue       []*Prepared // guarded by mu
-	pending     int         // bytes in queue; guarded by mu
-	writing     bool        // a writeLoop goroutine runs; guarded by mu
-	state       int         // guarded by mu
-	endAfterOut bool        // end the socket once the queue is written; guarded by mu
-	peerClosed  bool        // the client sent a close frame; guarded by mu
-	abort       bool        // we dropped the client: reset rather than close; guarded by mu
-	closeCode   int         // the close status that ends the socket (first sent or received); guarded by mu
-	ended       bool        // guarded by mu
+	mu      sync.Mutex
+	queue   []*Prepared // guarded by mu
+	pending int         // bytes in queue; guarded by mu
 
 	// hello is the 101 response, written with the first frames; guarded by mu.
-	hello []byte
+	hello *[helloSize]byte
 
 	// Owned by the one running writeLoop; handed over under mu when it exits.
 	spare []*Prepared
 	bufs  net.Buffers
+
+	// debugID names the socket in debug logs (SetID); nil unless debugging.
+	debugID *string
+
+	closeCode   int32 // the close status that ends the socket (first sent or received); guarded by mu
+	paused      atomic.Bool
+	state       uint8 // guarded by mu
+	blocking    bool  // set by Serve: read by readBlocking, not the poller
+	readStopped bool  // guarded by rmu; nothing more is parsed
+	writing     bool  // a writeLoop goroutine runs; guarded by mu
+	endAfterOut bool  // end the socket once the queue is written; guarded by mu
+	peerClosed  bool  // the client sent a close frame; guarded by mu
+	abort       bool  // we dropped the client: reset rather than close; guarded by mu
+	ended       bool  // guarded by mu
+}
+
+// fragment is the deadline of an unfinished fragmented message.
+type fragment struct {
+	deadline time.Time   // zero unless a fragmented message is open
+	timer    *time.Timer // fires fragmentExpired
+}
+
+// Handler receives what a socket delivers (see Serve). Its methods run on
+// the reader's goroutine and must not block.
+type Handler interface {
+	// Message is each complete message; the Handler owns the slice.
+	Message(p []byte)
+	// Activity is each WebSocket ping or pong.
+	Activity()
+	// End is called once, when the socket is gone.
+	End()
+}
+
+// settings are Options with their defaults filled in, shared by the sockets
+// opened with the same Options.
+type settings struct {
+	debug        *slog.Logger // nil when not debugging
+	maxPending   int
+	writeTimeout time.Duration
+	fragTimeout  time.Duration
+	maxBacklog   int64
+	readLimit    int64
+	sendBuffer   int
+	helloFirst   bool
+}
+
+var (
+	settingsMu    sync.Mutex
+	settingsCache = map[Options]*settings{}
+)
+
+// settingsFor returns the settings of opts, made once per distinct Options
+// (a server has one or two; past 64, e.g. in tests, they are not kept).
+func settingsFor(opts Options) *settings {
+	settingsMu.Lock()
+	defer settingsMu.Unlock()
+	if st, ok := settingsCache[opts]; ok {
+		return st
+	}
+	st := &settings{
+		debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout,
+		fragTimeout: opts.FragmentTimeout, maxBacklog: int64(opts.MaxInboundBacklog), readLimit: opts.ReadLimit,
+		sendBuffer: opts.SendBuffer, helloFirst: opts.HelloWithFirstFrame,
+	}
+	if st.readLimit <= 0 {
+		st.readLimit = defaultReadLimit
+	}
+	if st.maxPending <= 0 {
+		st.maxPending = defaultMaxPending
+	}
+	if st.writeTimeout <= 0 {
+		st.writeTimeout = defaultWriteTimeout
+	}
+	if st.fragTimeout <= 0 {
+		st.fragTimeout = defaultFragmentTimeout
+	}
+	if st.sendBuffer == 0 {
+		st.sendBuffer = defaultSendBuffer
+	}
+	if st.maxBacklog <= 0 {
+		st.maxBacklog = defaultMaxBacklog
+	}
+	if len(settingsCache) < 64 {
+		settingsCache[opts] = st
+	}
+	return st
 }
 
 // Upgrade turns an HTTP request into a socket. The handshake is checked by
@@ -155,10 +221,11 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts Options) (*Conn, error
 		return nil, errors.New("wsconn: client sent data before the handshake was complete")
 	}
 	_ = nc.SetDeadline(time.Time{}) // clear what the HTTP server set
-	hello := appendHello(make([]byte, 0, helloSize), key)
+	hello := new([helloSize]byte)
+	appendHello(hello[:0], key)
 	if !opts.HelloWithFirstFrame {
 		_ = nc.SetWriteDeadline(time.Now().Add(defaultWriteTimeout))
-		if _, err := nc.Write(hello); err != nil {
+		if _, err := nc.Write(hello[:]); err != nil {
 			nc.Close()
 			return nil, err
 		}
@@ -181,46 +248,38 @@ const (
 )
 
 func newConn(nc net.Conn, opts Options) *Conn {
-	if opts.ReadLimit <= 0 {
-		opts.ReadLimit = defaultReadLimit
-	}
-	if opts.MaxPendingBytes <= 0 {
-		opts.MaxPendingBytes = defaultMaxPending
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = defaultWriteTimeout
-	}
-	if opts.FragmentTimeout <= 0 {
-		opts.FragmentTimeout = defaultFragmentTimeout
-	}
-	if opts.SendBuffer == 0 {
-		opts.SendBuffer = defaultSendBuffer
-	}
-	if opts.MaxInboundBacklog <= 0 {
-		opts.MaxInboundBacklog = defaultMaxBacklog
-	}
-	c := &Conn{
-		nc: nc, debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout,
-		fragTimeout: opts.FragmentTimeout, maxBacklog: int64(opts.MaxInboundBacklog),
-	}
-	c.fr.limit = opts.ReadLimit
+	st := settingsFor(opts)
+	c := &Conn{nc: nc, cfg: st}
+	c.fr.limit = st.readLimit
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
-	if opts.SendBuffer > 0 {
+	if st.sendBuffer > 0 {
 		// Fixing SO_SNDBUF also turns off the kernel's autotuning for it.
 		if wb, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
-			_ = wb.SetWriteBuffer(opts.SendBuffer)
+			_ = wb.SetWriteBuffer(st.sendBuffer)
 		}
 	}
 	if c.rc != nil {
-		setUserTimeout(c.rc, opts.WriteTimeout)
+		setUserTimeout(c.rc, st.writeTimeout)
 	}
 	return c
 }
 
-// SetID names the socket in debug logs.
-func (c *Conn) SetID(id string) { c.id = id }
+// SetID names the socket in debug logs (kept only when debugging).
+func (c *Conn) SetID(id string) {
+	if c.cfg.debug != nil {
+		c.debugID = &id
+	}
+}
+
+// sid is the socket's id for debug logs.
+func (c *Conn) sid() string {
+	if c.debugID == nil {
+		return ""
+	}
+	return *c.debugID
+}
 
 // Serve starts reading: onMessage gets each complete message, onActivity each
 // WebSocket ping or pong, and onEnd is called once when the socket is gone.
@@ -230,7 +289,13 @@ func (c *Conn) SetID(id string) { c.id = id }
 // given to onMessage: past MaxInboundBacklog unacknowledged bytes the socket
 // is no longer read.
 func (c *Conn) Serve(onMessage func([]byte), onActivity func(), onEnd func()) {
-	c.onMessage, c.onActivity, c.onEnd = onMessage, onActivity, onEnd
+	c.ServeHandler(funcHandler{onMessage, onActivity, onEnd})
+}
+
+// ServeHandler is Serve with the callbacks as the methods of h: one value
+// for the socket's lifetime instead of three closures.
+func (c *Conn) ServeHandler(h Handler) {
+	c.h = h
 	if c.rc != nil && pollerAdd(c) == nil {
 		return
 	}
@@ -238,12 +303,27 @@ func (c *Conn) Serve(onMessage func([]byte), onActivity func(), onEnd func()) {
 	go c.readBlocking()
 }
 
+// funcHandler is Serve's callbacks as a Handler; onEnd may be nil.
+type funcHandler struct {
+	onMessage  func([]byte)
+	onActivity func()
+	onEnd      func()
+}
+
+func (f funcHandler) Message(p []byte) { f.onMessage(p) }
+func (f funcHandler) Activity()        { f.onActivity() }
+func (f funcHandler) End() {
+	if f.onEnd != nil {
+		f.onEnd()
+	}
+}
+
 // Done acknowledges n bytes of messages handed to onMessage (call it with
 // len(message) after handling each one). Any goroutine may call it. When it
 // brings the backlog to half of MaxInboundBacklog, a paused socket is read
 // again.
 func (c *Conn) Done(n int) {
-	if c.backlog.Add(-int64(n)) <= c.maxBacklog/2 && c.paused.Load() && c.paused.CompareAndSwap(true, false) {
+	if c.backlog.Add(-int64(n)) <= c.cfg.maxBacklog/2 && c.paused.Load() && c.paused.CompareAndSwap(true, false) {
 		if c.blocking {
 			go c.readBlocking()
 		} else {
@@ -255,13 +335,13 @@ func (c *Conn) Done(n int) {
 // overBacklog reports whether the reader must stop because the consumer is
 // behind. When it returns true, reading resumes from Done.
 func (c *Conn) overBacklog() bool {
-	if c.backlog.Load() <= c.maxBacklog {
+	if c.backlog.Load() <= c.cfg.maxBacklog {
 		return false
 	}
 	c.paused.Store(true)
 	// Done may have caught up between the Load and the Store, without seeing
 	// paused: then resume here, unless Done got there first.
-	if c.backlog.Load() > c.maxBacklog/2 {
+	if c.backlog.Load() > c.cfg.maxBacklog/2 {
 		return true
 	}
 	return !c.paused.CompareAndSwap(true, false)
@@ -300,8 +380,8 @@ func (c *Conn) consume(b []byte) bool {
 	}
 	c.rmu.Unlock()
 	if err != nil {
-		if c.debug != nil {
-			c.debug.Debug("bad frame", "socket", c.id, "error", err)
+		if c.cfg.debug != nil {
+			c.cfg.debug.Debug("bad frame", "socket", c.sid(), "error", err)
 		}
 		c.closeAndEnd(closeCode(err), err.Error())
 		return false
@@ -316,51 +396,52 @@ func (c *Conn) consume(b []byte) bool {
 // held.
 
 func (c *Conn) message(p []byte) {
-	if !c.fragDeadline.IsZero() { // a fragmented message is complete
-		c.fragDeadline = time.Time{}
-		c.fragTimer.Stop()
+	if c.frag != nil && !c.frag.deadline.IsZero() { // a fragmented message is complete
+		c.frag.deadline = time.Time{}
+		c.frag.timer.Stop()
 	}
-	if c.debug != nil {
-		c.debug.Debug("in", "socket", c.id, "frame", string(p))
+	if c.cfg.debug != nil {
+		c.cfg.debug.Debug("in", "socket", c.sid(), "frame", string(p))
 	}
 	c.backlog.Add(int64(len(p)))
 	if c.meter != nil {
 		c.meter.Received(len(p))
 	}
-	c.onMessage(append([]byte(nil), p...))
+	c.h.Message(append([]byte(nil), p...))
 }
 
 // fragment arms the deadline of a fragmented message: a timer, so that it
 // fires even if the client sends nothing more.
 func (c *Conn) fragment() {
-	c.fragDeadline = time.Now().Add(c.fragTimeout)
-	if c.fragTimer == nil {
-		c.fragTimer = time.AfterFunc(c.fragTimeout, c.fragmentExpired)
-	} else {
-		c.fragTimer.Reset(c.fragTimeout)
+	if c.frag == nil {
+		c.frag = &fragment{deadline: time.Now().Add(c.cfg.fragTimeout)}
+		c.frag.timer = time.AfterFunc(c.cfg.fragTimeout, c.fragmentExpired)
+		return
 	}
+	c.frag.deadline = time.Now().Add(c.cfg.fragTimeout)
+	c.frag.timer.Reset(c.cfg.fragTimeout)
 }
 
 func (c *Conn) fragmentExpired() {
 	c.rmu.Lock()
-	if c.readStopped || c.fragDeadline.IsZero() || time.Now().Before(c.fragDeadline) {
+	if c.readStopped || c.frag.deadline.IsZero() || time.Now().Before(c.frag.deadline) {
 		// finished, or a later message whose own deadline is pending
 		c.rmu.Unlock()
 		return
 	}
 	c.readStopped = true
-	c.fragDeadline = time.Time{}
+	c.frag.deadline = time.Time{}
 	c.fr.frag, c.fr.pend, c.fr.inFrag = nil, nil, false // free the partial message now
 	c.rmu.Unlock()
-	c.closeAndEnd(CodePolicyViolation, "Fragmented message not finished within "+c.fragTimeout.String())
+	c.closeAndEnd(CodePolicyViolation, "Fragmented message not finished within "+c.cfg.fragTimeout.String())
 }
 
 func (c *Conn) ping(p []byte) {
 	c.control(newFrame(opPong, p))
-	c.onActivity()
+	c.h.Activity()
 }
 
-func (c *Conn) pong() { c.onActivity() }
+func (c *Conn) pong() { c.h.Activity() }
 
 func (c *Conn) peerClose(code int) {
 	if cd := Code(code); cd == codeNoStatus || cd == codeAbnormal || cd == codeTLSHandshake {
@@ -369,7 +450,7 @@ func (c *Conn) peerClose(code int) {
 	c.mu.Lock()
 	c.peerClosed = true
 	if c.closeCode == 0 {
-		c.closeCode = code
+		c.closeCode = int32(code)
 	}
 	if c.state == stateOpen {
 		// Answer the client's close, then end.
@@ -407,13 +488,13 @@ func (c *Conn) send(p *Prepared, now bool) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if c.pending+len(p.wire) > c.maxPending {
+	if c.pending+len(p.wire) > c.cfg.maxPending {
 		c.abort = true
 		c.closeLocked(int(CodeSlowConsumer), CodeSlowConsumer.Message(), true)
 		c.mu.Unlock()
 		return false
 	}
-	if now && !c.writing && len(c.queue) == 0 && c.hello == nil && c.rc != nil && c.debug == nil {
+	if now && !c.writing && len(c.queue) == 0 && c.hello == nil && c.rc != nil && c.cfg.debug == nil {
 		n := c.writeNow(p.wire)
 		if n == len(p.wire) {
 			c.mu.Unlock()
@@ -546,11 +627,11 @@ func (c *Conn) closeLocked(code int, reason string, drop bool) {
 			c.pending = c.queue[0].Size()
 		}
 	}
-	if c.debug != nil {
-		c.debug.Debug("close", "socket", c.id, "code", code, "reason", reason)
+	if c.cfg.debug != nil {
+		c.cfg.debug.Debug("close", "socket", c.sid(), "code", code, "reason", reason)
 	}
 	if c.closeCode == 0 {
-		c.closeCode = code
+		c.closeCode = int32(code)
 	}
 	c.enqueueLocked(closeFrame(code, reason))
 	c.state = stateClosing
@@ -603,7 +684,7 @@ func (c *Conn) writeLoop() {
 
 		bufs := c.bufs[:0]
 		if hello != nil {
-			bufs = append(bufs, hello)
+			bufs = append(bufs, hello[:])
 		}
 		sentClose := false
 		for _, p := range batch {
@@ -611,17 +692,21 @@ func (c *Conn) writeLoop() {
 			if p.payload >= 0 && p.wire[0]&0x0f == opClose {
 				sentClose = true
 			}
-			if c.debug != nil && p.payload >= 0 && p.isText() {
-				c.debug.Debug("out", "socket", c.id, "frame", string(p.Payload()))
+			if c.cfg.debug != nil && p.payload >= 0 && p.isText() {
+				c.cfg.debug.Debug("out", "socket", c.sid(), "frame", string(p.Payload()))
 			}
 		}
 		c.bufs = bufs
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c.nc)
 		if c.meter != nil {
 			// Bytes out are WebSocket frames: the 101 response is not one.
-			c.measure(batch, max(int(n)-len(hello), 0), err == nil)
+			helloLen := 0
+			if hello != nil {
+				helloLen = helloSize
+			}
+			c.measure(batch, max(int(n)-helloLen, 0), err == nil)
 		}
 		clear(batch)
 		c.spare = batch
@@ -690,7 +775,7 @@ func (c *Conn) end() {
 	clear(c.queue)
 	c.queue, c.pending = nil, 0
 	reset := c.abort && !c.peerClosed
-	code := c.closeCode
+	code := int(c.closeCode)
 	c.mu.Unlock()
 	if c.meter != nil {
 		if code == 0 {
@@ -709,8 +794,8 @@ func (c *Conn) end() {
 	default:
 		c.nc.Close()
 	}
-	if c.onEnd != nil {
-		c.onEnd()
+	if c.h != nil {
+		c.h.End()
 	}
 }
 

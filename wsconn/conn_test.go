@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // testServer upgrades every request on a real 127.0.0.1 socket and hands the
@@ -310,7 +311,7 @@ func TestFragmentTimeout(t *testing.T) {
 		cl.send(start, clientFrame(true, 0, []byte(`"}`)))
 		waitFor(t, "the fragmented message", func() bool { return len(s.messages()) == 1 })
 		c.rmu.Lock()
-		armed := !c.fragDeadline.IsZero() || c.fragTimer.Stop()
+		armed := !c.frag.deadline.IsZero() || c.frag.timer.Stop()
 		c.rmu.Unlock()
 		if armed {
 			t.Fatal("deadline still armed after the message was complete")
@@ -412,5 +413,19 @@ func TestIdleSocketHoldsNoWriterBuffers(t *testing.T) {
 			t.Fatalf("frame %d: %v", i, err)
 		}
 		waitFor(t, "the writer to finish and give its buffers back", idle)
+	}
+}
+
+// TestConnFitsItsSizeClass guards the memory of an idle socket: a Conn is
+// allocated in the 288-byte size class; settings shared by every socket
+// live in one settings value, state that only some sockets need behind
+// pointers, and the flags are packed.
+func TestConnFitsItsSizeClass(t *testing.T) {
+	if size := unsafe.Sizeof(Conn{}); size > 288 {
+		t.Fatalf("Conn is %d bytes, want at most 288", size)
+	}
+	a, b := settingsFor(Options{}), settingsFor(Options{})
+	if a != b {
+		t.Fatal("sockets opened with the same Options do not share their settings")
 	}
 }
