@@ -23,6 +23,9 @@ func TestIdleWheel(t *testing.T) {
 	start := time.Now()
 	spawn := func(name string) *connActor {
 		pid := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			if ctx.Message() == "sync" {
+				ctx.Respond("ok")
+			}
 			if _, ok := ctx.Message().(*idleTickMsg); ok {
 				mu.Lock()
 				fired[name] = append(fired[name], time.Since(start))
@@ -46,6 +49,13 @@ func TestIdleWheel(t *testing.T) {
 	case <-marker:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the marker's check never came")
+	}
+	// The wheel sent every check due before the marker's before it; a round
+	// trip to each socket's actor makes sure it has handled them.
+	for _, a := range []*connActor{a, b, cancelled, moved} {
+		if _, err := system.Root.RequestFuture(a.pid, "sync", 5*time.Second).Result(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
