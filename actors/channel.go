@@ -380,11 +380,7 @@ func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) 
 // fanout hands the same encoded frame to every subscriber but exclude.
 // fanout queues f for every subscriber but exclude.
 func (c *channelActor) fanout(f *wsconn.Prepared, exclude string) {
-	for _, s := range c.subs {
-		if s.socketID != exclude {
-			s.conn.Send(f)
-		}
-	}
+	sendTo(c.subs, f, exclude, (*wsconn.Conn).Send)
 }
 
 // fanoutNow sends f to every subscriber but exclude with SendNow, which
@@ -396,7 +392,7 @@ func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
 	subs := c.subs
 	parts := min(len(subs)/fanoutPart, fanoutWorkers()+1)
 	if parts <= 1 {
-		sendNow(subs, f, exclude)
+		sendTo(subs, f, exclude, (*wsconn.Conn).SendNow)
 		return
 	}
 	size := (len(subs) + parts - 1) / parts
@@ -409,14 +405,15 @@ func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
 			job.run()
 		}
 	}
-	sendNow(subs[:size], f, exclude)
+	sendTo(subs[:size], f, exclude, (*wsconn.Conn).SendNow)
 	c.parts.Wait()
 }
 
-func sendNow(subs []*subscriber, f *wsconn.Prepared, exclude string) {
+// sendTo sends f to every subscriber but exclude with send (Send or SendNow).
+func sendTo(subs []*subscriber, f *wsconn.Prepared, exclude string, send func(*wsconn.Conn, *wsconn.Prepared) bool) {
 	for _, s := range subs {
 		if s.socketID != exclude {
-			s.conn.SendNow(f)
+			send(s.conn, f)
 		}
 	}
 }
@@ -433,7 +430,7 @@ type fanoutJob struct {
 }
 
 func (j fanoutJob) run() {
-	sendNow(j.subs, j.frame, j.exclude)
+	sendTo(j.subs, j.frame, j.exclude, (*wsconn.Conn).SendNow)
 	j.done.Done()
 }
 

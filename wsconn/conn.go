@@ -145,7 +145,6 @@ type settings struct {
 	maxBacklog   int64
 	readLimit    int64
 	sendBuffer   int
-	helloFirst   bool
 }
 
 var (
@@ -164,7 +163,7 @@ func settingsFor(opts Options) *settings {
 	st := &settings{
 		debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout,
 		fragTimeout: opts.FragmentTimeout, maxBacklog: int64(opts.MaxInboundBacklog), readLimit: opts.ReadLimit,
-		sendBuffer: opts.SendBuffer, helloFirst: opts.HelloWithFirstFrame,
+		sendBuffer: opts.SendBuffer,
 	}
 	if st.readLimit <= 0 {
 		st.readLimit = defaultReadLimit

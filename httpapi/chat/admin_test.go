@@ -8,20 +8,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
-	"github.com/parley-chat/parley/httpapi"
 	"github.com/parley-chat/parley/persistence"
 )
 
@@ -31,49 +27,13 @@ import (
 // chat's app-1.
 func startAdmin(t testing.TB, db database, mutate func(*config.Config)) *env {
 	t.Helper()
-	cfg, err := config.Load(nil, func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
-			"PARLEY_DATA_DIR": cmpOr(db.dir, t.TempDir()),
-		}[k]
-		return v, ok
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Apps = append(cfg.Apps, config.App{ID: "app-2", Key: "key-2", Secret: "secret-2", MaxEventSize: config.DefaultMaxEventSize,
-		ActivityTimeout: config.DefaultActivityTimeout, MaxChannelsPerConnection: config.DefaultMaxChannelsPerConnection})
-	cfg.DatabaseURL = db.url
-	cfg.APIRateLimit = 0
-	if mutate != nil {
-		mutate(cfg)
-	}
-	ctx := context.Background()
-	st, err := persistence.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node := actors.NewNode(cfg, log)
-	api := httpapi.New(cfg, node, log)
-	svc := Mount(api.Engine(), Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log, Signed: api.Signed()})
-	srv := httptest.NewServer(api.Handler())
-	en := &env{t: t, db: db, cfg: cfg, st: st, node: node, svc: svc, srv: srv, url: srv.URL}
-	var once sync.Once
-	en.close = func() {
-		once.Do(func() {
-			srv.CloseClientConnections()
-			srv.Close()
-			svc.Stop()
-			node.Stop()
-			st.Close()
-		})
-	}
-	t.Cleanup(en.close)
-	return en
+	return startOn(t, db, func(cfg *config.Config) {
+		cfg.Apps = append(cfg.Apps, config.App{ID: "app-2", Key: "key-2", Secret: "secret-2", MaxEventSize: config.DefaultMaxEventSize,
+			ActivityTimeout: config.DefaultActivityTimeout, MaxChannelsPerConnection: config.DefaultMaxChannelsPerConnection})
+		if mutate != nil {
+			mutate(cfg)
+		}
+	}, nil, true)
 }
 
 // signer signs requests as the Pusher server SDKs do.

@@ -28,6 +28,7 @@ import (
 	_ "github.com/lib/pq"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/httpapi"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/wsconn"
 	"golang.org/x/crypto/bcrypt"
@@ -132,6 +133,15 @@ func startWith(t testing.TB, db database, mutate func(*config.Config), login Log
 // startDeps is start with a say in the chat service's Deps.
 func startDeps(t testing.TB, db database, mutate func(*config.Config), deps func(*Deps)) *env {
 	t.Helper()
+	return startOn(t, db, mutate, deps, false)
+}
+
+// startOn builds the test server: with served, as `parley serve` builds it
+// (httpapi's routes, Pusher HTTP API signing, the WebSocket upgrade, with the
+// chat mounted on them); otherwise the chat on a bare gin engine with the
+// WebSocket route only.
+func startOn(t testing.TB, db database, mutate func(*config.Config), deps func(*Deps), served bool) *env {
+	t.Helper()
 	cfg, err := config.Load(nil, func(k string) (string, bool) {
 		v, ok := map[string]string{
 			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
@@ -157,19 +167,27 @@ func startDeps(t testing.TB, db database, mutate func(*config.Config), deps func
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	node := actors.NewNode(cfg, log)
-	e := gin.New()
-	e.GET("/app/:key", func(c *gin.Context) {
-		conn, err := wsconn.Upgrade(c.Writer, c.Request, node.ConnOptions())
-		if err == nil {
-			node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"), "")
-		}
-	})
 	d := Deps{Config: cfg, Store: st, Node: node, App: &cfg.Apps[0], Log: log}
+	var e *gin.Engine
+	var h http.Handler
+	if served {
+		api := httpapi.New(cfg, node, log)
+		e, h, d.Signed = api.Engine(), api.Handler(), api.Signed()
+	} else {
+		e = gin.New()
+		e.GET("/app/:key", func(c *gin.Context) {
+			conn, err := wsconn.Upgrade(c.Writer, c.Request, node.ConnOptions())
+			if err == nil {
+				node.Accept(conn, c.Param("key"), c.Query("protocol"), c.GetHeader("Origin"), "")
+			}
+		})
+		h = e
+	}
 	if deps != nil {
 		deps(&d)
 	}
 	svc := Mount(e, d)
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(h)
 	en := &env{t: t, db: db, cfg: cfg, st: st, node: node, svc: svc, srv: srv, url: srv.URL}
 	var once sync.Once
 	en.close = func() {
