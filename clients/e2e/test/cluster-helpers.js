@@ -12,9 +12,10 @@ import { promisify } from 'node:util';
 import {
   Ctx,
   Echo,
-  PARLEY_BIN,
   PusherClient,
+  chatApi,
   connected,
+  parleyJSON,
   show,
   startParley,
   subscribed,
@@ -213,36 +214,13 @@ export function clusterScenario(getNodes, fn) {
 // chat: admin commands, REST, Echo authorized by /api/broadcasting/auth
 
 /** Runs `parley <args>` against databaseUrl; returns its JSON output. */
-export async function admin(databaseUrl, args) {
-  let out;
-  try {
-    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, DATABASE_URL: databaseUrl }, timeout: 20000 });
-  } catch (err) {
-    throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
-  }
-  return JSON.parse(out.stdout);
+export function admin(databaseUrl, args) {
+  return parleyJSON({ DATABASE_URL: databaseUrl }, args);
 }
 
-/** One REST call with fetch: {status, body}. Bounded by 10 s. */
-export async function api(node, method, path, { token, body, headers = {} } = {}) {
-  const h = { Accept: 'application/json', ...headers };
-  if (token) h.Authorization = `Bearer ${token}`;
-  let payload;
-  if (body !== undefined) {
-    h['Content-Type'] = 'application/json';
-    payload = JSON.stringify(body);
-  }
-  const res = await fetch(`http://${node.host}:${node.port}${path}`, {
-    method, headers: h, body: payload, signal: AbortSignal.timeout(10000),
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = { unparsable: text };
-  }
-  return { status: res.status, body: json };
+/** One REST call to a node: chatApi bounded by 10 s (a cluster answers once its peers have). */
+export function api(node, method, path, opts = {}) {
+  return chatApi(node, method, path, { timeout: 10000, ...opts });
 }
 
 export function expectStatus(res, status, what) {

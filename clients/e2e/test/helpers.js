@@ -743,28 +743,33 @@ export function newId(prefix = 'x') {
 
 const execFileP = promisify(execFile);
 
-/** Runs an admin command (`parley users create ...`) on the data dir's embedded database; returns its JSON. */
-export async function runAdmin(dataDir, args) {
+/** Runs `parley <args>` with env added to the environment; returns its JSON output. */
+export async function parleyJSON(env, args) {
   let out;
   try {
-    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, PARLEY_DATA_DIR: dataDir }, timeout: 20000 });
+    out = await execFileP(PARLEY_BIN, args, { env: { ...process.env, ...env }, timeout: 20000 });
   } catch (err) {
     throw new Error(`parley ${args.join(' ')} failed: ${err.message}\nstdout: ${err.stdout}\nstderr: ${err.stderr}`);
   }
   return JSON.parse(out.stdout);
 }
 
+/** Runs an admin command (`parley users create ...`) on the data dir's embedded database; returns its JSON. */
+export function runAdmin(dataDir, args) {
+  return parleyJSON({ PARLEY_DATA_DIR: dataDir }, args);
+}
+
 /**
- * One chat REST call with Node's fetch, bounded by 5 s: {status, body, headers}. `target` is a
- * server from startParley or a port on 127.0.0.1.
+ * One chat REST call with Node's fetch, bounded by `timeout` ms (5 s): {status, body, headers}.
+ * `target` is a server from startParley or a port on 127.0.0.1.
  */
-export async function chatApi(target, method, p, { token, body, headers = {} } = {}) {
+export async function chatApi(target, method, p, { token, body, headers = {}, timeout = 5000 } = {}) {
   const base = typeof target === 'number' ? `127.0.0.1:${target}` : `${target.host}:${target.port}`;
   const h = { Accept: 'application/json', ...headers };
   if (token) h.Authorization = `Bearer ${token}`;
   if (body !== undefined) h['Content-Type'] = 'application/json';
   const res = await fetch(`http://${base}${p}`, {
-    method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000),
+    method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeout),
   });
   const text = await res.text();
   let json = null;
