@@ -249,18 +249,30 @@ func (s *pgStore) MatterMembers(ctx context.Context, matterID int64) ([]User, er
 }
 
 func (s *pgStore) AddActiveMember(ctx context.Context, matterID, userID int64) (bool, error) {
-	var added bool
+	return s.changeMember(ctx, matterID, userID, true, "add member",
+		`INSERT INTO members (matter_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, matterID, userID, dbTime(time.Now()))
+}
+
+func (s *pgStore) RemoveMember(ctx context.Context, matterID, userID int64) (bool, error) {
+	return s.changeMember(ctx, matterID, userID, false, "remove member",
+		`DELETE FROM members WHERE matter_id = $1 AND user_id = $2`, matterID, userID)
+}
+
+// changeMember runs query, which adds or removes the membership, once the
+// matter and the user (not deleted, if active) are known to exist, and
+// reports whether it changed a row.
+func (s *pgStore) changeMember(ctx context.Context, matterID, userID int64, active bool, what, query string, args ...any) (bool, error) {
+	var changed bool
 	err := s.pgTx(ctx, func(tx *sqlx.Tx) error {
-		if err := pgMatterAndUser(ctx, tx, matterID, userID, true); err != nil {
+		if err := pgMatterAndUser(ctx, tx, matterID, userID, active); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO members (matter_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			matterID, userID, dbTime(time.Now()))
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
 		n, err := res.RowsAffected()
-		added = n == 1
+		changed = n == 1
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -271,32 +283,9 @@ func (s *pgStore) AddActiveMember(ctx context.Context, matterID, userID int64) (
 		return false, fmt.Errorf("persistence: matter %d: %w", matterID, ErrNoSuchMatter)
 	}
 	if err != nil {
-		return false, fmt.Errorf("persistence: add member: %w", err)
+		return false, fmt.Errorf("persistence: %s: %w", what, err)
 	}
-	return added, nil
-}
-
-func (s *pgStore) RemoveMember(ctx context.Context, matterID, userID int64) (bool, error) {
-	var removed bool
-	err := s.pgTx(ctx, func(tx *sqlx.Tx) error {
-		if err := pgMatterAndUser(ctx, tx, matterID, userID, false); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM members WHERE matter_id = $1 AND user_id = $2`, matterID, userID)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		removed = n == 1
-		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		return false, err
-	}
-	if err != nil {
-		return false, fmt.Errorf("persistence: remove member: %w", err)
-	}
-	return removed, nil
+	return changed, nil
 }
 
 // pgMatterAndUser returns ErrNotFound naming what is missing: the matter, or

@@ -279,50 +279,39 @@ func (s *sqliteStore) MatterMembers(ctx context.Context, matterID int64) ([]User
 }
 
 func (s *sqliteStore) AddActiveMember(ctx context.Context, matterID, userID int64) (bool, error) {
-	var added bool
-	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
-		if err := sqliteMatterAndUser(ctx, tx, matterID, userID, true); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO members (matter_id, user_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-			matterID, userID, dbTime(time.Now()))
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		added = n == 1
-		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		return false, err
-	}
-	if err != nil {
-		return false, fmt.Errorf("persistence: add member: %w", err)
-	}
-	return added, nil
+	return s.changeMember(ctx, matterID, userID, true, "add member",
+		`INSERT INTO members (matter_id, user_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, matterID, userID, dbTime(time.Now()))
 }
 
 func (s *sqliteStore) RemoveMember(ctx context.Context, matterID, userID int64) (bool, error) {
-	var removed bool
+	return s.changeMember(ctx, matterID, userID, false, "remove member",
+		`DELETE FROM members WHERE matter_id = ? AND user_id = ?`, matterID, userID)
+}
+
+// changeMember runs query, which adds or removes the membership, once the
+// matter and the user (not deleted, if active) are known to exist, and
+// reports whether it changed a row.
+func (s *sqliteStore) changeMember(ctx context.Context, matterID, userID int64, active bool, what, query string, args ...any) (bool, error) {
+	var changed bool
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
-		if err := sqliteMatterAndUser(ctx, tx, matterID, userID, false); err != nil {
+		if err := sqliteMatterAndUser(ctx, tx, matterID, userID, active); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM members WHERE matter_id = ? AND user_id = ?`, matterID, userID)
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
 		n, err := res.RowsAffected()
-		removed = n == 1
+		changed = n == 1
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
 		return false, err
 	}
 	if err != nil {
-		return false, fmt.Errorf("persistence: remove member: %w", err)
+		return false, fmt.Errorf("persistence: %s: %w", what, err)
 	}
-	return removed, nil
+	return changed, nil
 }
 
 // sqliteMatterAndUser returns ErrNotFound naming what is missing: the matter,
