@@ -81,28 +81,34 @@ func (w *idleWheel) run() {
 			return
 		case <-t.C:
 		}
-		now := int64(time.Since(w.start) / idleTickEvery)
-		w.mu.Lock()
-		for w.tick < now { // every tick since the last, if the ticker dropped some
-			w.tick++
-			s := &w.slots[w.tick%idleSlots]
-			for i := 0; i < len(*s); {
-				a := (*s)[i]
-				if a.wheelDue > w.tick {
-					i++ // a later lap
-					continue
-				}
-				due = append(due, a.pid)
-				w.removeLocked(a) // moves the last entry to i
-			}
-		}
-		w.mu.Unlock()
+		due = w.expire(int64(time.Since(w.start)/idleTickEvery), due[:0])
 		for _, pid := range due {
 			w.root.Send(pid, idleTick)
 		}
 		clear(due)
-		due = due[:0]
 	}
+}
+
+// expire handles every tick up to now (all of them, if the ticker dropped
+// some) and appends to due the sockets whose check has come, taking them
+// out of the wheel.
+func (w *idleWheel) expire(now int64, due []*actor.PID) []*actor.PID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.tick < now {
+		w.tick++
+		s := &w.slots[w.tick%idleSlots]
+		for i := 0; i < len(*s); {
+			a := (*s)[i]
+			if a.wheelDue > w.tick {
+				i++ // a later lap
+				continue
+			}
+			due = append(due, a.pid)
+			w.removeLocked(a) // moves the last entry to i
+		}
+	}
+	return due
 }
 
 // close stops the wheel's goroutine.

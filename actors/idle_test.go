@@ -80,3 +80,25 @@ func TestIdleWheel(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleWheelLaps: a check due after more than a lap (the default activity
+// timeout, 120 s, is longer than the wheel's 102.4 s) waits in its slot
+// while the wheel passes it on earlier laps, and comes at its own tick.
+func TestIdleWheelLaps(t *testing.T) {
+	w := &idleWheel{start: time.Now()} // driven by hand: no ticker
+	a := &connActor{pid: actor.NewPID("test", "a")}
+	w.schedule(a, 150*time.Second)
+	due := a.wheelDue
+	if due <= idleSlots {
+		t.Fatalf("due at tick %d, want more than a lap (%d)", due, idleSlots)
+	}
+	if got := w.expire(due-1, nil); len(got) != 0 {
+		t.Fatal("the check came on an earlier lap through its slot, before its tick")
+	}
+	if got := w.expire(due, nil); len(got) != 1 || got[0] != a.pid {
+		t.Fatalf("at its tick: %v, want the socket's check", got)
+	}
+	if a.wheelDue != 0 || len(w.slots[due%idleSlots]) != 0 {
+		t.Fatal("the socket is still in the wheel after its check")
+	}
+}
