@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
@@ -15,7 +17,9 @@ import (
 // BenchmarkConnect is one client's whole connect against the real handler on
 // a loopback socket: dial, the upgrade request, the 101 and
 // connection_established, then the client goes away. Allocations are the
-// server's and the (minimal, raw-bytes) client's together.
+// server's and the (minimal, raw-bytes) client's together. The server's
+// listener has the front, as parley serve's has; PARLEY_BENCH_NO_FRONT=1
+// measures the connect through net/http instead.
 func BenchmarkConnect(b *testing.B) {
 	cfg, err := config.Load(nil, func(k string) (string, bool) {
 		v, ok := map[string]string{
@@ -30,7 +34,12 @@ func BenchmarkConnect(b *testing.B) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	node := actors.NewNode(cfg, log)
 	defer node.Stop()
-	srv := httptest.NewServer(New(cfg, node, log).Handler())
+	api := New(cfg, node, log)
+	srv := httptest.NewUnstartedServer(api.Handler())
+	if os.Getenv("PARLEY_BENCH_NO_FRONT") == "" { // as parley serve runs it
+		srv.Listener = api.Front(srv.Listener, 10*time.Second)
+	}
+	srv.Start()
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
 	req := []byte("GET /app/" + testKey + "?protocol=7&client=js&version=8.4.0&flash=false HTTP/1.1\r\n" +

@@ -68,7 +68,10 @@ func startServerWith(t *testing.T, mutate func(*config.Config), log *slog.Logger
 	if met != nil {
 		api.SetMetrics(met, true, "")
 	}
-	srv := httptest.NewServer(api.Handler())
+	// As parley serve runs it: connects are answered by the front.
+	srv := httptest.NewUnstartedServer(api.Handler())
+	srv.Listener = api.Front(srv.Listener, 10*time.Second)
+	srv.Start()
 	ts := &testServer{t: t, url: srv.URL, cfg: cfg, node: node, srv: srv, api_: api}
 	t.Cleanup(func() {
 		srv.CloseClientConnections()

@@ -39,10 +39,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the key. Paths gin cleans first ("//app/k", "/app/./k") go to gin, as do
 // "/app/k/" (gin redirects it) and "/app/" (no route).
 func socketKey(r *http.Request) (string, bool) {
-	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, wsPrefix) {
+	if r.Method != http.MethodGet {
 		return "", false
 	}
-	key := r.URL.Path[len(wsPrefix):]
+	return pathKey(r.URL.Path)
+}
+
+// pathKey is socketKey for a GET of path.
+func pathKey(path string) (string, bool) {
+	if !strings.HasPrefix(path, wsPrefix) {
+		return "", false
+	}
+	key := path[len(wsPrefix):]
 	if key == "" || key == "." || key == ".." || strings.IndexByte(key, '/') >= 0 {
 		return "", false
 	}

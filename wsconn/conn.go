@@ -219,6 +219,14 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts Options) (*Conn, error
 		nc.Close()
 		return nil, errors.New("wsconn: client sent data before the handshake was complete")
 	}
+	return Accept(nc, key, opts)
+}
+
+// Accept makes the socket of nc, whose handshake request the caller read
+// and checked (ParseHandshake) and of which nothing more was read: it
+// answers the handshake for key, with Options.HelloWithFirstFrame in the
+// same write as the socket's first frame. On failure nc is closed.
+func Accept(nc net.Conn, key string, opts Options) (*Conn, error) {
 	_ = nc.SetDeadline(time.Time{}) // clear what the HTTP server set
 	hello := new([helloSize]byte)
 	appendHello(hello[:0], key)

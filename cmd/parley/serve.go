@@ -134,9 +134,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		scheme = "https"
 	}
 	defer onSIGHUP(certs, log)()
+	const readHeaderTimeout = 10 * time.Second
+	if !cfg.TLS() {
+		// WebSocket connects are answered before net/http (see httpapi.Front).
+		ln = api.Front(ln, readHeaderTimeout)
+	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
 		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
