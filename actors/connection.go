@@ -32,12 +32,12 @@ type connActor struct {
 	subs      subscriptions // the channels this socket joined
 	userID    string        // set by a successful pusher:signin
 	pinged    bool          // a pusher:ping is waiting for an answer
-	lastHeard time.Time     // when the client last sent anything
-	rlStart   time.Time     // client event rate window start
-	rlEvents  int
-	pid       *actor.PID // this actor, for the node's idle wheel
-	wheelDue  int64      // the idle wheel's tick for the next check; 0 = none; guarded by the wheel
-	wheelPos  int32      // position in the wheel's slot; guarded by the wheel
+	lastHeard int64         // when the client last sent anything (monoNow)
+	rlStart   int64         // client event rate window start (monoNow)
+	pid       *actor.PID    // this actor, for the node's idle wheel
+	wheelDue  int64         // the idle wheel's tick for the next check; 0 = none; guarded by the wheel
+	wheelPos  int32         // position in the wheel's slot; guarded by the wheel
+	rlEvents  int32         // client events in the rate window
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -45,8 +45,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case *connInitMsg:
 		a.node, a.app, a.conn, a.socketID = m.node, m.app, m.conn, m.socketID
 		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
-		a.conn.SendEvent("pusher:connection_established", "", data)
-		a.lastHeard = time.Now()
+		a.conn.SendEventNow("pusher:connection_established", "", data)
+		a.lastHeard = monoNow()
 		a.pid = ctx.Self()
 		a.node.idle.schedule(a, a.activityTimeout())
 	case *inboundMsg:
@@ -91,9 +91,16 @@ func (a *connActor) activityTimeout() time.Duration {
 	return time.Duration(a.app.ActivityTimeout) * time.Second
 }
 
+// monoNow is the time on the monotonic clock, in nanoseconds since the
+// process started: 8 bytes per timestamp a ConnectionActor keeps instead
+// of a time.Time's 24.
+func monoNow() int64 { return int64(time.Since(processStart)) }
+
+var processStart = time.Now()
+
 // alive records that the client spoke: any frame answers a ping.
 func (a *connActor) alive() {
-	a.lastHeard = time.Now()
+	a.lastHeard = monoNow()
 	a.pinged = false
 }
 
@@ -102,7 +109,7 @@ func (a *connActor) alive() {
 // wheel, not SetReceiveTimeout: protoactor's receive-timeout timer writes
 // actor state from the timer goroutine.
 func (a *connActor) checkIdle() {
-	quiet := time.Since(a.lastHeard)
+	quiet := time.Duration(monoNow() - a.lastHeard)
 	switch {
 	case a.pinged && quiet >= a.activityTimeout()+a.node.cfg.PongTimeout:
 		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
@@ -111,7 +118,7 @@ func (a *connActor) checkIdle() {
 	case quiet >= a.activityTimeout():
 		a.pinged = true
 		a.conn.SendEvent("pusher:ping", "", "{}")
-		a.lastHeard = time.Now().Add(-a.activityTimeout()) // the pong clock starts now
+		a.lastHeard = monoNow() - int64(a.activityTimeout()) // the pong clock starts now
 		a.node.idle.schedule(a, a.node.cfg.PongTimeout)
 	default:
 		a.node.idle.schedule(a, a.activityTimeout()-quiet)
@@ -267,8 +274,8 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 		a.fail(wsconn.CodeClientEventRefused, "subscribe to %q before sending client events on it", wsconn.Truncate(f.Channel, 64))
 		return
 	}
-	now := time.Now()
-	if now.Sub(a.rlStart) >= time.Second {
+	now := monoNow()
+	if a.rlEvents == 0 || now-a.rlStart >= int64(time.Second) {
 		a.rlStart, a.rlEvents = now, 0
 	}
 	a.rlEvents++

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/config"
@@ -475,5 +476,14 @@ func TestBigFanoutInOrder(t *testing.T) {
 				t.Fatalf("socket %d: event %d: got %+v", ci, i, f)
 			}
 		}
+	}
+}
+
+// TestConnActorFitsItsSizeClass guards the memory of an idle socket: a
+// ConnectionActor is allocated in the 128-byte size class (timestamps are
+// monotonic nanoseconds, not time.Time).
+func TestConnActorFitsItsSizeClass(t *testing.T) {
+	if size := unsafe.Sizeof(connActor{}); size > 128 {
+		t.Fatalf("connActor is %d bytes, want at most 128", size)
 	}
 }

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"net"
@@ -501,6 +502,13 @@ func (c *Conn) send(p *Prepared, now bool) bool {
 		c.mu.Unlock()
 		return false
 	}
+	if now && !c.writing && len(c.queue) == 0 && c.hello != nil && c.rc != nil && c.cfg.debug == nil &&
+		helloSize+len(p.wire) <= firstWriteSize {
+		if c.writeHelloNow(p) {
+			c.mu.Unlock()
+			return true
+		}
+	}
 	if now && !c.writing && len(c.queue) == 0 && c.hello == nil && c.rc != nil && c.cfg.debug == nil {
 		n := c.writeNow(p.wire)
 		if n == len(p.wire) {
@@ -522,6 +530,43 @@ func (c *Conn) send(p *Prepared, now bool) bool {
 	c.pending += len(p.wire)
 	c.startWriterLocked()
 	c.mu.Unlock()
+	return true
+}
+
+// firstWriteSize bounds the 101 response and first frame that writeHelloNow
+// writes together (connection_established is about 120 bytes).
+const firstWriteSize = 512
+
+var firstWrites = sync.Pool{New: func() any { return new([firstWriteSize]byte) }}
+
+// writeHelloNow writes the 101 response and p in one non-blocking write(2)
+// and reports whether p is then the writer's no more: sent whole, or its
+// unsent rest queued. On false (the kernel took nothing) nothing changed.
+// Caller holds mu, with no writer running and nothing queued.
+func (c *Conn) writeHelloNow(p *Prepared) bool {
+	buf := firstWrites.Get().(*[firstWriteSize]byte)
+	b := append(append(buf[:0], c.hello[:]...), p.wire...)
+	n := c.writeNow(b)
+	if n == 0 {
+		firstWrites.Put(buf)
+		return false
+	}
+	c.hello = nil
+	if n < len(b) {
+		// The rest (of the 101, or of the frame) goes first, by the writer.
+		rest := &Prepared{wire: bytes.Clone(b[n:]), payload: -1, born: p.born}
+		c.enqueueLocked(rest)
+		c.pending += len(rest.wire)
+		c.startWriterLocked()
+	}
+	firstWrites.Put(buf)
+	if c.meter != nil {
+		if n == len(b) {
+			c.measure1(p, len(p.wire))
+		} else {
+			c.meter.Sent(0, max(n-helloSize, 0))
+		}
+	}
 	return true
 }
 
@@ -573,6 +618,13 @@ func (w *rawWriter) write(fd uintptr) bool {
 // SendEvent encodes and queues one frame for this socket only.
 func (c *Conn) SendEvent(event, channel, data string) bool {
 	return c.Send(NewPrepared(EncodeEvent(event, channel, data, "")))
+}
+
+// SendEventNow is SendEvent written at once when nothing is queued (see
+// SendNow); the first frame of a socket opened with HelloWithFirstFrame
+// then goes out with the 101 response in one write(2).
+func (c *Conn) SendEventNow(event, channel, data string) bool {
+	return c.SendNow(NewPrepared(EncodeEvent(event, channel, data, "")))
 }
 
 // SendError queues a pusher:error frame; the socket stays open.

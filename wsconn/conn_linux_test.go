@@ -3,9 +3,11 @@
 package wsconn
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -287,5 +289,42 @@ func TestDropKeepsPartlyWrittenFrame(t *testing.T) {
 	c.mu.Unlock()
 	if len(q) != 2 || q[0] != rest || q[1].wire[0]&0x0f != opClose {
 		t.Fatalf("queue after the drop: %d frames, first is the rest: %v", len(q), len(q) > 0 && q[0] == rest)
+	}
+}
+
+// With HelloWithFirstFrame, the first frame sent to an idle socket goes out
+// with the 101 response in one write by Send itself: both have reached the
+// client's kernel when Send returns, and no writer runs.
+func TestHelloAndFirstFrameWrittenAtOnce(t *testing.T) {
+	addr, conns := testServer(t, Options{HelloWithFirstFrame: true})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	fmt.Fprintf(nc, "GET /app/key?protocol=7 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	c := accept(t, conns)
+	serve(c, true)
+	cl := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+	f := NewPrepared([]byte(`{"event":"pusher:connection_established","data":"{}"}`))
+	if !c.SendNow(f) {
+		t.Fatal("send refused")
+	}
+	if got := clientUnread(t, cl); got != helloSize+f.Size() {
+		t.Fatalf("%d bytes at the client when Send returned, want %d", got, helloSize+f.Size())
+	}
+	c.mu.Lock()
+	writing, hello := c.writing, c.hello
+	c.mu.Unlock()
+	if writing || hello != nil {
+		t.Fatalf("writer started %v, 101 still held %v", writing, hello != nil)
+	}
+	resp, err := http.ReadResponse(cl.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	if op, p, err := cl.next(); err != nil || op != opText || !strings.Contains(string(p), "connection_established") {
+		t.Fatalf("first frame: op %d %q %v", op, p, err)
 	}
 }
