@@ -75,6 +75,7 @@ type Node struct {
 func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	narrowProcessRegistry(system)
 	n := &Node{
 		cfg: cfg, log: log, system: system,
 		byKey: map[string]*appRuntime{}, byID: map[string]*appRuntime{},

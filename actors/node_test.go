@@ -422,12 +422,16 @@ func TestMemoryAfterMassSubscribeAndClose(t *testing.T) {
 		f.Close()
 	}
 	t.Logf("live heap: at start %d KB, after %d subscribe/close %d KB, after as many more %d KB", start>>10, 2*sockets*1000, base>>10, after>>10)
-	if after > base+base/10 {
-		t.Fatalf("heap %d KB is more than 10%% over %d KB: it grows with every round", after>>10, base>>10)
+	// The slack is what the runtime's own records vary by from round to
+	// round (under the race detector, mostly goroutine descriptors).
+	if slack := max(base/10, 512<<10); after > base+slack {
+		t.Fatalf("heap %d KB is more than %d KB over %d KB: it grows with every round", after>>10, slack>>10, base>>10)
 	}
-	// Without the registry compaction the first round alone left ~8 MB.
-	if after > start*16/10 {
-		t.Fatalf("heap %d KB is more than 1.6 × the %d KB at start", after>>10, start>>10)
+	// Without the registry compaction the rounds left ~4 MB more than at
+	// start (~8 MB before the registry was narrowed to 2,048 maps); with it
+	// about 1 MB.
+	if after > start+2<<20 {
+		t.Fatalf("heap %d KB is more than 2 MB over the %d KB at start", after>>10, start>>10)
 	}
 }
 

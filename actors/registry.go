@@ -151,7 +151,7 @@ func (r *registry) forget(key string, pid *actor.PID) {
 }
 
 // removed accounts for a channel gone. After a mass subscribe and close the
-// actor system's process registry keeps its high-water mark (its 32,768 Go
+// actor system's process registry keeps its high-water mark (its 2,048 Go
 // maps never shrink): once the channels are down to a quarter of their peak,
 // rebuild them in the background.
 func (r *registry) removed() {
