@@ -10,6 +10,7 @@
 #   rates        1000 subscribers, 1 channel, at each of RATES events/s (x1000 deliveries/s), 15 s
 #   sweep        budget line 2: highest deliveries/s with p99 <= 50 ms and no loss
 #   connections  budget line 3: 10,000 idle subscribed sockets held 10 s
+#                 (CONNECTIONS sets how many; each needs a descriptor on both sides)
 #   curve        fan-out on one channel over a grid of CURVE_SUBS subscribers x
 #                CURVE_RATES deliveries/s, 10 s each; draws OUT/curve-latency.svg
 #                and OUT/curve-cpu.svg (p99 and server CPU per delivery against
@@ -79,6 +80,7 @@ MAX_OTHER_CPU=${MAX_OTHER_CPU:-25}
 TRIES=${TRIES:-5}
 CHAT_DATABASE_URL=${CHAT_DATABASE_URL-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 SECTIONS=${*:-fanout rates sweep connections chat wsconn syscall}
+CONNECTIONS=${CONNECTIONS:-10000}
 
 export PARLEY_APP_ID=app-1 PARLEY_APP_KEY=key-1 PARLEY_APP_SECRET=secret-1
 mkdir -p "$WORK/logs" "$OUT"
@@ -314,10 +316,10 @@ sweep_section() {
 }
 
 connections_section() {
-	log "line 3: connections -n 10000 --hold 10s"
+	log "line 3: connections -n $CONNECTIONS --hold 10s"
 	for srv in $SERVERS; do
 		for r in $(seq "$RUNS"); do
-			measure "connections-$srv-$r" "start_$srv" connections -n 10000 --hold 10s
+			measure "connections-$srv-$r" "start_$srv" connections -n "$CONNECTIONS" --hold 10s
 		done
 	done
 }
@@ -569,7 +571,7 @@ summary() {
 	fi
 	if ls "$OUT"/connections-*-[0-9].json >/dev/null 2>&1; then
 		echo
-		echo "line 3 — connections 10,000 held 10 s (budget: <= 6 KB RSS/connection, >= 10,000 connects/s)"
+		echo "line 3 — connections $CONNECTIONS held 10 s (budget: <= 6 KB RSS/connection, >= 10,000 connects/s)"
 		printf 'server\tconnected\tconnects/s\tRSS_B/conn\tsubscribe_p99ms\tsrv_us/conn\tbench_cpu%%\tother_cpu%%\n'
 		for srv in $SERVERS; do
 			for f in "$OUT"/connections-"$srv"-[0-9].json; do
