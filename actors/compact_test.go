@@ -62,7 +62,7 @@ func TestProcessRegistryNarrowed(t *testing.T) {
 	const n = 10000
 	narrowCost, wideCost := registryCost(t, system, n), registryCost(t, wide, n)
 	t.Logf("heap per idle actor: %.0f B narrowed, %.0f B in protoactor's layout", narrowCost, wideCost)
-	if narrowCost > wideCost-150 {
+	if narrowCost > wideCost-100 {
 		t.Fatalf("heap per idle actor: %.0f B narrowed, %.0f B in protoactor's layout", narrowCost, wideCost)
 	}
 }

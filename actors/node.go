@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,9 +41,11 @@ type Node struct {
 	idle   *idleWheel   // wakes ConnectionActors for their activity checks
 	watch  *actor.PID   // the watchlist actor
 	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
-	chanSV actor.SupervisorStrategy
-	byKey  map[string]*appRuntime // set at construction
-	byID   map[string]*appRuntime // set at construction
+	// dispatch runs ConnectionActors' and ChannelActors' mailboxes.
+	dispatch *workerDispatcher
+	chanSV   actor.SupervisorStrategy
+	byKey    map[string]*appRuntime // set at construction
+	byID     map[string]*appRuntime // set at construction
 
 	// The cluster seams; set at construction (local) or by JoinCluster
 	// before the node serves anything.
@@ -116,15 +119,17 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	// The lock-free mailbox: a ConnectionActor gets few messages (what its
 	// client sends), and this mailbox costs ~350 B less per socket than the
 	// default ring buffer.
+	n.dispatch = newWorkerDispatcher(4*runtime.GOMAXPROCS(0), 300) // 300: protoactor's default throughput
 	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} },
-		actor.WithMailbox(actor.UnboundedLockfree()),
+		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(n.dispatch),
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("connection", actor.StopDirective))))
 	return n
 }
 
 // channelProps builds a ChannelActor's Props.
 func (n *Node) channelProps(key, name string, stats *channelStats) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newChannel(n, key, name, stats) }, actor.WithGuardian(n.chanSV))
+	return actor.PropsFromProducer(func() actor.Actor { return newChannel(n, key, name, stats) },
+		actor.WithGuardian(n.chanSV), actor.WithDispatcher(n.dispatch))
 }
 
 // App returns the app with this id.
@@ -412,6 +417,7 @@ func (n *Node) Drain(ctx context.Context) error {
 // Stop ends the actor system, leaving the cluster first if in one.
 func (n *Node) Stop() {
 	defer n.idle.close()
+	defer n.dispatch.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	n.hooks.close(ctx) // a no-op after CloseWebhooks
 	cancel()

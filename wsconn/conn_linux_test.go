@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -326,5 +327,40 @@ func TestHelloAndFirstFrameWrittenAtOnce(t *testing.T) {
 	}
 	if op, p, err := cl.next(); err != nil || op != opText || !strings.Contains(string(p), "connection_established") {
 		t.Fatalf("first frame: op %d %q %v", op, p, err)
+	}
+}
+
+// onReader reports whether the running goroutine is one of the poller's
+// readers.
+func onReader() bool {
+	b := make([]byte, 8<<10)
+	return strings.Contains(string(b[:runtime.Stack(b, false)]), "(*poller).reader")
+}
+
+// A readable socket is read by one of the poller's long-lived readers when
+// one is idle, not by a new goroutine per event.
+func TestReadsOnLongLivedReaders(t *testing.T) {
+	addr, conns := testServer(t, Options{})
+	cl := dialRaw(t, addr)
+	c := accept(t, conns)
+	on := make(chan bool, 1)
+	c.Serve(func(m []byte) { on <- onReader(); c.Done(len(m)) }, func() {}, func() {})
+	const messages = 20
+	onReaders := 0
+	for i := range messages {
+		cl.send(clientFrame(true, opText, fmt.Appendf(nil, "m%d", i)))
+		select {
+		case r := <-on:
+			if r {
+				onReaders++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %d not read", i)
+		}
+	}
+	// Now and then no reader is parked again yet: that read gets its own
+	// goroutine.
+	if onReaders < 10 {
+		t.Fatalf("%d of %d messages read by the poller's readers", onReaders, messages)
 	}
 }

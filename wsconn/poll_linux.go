@@ -3,6 +3,7 @@
 package wsconn
 
 import (
+	"runtime"
 	"sync"
 	"syscall"
 )
@@ -13,6 +14,12 @@ import (
 
 type poller struct {
 	epfd int
+	// ready hands a readable socket to an idle reader: long-lived
+	// goroutines whose stacks have grown once (a new goroutine per event
+	// starts small and grows through the parser and the handler).
+	// Unbuffered: a send succeeds only to an idle reader; otherwise the
+	// socket gets a goroutine of its own, so no socket waits for another.
+	ready chan *Conn
 
 	mu    sync.Mutex
 	conns map[uint64]*Conn // guarded by mu; poll id → socket
@@ -30,7 +37,10 @@ func getPoller() *poller {
 		if err != nil {
 			return
 		}
-		thePoll = &poller{epfd: fd, conns: map[uint64]*Conn{}}
+		thePoll = &poller{epfd: fd, conns: map[uint64]*Conn{}, ready: make(chan *Conn)}
+		for range 2 * runtime.GOMAXPROCS(0) {
+			go thePoll.reader()
+		}
 		go thePoll.run()
 	})
 	return thePoll
@@ -95,10 +105,21 @@ func (p *poller) run() {
 		for i := 0; i < n; i++ {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
 			if c := p.conns[id]; c != nil {
-				go c.readReady()
+				select {
+				case p.ready <- c:
+				default:
+					go c.readReady()
+				}
 			}
 		}
 		p.mu.Unlock()
+	}
+}
+
+// reader reads the sockets handed to it, one at a time.
+func (p *poller) reader() {
+	for c := range p.ready {
+		c.readReady()
 	}
 }
 
