@@ -43,9 +43,12 @@ type Node struct {
 	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
 	// dispatch runs ConnectionActors' and ChannelActors' mailboxes.
 	dispatch *workerDispatcher
-	chanSV   actor.SupervisorStrategy
-	byKey    map[string]*appRuntime // set at construction
-	byID     map[string]*appRuntime // set at construction
+	// signinReplied, set only by tests, runs in a ConnectionActor right
+	// after it queued pusher:signin_success.
+	signinReplied func()
+	chanSV        actor.SupervisorStrategy
+	byKey         map[string]*appRuntime // set at construction
+	byID          map[string]*appRuntime // set at construction
 
 	// The cluster seams; set at construction (local) or by JoinCluster
 	// before the node serves anything.
@@ -124,6 +127,13 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(n.dispatch),
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("connection", actor.StopDirective))))
 	return n
+}
+
+// afterSigninReply runs the tests' signinReplied, if any.
+func (n *Node) afterSigninReply() {
+	if n.signinReplied != nil {
+		n.signinReplied()
+	}
 }
 
 // channelProps builds a ChannelActor's Props.

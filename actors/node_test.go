@@ -491,3 +491,30 @@ func TestConnActorFitsItsSizeClass(t *testing.T) {
 		t.Fatalf("connActor is %d bytes, want at most 128", size)
 	}
 }
+
+// A server-to-user event published as soon as the client has its
+// pusher:signin_success is delivered: the socket's subscribe to its
+// #server-to-user channel went out before the reply. The test holds the
+// ConnectionActor right after it queued the reply, publishes, then lets it go.
+func TestServerToUserRightAfterSignin(t *testing.T) {
+	tn := startNode(t, nil)
+	replied := make(chan struct{})
+	release := make(chan struct{})
+	tn.node.signinReplied = func() {
+		close(replied)
+		<-release
+	}
+	w := tn.dial()
+	userData := `{"id":"u-42"}`
+	b, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{
+		"user_data": userData, "auth": UserAuth(tKey, tSecret, w.socketID, userData)}})
+	w.send(string(b))
+	<-replied
+	w.expect("pusher:signin_success")
+	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	w.expect("to-user")
+	tn.marker(w, ServerToUserPrefix+"u-42")
+}
