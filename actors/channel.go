@@ -377,8 +377,8 @@ func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) 
 	}
 }
 
-// fanout hands the same encoded frame to every subscriber but exclude.
-// fanout queues f for every subscriber but exclude.
+// fanout queues f, one encoded frame shared by all, for every subscriber
+// but exclude.
 func (c *channelActor) fanout(f *wsconn.Prepared, exclude string) {
 	sendTo(c.subs, f, exclude, (*wsconn.Conn).Send)
 }

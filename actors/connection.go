@@ -334,24 +334,24 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 		a.fail(wsconn.CodeSigninRefused, "this connection is already signed in as another user")
 		return
 	}
-	success := `{"user_data":` + string(wsconn.AppendString(nil, d.UserData)) + `}`
-	if a.userID == id {
-		a.conn.SendEvent("pusher:signin_success", "", success)
-		a.node.afterSigninReply()
-		return
+	signedIn := a.userID != id
+	if signedIn {
+		a.userID = id
+		// Subscribe on the server's side too, so SDKs that never send the
+		// #server-to-user subscribe still get server-to-user events. The
+		// subscribe reaches the channel before the client hears of its
+		// success: a server-to-user event published once the client has it
+		// is delivered.
+		ch := ServerToUserPrefix + id
+		a.subs.set(ch, "")
+		sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
+		a.node.reg.forward(channelKey(a.app.ID, ch), a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
 	}
-	a.userID = id
-	// Subscribe on the server's side too, so SDKs that never send the
-	// #server-to-user subscribe still get server-to-user events. The
-	// subscribe reaches the channel before the client hears of its success:
-	// a server-to-user event published once the client has it is delivered.
-	ch := ServerToUserPrefix + id
-	a.subs.set(ch, "")
-	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
-	a.node.reg.forward(channelKey(a.app.ID, ch), a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
-	a.conn.SendEvent("pusher:signin_success", "", success)
+	a.conn.SendEvent("pusher:signin_success", "", `{"user_data":`+string(wsconn.AppendString(nil, d.UserData))+`}`)
 	a.node.afterSigninReply()
-	ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})
+	if signedIn {
+		ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})
+	}
 }
 
 // subscriptions is a socket's channel list: a slice, because sockets join a

@@ -195,10 +195,7 @@ func (s *Server) frontDone(c net.Conn, r *http.Request, key string, line *access
 		c.Close()
 		line.Status = http.StatusInternalServerError
 	}
-	if a, ok := s.cfg.AppByKey(key); ok {
-		line.App = a.ID
-	}
-	s.access.Record(r, *line)
+	s.recordConnect(r, key, *line)
 }
 
 // replayConn is a connection whose first bytes were read by the front: it

@@ -245,6 +245,7 @@ func TestFrontPanicRecovered(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return len(logs.lines(t, "handler panic")) == 1 })
+	waitFor(t, func() bool { return len(logs.lines(t, "request")) > 0 }) // written after the panic line
 	l := logs.lines(t, "request")
 	if len(l) != 1 || l[0]["status"] != 500.0 || l[0]["route"] != "/app/:key" || l[0]["level"] != "WARN" {
 		t.Fatalf("access lines %v", l)
@@ -290,5 +291,49 @@ func TestReplayConnGivesTheDescriptor(t *testing.T) {
 	}
 	if err := c.SetWriteBuffer(64 << 10); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// flakyListener fails its first Accepts with a temporary error, as a
+// listener out of file descriptors does.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+type temporaryError struct{}
+
+func (temporaryError) Error() string   { return "accept: too many open files" }
+func (temporaryError) Timeout() bool   { return false }
+func (temporaryError) Temporary() bool { return true }
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, temporaryError{}
+	}
+	return l.Listener.Accept()
+}
+
+// After a temporary accept error the front waits and accepts again, as
+// net/http does, instead of stopping the server.
+func TestFrontRetriesTemporaryErrors(t *testing.T) {
+	s := startServer(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	fl.fails.Store(3)
+	srv := &http.Server{Handler: s.api_.Handler()}
+	go func() { _ = srv.Serve(s.api_.Front(fl, time.Second)) }()
+	t.Cleanup(func() { srv.Close() })
+	client := &http.Client{Timeout: 10 * time.Second} // a stopped front never answers
+	resp, err := client.Get("http://" + ln.Addr().String() + "/up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || fl.fails.Load() >= 0 {
+		t.Fatalf("status %d, accepts still to fail %d", resp.StatusCode, fl.fails.Load())
 	}
 }

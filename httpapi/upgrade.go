@@ -76,6 +76,11 @@ func (s *Server) socketDone(sw *statusWriter, r *http.Request, key string, start
 	line.Status = sw.answered()
 	*sw = statusWriter{}
 	statusWriters.Put(sw)
+	s.recordConnect(r, key, line)
+}
+
+// recordConnect writes a connect's access line and metrics, with its app.
+func (s *Server) recordConnect(r *http.Request, key string, line access.Line) {
 	if a, ok := s.cfg.AppByKey(key); ok {
 		line.App = a.ID
 	}

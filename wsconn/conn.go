@@ -502,28 +502,15 @@ func (c *Conn) send(p *Prepared, now bool) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if now && !c.writing && len(c.queue) == 0 && c.hello != nil && c.rc != nil && c.cfg.debug == nil &&
-		helloSize+len(p.wire) <= firstWriteSize {
-		if c.writeHelloNow(p) {
+	if now && !c.writing && len(c.queue) == 0 && c.rc != nil && c.cfg.debug == nil &&
+		(c.hello == nil || helloSize+len(p.wire) <= firstWriteSize) {
+		rest, done := c.writeAtOnce(p)
+		if done {
 			c.mu.Unlock()
 			return true
 		}
-	}
-	if now && !c.writing && len(c.queue) == 0 && c.hello == nil && c.rc != nil && c.cfg.debug == nil {
-		n := c.writeNow(p.wire)
-		if n == len(p.wire) {
-			c.mu.Unlock()
-			if c.meter != nil {
-				c.measure1(p, n)
-			}
-			return true
-		}
-		if n > 0 {
-			// The kernel took part of the frame: the writer sends the rest.
-			if c.meter != nil {
-				c.meter.Sent(0, n)
-			}
-			p = &Prepared{wire: p.wire[n:], payload: -1, born: p.born}
+		if rest != nil {
+			p = rest
 		}
 	}
 	c.enqueueLocked(p)
@@ -533,41 +520,46 @@ func (c *Conn) send(p *Prepared, now bool) bool {
 	return true
 }
 
-// firstWriteSize bounds the 101 response and first frame that writeHelloNow
+// firstWriteSize bounds the 101 response and first frame that writeAtOnce
 // writes together (connection_established is about 120 bytes).
 const firstWriteSize = 512
 
 var firstWrites = sync.Pool{New: func() any { return new([firstWriteSize]byte) }}
 
-// writeHelloNow writes the 101 response and p in one non-blocking write(2)
-// and reports whether p is then the writer's no more: sent whole, or its
-// unsent rest queued. On false (the kernel took nothing) nothing changed.
-// Caller holds mu, with no writer running and nothing queued.
-func (c *Conn) writeHelloNow(p *Prepared) bool {
-	buf := firstWrites.Get().(*[firstWriteSize]byte)
-	b := append(append(buf[:0], c.hello[:]...), p.wire...)
+// writeAtOnce makes one non-blocking write(2) of p, behind the 101 response
+// if that is still held back. done: p went out whole. Otherwise rest is what
+// the writer must send first (the unsent end of the 101 and of p, marked as
+// no frame of its own), or nil when the kernel took nothing. Caller holds
+// mu, with no writer running and nothing queued.
+func (c *Conn) writeAtOnce(p *Prepared) (rest *Prepared, done bool) {
+	b, hello := p.wire, 0
+	var buf *[firstWriteSize]byte
+	if c.hello != nil {
+		buf = firstWrites.Get().(*[firstWriteSize]byte)
+		b = append(append(buf[:0], c.hello[:]...), p.wire...)
+		hello = helloSize
+	}
 	n := c.writeNow(b)
-	if n == 0 {
+	if n > 0 {
+		c.hello = nil
+		if n < len(b) {
+			rest = &Prepared{wire: b[n:], payload: -1, born: p.born}
+			if buf != nil {
+				rest.wire = bytes.Clone(rest.wire) // buf goes back to the pool
+			}
+		}
+	}
+	if buf != nil {
 		firstWrites.Put(buf)
-		return false
 	}
-	c.hello = nil
-	if n < len(b) {
-		// The rest (of the 101, or of the frame) goes first, by the writer.
-		rest := &Prepared{wire: bytes.Clone(b[n:]), payload: -1, born: p.born}
-		c.enqueueLocked(rest)
-		c.pending += len(rest.wire)
-		c.startWriterLocked()
-	}
-	firstWrites.Put(buf)
-	if c.meter != nil {
+	if n > 0 && c.meter != nil {
 		if n == len(b) {
 			c.measure1(p, len(p.wire))
 		} else {
-			c.meter.Sent(0, max(n-helloSize, 0))
+			c.meter.Sent(0, max(n-hello, 0)) // the frame's bytes; the 101 is not one
 		}
 	}
-	return true
+	return rest, n > 0 && n == len(b)
 }
 
 // writeNow makes one non-blocking write of b to the socket and returns how

@@ -303,8 +303,7 @@ func TestHelloAndFirstFrameWrittenAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	fmt.Fprintf(nc, "GET /app/key?protocol=7 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	sendHandshake(nc, addr) // no 101 yet: it waits for the first frame
 	c := accept(t, conns)
 	serve(c, true)
 	cl := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}

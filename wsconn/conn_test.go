@@ -104,6 +104,12 @@ type rawClient struct {
 
 func dialRaw(t *testing.T, addr string) *rawClient { return dialRawWith(t, addr, &net.Dialer{}) }
 
+// sendHandshake writes a client's handshake request on nc.
+func sendHandshake(nc net.Conn, addr string) {
+	fmt.Fprintf(nc, "GET /app/key?protocol=7 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+}
+
 // dialRawWith connects with d and completes the handshake.
 func dialRawWith(t *testing.T, addr string, d *net.Dialer) *rawClient {
 	t.Helper()
@@ -112,8 +118,7 @@ func dialRawWith(t *testing.T, addr string, d *net.Dialer) *rawClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	fmt.Fprintf(nc, "GET /app/key?protocol=7 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	sendHandshake(nc, addr)
 	br := bufio.NewReader(nc)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

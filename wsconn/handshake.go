@@ -68,13 +68,14 @@ func hasTokenIn(v, token string) bool {
 }
 
 // isToken reports whether s is a non-empty RFC 7230 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
+func isToken(s string) bool { return s != "" && only(s, "!#$%&'*+-.^_`|~") }
+
+// only reports whether every byte of s is an ASCII letter, a digit or one
+// of extra.
+func only(s, extra string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}
@@ -163,18 +164,7 @@ func ParseHandshake(head []byte) (h Handshake, ok bool) {
 
 // plainPath reports whether p is an absolute path of RFC 3986 characters
 // with no escape, so that it reads the same decoded.
-func plainPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("/-._~!$&'()*+,;=:@", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
+func plainPath(p string) bool { return p != "" && p[0] == '/' && only(p, "/-._~!$&'()*+,;=:@") }
 
 // plainQuery reports whether q holds only visible ASCII and no '#'.
 func plainQuery(q string) bool {
@@ -199,15 +189,4 @@ func plainValue(v string) bool {
 
 // plainHost reports whether v is a non-empty host[:port] of letters,
 // digits and . - : [ ] only.
-func plainHost(v string) bool {
-	if v == "" {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(".-:[]", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
+func plainHost(v string) bool { return v != "" && only(v, ".-:[]") }
