@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 // nodeActorName is the well-known name of each member's node actor, the one
@@ -59,6 +60,7 @@ type clusterNode struct {
 	pid  *actor.PID // this node's node actor
 
 	peers atomic.Pointer[[]peer] // written by the node actor, read by publishers
+	out   forwardLog             // numbers and keeps what goes to every peer
 
 	mu     sync.Mutex
 	census map[string]map[string]int64 // guarded by mu; peer id → app id → sockets
@@ -179,33 +181,21 @@ func (n *Node) LeaveCluster() {
 
 // --- Broker ---
 
+// forward sends m to every peer, numbered (forwards.go).
+func (cn *clusterNode) forward(m proto.Message) {
+	cn.out.send(cn.n.system.Root, &cn.peers, cn.self, m)
+}
+
 func (cn *clusterNode) Publish(ev Event) {
-	ps := *cn.peers.Load()
-	if len(ps) == 0 {
-		return
-	}
-	msg := &clusterpb.Publish{AppId: ev.AppID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketId: ev.SocketID}
-	for _, p := range ps {
-		cn.n.system.Root.Send(p.pid, msg)
-	}
+	cn.forward(&clusterpb.Publish{AppId: ev.AppID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketId: ev.SocketID})
 }
 
 func (cn *clusterNode) ClientEvent(appID, channel, name, data, userID, sender string) {
-	ps := *cn.peers.Load()
-	if len(ps) == 0 {
-		return
-	}
-	msg := &clusterpb.ClientEvent{AppId: appID, Channel: channel, Name: name, Data: data, UserId: userID, Sender: sender}
-	for _, p := range ps {
-		cn.n.system.Root.Send(p.pid, msg)
-	}
+	cn.forward(&clusterpb.ClientEvent{AppId: appID, Channel: channel, Name: name, Data: data, UserId: userID, Sender: sender})
 }
 
 func (cn *clusterNode) Terminate(appID, userID string) {
-	msg := &clusterpb.Terminate{AppId: appID, UserId: userID}
-	for _, p := range *cn.peers.Load() {
-		cn.n.system.Root.Send(p.pid, msg)
-	}
+	cn.forward(&clusterpb.Terminate{AppId: appID, UserId: userID})
 }
 
 // --- Presence ---
@@ -328,6 +318,7 @@ type nodeActor struct {
 	asked    map[string]time.Time                  // per peer: when its snapshot was last asked for
 	presence map[string]map[string]json.RawMessage // this node's presence: key → user id → user_info
 	online   map[string]bool                       // this node's signed-in users: appID\x00userID
+	inbox    map[string]*inbound                   // per peer: its forwards received (forwards.go)
 	ticker   *time.Ticker
 	stop     chan struct{}
 }
@@ -339,6 +330,7 @@ func newNodeActor(cn *clusterNode) *nodeActor {
 		cn: cn, peers: map[string]peer{}, members: map[string]peer{}, dead: map[string]bool{}, gone: map[string]bool{},
 		lastSeen: map[string]time.Time{}, applied: map[string]uint64{}, asked: map[string]time.Time{},
 		presence: map[string]map[string]json.RawMessage{}, online: map[string]bool{},
+		inbox: map[string]*inbound{},
 	}
 }
 
@@ -396,7 +388,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.drop(ctx, m.Node)
 	case *statsTickMsg:
 		a.reconcile(ctx)
-		stats := &clusterpb.NodeStats{Node: a.cn.self, Address: a.cn.addr, Connections: map[string]int64{}, Seq: a.seq}
+		stats := &clusterpb.NodeStats{Node: a.cn.self, Address: a.cn.addr, Connections: map[string]int64{}, Seq: a.seq, Forwarded: a.cn.out.last()}
 		for id, rt := range n.byID {
 			stats.Connections[id] = rt.conns.Load()
 		}
@@ -440,11 +432,24 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 
 	// What other nodes send.
 	case *clusterpb.Publish:
-		n.deliver(Event{AppID: m.AppId, Channels: m.Channels, Name: m.Name, Data: m.Data, SocketID: m.SocketId})
+		a.received(ctx, m)
 	case *clusterpb.ClientEvent:
-		n.deliverClientEvent(m.AppId, m.Channel, m.Name, m.Data, m.UserId, m.Sender, true)
+		a.received(ctx, m)
 	case *clusterpb.Terminate:
-		n.terminateLocal(m.AppId, m.UserId)
+		a.received(ctx, m)
+	case *clusterpb.ResendRequest:
+		if p, ok := a.peers[m.Node]; ok {
+			fs, first := a.cn.out.since(m.From, m.To)
+			for _, f := range fs {
+				ctx.Send(p.pid, f)
+			}
+			n.forwardsResent.Add(int64(len(fs)))
+			ctx.Send(p.pid, &clusterpb.ResendDone{Node: a.cn.self, From: m.From, To: m.To, SentFrom: first})
+		}
+	case *clusterpb.ResendDone:
+		a.resent(ctx, m.Node, m.To, m.SentFrom)
+	case *resendTimeoutMsg:
+		a.resendTimedOut(ctx, m.node, m.gen)
 	case *clusterpb.PresenceDelta:
 		if a.inSequence(ctx, m.Node, m.Seq) {
 			a.applyPresence(m)
@@ -487,6 +492,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			// address can be lost. Ask again, at most once a second.
 			a.askSnapshot(ctx, m.Node)
 		}
+		a.reportedForwards(ctx, m.Node, m.Forwarded)
 		a.cn.mu.Lock()
 		a.cn.census[m.Node] = m.Connections
 		a.cn.mu.Unlock()
@@ -671,6 +677,7 @@ func (a *nodeActor) drop(ctx actor.Context, id string) {
 	}
 	delete(a.lastSeen, id)
 	delete(a.applied, id)
+	a.flush(id)
 	delete(a.asked, id)
 	a.cn.mu.Lock()
 	delete(a.cn.census, id)

@@ -65,6 +65,10 @@ type Node struct {
 	backlog    atomic.Int64
 	maxBacklog int64
 
+	// Cluster forwards sent again to a peer that missed them, and missed
+	// here and given up (forwards.go).
+	forwardsResent, forwardsLost atomic.Int64
+
 	socketSeq atomic.Uint64
 	draining  atomic.Bool
 
@@ -77,10 +81,14 @@ type Node struct {
 	empty chan struct{}           // guarded by mu; closed when conns empties while draining
 }
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// quietLogger is protoactor's logger: none.
+func quietLogger(*actor.ActorSystem) *slog.Logger { return quiet }
+
 // NewNode starts the actor system and the router.
 func NewNode(cfg *config.Config, log *slog.Logger) *Node {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
 	narrowProcessRegistry(system)
 	n := &Node{
 		cfg: cfg, log: log, system: system,

@@ -53,6 +53,11 @@ func (n *Node) AppStats() map[string]metrics.AppStats {
 // PublishBacklog implements metrics.Source.
 func (n *Node) PublishBacklog() int64 { return n.backlog.Load() }
 
+// ClusterForwards implements metrics.Source.
+func (n *Node) ClusterForwards() (resent, lost int64) {
+	return n.forwardsResent.Load(), n.forwardsLost.Load()
+}
+
 // refused logs a socket refused at the door and counts its close under its
 // app ("" when the key is unknown).
 func (n *Node) refused(conn *wsconn.Conn, rt *appRuntime, key, ip string, code wsconn.Code, msg string) {

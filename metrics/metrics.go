@@ -35,6 +35,10 @@ type Source interface {
 	AppStats() map[string]AppStats
 	// PublishBacklog is the publishes waiting to be fanned out.
 	PublishBacklog() int64
+	// ClusterForwards counts the forwards (publishes, client events,
+	// terminations sent to every other node) this node sent again to a peer
+	// that missed them, and those it missed and gave up.
+	ClusterForwards() (resent, lost int64)
 }
 
 // Metrics is the registry and every Parley metric. A nil *Metrics counts
@@ -127,6 +131,8 @@ var (
 	descChannels    = prometheus.NewDesc(Namespace+"_channels", "Occupied channels on this node (sockets of this node in them).", []string{"app"}, nil)
 	descSubs        = prometheus.NewDesc(Namespace+"_subscriptions", "Channel subscriptions of this node's sockets.", []string{"app"}, nil)
 	descBacklog     = prometheus.NewDesc(Namespace+"_publish_backlog", "Publishes accepted and not yet fanned out by the channel actors (their mailboxes); past PARLEY_MAX_PUBLISH_BACKLOG the HTTP API answers 503.", nil, nil)
+	descResent      = prometheus.NewDesc(Namespace+"_cluster_forwards_resent_total", "Cluster forwards (publishes, client events, terminations) this node sent again to a node that missed them.", nil, nil)
+	descLost        = prometheus.NewDesc(Namespace+"_cluster_forwards_lost_total", "Cluster forwards from other nodes this node missed and could not get again (older than 5 s, or the sender gone).", nil, nil)
 )
 
 type sourceCollector struct{ src Source }
@@ -136,6 +142,8 @@ func (s *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descChannels
 	ch <- descSubs
 	ch <- descBacklog
+	ch <- descResent
+	ch <- descLost
 }
 
 func (s *sourceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -145,6 +153,9 @@ func (s *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSubs, prometheus.GaugeValue, float64(st.Subscriptions), id)
 	}
 	ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(s.src.PublishBacklog()))
+	resent, lost := s.src.ClusterForwards()
+	ch <- prometheus.MustNewConstMetric(descResent, prometheus.CounterValue, float64(resent))
+	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(lost))
 }
 
 // App returns the app's meter, made once; nil on a nil Metrics. appID ""

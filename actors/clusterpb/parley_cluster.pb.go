@@ -32,6 +32,12 @@ const (
 )
 
 // Publish is an event published on one node, forwarded once to every other.
+//
+// Publish, ClientEvent and Terminate are a node's forwards: it numbers them
+// in one sequence (node, seq) and keeps the recent ones, so that a receiver
+// that sees a gap asks for them again (ResendRequest). protoactor drops the
+// messages queued to an address whenever its membership reports a member
+// there as gone, even when a new process already serves at that address.
 type Publish struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -39,6 +45,8 @@ type Publish struct {
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	Data          string                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	SocketId      string                 `protobuf:"bytes,5,opt,name=socket_id,json=socketId,proto3" json:"socket_id,omitempty"` // excluded socket ("" = none)
+	Node          string                 `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`                         // the forwarding node
+	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                          // its forward number
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -108,6 +116,20 @@ func (x *Publish) GetSocketId() string {
 	return ""
 }
 
+func (x *Publish) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Publish) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // ClientEvent is a client-* event sent by a socket of the sending node.
 type ClientEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -117,6 +139,8 @@ type ClientEvent struct {
 	Data          string                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	UserId        string                 `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // presence channels: the sender's member id
 	Sender        string                 `protobuf:"bytes,6,opt,name=sender,proto3" json:"sender,omitempty"`               // the sender's socket id
+	Node          string                 `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`                   // the forwarding node
+	Seq           uint64                 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`                    // its forward number (see Publish)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,11 +217,27 @@ func (x *ClientEvent) GetSender() string {
 	return ""
 }
 
+func (x *ClientEvent) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ClientEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Terminate disconnects a signed-in user's sockets everywhere.
 type Terminate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the forwarding node
+	Seq           uint64                 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`  // its forward number (see Publish)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +286,153 @@ func (x *Terminate) GetUserId() string {
 	return ""
 }
 
+func (x *Terminate) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Terminate) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// ResendRequest asks a node for its forwards from..to again: the asker
+// missed them.
+type ResendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the asker
+	From          uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendRequest) Reset() {
+	*x = ResendRequest{}
+	mi := &file_parley_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendRequest) ProtoMessage() {}
+
+func (x *ResendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendRequest.ProtoReflect.Descriptor instead.
+func (*ResendRequest) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResendRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ResendRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ResendRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+// ResendDone follows the forwards a ResendRequest brought: sent_from..to
+// (none when sent_from > to). Those before sent_from are no longer kept, and
+// the asker stops waiting for them.
+type ResendDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the node that resent
+	From          uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
+	SentFrom      uint64                 `protobuf:"varint,4,opt,name=sent_from,json=sentFrom,proto3" json:"sent_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendDone) Reset() {
+	*x = ResendDone{}
+	mi := &file_parley_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendDone) ProtoMessage() {}
+
+func (x *ResendDone) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendDone.ProtoReflect.Descriptor instead.
+func (*ResendDone) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResendDone) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ResendDone) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ResendDone) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *ResendDone) GetSentFrom() uint64 {
+	if x != nil {
+		return x.SentFrom
+	}
+	return 0
+}
+
 // PresenceDelta: a user's first socket on node joined a presence channel
 // (joined) or its last one there left.
 type PresenceDelta struct {
@@ -263,7 +450,7 @@ type PresenceDelta struct {
 
 func (x *PresenceDelta) Reset() {
 	*x = PresenceDelta{}
-	mi := &file_parley_cluster_proto_msgTypes[3]
+	mi := &file_parley_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +462,7 @@ func (x *PresenceDelta) String() string {
 func (*PresenceDelta) ProtoMessage() {}
 
 func (x *PresenceDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[3]
+	mi := &file_parley_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +475,7 @@ func (x *PresenceDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceDelta.ProtoReflect.Descriptor instead.
 func (*PresenceDelta) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{3}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PresenceDelta) GetNode() string {
@@ -355,7 +542,7 @@ type OnlineDelta struct {
 
 func (x *OnlineDelta) Reset() {
 	*x = OnlineDelta{}
-	mi := &file_parley_cluster_proto_msgTypes[4]
+	mi := &file_parley_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +554,7 @@ func (x *OnlineDelta) String() string {
 func (*OnlineDelta) ProtoMessage() {}
 
 func (x *OnlineDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[4]
+	mi := &file_parley_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +567,7 @@ func (x *OnlineDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineDelta.ProtoReflect.Descriptor instead.
 func (*OnlineDelta) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{4}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OnlineDelta) GetNode() string {
@@ -434,7 +621,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_parley_cluster_proto_msgTypes[5]
+	mi := &file_parley_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +633,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[5]
+	mi := &file_parley_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +646,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{5}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Snapshot) GetNode() string {
@@ -514,7 +701,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_parley_cluster_proto_msgTypes[6]
+	mi := &file_parley_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +713,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[6]
+	mi := &file_parley_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +726,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{6}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SnapshotRequest) GetNode() string {
@@ -560,7 +747,7 @@ type Leaving struct {
 
 func (x *Leaving) Reset() {
 	*x = Leaving{}
-	mi := &file_parley_cluster_proto_msgTypes[7]
+	mi := &file_parley_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +759,7 @@ func (x *Leaving) String() string {
 func (*Leaving) ProtoMessage() {}
 
 func (x *Leaving) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[7]
+	mi := &file_parley_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +772,7 @@ func (x *Leaving) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leaving.ProtoReflect.Descriptor instead.
 func (*Leaving) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{7}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Leaving) GetNode() string {
@@ -605,14 +792,17 @@ type NodeStats struct {
 	// seq numbers the sender's presence and online changes (each delta carries
 	// its own); a receiver that has applied fewer missed one and asks for a
 	// snapshot.
-	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// forwarded is the sender's last forward number (see Publish) when it sent
+	// this: a receiver that has fewer missed the last ones.
+	Forwarded     uint64 `protobuf:"varint,5,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_parley_cluster_proto_msgTypes[8]
+	mi := &file_parley_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +814,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[8]
+	mi := &file_parley_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +827,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{8}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeStats) GetNode() string {
@@ -668,6 +858,13 @@ func (x *NodeStats) GetSeq() uint64 {
 	return 0
 }
 
+func (x *NodeStats) GetForwarded() uint64 {
+	if x != nil {
+		return x.Forwarded
+	}
+	return 0
+}
+
 // ChannelsRequest asks a node for its occupied channels of an app: those
 // whose names start with prefix, or the one named name.
 type ChannelsRequest struct {
@@ -681,7 +878,7 @@ type ChannelsRequest struct {
 
 func (x *ChannelsRequest) Reset() {
 	*x = ChannelsRequest{}
-	mi := &file_parley_cluster_proto_msgTypes[9]
+	mi := &file_parley_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +890,7 @@ func (x *ChannelsRequest) String() string {
 func (*ChannelsRequest) ProtoMessage() {}
 
 func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[9]
+	mi := &file_parley_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +903,7 @@ func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{9}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChannelsRequest) GetAppId() string {
@@ -740,7 +937,7 @@ type ChannelCount struct {
 
 func (x *ChannelCount) Reset() {
 	*x = ChannelCount{}
-	mi := &file_parley_cluster_proto_msgTypes[10]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +949,7 @@ func (x *ChannelCount) String() string {
 func (*ChannelCount) ProtoMessage() {}
 
 func (x *ChannelCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[10]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +962,7 @@ func (x *ChannelCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelCount.ProtoReflect.Descriptor instead.
 func (*ChannelCount) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{10}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChannelCount) GetName() string {
@@ -792,7 +989,7 @@ type ChannelsReply struct {
 
 func (x *ChannelsReply) Reset() {
 	*x = ChannelsReply{}
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1001,7 @@ func (x *ChannelsReply) String() string {
 func (*ChannelsReply) ProtoMessage() {}
 
 func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1014,7 @@ func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsReply.ProtoReflect.Descriptor instead.
 func (*ChannelsReply) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ChannelsReply) GetChannels() []*ChannelCount {
@@ -852,7 +1049,7 @@ type UnreadChanged struct {
 
 func (x *UnreadChanged) Reset() {
 	*x = UnreadChanged{}
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1061,7 @@ func (x *UnreadChanged) String() string {
 func (*UnreadChanged) ProtoMessage() {}
 
 func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1074,7 @@ func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadChanged.ProtoReflect.Descriptor instead.
 func (*UnreadChanged) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnreadChanged) GetUserId() int64 {
@@ -933,7 +1130,7 @@ type UnreadSettle struct {
 
 func (x *UnreadSettle) Reset() {
 	*x = UnreadSettle{}
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1142,7 @@ func (x *UnreadSettle) String() string {
 func (*UnreadSettle) ProtoMessage() {}
 
 func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1155,7 @@ func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadSettle.ProtoReflect.Descriptor instead.
 func (*UnreadSettle) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnreadSettle) GetUserId() int64 {
@@ -978,7 +1175,7 @@ type UnreadGet struct {
 
 func (x *UnreadGet) Reset() {
 	*x = UnreadGet{}
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1187,7 @@ func (x *UnreadGet) String() string {
 func (*UnreadGet) ProtoMessage() {}
 
 func (x *UnreadGet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1200,7 @@ func (x *UnreadGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadGet.ProtoReflect.Descriptor instead.
 func (*UnreadGet) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnreadGet) GetUserId() int64 {
@@ -1025,7 +1222,7 @@ type UnreadCounts struct {
 
 func (x *UnreadCounts) Reset() {
 	*x = UnreadCounts{}
-	mi := &file_parley_cluster_proto_msgTypes[15]
+	mi := &file_parley_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1234,7 @@ func (x *UnreadCounts) String() string {
 func (*UnreadCounts) ProtoMessage() {}
 
 func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[15]
+	mi := &file_parley_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1247,7 @@ func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadCounts.ProtoReflect.Descriptor instead.
 func (*UnreadCounts) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnreadCounts) GetUserId() int64 {
@@ -1099,7 +1296,7 @@ type WebhookState struct {
 
 func (x *WebhookState) Reset() {
 	*x = WebhookState{}
-	mi := &file_parley_cluster_proto_msgTypes[16]
+	mi := &file_parley_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1308,7 @@ func (x *WebhookState) String() string {
 func (*WebhookState) ProtoMessage() {}
 
 func (x *WebhookState) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[16]
+	mi := &file_parley_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1321,7 @@ func (x *WebhookState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookState.ProtoReflect.Descriptor instead.
 func (*WebhookState) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WebhookState) GetNode() string {
@@ -1173,23 +1370,39 @@ var File_parley_cluster_proto protoreflect.FileDescriptor
 
 const file_parley_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x14parley_cluster.proto\x12\x0eparley.cluster\"\x81\x01\n" +
+	"\x14parley_cluster.proto\x12\x0eparley.cluster\"\xa7\x01\n" +
 	"\aPublish\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x1a\n" +
 	"\bchannels\x18\x02 \x03(\tR\bchannels\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\tR\x04data\x12\x1b\n" +
-	"\tsocket_id\x18\x05 \x01(\tR\bsocketId\"\x97\x01\n" +
+	"\tsocket_id\x18\x05 \x01(\tR\bsocketId\x12\x12\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\xbd\x01\n" +
 	"\vClientEvent\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\tR\x04data\x12\x17\n" +
 	"\auser_id\x18\x05 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06sender\x18\x06 \x01(\tR\x06sender\";\n" +
+	"\x06sender\x18\x06 \x01(\tR\x06sender\x12\x12\n" +
+	"\x04node\x18\a \x01(\tR\x04node\x12\x10\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\"a\n" +
 	"\tTerminate\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\"\xab\x01\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"G\n" +
+	"\rResendRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\x04R\x02to\"a\n" +
+	"\n" +
+	"ResendDone\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\x04R\x02to\x12\x1b\n" +
+	"\tsent_from\x18\x04 \x01(\x04R\bsentFrom\"\xab\x01\n" +
 	"\rPresenceDelta\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x18\n" +
@@ -1215,12 +1428,13 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x0fSnapshotRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"\x1d\n" +
 	"\aLeaving\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"\xd9\x01\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\xf7\x01\n" +
 	"\tNodeStats\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12L\n" +
 	"\vconnections\x18\x02 \x03(\v2*.parley.cluster.NodeStats.ConnectionsEntryR\vconnections\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\x1a>\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\tforwarded\x18\x05 \x01(\x04R\tforwarded\x1a>\n" +
 	"\x10ConnectionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"T\n" +
@@ -1274,34 +1488,36 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
 	(*Terminate)(nil),       // 2: parley.cluster.Terminate
-	(*PresenceDelta)(nil),   // 3: parley.cluster.PresenceDelta
-	(*OnlineDelta)(nil),     // 4: parley.cluster.OnlineDelta
-	(*Snapshot)(nil),        // 5: parley.cluster.Snapshot
-	(*SnapshotRequest)(nil), // 6: parley.cluster.SnapshotRequest
-	(*Leaving)(nil),         // 7: parley.cluster.Leaving
-	(*NodeStats)(nil),       // 8: parley.cluster.NodeStats
-	(*ChannelsRequest)(nil), // 9: parley.cluster.ChannelsRequest
-	(*ChannelCount)(nil),    // 10: parley.cluster.ChannelCount
-	(*ChannelsReply)(nil),   // 11: parley.cluster.ChannelsReply
-	(*UnreadChanged)(nil),   // 12: parley.cluster.UnreadChanged
-	(*UnreadSettle)(nil),    // 13: parley.cluster.UnreadSettle
-	(*UnreadGet)(nil),       // 14: parley.cluster.UnreadGet
-	(*UnreadCounts)(nil),    // 15: parley.cluster.UnreadCounts
-	(*WebhookState)(nil),    // 16: parley.cluster.WebhookState
-	nil,                     // 17: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 18: parley.cluster.UnreadCounts.MattersEntry
+	(*ResendRequest)(nil),   // 3: parley.cluster.ResendRequest
+	(*ResendDone)(nil),      // 4: parley.cluster.ResendDone
+	(*PresenceDelta)(nil),   // 5: parley.cluster.PresenceDelta
+	(*OnlineDelta)(nil),     // 6: parley.cluster.OnlineDelta
+	(*Snapshot)(nil),        // 7: parley.cluster.Snapshot
+	(*SnapshotRequest)(nil), // 8: parley.cluster.SnapshotRequest
+	(*Leaving)(nil),         // 9: parley.cluster.Leaving
+	(*NodeStats)(nil),       // 10: parley.cluster.NodeStats
+	(*ChannelsRequest)(nil), // 11: parley.cluster.ChannelsRequest
+	(*ChannelCount)(nil),    // 12: parley.cluster.ChannelCount
+	(*ChannelsReply)(nil),   // 13: parley.cluster.ChannelsReply
+	(*UnreadChanged)(nil),   // 14: parley.cluster.UnreadChanged
+	(*UnreadSettle)(nil),    // 15: parley.cluster.UnreadSettle
+	(*UnreadGet)(nil),       // 16: parley.cluster.UnreadGet
+	(*UnreadCounts)(nil),    // 17: parley.cluster.UnreadCounts
+	(*WebhookState)(nil),    // 18: parley.cluster.WebhookState
+	nil,                     // 19: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 20: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
-	3,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
-	4,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	17, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
-	10, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	18, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	5,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
+	6,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
+	19, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	12, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
+	20, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
 	5,  // [5:5] is the sub-list for method output_type
 	5,  // [5:5] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
@@ -1320,7 +1536,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

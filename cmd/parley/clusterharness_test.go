@@ -205,7 +205,7 @@ func newProcNode(t *testing.T, name string, clusterArgs ...string) *procNode {
 			t.Errorf("%s: the race detector reported %d data race(s):\n%s", n.name, len(ours), strings.Join(ours, "\n"))
 		}
 		if t.Failed() {
-			t.Logf("--- %s output ---\n%s", n.name, tail(n.allLogs(), 150))
+			t.Logf("--- %s output ---\n%s", n.name, tail(withoutRequests(n.allLogs()), 150))
 		}
 	})
 	return n
@@ -867,4 +867,17 @@ func (w *wsClient) waitProbe(probe string, d time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// withoutRequests drops the access lines (HTTP requests and upgrades) from a
+// node's log: the tests publish every 20 ms, and the lines that tell what
+// the cluster did would not be in the tail.
+func withoutRequests(s string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if !strings.Contains(l, "msg=request ") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
