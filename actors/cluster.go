@@ -374,6 +374,13 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 				a.probe(ctx, p)
 			}
 		}
+	case *probeAnsweredMsg:
+		// The peer lives, but what was queued to it when the connection
+		// broke was dropped: the forwards come again when it asks for them
+		// (forwards.go), and the webhook states it owns are sent again now.
+		if _, ok := a.peers[m.id]; ok {
+			n.hooks.resync(m.id, false)
+		}
 	case *probeFailedMsg:
 		if _, ok := a.peers[m.id]; ok {
 			n.log.Warn("cluster peer unreachable", "peer", m.id)
@@ -472,7 +479,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 		a.applySnapshot(ctx, m)
 		a.applied[m.Node] = m.Seq
-		n.hooks.resync(m.Node)
+		n.hooks.resync(m.Node, true)
 		if m.WantReply {
 			if p, ok := a.peers[m.Node]; ok {
 				ctx.Send(p.pid, a.snapshot(false))
@@ -499,6 +506,10 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *clusterpb.WebhookState:
 		if _, ok := a.peers[m.Node]; ok {
 			n.hooks.remote(m)
+		}
+	case *clusterpb.WebhookStates:
+		if _, ok := a.peers[m.Node]; ok {
+			n.hooks.remoteAll(m)
 		}
 	case *clusterpb.ChannelsRequest:
 		reply := &clusterpb.ChannelsReply{Node: a.cn.self}
@@ -590,6 +601,9 @@ func (a *nodeActor) reported(ctx actor.Context, id, address string) {
 // probeFailedMsg: a peer did not answer a probe.
 type probeFailedMsg struct{ id string }
 
+// probeAnsweredMsg: a peer whose connection broke answered a probe.
+type probeAnsweredMsg struct{ id string }
+
 // probe asks a peer's node actor for an empty channel list, twice if need
 // be: a connection that just broke can lose the first ask although a node
 // answers there. No answer from that node means it is gone.
@@ -601,6 +615,7 @@ func (a *nodeActor) probe(ctx actor.Context, p peer) {
 			res, err := root.RequestFuture(p.pid, &clusterpb.ChannelsRequest{AppId: "\x00probe"}, probeTimeout).Result()
 			// Whoever answers must be that node, not a new one at its address.
 			if r, ok := res.(*clusterpb.ChannelsReply); err == nil && ok && r.GetNode() == p.id {
+				root.Send(self, &probeAnsweredMsg{id: p.id})
 				return
 			}
 		}

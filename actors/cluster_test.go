@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/parley-chat/parley/config"
 )
 
 // freeClusterPort finds a port p on 127.0.0.1 with p+1 (the membership
@@ -39,12 +40,12 @@ func freeClusterPort(t *testing.T) int {
 
 // startClusterPair runs two in-process nodes that form one cluster on
 // 127.0.0.1 and returns them with their cluster addresses.
-func startClusterPair(t *testing.T) (a, b *testNode, addrA, addrB string) {
+func startClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, addrA, addrB string) {
 	t.Helper()
 	pa, pb := freeClusterPort(t), freeClusterPort(t)
 	addrA, addrB = "127.0.0.1:"+strconv.Itoa(pa), "127.0.0.1:"+strconv.Itoa(pb)
 	name := "pair-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	a, b = startNode(t, nil), startNode(t, nil)
+	a, b = startNode(t, mutate), startNode(t, mutate)
 	for _, j := range []struct {
 		n          *testNode
 		self, peer string
@@ -92,7 +93,7 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 // messages queued in that endpoint are dropped. Events forwarded to the node
 // at that address must arrive anyway: all of them, in order.
 func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
-	a, b, _, addrB := startClusterPair(t)
+	a, b, _, addrB := startClusterPair(t, nil)
 	w := b.dial()
 	w.subscribe("teardown")
 	waitForwarded(t, a, w, "teardown")
@@ -138,7 +139,7 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 // TestForwardingRecoversTheLastForwards: when the forwards lost are the last
 // ones, no later forward shows the gap; the sender's next NodeStats does.
 func TestForwardingRecoversTheLastForwards(t *testing.T) {
-	a, b, _, addrB := startClusterPair(t)
+	a, b, _, addrB := startClusterPair(t, nil)
 	w := b.dial()
 	w.subscribe("tail")
 	waitForwarded(t, a, w, "tail")
@@ -165,4 +166,44 @@ func TestForwardingRecoversTheLastForwards(t *testing.T) {
 	if resent == 0 {
 		t.Fatal("nothing was lost: the test did not test the recovery")
 	}
+}
+
+// TestWebhookStatesSentAgainAfterEndpointTeardown: what a node reports to a
+// channel's owner for webhooks (its sockets there) is lost like the forwards
+// when protoactor tears its endpoint down. Once the owner answers the probe
+// that follows, the node sends all its states of the owner's channels again,
+// and the owner forgets the ones not listed: the events it missed are sent.
+func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
+	r := newHookReceiver(t)
+	a, b, addrA, _ := startClusterPair(t, func(c *config.Config) {
+		c.Apps[0].Webhooks = []config.Webhook{{URL: r.url, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
+		c.WebhookVacateDelay = 0
+	})
+	w := b.dial()
+	w.subscribe("mesh")
+	waitForwarded(t, a, w, "mesh")
+	r.expect("channel_occupied mesh")
+
+	aID, bID := a.node.clusterNode.self, b.node.clusterNode.self
+	ownedByA := func(prefix string) string {
+		for i := 0; ; i++ {
+			if ch := prefix + strconv.Itoa(i); ownerOf(channelKey(tApp, ch), aID, []peer{{id: bID}}) == aID {
+				return ch
+			}
+		}
+	}
+	vacated, occupied := ownedByA("vacated-"), ownedByA("occupied-")
+	w.subscribe(occupied)
+	r.expect("channel_occupied " + occupied)
+	// A's view as lost reports leave it, set silently: B's socket in
+	// vacated (B's report that it left lost), none in occupied (B's report
+	// that it joined lost).
+	a.node.hooks.mu.Lock()
+	a.node.hooks.apply(bID, tApp, vacated, 1, nil, true)
+	a.node.hooks.apply(bID, tApp, occupied, 0, nil, true)
+	a.node.hooks.mu.Unlock()
+
+	// What protoactor's MemberList does for a member at A's address that left.
+	b.node.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
+	r.expectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
 }

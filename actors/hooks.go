@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/actors/clusterpb"
 	"github.com/parley-chat/parley/actors/webhook"
 )
@@ -158,17 +159,22 @@ func (h *hooks) report(owner, self string, ps []peer, appID, channel string, st 
 		h.apply(self, appID, channel, st.subs, users, sync)
 		return
 	}
-	msg := &clusterpb.WebhookState{Node: self, AppId: appID, Channel: channel, Subscriptions: int64(st.subs), Sync: sync}
-	for u := range st.users {
-		msg.Users = append(msg.Users, u)
-	}
-	sort.Strings(msg.Users)
+	msg := stateMsg(self, appID, channel, st, sync)
 	for _, p := range ps {
 		if p.id == owner {
 			h.n.system.Root.Send(p.pid, msg)
 			return
 		}
 	}
+}
+
+func stateMsg(self, appID, channel string, st *nodeState, sync bool) *clusterpb.WebhookState {
+	msg := &clusterpb.WebhookState{Node: self, AppId: appID, Channel: channel, Subscriptions: int64(st.subs), Sync: sync}
+	for u := range st.users {
+		msg.Users = append(msg.Users, u)
+	}
+	sort.Strings(msg.Users)
+	return msg
 }
 
 // remote applies a state another node reported.
@@ -288,25 +294,69 @@ func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps 
 	h.sentTo[key] = owner
 }
 
-// resync sends a node that (re)admitted this one every state it owns: what
-// was sent before it knew this node may have been dropped.
-func (h *hooks) resync(node string) {
+// resync sends a node every state of the channels it owns, as one list: one
+// that (re)admitted this node (sync: what was sent before it knew this node
+// may have been dropped, and any difference was told by the node that owned
+// the channel then), or one to which what was queued was dropped (not sync:
+// the events of the difference were never sent). The owner forgets this
+// node's states of channels not in the list.
+func (h *hooks) resync(node string, sync bool) {
 	if h.s == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	self, ps := h.members()
+	var to *actor.PID
+	for _, p := range ps {
+		if p.id == node {
+			to = p.pid
+		}
+	}
+	if to == nil {
+		return
+	}
+	msg := &clusterpb.WebhookStates{Node: self, Sync: sync}
 	for key, st := range h.local {
 		if ownerOf(key, self, ps) != node {
 			continue
 		}
-		if old := h.sentTo[key]; old != node {
-			h.handOver(key, st, old, node, self, ps)
-			continue
-		}
 		appID, channel, _ := strings.Cut(key, "\x00")
-		h.report(node, self, ps, appID, channel, st, true)
+		m := stateMsg(self, appID, channel, st, sync)
+		if old := h.sentTo[key]; old != node {
+			// A hand-over (see handOver): the old owner, if still a member
+			// (report skips one that is not), forgets it.
+			m.Sync = true
+			h.report(old, self, ps, appID, channel, &nodeState{}, true)
+			h.sentTo[key] = node
+		}
+		msg.States = append(msg.States, m)
+	}
+	h.n.system.Root.Send(to, msg)
+}
+
+// remoteAll applies every state another node holds of channels this node
+// owns, and forgets its states of the channels not listed.
+func (h *hooks) remoteAll(m *clusterpb.WebhookStates) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	listed := make(map[string]bool, len(m.States))
+	for _, st := range m.States {
+		users := make(map[string]bool, len(st.Users))
+		for _, u := range st.Users {
+			users[u] = true
+		}
+		h.apply(m.Node, st.AppId, st.Channel, int(st.Subscriptions), users, st.Sync)
+		listed[channelKey(st.AppId, st.Channel)] = true
+	}
+	self, ps := h.members()
+	for key, o := range h.owned {
+		if _, ok := o.nodes[m.Node]; ok && !listed[key] {
+			// Silently where this node no longer owns the channel: a
+			// hand-over whose "forget it" was lost.
+			appID, channel, _ := strings.Cut(key, "\x00")
+			h.apply(m.Node, appID, channel, 0, nil, m.Sync || ownerOf(key, self, ps) != self)
+		}
 	}
 }
 

@@ -1366,6 +1366,69 @@ func (x *WebhookState) GetSync() bool {
 	return false
 }
 
+// WebhookStates is every state a node holds of the channels the receiver
+// owns, at once: the receiver also forgets that node's states of the
+// channels not listed (a report that they emptied may have been lost).
+type WebhookStates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	States        []*WebhookState        `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
+	Sync          bool                   `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"` // no events for the differences
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookStates) Reset() {
+	*x = WebhookStates{}
+	mi := &file_parley_cluster_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookStates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookStates) ProtoMessage() {}
+
+func (x *WebhookStates) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookStates.ProtoReflect.Descriptor instead.
+func (*WebhookStates) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WebhookStates) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *WebhookStates) GetStates() []*WebhookState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *WebhookStates) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
 var File_parley_cluster_proto protoreflect.FileDescriptor
 
 const file_parley_cluster_proto_rawDesc = "" +
@@ -1474,7 +1537,11 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\achannel\x18\x03 \x01(\tR\achannel\x12$\n" +
 	"\rsubscriptions\x18\x04 \x01(\x03R\rsubscriptions\x12\x14\n" +
 	"\x05users\x18\x05 \x03(\tR\x05users\x12\x12\n" +
-	"\x04sync\x18\x06 \x01(\bR\x04syncB0Z.github.com/parley-chat/parley/actors/clusterpbb\x06proto3"
+	"\x04sync\x18\x06 \x01(\bR\x04sync\"m\n" +
+	"\rWebhookStates\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x124\n" +
+	"\x06states\x18\x02 \x03(\v2\x1c.parley.cluster.WebhookStateR\x06states\x12\x12\n" +
+	"\x04sync\x18\x03 \x01(\bR\x04syncB0Z.github.com/parley-chat/parley/actors/clusterpbb\x06proto3"
 
 var (
 	file_parley_cluster_proto_rawDescOnce sync.Once
@@ -1488,7 +1555,7 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
@@ -1509,20 +1576,22 @@ var file_parley_cluster_proto_goTypes = []any{
 	(*UnreadGet)(nil),       // 16: parley.cluster.UnreadGet
 	(*UnreadCounts)(nil),    // 17: parley.cluster.UnreadCounts
 	(*WebhookState)(nil),    // 18: parley.cluster.WebhookState
-	nil,                     // 19: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 20: parley.cluster.UnreadCounts.MattersEntry
+	(*WebhookStates)(nil),   // 19: parley.cluster.WebhookStates
+	nil,                     // 20: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 21: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
 	5,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
 	6,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	19, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	20, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
 	12, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	20, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	21, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	18, // 5: parley.cluster.WebhookStates.states:type_name -> parley.cluster.WebhookState
+	6,  // [6:6] is the sub-list for method output_type
+	6,  // [6:6] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_parley_cluster_proto_init() }
@@ -1536,7 +1605,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
