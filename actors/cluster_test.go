@@ -136,35 +136,50 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 	}
 }
 
-// TestForwardingRecoversTheLastForwards: when the forwards lost are the last
-// ones, no later forward shows the gap; the sender's next NodeStats does.
-func TestForwardingRecoversTheLastForwards(t *testing.T) {
-	a, b, _, addrB := startClusterPair(t, nil)
+// TestForwardingRecoversLostForwards: 100 of 1,000 forwards are kept but
+// never sent, as if lost on the way. In the middle, the next forward shows
+// the gap; at the end, no later forward does and the sender's next
+// NodeStats shows it. Either way every event arrives, once and in order.
+func TestForwardingRecoversLostForwards(t *testing.T) {
+	a, b, _, _ := startClusterPair(t, nil)
 	w := b.dial()
-	w.subscribe("tail")
-	waitForwarded(t, a, w, "tail")
+	w.subscribe("lost")
+	waitForwarded(t, a, w, "lost")
 
-	const events = 1000
-	for i := range events {
-		if err := a.node.Publish(Event{AppID: tApp, Channels: []string{"tail"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.node.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
-	for i := 0; i < events; {
-		f := w.next()
-		if f.Event == "probe" {
-			continue
-		}
-		if f.Event != "tick" || f.Data != strconv.Itoa(i) {
-			t.Fatalf("want tick %d, got %+v", i, f)
-		}
-		i++
-	}
-	resent, _ := a.node.ClusterForwards()
-	t.Logf("node A sent %d forwards again", resent)
-	if resent == 0 {
-		t.Fatal("nothing was lost: the test did not test the recovery")
+	const events, lost = 1000, 100
+	for _, c := range []struct {
+		name string
+		from int // the first event lost
+	}{{"in the middle", 400}, {"at the end", events - lost}} {
+		t.Run(c.name, func(t *testing.T) {
+			out := &a.node.clusterNode.out
+			out.mu.Lock()
+			first := out.seq + 1 + uint64(c.from)
+			out.lose = func(seq uint64) bool { return seq >= first && seq < first+lost }
+			out.mu.Unlock()
+			before, _ := a.node.ClusterForwards()
+			for i := range events {
+				if err := a.node.Publish(Event{AppID: tApp, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 0; i < events; {
+				f := w.next()
+				if f.Event == "probe" {
+					continue
+				}
+				if f.Event != "tick" || f.Data != strconv.Itoa(i) {
+					t.Fatalf("want tick %d, got %+v", i, f)
+				}
+				i++
+			}
+			if resent, _ := a.node.ClusterForwards(); resent-before < lost {
+				t.Fatalf("node A sent %d forwards again, want at least %d", resent-before, lost)
+			}
+			if _, l := b.node.ClusterForwards(); l != 0 {
+				t.Fatalf("node B gave up %d forwards", l)
+			}
+		})
 	}
 }
 

@@ -35,6 +35,7 @@ type forwardLog struct {
 	head  int // kept[head:] are live; kept[head].msg has number first
 	first uint64
 	bytes int
+	lose  func(seq uint64) bool // tests: forwards kept but never sent, as if lost on the way
 }
 
 type keptForward struct {
@@ -83,6 +84,9 @@ func (l *forwardLog) send(root *actor.RootContext, peers *atomic.Pointer[[]peer]
 		n := copy(l.kept, l.kept[l.head:])
 		clear(l.kept[n:])
 		l.kept, l.head = l.kept[:n], 0
+	}
+	if l.lose != nil && l.lose(l.seq) {
+		return
 	}
 	for _, p := range ps {
 		root.Send(p.pid, m)
