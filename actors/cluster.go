@@ -451,7 +451,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 				ctx.Send(p.pid, f)
 			}
 			n.forwardsResent.Add(int64(len(fs)))
-			ctx.Send(p.pid, &clusterpb.ResendDone{Node: a.cn.self, From: m.From, To: m.To, SentFrom: first})
+			ctx.Send(p.pid, &clusterpb.ResendDone{Node: a.cn.self, To: m.To, SentFrom: first})
 		}
 	case *clusterpb.ResendDone:
 		a.resent(ctx, m.Node, m.To, m.SentFrom)

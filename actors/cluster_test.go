@@ -85,6 +85,31 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	}
 }
 
+// expectTicks reads ticks 0 to n-1 from w, in order (probes left over from
+// waitForwarded aside), then publishes a marker on from and expects it next:
+// no tick came twice.
+func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int) {
+	t.Helper()
+	nextFrame := func() tFrame {
+		for {
+			if f := w.next(); f.Event != "probe" {
+				return f
+			}
+		}
+	}
+	for i := range n {
+		if f := nextFrame(); f.Event != "tick" || f.Data != strconv.Itoa(i) {
+			t.Fatalf("want tick %d, got %+v", i, f)
+		}
+	}
+	if err := from.node.Publish(Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextFrame(); f.Event != "marker" {
+		t.Fatalf("want the marker after %d ticks, got %+v", n, f)
+	}
+}
+
 // TestForwardingSurvivesEndpointTeardown: protoactor tears down the remote
 // endpoint to an address whenever its membership reports a member there as
 // gone, even when a new process already serves at that address (a node
@@ -108,26 +133,7 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 			a.node.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
 		}
 	}
-	if err := a.node.Publish(Event{AppID: tApp, Channels: []string{"teardown"}, Name: "marker", Data: "{}"}); err != nil {
-		t.Fatal(err)
-	}
-	next := 0
-	for {
-		f := w.next()
-		if f.Event == "probe" {
-			continue
-		}
-		if f.Event == "marker" {
-			break
-		}
-		if f.Event != "tick" || f.Data != strconv.Itoa(next) {
-			t.Fatalf("want tick %d, got %+v", next, f)
-		}
-		next++
-	}
-	if next != events {
-		t.Fatalf("received %d of %d ticks before the marker", next, events)
-	}
+	expectTicks(t, a, w, "teardown", events)
 	resent, _ := a.node.ClusterForwards()
 	_, lost := b.node.ClusterForwards()
 	t.Logf("node A sent %d forwards again", resent)
@@ -163,16 +169,7 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for i := 0; i < events; {
-				f := w.next()
-				if f.Event == "probe" {
-					continue
-				}
-				if f.Event != "tick" || f.Data != strconv.Itoa(i) {
-					t.Fatalf("want tick %d, got %+v", i, f)
-				}
-				i++
-			}
+			expectTicks(t, a, w, "lost", events)
 			if resent, _ := a.node.ClusterForwards(); resent-before < lost {
 				t.Fatalf("node A sent %d forwards again, want at least %d", resent-before, lost)
 			}

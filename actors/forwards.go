@@ -23,8 +23,8 @@ const (
 	keepForwardBytes = 16 << 20        // nor is one when newer ones fill this many bytes
 	keepForwardCount = 1 << 16         // or are this many
 	resendWait       = time.Second     // a receiver waits this long for a resend before it asks again,
-	resendTries      = 3               // and gives the gap up after this many asks
-	maxHeldForwards  = 1 << 14         // (at once if it holds more forwards than this meanwhile)
+	resendTries      = 3               // and gives the gap up after this many asks,
+	maxHeldForwards  = 1 << 14         // or at once when it holds more forwards than this
 )
 
 // forwardLog numbers this node's forwards and keeps the recent ones.

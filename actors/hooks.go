@@ -280,17 +280,19 @@ func (h *hooks) peersChanged() {
 }
 
 // handOver gives a channel's new owner this node's state as a sync, and
-// tells the old owner, if still a member, to forget it; with mu held.
+// tells the old owner to forget it; with mu held.
 func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps []peer) {
 	appID, channel, _ := strings.Cut(key, "\x00")
 	h.report(owner, self, ps, appID, channel, st, true)
-	live := old == self
-	for _, p := range ps {
-		live = live || p.id == old
-	}
-	if live {
-		h.report(old, self, ps, appID, channel, &nodeState{}, true)
-	}
+	h.moved(key, old, owner, self, ps)
+}
+
+// moved records that a channel's state goes to owner from now on, and tells
+// the old owner, if still a member (report skips one that is not), to forget
+// it; with mu held.
+func (h *hooks) moved(key, old, owner, self string, ps []peer) {
+	appID, channel, _ := strings.Cut(key, "\x00")
+	h.report(old, self, ps, appID, channel, &nodeState{}, true)
 	h.sentTo[key] = owner
 }
 
@@ -324,11 +326,8 @@ func (h *hooks) resync(node string, sync bool) {
 		appID, channel, _ := strings.Cut(key, "\x00")
 		m := stateMsg(self, appID, channel, st, sync)
 		if old := h.sentTo[key]; old != node {
-			// A hand-over (see handOver): the old owner, if still a member
-			// (report skips one that is not), forgets it.
-			m.Sync = true
-			h.report(old, self, ps, appID, channel, &nodeState{}, true)
-			h.sentTo[key] = node
+			m.Sync = true // a hand-over, as in handOver
+			h.moved(key, old, node, self, ps)
 		}
 		msg.States = append(msg.States, m)
 	}

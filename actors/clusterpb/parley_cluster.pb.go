@@ -368,8 +368,7 @@ func (x *ResendRequest) GetTo() uint64 {
 type ResendDone struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the node that resent
-	From          uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
-	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
+	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`    // the request's
 	SentFrom      uint64                 `protobuf:"varint,4,opt,name=sent_from,json=sentFrom,proto3" json:"sent_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -410,13 +409,6 @@ func (x *ResendDone) GetNode() string {
 		return x.Node
 	}
 	return ""
-}
-
-func (x *ResendDone) GetFrom() uint64 {
-	if x != nil {
-		return x.From
-	}
-	return 0
 }
 
 func (x *ResendDone) GetTo() uint64 {
@@ -1459,13 +1451,12 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\rResendRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\x04R\x02to\"a\n" +
+	"\x02to\x18\x03 \x01(\x04R\x02to\"S\n" +
 	"\n" +
 	"ResendDone\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
-	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\x04R\x02to\x12\x1b\n" +
-	"\tsent_from\x18\x04 \x01(\x04R\bsentFrom\"\xab\x01\n" +
+	"\tsent_from\x18\x04 \x01(\x04R\bsentFromJ\x04\b\x02\x10\x03\"\xab\x01\n" +
 	"\rPresenceDelta\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x18\n" +
