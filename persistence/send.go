@@ -30,6 +30,11 @@ type SendResult struct {
 	// Members are the matter's members (ascending) in the transaction that
 	// stored or found the message.
 	Members []int64
+	// PreviousID is the id of the message before this one in its matter (0
+	// for the first), read under the matter's lock in the transaction that
+	// stored it: a client that has shown PreviousID and then gets this
+	// message knows it missed nothing in between. Unset when Repeat.
+	PreviousID int64
 	// Err is this send's failure: ErrNotFound (the matter or the sender does
 	// not exist), ErrForbidden (the sender is not a member of the matter),
 	// ErrConflict (ClientMessageID was used for a message in another

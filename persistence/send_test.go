@@ -58,6 +58,16 @@ func TestSendMessages(t *testing.T) {
 			if k := res[2].Message.ClientMessageID; k == nil || *k != "k-2" || res[2].Message.SenderName != "bob" {
 				t.Fatalf("bob's: %+v", res[2].Message)
 			}
+			// Each message names the one before it in its matter, within the
+			// group too.
+			if res[0].PreviousID != 0 || res[2].PreviousID != res[0].Message.ID || res[7].PreviousID != res[2].Message.ID || res[1].PreviousID != 0 {
+				t.Fatalf("previous ids %d %d %d %d, want 0 %d %d 0", res[0].PreviousID, res[2].PreviousID, res[7].PreviousID, res[1].PreviousID,
+					res[0].Message.ID, res[2].Message.ID)
+			}
+			next := s.SendMessages(ctx, []Send{{MatterID: m1.ID, SenderID: bob.ID, Body: "five", At: now}})[0]
+			if next.Err != nil || next.PreviousID != res[7].Message.ID {
+				t.Fatalf("the next group's first message: %+v, want previous %d", next, res[7].Message.ID)
+			}
 
 			// A later repeat, alone: the stored message, as stored.
 			again := s.SendMessages(ctx, []Send{{MatterID: m2.ID, SenderID: ann.ID, Body: "changed", ClientMessageID: "k-2", At: now.Add(time.Hour)}})[0]
@@ -69,12 +79,64 @@ func TestSendMessages(t *testing.T) {
 				t.Fatalf("MessageByID %+v %v, sent %+v", got, err, res[1].Message)
 			}
 			_, total, err := s.ListMessages(ctx, MessageQuery{MatterID: m1.ID, Page: 1, Limit: 100})
-			if err != nil || total != 3 {
-				t.Fatalf("matter 1 holds %d messages (%v), want 3", total, err)
+			if err != nil || total != 4 {
+				t.Fatalf("matter 1 holds %d messages (%v), want 4", total, err)
 			}
 			_, total, _ = s.ListMessages(ctx, MessageQuery{MatterID: m2.ID, Page: 1, Limit: 100})
 			if total != 1 {
 				t.Fatalf("matter 2 holds %d messages, want 1", total)
+			}
+		})
+	}
+}
+
+// TestSendPreviousIDChains: groups sent at once from several goroutines (as
+// several nodes do on one database) each name the message before theirs in
+// the matter: following previous ids from the newest visits every message.
+func TestSendPreviousIDChains(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			s := newMigratedStore(t, b)
+			ctx := context.Background()
+			ann := mustUser(t, s, "ann")
+			m := mustMatter(t, s, "m", ann)
+			prev := map[int64]int64{}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 10; i++ {
+						res := s.SendMessages(ctx, []Send{
+							{MatterID: m.ID, SenderID: ann.ID, Body: "a", At: time.Now()},
+							{MatterID: m.ID, SenderID: ann.ID, Body: "b", At: time.Now()},
+						})
+						mu.Lock()
+						for _, r := range res {
+							if r.Err != nil {
+								t.Error(r.Err)
+							}
+							prev[r.Message.ID] = r.PreviousID
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			var newest int64
+			for id := range prev {
+				newest = max(newest, id)
+			}
+			seen := 0
+			for id := newest; id != 0; id = prev[id] {
+				if _, ok := prev[id]; !ok {
+					t.Fatalf("previous id %d is not a message sent here", id)
+				}
+				seen++
+			}
+			if seen != len(prev) {
+				t.Fatalf("the chain from the newest visits %d of %d messages", seen, len(prev))
 			}
 		})
 	}

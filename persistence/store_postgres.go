@@ -407,8 +407,18 @@ func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, er
 		// the inserted rows in id order are the inserted sends in order; a
 		// send skipped by ON CONFLICT (a repeated client_message_id) has no
 		// row and is looked up below.
-		var msgs []Message
-		err := tx.SelectContext(ctx, &msgs, `WITH ins AS (
+		// prev is each matter's newest message before this group: a CTE
+		// does not see the rows its statement inserts, and this statement
+		// started after the matters were locked, so it sees every message
+		// committed before.
+		var msgs []struct {
+			Message
+			Before int64 `db:"before_id"`
+		}
+		err := tx.SelectContext(ctx, &msgs, `WITH prev AS (
+				SELECT t.matter_id, (SELECT max(m.id) FROM messages m WHERE m.matter_id = t.matter_id) AS id
+				FROM unnest($6::bigint[]) AS t (matter_id)),
+			ins AS (
 				INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
 				SELECT t.matter_id, t.sender_id, t.body, t.cid, t.at, t.at
 				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
@@ -416,18 +426,26 @@ func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, er
 				ORDER BY t.ord
 				ON CONFLICT DO NOTHING
 				RETURNING `+pgMessageCols+`)
-			SELECT ins.*, u.name AS sender_name FROM ins JOIN users u ON u.id = ins.sender_id ORDER BY ins.id`,
-			pq.Array(mat), pq.Array(snd), pq.Array(body), pq.Array(cid), pq.Array(at))
+			SELECT ins.*, u.name AS sender_name, COALESCE(prev.id, 0) AS before_id
+			FROM ins JOIN users u ON u.id = ins.sender_id JOIN prev ON prev.matter_id = ins.matter_id ORDER BY ins.id`,
+			pq.Array(mat), pq.Array(snd), pq.Array(body), pq.Array(cid), pq.Array(at), pq.Array(matterIDs))
 		if err != nil {
 			return nil, err
 		}
+		last := map[int64]int64{} // matter → its newest message so far
 		var repeats []int
 		next := 0
 		for _, i := range insert {
 			x := sends[i]
 			if next < len(msgs) && msgs[next].MatterID == x.MatterID && msgs[next].SenderID == x.SenderID &&
 				ptrEq(msgs[next].ClientMessageID, nullable(x.ClientMessageID)) {
-				out[i].Message = msgs[next]
+				m := msgs[next]
+				out[i].Message = m.Message
+				out[i].PreviousID = m.Before
+				if p, ok := last[m.MatterID]; ok {
+					out[i].PreviousID = p
+				}
+				last[m.MatterID] = m.ID
 				next++
 				continue
 			}

@@ -38,7 +38,7 @@ type sqliteStore struct {
 // writer connection: the embedded database otherwise parses each statement
 // again every time (a seventh of the server's CPU at 200 messages/s).
 type sqliteSendStmts struct {
-	matterExists, members, insert, repeat, senderName *sqlx.Stmt
+	matterExists, members, insert, repeat, senderName, newest *sqlx.Stmt
 }
 
 func (s *sqliteStore) sendStatements(ctx context.Context) (*sqliteSendStmts, error) {
@@ -58,6 +58,7 @@ func (s *sqliteStore) sendStatements(ctx context.Context) (*sqliteSendStmts, err
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`},
 		{&st.repeat, sqliteMessageSelect + ` WHERE m.sender_id = ? AND m.client_message_id = ?`},
 		{&st.senderName, `SELECT name FROM users WHERE id = ?`},
+		{&st.newest, `SELECT COALESCE(MAX(id), 0) FROM messages WHERE matter_id = ?`},
 	} {
 		stmt, err := s.w.PreparexContext(ctx, p.sql)
 		if err != nil {
@@ -425,10 +426,11 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 		// The statements were prepared on the writer, the connection of tx:
 		// Stmtx reuses them.
 		matterExists, members, insert := tx.StmtxContext(ctx, ps.matterExists), tx.StmtxContext(ctx, ps.members), tx.StmtxContext(ctx, ps.insert)
-		repeat, senderName := tx.StmtxContext(ctx, ps.repeat), tx.StmtxContext(ctx, ps.senderName)
+		repeat, senderName, newest := tx.StmtxContext(ctx, ps.repeat), tx.StmtxContext(ctx, ps.senderName), tx.StmtxContext(ctx, ps.newest)
 		type matterInfo struct {
 			exists  bool
 			members []int64
+			last    int64 // the matter's newest message so far
 		}
 		matters := map[int64]matterInfo{}
 		names := map[int64]string{}
@@ -440,6 +442,9 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 				}
 				mi.members = []int64{}
 				if err := members.SelectContext(ctx, &mi.members, x.MatterID); err != nil {
+					return err
+				}
+				if err := newest.GetContext(ctx, &mi.last, x.MatterID); err != nil {
 					return err
 				}
 				matters[x.MatterID] = mi
@@ -480,10 +485,12 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 				}
 				names[x.SenderID] = name
 			}
-			out[i] = SendResult{Members: mi.members, Message: Message{
+			out[i] = SendResult{Members: mi.members, PreviousID: mi.last, Message: Message{
 				ID: id, MatterID: x.MatterID, SenderID: x.SenderID, SenderName: name, Body: x.Body,
 				CreatedAt: at, UpdatedAt: at, ClientMessageID: nullable(x.ClientMessageID),
 			}}
+			mi.last = id
+			matters[x.MatterID] = mi
 		}
 		return nil
 	})

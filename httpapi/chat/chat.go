@@ -273,6 +273,11 @@ type messageJSON struct {
 	ReadBy []readerJSON `json:"read_by"`
 	// ClientMessageID is the sender's idempotency key for the send, or null.
 	ClientMessageID *string `json:"client_message_id"`
+	// PreviousID is the id of the message before this one in the matter (0
+	// for the first), in MessageSent and the send's answer only: a client
+	// that showed PreviousID last knows it missed nothing; one that did not
+	// fetches what came after what it showed (GET /api/messages?after_id=).
+	PreviousID *int64 `json:"previous_id,omitempty"`
 }
 
 // newMessageJSON is the message as events carry it: no one's read state.

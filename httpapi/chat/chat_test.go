@@ -131,6 +131,9 @@ func TestMessageFlow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if p, ok := msg["previous_id"]; !ok || num(p) != 0 {
+		t.Fatalf("the matter's first message: previous_id %v (present %v), want 0", p, ok)
+	}
 	annWS.expectNothingBeforeMarker()
 	got := annWS2.expect(ev("MessageSent"), matterChannel(m.ID)).dataMap(t)
 	if !reflect.DeepEqual(got["message"], asEvent(msg)) {
@@ -251,6 +254,9 @@ func TestReadErrors(t *testing.T) {
 	ann, bob, dan := e.user("Ann"), e.user("Bob"), e.user("Dan")
 	m := e.matter("M", ann, bob)
 	msg := e.send(ann, m, "hi")
+	if reply := e.send(bob, m, "hello"); num(reply["previous_id"]) != num(msg["id"]) {
+		t.Fatalf("the reply's previous_id %v, want %v", reply["previous_id"], msg["id"])
+	}
 	e.call("PUT", "/api/messages/999999/read", bob.token, nil).wantMessage(t, http.StatusNotFound, "Message not found.")
 	e.call("PUT", "/api/messages/0/read", bob.token, nil).want(t, http.StatusNotFound)
 	e.call("PUT", fmt.Sprintf("/api/messages/%d/read", num(msg["id"])), dan.token, nil).wantMessage(t, http.StatusForbidden, "This action is unauthorized.")

@@ -225,7 +225,9 @@ func (s *Service) sendMessage(c *gin.Context) {
 				return
 			}
 			recipients := others(r.Members, r.Message.SenderID)
-			s.broadcast(evMessageSent, messageChannels(r.Message.MatterID, recipients), gin.H{"message": newMessageJSON(r.Message)}, except)
+			mj := newMessageJSON(r.Message)
+			mj.PreviousID = &r.PreviousID
+			s.broadcast(evMessageSent, messageChannels(r.Message.MatterID, recipients), gin.H{"message": mj}, except)
 			for _, id := range recipients {
 				s.counters.Incr(id, r.Message.MatterID, r.Message.ID)
 			}
@@ -251,7 +253,11 @@ func (s *Service) sendMessage(c *gin.Context) {
 	if r.Repeat {
 		status = http.StatusOK
 	}
-	c.JSON(status, gin.H{"data": viewedBy(r.Message, me.ID, nil)})
+	mj := viewedBy(r.Message, me.ID, nil)
+	if !r.Repeat {
+		mj.PreviousID = &r.PreviousID
+	}
+	c.JSON(status, gin.H{"data": mj})
 }
 
 // Paging limits for GET /api/messages.
