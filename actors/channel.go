@@ -141,6 +141,10 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		for _, s := range c.subs {
 			s.conn.CloseWithError(e)
 		}
+	case *closeSubscribersMsg:
+		for _, s := range c.subs {
+			s.conn.Close(m.code, m.msg)
+		}
 	case *idleTickMsg:
 		c.maybeVacate(ctx)
 	case *subscribersMsg:

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,14 +17,13 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/parley-chat/parley/actors/clusterpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -32,19 +33,37 @@ const nodeActorName = "parley-node"
 
 // Cluster timings.
 const (
-	statsInterval = time.Second            // NodeStats to every peer (connection counts, liveness)
+	statsInterval = time.Second            // NodeStats to every known address (the membership's heartbeat)
 	surveyTimeout = 2 * time.Second        // a node that has not answered a query by then is left out
 	probeTimeout  = 500 * time.Millisecond // a peer whose connection broke must answer a probe within this,
 	probeAttempts = 2                      // in one of this many asks,
 	probePause    = 200 * time.Millisecond // each after this pause
-	startTimeout  = 30 * time.Second       // joining the cluster (StartMember hangs while etcd is down)
+	startTimeout  = 30 * time.Second       // starting the cluster member (gRPC server, grain kinds)
+	// The connection to a peer: a dead one is found by keepalive pings
+	// within keepaliveTime+keepaliveTimeout, and a connect to an
+	// unreachable address gives up after connectTimeout, so that a new
+	// attempt soon follows when a partition heals.
+	keepaliveTime    = 2 * time.Second
+	keepaliveTimeout = 2 * time.Second
+	connectTimeout   = 2 * time.Second
 )
 
 // peer is another member's node actor.
 type peer struct {
-	id      string
+	id      string // its member id (process.incarnation)
+	process string
 	address string
 	pid     *actor.PID
+}
+
+// liveView is what publishers, webhooks and queries read of the membership;
+// the node actor replaces it whenever the membership changes.
+type liveView struct {
+	self    string // this node's member id
+	peers   []peer // the live members but this node
+	up      bool   // this node serves: it has a quorum
+	missing int    // known addresses with no live member
+	counted int    // members counted for the quorum, this node included
 }
 
 // clusterNode is the cluster implementation of the seams (Broker, Presence,
@@ -53,14 +72,18 @@ type peer struct {
 // which keeps what it has told the others so that it can tell a newcomer
 // everything first (a Snapshot) and then every change, in order.
 type clusterNode struct {
-	n    *Node
-	c    *cluster.Cluster
-	self string     // this member's id; set at construction
-	addr string     // this member's cluster address; set at construction
-	pid  *actor.PID // this node's node actor
+	n       *Node
+	c       *cluster.Cluster
+	name    string     // the cluster's name; set at construction
+	process string     // this process's id (its actor system's); set at construction
+	started int64      // when this process joined, Unix ns; set at construction
+	addr    string     // this member's cluster address; set at construction
+	static  []string   // the configured peers' addresses; set at construction
+	pid     *actor.PID // this node's node actor
+	etcd    *etcdRegistry
 
-	peers atomic.Pointer[[]peer] // written by the node actor, read by publishers
-	out   forwardLog             // numbers and keeps what goes to every peer
+	live atomic.Pointer[liveView] // written by the node actor
+	out  forwardLog               // numbers and keeps what goes to every peer
 
 	mu     sync.Mutex
 	census map[string]map[string]int64 // guarded by mu; peer id → app id → sockets
@@ -77,18 +100,16 @@ var (
 type ClusterOptions struct {
 	Name    string   // nodes of different names never join
 	Address string   // host:port of this node's cluster endpoint (gRPC)
-	Peers   []string // other nodes' cluster addresses (automanaged provider)
-	Etcd    []string // etcd endpoints (etcd provider) instead of Peers
+	Peers   []string // other nodes' cluster addresses (static membership)
+	Etcd    []string // etcd endpoints (etcd registry) instead of Peers
 	// Kinds are extra grain kinds hosted by this node (the chat's unread counters).
 	Kinds []*cluster.Kind
 }
 
-// MembershipPort is the port of the automanaged provider's health endpoint
-// for a cluster port: the next one.
-func MembershipPort(clusterPort int) int { return clusterPort + 1 }
-
 // JoinCluster makes this node a member of a protoactor cluster and switches
 // the node's seams to their cluster implementations. Call it before serving.
+// The node does not serve (Ready is false) until it reaches a quorum of its
+// cluster (membership.go).
 func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 	host, portStr, err := net.SplitHostPort(opts.Address)
 	if err != nil {
@@ -98,51 +119,35 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster address %q: bad port", opts.Address)
 	}
-	var provider cluster.ClusterProvider
-	if len(opts.Etcd) > 0 {
-		provider = &lazyEtcd{endpoints: opts.Etcd}
-	} else {
-		hosts := []string{net.JoinHostPort(host, strconv.Itoa(MembershipPort(port)))}
-		for _, p := range opts.Peers {
-			h, ps, err := net.SplitHostPort(p)
-			if err != nil {
-				return nil, fmt.Errorf("cluster peer %q: %w", p, err)
-			}
-			pp, err := strconv.Atoi(ps)
-			if err != nil {
-				return nil, fmt.Errorf("cluster peer %q: bad port", p)
-			}
-			hosts = append(hosts, net.JoinHostPort(h, strconv.Itoa(MembershipPort(pp))))
+	for _, p := range opts.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return nil, fmt.Errorf("cluster peer %q: %w", p, err)
 		}
-		provider = automanaged.NewWithConfig(2*time.Second, MembershipPort(port), hosts...)
 	}
 	// A batch of up to 1,000 messages travels in one gRPC message: allow it
 	// to be large (events are up to 1 MB with a raised max_event_size).
 	rc := remote.Configure(host, port,
-		remote.WithServerOptions(grpc.MaxRecvMsgSize(64<<20)),
-		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20))),
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(64<<20),
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true})),
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: connectTimeout})),
 		remote.WithEndpointWriterBatchSize(200))
 	rc.MaxRetryCount = 1 // a dead peer is noticed in seconds, not after 5 retries
-	cc := cluster.Configure(opts.Name, provider, disthash.New(), rc,
+	cn := &clusterNode{n: n, name: opts.Name, process: n.system.ID, started: time.Now().UnixNano(), addr: opts.Address, static: opts.Peers,
+		census: map[string]map[string]int64{}}
+	cc := cluster.Configure(opts.Name, memberListFeed{}, disthash.New(), rc,
 		cluster.WithKinds(opts.Kinds...),
-		cluster.WithRequestTimeout(time.Second))
+		cluster.WithRequestTimeout(time.Second),
+		// Parley decides membership (membership.go); protoactor's gossip
+		// would block members whose heartbeat it missed for good.
+		cluster.WithHeartbeatExpiration(math.MaxInt64))
+	cc.GossipInterval = time.Hour
 	c := cluster.New(n.system, cc)
-
-	cn := &clusterNode{n: n, c: c, self: n.system.ID, addr: opts.Address, census: map[string]map[string]int64{}}
-	empty := []peer{}
-	cn.peers.Store(&empty)
-	cn.pid, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newNodeActor(cn) }), nodeActorName)
-	if err != nil {
-		return nil, fmt.Errorf("spawn the node actor: %w", err)
-	}
-	n.system.EventStream.Subscribe(func(evt any) {
-		switch evt.(type) {
-		case *cluster.ClusterTopology, *remote.EndpointTerminatedEvent:
-			n.system.Root.Send(cn.pid, evt)
-		}
-	})
-	n.broker, n.cluster, n.dir, n.remote = cn, cn, cn, cn
-	n.clusterNode = cn
+	cn.c = c
+	cn.live.Store(&liveView{self: memberIDOf(cn.process, 1)})
+	n.cut.Store(true) // until the membership finds a quorum
 
 	started := make(chan error, 1)
 	go func() {
@@ -160,11 +165,44 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 			return nil, fmt.Errorf("join cluster %q: %w", opts.Name, err)
 		}
 	case <-time.After(startTimeout):
-		return nil, fmt.Errorf("join cluster %q: no answer from the membership provider within %v", opts.Name, startTimeout)
+		return nil, fmt.Errorf("join cluster %q: the cluster member did not start within %v", opts.Name, startTimeout)
 	}
-	n.log.Info("cluster member started", "cluster", opts.Name, "address", opts.Address, "id", cn.self)
+	self := memberInfo{ID: memberIDOf(cn.process, 1), Process: cn.process, Incarnation: 1, Started: cn.started, Address: opts.Address, Kinds: c.GetClusterKinds()}
+	sort.Strings(self.Kinds)
+	var reg *etcdRegistry
+	if len(opts.Etcd) > 0 {
+		reg = newEtcdRegistry(opts.Etcd, opts.Name, n.log)
+		cn.etcd = reg
+	}
+	cn.pid, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newNodeActor(cn, self, reg == nil) }), nodeActorName)
+	if err != nil {
+		return nil, fmt.Errorf("spawn the node actor: %w", err)
+	}
+	n.system.EventStream.Subscribe(func(evt any) {
+		if _, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+			n.system.Root.Send(cn.pid, evt)
+		}
+	})
+	n.broker, n.cluster, n.dir, n.remote = cn, cn, cn, cn
+	n.clusterNode = cn
+	if reg != nil {
+		reg.start(self, n.system.Root, cn.pid)
+	}
+	n.log.Info("cluster member started", "cluster", opts.Name, "address", opts.Address, "id", self.ID,
+		"membership", map[bool]string{true: "static peers", false: "etcd"}[reg == nil])
 	return c, nil
 }
+
+// memberListFeed is the cluster provider protoactor is given: Parley's
+// membership (the node actor) tells protoactor's member list who the members
+// are, so the grains' placement follows what Parley decided.
+type memberListFeed struct{}
+
+func (memberListFeed) StartMember(*cluster.Cluster) error { return nil }
+func (memberListFeed) StartClient(*cluster.Cluster) error {
+	return errors.New("parley nodes are members")
+}
+func (memberListFeed) Shutdown(bool) error { return nil }
 
 // LeaveCluster tells the other members this node is stopping, so they drop
 // its presence at once, then leaves the membership. Sockets and HTTP requests
@@ -174,16 +212,22 @@ func (n *Node) LeaveCluster() {
 	if cn == nil {
 		return
 	}
-	for _, p := range *cn.peers.Load() {
-		n.system.Root.Send(p.pid, &clusterpb.Leaving{Node: cn.self})
+	v := cn.view()
+	for _, p := range v.peers {
+		n.system.Root.Send(p.pid, &clusterpb.Leaving{Node: v.self})
+	}
+	if cn.etcd != nil {
+		cn.etcd.close()
 	}
 }
+
+func (cn *clusterNode) view() *liveView { return cn.live.Load() }
 
 // --- Broker ---
 
 // forward sends m to every peer, numbered (forwards.go).
 func (cn *clusterNode) forward(m proto.Message) {
-	cn.out.send(cn.n.system.Root, &cn.peers, cn.self, m)
+	cn.out.send(cn.n.system.Root, cn.view().peers, cn.process, m)
 }
 
 func (cn *clusterNode) Publish(ev Event) {
@@ -234,17 +278,19 @@ func (cn *clusterNode) Connections(appID string) int64 {
 // --- ChannelDirectory: ask every node, merge under a deadline ---
 
 // survey sends req to every peer's node actor and collects the answers that
-// arrive before the deadline; missing counts the others.
+// arrive before the deadline; missing counts the others, and the known
+// members that are not peers now (their sockets are not in the answer).
 func (cn *clusterNode) survey(ctx context.Context, req *clusterpb.ChannelsRequest) (replies []*clusterpb.ChannelsReply, missing int) {
-	ps := *cn.peers.Load()
-	futures := make([]*actor.Future, len(ps))
+	v := cn.view()
+	futures := make([]*actor.Future, len(v.peers))
 	timeout := surveyTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
-	for i, p := range ps {
+	for i, p := range v.peers {
 		futures[i] = cn.n.system.Root.RequestFuture(p.pid, req, timeout)
 	}
+	missing = v.missing
 	for _, f := range futures {
 		res, err := f.Result()
 		if r, ok := res.(*clusterpb.ChannelsReply); err == nil && ok {
@@ -303,32 +349,51 @@ func (cn *clusterNode) Users(_ context.Context, appID, name string) ([]string, e
 	return cn.n.localUsers(appID, name)
 }
 
-// nodeActor is a member's well-known actor: it receives what other nodes
-// send, and sends this node's presence changes in order. All fields are only
-// touched inside Receive.
+// ClusterStatus is what /up and the metrics tell of a node's cluster.
+type ClusterStatus struct {
+	Member  string // this node's member id
+	Up      bool   // it has a quorum and serves
+	Live    int    // members it hears, itself included
+	Counted int    // members counted for the quorum
+	Missing int    // known addresses with no live member
+}
+
+// Cluster describes this node's cluster; ok is false on a single node.
+func (n *Node) Cluster() (st ClusterStatus, ok bool) {
+	cn := n.clusterNode
+	if cn == nil {
+		return ClusterStatus{}, false
+	}
+	v := cn.view()
+	return ClusterStatus{Member: v.self, Up: v.up, Live: len(v.peers) + 1, Counted: v.counted, Missing: v.missing}, true
+}
+
+// nodeActor is a member's well-known actor: it keeps the membership, receives
+// what other nodes send, and sends this node's presence changes in order.
+// All fields are only touched inside Receive.
 type nodeActor struct {
 	cn       *clusterNode
-	peers    map[string]peer                       // id → peer
-	members  map[string]peer                       // the membership provider's latest view, self excluded
-	dead     map[string]bool                       // ids that did not answer a probe: readmitted only when they report again
-	gone     map[string]bool                       // ids that left; never readmitted (a restart has a new id)
-	lastSeen map[string]time.Time                  // when each peer last reported (NodeStats, Snapshot)
+	mem      *membership
+	peers    map[string]peer                       // member id → the live peers
 	seq      uint64                                // this node's presence and online changes so far
 	applied  map[string]uint64                     // per peer: its changes applied here (absent: no snapshot yet)
 	asked    map[string]time.Time                  // per peer: when its snapshot was last asked for
+	told     map[string]time.Time                  // per removed member id: when it was last told so
 	presence map[string]map[string]json.RawMessage // this node's presence: key → user id → user_info
 	online   map[string]bool                       // this node's signed-in users: appID\x00userID
-	inbox    map[string]*inbound                   // per peer: its forwards received (forwards.go)
+	inbox    map[string]*inbound                   // per process: its forwards received (forwards.go)
+	topology string                                // the members protoactor was last told, joined
+	downLog  time.Time                             // when "no quorum" was last logged
 	ticker   *time.Ticker
 	stop     chan struct{}
 }
 
 type statsTickMsg struct{}
 
-func newNodeActor(cn *clusterNode) *nodeActor {
+func newNodeActor(cn *clusterNode, self memberInfo, static bool) *nodeActor {
 	return &nodeActor{
-		cn: cn, peers: map[string]peer{}, members: map[string]peer{}, dead: map[string]bool{}, gone: map[string]bool{},
-		lastSeen: map[string]time.Time{}, applied: map[string]uint64{}, asked: map[string]time.Time{},
+		cn: cn, mem: newMembership(self, cn.static, static, time.Now()), peers: map[string]peer{},
+		applied: map[string]uint64{}, asked: map[string]time.Time{}, told: map[string]time.Time{},
 		presence: map[string]map[string]json.RawMessage{}, online: map[string]bool{},
 		inbox: map[string]*inbound{},
 	}
@@ -350,21 +415,50 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 				}
 			}
 		}()
+		a.changed(ctx, a.mem.tick(time.Now()))
+		a.publish(ctx)
+		a.report(ctx, a.mem.addresses())
 	case *actor.Stopping:
 		a.ticker.Stop()
 		close(a.stop)
 
 	// Membership.
-	case *cluster.ClusterTopology:
-		a.members = map[string]peer{}
-		for _, mb := range m.Members {
-			id := memberID(mb.Id)
-			if id == a.cn.self {
-				continue
-			}
-			a.members[id] = peer{id: id, address: mb.Address(), pid: actor.NewPID(mb.Address(), nodeActorName)}
+	case *statsTickMsg:
+		a.changed(ctx, a.mem.tick(time.Now()))
+		a.report(ctx, a.mem.addresses())
+		if !a.mem.up && time.Since(a.downLog) > 10*time.Second {
+			a.downLog = time.Now()
+			n.log.Warn("cluster: no quorum, not serving", "hears", a.mem.liveCount(), "counted", a.mem.counted(),
+				"needs", a.mem.counted()/2+1, "lease", a.mem.lease, "peers", strings.Join(a.mem.addresses(), ","))
 		}
-		a.reconcile(ctx)
+	case *clusterpb.NodeStats:
+		x := memberInfo{ID: m.Node, Process: m.Process, Incarnation: m.Incarnation, Started: m.Started, Address: m.Address, Kinds: m.Kinds}
+		if x.Process == "" || m.Cluster != a.cn.name {
+			// Another cluster's node (given our addresses as its peers), or
+			// a release without incarnations: nodes of a cluster run one
+			// release.
+			return
+		}
+		a.changed(ctx, a.mem.heard(x, m.View, time.Now()))
+		if _, ok := a.peers[m.Node]; !ok {
+			return
+		}
+		if applied, ok := a.applied[m.Node]; !ok || applied < m.Seq {
+			// A change (or the snapshot) from that node never arrived:
+			// messages to a node that just restarted at a dead one's
+			// address can be lost. Ask again, at most once a second.
+			a.askSnapshot(ctx, m.Node)
+		}
+		a.reportedForwards(ctx, m.Process, m.Forwarded)
+		a.cn.mu.Lock()
+		a.cn.census[m.Node] = m.Connections
+		a.cn.mu.Unlock()
+	case *clusterpb.Removed:
+		ch := a.mem.removedBy(m.Node, m.Member, int(m.View), m.Lowest, time.Now())
+		if ch.reincarnated {
+			n.log.Warn("cluster: this node was removed; rejoining as a new incarnation", "by", m.Node, "old", m.Member, "new", a.mem.self.ID)
+		}
+		a.changed(ctx, ch)
 	case *remote.EndpointTerminatedEvent:
 		// The connection to that address broke: the node died, or a node
 		// that died there earlier is reported late while a new one already
@@ -384,24 +478,21 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *probeFailedMsg:
 		if _, ok := a.peers[m.id]; ok {
 			n.log.Warn("cluster peer unreachable", "peer", m.id)
-			a.dead[m.id] = true
-			a.drop(ctx, m.id)
+			a.changed(ctx, a.mem.unreachable(m.id, time.Now()))
 		}
 	case *clusterpb.Leaving:
 		if _, ok := a.peers[m.Node]; ok {
 			n.log.Info("cluster peer leaving", "peer", m.Node)
 		}
-		a.gone[m.Node] = true
-		a.drop(ctx, m.Node)
-	case *statsTickMsg:
-		a.reconcile(ctx)
-		stats := &clusterpb.NodeStats{Node: a.cn.self, Address: a.cn.addr, Connections: map[string]int64{}, Seq: a.seq, Forwarded: a.cn.out.last()}
-		for id, rt := range n.byID {
-			stats.Connections[id] = rt.conns.Load()
+		a.changed(ctx, a.mem.left(m.Node, time.Now()))
+	case *etcdMembersMsg:
+		a.changed(ctx, a.mem.registry(m.members, time.Now()))
+		a.report(ctx, a.mem.addresses())
+	case *etcdLeaseMsg:
+		if m.held != a.mem.lease {
+			n.log.Info("cluster: etcd lease", "held", m.held)
 		}
-		for _, p := range a.peers {
-			ctx.Send(p.pid, stats)
-		}
+		a.changed(ctx, a.mem.setLease(m.held, time.Now()))
 
 	// This node's changes, to every peer.
 	case *localPresenceMsg:
@@ -420,7 +511,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 		appID, channel, _ := strings.Cut(m.key, "\x00")
 		a.seq++
-		delta := &clusterpb.PresenceDelta{Node: a.cn.self, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined, Seq: a.seq}
+		delta := &clusterpb.PresenceDelta{Node: a.mem.self.ID, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined, Seq: a.seq}
 		for _, p := range a.peers {
 			ctx.Send(p.pid, delta)
 		}
@@ -432,7 +523,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			delete(a.online, key)
 		}
 		a.seq++
-		delta := &clusterpb.OnlineDelta{Node: a.cn.self, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq}
+		delta := &clusterpb.OnlineDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq}
 		for _, p := range a.peers {
 			ctx.Send(p.pid, delta)
 		}
@@ -451,7 +542,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 				ctx.Send(p.pid, f)
 			}
 			n.forwardsResent.Add(int64(len(fs)))
-			ctx.Send(p.pid, &clusterpb.ResendDone{Node: a.cn.self, To: m.To, SentFrom: first})
+			ctx.Send(p.pid, &clusterpb.ResendDone{Node: a.cn.process, To: m.To, SentFrom: first})
 		}
 	case *clusterpb.ResendDone:
 		a.resent(ctx, m.Node, m.To, m.SentFrom)
@@ -470,10 +561,9 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			ctx.Send(p.pid, a.snapshot(false))
 		}
 	case *clusterpb.Snapshot:
-		if a.gone[m.Node] {
-			return
+		if _, ok := a.peers[m.Node]; !ok {
+			return // not a peer (yet, or any more): its reports make it one
 		}
-		a.reported(ctx, m.Node, m.Address)
 		if applied, ok := a.applied[m.Node]; ok && m.Seq < applied {
 			return // older than what is applied (a reply crossed a newer one)
 		}
@@ -481,28 +571,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.applied[m.Node] = m.Seq
 		n.hooks.resync(m.Node, true)
 		if m.WantReply {
-			if p, ok := a.peers[m.Node]; ok {
-				ctx.Send(p.pid, a.snapshot(false))
-			}
+			ctx.Send(a.peers[m.Node].pid, a.snapshot(false))
 		}
-	case *clusterpb.NodeStats:
-		if a.gone[m.Node] {
-			return
-		}
-		// A node that reports to us is a peer, even if our membership
-		// provider has not told us about it yet (etcd's list-then-watch
-		// can miss a node that registered in between).
-		a.reported(ctx, m.Node, m.Address)
-		if applied, ok := a.applied[m.Node]; !ok || applied < m.Seq {
-			// A change (or the snapshot) from that node never arrived:
-			// messages to a node that just restarted at a dead one's
-			// address can be lost. Ask again, at most once a second.
-			a.askSnapshot(ctx, m.Node)
-		}
-		a.reportedForwards(ctx, m.Node, m.Forwarded)
-		a.cn.mu.Lock()
-		a.cn.census[m.Node] = m.Connections
-		a.cn.mu.Unlock()
 	case *clusterpb.WebhookState:
 		if _, ok := a.peers[m.Node]; ok {
 			n.hooks.remote(m)
@@ -512,7 +582,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			n.hooks.remoteAll(m)
 		}
 	case *clusterpb.ChannelsRequest:
-		reply := &clusterpb.ChannelsReply{Node: a.cn.self}
+		reply := &clusterpb.ChannelsReply{Node: a.mem.self.ID}
 		if m.Name != "" {
 			if info := n.reg.localChannel(channelKey(m.AppId, m.Name), m.Name); info.Subscriptions > 0 {
 				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: m.Name, Subscriptions: int64(info.Subscriptions)})
@@ -523,6 +593,120 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			}
 		}
 		ctx.Respond(reply)
+	}
+}
+
+// changed carries out what a membership event changed.
+func (a *nodeActor) changed(ctx actor.Context, ch memberChanges) {
+	n := a.cn.n
+	for _, x := range ch.tellRemoved {
+		if time.Since(a.told[x.ID]) < statsInterval {
+			continue
+		}
+		a.told[x.ID] = time.Now()
+		ctx.Send(actor.NewPID(x.Address, nodeActorName), &clusterpb.Removed{Node: a.mem.self.ID, Member: x.ID,
+			View: int32(a.mem.liveCount()), Lowest: a.mem.lowestLive()})
+	}
+	if !ch.any() && len(ch.processGone) == 0 {
+		return
+	}
+	// Going down first: what dropping the peers changes is then not told to
+	// webhooks as events (this side does not decide any more).
+	if ch.wentDown {
+		n.log.Warn("cluster: lost the quorum; not serving, closing every socket", "hears", a.mem.liveCount(), "counted", a.mem.counted())
+		n.setServing(false, true)
+	}
+	for _, x := range ch.dropped {
+		if _, ok := a.peers[x.ID]; ok {
+			n.log.Info("cluster peer left", "peer", x.ID, "address", x.Address)
+			a.drop(ctx, x.ID)
+		}
+	}
+	for _, p := range ch.processGone {
+		a.flush(p)
+	}
+	if ch.reincarnated {
+		// Every node learns the new id now; each admits it (or replaces
+		// the old one with it) and exchanges snapshots with it as with a
+		// newcomer. This node's peers keep their ids: nothing of what it
+		// mirrors of them changes.
+		a.cn.etcd.update(a.mem.self)
+		a.publish(ctx)
+		a.report(ctx, a.mem.addresses())
+	}
+	var admitted []string
+	for _, x := range ch.admitted {
+		if _, ok := a.peers[x.ID]; !ok {
+			a.admit(ctx, x)
+			admitted = append(admitted, x.Address)
+		}
+	}
+	if len(admitted) > 0 {
+		// Answer at once: the newcomer counts us only once we list it.
+		a.report(ctx, admitted)
+	}
+	if ch.wentUp {
+		// No socket of this node lived through what it may have missed
+		// while it did not serve.
+		a.inbox = map[string]*inbound{}
+		n.log.Info("cluster: quorum reached; serving", "hears", a.mem.liveCount(), "counted", a.mem.counted(), "id", a.mem.self.ID)
+		n.setServing(true, false)
+	}
+	a.publish(ctx)
+}
+
+// publish makes the membership visible to publishers and queries, and tells
+// protoactor's member list the members while this node has a quorum (a node
+// without one decides nothing: its member list stays as it was, so it never
+// blocks a member that is still part of the cluster).
+func (a *nodeActor) publish(ctx actor.Context) {
+	ps := make([]peer, 0, len(a.peers))
+	for _, p := range a.peers {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].address < ps[j].address })
+	old := a.cn.view()
+	v := &liveView{self: a.mem.self.ID, peers: ps, up: a.mem.up, missing: a.mem.missing(), counted: a.mem.counted()}
+	a.cn.live.Store(v)
+	if old.self != v.self || !slices.EqualFunc(old.peers, v.peers, func(x, y peer) bool { return x.id == y.id }) {
+		a.cn.n.hooks.peersChanged()
+	}
+	if !a.mem.quorum() {
+		return
+	}
+	members := []*cluster.Member{memberOf(a.mem.self)}
+	for _, x := range a.mem.peers() {
+		members = append(members, memberOf(x))
+	}
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.Id
+	}
+	sort.Strings(ids)
+	if key := strings.Join(ids, ","); key != a.topology {
+		a.topology = key
+		a.cn.c.MemberList.UpdateClusterTopology(members)
+	}
+}
+
+func memberOf(x memberInfo) *cluster.Member {
+	host, port, _ := net.SplitHostPort(x.Address)
+	p, _ := strconv.Atoi(port)
+	return &cluster.Member{Id: x.ID, Host: host, Port: int32(p), Kinds: x.Kinds}
+}
+
+// report sends this node's NodeStats to the node actors at addrs.
+func (a *nodeActor) report(ctx actor.Context, addrs []string) {
+	n := a.cn.n
+	self := a.mem.self
+	stats := &clusterpb.NodeStats{Node: self.ID, Address: self.Address, Connections: map[string]int64{}, Seq: a.seq,
+		Forwarded: a.cn.out.last(), Process: self.Process, Incarnation: self.Incarnation, Started: self.Started,
+		View: a.mem.view(), Kinds: self.Kinds, Up: a.mem.up, Cluster: a.cn.name}
+	for id, rt := range n.byID {
+		stats.Connections[id] = rt.conns.Load()
+	}
+	for _, addr := range addrs {
+		ctx.Send(actor.NewPID(addr, nodeActorName), stats)
 	}
 }
 
@@ -540,32 +724,10 @@ func (a *nodeActor) applyPresence(d *clusterpb.PresenceDelta) {
 	}
 }
 
-// reconcile adds the membership's members to the peers, and drops the peers
-// that are neither listed nor reporting. A node's own reports (NodeStats every
-// second) count as much as the provider's list: etcd's list-then-watch can
-// miss a node, and protoactor never lists again a member it once dropped (a
-// node that was frozen for a few seconds), while that node serves on.
-func (a *nodeActor) reconcile(ctx actor.Context) {
-	for id := range a.peers {
-		if _, ok := a.members[id]; ok && !a.dead[id] {
-			continue
-		}
-		if time.Since(a.lastSeen[id]) > 5*statsInterval {
-			a.cn.n.log.Info("cluster peer left", "peer", id)
-			a.drop(ctx, id)
-		}
-	}
-	for id, p := range a.members {
-		if !a.dead[id] {
-			a.admit(ctx, id, p.address)
-		}
-	}
-}
-
 // inSequence reports whether a peer's change numbered seq comes next; a gap
 // means one was lost, and the peer's snapshot is asked for instead.
 func (a *nodeActor) inSequence(ctx actor.Context, node string, seq uint64) bool {
-	if a.gone[node] {
+	if _, ok := a.peers[node]; !ok {
 		return false
 	}
 	applied, ok := a.applied[node]
@@ -587,15 +749,7 @@ func (a *nodeActor) askSnapshot(ctx actor.Context, node string) {
 		return
 	}
 	a.asked[node] = time.Now()
-	ctx.Send(p.pid, &clusterpb.SnapshotRequest{Node: a.cn.self})
-}
-
-// reported records that a node spoke to us: it is alive, whatever the
-// membership provider says.
-func (a *nodeActor) reported(ctx actor.Context, id, address string) {
-	a.lastSeen[id] = time.Now()
-	delete(a.dead, id)
-	a.admit(ctx, id, address)
+	ctx.Send(p.pid, &clusterpb.SnapshotRequest{Node: a.mem.self.ID})
 }
 
 // probeFailedMsg: a peer did not answer a probe.
@@ -613,7 +767,7 @@ func (a *nodeActor) probe(ctx actor.Context, p peer) {
 		for attempt := 0; attempt < probeAttempts; attempt++ {
 			time.Sleep(probePause)
 			res, err := root.RequestFuture(p.pid, &clusterpb.ChannelsRequest{AppId: "\x00probe"}, probeTimeout).Result()
-			// Whoever answers must be that node, not a new one at its address.
+			// Whoever answers must be that member, not a new one at its address.
 			if r, ok := res.(*clusterpb.ChannelsReply); err == nil && ok && r.GetNode() == p.id {
 				root.Send(self, &probeAnsweredMsg{id: p.id})
 				return
@@ -660,39 +814,25 @@ func (a *nodeActor) applySnapshot(ctx actor.Context, m *clusterpb.Snapshot) {
 	ctx.Send(n.watch, &nodeOnlineMsg{node: m.Node, online: online})
 }
 
-// admit makes id a peer if it is not one: it gets this node's snapshot and
-// is asked for its own.
-func (a *nodeActor) admit(ctx actor.Context, id, address string) {
-	if _, ok := a.peers[id]; ok || a.gone[id] || id == a.cn.self || address == "" {
+// admit makes x a peer: it gets this node's snapshot and is asked for its
+// own.
+func (a *nodeActor) admit(ctx actor.Context, x memberInfo) {
+	if _, ok := a.peers[x.ID]; ok {
 		return
 	}
-	for old, q := range a.peers {
-		if q.address == address {
-			// A new process at a dead node's address.
-			a.cn.n.log.Info("cluster peer replaced", "peer", old, "by", id, "address", address)
-			a.drop(ctx, old)
-		}
-	}
-	p := peer{id: id, address: address, pid: actor.NewPID(address, nodeActorName)}
-	a.peers[id] = p
-	if _, ok := a.lastSeen[id]; !ok {
-		a.lastSeen[id] = time.Now()
-	}
-	a.publishPeers()
-	a.cn.n.log.Info("cluster peer joined", "peer", id, "address", address)
+	p := peer{id: x.ID, process: x.Process, address: x.Address, pid: actor.NewPID(x.Address, nodeActorName)}
+	a.peers[x.ID] = p
+	a.cn.n.log.Info("cluster peer joined", "peer", x.ID, "address", x.Address)
 	ctx.Send(p.pid, a.snapshot(true))
 }
 
-// drop forgets a peer and everything it reported.
+// drop forgets a peer and everything it reported. Its forwards' numbering
+// is kept (per process): a gap from before the drop is still seen when it
+// comes back.
 func (a *nodeActor) drop(ctx actor.Context, id string) {
 	n := a.cn.n
-	if _, ok := a.peers[id]; ok {
-		delete(a.peers, id)
-		a.publishPeers()
-	}
-	delete(a.lastSeen, id)
+	delete(a.peers, id)
 	delete(a.applied, id)
-	a.flush(id)
 	delete(a.asked, id)
 	a.cn.mu.Lock()
 	delete(a.cn.census, id)
@@ -707,61 +847,28 @@ func (a *nodeActor) drop(ctx actor.Context, id string) {
 	ctx.Send(n.watch, gone)
 }
 
-func (a *nodeActor) publishPeers() {
-	ps := make([]peer, 0, len(a.peers))
+// peerOf is the live peer of a process.
+func (a *nodeActor) peerOf(process string) (peer, bool) {
 	for _, p := range a.peers {
-		ps = append(ps, p)
+		if p.process == process {
+			return p, true
+		}
 	}
-	a.cn.peers.Store(&ps)
-	a.cn.n.hooks.peersChanged()
+	return peer{}, false
 }
 
 func (a *nodeActor) snapshot(wantReply bool) *clusterpb.Snapshot {
-	s := &clusterpb.Snapshot{Node: a.cn.self, Address: a.cn.addr, WantReply: wantReply, Seq: a.seq}
+	self := a.mem.self.ID
+	s := &clusterpb.Snapshot{Node: self, Address: a.cn.addr, WantReply: wantReply, Seq: a.seq}
 	for key, users := range a.presence {
 		appID, channel, _ := strings.Cut(key, "\x00")
 		for uid, info := range users {
-			s.Presence = append(s.Presence, &clusterpb.PresenceDelta{Node: a.cn.self, AppId: appID, Channel: channel, UserId: uid, Info: info, Joined: true})
+			s.Presence = append(s.Presence, &clusterpb.PresenceDelta{Node: self, AppId: appID, Channel: channel, UserId: uid, Info: info, Joined: true})
 		}
 	}
 	for key := range a.online {
 		appID, uid, _ := strings.Cut(key, "\x00")
-		s.Online = append(s.Online, &clusterpb.OnlineDelta{Node: a.cn.self, AppId: appID, UserId: uid, Online: true})
+		s.Online = append(s.Online, &clusterpb.OnlineDelta{Node: self, AppId: appID, UserId: uid, Online: true})
 	}
 	return s
-}
-
-// memberID is a membership provider's member id as the node's own id: the
-// etcd provider prefixes it with the cluster name ("parley@ID").
-func memberID(id string) string {
-	if i := strings.LastIndexByte(id, '@'); i >= 0 {
-		return id[i+1:]
-	}
-	return id
-}
-
-// lazyEtcd creates protoactor's etcd provider when the member starts, after
-// the remote has set gRPC's global logger (creating the etcd client earlier
-// races with it).
-type lazyEtcd struct {
-	endpoints []string
-	p         *etcd.Provider
-}
-
-func (l *lazyEtcd) StartMember(c *cluster.Cluster) error {
-	p, err := etcd.NewWithConfig("/parley", clientv3.Config{Endpoints: l.endpoints, DialTimeout: 5 * time.Second})
-	if err != nil {
-		return fmt.Errorf("etcd %v: %w", l.endpoints, err)
-	}
-	l.p = p
-	return p.StartMember(c)
-}
-
-func (l *lazyEtcd) StartClient(*cluster.Cluster) error { return errors.New("parley nodes are members") }
-
-func (l *lazyEtcd) Shutdown(graceful bool) error {
-	if l.p == nil {
-		return nil
-	}
-	return l.p.Shutdown(graceful)
 }

@@ -2,24 +2,28 @@ package actors
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/wsconn"
 	"google.golang.org/protobuf/proto"
 )
 
-// A node's forwards (Publish, ClientEvent, Terminate: what goes to every
-// peer) are numbered in one sequence and the recent ones are kept. protoactor
-// drops every message queued to an address when its membership reports a
-// member there as gone: after a node restarted on the same port, that report
-// can come seconds after the new process joined (the automanaged provider's
-// next poll; with etcd, the old lease's expiry), and the forwards queued to
-// the new process are lost. The receiver sees the gap in the numbers and asks
-// for them again; a gap at the end shows in the next NodeStats.
+// A process's forwards (Publish, ClientEvent, Terminate: what goes to every
+// peer) are numbered in one sequence, with or without peers, and kept for a
+// while. Forwards are lost on the way when protoactor drops what is queued to
+// an address (it does when its membership reports a member there as gone,
+// even when a new process already serves there), when a connection breaks,
+// and while a partition lasts. The receiver sees the gap in the numbers and
+// asks for them again; a gap at the end shows in the next NodeStats. A
+// receiver keeps its count of each process's forwards when the sender leaves
+// its live set, so a gap from before a partition is still seen when the
+// sender comes back, as a new incarnation or not. A gap that cannot be filled
+// closes every subscribed socket of the receiver with a reconnect code, so
+// that their clients catch up.
 const (
-	keepForwards     = 5 * time.Second // a forward older than this is not sent again
+	keepForwards     = 2 * time.Minute // a forward older than this is not sent again
 	keepForwardBytes = 16 << 20        // nor is one when newer ones fill this many bytes
 	keepForwardCount = 1 << 16         // or are this many
 	resendWait       = time.Second     // a receiver waits this long for a resend before it asks again,
@@ -45,14 +49,11 @@ type keptForward struct {
 }
 
 // send numbers m, keeps it and sends it to every peer, all under the lock:
-// a peer receives the forwards in number order.
-func (l *forwardLog) send(root *actor.RootContext, peers *atomic.Pointer[[]peer], self string, m proto.Message) {
+// a peer receives the forwards in number order. A node without peers
+// numbers and keeps too: the peers it had may come back and ask.
+func (l *forwardLog) send(root *actor.RootContext, ps []peer, self string, m proto.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ps := *peers.Load()
-	if len(ps) == 0 {
-		return
-	}
 	l.seq++
 	size := 64
 	switch m := m.(type) {
@@ -118,7 +119,7 @@ func (l *forwardLog) since(from, to uint64) ([]proto.Message, uint64) {
 	return out, first
 }
 
-// inbound is what a node has received of one peer's forwards.
+// inbound is what a node has received of one process's forwards.
 type inbound struct {
 	last    uint64                   // the last number applied
 	held    map[uint64]proto.Message // arrived after a gap, waiting for it
@@ -129,12 +130,12 @@ type inbound struct {
 
 // resendTimeoutMsg: an ask for a resend had no answer in resendWait.
 type resendTimeoutMsg struct {
-	node string
+	node string // the sending process
 	gen  int
 }
 
-// forwardOf returns the forward's sender and number ("" for a message that
-// is not one).
+// forwardOf returns the forward's sending process and number ("" for a
+// message that is not one).
 func forwardOf(m proto.Message) (string, uint64) {
 	switch m := m.(type) {
 	case *clusterpb.Publish:
@@ -151,7 +152,7 @@ func forwardOf(m proto.Message) (string, uint64) {
 // one after a gap is held until the gap is filled or given up.
 func (a *nodeActor) received(ctx actor.Context, m proto.Message) {
 	node, seq := forwardOf(m)
-	if node == "" || seq == 0 || a.gone[node] {
+	if node == "" || seq == 0 {
 		a.apply(m)
 		return
 	}
@@ -205,8 +206,8 @@ func (a *nodeActor) askResend(ctx actor.Context, node string, in *inbound, to ui
 	in.waiting = to
 	in.tries++
 	in.gen++
-	if p, ok := a.peers[node]; ok {
-		ctx.Send(p.pid, &clusterpb.ResendRequest{Node: a.cn.self, From: in.last + 1, To: to})
+	if p, ok := a.peerOf(node); ok {
+		ctx.Send(p.pid, &clusterpb.ResendRequest{Node: a.mem.self.ID, From: in.last + 1, To: to})
 	}
 	self, root, gen := ctx.Self(), ctx.ActorSystem().Root, in.gen
 	time.AfterFunc(resendWait, func() { root.Send(self, &resendTimeoutMsg{node: node, gen: gen}) })
@@ -242,18 +243,23 @@ func (a *nodeActor) resent(ctx actor.Context, node string, to, sentFrom uint64) 
 }
 
 // lost gives up the forwards after last up to to, and applies the held ones
-// next in order.
+// next in order. Nobody knows what they carried, so every socket that is
+// subscribed to anything here is closed with a reconnect code: its client
+// reconnects and catches up (an SDK fetches what it missed).
 func (a *nodeActor) lost(node string, in *inbound, to uint64) {
 	if in.last >= to {
 		return
 	}
-	a.cn.n.log.Warn("cluster forwards lost", "peer", node, "from", in.last+1, "to", to)
-	a.cn.n.forwardsLost.Add(int64(to - in.last))
+	n := a.cn.n
+	closed := n.closeSubscribed(wsconn.CodeEventsLost, "Events from another cluster node were lost: reconnect")
+	n.log.Warn("cluster forwards lost; subscribed sockets closed", "process", node, "from", in.last+1, "to", to, "sockets", closed)
+	n.forwardsLost.Add(int64(to - in.last))
 	in.last = to
 	a.drain(in)
 }
 
-// flush gives up every gap of a peer that is gone, applying what it held.
+// flush gives up every gap of a process that is gone, applying what it
+// held, and forgets its forwards.
 func (a *nodeActor) flush(node string) {
 	in := a.inbox[node]
 	if in == nil {

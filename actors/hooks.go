@@ -117,7 +117,8 @@ func (h *hooks) changed(c *channelActor, before int, userID string, userDelta in
 // members is this node's id and its live peers ("" and none on a single node).
 func (h *hooks) members() (string, []peer) {
 	if cn := h.n.clusterNode; cn != nil {
-		return cn.self, *cn.peers.Load()
+		v := cn.view()
+		return v.self, v.peers
 	}
 	return "", nil
 }
@@ -189,8 +190,11 @@ func (h *hooks) remote(m *clusterpb.WebhookState) {
 }
 
 // apply replaces what node holds of a channel this node owns and sends the
-// events the difference makes (none for a sync); with mu held.
+// events the difference makes (none for a sync, and none while this node has
+// no quorum: the side that serves decides, and a node cut off would report
+// the users of the others as gone); with mu held.
 func (h *hooks) apply(node, appID, channel string, subs int, users map[string]bool, sync bool) {
+	sync = sync || h.n.cut.Load()
 	key := channelKey(appID, channel)
 	o := h.owned[key]
 	if o == nil {

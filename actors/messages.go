@@ -116,3 +116,10 @@ var (
 )
 
 func channelKey(appID, channel string) string { return appID + "\x00" + channel }
+
+// closeSubscribersMsg closes every subscriber of a channel with code: events
+// meant for them were lost (a cluster gap that cannot be filled).
+type closeSubscribersMsg struct {
+	code wsconn.Code
+	msg  string
+}

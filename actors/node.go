@@ -71,6 +71,10 @@ type Node struct {
 
 	socketSeq atomic.Uint64
 	draining  atomic.Bool
+	// cut is set while this node is in a cluster and has no quorum (when it
+	// joins, until it first reaches one): it serves no sockets and accepts
+	// no publishes (membership.go).
+	cut atomic.Bool
 
 	maxConns int              // set at construction; 0 = no node-wide cap
 	metrics  *metrics.Metrics // set by SetMetrics before serving; nil = not counted
@@ -160,7 +164,55 @@ func (n *Node) App(id string) (*config.App, bool) {
 }
 
 // Ready reports whether the node accepts new sockets.
-func (n *Node) Ready() bool { return !n.draining.Load() }
+func (n *Node) Ready() bool { return !n.draining.Load() && !n.cut.Load() }
+
+// Health is Ready with the reason when not: "draining" or "no quorum".
+func (n *Node) Health() (ok bool, reason string) {
+	switch {
+	case n.draining.Load():
+		return false, "draining"
+	case n.cut.Load():
+		return false, "no quorum: this node cannot reach a majority of its cluster"
+	}
+	return true, ""
+}
+
+// setServing is the membership's decision: serve (a quorum) or not. A node
+// that stops serving closes its sockets with a reconnect code when
+// closeSockets: they can no longer be given what the rest of the cluster
+// publishes, and their clients reconnect to the side that serves.
+func (n *Node) setServing(serving, closeSockets bool) {
+	n.cut.Store(!serving)
+	if !serving && closeSockets {
+		n.closeAll(wsconn.CodeClusterLost, "This node lost its cluster: reconnect")
+	}
+}
+
+// closeAll closes every socket with code.
+func (n *Node) closeAll(code wsconn.Code, msg string) int {
+	n.mu.Lock()
+	conns := make([]*wsconn.Conn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	n.mu.Unlock()
+	for _, c := range conns {
+		c.Close(code, msg)
+	}
+	return len(conns)
+}
+
+// closeSubscribed closes every socket subscribed to a channel with code, and
+// returns how many channels were told.
+func (n *Node) closeSubscribed(code wsconn.Code, msg string) int {
+	count := 0
+	m := &closeSubscribersMsg{code: code, msg: msg}
+	n.reg.all(func(_ string, pid *actor.PID) {
+		n.system.Root.Send(pid, m)
+		count++
+	})
+	return count
+}
 
 // ConnOptions are the wsconn options for a socket of this node.
 func (n *Node) ConnOptions() wsconn.Options {
@@ -187,6 +239,10 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 	}
 	if n.draining.Load() {
 		refuse(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+		return
+	}
+	if n.cut.Load() {
+		refuse(wsconn.CodeNoQuorum, wsconn.CodeNoQuorum.Message())
 		return
 	}
 	if !ok {
@@ -310,20 +366,46 @@ type Event struct {
 // the caller should answer 503 and let the publisher retry later.
 var ErrBusy = errors.New("fan-out backlog is full, retry later")
 
+// ErrNoQuorum is returned by Publish on a node cut off from the majority of
+// its cluster: what it published would not reach the others' sockets.
+var ErrNoQuorum = errors.New("this node cannot reach a majority of its cluster: publish through another node, or retry later")
+
+// CanPublish says whether Publish would accept an event now: nil, ErrBusy
+// or ErrNoQuorum. A caller that must not lose an event once it has done
+// something (the chat commits a message) asks first and then publishes with
+// PublishCommitted.
+func (n *Node) CanPublish() error {
+	if n.cut.Load() {
+		return ErrNoQuorum
+	}
+	if n.backlog.Load() >= n.maxBacklog {
+		return ErrBusy
+	}
+	return nil
+}
+
 // Publish delivers an event to this node's sockets and forwards it once to
 // every other node of the cluster. The frame is encoded once per channel
 // here, on the caller's goroutine, and shared by every local socket.
 // Several events are refused or accepted together, so a batch is never
 // published in part.
 func (n *Node) Publish(evs ...Event) error {
-	if n.backlog.Load() >= n.maxBacklog {
-		return ErrBusy
+	if err := n.CanPublish(); err != nil {
+		return err
 	}
+	n.PublishCommitted(evs...)
+	return nil
+}
+
+// PublishCommitted is Publish without refusals, for events about what is
+// already done and must not be lost: the chat asks CanPublish before it
+// commits, so the backlog grows past its bound by at most the commits in
+// flight.
+func (n *Node) PublishCommitted(evs ...Event) {
 	for _, ev := range evs {
 		n.deliver(ev)
 		n.broker.Publish(ev)
 	}
-	return nil
 }
 
 // deliver fans an event out to this node's sockets only.

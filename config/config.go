@@ -694,8 +694,8 @@ func validateCluster(cfg *Config, bad func(string, ...any)) {
 		return
 	}
 	host, port, err := net.SplitHostPort(cfg.ClusterAddress)
-	if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65534 {
-		bad("PARLEY_CLUSTER_ADDRESS/--cluster-address %q is not host:port with a port of 1-65534 (port+1 is the membership port)", cfg.ClusterAddress)
+	if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+		bad("PARLEY_CLUSTER_ADDRESS/--cluster-address %q is not host:port", cfg.ClusterAddress)
 	}
 	for _, p := range cfg.ClusterPeers {
 		if h, port, err := net.SplitHostPort(p); err != nil || h == "" || port == "" {

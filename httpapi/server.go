@@ -133,8 +133,13 @@ type readiness struct {
 // traffic and what it depends on answers; 503 while draining or when a
 // dependency is down.
 func (s *Server) health(c *gin.Context) {
-	if !s.node.Ready() {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"health": "draining"})
+	cluster, clustered := s.node.Cluster()
+	if ok, reason := s.node.Health(); !ok {
+		body := gin.H{"health": reason}
+		if clustered {
+			body["cluster"] = clusterJSON(cluster)
+		}
+		c.JSON(http.StatusServiceUnavailable, body)
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
@@ -146,7 +151,18 @@ func (s *Server) health(c *gin.Context) {
 			return
 		}
 	}
+	if clustered {
+		c.JSON(http.StatusOK, gin.H{"health": "OK", "cluster": clusterJSON(cluster)})
+		return
+	}
 	c.JSON(http.StatusOK, gin.H{"health": "OK"})
+}
+
+// clusterJSON is what /up tells of the node's cluster: its member id, the
+// members it hears (itself included), how many count for the quorum and how
+// many known addresses have no live member.
+func clusterJSON(st actors.ClusterStatus) gin.H {
+	return gin.H{"member": st.Member, "serving": st.Up, "members": st.Live, "counted": st.Counted, "missing": st.Missing}
 }
 
 // live is the liveness probe: 200 as long as the process serves HTTP, even

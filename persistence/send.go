@@ -33,7 +33,8 @@ type SendResult struct {
 	// PreviousID is the id of the message before this one in its matter (0
 	// for the first), read under the matter's lock in the transaction that
 	// stored it: a client that has shown PreviousID and then gets this
-	// message knows it missed nothing in between. Unset when Repeat.
+	// message knows it missed nothing in between. For a Repeat, that of the
+	// message stored first.
 	PreviousID int64
 	// Err is this send's failure: ErrNotFound (the matter or the sender does
 	// not exist), ErrForbidden (the sender is not a member of the matter),
@@ -90,14 +91,22 @@ func sendRefusal(s Send, members []int64, matterExists bool) error {
 }
 
 // repeatResult is a send whose ClientMessageID the sender used before: the
-// stored message, unless it is in another matter.
-func repeatResult(s Send, first Message, members []int64) SendResult {
+// stored message, unless it is in another matter. previous finds the id of
+// the message before it in its matter (a query, for repeats only).
+func repeatResult(s Send, first Message, members []int64, previous func(matterID, id int64) (int64, error)) (SendResult, error) {
 	if first.MatterID != s.MatterID {
 		return SendResult{Err: fmt.Errorf("persistence: client message id %q of user %d is message %d in matter %d: %w",
-			s.ClientMessageID, s.SenderID, first.ID, first.MatterID, ErrConflict)}
+			s.ClientMessageID, s.SenderID, first.ID, first.MatterID, ErrConflict)}, nil
 	}
-	return SendResult{Message: first, Repeat: true, Members: members}
+	prev, err := previous(first.MatterID, first.ID)
+	if err != nil {
+		return SendResult{}, err
+	}
+	return SendResult{Message: first, Repeat: true, Members: members, PreviousID: prev}, nil
 }
+
+// previousIDQuery is the id of a matter's message before a given one.
+const previousIDQuery = `SELECT COALESCE(MAX(id), 0) FROM messages WHERE matter_id = ? AND id < ?`
 
 // nullable is s, or nil when empty.
 func nullable(s string) *string {

@@ -478,7 +478,14 @@ func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, er
 				if k < 0 {
 					return nil, fmt.Errorf("send group: client message id %q of user %d conflicts but is not found", x.ClientMessageID, x.SenderID)
 				}
-				out[i] = repeatResult(x, firsts[k], out[i].Members)
+				r, err := repeatResult(x, firsts[k], out[i].Members, func(matterID, id int64) (prev int64, err error) {
+					err = tx.GetContext(ctx, &prev, sqlx.Rebind(sqlx.DOLLAR, previousIDQuery), matterID, id)
+					return prev, err
+				})
+				if err != nil {
+					return nil, err
+				}
+				out[i] = r
 			}
 		}
 	}

@@ -471,7 +471,14 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 					return err
 				}
 				first.utc()
-				out[i] = repeatResult(x, first, mi.members)
+				r, err := repeatResult(x, first, mi.members, func(matterID, id int64) (prev int64, err error) {
+					err = tx.GetContext(ctx, &prev, previousIDQuery, matterID, id)
+					return prev, err
+				})
+				if err != nil {
+					return err
+				}
+				out[i] = r
 				continue
 			}
 			id, err := res.LastInsertId()

@@ -23,8 +23,11 @@ const (
 	CodeUnauthorized         Code = 4009 // closing: origin not allowed, connections terminated by the app
 	CodeOverCapacity         Code = 4100 // closing: the app's max connections reached
 	CodeSlowConsumer         Code = 4101 // closing: the socket's outbound queue overflowed
+	CodeNoQuorum             Code = 4110 // closing: a new socket on a node cut off from its cluster (retry later)
 	CodeServerRestart        Code = 4200 // closing: server shutting down, reconnect now
 	CodePongTimeout          Code = 4201 // closing: no pong to our ping
+	CodeEventsLost           Code = 4210 // closing: events for this socket were lost on the way; reconnect and catch up
+	CodeClusterLost          Code = 4211 // closing: this node lost its cluster's quorum; reconnect (elsewhere)
 	CodeInvalidMessage       Code = 4300 // error only: frame is not valid JSON or has wrong types
 	CodeClientEventRateLimit Code = 4301 // error only: more than 10 client events a second
 	CodeEventTooLarge        Code = 4302 // error only: event data above the app's max event size
@@ -60,8 +63,11 @@ var codeText = map[Code]string{
 	CodeUnauthorized:         "Connection is unauthorized",
 	CodeOverCapacity:         "Over capacity",
 	CodeSlowConsumer:         "Slow consumer: too many unsent messages",
+	CodeNoQuorum:             "This node cannot reach a majority of its cluster: retry later",
 	CodeServerRestart:        "Server is restarting, reconnect",
 	CodePongTimeout:          "Pong reply not received in time",
+	CodeEventsLost:           "Events for this connection were lost: reconnect and catch up",
+	CodeClusterLost:          "This node lost its cluster: reconnect",
 	CodeInvalidMessage:       "Invalid message",
 	CodeClientEventRateLimit: "Client event rejected due to rate limit",
 	CodeEventTooLarge:        "Event data too large",

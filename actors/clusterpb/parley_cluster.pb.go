@@ -33,11 +33,13 @@ const (
 
 // Publish is an event published on one node, forwarded once to every other.
 //
-// Publish, ClientEvent and Terminate are a node's forwards: it numbers them
-// in one sequence (node, seq) and keeps the recent ones, so that a receiver
-// that sees a gap asks for them again (ResendRequest). protoactor drops the
-// messages queued to an address whenever its membership reports a member
-// there as gone, even when a new process already serves at that address.
+// Publish, ClientEvent and Terminate are a node's forwards: its process
+// numbers them in one sequence (node, seq), with or without peers, and keeps
+// them, so that a receiver that sees a gap asks for them again
+// (ResendRequest), also when the sender comes back after a partition as a new
+// incarnation. protoactor drops the messages queued to an address whenever
+// its membership reports a member there as gone, even when a new process
+// already serves at that address.
 type Publish struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -45,7 +47,7 @@ type Publish struct {
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	Data          string                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	SocketId      string                 `protobuf:"bytes,5,opt,name=socket_id,json=socketId,proto3" json:"socket_id,omitempty"` // excluded socket ("" = none)
-	Node          string                 `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`                         // the forwarding node
+	Node          string                 `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`                         // the forwarding node's process
 	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                          // its forward number
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -139,7 +141,7 @@ type ClientEvent struct {
 	Data          string                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	UserId        string                 `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // presence channels: the sender's member id
 	Sender        string                 `protobuf:"bytes,6,opt,name=sender,proto3" json:"sender,omitempty"`               // the sender's socket id
-	Node          string                 `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`                   // the forwarding node
+	Node          string                 `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`                   // the forwarding node's process
 	Seq           uint64                 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`                    // its forward number (see Publish)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -236,7 +238,7 @@ type Terminate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the forwarding node
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // the forwarding node's process
 	Seq           uint64                 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`  // its forward number (see Publish)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -304,7 +306,7 @@ func (x *Terminate) GetSeq() uint64 {
 // missed them.
 type ResendRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the asker
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the asker's member id
 	From          uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
 	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -367,7 +369,7 @@ func (x *ResendRequest) GetTo() uint64 {
 // the asker stops waiting for them.
 type ResendDone struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the node that resent
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the process that resent
 	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`    // the request's
 	SentFrom      uint64                 `protobuf:"varint,4,opt,name=sent_from,json=sentFrom,proto3" json:"sent_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -774,8 +776,10 @@ func (x *Leaving) GetNode() string {
 	return ""
 }
 
-// NodeStats is a node's periodic report of its sockets per app, for
-// cluster-wide connection limits.
+// NodeStats is a node's report, once a second, to every address of the
+// cluster it knows (peers or not): who it is, whom it hears, and its sockets
+// per app for cluster-wide connection limits. It is the membership's
+// heartbeat.
 type NodeStats struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Node        string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -787,7 +791,15 @@ type NodeStats struct {
 	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	// forwarded is the sender's last forward number (see Publish) when it sent
 	// this: a receiver that has fewer missed the last ones.
-	Forwarded     uint64 `protobuf:"varint,5,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	Forwarded uint64 `protobuf:"varint,5,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// The sender's incarnation: node is process.incarnation.
+	Process       string   `protobuf:"bytes,6,opt,name=process,proto3" json:"process,omitempty"`
+	Incarnation   uint64   `protobuf:"varint,7,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Started       int64    `protobuf:"varint,8,opt,name=started,proto3" json:"started,omitempty"` // the process's start, Unix ns
+	View          []string `protobuf:"bytes,9,rep,name=view,proto3" json:"view,omitempty"`        // the member ids the sender hears, its own included
+	Kinds         []string `protobuf:"bytes,10,rep,name=kinds,proto3" json:"kinds,omitempty"`     // the grain kinds it hosts
+	Up            bool     `protobuf:"varint,11,opt,name=up,proto3" json:"up,omitempty"`          // it serves (it has a quorum)
+	Cluster       string   `protobuf:"bytes,12,opt,name=cluster,proto3" json:"cluster,omitempty"` // the cluster's name: a report from another cluster is ignored
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -857,6 +869,126 @@ func (x *NodeStats) GetForwarded() uint64 {
 	return 0
 }
 
+func (x *NodeStats) GetProcess() string {
+	if x != nil {
+		return x.Process
+	}
+	return ""
+}
+
+func (x *NodeStats) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *NodeStats) GetStarted() int64 {
+	if x != nil {
+		return x.Started
+	}
+	return 0
+}
+
+func (x *NodeStats) GetView() []string {
+	if x != nil {
+		return x.View
+	}
+	return nil
+}
+
+func (x *NodeStats) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *NodeStats) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
+}
+
+func (x *NodeStats) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+// Removed answers a report from a member id the sender removed (or saw
+// replaced or leave): that id is never admitted again, and the node behind
+// it rejoins as a new incarnation.
+type Removed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`     // the sender's member id
+	Member        string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"` // the removed id
+	View          int32                  `protobuf:"varint,3,opt,name=view,proto3" json:"view,omitempty"`    // how many members the sender hears, itself included
+	Lowest        string                 `protobuf:"bytes,4,opt,name=lowest,proto3" json:"lowest,omitempty"` // the lowest address among them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Removed) Reset() {
+	*x = Removed{}
+	mi := &file_parley_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Removed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Removed) ProtoMessage() {}
+
+func (x *Removed) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Removed.ProtoReflect.Descriptor instead.
+func (*Removed) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Removed) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Removed) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *Removed) GetView() int32 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *Removed) GetLowest() string {
+	if x != nil {
+		return x.Lowest
+	}
+	return ""
+}
+
 // ChannelsRequest asks a node for its occupied channels of an app: those
 // whose names start with prefix, or the one named name.
 type ChannelsRequest struct {
@@ -870,7 +1002,7 @@ type ChannelsRequest struct {
 
 func (x *ChannelsRequest) Reset() {
 	*x = ChannelsRequest{}
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1014,7 @@ func (x *ChannelsRequest) String() string {
 func (*ChannelsRequest) ProtoMessage() {}
 
 func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1027,7 @@ func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChannelsRequest) GetAppId() string {
@@ -929,7 +1061,7 @@ type ChannelCount struct {
 
 func (x *ChannelCount) Reset() {
 	*x = ChannelCount{}
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1073,7 @@ func (x *ChannelCount) String() string {
 func (*ChannelCount) ProtoMessage() {}
 
 func (x *ChannelCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1086,7 @@ func (x *ChannelCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelCount.ProtoReflect.Descriptor instead.
 func (*ChannelCount) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ChannelCount) GetName() string {
@@ -981,7 +1113,7 @@ type ChannelsReply struct {
 
 func (x *ChannelsReply) Reset() {
 	*x = ChannelsReply{}
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1125,7 @@ func (x *ChannelsReply) String() string {
 func (*ChannelsReply) ProtoMessage() {}
 
 func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1138,7 @@ func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsReply.ProtoReflect.Descriptor instead.
 func (*ChannelsReply) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChannelsReply) GetChannels() []*ChannelCount {
@@ -1041,7 +1173,7 @@ type UnreadChanged struct {
 
 func (x *UnreadChanged) Reset() {
 	*x = UnreadChanged{}
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1185,7 @@ func (x *UnreadChanged) String() string {
 func (*UnreadChanged) ProtoMessage() {}
 
 func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1198,7 @@ func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadChanged.ProtoReflect.Descriptor instead.
 func (*UnreadChanged) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnreadChanged) GetUserId() int64 {
@@ -1122,7 +1254,7 @@ type UnreadSettle struct {
 
 func (x *UnreadSettle) Reset() {
 	*x = UnreadSettle{}
-	mi := &file_parley_cluster_proto_msgTypes[15]
+	mi := &file_parley_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1266,7 @@ func (x *UnreadSettle) String() string {
 func (*UnreadSettle) ProtoMessage() {}
 
 func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[15]
+	mi := &file_parley_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1279,7 @@ func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadSettle.ProtoReflect.Descriptor instead.
 func (*UnreadSettle) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnreadSettle) GetUserId() int64 {
@@ -1167,7 +1299,7 @@ type UnreadGet struct {
 
 func (x *UnreadGet) Reset() {
 	*x = UnreadGet{}
-	mi := &file_parley_cluster_proto_msgTypes[16]
+	mi := &file_parley_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1311,7 @@ func (x *UnreadGet) String() string {
 func (*UnreadGet) ProtoMessage() {}
 
 func (x *UnreadGet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[16]
+	mi := &file_parley_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1324,7 @@ func (x *UnreadGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadGet.ProtoReflect.Descriptor instead.
 func (*UnreadGet) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnreadGet) GetUserId() int64 {
@@ -1214,7 +1346,7 @@ type UnreadCounts struct {
 
 func (x *UnreadCounts) Reset() {
 	*x = UnreadCounts{}
-	mi := &file_parley_cluster_proto_msgTypes[17]
+	mi := &file_parley_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1358,7 @@ func (x *UnreadCounts) String() string {
 func (*UnreadCounts) ProtoMessage() {}
 
 func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[17]
+	mi := &file_parley_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1371,7 @@ func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadCounts.ProtoReflect.Descriptor instead.
 func (*UnreadCounts) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{17}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UnreadCounts) GetUserId() int64 {
@@ -1288,7 +1420,7 @@ type WebhookState struct {
 
 func (x *WebhookState) Reset() {
 	*x = WebhookState{}
-	mi := &file_parley_cluster_proto_msgTypes[18]
+	mi := &file_parley_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1432,7 @@ func (x *WebhookState) String() string {
 func (*WebhookState) ProtoMessage() {}
 
 func (x *WebhookState) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[18]
+	mi := &file_parley_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1445,7 @@ func (x *WebhookState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookState.ProtoReflect.Descriptor instead.
 func (*WebhookState) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{18}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WebhookState) GetNode() string {
@@ -1372,7 +1504,7 @@ type WebhookStates struct {
 
 func (x *WebhookStates) Reset() {
 	*x = WebhookStates{}
-	mi := &file_parley_cluster_proto_msgTypes[19]
+	mi := &file_parley_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1516,7 @@ func (x *WebhookStates) String() string {
 func (*WebhookStates) ProtoMessage() {}
 
 func (x *WebhookStates) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[19]
+	mi := &file_parley_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1529,7 @@ func (x *WebhookStates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookStates.ProtoReflect.Descriptor instead.
 func (*WebhookStates) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{19}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WebhookStates) GetNode() string {
@@ -1482,16 +1614,29 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x0fSnapshotRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"\x1d\n" +
 	"\aLeaving\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"\xf7\x01\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\xa1\x03\n" +
 	"\tNodeStats\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12L\n" +
 	"\vconnections\x18\x02 \x03(\v2*.parley.cluster.NodeStats.ConnectionsEntryR\vconnections\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x1c\n" +
-	"\tforwarded\x18\x05 \x01(\x04R\tforwarded\x1a>\n" +
+	"\tforwarded\x18\x05 \x01(\x04R\tforwarded\x12\x18\n" +
+	"\aprocess\x18\x06 \x01(\tR\aprocess\x12 \n" +
+	"\vincarnation\x18\a \x01(\x04R\vincarnation\x12\x18\n" +
+	"\astarted\x18\b \x01(\x03R\astarted\x12\x12\n" +
+	"\x04view\x18\t \x03(\tR\x04view\x12\x14\n" +
+	"\x05kinds\x18\n" +
+	" \x03(\tR\x05kinds\x12\x0e\n" +
+	"\x02up\x18\v \x01(\bR\x02up\x12\x18\n" +
+	"\acluster\x18\f \x01(\tR\acluster\x1a>\n" +
 	"\x10ConnectionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"T\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"a\n" +
+	"\aRemoved\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\x12\x12\n" +
+	"\x04view\x18\x03 \x01(\x05R\x04view\x12\x16\n" +
+	"\x06lowest\x18\x04 \x01(\tR\x06lowest\"T\n" +
 	"\x0fChannelsRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x12\n" +
@@ -1546,7 +1691,7 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
@@ -1559,25 +1704,26 @@ var file_parley_cluster_proto_goTypes = []any{
 	(*SnapshotRequest)(nil), // 8: parley.cluster.SnapshotRequest
 	(*Leaving)(nil),         // 9: parley.cluster.Leaving
 	(*NodeStats)(nil),       // 10: parley.cluster.NodeStats
-	(*ChannelsRequest)(nil), // 11: parley.cluster.ChannelsRequest
-	(*ChannelCount)(nil),    // 12: parley.cluster.ChannelCount
-	(*ChannelsReply)(nil),   // 13: parley.cluster.ChannelsReply
-	(*UnreadChanged)(nil),   // 14: parley.cluster.UnreadChanged
-	(*UnreadSettle)(nil),    // 15: parley.cluster.UnreadSettle
-	(*UnreadGet)(nil),       // 16: parley.cluster.UnreadGet
-	(*UnreadCounts)(nil),    // 17: parley.cluster.UnreadCounts
-	(*WebhookState)(nil),    // 18: parley.cluster.WebhookState
-	(*WebhookStates)(nil),   // 19: parley.cluster.WebhookStates
-	nil,                     // 20: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 21: parley.cluster.UnreadCounts.MattersEntry
+	(*Removed)(nil),         // 11: parley.cluster.Removed
+	(*ChannelsRequest)(nil), // 12: parley.cluster.ChannelsRequest
+	(*ChannelCount)(nil),    // 13: parley.cluster.ChannelCount
+	(*ChannelsReply)(nil),   // 14: parley.cluster.ChannelsReply
+	(*UnreadChanged)(nil),   // 15: parley.cluster.UnreadChanged
+	(*UnreadSettle)(nil),    // 16: parley.cluster.UnreadSettle
+	(*UnreadGet)(nil),       // 17: parley.cluster.UnreadGet
+	(*UnreadCounts)(nil),    // 18: parley.cluster.UnreadCounts
+	(*WebhookState)(nil),    // 19: parley.cluster.WebhookState
+	(*WebhookStates)(nil),   // 20: parley.cluster.WebhookStates
+	nil,                     // 21: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 22: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
 	5,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
 	6,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	20, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
-	12, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	21, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
-	18, // 5: parley.cluster.WebhookStates.states:type_name -> parley.cluster.WebhookState
+	21, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	13, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
+	22, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	19, // 5: parley.cluster.WebhookStates.states:type_name -> parley.cluster.WebhookState
 	6,  // [6:6] is the sub-list for method output_type
 	6,  // [6:6] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
@@ -1596,7 +1742,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

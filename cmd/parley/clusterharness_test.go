@@ -279,8 +279,28 @@ func (n *procNode) start() {
 	}
 }
 
+// startUnready runs the process and waits until it is live (/livez), not
+// until it serves: a cluster node that cannot reach a quorum never does.
+func (n *procNode) startUnready() {
+	n.t.Helper()
+	if err := n.launch(parleyBinary(n.t), n.t.TempDir()); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.waitPath("/livez", 20*time.Second); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 // startErr is start for goroutines other than the test's.
 func (n *procNode) startErr(bin, dataDir string) error {
+	if err := n.launch(bin, dataDir); err != nil {
+		return err
+	}
+	return n.waitUp(20 * time.Second)
+}
+
+// launch runs the process with a fresh data directory.
+func (n *procNode) launch(bin, dataDir string) error {
 	n.mu.Lock()
 	if n.out != nil {
 		n.logs = append(n.logs, n.out.String())
@@ -303,7 +323,7 @@ func (n *procNode) startErr(bin, dataDir string) error {
 		n.mu.Unlock()
 		close(done)
 	}()
-	return n.waitUp(20 * time.Second)
+	return nil
 }
 
 // useTLS makes the harness talk HTTPS and wss:// to the node, trusting
@@ -323,7 +343,10 @@ func (n *procNode) httpClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: n.tlsRT}
 }
 
-func (n *procNode) waitUp(d time.Duration) error {
+func (n *procNode) waitUp(d time.Duration) error { return n.waitPath("/up", d) }
+
+// waitPath waits until path answers 200.
+func (n *procNode) waitPath(path string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	client := n.httpClient(time.Second)
 	for {
@@ -335,7 +358,7 @@ func (n *procNode) waitUp(d time.Duration) error {
 			return fmt.Errorf("%s exited during start-up (%v):\n%s", n.name, err, tail(n.out.String(), 50))
 		default:
 		}
-		res, err := client.Get(n.url + "/up")
+		res, err := client.Get(n.url + path)
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == 200 {
@@ -343,7 +366,7 @@ func (n *procNode) waitUp(d time.Duration) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: /up not 200 within %v (last error %v)", n.name, d, err)
+			return fmt.Errorf("%s: %s not 200 within %v (last error %v)", n.name, path, d, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

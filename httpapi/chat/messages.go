@@ -254,9 +254,7 @@ func (s *Service) sendMessage(c *gin.Context) {
 		status = http.StatusOK
 	}
 	mj := viewedBy(r.Message, me.ID, nil)
-	if !r.Repeat {
-		mj.PreviousID = &r.PreviousID
-	}
+	mj.PreviousID = &r.PreviousID
 	c.JSON(status, gin.H{"data": mj})
 }
 
