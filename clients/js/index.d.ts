@@ -28,6 +28,11 @@ export interface ChatMessage {
   read_by?: ReadBy[];
   deleted_at?: string | null;
   client_message_id?: string | null;
+  /**
+   * In MessageSent and the send's answer: the id of the message before this one in its matter
+   * (0 for the first). The SDK uses it to emit each matter's messages once and in id order.
+   */
+  previous_id?: number;
   [key: string]: unknown;
 }
 
@@ -66,9 +71,13 @@ export interface Receipt {
 export interface ReadUpTo {
   client_matter_id: number;
   reader_id: number;
+  /** What was marked: markMatterRead lowers it to shownUpTo(matterId); 0 when nothing was shown (no request made). */
   up_to_id: number;
-  read_at: string;
+  read_at: string | null;
   count: number;
+  /** markMatterRead's answer when the upToId asked for was past what the SDK has shown. */
+  clamped?: boolean;
+  requested_up_to_id?: number;
 }
 
 export interface QueuedMessage {
@@ -91,6 +100,7 @@ export interface ChatError {
 }
 
 export interface RealtimeChatEvents {
+  /** Each message of a followed matter once, in id order per matter: live, or fetched by a catch-up. */
   onMessageReceived: { message: ChatMessage; matterId: number; source: 'live' | 'catchup' };
   onMessageSent: { message: ChatMessage; client_message_id: string; queued?: boolean };
   onMessageQueued: { item: QueuedMessage; queue: QueuedMessage[] };
@@ -171,6 +181,11 @@ export declare class NetworkError extends Error {
   cause: unknown;
 }
 
+/** markAsRead of a message this instance has not shown (not emitted, loaded or sent by it); nothing was sent. */
+export declare class NotShownError extends Error {
+  messageId: number;
+}
+
 export declare class RealtimeChat {
   constructor(options: RealtimeChatOptions);
   readonly options: RealtimeChatOptions;
@@ -205,11 +220,15 @@ export declare class RealtimeChat {
   loadHistory(matterId: number, options?: { limit?: number }): Promise<ChatMessage[]>;
   loadOlder(matterId: number, beforeId: number, options?: { limit?: number }): Promise<ChatMessage[]>;
   catchUp(matterId: number): Promise<ChatMessage[]>;
+  /** The newest id up to which everything of the matter was shown (what markMatterRead may mark); null while unknown. */
+  shownUpTo(matterId: number): number | null;
 
   sendMessage(message: { message: string; client_matter_id: number; client_message_id?: string }): Promise<ChatMessage>;
   flushQueue(): Promise<void>;
   cancelQueued(clientMessageId: string): boolean;
+  /** Rejects with NotShownError (no request) for a message this instance has not shown. */
   markAsRead(messageId: number): Promise<Receipt>;
+  /** Never marks past shownUpTo(matterId): a higher upToId is lowered (clamped: true in the answer). */
   markMatterRead(matterId: number, upToId: number): Promise<ReadUpTo>;
   editMessage(messageId: number, message: string): Promise<ChatMessage>;
   deleteMessage(messageId: number): Promise<ChatMessage | undefined>;

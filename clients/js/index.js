@@ -5,10 +5,18 @@
 // POST {apiBaseUrl}/broadcasting/auth with the user's bearer token, and talks
 // to the chat REST API under apiBaseUrl. On top of what Echo gives it adds:
 //
-//   - catch-up: after every reconnect, each subscribed matter is fetched with
-//     GET /messages?client_matter_id=&after_id= from the last id the REST API
-//     confirmed, so nothing sent while the socket was down is missed, and every
-//     message is emitted once (deduplicated by id, live or fetched);
+//   - delivery: every message of a followed matter (subscribeToMatterChannel,
+//     or any matter of the user with subscribeToUserChannel) is emitted once
+//     and in id order. Each followed matter has a position from the moment it
+//     is followed: the last message emitted (or known as history) with nothing
+//     missing before it. A live MessageSent carries previous_id, the message
+//     before it in its matter: when that is the position the message is
+//     emitted; when it is higher, something is missing and the SDK fetches
+//     GET /messages?client_matter_id=&after_id={position} first. The same
+//     catch-up runs after every (re)subscription, so nothing sent while the
+//     socket was down, or while the server restarted, is missed;
+//   - read marks cover only what was shown: markMatterRead never marks past
+//     the position, markAsRead refuses a message the SDK has not shown;
 //   - an offline send queue: every send gets a client_message_id and goes
 //     through one queue, sent in order, one at a time; a send that fails for
 //     want of a network (or a 5xx/429) stays queued and is retried with the
@@ -46,7 +54,7 @@ export const EVENTS = Object.freeze([
   'onConnectionStateChange', // {previous, current} — pusher-js states plus 'failed' for a refused app key
   'onConnected', // {socketId, reconnected}
   'onDisconnected', // {state}
-  'onCatchUp', // {matterId, messages} — what one catch-up fetched (already emitted one by one)
+  'onCatchUp', // {matterId, messages} — what one catch-up fetched (those not shown before were emitted one by one)
   'onError', // {type, message, code?, status?}
 ]);
 
@@ -98,6 +106,18 @@ export class NetworkError extends Error {
   }
 }
 
+/**
+ * A read mark for a message this instance has not shown: not emitted by onMessageReceived,
+ * not returned by a history call, not sent by this instance. Nothing was sent to the server.
+ */
+export class NotShownError extends Error {
+  constructor(messageId) {
+    super(`message ${messageId} has not been shown through this SDK (not emitted, not loaded, not sent by it): not marked read`);
+    this.name = 'NotShownError';
+    this.messageId = messageId;
+  }
+}
+
 /** A send the queue may try again: no answer, or the server was unavailable or busy. */
 function retryable(err) {
   return err instanceof NetworkError || (err instanceof ChatApiError && (err.status >= 500 || err.status === 429 || err.status === 408));
@@ -134,9 +154,14 @@ export class RealtimeChat {
     this._queueKey = o.queueKey || `parley-chat-queue:${this.userId}`;
 
     this._handlers = new Map(); // event -> Set(fn)
-    this._matters = new Map(); // matterId -> {channel, presence, members, cursor, typingSentAt, typers}
-    this._seen = new Set(); // message ids emitted (received or sent)
+    this._matters = new Map(); // matterId -> {channel, presence, members, typingSentAt, typers}
+    this._chains = new Map(); // matterId -> the matter's delivery state (see _chain)
+    this._seen = new Set(); // message ids emitted, loaded or sent (never emitted again)
     this._seenOrder = [];
+    this._shown = new Map(); // message id -> matter id: what the app was given (markAsRead's test)
+    this._userSync = null; // the user channel's list of matters in flight (GET /matters)
+    this._userBaseKnown = false;
+    this._userRetry = null;
     this._queue = []; // [{client_message_id, message, client_matter_id, queued_at, attempts}]
     this._queueLoaded = null;
     this._waiters = new Map(); // client_message_id -> {resolve, reject}
@@ -283,6 +308,8 @@ export class RealtimeChat {
     this._closed = true;
     clearTimeout(this._retryTimer);
     for (const m of this._matters.values()) for (const t of m.typers.values()) clearTimeout(t);
+    for (const c of this._chains.values()) clearTimeout(c.retryTimer);
+    clearTimeout(this._userRetry);
     this.echo.disconnect();
   }
 
@@ -335,8 +362,9 @@ export class RealtimeChat {
 
   /**
    * GET /messages (the paginator answer). Options: page, limit, afterId (oldest first),
-   * beforeId (newest first). Every message fetched counts as seen (never emitted again), and
-   * without beforeId it advances the matter's catch-up cursor.
+   * beforeId (newest first). Every message fetched counts as shown: it is never emitted
+   * afterwards and may be marked read. The newest page (no page or page 1, no cursor) and an
+   * afterId page move the matter's position when they join it (nothing missing between).
    */
   async getMessages(matterId, { page, limit, afterId, beforeId } = {}) {
     const q = new URLSearchParams({ client_matter_id: String(matterId) });
@@ -345,9 +373,14 @@ export class RealtimeChat {
     if (afterId) q.set('after_id', String(afterId));
     if (beforeId) q.set('before_id', String(beforeId));
     const res = await this.request('GET', `/messages?${q}`);
-    for (const m of res.data) this._markSeen(m.id);
-    // A newest-first page 1 or an after_id page is complete up to its highest id.
-    if (!beforeId && (afterId || !page || page === 1)) this._advanceCursor(Number(matterId), res.data);
+    for (const m of res.data) {
+      this._markSeen(m.id);
+      this._markShown(m);
+    }
+    const c = this._chain(matterId);
+    const size = Number(res.per_page) || Number(limit) || 20;
+    if (!beforeId && !afterId && (!page || Number(page) === 1)) this._newestRead(c, res.data, res.total <= res.data.length || res.data.length < size);
+    else if (afterId && !beforeId) this._afterRead(c, Number(afterId), res.data, res.data.length < size);
     return res;
   }
 
@@ -363,14 +396,46 @@ export class RealtimeChat {
     return res.data.slice().reverse();
   }
 
-  /** PUT /messages/{id}/read: one read receipt. */
+  /**
+   * PUT /messages/{id}/read: one read receipt, for a message this instance has shown (emitted
+   * by onMessageReceived, returned by a history call, or sent by it). Any other id rejects with
+   * NotShownError and nothing is sent: call it again once the message was emitted.
+   */
   async markAsRead(messageId) {
-    return (await this.request('PUT', `/messages/${encodeURIComponent(messageId)}/read`)).data;
+    const id = Number(messageId);
+    if (!this._shown.has(id)) throw new NotShownError(id);
+    return (await this.request('PUT', `/messages/${encodeURIComponent(id)}/read`)).data;
   }
 
-  /** PUT /matters/{id}/read {up_to_id}: everything up to a message, one request. */
+  /**
+   * PUT /matters/{id}/read {up_to_id}: everything up to a message, one request — but never past
+   * shownUpTo(matterId), the last message shown with nothing missing before it: a higher upToId
+   * is lowered to it, and the answer then has clamped: true and requested_up_to_id. With nothing
+   * shown (up_to_id 0) no request is made and the answer says count 0.
+   */
   async markMatterRead(matterId, upToId) {
-    return (await this.request('PUT', `/matters/${encodeURIComponent(matterId)}/read`, { up_to_id: Number(upToId) })).data;
+    const id = Number(matterId);
+    const want = Number(upToId);
+    const c = this._chains.get(id);
+    if (c && c.position === null && c.baseLoading) await c.baseLoading.catch(() => {});
+    const limit = c && c.position !== null ? c.position : 0;
+    const upTo = Math.min(want, limit);
+    if (!(upTo >= 1)) {
+      return { client_matter_id: id, reader_id: this.userId, up_to_id: 0, read_at: null, count: 0, clamped: true, requested_up_to_id: want };
+    }
+    const res = (await this.request('PUT', `/matters/${encodeURIComponent(id)}/read`, { up_to_id: upTo })).data;
+    return upTo < want ? { ...res, clamped: true, requested_up_to_id: want } : res;
+  }
+
+  /**
+   * The matter's position: the newest message id up to which everything was shown (emitted,
+   * loaded through a history call, sent by this instance, or already there when the matter was
+   * first followed); what markMatterRead may mark. null while unknown (not followed, or its
+   * position not fetched yet).
+   */
+  shownUpTo(matterId) {
+    const c = this._chains.get(Number(matterId));
+    return c ? c.position : null;
   }
 
   /** PUT /messages/{id} {message}: edit your message. */
@@ -409,7 +474,7 @@ export class RealtimeChat {
 
   _listenAll(channel, matterId) {
     channel
-      .listen('MessageSent', (e) => this._incoming(e.message, 'live'))
+      .listen('MessageSent', (e) => this._live(e && e.message))
       .listen('MessageUpdated', (e) => this._updated(e.message))
       .listen('MessageDeleted', (e) => this._deleted(e.message))
       .listen('MessageReceived', (e) => {
@@ -426,13 +491,23 @@ export class RealtimeChat {
     return channel;
   }
 
-  /** Subscribes private-user.{userId}: messages, receipts and unread counts of every matter. */
+  /**
+   * Subscribes private-user.{userId}: messages, receipts and unread counts of every matter.
+   * Every matter of the user is followed from now on: its position is its newest message in
+   * GET /matters (read now), and after every (re)subscription the matters whose newest message
+   * is past their position are caught up.
+   */
   subscribeToUserChannel() {
     if (this._userChannel) return this._userChannel;
     let first = true;
+    this._userSync = this._syncUserMatters();
+    this._userSync.catch((err) => this._emit('onError', { type: 'catchup', message: `your matters could not be listed: ${err.message}`, status: err.status }));
     this._userChannel = this._listenAll(this.echo.private(`user.${this.userId}`), null)
       .listen('UnreadCountUpdated', (e) => this._emit('onUnreadCountUpdated', e))
       .subscribed(() => {
+        // The list read when subscribing may predate the subscription: read it again now that
+        // the channel delivers, and catch up what changed meanwhile (or while away).
+        this._resyncUser();
         // Back after an outage: counts may have changed meanwhile.
         if (!first) this._refreshUnread();
         first = false;
@@ -442,21 +517,34 @@ export class RealtimeChat {
 
   /**
    * Subscribes private-matter.{id} (messages, receipts, typing) and, unless presence is off,
-   * joins presence-matter.{id} (who is online). lastMessageId (optional) starts the catch-up
-   * cursor when no history was loaded through this instance.
+   * joins presence-matter.{id} (who is online). The matter is followed from now on: its
+   * position is its newest message, fetched now (GET /messages?limit=1), unless the SDK knows
+   * one already (history loaded, the user channel) or lastMessageId gives it: everything after
+   * the position is emitted, once, in id order.
    */
   subscribeToMatterChannel(matterId, { lastMessageId, presence = this.presenceEnabled } = {}) {
     const id = Number(matterId);
     let m = this._matters.get(id);
     if (m) return m.channel;
-    m = { id, channel: null, presence: null, members: new Map(), cursor: Number(lastMessageId) || 0, typingSentAt: 0, typers: new Map() };
+    m = { id, channel: null, presence: null, members: new Map(), typingSentAt: 0, typers: new Map() };
     this._matters.set(id, m);
+    const c = this._chain(id);
+    c.matterChannel = true;
+    if (c.position === null) {
+      if (Number(lastMessageId) > 0) this._setBase(c, Number(lastMessageId));
+      else {
+        this._fetchBase(c).catch((err) => {
+          this._emit('onError', { type: 'catchup', message: `the position of matter ${id} could not be fetched: ${err.message}`, status: err.status });
+          this._retryLater(c);
+        });
+      }
+    }
     if (!this.userName) this.me().catch(() => {}); // the name typing whispers carry
     m.channel = this._listenAll(this.echo.private(`matter.${id}`), id)
       .listenForWhisper('typing', (e) => this._typingReceived(id, e))
-      // Each (re)subscription: fetch what was sent while the channel was not delivering to us.
-      // It runs once the channel is subscribed again, so nothing falls between catch-up and live.
-      .subscribed(() => this._catchUpQuietly(id));
+      // Each (re)subscription: fetch what came after the position. It runs once the channel
+      // delivers again, so a message is either live or fetched, never neither.
+      .subscribed(() => this._catchUpQuietly(c));
     if (presence) {
       m.presence = this.echo.join(`matter.${id}`)
         .here((users) => {
@@ -486,6 +574,15 @@ export class RealtimeChat {
     for (const t of m.typers.values()) clearTimeout(t);
     this.echo.leave(`matter.${id}`); // leaves private-, presence- and the public name
     this._matters.delete(id);
+    const c = this._chains.get(id);
+    if (c) {
+      c.matterChannel = false;
+      if (!this._userChannel) {
+        // No longer followed: a later subscribe starts from the matter's newest message again.
+        clearTimeout(c.retryTimer);
+        this._chains.delete(id);
+      }
+    }
   }
 
   /** Who is online in a matter now: [{id, name}] (needs presence). */
@@ -499,6 +596,37 @@ export class RealtimeChat {
   }
 
   // ------------------------------------------------------------------ messages in
+  //
+  // Each matter has a chain: `position` is the newest id up to which the app was given
+  // everything (emitted, loaded through a history call, sent by this instance, or there
+  // before the matter was followed); null until known. Live messages and own sends wait in
+  // `pending` until the message before them (previous_id) is at the position; a catch-up
+  // (GET /messages?after_id={position}, oldest first) fills any hole. Message ids commit in
+  // order within a matter, so after_id never skips a late commit.
+
+  _chain(matterId) {
+    const id = Number(matterId);
+    let c = this._chains.get(id);
+    if (!c) {
+      c = {
+        id,
+        position: null,
+        pending: new Map(), // id -> {message, own}
+        baseLoading: null, // the position's fetch in flight
+        matterChannel: false,
+        queue: Promise.resolve(), // catch-ups, one at a time
+        next: null, // a catch-up queued and not started yet
+        retryTimer: null,
+        retryMs: 0,
+      };
+      this._chains.set(id, c);
+    }
+    return c;
+  }
+
+  _followed(c) {
+    return this._chains.get(c.id) === c && (c.matterChannel || Boolean(this._userChannel));
+  }
 
   _markSeen(id) {
     id = Number(id);
@@ -511,21 +639,24 @@ export class RealtimeChat {
     return true;
   }
 
-  _advanceCursor(matterId, messages) {
-    const m = this._matters.get(matterId);
-    if (!m) {
-      // Not subscribed yet: remember it for when it is.
-      this._pendingCursors = this._pendingCursors || new Map();
-      const top = Math.max(this._pendingCursors.get(matterId) || 0, ...messages.map((x) => Number(x.id)));
-      if (top > 0) this._pendingCursors.set(matterId, top);
-      return;
+  _markShown(message) {
+    const id = Number(message.id);
+    if (this._shown.has(id)) return;
+    this._shown.set(id, Number(message.client_matter_id));
+    if (this._shown.size > 50000) {
+      let n = 10000;
+      for (const k of this._shown.keys()) {
+        this._shown.delete(k);
+        if (--n === 0) break;
+      }
     }
-    for (const x of messages) if (Number(x.id) > m.cursor) m.cursor = Number(x.id);
   }
 
+  /** Gives a message to the app, once. */
   _incoming(message, source) {
     if (!message || message.id === undefined) return;
-    if (!this._markSeen(message.id)) return; // already emitted (both channels, or fetched)
+    if (!this._markSeen(message.id)) return; // already emitted, loaded or sent
+    this._markShown(message);
     const matterId = Number(message.client_matter_id);
     this._stopTyper(matterId, Number(message.sender_id));
     this._emit('onMessageReceived', { message, matterId, source });
@@ -534,19 +665,254 @@ export class RealtimeChat {
     }
   }
 
-  async _catchUpQuietly(matterId) {
-    const m = this._matters.get(matterId);
-    if (!m) return;
-    if (this._pendingCursors && this._pendingCursors.has(m.id)) {
-      m.cursor = Math.max(m.cursor, this._pendingCursors.get(m.id));
-      this._pendingCursors.delete(m.id);
+  /** A MessageSent from either channel. */
+  _live(message) {
+    if (!message || message.id === undefined || message.client_matter_id === undefined) return;
+    const id = Number(message.id);
+    if (message.previous_id === undefined || message.previous_id === null) {
+      // A server without previous_id: emitted as it comes, once; catch-ups still run from
+      // the position (and skip it).
+      this._incoming(message, 'live');
+      return;
     }
-    if (!m.cursor) return; // no history loaded through this instance: the app fetches it itself
-    // One catch-up at a time per matter, in order.
-    m.catchingUp = (m.catchingUp || Promise.resolve()).then(() => this.catchUp(m.id)).catch((err) => {
-      this._emit('onError', { type: 'catchup', message: `catch-up of matter ${m.id} failed: ${err.message}`, status: err.status });
+    const c = this._chain(message.client_matter_id);
+    if ((c.position !== null && id <= c.position) || c.pending.has(id)) return; // the other channel's copy
+    if (c.position === null && !c.baseLoading && !c.matterChannel && this._userBaseKnown) {
+      // A matter the user channel brings that its list did not have (joined since): it is
+      // followed from this message on; what it held before is history.
+      this._setBase(c, Number(message.previous_id));
+    }
+    c.pending.set(id, { message, own: false });
+    this._drain(c);
+  }
+
+  /** One of our own sends was stored: it continues the chain, but is not emitted. */
+  _ownSent(message) {
+    const c = this._chains.get(Number(message.client_matter_id));
+    if (!c || message.previous_id === undefined || message.previous_id === null) return; // a repeat's answer: a catch-up skips it
+    const id = Number(message.id);
+    if ((c.position !== null && id <= c.position) || c.pending.has(id)) return;
+    c.pending.set(id, { message, own: true });
+    this._drain(c);
+  }
+
+  /** Emits, in id order, the pending messages that follow the position; catches up on a hole. */
+  _drain(c) {
+    if (c.position === null) return;
+    for (;;) {
+      let next = null;
+      for (const [id, p] of c.pending) {
+        if (id <= c.position) c.pending.delete(id);
+        else if (Number(p.message.previous_id) <= c.position && (!next || id < next.id)) next = { id, p };
+      }
+      if (!next) break;
+      c.pending.delete(next.id);
+      c.position = next.id;
+      if (!next.p.own) this._incoming(next.p.message, 'live');
+    }
+    if (c.pending.size) this._catchUpQuietly(c);
+  }
+
+  /**
+   * The matter's position becomes known. Live messages that came before that came after the
+   * subscription: those at or below it are emitted now, in order (the others follow the chain).
+   */
+  _setBase(c, newest) {
+    if (c.position !== null) return;
+    c.position = Number(newest) || 0;
+    const early = [...c.pending.entries()].filter(([id]) => id <= c.position).sort((a, b) => a[0] - b[0]);
+    for (const [id, p] of early) {
+      c.pending.delete(id);
+      if (!p.own) this._incoming(p.message, 'live');
+    }
+    this._drain(c);
+  }
+
+  /**
+   * A newest-first read of the matter (newest first, `complete` when it holds every message):
+   * the position if none is known yet; else it moves the position when it joins it, and a hole
+   * between them is caught up.
+   */
+  _newestRead(c, data, complete) {
+    const top = data.length ? Number(data[0].id) : 0;
+    if (c.position === null) {
+      this._setBase(c, top);
+      return;
+    }
+    if (top <= c.position) return;
+    if (complete || Number(data[data.length - 1].id) <= c.position) {
+      c.position = top;
+      this._drain(c);
+    } else if (this._followed(c)) {
+      this._catchUpQuietly(c);
+    }
+  }
+
+  /** An after_id read (oldest first): everything after afterId up to its last message. */
+  _afterRead(c, afterId, data, complete) {
+    const last = data.length ? Number(data[data.length - 1].id) : afterId;
+    if (c.position === null) {
+      if (complete) this._setBase(c, last);
+      return;
+    }
+    if (afterId <= c.position && last > c.position) {
+      c.position = last;
+      this._drain(c);
+    }
+  }
+
+  /** Fetches the matter's newest message id: its position (0 when empty). */
+  _fetchBase(c) {
+    if (c.position !== null) return Promise.resolve();
+    if (c.baseLoading) return c.baseLoading;
+    const p = (async () => {
+      // The user channel's list, when one is being read, gives it without another request.
+      if (this._userSync && !this._userBaseKnown) await this._userSync.catch(() => {});
+      if (c.position !== null) return;
+      const res = await this.request('GET', `/messages?${new URLSearchParams({ client_matter_id: String(c.id), page: '1', limit: '1' })}`);
+      if (this._chains.get(c.id) !== c) return;
+      const newest = res.data.length ? Number(res.data[0].id) : 0;
+      // Not shown to the app: it is the position only if none came meanwhile.
+      if (c.position === null) this._setBase(c, newest);
+      else if (newest > c.position) this._catchUpQuietly(c);
+    })();
+    c.baseLoading = p;
+    const done = () => {
+      if (c.baseLoading === p) c.baseLoading = null;
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  /** Runs a catch-up of the chain after the one running (at most one waits); resolves what it fetched. */
+  _queueCatchUp(c) {
+    if (c.next) return c.next;
+    const run = c.queue.then(() => {
+      c.next = null;
+      return this._catchUpChain(c);
     });
-    await m.catchingUp;
+    c.next = run;
+    c.queue = run.catch(() => {});
+    return run;
+  }
+
+  _catchUpQuietly(c) {
+    if (!this._followed(c) && !c.pending.size) return Promise.resolve([]);
+    return this._queueCatchUp(c).then((fetched) => {
+      c.retryMs = 0;
+      return fetched;
+    }, (err) => {
+      this._emit('onError', { type: 'catchup', message: `catch-up of matter ${c.id} failed: ${err.message}`, status: err.status });
+      this._retryLater(c);
+      return [];
+    });
+  }
+
+  /** After a failed fetch: try again, 1 s doubling to 30 s, while the matter is followed. */
+  _retryLater(c) {
+    if (this._closed || !this._followed(c)) return;
+    clearTimeout(c.retryTimer);
+    c.retryMs = Math.min(Math.max(1000, c.retryMs * 2), RETRY_MAX_MS);
+    c.retryTimer = setTimeout(() => this._catchUpQuietly(c), c.retryMs); // fetches the position first if needed
+    if (c.retryTimer && typeof c.retryTimer.unref === 'function') c.retryTimer.unref();
+  }
+
+  async _catchUpChain(c) {
+    if (this._chains.get(c.id) !== c) return [];
+    if (c.position === null) await this._fetchBase(c);
+    if (c.position === null) throw new Error('its position is not known');
+    const before = new Set(c.pending.keys());
+    const fetched = [];
+    const LIMIT = 100;
+    const apply = (msgs) => {
+      if (this._chains.get(c.id) !== c) return; // unsubscribed meanwhile
+      for (const msg of msgs) {
+        fetched.push(msg);
+        const id = Number(msg.id);
+        if (id <= c.position) continue; // emitted live meanwhile
+        c.position = id;
+        const p = c.pending.get(id);
+        c.pending.delete(id);
+        if (!p) this._incoming(msg, 'catchup'); // skipped when loaded or sent by us
+        else if (!p.own) this._incoming(p.message, 'live'); // it came live, after the hole
+      }
+    };
+    if (c.position === 0) {
+      // after_id starts at 1: page back from the newest, then emit oldest first.
+      const all = [];
+      let beforeId = 0;
+      for (let guard = 0; guard < 1000; guard++) {
+        const q = new URLSearchParams({ client_matter_id: String(c.id), limit: String(LIMIT) });
+        if (beforeId) q.set('before_id', String(beforeId));
+        const res = await this.request('GET', `/messages?${q}`);
+        all.push(...res.data);
+        if (res.data.length < LIMIT) break;
+        beforeId = Number(res.data[res.data.length - 1].id);
+      }
+      apply(all.reverse());
+    } else {
+      for (let guard = 0; guard < 1000; guard++) {
+        const q = new URLSearchParams({ client_matter_id: String(c.id), after_id: String(c.position), limit: String(LIMIT) });
+        const res = await this.request('GET', `/messages?${q}`);
+        apply(res.data);
+        if (res.data.length < LIMIT) break;
+      }
+    }
+    // What waited before this catch-up was committed before it, so it was fetched. Anything
+    // still held from then would only be a server's inconsistency: let it go, in order.
+    const stuck = [...c.pending.entries()].filter(([id]) => before.has(id) && id > c.position).sort((a, b) => a[0] - b[0]);
+    for (const [id, p] of stuck) {
+      c.pending.delete(id);
+      c.position = id;
+      if (!p.own) this._incoming(p.message, 'live');
+    }
+    this._drain(c);
+    this._emit('onCatchUp', { matterId: c.id, messages: fetched });
+    return fetched;
+  }
+
+  /**
+   * GET /matters: every matter of the user is followed. A matter without a position takes
+   * its newest message; one whose newest message is past its position is caught up.
+   */
+  async _syncUserMatters() {
+    const list = (await this.request('GET', '/matters')).data || [];
+    const listed = new Set();
+    const behind = [];
+    for (const m of list) {
+      const c = this._chain(m.id);
+      listed.add(c.id);
+      const newest = m.last_message ? Number(m.last_message.id) : 0;
+      if (c.position === null) this._setBase(c, newest);
+      else if (newest > c.position) behind.push(c);
+    }
+    this._userBaseKnown = true;
+    // Matters whose messages came before the list and that it does not have (joined since):
+    // followed from the first of those messages on.
+    for (const c of this._chains.values()) {
+      if (c.position === null && !c.baseLoading && !listed.has(c.id) && c.pending.size) {
+        this._setBase(c, Math.min(...[...c.pending.values()].map((p) => Number(p.message.previous_id))));
+      }
+    }
+    // One matter after the other: after a long outage many may be behind, and every request
+    // counts against the token's rate limit.
+    for (const c of behind) await this._catchUpQuietly(c);
+  }
+
+  _resyncUser() {
+    if (!this._userChannel || this._closed) return;
+    clearTimeout(this._userRetry);
+    const run = (this._userSync || Promise.resolve()).catch(() => {}).then(() => this._syncUserMatters());
+    this._userSync = run;
+    run.then(() => {
+      this._userRetryMs = 0;
+    }, (err) => {
+      this._emit('onError', { type: 'catchup', message: `your matters could not be checked after subscribing: ${err.message}`, status: err.status });
+      if (this._closed) return;
+      this._userRetryMs = Math.min(Math.max(1000, (this._userRetryMs || 0) * 2), RETRY_MAX_MS);
+      this._userRetry = setTimeout(() => this._resyncUser(), this._userRetryMs);
+      if (this._userRetry && typeof this._userRetry.unref === 'function') this._userRetry.unref();
+    });
   }
 
   async _refreshUnread() {
@@ -558,26 +924,14 @@ export class RealtimeChat {
   }
 
   /**
-   * Fetches every message of a matter after its cursor (the last id the REST API confirmed),
-   * 100 at a time, emitting those not yet seen as onMessageReceived {source: 'catchup'}.
+   * Fetches what a followed matter got after its position, 100 at a time (oldest first),
+   * emitting what was not shown yet as onMessageReceived {source: 'catchup'}; resolves with
+   * every message fetched. The SDK runs it by itself after every (re)subscription and on a hole.
    */
   async catchUp(matterId) {
-    const m = this._matters.get(Number(matterId));
-    if (!m) throw new Error(`catchUp: not subscribed to matter ${matterId}`);
-    const fetched = [];
-    for (let guard = 0; guard < 1000; guard++) {
-      const q = new URLSearchParams({ client_matter_id: String(m.id), after_id: String(m.cursor), limit: '100' });
-      const res = await this.request('GET', `/messages?${q}`);
-      if (!res.data.length) break;
-      for (const msg of res.data) {
-        if (Number(msg.id) > m.cursor) m.cursor = Number(msg.id);
-        this._incoming(msg, 'catchup'); // skipped when already seen (live, sent, or fetched)
-        fetched.push(msg);
-      }
-      if (res.data.length < 100) break;
-    }
-    this._emit('onCatchUp', { matterId: m.id, messages: fetched });
-    return fetched;
+    const c = this._chains.get(Number(matterId));
+    if (!c) throw new Error(`catchUp: not subscribed to matter ${matterId}`);
+    return this._queueCatchUp(c);
   }
 
   // ------------------------------------------------------------------ typing
@@ -752,9 +1106,11 @@ export class RealtimeChat {
         this._retryDelay = RETRY_MIN_MS;
         this._queue.shift();
         this._saveQueue();
-        // Seen, so it is never emitted as received; it does not move the catch-up cursor:
-        // others' messages committed just before it may not have reached us yet.
+        // Seen, so it is never emitted as received; it continues its matter's chain after its
+        // previous_id (others' messages committed just before it may not have reached us yet).
         this._markSeen(stored.id);
+        this._markShown(stored);
+        this._ownSent(stored);
         this._emit('onQueueChanged', { queue: this.pendingMessages });
         this._emit('onMessageSent', { message: stored, client_message_id: item.client_message_id, queued: item.attempts > 1 || undefined });
         this._settle(item.client_message_id, stored, null);
