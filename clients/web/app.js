@@ -308,7 +308,9 @@ function showPending(item) {
 }
 
 function markReadMaybe() {
-  // One request marks everything up to the newest message from others in view.
+  // One request marks everything up to the newest message from others on screen — and never
+  // past what the SDK has shown with nothing missing before it (shownUpTo): a message that
+  // has not arrived yet (still being caught up) is not marked read with the ones after it.
   clearTimeout(state.readTimer);
   state.readTimer = setTimeout(async () => {
     const id = state.current;
@@ -320,16 +322,19 @@ function markReadMaybe() {
       if (Number(m.id) > newest) newest = Number(m.id);
       if (m.is_read === false) unseen = true;
     }
+    const upTo = Math.min(newest, state.chat.shownUpTo(id) || 0);
     const done = state.readUpTo.get(id) || 0;
-    if (!newest || newest <= done) return;
+    if (!upTo || upTo <= done) return; // the rest is marked once the SDK has emitted what is missing
     if (!done && unreadFor(id) === 0 && !unseen) {
-      state.readUpTo.set(id, newest); // opened with nothing unread: no request
+      state.readUpTo.set(id, upTo); // opened with nothing unread: no request
       return;
     }
-    state.readUpTo.set(id, newest);
+    state.readUpTo.set(id, upTo);
     try {
-      await state.chat.markMatterRead(id, newest);
-      for (const m of state.messages.values()) if (!isMine(m) && Number(m.id) <= newest) m.is_read = true;
+      const res = await state.chat.markMatterRead(id, upTo); // the SDK clamps it too
+      const marked = Number(res.up_to_id) || 0;
+      if (marked < upTo) state.readUpTo.set(id, Math.max(done, marked));
+      for (const m of state.messages.values()) if (!isMine(m) && Number(m.id) <= marked) m.is_read = true;
     } catch (err) {
       state.readUpTo.set(id, done);
       showError('chat-error', err);

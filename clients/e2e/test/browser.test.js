@@ -45,6 +45,7 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
   let M1;
   let M2;
   let M3;
+  let M4;
   const tok = {};
 
   const start = async () => {
@@ -64,7 +65,8 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
     M1 = await admin(dataDir, ['matters', 'create', '--title', 'Smith v. Jones']);
     M2 = await admin(dataDir, ['matters', 'create', '--title', 'Acme merger']);
     M3 = await admin(dataDir, ['matters', 'create', '--title', 'Estate of Doe']);
-    for (const m of [M1, M2, M3]) {
+    M4 = await admin(dataDir, ['matters', 'create', '--title', 'Quiet matter']); // no message until Bob is away
+    for (const m of [M1, M2, M3, M4]) {
       for (const u of [A, B]) await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
     }
     for (const u of [A, B]) tok[u.id] = (await api(port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
@@ -85,8 +87,10 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const send = async (user, matter, text) => (await api(port, 'POST', '/api/messages/send',
-    { token: tok[user.id], body: { message: text, client_matter_id: matter.id } }, 201)).data;
+  // `except`: a socket id the server leaves out of the event (X-Socket-ID, Laravel's toOthers()).
+  const send = async (user, matter, text, { except } = {}) => (await api(port, 'POST', '/api/messages/send', {
+    token: tok[user.id], body: { message: text, client_matter_id: matter.id }, headers: except ? { 'X-Socket-ID': except } : {},
+  }, 201)).data;
 
   async function openPage(name, user, serverPort, { matter } = {}) {
     const context = await browser.newContext({ viewport: { width: 1180, height: 760 } });
@@ -280,6 +284,60 @@ describe('demo chat (clients/web) in headless Chromium, two users', () => {
     await pa.waitForSelector('#messages li.msg .text:text-is("Written while offline")');
     const history = (await api(port, 'GET', `/api/messages?client_matter_id=${M1.id}&limit=100`, { token: tok[A.id] })).data;
     assert.equal(history.filter((m) => m.message === 'Written while offline').length, 1, 'stored once');
+  });
+
+  it('a conversation opened empty gets what was sent while Bob was away, and his read marks cover only what he was shown', { timeout: 120000, skip: SKIP }, async () => {
+    const pb = bob.page;
+    // Each read request the page makes, with the messages on its screen at that moment.
+    await pb.evaluate(() => {
+      const plain = window.fetch;
+      window.readLog = [];
+      window.fetch = (url, init = {}) => {
+        if (init.method === 'PUT' && /\/api\/matters\/\d+\/read$/.test(String(url))) {
+          const shown = [...document.querySelectorAll('#messages li.msg[data-message-id]')].map((x) => Number(x.dataset.messageId));
+          window.readLog.push({ url: String(url), upTo: JSON.parse(init.body).up_to_id, shown });
+        }
+        return plain(url, init);
+      };
+    });
+    const readLog = () => pb.evaluate((id) => window.readLog.filter((r) => new URL(r.url).pathname === `/api/matters/${id}/read`), M4.id);
+    const reads = async () => (await readLog()).map((r) => r.upTo);
+    const subscribedM4 = () => pb.waitForFunction((name) => {
+      const ch = window.parleyDemo.state.chat.pusher.channel(name);
+      return Boolean(ch && ch.subscribed);
+    }, `private-matter.${M4.id}`, { timeout: 45000 });
+    await pb.click(`#matters li[data-matter-id="${M4.id}"] button`);
+    await pb.waitForSelector('#messages li.empty');
+    await subscribedM4();
+
+    // Bob's network drops (the server stays up); Alice writes the conversation's first message.
+    gate.close();
+    await pb.waitForSelector('#offline-banner:not([hidden])', { timeout: 15000 });
+    const away = await send(A, M4, 'Sent while Bob was away, to an empty conversation');
+    gate.open();
+    await pb.waitForFunction(() => document.getElementById('offline-banner').hidden, null, { timeout: 45000 });
+    await subscribedM4();
+
+    // A message that never reaches Bob's socket while it stays connected (the server leaves his
+    // socket out of it), then one that does: the page shows both, in order.
+    const sid = await pb.evaluate(() => window.parleyDemo.state.chat.socketId());
+    const hole = await send(A, M4, 'Never delivered live to Bob', { except: sid });
+    const next = await send(A, M4, 'After the one Bob\'s socket missed');
+    await pb.waitForSelector(`#messages li[data-message-id="${next.id}"]`, { timeout: 20000 });
+    await waitUntil(async () => (await reads()).includes(next.id), 8000, `a read of M4 up to ${next.id}`).catch(async (err) => {
+      err.message += `; reads made: ${JSON.stringify(await readLog())}`;
+      throw err;
+    });
+    // Every read request covered only messages that were on Bob's screen when it was made.
+    for (const r of await readLog()) {
+      for (const m of [away, hole, next]) {
+        if (m.id <= r.upTo) assert.ok(r.shown.includes(m.id), `read up to ${r.upTo} covers ${m.id}, not on screen then (${JSON.stringify(r.shown)})`);
+      }
+    }
+    const shown = await pb.$$eval('#messages li.msg[data-message-id]', (l) => l.map((x) => Number(x.dataset.messageId)));
+    assert.deepEqual(shown, [away.id, hole.id, next.id], 'the message sent while away and the one the socket missed are shown, in order');
+    const asAlice = (await api(port, 'GET', `/api/messages?client_matter_id=${M4.id}&limit=100`, { token: tok[A.id] })).data;
+    for (const m of asAlice) assert.ok(m.read_by.some((r) => Number(r.user_id) === B.id), `${m.id} read by Bob: ${JSON.stringify(m.read_by)}`);
   });
 
   it('a wrong app key and a wrong server URL get a clear error', { timeout: 60000, skip: SKIP }, async () => {
