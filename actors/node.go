@@ -68,6 +68,10 @@ type Node struct {
 	// Cluster forwards sent again to a peer that missed them, and missed
 	// here and given up (forwards.go).
 	forwardsResent, forwardsLost atomic.Int64
+	// Publishes and chat writes refused: the backlog was full, or the node
+	// had no quorum; refusing is set during a run of ErrBusy.
+	refusedBusy, refusedNoQuorum atomic.Int64
+	refusing                     atomic.Bool
 
 	socketSeq atomic.Uint64
 	draining  atomic.Bool
@@ -370,16 +374,25 @@ var ErrBusy = errors.New("fan-out backlog is full, retry later")
 // its cluster: what it published would not reach the others' sockets.
 var ErrNoQuorum = errors.New("this node cannot reach a majority of its cluster: publish through another node, or retry later")
 
-// CanPublish says whether Publish would accept an event now: nil, ErrBusy
-// or ErrNoQuorum. A caller that must not lose an event once it has done
-// something (the chat commits a message) asks first and then publishes with
-// PublishCommitted.
+// CanPublish says whether a publish is accepted now: nil, ErrBusy or
+// ErrNoQuorum; a refusal is counted (metrics) and the first of a run of
+// ErrBusy is logged. A caller that must not lose an event once it has done
+// something (the chat commits a message) asks first, refuses its request if
+// told so, and publishes with PublishCommitted after it committed.
 func (n *Node) CanPublish() error {
 	if n.cut.Load() {
+		n.refusedNoQuorum.Add(1)
 		return ErrNoQuorum
 	}
-	if n.backlog.Load() >= n.maxBacklog {
+	if b := n.backlog.Load(); b >= n.maxBacklog {
+		n.refusedBusy.Add(1)
+		if n.refusing.CompareAndSwap(false, true) {
+			n.log.Warn("fan-out backlog full: refusing publishes and chat writes (503) until it drains", "backlog", b, "max", n.maxBacklog)
+		}
 		return ErrBusy
+	}
+	if n.refusing.Load() && n.refusing.CompareAndSwap(true, false) {
+		n.log.Info("fan-out backlog drained: publishes accepted again", "refused_total", n.refusedBusy.Load())
 	}
 	return nil
 }

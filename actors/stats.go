@@ -58,6 +58,17 @@ func (n *Node) ClusterForwards() (resent, lost int64) {
 	return n.forwardsResent.Load(), n.forwardsLost.Load()
 }
 
+// PublishesRefused implements metrics.Source.
+func (n *Node) PublishesRefused() (busy, noQuorum int64) {
+	return n.refusedBusy.Load(), n.refusedNoQuorum.Load()
+}
+
+// ClusterState implements metrics.Source.
+func (n *Node) ClusterState() (clustered, serving bool, members, counted int) {
+	st, ok := n.Cluster()
+	return ok, st.Up, st.Live, st.Counted
+}
+
 // refused logs a socket refused at the door and counts its close under its
 // app ("" when the key is unknown).
 func (n *Node) refused(conn *wsconn.Conn, rt *appRuntime, key, ip string, code wsconn.Code, msg string) {

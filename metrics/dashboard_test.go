@@ -11,9 +11,11 @@ import (
 
 type nullSource struct{}
 
-func (nullSource) AppStats() map[string]AppStats         { return nil }
-func (nullSource) PublishBacklog() int64                 { return 0 }
-func (nullSource) ClusterForwards() (resent, lost int64) { return 0, 0 }
+func (nullSource) AppStats() map[string]AppStats            { return nil }
+func (nullSource) PublishBacklog() int64                    { return 0 }
+func (nullSource) ClusterForwards() (resent, lost int64)    { return 0, 0 }
+func (nullSource) PublishesRefused() (busy, noQuorum int64) { return 0, 0 }
+func (nullSource) ClusterState() (bool, bool, int, int)     { return true, true, 1, 1 }
 
 // TestDashboardQueriesExistingMetrics: every parley_* series the Grafana
 // dashboard queries is one this package defines (a histogram's _bucket,

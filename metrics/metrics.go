@@ -39,6 +39,14 @@ type Source interface {
 	// terminations sent to every other node) this node sent again to a peer
 	// that missed them, and those it missed and gave up.
 	ClusterForwards() (resent, lost int64)
+	// PublishesRefused counts the publishes and chat writes refused with
+	// 503 because the fan-out backlog was full, or because the node had no
+	// quorum of its cluster.
+	PublishesRefused() (busy, noQuorum int64)
+	// ClusterState is whether the node is in a cluster, serves (has a
+	// quorum), the members it hears (itself included) and those counted
+	// for the quorum.
+	ClusterState() (clustered, serving bool, members, counted int)
 }
 
 // Metrics is the registry and every Parley metric. A nil *Metrics counts
@@ -132,7 +140,11 @@ var (
 	descSubs        = prometheus.NewDesc(Namespace+"_subscriptions", "Channel subscriptions of this node's sockets.", []string{"app"}, nil)
 	descBacklog     = prometheus.NewDesc(Namespace+"_publish_backlog", "Publishes accepted and not yet fanned out by the channel actors (their mailboxes); past PARLEY_MAX_PUBLISH_BACKLOG the HTTP API answers 503.", nil, nil)
 	descResent      = prometheus.NewDesc(Namespace+"_cluster_forwards_resent_total", "Cluster forwards (publishes, client events, terminations) this node sent again to a node that missed them.", nil, nil)
-	descLost        = prometheus.NewDesc(Namespace+"_cluster_forwards_lost_total", "Cluster forwards from other nodes this node missed and could not get again (older than 5 s, or the sender gone).", nil, nil)
+	descLost        = prometheus.NewDesc(Namespace+"_cluster_forwards_lost_total", "Cluster forwards from other nodes this node missed and could not get again (too old, or the sender gone); each loss closes the node's subscribed sockets with 4210.", nil, nil)
+	descRefused     = prometheus.NewDesc(Namespace+"_publishes_refused_total", "Publishes (HTTP API) and chat writes refused with 503 before anything was done: reason busy (the fan-out backlog was full) or no_quorum (the node could not reach a majority of its cluster).", []string{"reason"}, nil)
+	descServing     = prometheus.NewDesc(Namespace+"_cluster_serving", "1 while this cluster node has a quorum and serves, 0 while it does not (absent on a single node).", nil, nil)
+	descMembers     = prometheus.NewDesc(Namespace+"_cluster_members", "Cluster members this node hears, itself included (absent on a single node).", nil, nil)
+	descCounted     = prometheus.NewDesc(Namespace+"_cluster_members_counted", "Cluster members counted for the quorum: the configured or registered ones less those removed or gone (absent on a single node).", nil, nil)
 )
 
 type sourceCollector struct{ src Source }
@@ -144,6 +156,10 @@ func (s *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBacklog
 	ch <- descResent
 	ch <- descLost
+	ch <- descRefused
+	ch <- descServing
+	ch <- descMembers
+	ch <- descCounted
 }
 
 func (s *sourceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -156,6 +172,14 @@ func (s *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	resent, lost := s.src.ClusterForwards()
 	ch <- prometheus.MustNewConstMetric(descResent, prometheus.CounterValue, float64(resent))
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(lost))
+	busy, noQuorum := s.src.PublishesRefused()
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(busy), "busy")
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(noQuorum), "no_quorum")
+	if clustered, serving, members, counted := s.src.ClusterState(); clustered {
+		ch <- prometheus.MustNewConstMetric(descServing, prometheus.GaugeValue, map[bool]float64{true: 1}[serving])
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(members))
+		ch <- prometheus.MustNewConstMetric(descCounted, prometheus.GaugeValue, float64(counted))
+	}
 }
 
 // App returns the app's meter, made once; nil on a nil Metrics. appID ""

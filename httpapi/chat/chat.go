@@ -8,6 +8,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/asynkron/protoactor-go/cluster"
 	"log/slog"
@@ -115,13 +116,13 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.POST("/auth/logout", s.logout)
 	authed.GET("/user", s.currentUser)
 	authed.GET("/matters", s.listMatters)
-	authed.POST("/messages/send", s.sendMessage)
+	authed.POST("/messages/send", s.publishable, s.sendMessage)
 	authed.GET("/messages", s.listMessages)
 	authed.GET("/messages/unread-count", s.unreadCount)
-	authed.PUT("/messages/:id/read", s.markRead)
-	authed.PUT("/messages/:id", s.editMessage)
-	authed.DELETE("/messages/:id", s.deleteMessage)
-	authed.PUT("/matters/:id/read", s.markMatterRead)
+	authed.PUT("/messages/:id/read", s.publishable, s.markRead)
+	authed.PUT("/messages/:id", s.publishable, s.editMessage)
+	authed.DELETE("/messages/:id", s.publishable, s.deleteMessage)
+	authed.PUT("/matters/:id/read", s.publishable, s.markMatterRead)
 	// Channel authorization has its own budget: joining a matter is two of
 	// them, repeated after every reconnect.
 	channelAuth := []gin.HandlerFunc{s.authenticate, s.throttleAuth, s.broadcastingAuth}
@@ -169,7 +170,25 @@ const (
 	msgForbidden       = "This action is unauthorized."
 	msgTooMany         = "Too Many Attempts."
 	msgUnavailable     = "The database is unavailable; try again."
+	msgBusy            = "The server is busy; try again."
+	msgNoQuorum        = "This server cannot reach its cluster; try again."
 )
+
+// publishable refuses a write (503, Retry-After) before it does anything
+// when its events could not be published now: the fan-out backlog is full,
+// or this node cannot reach a majority of its cluster. A write that passes
+// commits, then publishes whatever the backlog holds by then: the events of
+// an acknowledged write are never dropped.
+func (s *Service) publishable(c *gin.Context) {
+	switch err := s.node.CanPublish(); {
+	case errors.Is(err, actors.ErrNoQuorum):
+		c.Header("Retry-After", "5")
+		abortMessage(c, http.StatusServiceUnavailable, msgNoQuorum)
+	case err != nil:
+		c.Header("Retry-After", "1")
+		abortMessage(c, http.StatusServiceUnavailable, msgBusy)
+	}
+}
 
 func abortMessage(c *gin.Context, status int, msg string) {
 	c.AbortWithStatusJSON(status, gin.H{"message": msg})

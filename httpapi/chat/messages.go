@@ -48,14 +48,15 @@ func excludedSocket(c *gin.Context) string {
 }
 
 // broadcast publishes one event to channels. Call it only after the data it
-// describes committed.
+// describes committed: it is never refused (the write was, before it
+// committed, if the node could not publish; see publishable).
 func (s *Service) broadcast(bare string, channels []string, payload any, exceptSocket string) {
 	data, err := json.Marshal(payload)
 	if err != nil {
 		s.log.Error("chat: encode event", "event", bare, "error", err)
 		return
 	}
-	s.node.Publish(actors.Event{AppID: s.app.ID, Channels: channels, Name: s.eventName(bare), Data: string(data), SocketID: exceptSocket})
+	s.node.PublishCommitted(actors.Event{AppID: s.app.ID, Channels: channels, Name: s.eventName(bare), Data: string(data), SocketID: exceptSocket})
 }
 
 // unreadJSON is GET /api/messages/unread-count and the UnreadCountUpdated event.
