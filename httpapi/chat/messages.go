@@ -472,6 +472,17 @@ func (s *Service) markMatterRead(c *gin.Context) {
 		v.render(c)
 		return
 	}
+	// up_to_id must name a message of this matter: a client marks read
+	// what it showed, and an id it made up (or one of another matter)
+	// would mark messages nobody showed it.
+	if msg, err := s.st.MessageByID(ctx, upTo); errors.Is(err, persistence.ErrNotFound) || (err == nil && msg.MatterID != matterID) {
+		v.add("up_to_id", "The selected up to id is invalid.")
+		v.render(c)
+		return
+	} else if err != nil {
+		s.unavailable(c, err)
+		return
+	}
 	r, err := s.st.MarkReadUpTo(ctx, matterID, me.ID, upTo, time.Now())
 	if errors.Is(err, persistence.ErrNotFound) {
 		abortMessage(c, http.StatusForbidden, msgForbidden) // left the matter since

@@ -84,8 +84,17 @@ func TestReadUpTo(t *testing.T) {
 			}
 			annWS.expectNothingBeforeMarker()
 			bobWS.expectNothingBeforeMarker()
-			// Past the last message: the rest.
-			rest := data(t, e.call("PUT", path, bob.token, map[string]any{"up_to_id": late + 1000}).want(t, http.StatusOK))
+			// An id that is no message of the matter is refused: a client
+			// marks what it showed.
+			other := e.matter("Other", ann, dan)
+			elsewhere := num(e.send(ann, other, "elsewhere")["id"])
+			for _, id := range []int64{late + 1000, elsewhere} {
+				e.call("PUT", path, bob.token, map[string]any{"up_to_id": id}).wantInvalid(t, "up_to_id", "The selected up to id is invalid.")
+			}
+			bobWS.expectNothingBeforeMarker()
+			annWS.expectNothingBeforeMarker()
+			// Up to the last message: the rest.
+			rest := data(t, e.call("PUT", path, bob.token, map[string]any{"up_to_id": late}).want(t, http.StatusOK))
 			if num(rest["count"]) != 1 {
 				t.Fatalf("read to the end %v", rest)
 			}
