@@ -23,6 +23,11 @@ public final class Message {
     public final String readAt;
     /** The sender's idempotency key, when the server reports it; else null. */
     public final String clientMessageId;
+    /**
+     * In MessageSent and the send's answer: the id of the message before this one in its matter
+     * (0 for the first); null elsewhere (history pages) and from servers that do not send it.
+     */
+    public final Long previousId;
     private final JsonObject json;
 
     private Message(JsonObject o) {
@@ -37,6 +42,7 @@ public final class Message {
         deletedAt = Json.string(o, "deleted_at");
         readAt = Json.string(o, "read_at");
         clientMessageId = Json.string(o, "client_message_id");
+        previousId = o.has("previous_id") && !o.get("previous_id").isJsonNull() ? Long.valueOf(o.get("previous_id").getAsLong()) : null;
         json = o;
     }
 

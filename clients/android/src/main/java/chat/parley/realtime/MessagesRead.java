@@ -10,6 +10,13 @@ public final class MessagesRead {
     public final String readAt;
     /** How many messages this request marked. */
     public final long count;
+    /**
+     * True when {@link RealtimeChat#markMatterRead} lowered the id asked for to what the client
+     * has shown ({@link #requestedUpToId} is the id asked for); up_to_id 0 means nothing was
+     * shown and no request was made.
+     */
+    public final boolean clamped;
+    public final long requestedUpToId;
     private final JsonObject json;
 
     private MessagesRead(JsonObject o) {
@@ -18,6 +25,9 @@ public final class MessagesRead {
         upToId = Json.number(o, "up_to_id");
         readAt = Json.string(o, "read_at");
         count = Json.number(o, "count");
+        Boolean c = Json.bool(o, "clamped");
+        clamped = c != null && c;
+        requestedUpToId = o.has("requested_up_to_id") ? Json.number(o, "requested_up_to_id") : upToId;
         json = o;
     }
 

@@ -31,6 +31,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -64,11 +65,17 @@ import java.util.concurrent.TimeUnit;
  * authorized by the SDK's {@link HttpChannelAuthorizer} against {@code /api/broadcasting/auth}
  * with the bearer token. Events are Laravel's ({@code App\Events\MessageSent}, ...).
  *
- * <p>Reconnection: the SDK reconnects by itself and subscribes again; once a matter's
- * channel (or the user channel) is subscribed again, the messages sent meanwhile are fetched
- * with {@code GET /api/messages?client_matter_id=&after_id=} and delivered through
- * {@link Listener#onMessageReceived}. Every message is delivered once: by id, whether it came
- * on the user channel, the matter channel, a catch-up or one of this class's fetch methods.
+ * <p>Delivery: every message of a followed matter (subscribed with
+ * {@link #subscribeToMatterChannel}, or any matter of the user with
+ * {@link #subscribeToUserChannel}) reaches {@link Listener#onMessageReceived} once and in id
+ * order. Each followed matter has a position from the moment it is followed (its newest
+ * message then): a live {@code MessageSent} carries {@code previous_id}, the message before it;
+ * when that is the position it is delivered, when it is higher the client first fetches
+ * {@code GET /api/messages?client_matter_id=&after_id={position}}. The SDK reconnects by itself
+ * and subscribes again; every (re)subscription catches up the same way, so nothing sent while
+ * the socket was down or the server restarted is missed. Read marks never cover what was not
+ * shown: {@link #markMatterRead} is lowered to {@link #shownUpTo}, {@link #markAsRead} of a
+ * message not shown throws {@link NotShownException}.
  *
  * <p>Threads: the REST methods block (call them from a background thread on Android);
  * listener callbacks run one at a time, in order, on {@link Options#callbackExecutor} (on
@@ -90,7 +97,10 @@ public final class RealtimeChat implements Closeable {
 
     /** What the application hears. Every method has an empty default: override what you need. */
     public interface Listener {
-        /** A message not seen before: live, from a catch-up after a reconnect, from anyone (also yourself on another device). */
+        /**
+         * Each message of a followed matter once, in id order per matter: live, or from a
+         * catch-up; from anyone (also yourself on another device), never this client's own sends.
+         */
         default void onMessageReceived(Message message) {}
 
         /** A message this client sent, once the server stored it. */
@@ -126,7 +136,7 @@ public final class RealtimeChat implements Closeable {
 
         /**
          * A catch-up of a matter ended: {@code count} messages were new. {@code complete} is false
-         * when it stopped after {@link Options#maxCatchUpPages} pages: reload the history then.
+         * when it stopped after {@link Options#maxCatchUpPages} pages; the next one follows by itself.
          */
         default void onCaughtUp(long matterId, int count, boolean complete) {}
 
@@ -269,7 +279,7 @@ public final class RealtimeChat implements Closeable {
             return this;
         }
 
-        /** Catch-up requests per matter and reconnect before giving up with complete=false. Default 10. */
+        /** Catch-up requests per run (onCaughtUp with complete=false after them; the next run goes on). Default 10. */
         public Options maxCatchUpPages(int v) {
             maxCatchUpPages = v;
             return this;
@@ -317,8 +327,20 @@ public final class RealtimeChat implements Closeable {
             return size() > SEEN_CAPACITY;
         }
     };
-    /** Matter id → the highest message id delivered: where a catch-up starts. */
-    private final Map<Long, Long> lastSeen = new ConcurrentHashMap<>();
+    /** Guards the chains (each followed matter's delivery state). */
+    private final Object lock = new Object();
+    private final Map<Long, Chain> chains = new HashMap<>();
+    /** Message id → matter id of what the app was given (delivered, fetched, sent): markAsRead's test. */
+    private final Map<Long, Long> shown = new LinkedHashMap<Long, Long>(256, 0.75f, false) {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<Long, Long> eldest) {
+            return size() > 5 * SEEN_CAPACITY;
+        }
+    };
+    private volatile boolean userBaseKnown;
+    private volatile long userRetryMillis;
     private final Set<Long> matters = ConcurrentHashMap.newKeySet();
     private final Set<Long> presence = ConcurrentHashMap.newKeySet();
     private final Map<Long, Long> lastTypingSent = new ConcurrentHashMap<>();
@@ -498,21 +520,43 @@ public final class RealtimeChat implements Closeable {
         return out;
     }
 
-    /** Subscribes to {@code private-user.{userId}}: new messages of every matter, receipts, unread counts. */
+    /**
+     * Subscribes to {@code private-user.{userId}}: new messages of every matter, receipts, unread
+     * counts. Every matter of the user is followed from now on: its position is its newest
+     * message in {@code GET /api/matters} (read now), and after every (re)subscription the
+     * matters whose newest message is past their position are caught up.
+     */
     public synchronized void subscribeToUserChannel() {
         if (userChannel) {
             return;
         }
         userChannel = true;
+        background(() -> syncUser(false));
         pusher.subscribePrivate(userChannelName(opts.userId), new ChannelListener(0), events(USER_EVENTS));
         connect();
     }
 
-    /** Subscribes to {@code private-matter.{id}}: its messages, receipts and typing whispers. */
+    /**
+     * Subscribes to {@code private-matter.{id}}: its messages, receipts and typing whispers. The
+     * matter is followed from now on: its position is its newest message, fetched now unless
+     * known already (a fetch method, the user channel); everything after it is delivered.
+     */
     public synchronized void subscribeToMatterChannel(long matterId) {
         if (!matters.add(matterId)) {
             return;
         }
+        final Chain c;
+        synchronized (lock) {
+            c = chain(matterId);
+            c.matterChannel = true;
+        }
+        background(() -> {
+            try {
+                fetchBase(c);
+            } catch (IOException | RuntimeException e) {
+                failed(c, "the position of matter " + matterId + " could not be fetched: ", e);
+            }
+        });
         pusher.subscribePrivate(matterChannelName(matterId), new ChannelListener(matterId), events(MATTER_EVENTS, TYPING_EVENT));
         connect();
     }
@@ -520,6 +564,28 @@ public final class RealtimeChat implements Closeable {
     public synchronized void unsubscribeFromMatterChannel(long matterId) {
         if (matters.remove(matterId)) {
             pusher.unsubscribe(matterChannelName(matterId));
+            synchronized (lock) {
+                Chain c = chains.get(matterId);
+                if (c != null) {
+                    c.matterChannel = false;
+                    if (!userChannel) {
+                        // No longer followed: a later subscribe starts from its newest message again.
+                        chains.remove(matterId);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * The matter's position: the newest message id up to which the app has everything (delivered,
+     * fetched, sent by this client, or there when the matter was first followed) — what
+     * {@link #markMatterRead} may mark. Null while unknown.
+     */
+    public Long shownUpTo(long matterId) {
+        synchronized (lock) {
+            Chain c = chains.get(matterId);
+            return c == null ? null : c.position;
         }
     }
 
@@ -614,9 +680,17 @@ public final class RealtimeChat implements Closeable {
         public void onSubscriptionSucceeded(final String channel) {
             dispatch(l -> l.onSubscribed(channel));
             if (matterId > 0) {
-                background(() -> syncMatter(matterId));
+                // What came after the position: it runs once the channel delivers again, so a
+                // message is either live or fetched, never neither.
+                Chain c;
+                synchronized (lock) {
+                    c = chains.get(matterId);
+                }
+                if (c != null) {
+                    queueCatchUp(c);
+                }
             } else {
-                background(RealtimeChat.this::syncUser);
+                background(() -> syncUser(true));
             }
         }
 
@@ -651,11 +725,7 @@ public final class RealtimeChat implements Closeable {
         JsonObject data = Json.object(event.getData());
         switch (name) {
             case "MessageSent": {
-                Message m = Message.fromJson(Json.object(data, "message"));
-                if (firstSight(m)) {
-                    typingEnded(m.clientMatterId, m.senderId);
-                    dispatch(l -> l.onMessageReceived(m));
-                }
+                live(Message.fromJson(Json.object(data, "message")));
                 break;
             }
             case "MessageUpdated": {
@@ -702,10 +772,210 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
-    /** Records a message; true the first time it is seen. Advances the matter's catch-up cursor. */
+    /** Records a message fetched or sent by this client: never delivered afterwards, and shown. */
     private boolean firstSight(Message m) {
-        lastSeen.merge(m.clientMatterId, m.id, Math::max);
+        markShown(m);
         return once("m:" + m.id);
+    }
+
+    private void markShown(Message m) {
+        synchronized (shown) {
+            shown.put(m.id, m.clientMatterId);
+        }
+    }
+
+    private boolean wasShown(long messageId) {
+        synchronized (shown) {
+            return shown.containsKey(messageId);
+        }
+    }
+
+    // ------------------------------------------------------------------ delivery
+    //
+    // Each followed matter has a Chain: position is the newest id up to which the app has
+    // everything (delivered, fetched by it, sent by this client, or there before the matter was
+    // followed); null until known. Live messages and own sends wait in pending until the message
+    // before them (previousId) is at the position; a hole is fetched with after_id={position}
+    // (message ids commit in order within a matter, so after_id never skips a late commit).
+    // Chain state is guarded by `lock`; listener calls are queued under it, so they keep its order.
+
+    private static final class Pending {
+        final Message message;
+        final boolean own;
+
+        Pending(Message message, boolean own) {
+            this.message = message;
+            this.own = own;
+        }
+    }
+
+    private static final class Chain {
+        final long id;
+        Long position;
+        final TreeMap<Long, Pending> pending = new TreeMap<>();
+        boolean matterChannel;
+        boolean baseLoading;
+        boolean catchUpQueued;
+        long retryMillis;
+        ScheduledFuture<?> retry;
+
+        Chain(long id) {
+            this.id = id;
+        }
+    }
+
+    private Chain chain(long matterId) {
+        synchronized (lock) {
+            Chain c = chains.get(matterId);
+            if (c == null) {
+                c = new Chain(matterId);
+                chains.put(matterId, c);
+            }
+            return c;
+        }
+    }
+
+    private boolean followed(Chain c) {
+        synchronized (lock) {
+            return chains.get(c.id) == c && (c.matterChannel || userChannel);
+        }
+    }
+
+    /** Delivers a message to the listeners, once (by id). */
+    private boolean deliver(Message m) {
+        if (!once("m:" + m.id)) {
+            return false;
+        }
+        markShown(m);
+        typingEnded(m.clientMatterId, m.senderId);
+        dispatch(l -> l.onMessageReceived(m));
+        return true;
+    }
+
+    /** A MessageSent from either channel. */
+    private void live(Message m) {
+        if (m.previousId == null) {
+            deliver(m); // a server without previous_id: delivered as it comes, once
+            return;
+        }
+        synchronized (lock) {
+            Chain c = chain(m.clientMatterId);
+            if ((c.position != null && m.id <= c.position) || c.pending.containsKey(m.id)) {
+                return; // the other channel's copy
+            }
+            if (c.position == null && !c.baseLoading && !c.matterChannel && userBaseKnown) {
+                // A matter the user channel brings that its list did not have (joined since):
+                // followed from this message on; what it held before is history.
+                setBase(c, m.previousId);
+            }
+            c.pending.put(m.id, new Pending(m, false));
+            drain(c);
+        }
+    }
+
+    /** One of this client's sends was stored: it continues the chain, but is not delivered. */
+    private void ownSent(Message m) {
+        if (m.previousId == null) {
+            return; // a repeat's answer: a catch-up skips it
+        }
+        synchronized (lock) {
+            Chain c = chains.get(m.clientMatterId);
+            if (c == null || (c.position != null && m.id <= c.position) || c.pending.containsKey(m.id)) {
+                return;
+            }
+            c.pending.put(m.id, new Pending(m, true));
+            drain(c);
+        }
+    }
+
+    /** Delivers, in id order, the pending messages that follow the position; catches up on a hole. */
+    private void drain(Chain c) {
+        synchronized (lock) {
+            if (c.position == null) {
+                return;
+            }
+            for (;;) {
+                c.pending.headMap(c.position, true).clear();
+                Map.Entry<Long, Pending> next = null;
+                for (Map.Entry<Long, Pending> e : c.pending.entrySet()) {
+                    if (e.getValue().message.previousId <= c.position) {
+                        next = e;
+                        break;
+                    }
+                }
+                if (next == null) {
+                    break;
+                }
+                c.pending.remove(next.getKey());
+                c.position = next.getKey();
+                if (!next.getValue().own) {
+                    deliver(next.getValue().message);
+                }
+            }
+            if (!c.pending.isEmpty()) {
+                queueCatchUp(c);
+            }
+        }
+    }
+
+    /**
+     * The position becomes known. Live messages that came before it came after the
+     * subscription: those at or below it are delivered now, in order.
+     */
+    private void setBase(Chain c, long newest) {
+        synchronized (lock) {
+            if (c.position != null) {
+                return;
+            }
+            c.position = newest;
+            Map<Long, Pending> early = c.pending.headMap(newest, true);
+            for (Pending p : early.values()) {
+                if (!p.own) {
+                    deliver(p.message);
+                }
+            }
+            early.clear();
+            drain(c);
+        }
+    }
+
+    /** A newest-first page read by the app: the position if none is known; else it may move it. */
+    private void newestRead(long matterId, List<Message> newestFirst, boolean complete) {
+        synchronized (lock) {
+            Chain c = chain(matterId);
+            long top = newestFirst.isEmpty() ? 0 : newestFirst.get(0).id;
+            if (c.position == null) {
+                setBase(c, top);
+                return;
+            }
+            if (top <= c.position) {
+                return;
+            }
+            if (complete || newestFirst.get(newestFirst.size() - 1).id <= c.position) {
+                c.position = top;
+                drain(c);
+            } else if (followed(c)) {
+                queueCatchUp(c); // a hole between the position and the page
+            }
+        }
+    }
+
+    /** An after_id page read by the app (oldest first): everything after afterId up to its last message. */
+    private void afterRead(long matterId, long afterId, List<Message> oldestFirst, boolean complete) {
+        synchronized (lock) {
+            Chain c = chain(matterId);
+            long last = oldestFirst.isEmpty() ? afterId : oldestFirst.get(oldestFirst.size() - 1).id;
+            if (c.position == null) {
+                if (complete) {
+                    setBase(c, last);
+                }
+                return;
+            }
+            if (afterId <= c.position && last > c.position) {
+                c.position = last;
+                drain(c);
+            }
+        }
     }
 
     // ------------------------------------------------------------------ catch-up
@@ -718,81 +988,213 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
-    /**
-     * After a matter channel is subscribed (first time or again): deliver what was sent since
-     * the last message seen; the first time, with nothing seen yet, only learn where to start.
-     */
-    private void syncMatter(long matterId) {
+    /** Queues a catch-up of the chain on the io thread (at most one waits per matter). */
+    private void queueCatchUp(final Chain c) {
+        synchronized (lock) {
+            if (c.catchUpQueued) {
+                return;
+            }
+            c.catchUpQueued = true;
+        }
+        background(() -> {
+            synchronized (lock) {
+                c.catchUpQueued = false;
+            }
+            catchUpQuietly(c);
+        });
+    }
+
+    private void catchUpQuietly(Chain c) {
+        if (!followed(c)) {
+            return;
+        }
         try {
-            if (lastSeen.containsKey(matterId)) {
-                catchUp(matterId);
-            } else {
-                List<Message> newest = get("/messages?client_matter_id=" + matterId + "&limit=1");
-                lastSeen.merge(matterId, newest.isEmpty() ? 0L : newest.get(0).id, Math::max);
+            catchUp(c);
+            synchronized (lock) {
+                c.retryMillis = 0;
             }
         } catch (IOException | RuntimeException e) {
-            dispatch(l -> l.onError("catch-up of matter " + matterId + " failed: " + e.getMessage(), null, e));
+            failed(c, "catch-up of matter " + c.id + " failed: ", e);
         }
     }
 
     /**
-     * After the user channel is subscribed: catch up every known matter whose own channel is
-     * not subscribed (those catch up by themselves), learn the newest message of the others
-     * when the server lists it, and refresh the unread counts (changes while away are lost).
+     * A fetch of the chain failed: reported, and tried again later — unless the server refused
+     * it for good (a 4xx other than 408 and 429). 403 and 404 (not a member, no such matter) are
+     * not reported here: the channel's refusal reports them (onSubscriptionError).
      */
-    private void syncUser() {
+    private void failed(Chain c, String what, Exception e) {
+        int status = e instanceof ApiException ? ((ApiException) e).status : 0;
+        boolean permanent = status >= 400 && status < 500 && status != 408 && status != 429;
+        if (status != 403 && status != 404) {
+            dispatch(l -> l.onError(what + e.getMessage(), null, e));
+        }
+        if (!permanent) {
+            retryLater(c);
+        }
+    }
+
+    /** After a failed fetch: again in 1 s, doubling to 30 s, while the matter is followed. */
+    private void retryLater(final Chain c) {
+        synchronized (lock) {
+            if (closed || !followed(c)) {
+                return;
+            }
+            if (c.retry != null) {
+                c.retry.cancel(false);
+            }
+            c.retryMillis = Math.min(Math.max(1000L, c.retryMillis * 2), 30_000L);
+            try {
+                c.retry = timers.schedule(() -> queueCatchUp(c), c.retryMillis, TimeUnit.MILLISECONDS);
+            } catch (RuntimeException rejected) {
+                // closing
+            }
+        }
+    }
+
+    /** The matter's newest message id (0 when empty) as its position, unless one is known. */
+    private void fetchBase(Chain c) throws IOException {
+        synchronized (lock) {
+            if (c.position != null) {
+                return;
+            }
+            c.baseLoading = true;
+        }
+        try {
+            List<Message> newest = get("/messages?client_matter_id=" + c.id + "&page=1&limit=1");
+            long top = newest.isEmpty() ? 0L : newest.get(0).id;
+            synchronized (lock) {
+                // Not shown to the app: the position only if none came meanwhile.
+                if (c.position == null) {
+                    setBase(c, top);
+                } else if (top > c.position) {
+                    queueCatchUp(c);
+                }
+            }
+        } finally {
+            synchronized (lock) {
+                c.baseLoading = false;
+            }
+        }
+    }
+
+    /**
+     * After the user channel is subscribed (first time or again): every matter of the user is
+     * followed. One without a position takes its newest message; those whose newest message is
+     * past their position are caught up, one after the other. Then the unread counts are read
+     * afresh (changes while away are not replayed).
+     */
+    private void syncUser(boolean counts) {
         try {
             JsonObject ms = Json.object(request("GET", "/matters", null));
             JsonElement data = ms.get("data");
-            if (data != null && data.isJsonArray()) {
-                for (JsonElement e : data.getAsJsonArray()) {
-                    JsonObject last = e.isJsonObject() ? Json.object(e.getAsJsonObject(), "last_message") : null;
-                    long id = Json.number(e.getAsJsonObject(), "id");
-                    if (last != null && id > 0 && !lastSeen.containsKey(id) && !matters.contains(id)) {
-                        lastSeen.put(id, Json.number(last, "id"));
-                        // Its newest message is known from here on, but not delivered: it is history.
+            List<Chain> behind = new ArrayList<>();
+            synchronized (lock) {
+                Set<Long> listed = new java.util.HashSet<>();
+                if (data != null && data.isJsonArray()) {
+                    for (JsonElement e : data.getAsJsonArray()) {
+                        if (!e.isJsonObject()) {
+                            continue;
+                        }
+                        long id = Json.number(e.getAsJsonObject(), "id");
+                        if (id <= 0) {
+                            continue;
+                        }
+                        JsonObject last = Json.object(e.getAsJsonObject(), "last_message");
+                        long newest = last == null ? 0L : Json.number(last, "id");
+                        Chain c = chain(id);
+                        listed.add(id);
+                        if (c.position == null) {
+                            setBase(c, newest);
+                        } else if (newest > c.position) {
+                            behind.add(c);
+                        }
+                    }
+                }
+                userBaseKnown = true;
+                // Messages of matters the list does not have (joined since) that came before it:
+                // followed from the first of them on.
+                for (Chain c : new ArrayList<>(chains.values())) {
+                    if (c.position == null && !c.baseLoading && !listed.contains(c.id) && !c.pending.isEmpty()) {
+                        long base = Long.MAX_VALUE;
+                        for (Pending p : c.pending.values()) {
+                            base = Math.min(base, p.message.previousId);
+                        }
+                        setBase(c, base);
                     }
                 }
             }
-            for (Long matterId : new ArrayList<>(lastSeen.keySet())) {
-                if (!matters.contains(matterId)) {
-                    catchUp(matterId);
-                }
+            for (Chain c : behind) {
+                catchUpQuietly(c);
             }
-            UnreadCounts counts = getUnreadCount();
-            dispatch(l -> l.onUnreadCountUpdated(counts));
+            userRetryMillis = 0;
+            if (counts) {
+                UnreadCounts u = getUnreadCount();
+                dispatch(l -> l.onUnreadCountUpdated(u));
+            }
         } catch (IOException | RuntimeException e) {
             dispatch(l -> l.onError("catch-up after subscribing to the user channel failed: " + e.getMessage(), null, e));
+            if (counts && !closed && userChannel) {
+                userRetryMillis = Math.min(Math.max(1000L, userRetryMillis * 2), 30_000L);
+                try {
+                    timers.schedule(() -> background(() -> syncUser(true)), userRetryMillis, TimeUnit.MILLISECONDS);
+                } catch (RuntimeException rejected) {
+                    // closing
+                }
+            }
         }
     }
 
     /**
-     * Delivers what matter {@code matterId} got after the last message seen, oldest first. The
-     * cursor is the last message of each page, not {@link #lastSeen}: a live event arriving
-     * meanwhile moves that ahead, and the messages in between must still be fetched.
+     * Delivers what a followed matter got after its position, oldest first, in pages of
+     * {@link Options#catchUpPageSize}, at most {@link Options#maxCatchUpPages} per run (the next
+     * run continues by itself). Runs on the io thread, one catch-up at a time.
      */
-    private void catchUp(long matterId) throws IOException {
+    private void catchUp(Chain c) throws IOException {
+        if (!followed(c)) {
+            return;
+        }
+        Long start;
+        synchronized (lock) {
+            start = c.position;
+        }
+        if (start == null) {
+            fetchBase(c);
+            synchronized (lock) {
+                start = c.position;
+            }
+            if (start == null) {
+                throw new IOException("the position of matter " + c.id + " is not known");
+            }
+        }
         final int size = opts.catchUpPageSize;
-        final String base = "/messages?client_matter_id=" + matterId + "&limit=" + size;
+        final String base = "/messages?client_matter_id=" + c.id + "&limit=" + size;
+        Set<Long> before;
+        synchronized (lock) {
+            before = new java.util.HashSet<>(c.pending.keySet());
+        }
         int count = 0;
         boolean complete = false;
-        long after = lastSeen.getOrDefault(matterId, 0L);
-        if (after > 0) {
+        if (start > 0) {
             for (int page = 0; page < opts.maxCatchUpPages; page++) {
+                long after;
+                synchronized (lock) {
+                    after = c.position;
+                }
                 List<Message> batch = get(base + "&after_id=" + after);
-                count += deliver(batch);
+                count += apply(c, batch);
                 if (batch.size() < size) {
                     complete = true;
                     break;
                 }
-                after = batch.get(batch.size() - 1).id;
             }
         } else {
             // The matter was empty when this client began following it: everything in it is
-            // new. after_id starts at 1, so page back from the newest and deliver oldest first.
+            // new. after_id starts at 1, so page back from the newest (to the first message,
+            // whatever maxCatchUpPages says) and deliver oldest first.
             List<Message> all = new ArrayList<>();
             String q = base;
-            for (int page = 0; page < opts.maxCatchUpPages; page++) {
+            for (int page = 0; page < 1000; page++) {
                 List<Message> batch = get(q);
                 all.addAll(batch);
                 if (batch.size() < size) {
@@ -802,20 +1204,52 @@ public final class RealtimeChat implements Closeable {
                 q = base + "&before_id=" + batch.get(batch.size() - 1).id;
             }
             Collections.reverse(all);
-            count += deliver(all);
+            count += apply(c, all);
         }
-        final int n = count;
-        final boolean done = complete;
-        dispatch(l -> l.onCaughtUp(matterId, n, done));
+        synchronized (lock) {
+            if (complete) {
+                // What waited before this catch-up was committed before it, so it was fetched;
+                // anything still held from then would be a server's inconsistency: let it go.
+                for (Long id : new ArrayList<>(c.pending.keySet())) {
+                    Pending p = c.pending.get(id);
+                    if (before.contains(id) && id > c.position) {
+                        c.pending.remove(id);
+                        c.position = id;
+                        if (!p.own && deliver(p.message)) {
+                            count++;
+                        }
+                    }
+                }
+            } else {
+                queueCatchUp(c); // more than maxCatchUpPages pages: the next run goes on
+            }
+            drain(c);
+            final int n = count;
+            final boolean done = complete;
+            dispatch(l -> l.onCaughtUp(c.id, n, done));
+        }
     }
 
-    private int deliver(List<Message> batch) {
+    /** Applies a fetched page (oldest first) to the chain; returns how many were delivered. */
+    private int apply(Chain c, List<Message> oldestFirst) {
         int n = 0;
-        for (Message m : batch) {
-            if (firstSight(m)) {
-                n++;
-                typingEnded(m.clientMatterId, m.senderId);
-                dispatch(l -> l.onMessageReceived(m));
+        synchronized (lock) {
+            if (chains.get(c.id) != c) {
+                return 0; // no longer followed
+            }
+            for (Message m : oldestFirst) {
+                if (m.id <= c.position) {
+                    continue; // delivered live meanwhile
+                }
+                c.position = m.id;
+                Pending p = c.pending.remove(m.id);
+                if (p == null) {
+                    if (deliver(m)) { // not when fetched or sent by this client
+                        n++;
+                    }
+                } else if (!p.own && deliver(p.message)) { // it came live, after the hole
+                    n++;
+                }
             }
         }
         return n;
@@ -935,6 +1369,7 @@ public final class RealtimeChat implements Closeable {
             try {
                 Message m = Message.fromJson(Json.object(Json.object(request("POST", "/messages/send", body)), "data"));
                 firstSight(m);
+                ownSent(m); // continues its matter's chain after previous_id, not delivered
                 dispatch(l -> l.onMessageSent(m));
                 return m;
             } catch (ApiException e) {
@@ -949,16 +1384,46 @@ public final class RealtimeChat implements Closeable {
         throw failure;
     }
 
-    /** Marks one message read ({@code PUT /api/messages/{id}/read}); the sender gets onMessageRead. */
+    /**
+     * Marks one message read ({@code PUT /api/messages/{id}/read}); the sender gets onMessageRead.
+     * Only a message this client has shown (delivered, fetched or sent by it): any other id
+     * throws {@link NotShownException} and nothing is sent.
+     */
     public ReadReceipt markAsRead(long messageId) throws IOException {
+        if (!wasShown(messageId)) {
+            throw new NotShownException(messageId);
+        }
         return ReadReceipt.fromJson(Json.object(Json.object(request("PUT", "/messages/" + messageId + "/read", null)), "data"));
     }
 
-    /** Marks every message of the matter up to {@code upToId} read, in one request ({@code PUT /api/matters/{id}/read}). */
+    /**
+     * Marks every message of the matter up to {@code upToId} read, in one request
+     * ({@code PUT /api/matters/{id}/read}) — never past {@link #shownUpTo}: a higher id is
+     * lowered to it (the answer says {@code clamped}); with nothing shown no request is made and
+     * the answer has up_to_id 0.
+     */
     public MessagesRead markMatterRead(long matterId, long upToId) throws IOException {
+        Long pos = shownUpTo(matterId);
+        long upTo = Math.min(upToId, pos == null ? 0L : pos);
+        if (upTo < 1) {
+            JsonObject none = new JsonObject();
+            none.addProperty("client_matter_id", matterId);
+            none.addProperty("reader_id", opts.userId);
+            none.addProperty("up_to_id", 0);
+            none.add("read_at", com.google.gson.JsonNull.INSTANCE);
+            none.addProperty("count", 0);
+            none.addProperty("clamped", true);
+            none.addProperty("requested_up_to_id", upToId);
+            return MessagesRead.fromJson(none);
+        }
         JsonObject body = new JsonObject();
-        body.addProperty("up_to_id", upToId);
-        return MessagesRead.fromJson(Json.object(Json.object(request("PUT", "/matters/" + matterId + "/read", body)), "data"));
+        body.addProperty("up_to_id", upTo);
+        JsonObject res = Json.object(Json.object(request("PUT", "/matters/" + matterId + "/read", body)), "data");
+        if (upTo < upToId) {
+            res.addProperty("clamped", true);
+            res.addProperty("requested_up_to_id", upToId);
+        }
+        return MessagesRead.fromJson(res);
     }
 
     /** Edits the caller's own message ({@code PUT /api/messages/{id}}). */
@@ -988,10 +1453,15 @@ public final class RealtimeChat implements Closeable {
 
     /**
      * A page of history, newest first ({@code page} from 1, {@code limit} 1-100). The messages
-     * count as delivered: a later catch-up does not report them again.
+     * count as shown: a later catch-up does not deliver them, and they may be marked read. Page 1
+     * moves the matter's position when it joins it.
      */
     public List<Message> fetchMessages(long matterId, int page, int limit) throws IOException {
-        return remember(get("/messages?client_matter_id=" + matterId + "&page=" + page + "&limit=" + limit));
+        List<Message> list = remember(get("/messages?client_matter_id=" + matterId + "&page=" + page + "&limit=" + limit));
+        if (page <= 1) {
+            newestRead(matterId, list, list.size() < limit);
+        }
+        return list;
     }
 
     /** The messages before {@code beforeId}, newest first (scrolling back). */
@@ -1004,7 +1474,9 @@ public final class RealtimeChat implements Closeable {
         if (afterId < 1) {
             throw new IllegalArgumentException("afterId must be at least 1");
         }
-        return remember(get("/messages?client_matter_id=" + matterId + "&after_id=" + afterId + "&limit=" + limit));
+        List<Message> list = remember(get("/messages?client_matter_id=" + matterId + "&after_id=" + afterId + "&limit=" + limit));
+        afterRead(matterId, afterId, list, list.size() < limit);
+        return list;
     }
 
     private List<Message> remember(List<Message> list) {

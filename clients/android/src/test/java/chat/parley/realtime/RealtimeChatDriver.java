@@ -34,7 +34,8 @@ import java.util.Map;
  *   {"cmd":"read","client","message","req"}  {"cmd":"readUpTo","client","matter","upTo","req"}
  *   {"cmd":"edit","client","message","text","req"}  {"cmd":"unread","client","req"}
  *   {"cmd":"typing"|"stopTyping","client","matter","req"}
- *   {"cmd":"history","client","matter","req"}
+ *   {"cmd":"history","client","matter", optional "limit","req"}   page 1, newest first
+ *   {"cmd":"socketId"|"shownUpTo","client", ("matter"),"req"}
  *   {"cmd":"quit"}
  * </pre>
  * Output "type"s: state, error, subscribed, subscriptionError, messageReceived, messageSent,
@@ -306,6 +307,27 @@ public final class RealtimeChatDriver {
                 break;
             case "unread":
                 result(c, () -> client(c).getUnreadCount().json());
+                break;
+            case "history":
+                result(c, () -> {
+                    JsonArray a = new JsonArray();
+                    for (Message m : client(c).fetchMessages(num(c, "matter"), 1, c.has("limit") ? (int) num(c, "limit") : 50)) {
+                        a.add(m.json());
+                    }
+                    return a;
+                });
+                break;
+            case "socketId":
+                result(c, () -> {
+                    String id = client(c).getSocketId();
+                    return id == null ? com.google.gson.JsonNull.INSTANCE : new JsonPrimitive(id);
+                });
+                break;
+            case "shownUpTo":
+                result(c, () -> {
+                    Long pos = client(c).shownUpTo(num(c, "matter"));
+                    return pos == null ? com.google.gson.JsonNull.INSTANCE : new JsonPrimitive(pos);
+                });
                 break;
             case "typing":
                 result(c, () -> new JsonPrimitive(client(c).sendTyping(num(c, "matter"))));
