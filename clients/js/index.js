@@ -533,10 +533,7 @@ export class RealtimeChat {
     if (c.position === null) {
       if (Number(lastMessageId) > 0) this._setBase(c, Number(lastMessageId));
       else {
-        this._fetchBase(c).catch((err) => {
-          this._emit('onError', { type: 'catchup', message: `the position of matter ${id} could not be fetched: ${err.message}`, status: err.status });
-          this._retryLater(c);
-        });
+        this._fetchBase(c).catch((err) => this._failed(c, `the position of matter ${id} could not be fetched`, err));
       }
     }
     if (!this.userName) this.me().catch(() => {}); // the name typing whispers carry
@@ -802,10 +799,21 @@ export class RealtimeChat {
       c.retryMs = 0;
       return fetched;
     }, (err) => {
-      this._emit('onError', { type: 'catchup', message: `catch-up of matter ${c.id} failed: ${err.message}`, status: err.status });
-      this._retryLater(c);
+      this._failed(c, `catch-up of matter ${c.id} failed`, err);
       return [];
     });
+  }
+
+  /**
+   * A fetch of the chain failed: reported and tried again later, unless the server refused it
+   * for good (a 4xx other than 408 and 429). 403 and 404 (not a member, no such matter) are
+   * left to the channel's refusal (onError type 'subscription').
+   */
+  _failed(c, what, err) {
+    const status = err instanceof ChatApiError ? err.status : 0;
+    if (status !== 403 && status !== 404) this._emit('onError', { type: 'catchup', message: `${what}: ${err.message}`, status: err.status });
+    if (!retryable(err) && status >= 400 && status < 500) return;
+    this._retryLater(c);
   }
 
   /** After a failed fetch: try again, 1 s doubling to 30 s, while the matter is followed. */
