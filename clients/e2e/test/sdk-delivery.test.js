@@ -255,6 +255,27 @@ describe('RealtimeChat SDK: nothing lost, end to end', () => {
     }
   });
 
+  it('user channel: a matter Bob is added to later is followed from its first message, holes included', { timeout: 60000 }, async () => {
+    const M = await admin(dataDir, ['matters', 'create', '--title', `Joined later ${++matterSeq}`]);
+    await admin(dataDir, ['matters', 'add-member', '--matter', String(M.id), '--user', String(A.id)]);
+    const b = bob();
+    const rec = record(b);
+    try {
+      b.subscribeToUserChannel();
+      await subscribedOn(b, `private-user.${B.id}`);
+      await admin(dataDir, ['matters', 'add-member', '--matter', String(M.id), '--user', String(B.id)]);
+      const j1 = await send(M, 'welcome');
+      const j2 = await send(M, 'j2');
+      const j3 = await send(M, 'j3 (never reaches Bob\'s socket)', { except: b.socketId() });
+      const last = await marker(rec, M);
+      assert.equal(j1.previous_id, 0);
+      assert.deepEqual(rec.ids(M.id), [j1.id, j2.id, j3.id, last.id], rec.dump());
+      noCatchUpErrors(rec);
+    } finally {
+      b.disconnect();
+    }
+  });
+
   it('previous_id: a live message after a hole is held back until the hole is fetched; own sends advance the chain', { timeout: 90000 }, async () => {
     const M = await matter('Holes');
     const calls = [];
