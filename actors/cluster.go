@@ -554,7 +554,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 	case *clusterpb.OnlineDelta:
 		if a.inSequence(ctx, m.Node, m.Seq) {
-			ctx.Send(n.watch, &remoteOnlineMsg{node: m.Node, key: channelKey(m.AppId, m.UserId), userID: m.UserId, online: m.Online})
+			ctx.Send(n.watch, &remoteOnlineMsg{node: processOf(m.Node), key: channelKey(m.AppId, m.UserId), userID: m.UserId, online: m.Online})
 		}
 	case *clusterpb.SnapshotRequest:
 		if p, ok := a.peers[m.Node]; ok {
@@ -574,11 +574,11 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			ctx.Send(a.peers[m.Node].pid, a.snapshot(false))
 		}
 	case *clusterpb.WebhookState:
-		if _, ok := a.peers[m.Node]; ok {
+		if _, ok := a.peerOf(m.Node); ok {
 			n.hooks.remote(m)
 		}
 	case *clusterpb.WebhookStates:
-		if _, ok := a.peers[m.Node]; ok {
+		if _, ok := a.peerOf(m.Node); ok {
 			n.hooks.remoteAll(m)
 		}
 	case *clusterpb.ChannelsRequest:
@@ -616,10 +616,18 @@ func (a *nodeActor) changed(ctx actor.Context, ch memberChanges) {
 		n.log.Warn("cluster: lost the quorum; not serving, closing every socket", "hears", a.mem.liveCount(), "counted", a.mem.counted())
 		n.setServing(false, true)
 	}
+	live := map[string]bool{} // processes with a live member now
+	for _, x := range a.mem.peers() {
+		live[x.Process] = true
+	}
 	for _, x := range ch.dropped {
 		if _, ok := a.peers[x.ID]; ok {
-			n.log.Info("cluster peer left", "peer", x.ID, "address", x.Address)
-			a.drop(ctx, x.ID)
+			if live[x.Process] {
+				n.log.Info("cluster peer rejoined as a new incarnation", "peer", x.ID, "address", x.Address)
+			} else {
+				n.log.Info("cluster peer left", "peer", x.ID, "address", x.Address)
+			}
+			a.drop(ctx, x.ID, live[x.Process])
 		}
 	}
 	for _, p := range ch.processGone {
@@ -671,7 +679,7 @@ func (a *nodeActor) publish(ctx actor.Context) {
 	if old.self != v.self || !slices.EqualFunc(old.peers, v.peers, func(x, y peer) bool { return x.id == y.id }) {
 		a.cn.n.hooks.peersChanged()
 	}
-	if !a.mem.quorum() {
+	if !a.mem.quorum(time.Now(), 0) {
 		return
 	}
 	members := []*cluster.Member{memberOf(a.mem.self)}
@@ -715,7 +723,7 @@ func (a *nodeActor) applyPresence(d *clusterpb.PresenceDelta) {
 	if len(d.Info) > 0 {
 		info = json.RawMessage(d.Info)
 	}
-	msg := &remotePresenceMsg{node: d.Node, userID: d.UserId, info: info, joined: d.Joined}
+	msg := &remotePresenceMsg{node: processOf(d.Node), userID: d.UserId, info: info, joined: d.Joined}
 	key := channelKey(d.AppId, d.Channel)
 	if d.Joined {
 		a.cn.n.reg.forward(key, d.AppId, d.Channel, msg)
@@ -794,24 +802,28 @@ func (a *nodeActor) applySnapshot(ctx actor.Context, m *clusterpb.Snapshot) {
 		}
 		byKey[key][d.UserId] = info
 	}
-	// Channels this node knows: each reconciles its view of m.Node.
+	// Channels this node knows: each reconciles its view of that process
+	// (mirrors are kept per process: a new incarnation's snapshot replaces
+	// what its earlier one reported, without member events for what
+	// stayed).
+	process := processOf(m.Node)
 	n.reg.all(func(key string, pid *actor.PID) {
 		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
-			ctx.Send(pid, &nodeStateMsg{node: m.Node, users: byKey[key]})
+			ctx.Send(pid, &nodeStateMsg{node: process, users: byKey[key]})
 		}
 	})
 	// Channels it does not know yet.
 	for key, users := range byKey {
 		appID, channel, _ := strings.Cut(key, "\x00")
 		for uid, info := range users {
-			n.reg.forward(key, appID, channel, &remotePresenceMsg{node: m.Node, userID: uid, info: info, joined: true})
+			n.reg.forward(key, appID, channel, &remotePresenceMsg{node: process, userID: uid, info: info, joined: true})
 		}
 	}
 	online := map[string]bool{}
 	for _, d := range m.Online {
 		online[channelKey(d.AppId, d.UserId)] = true
 	}
-	ctx.Send(n.watch, &nodeOnlineMsg{node: m.Node, online: online})
+	ctx.Send(n.watch, &nodeOnlineMsg{node: process, online: online})
 }
 
 // admit makes x a peer: it gets this node's snapshot and is asked for its
@@ -826,10 +838,11 @@ func (a *nodeActor) admit(ctx actor.Context, x memberInfo) {
 	ctx.Send(p.pid, a.snapshot(true))
 }
 
-// drop forgets a peer and everything it reported. Its forwards' numbering
-// is kept (per process): a gap from before the drop is still seen when it
-// comes back.
-func (a *nodeActor) drop(ctx actor.Context, id string) {
+// drop forgets a peer. Unless its process lives on as a new incarnation
+// (superseded), what it reported goes too: its presence, its users online,
+// its webhook states. Its forwards' numbering is kept (per process): a gap
+// from before the drop is still seen when it comes back.
+func (a *nodeActor) drop(ctx actor.Context, id string, superseded bool) {
 	n := a.cn.n
 	delete(a.peers, id)
 	delete(a.applied, id)
@@ -837,14 +850,26 @@ func (a *nodeActor) drop(ctx actor.Context, id string) {
 	a.cn.mu.Lock()
 	delete(a.cn.census, id)
 	a.cn.mu.Unlock()
-	n.hooks.nodeGone(id)
-	gone := &nodeGoneMsg{node: id}
+	if superseded {
+		return // the new incarnation's snapshot replaces what it reported
+	}
+	process := processOf(id)
+	n.hooks.nodeGone(process)
+	gone := &nodeGoneMsg{node: process}
 	n.reg.all(func(key string, pid *actor.PID) {
 		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
 			ctx.Send(pid, gone)
 		}
 	})
 	ctx.Send(n.watch, gone)
+}
+
+// processOf is a member id's process: the id is process.incarnation.
+func processOf(id string) string {
+	if i := strings.LastIndexByte(id, '.'); i >= 0 {
+		return id[:i]
+	}
+	return id
 }
 
 // peerOf is the live peer of a process.

@@ -44,6 +44,8 @@ func startClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode
 			t.Fatal(err)
 		}
 	}
+	// A node serves once it has a quorum: here, both hear each other.
+	waitUntil(t, "both nodes serve", func() bool { return a.node.Ready() && b.node.Ready() })
 	return a, b, addrA, addrB
 }
 
@@ -186,10 +188,10 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	waitForwarded(t, a, w, "mesh")
 	r.expect("channel_occupied mesh")
 
-	aID, bID := a.node.clusterNode.view().self, b.node.clusterNode.view().self
+	aID, bID := a.node.clusterNode.process, b.node.clusterNode.process // webhook states are kept per process
 	ownedByA := func(prefix string) string {
 		for i := 0; ; i++ {
-			if ch := prefix + strconv.Itoa(i); ownerOf(channelKey(tApp, ch), aID, []peer{{id: bID}}) == aID {
+			if ch := prefix + strconv.Itoa(i); ownerOf(channelKey(tApp, ch), aID, []peer{{process: bID}}) == aID {
 				return ch
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,8 +17,9 @@ import (
 
 // hooks decides when a channel's webhook events happen and which node sends
 // them. Each channel has one owner among the cluster's live members
-// (rendezvous hashing of the member ids, so every node agrees once they see
-// the same members); every node reports its own state of the channel (its
+// (rendezvous hashing of their processes, so every node agrees once they see
+// the same members, and a member that rejoins as a new incarnation keeps
+// its channels); every node reports its own state of the channel (its
 // socket count and, for presence, the users with a socket on it) to the
 // owner whenever it changes, and the owner sums the states: channel_occupied
 // when the first socket anywhere joins, channel_vacated when the last one
@@ -26,16 +28,22 @@ import (
 //
 // When the members change, each node hands its states over to the new
 // owners as a sync (no events for it); when a node leaves or dies, the
-// owners drop its states (events for what it held). client_event and
-// cache_miss happen on the node of the socket concerned and are sent there.
+// owners drop its states (events for what it held), and if that node comes
+// back (a partition that healed, a frozen process that runs again), the
+// states it sends then are applied with events, so that every user reported
+// gone and still there is reported back. A node without a quorum sends no
+// events at all: the side that serves decides. States are kept per process
+// (the member id less its incarnation). client_event and cache_miss happen
+// on the node of the socket concerned and are sent there.
 type hooks struct {
 	n *Node
 	s *webhook.Sender // nil when no app has webhooks
 
 	mu     sync.Mutex
 	local  map[string]*nodeState  // guarded by mu; channel key → this node's state
-	sentTo map[string]string      // guarded by mu; channel key → the owner last told
+	sentTo map[string]string      // guarded by mu; channel key → the owner (a process) last told
 	owned  map[string]*ownedState // guarded by mu; channels this node sends hooks for
+	gone   map[string]bool        // guarded by mu; processes whose states were dropped with events
 }
 
 // nodeState is what one node holds of a channel.
@@ -57,7 +65,7 @@ type ownedState struct {
 var stateHookTypes = []string{"channel_occupied", "channel_vacated", "member_added", "member_removed", "subscription_count"}
 
 func newHooks(n *Node) *hooks {
-	h := &hooks{n: n, local: map[string]*nodeState{}, sentTo: map[string]string{}, owned: map[string]*ownedState{}}
+	h := &hooks{n: n, local: map[string]*nodeState{}, sentTo: map[string]string{}, owned: map[string]*ownedState{}, gone: map[string]bool{}}
 	for _, a := range n.cfg.Apps {
 		for _, w := range a.Webhooks {
 			shown := w.URL
@@ -114,22 +122,23 @@ func (h *hooks) changed(c *channelActor, before int, userID string, userDelta in
 	}
 }
 
-// members is this node's id and its live peers ("" and none on a single node).
+// members is this node's process and its live peers ("" and none on a
+// single node).
 func (h *hooks) members() (string, []peer) {
 	if cn := h.n.clusterNode; cn != nil {
 		v := cn.view()
-		return v.self, v.peers
+		return cn.process, v.peers
 	}
 	return "", nil
 }
 
-// ownerOf is the member that sends the channel's hooks: the highest
-// rendezvous score of key and member id.
+// ownerOf is the process that sends the channel's hooks: the highest
+// rendezvous score of key and process.
 func ownerOf(key, self string, peers []peer) string {
 	best, bestScore := self, score(self, key)
 	for _, p := range peers {
-		if s := score(p.id, key); s > bestScore || (s == bestScore && p.id > best) {
-			best, bestScore = p.id, s
+		if s := score(p.process, key); s > bestScore || (s == bestScore && p.process > best) {
+			best, bestScore = p.process, s
 		}
 	}
 	return best
@@ -162,7 +171,7 @@ func (h *hooks) report(owner, self string, ps []peer, appID, channel string, st 
 	}
 	msg := stateMsg(self, appID, channel, st, sync)
 	for _, p := range ps {
-		if p.id == owner {
+		if p.process == owner {
 			h.n.system.Root.Send(p.pid, msg)
 			return
 		}
@@ -178,14 +187,14 @@ func stateMsg(self, appID, channel string, st *nodeState, sync bool) *clusterpb.
 	return msg
 }
 
-// remote applies a state another node reported.
+// remote applies a state another node reported (m.Node is its process).
 func (h *hooks) remote(m *clusterpb.WebhookState) {
 	users := make(map[string]bool, len(m.Users))
 	for _, u := range m.Users {
 		users[u] = true
 	}
 	h.mu.Lock()
-	h.apply(m.Node, m.AppId, m.Channel, int(m.Subscriptions), users, m.Sync)
+	h.apply(m.Node, m.AppId, m.Channel, int(m.Subscriptions), users, m.Sync && !h.gone[m.Node])
 	h.mu.Unlock()
 }
 
@@ -314,6 +323,7 @@ func (h *hooks) resync(node string, sync bool) {
 	defer h.mu.Unlock()
 	self, ps := h.members()
 	var to *actor.PID
+	owner := processOf(node)
 	for _, p := range ps {
 		if p.id == node {
 			to = p.pid
@@ -322,16 +332,20 @@ func (h *hooks) resync(node string, sync bool) {
 	if to == nil {
 		return
 	}
-	msg := &clusterpb.WebhookStates{Node: self, Sync: sync}
+	msg := &clusterpb.WebhookStates{Node: self, Sync: sync, Members: []string{self}}
+	for _, p := range ps {
+		msg.Members = append(msg.Members, p.process)
+	}
+	sort.Strings(msg.Members)
 	for key, st := range h.local {
-		if ownerOf(key, self, ps) != node {
+		if ownerOf(key, self, ps) != owner {
 			continue
 		}
 		appID, channel, _ := strings.Cut(key, "\x00")
 		m := stateMsg(self, appID, channel, st, sync)
-		if old := h.sentTo[key]; old != node {
+		if old := h.sentTo[key]; old != owner {
 			m.Sync = true // a hand-over, as in handOver
-			h.moved(key, old, node, self, ps)
+			h.moved(key, old, owner, self, ps)
 		}
 		msg.States = append(msg.States, m)
 	}
@@ -339,31 +353,54 @@ func (h *hooks) resync(node string, sync bool) {
 }
 
 // remoteAll applies every state another node holds of channels this node
-// owns, and forgets its states of the channels not listed.
+// owns, and forgets its states of the channels not listed. A node whose
+// states this node dropped with events (it left the live set) has them
+// applied with events: the users reported gone that are still there are
+// reported back.
 func (h *hooks) remoteAll(m *clusterpb.WebhookStates) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	back := h.gone[m.Node]
+	delete(h.gone, m.Node)
 	listed := make(map[string]bool, len(m.States))
 	for _, st := range m.States {
 		users := make(map[string]bool, len(st.Users))
 		for _, u := range st.Users {
 			users[u] = true
 		}
-		h.apply(m.Node, st.AppId, st.Channel, int(st.Subscriptions), users, st.Sync)
+		h.apply(m.Node, st.AppId, st.Channel, int(st.Subscriptions), users, st.Sync && !back)
 		listed[channelKey(st.AppId, st.Channel)] = true
 	}
 	self, ps := h.members()
+	// The sender lists the channels it believes this node owns; while the
+	// two see different members, what it leaves out may just be owned by
+	// another in its view: that is forgotten silently.
+	same := len(m.Members) == 0 || sameMembers(m.Members, self, ps)
 	for key, o := range h.owned {
 		if _, ok := o.nodes[m.Node]; ok && !listed[key] {
 			// Silently where this node no longer owns the channel: a
 			// hand-over whose "forget it" was lost.
 			appID, channel, _ := strings.Cut(key, "\x00")
-			h.apply(m.Node, appID, channel, 0, nil, m.Sync || ownerOf(key, self, ps) != self)
+			h.apply(m.Node, appID, channel, 0, nil, m.Sync || !same || ownerOf(key, self, ps) != self)
 		}
 	}
 }
 
-// nodeGone drops a departed node's states: its sockets are gone.
+// sameMembers reports whether members (sorted processes) are self and ps.
+func sameMembers(members []string, self string, ps []peer) bool {
+	if len(members) != len(ps)+1 {
+		return false
+	}
+	mine := []string{self}
+	for _, p := range ps {
+		mine = append(mine, p.process)
+	}
+	sort.Strings(mine)
+	return slices.Equal(mine, members)
+}
+
+// nodeGone drops a departed node's states (by process): its sockets are
+// gone, as far as this side knows.
 func (h *hooks) nodeGone(node string) {
 	if h.s == nil {
 		return
@@ -374,6 +411,9 @@ func (h *hooks) nodeGone(node string) {
 		if _, ok := o.nodes[node]; ok {
 			appID, channel, _ := strings.Cut(key, "\x00")
 			h.apply(node, appID, channel, 0, nil, false)
+			if !h.n.cut.Load() {
+				h.gone[node] = true
+			}
 		}
 	}
 }

@@ -41,6 +41,11 @@ const (
 	suspectAfter = 5 * statsInterval // a member not heard from for this long leaves the live set
 	downAfter    = 2 * time.Second   // a node without a quorum this long goes down
 	pauseAfter   = 3 * statsInterval // a tick this late means this process was paused
+	// freshWithin: only members heard this recently make a quorum that
+	// removes others. A node cut off from everyone drops its peers one
+	// at a time (each when its probe fails); without this, the first drop
+	// would be decided with the others, as silent, still counted.
+	freshWithin = 2 * statsInterval
 )
 
 // memberInfo is one incarnation of a node.
@@ -268,7 +273,7 @@ func (m *membership) decide(now time.Time, ch *memberChanges) {
 			}
 		}
 	}
-	if !m.quorum() {
+	if !m.quorum(now, 0) {
 		if m.up {
 			if m.noQuorumSince.IsZero() {
 				m.noQuorumSince = now
@@ -281,8 +286,9 @@ func (m *membership) decide(now time.Time, ch *memberChanges) {
 		return
 	}
 	m.noQuorumSince = time.Time{}
+	removing := m.quorum(now, freshWithin)
 	for _, s := range m.slots {
-		if s.excluded || s.alive || m.isSelf(s) || now.Sub(s.seen) <= suspectAfter {
+		if !removing || s.excluded || s.alive || m.isSelf(s) || now.Sub(s.seen) <= suspectAfter {
 			continue
 		}
 		s.excluded = true
@@ -297,8 +303,9 @@ func (m *membership) decide(now time.Time, ch *memberChanges) {
 }
 
 // quorum reports whether this node and the members that hear it are a
-// majority of the counted members (half, with the lowest address).
-func (m *membership) quorum() bool {
+// majority of the counted members (half, with the lowest address); with
+// fresh, only the members heard within it count.
+func (m *membership) quorum(now time.Time, fresh time.Duration) bool {
 	if !m.lease {
 		return false
 	}
@@ -309,7 +316,7 @@ func (m *membership) quorum() bool {
 			continue
 		}
 		total++
-		counted := m.isSelf(s) || (s.alive && s.mutual)
+		counted := m.isSelf(s) || (s.alive && s.mutual && (fresh == 0 || now.Sub(s.seen) <= fresh))
 		if counted {
 			count++
 		}

@@ -246,3 +246,21 @@ func TestMembershipEtcdLeaseAndRegistry(t *testing.T) {
 		t.Fatalf("after the peer's registration went: counted %d, up %v", m.counted(), m.up)
 	}
 }
+
+// A node cut off from everyone drops its peers one at a time, as their
+// probes fail; the peer still counted at the first drop has been silent as
+// long: it makes no quorum that removes the other.
+func TestMembershipSilentPeersRemoveNobody(t *testing.T) {
+	now := time.Unix(1000, 0)
+	n := newSim(t, 3, now)
+	now = settle(now, 3*time.Second, n)
+	for range 4 { // cut: nothing heard for 4 s
+		now = now.Add(statsInterval)
+		n[2].m.tick(now)
+	}
+	n[2].m.unreachable(n[1].m.self.ID, now)
+	n[2].m.unreachable(n[0].m.self.ID, now)
+	if len(n[2].m.removed) != 0 || n[2].m.counted() != 3 {
+		t.Fatalf("node 3, cut off, removed %v (counts %d)", n[2].m.removed, n[2].m.counted())
+	}
+}

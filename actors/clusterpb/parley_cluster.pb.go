@@ -1403,7 +1403,8 @@ func (x *UnreadCounts) GetError() string {
 }
 
 // WebhookState is everything a node holds of one channel, sent to the node
-// that sends the channel's webhooks (its owner among the live members)
+// that sends the channel's webhooks (its owner among the live members).
+// In WebhookState and WebhookStates, node is the sender's process
 // whenever it changes: the owner sums the nodes' states, so occupied,
 // vacated and member events fire once per cluster-wide change.
 type WebhookState struct {
@@ -1497,7 +1498,8 @@ type WebhookStates struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	States        []*WebhookState        `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
-	Sync          bool                   `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"` // no events for the differences
+	Sync          bool                   `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"`      // no events for the differences
+	Members       []string               `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"` // the processes the sender sees live, itself included, sorted
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1551,6 +1553,13 @@ func (x *WebhookStates) GetSync() bool {
 		return x.Sync
 	}
 	return false
+}
+
+func (x *WebhookStates) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
 }
 
 var File_parley_cluster_proto protoreflect.FileDescriptor
@@ -1673,11 +1682,12 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\achannel\x18\x03 \x01(\tR\achannel\x12$\n" +
 	"\rsubscriptions\x18\x04 \x01(\x03R\rsubscriptions\x12\x14\n" +
 	"\x05users\x18\x05 \x03(\tR\x05users\x12\x12\n" +
-	"\x04sync\x18\x06 \x01(\bR\x04sync\"m\n" +
+	"\x04sync\x18\x06 \x01(\bR\x04sync\"\x87\x01\n" +
 	"\rWebhookStates\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x124\n" +
 	"\x06states\x18\x02 \x03(\v2\x1c.parley.cluster.WebhookStateR\x06states\x12\x12\n" +
-	"\x04sync\x18\x03 \x01(\bR\x04syncB0Z.github.com/parley-chat/parley/actors/clusterpbb\x06proto3"
+	"\x04sync\x18\x03 \x01(\bR\x04sync\x12\x18\n" +
+	"\amembers\x18\x04 \x03(\tR\amembersB0Z.github.com/parley-chat/parley/actors/clusterpbb\x06proto3"
 
 var (
 	file_parley_cluster_proto_rawDescOnce sync.Once

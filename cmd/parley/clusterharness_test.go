@@ -160,11 +160,17 @@ type procNode struct {
 	name        string
 	httpPort    int
 	clusterPort int
-	args        []string // cluster flags
-	env         []string
-	url         string      // http://127.0.0.1:port (https:// with tlsClient)
-	tlsClient   *tls.Config // set by useTLS: the node serves HTTPS and wss://
-	tlsRT       *http.Transport
+	host        string // where it listens and is reached: 127.0.0.1, or its address in a network namespace
+	netns       string // the network namespace it runs in ("" = the test's)
+	// netDial makes the test's connections to it (nil: net.Dialer): in a
+	// network namespace the test reaches it from a router namespace.
+	netDial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	args      []string // cluster flags
+	env       []string
+	url       string      // http://127.0.0.1:port (https:// with tlsClient)
+	tlsClient *tls.Config // set by useTLS: the node serves HTTPS and wss://
+	tlsRT     *http.Transport
+	netRT     *http.Transport // with netDial
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -193,7 +199,7 @@ func newProcNode(t *testing.T, name string, clusterArgs ...string) *procNode {
 	}
 	// A race makes a node exit 66 by default; its report is what counts.
 	env = append(env, "PARLEY_APPS_FILE="+appsFile, "PARLEY_CHAT=false", "GORACE=exitcode=0")
-	n := &procNode{t: t, name: name, httpPort: freePort(t), env: env, args: clusterArgs}
+	n := &procNode{t: t, name: name, httpPort: freePort(t), host: "127.0.0.1", env: env, args: clusterArgs}
 	n.url = "http://127.0.0.1:" + strconv.Itoa(n.httpPort)
 	t.Cleanup(func() {
 		n.kill()
@@ -305,8 +311,11 @@ func (n *procNode) launch(bin, dataDir string) error {
 	if n.out != nil {
 		n.logs = append(n.logs, n.out.String())
 	}
-	args := append([]string{"serve", "--chat=false", "--host=127.0.0.1", "--port=" + strconv.Itoa(n.httpPort)}, n.args...)
+	args := append([]string{"serve", "--chat=false", "--host=" + n.host, "--port=" + strconv.Itoa(n.httpPort)}, n.args...)
 	cmd := exec.Command(bin, args...)
+	if n.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns, bin}, args...)...)
+	}
 	cmd.Env = append(append([]string(nil), n.env...), "PARLEY_DATA_DIR="+dataDir)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -326,6 +335,15 @@ func (n *procNode) launch(bin, dataDir string) error {
 	return nil
 }
 
+// inNetns runs the node in a network namespace, listening on host, and
+// makes the test reach it through dial.
+func (n *procNode) inNetns(ns, host string, port int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	n.netns, n.host, n.httpPort, n.netDial = ns, host, port, dial
+	n.netRT = &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 4}
+	n.t.Cleanup(n.netRT.CloseIdleConnections)
+	n.url = "http://" + net.JoinHostPort(host, strconv.Itoa(port))
+}
+
 // useTLS makes the harness talk HTTPS and wss:// to the node, trusting
 // what client trusts (the node needs --tls-cert and --tls-key in its args).
 func (n *procNode) useTLS(client *tls.Config) {
@@ -337,6 +355,9 @@ func (n *procNode) useTLS(client *tls.Config) {
 
 // httpClient is a client for the node's HTTP API (timeout 0: none).
 func (n *procNode) httpClient(timeout time.Duration) *http.Client {
+	if n.netDial != nil {
+		return &http.Client{Timeout: timeout, Transport: n.netRT}
+	}
 	if n.tlsClient == nil {
 		return &http.Client{Timeout: timeout}
 	}
@@ -505,8 +526,8 @@ func dialRaw(t *testing.T, n *procNode, app testApp, name string) *wsClient {
 	if n.tlsClient != nil {
 		scheme = "wss"
 	}
-	u := scheme + "://127.0.0.1:" + strconv.Itoa(n.httpPort) + "/app/" + app.key + "?protocol=7&client=js&version=8.4.0"
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: n.tlsClient}
+	u := scheme + "://" + net.JoinHostPort(n.host, strconv.Itoa(n.httpPort)) + "/app/" + app.key + "?protocol=7&client=js&version=8.4.0"
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: n.tlsClient, NetDialContext: n.netDial}
 	c, _, err := d.Dial(u, nil)
 	if err != nil {
 		t.Fatalf("%s: dial %s: %v", name, u, err)
