@@ -137,6 +137,7 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 	rc.MaxRetryCount = 1 // a dead peer is noticed in seconds, not after 5 retries
 	cn := &clusterNode{n: n, name: opts.Name, process: n.system.ID, started: time.Now().UnixNano(), addr: opts.Address, static: opts.Peers,
 		census: map[string]map[string]int64{}}
+	cn.out.keep = n.cfg.ClusterForwardKeep
 	cc := cluster.Configure(opts.Name, memberListFeed{}, disthash.New(), rc,
 		cluster.WithKinds(opts.Kinds...),
 		cluster.WithRequestTimeout(time.Second),

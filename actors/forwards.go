@@ -23,7 +23,7 @@ import (
 // closes every subscribed socket of the receiver with a reconnect code, so
 // that their clients catch up.
 const (
-	keepForwards     = 2 * time.Minute // a forward older than this is not sent again
+	keepForwards     = 2 * time.Minute // a forward older than this is not sent again (the default; config.ClusterForwardKeep)
 	keepForwardBytes = 16 << 20        // nor is one when newer ones fill this many bytes
 	keepForwardCount = 1 << 16         // or are this many
 	resendWait       = time.Second     // a receiver waits this long for a resend before it asks again,
@@ -33,6 +33,7 @@ const (
 
 // forwardLog numbers this node's forwards and keeps the recent ones.
 type forwardLog struct {
+	keep  time.Duration // how long a forward is kept; zero means keepForwards. Set before use.
 	mu    sync.Mutex
 	seq   uint64 // the last number given
 	kept  []keptForward
@@ -75,7 +76,7 @@ func (l *forwardLog) send(root *actor.RootContext, ps []peer, self string, m pro
 	}
 	l.kept = append(l.kept, keptForward{msg: m, at: now, size: size})
 	l.bytes += size
-	for live := len(l.kept) - l.head; live > 1 && (l.bytes > keepForwardBytes || live > keepForwardCount || now.Sub(l.kept[l.head].at) > keepForwards); live-- {
+	for live := len(l.kept) - l.head; live > 1 && (l.bytes > keepForwardBytes || live > keepForwardCount || now.Sub(l.kept[l.head].at) > l.keepFor()); live-- {
 		l.bytes -= l.kept[l.head].size
 		l.kept[l.head] = keptForward{}
 		l.head++
@@ -94,6 +95,13 @@ func (l *forwardLog) send(root *actor.RootContext, ps []peer, self string, m pro
 	}
 }
 
+func (l *forwardLog) keepFor() time.Duration {
+	if l.keep > 0 {
+		return l.keep
+	}
+	return keepForwards
+}
+
 // last is the last number given.
 func (l *forwardLog) last() uint64 {
 	l.mu.Lock()
@@ -109,7 +117,7 @@ func (l *forwardLog) since(from, to uint64) ([]proto.Message, uint64) {
 	var out []proto.Message
 	first := to + 1
 	for s := max(from, l.first); s <= min(to, l.seq) && s >= l.first; s++ {
-		if k := l.kept[l.head+int(s-l.first)]; time.Since(k.at) <= keepForwards {
+		if k := l.kept[l.head+int(s-l.first)]; time.Since(k.at) <= l.keepFor() {
 			if len(out) == 0 {
 				first = s
 			}

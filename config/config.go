@@ -217,6 +217,12 @@ type Config struct {
 	// ClusterName keeps clusters apart: nodes of different names never join;
 	// default parley (PARLEY_CLUSTER_NAME, --cluster-name).
 	ClusterName string
+	// ClusterForwardKeep is how long a node keeps what it forwarded to the
+	// other nodes, to send it again to one that missed it (a partition, a
+	// frozen node); default 2m (PARLEY_CLUSTER_FORWARD_KEEP,
+	// --cluster-forward-keep). A node that missed older forwards closes its
+	// subscribed sockets with 4210 so their clients catch up.
+	ClusterForwardKeep time.Duration
 
 	// Observability: logs and metrics (config/observability.go).
 	Observability
@@ -270,12 +276,13 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 		AuthRateLimit:    600,
 		Chat:             true,
 
-		MaxPublishBacklog: 100000,
-		MinPasswordLength: 8,
-		HTTPReadTimeout:   10 * time.Second,
-		MaxBodyBytes:      1 << 20,
-		SocketSendBuffer:  128 << 10,
-		ClusterName:       "parley",
+		MaxPublishBacklog:  100000,
+		MinPasswordLength:  8,
+		HTTPReadTimeout:    10 * time.Second,
+		MaxBodyBytes:       1 << 20,
+		SocketSendBuffer:   128 << 10,
+		ClusterName:        "parley",
+		ClusterForwardKeep: 2 * time.Minute,
 
 		WebhookVacateDelay: 3 * time.Second,
 	}
@@ -379,6 +386,13 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	if v, _, ok := env("PARLEY_CLUSTER_NAME"); ok {
 		cfg.ClusterName = v
 	}
+	if v, name, ok := env("PARLEY_CLUSTER_FORWARD_KEEP"); ok {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			bad("%s=%q is not a positive duration such as 2m", name, v)
+		} else {
+			cfg.ClusterForwardKeep = d
+		}
+	}
 
 	single := App{}
 	single.ID, _, _ = env("PARLEY_APP_ID", "REVERB_APP_ID")
@@ -425,6 +439,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&clusterPeers, "cluster-peers", clusterPeers, "other nodes' cluster addresses host:port,... (PARLEY_CLUSTER_PEERS)")
 	fs.StringVar(&clusterEtcd, "cluster-etcd", clusterEtcd, "etcd endpoints URL,... for dynamic membership instead of --cluster-peers (PARLEY_CLUSTER_ETCD)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", cfg.ClusterName, "cluster name; nodes of different names never join (PARLEY_CLUSTER_NAME)")
+	fs.DurationVar(&cfg.ClusterForwardKeep, "cluster-forward-keep", cfg.ClusterForwardKeep, "how long forwards are kept to send again to a node that missed them (PARLEY_CLUSTER_FORWARD_KEEP)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (chain) file; with --tls-key serves HTTPS and wss://, reloaded on SIGHUP (PARLEY_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key file for --tls-cert (PARLEY_TLS_KEY)")
 	checkObservability := observabilityFlags(fs, cfg, getenv, bad)
