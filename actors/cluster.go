@@ -855,7 +855,10 @@ func (a *nodeActor) drop(ctx actor.Context, id string, superseded bool) {
 		return // the new incarnation's snapshot replaces what it reported
 	}
 	process := processOf(id)
-	n.hooks.nodeGone(process)
+	// Webhooks hear that its users are gone only from a node that speaks
+	// for the cluster: one cut off drops its peers too, and they are not
+	// gone.
+	n.hooks.nodeGone(process, a.mem.decides(time.Now()))
 	gone := &nodeGoneMsg{node: process}
 	n.reg.all(func(key string, pid *actor.PID) {
 		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {

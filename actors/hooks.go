@@ -400,18 +400,20 @@ func sameMembers(members []string, self string, ps []peer) bool {
 }
 
 // nodeGone drops a departed node's states (by process): its sockets are
-// gone, as far as this side knows.
-func (h *hooks) nodeGone(node string) {
+// gone, as far as this side knows; with announce, with events (the states it
+// sends if it comes back are then applied with events too).
+func (h *hooks) nodeGone(node string, announce bool) {
 	if h.s == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	announce = announce && !h.n.cut.Load()
 	for key, o := range h.owned {
 		if _, ok := o.nodes[node]; ok {
 			appID, channel, _ := strings.Cut(key, "\x00")
-			h.apply(node, appID, channel, 0, nil, false)
-			if !h.n.cut.Load() {
+			h.apply(node, appID, channel, 0, nil, !announce)
+			if announce {
 				h.gone[node] = true
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/actors/clusterpb"
 	"github.com/parley-chat/parley/config"
 )
 
@@ -230,4 +231,37 @@ func (r *hookReceiver) expectAnyOrder(want ...string) {
 	if strings.Join(w, "|") != strings.Join(got, "|") {
 		r.t.Fatalf("want %q in any order, got %q", w, got)
 	}
+}
+
+// TestWebhookNodeGoneAnnouncedOnlyByADeciderAndBackWithEvents: a node that
+// does not speak for the cluster (cut off, it drops its peers too) drops a
+// peer's states without events; one that does reports the peer's users gone,
+// and reports them back when that peer's states come again after it
+// returns. Each step is checked against a marker event sent after it.
+func TestWebhookNodeGoneAnnouncedOnlyByADeciderAndBackWithEvents(t *testing.T) {
+	r := newHookReceiver(t)
+	n := startHookNode(t, r, 0, "member_added", "member_removed")
+	h := n.node.hooks
+	remote := func(node string, users ...string) {
+		st := &clusterpb.WebhookStates{Node: node, Sync: true}
+		ws := &clusterpb.WebhookState{Node: node, AppId: tApp, Channel: "presence-x", Subscriptions: int64(len(users)), Users: users, Sync: true}
+		st.States = append(st.States, ws)
+		h.remoteAll(st)
+	}
+	marker := func(u string) { // a member joining and leaving here
+		h.mu.Lock()
+		h.apply("marker-"+u, tApp, "presence-m", 1, map[string]bool{u: true}, false)
+		h.mu.Unlock()
+		r.expect("member_added presence-m user=" + u)
+	}
+	remote("p2", "u2") // as a sync: known, not announced
+	marker("m1")
+	h.nodeGone("p2", false)
+	marker("m2")
+	remote("p2", "u2") // back, sync, never announced gone: nothing
+	marker("m3")
+	h.nodeGone("p2", true)
+	r.expect("member_removed presence-x user=u2")
+	remote("p2", "u2") // back after it was announced gone
+	r.expect("member_added presence-x user=u2")
 }

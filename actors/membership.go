@@ -42,10 +42,12 @@ const (
 	downAfter    = 2 * time.Second   // a node without a quorum this long goes down
 	pauseAfter   = 3 * statsInterval // a tick this late means this process was paused
 	// freshWithin: only members heard this recently make a quorum that
-	// removes others. A node cut off from everyone drops its peers one
-	// at a time (each when its probe fails); without this, the first drop
-	// would be decided with the others, as silent, still counted.
-	freshWithin = 2 * statsInterval
+	// removes others, or that tells webhooks a dropped member's users are
+	// gone. A node cut off from everyone drops its peers one at a time
+	// (each when its connection breaks and its probe fails, 5 s or more
+	// after the cut); without this, the first drop would be decided with
+	// the others, as silent, still counted.
+	freshWithin = 3 * statsInterval
 )
 
 // memberInfo is one incarnation of a node.
@@ -286,7 +288,7 @@ func (m *membership) decide(now time.Time, ch *memberChanges) {
 		return
 	}
 	m.noQuorumSince = time.Time{}
-	removing := m.quorum(now, freshWithin)
+	removing := m.decides(now)
 	for _, s := range m.slots {
 		if !removing || s.excluded || s.alive || m.isSelf(s) || now.Sub(s.seen) <= suspectAfter {
 			continue
@@ -326,6 +328,10 @@ func (m *membership) quorum(now time.Time, fresh time.Duration) bool {
 	}
 	return 2*count > total || (2*count == total && lowestCounted)
 }
+
+// decides reports whether this node, now, speaks for the cluster: a quorum
+// of members heard within freshWithin.
+func (m *membership) decides(now time.Time) bool { return m.quorum(now, freshWithin) }
 
 // liveCount is the node and its peers.
 func (m *membership) liveCount() int {
