@@ -218,11 +218,12 @@ func newProcNode(t *testing.T, name string, clusterArgs ...string) *procNode {
 }
 
 // raceReports splits the race detector's reports in a node's output into
-// ours (Parley's code is on the stack of one of the racing accesses) and
-// the dependencies' own (protoactor-go's cluster package reads its member
-// and block lists without the locks their writers take; its remote sets
-// gRPC's global logger while the etcd client logs). Each report is summed
-// up by the first frames of its accesses.
+// ours (the innermost frame outside the Go runtime of one of the racing
+// accesses is Parley's code) and the dependencies' own (protoactor-go
+// reads its member and block lists without the locks their writers take,
+// also when Parley's membership calls into it; its remote sets gRPC's
+// global logger while the etcd client logs). Each report is summed up by
+// the first frames of its accesses.
 func raceReports(out string) (ours, deps []string) {
 	blocks := strings.Split(out, "WARNING: DATA RACE")
 	for _, b := range blocks[1:] {
@@ -244,7 +245,17 @@ func raceReports(out string) (ours, deps []string) {
 			if len(lines) > 1 {
 				frames = append(frames, strings.TrimSpace(lines[1]))
 			}
-			parley = parley || strings.Contains(sec, "github.com/parley-chat/parley/")
+			// Function lines and file lines alternate; the first function
+			// outside the runtime (and the generic containers Go
+			// instantiates there) is where the access is.
+			for _, l := range lines[1:] {
+				l = strings.TrimSpace(l)
+				if strings.HasPrefix(l, "/") || strings.HasPrefix(l, "runtime.") || strings.HasPrefix(l, "internal/") || strings.HasPrefix(l, "sync/atomic.") {
+					continue
+				}
+				parley = parley || strings.HasPrefix(l, "github.com/parley-chat/parley/")
+				break
+			}
 		}
 		summary := strings.Join(frames, " vs ")
 		if parley || len(frames) == 0 {
