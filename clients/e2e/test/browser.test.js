@@ -5,7 +5,8 @@
 // to Parley, with CORS preflights, as in production. Bob's page reaches Parley
 // through a TCP gate (REST and WebSocket alike) that the test can close, as a
 // network outage does, so what Bob gets afterwards can only come from
-// catch-up. The test writes the README's screenshots to clients/web/screenshots/.
+// catch-up. With UPDATE_SCREENSHOTS=1 the test writes the README's screenshots to
+// clients/web/screenshots/ (otherwise to a temporary directory).
 //
 // Without /usr/bin/chromium (or PARLEY_CHROMIUM) the test is skipped with a
 // message, except under CI=true where it fails.
@@ -27,7 +28,11 @@ const UNDER_CI = Boolean(process.env.CI) && process.env.CI !== 'false';
 const SKIP = !HAVE_CHROMIUM && !UNDER_CI
   ? `Chromium not found at ${CHROMIUM}: install it (Debian: apt-get install -y chromium) or set PARLEY_CHROMIUM; under CI this test fails instead`
   : false;
-const SHOTS = path.resolve(E2E_DIR, '../web/screenshots');
+// The README's screenshots are written only when asked (UPDATE_SCREENSHOTS=1):
+// a test run leaves the checkout as it found it.
+const SHOTS = process.env.UPDATE_SCREENSHOTS
+  ? path.resolve(E2E_DIR, '../web/screenshots')
+  : fs.mkdtempSync(path.join(os.tmpdir(), 'parley-shots-'));
 const PASSWORD = 'browser-pass-1';
 
 
