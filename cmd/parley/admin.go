@@ -268,7 +268,7 @@ func (p *passwordFlags) read(fs *flag.FlagSet, aio adminIO, minLen int) (pw stri
 			return "", false, errors.New("--password-stdin: stdin has no password line")
 		}
 	default:
-		v, ok := os.LookupEnv("PARLEY_ADMIN_PASSWORD")
+		v, ok := os.LookupEnv(config.EnvAdminPassword)
 		if !ok || v == "" {
 			return "", false, nil
 		}
