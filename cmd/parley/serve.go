@@ -174,7 +174,7 @@ func (s *server) listen(ctx context.Context) error {
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr())
 	if err != nil {
-		return listenError(cfg.ListenAddr(), err)
+		return listenError(cfg.ListenAddr(), "--port or PARLEY_PORT", err)
 	}
 	scheme := "http"
 	var certs *certReloader // nil without TLS: SIGHUP then only logs
@@ -223,7 +223,7 @@ func (s *server) listenMetrics(ctx context.Context) error {
 	case cfg.MetricsAddr != "":
 		stop, bound, err := s.met.Serve(ctx, cfg.MetricsAddr, cfg.MetricsToken)
 		if err != nil {
-			return listenError("--metrics-addr "+cfg.MetricsAddr, err)
+			return listenError("--metrics-addr "+cfg.MetricsAddr, "--metrics-addr or PARLEY_METRICS_ADDR", err)
 		}
 		s.closers = append(s.closers, stop)
 		s.log.Info("metrics listening", "addr", bound, "token", cfg.MetricsToken != "")
@@ -233,8 +233,12 @@ func (s *server) listenMetrics(ctx context.Context) error {
 	return nil
 }
 
-// listenError is a listener that could not open.
-func listenError(what string, err error) error {
+// listenError is a listener that could not open, in one line; an address
+// in use says which setting picks another.
+func listenError(what, setting string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("cannot listen on %s: the address is already in use (another process has it); choose another with %s", what, setting)
+	}
 	return fmt.Errorf("cannot listen on %s: %v", what, err)
 }
 
