@@ -10,12 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
+	"regexp"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/lib/pq"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
@@ -322,7 +326,7 @@ func openStore(ctx context.Context, cfg *config.Config) (persistence.Store, erro
 	st, err := persistence.Open(octx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		if cfg.DatabaseURL != "" {
-			return nil, fmt.Errorf("cannot open the PostgreSQL database in DATABASE_URL: %w", err)
+			return nil, fmt.Errorf("cannot open the PostgreSQL database in DATABASE_URL: %w%s", err, createDatabaseHint(err, cfg.DatabaseURL))
 		}
 		return nil, fmt.Errorf("cannot open the embedded database in %s: %w", cfg.DataDir, err)
 	}
@@ -332,6 +336,35 @@ func openStore(ctx context.Context, cfg *config.Config) (persistence.Store, erro
 	}
 	return st, nil
 }
+
+// createDatabaseHint says how to create the database when the server
+// answered that it does not exist, else nothing.
+func createDatabaseHint(err error, databaseURL string) string {
+	var pqErr *pq.Error
+	if !errors.As(err, &pqErr) || pqErr.Code != "3D000" { // invalid_catalog_name
+		return ""
+	}
+	name := ""
+	if u, perr := url.Parse(databaseURL); perr == nil {
+		name = strings.TrimPrefix(u.Path, "/")
+	}
+	if _, quoted, ok := strings.Cut(pqErr.Message, `"`); name == "" && ok {
+		name, _, _ = strings.Cut(quoted, `"`)
+	}
+	if name == "" {
+		return "; create the database first"
+	}
+	shell, sql := name, name
+	if !plainIdentifier.MatchString(name) {
+		shell = "'" + strings.ReplaceAll(name, "'", `'\''`) + "'"
+		sql = `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+	}
+	return fmt.Sprintf("; create it with: createdb %s (or in psql: CREATE DATABASE %s;)", shell, sql)
+}
+
+// plainIdentifier is a database name that needs no quotes in a shell or
+// in SQL.
+var plainIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 func pprofMux() *http.ServeMux {
 	mux := http.NewServeMux()

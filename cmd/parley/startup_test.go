@@ -2,10 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lib/pq"
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/persistence/storetest"
 )
 
 // A port another process holds stops start-up with one line that says
@@ -25,5 +32,41 @@ func TestPortInUseSuggestsAnotherPort(t *testing.T) {
 	if code != 1 || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "already in use") ||
 		!strings.Contains(msg, "--port") || !strings.Contains(msg, "PARLEY_PORT") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// A DATABASE_URL naming a database that does not exist says, in one line,
+// how to create it.
+func TestMissingDatabaseSaysHowToCreateIt(t *testing.T) {
+	u, err := url.Parse(storetest.PostgresURL(t)) // skips without PostgreSQL
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("parley_missing_%d", os.Getpid())
+	u.Path = "/" + name
+	_, err = openStore(context.Background(), &config.Config{DatabaseURL: u.String()})
+	if err == nil {
+		t.Fatalf("database %s exists", name)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "createdb "+name) || !strings.Contains(msg, "CREATE DATABASE "+name) {
+		t.Fatalf("%s", msg)
+	}
+}
+
+// Names that need quotes get them, for the shell and for SQL.
+func TestCreateDatabaseHintQuotes(t *testing.T) {
+	missing := fmt.Errorf("open: %w", &pq.Error{Code: "3D000", Message: `database "x" does not exist`})
+	for dbURL, want := range map[string]string{
+		"postgres://h/parley":      "createdb parley (or in psql: CREATE DATABASE parley;)",
+		"postgres://h/parley-chat": `createdb 'parley-chat' (or in psql: CREATE DATABASE "parley-chat";)`,
+		"postgres://h/":            "createdb x ",
+	} {
+		if got := createDatabaseHint(missing, dbURL); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", dbURL, got, want)
+		}
+	}
+	if got := createDatabaseHint(fmt.Errorf("open: %w", &pq.Error{Code: "28P01"}), "postgres://h/db"); got != "" {
+		t.Errorf("a wrong password got the hint %q", got)
 	}
 }
