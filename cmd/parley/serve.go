@@ -86,7 +86,7 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer) (*serve
 		fmt.Fprintln(stderr, "parley:", err)
 		return nil, 1
 	}
-	announceCredentials(cfg, stdout)
+	announceCredentials(cfg, log, stdout)
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = connectionsFromFileLimit(log)
 	}
@@ -133,14 +133,19 @@ func (s *server) mountChat(ctx context.Context) error {
 	return nil
 }
 
-// announceCredentials says on stdout which generated credentials the app
-// uses. The secret is shown only when it was generated now.
-func announceCredentials(cfg *config.Config, stdout io.Writer) {
+// announceCredentials says which generated credentials the app uses: on
+// stdout, or as a log line with --log-format json so that the output stays
+// JSON. The secret is shown only when it was generated now.
+func announceCredentials(cfg *config.Config, log *slog.Logger, stdout io.Writer) {
 	for _, a := range cfg.Apps {
 		switch {
+		case a.GeneratedNow && cfg.LogFormat == "json":
+			log.Info("no app configured: generated credentials", "file", cfg.CredentialsFile(), "app_id", a.ID, "key", a.Key, "secret", a.Secret)
 		case a.GeneratedNow:
 			fmt.Fprintf(stdout, "No app configured: generated credentials (kept in %s)\n  PARLEY_APP_ID=%s\n  PARLEY_APP_KEY=%s\n  PARLEY_APP_SECRET=%s\n",
 				cfg.CredentialsFile(), a.ID, a.Key, a.Secret)
+		case a.Generated && cfg.LogFormat == "json":
+			log.Info("no app configured: using saved credentials", "file", cfg.CredentialsFile(), "app_id", a.ID, "key", a.Key)
 		case a.Generated:
 			// The secret was printed when it was generated; it is in the file.
 			fmt.Fprintf(stdout, "No app configured: using saved credentials from %s (app id %s, key %s)\n",

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,5 +70,41 @@ func TestCreateDatabaseHintQuotes(t *testing.T) {
 	}
 	if got := createDatabaseHint(fmt.Errorf("open: %w", &pq.Error{Code: "28P01"}), "postgres://h/db"); got != "" {
 		t.Errorf("a wrong password got the hint %q", got)
+	}
+}
+
+// With --log-format json the credentials banner is a JSON log line: the
+// secret when it was generated, only the id and key on a restart; nothing
+// but JSON is written.
+func TestCredentialsBannerInJSONLog(t *testing.T) {
+	dataDir := t.TempDir()
+	env := map[string]string{"PARLEY_LOG_FORMAT": "json"}
+	first := serveInProcess(t, env, "--chat=false", "--data-dir", dataDir)
+	var saved struct{ ID, Key, Secret string }
+	b, err := os.ReadFile(filepath.Join(dataDir, "credentials.json"))
+	if err != nil || json.Unmarshal(b, &saved) != nil {
+		t.Fatalf("credentials.json: %v %s", err, b)
+	}
+	want := map[string]string{"msg": "no app configured: generated credentials", "app_id": saved.ID, "key": saved.Key, "secret": saved.Secret,
+		"file": filepath.Join(dataDir, "credentials.json")}
+	if findLine(logLines(first.out.String()), want) == nil {
+		t.Fatalf("no %v line in:\n%s", want, first.out.String())
+	}
+	first.cancel()
+	<-first.exited
+	first.exited <- 0 // for its cleanup
+
+	second := serveInProcess(t, nil, "--log-format", "json", "--chat=false", "--data-dir", dataDir)
+	out := second.out.String()
+	line := findLine(logLines(out), map[string]string{"msg": "no app configured: using saved credentials", "app_id": saved.ID, "key": saved.Key})
+	if line == nil || strings.Contains(out, saved.Secret) {
+		t.Fatalf("restart line %v, output:\n%s", line, out)
+	}
+	for _, out := range []string{first.out.String(), out} {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, "{") {
+				t.Errorf("not a JSON line: %q", l)
+			}
+		}
 	}
 }
