@@ -130,12 +130,7 @@ func TestCredentialsFromTheServersDataDir(t *testing.T) {
 	app := served.Apps[0]
 	parse := func(args ...string) (*commonConfig, error) {
 		t.Helper()
-		sc := lookup("fanout")
-		fs, cfg := newFlagSet(sc)
-		sc.define(fs, cfg)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
-		}
+		cfg := parseFanout(t, args...)
 		return cfg, cfg.applyEnv()
 	}
 	cfg, err := parse("--data-dir", dir)
@@ -217,17 +212,20 @@ func TestCheckLoopback(t *testing.T) {
 	}
 }
 
-func TestPortAndServerPIDLists(t *testing.T) {
-	parse := func(args ...string) *commonConfig {
-		t.Helper()
-		sc := lookup("fanout")
-		fs, cfg := newFlagSet(sc)
-		sc.define(fs, cfg)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+// parseFanout parses fanout's flags, without the environment.
+func parseFanout(t *testing.T, args ...string) *commonConfig {
+	t.Helper()
+	sc := lookup("fanout")
+	fs, cfg := newFlagSet(sc)
+	sc.define(fs, cfg)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
 	}
+	return cfg
+}
+
+func TestPortAndServerPIDLists(t *testing.T) {
+	parse := func(args ...string) *commonConfig { return parseFanout(t, args...) }
 	if cfg := parse(); !slices.Equal(cfg.Ports.v, []int{8080}) || len(cfg.ServerPIDs.v) != 0 {
 		t.Errorf("defaults: ports %v, pids %v", cfg.Ports.v, cfg.ServerPIDs.v)
 	}
