@@ -14,6 +14,7 @@ import (
 
 	"github.com/lib/pq"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/httpapi/chat"
 	"github.com/parley-chat/parley/persistence/storetest"
 )
 
@@ -106,5 +107,25 @@ func TestCredentialsBannerInJSONLog(t *testing.T) {
 				t.Errorf("not a JSON line: %q", l)
 			}
 		}
+	}
+}
+
+// The settings table's defaults for what the chat also defaults itself
+// are the chat's own, so that neither documents the other wrongly.
+func TestLoginDefaultsMatchTheChat(t *testing.T) {
+	want := map[string]int{
+		"PARLEY_LOGIN_ATTEMPTS_PER_MINUTE":    chat.DefaultLoginAttemptsPerMinute,
+		"PARLEY_LOGIN_IP_ATTEMPTS_PER_MINUTE": chat.DefaultLoginIPAttemptsPerMinute,
+	}
+	for _, s := range config.Settings() {
+		if n, ok := want[s.Env[0]]; ok {
+			if s.Default != strconv.Itoa(n) {
+				t.Errorf("%s: the table says %s, the chat %d", s.Env[0], s.Default, n)
+			}
+			delete(want, s.Env[0])
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("not in the settings table: %v", want)
 	}
 }
