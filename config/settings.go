@@ -47,6 +47,17 @@ type Setting struct {
 // documentation list it.
 func Settings() []Setting { return table(&pending{Config: &Config{}}) }
 
+// DefaultOf is the default, as shown, of the setting whose primary
+// environment variable is env; empty for no such setting.
+func DefaultOf(env string) string {
+	for _, s := range Settings() {
+		if s.Env[0] == env {
+			return s.DefaultText()
+		}
+	}
+	return ""
+}
+
 // pending is what Load fills in: the configuration, and the settings that
 // join it only once every source has been read.
 type pending struct {

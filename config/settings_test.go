@@ -82,6 +82,9 @@ func TestDefaultsComeFromTheTable(t *testing.T) {
 		cfg.MaxPendingBytes != 4<<20 || cfg.EventNamespace != `App\Events` || cfg.LoginAttemptsPerMinute != 5 || cfg.UnreadWindow.String() != "50ms" {
 		t.Fatalf("%+v", cfg)
 	}
+	if DefaultOf("PARLEY_MIN_PASSWORD_LENGTH") != "8" || DefaultOf("PARLEY_APP_SECRET") == "" || DefaultOf("NO_SUCH_SETTING") != "" {
+		t.Fatal("DefaultOf")
+	}
 }
 
 // A bad value is reported with the name the user typed, an alias included,
