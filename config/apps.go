@@ -95,16 +95,11 @@ func (c *Config) EnsureApp() error {
 		return nil
 	}
 	path := c.CredentialsFile()
-	var saved savedCredentials
+	saved, fields, err := readCredentials(path)
 	fresh := false
-	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(b, &saved); err != nil || saved.ID == "" || saved.Key == "" || saved.Secret == "" || json.Unmarshal(b, &fields) != nil {
-			return fmt.Errorf("%s is damaged; delete it to generate new credentials", path)
-		}
-		if len(fields) != 3 {
+		if fields != 3 {
 			// Written by an older Parley with every app option, at values
 			// (enable_client_events: false, ...) the server never used:
 			// keep only the credentials, so that the file says nothing
@@ -123,7 +118,7 @@ func (c *Config) EnsureApp() error {
 		}
 		fresh = true
 	default:
-		return fmt.Errorf("read %s: %w", path, err)
+		return err
 	}
 	a := App{ID: saved.ID, Key: saved.Key, Secret: saved.Secret}
 	a.ClientEvents, a.UserAuthentication, a.Generated, a.GeneratedNow = true, true, true, fresh
@@ -131,6 +126,31 @@ func (c *Config) EnsureApp() error {
 	applyAppDefaults(&a)
 	c.Apps = []App{a}
 	return nil
+}
+
+// SavedCredentials reads the credentials `parley serve` generated and kept
+// in dataDir, for a client of that server (parley bench). Without them the
+// error is fs.ErrNotExist.
+func SavedCredentials(dataDir string) (id, key, secret string, err error) {
+	c := Config{DataDir: dataDir}
+	saved, _, err := readCredentials(c.CredentialsFile())
+	return saved.ID, saved.Key, saved.Secret, err
+}
+
+// readCredentials reads the credentials file and counts its fields.
+func readCredentials(path string) (saved savedCredentials, fields int, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return saved, 0, err
+		}
+		return saved, 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &saved); err != nil || saved.ID == "" || saved.Key == "" || saved.Secret == "" || json.Unmarshal(b, &all) != nil {
+		return saved, 0, fmt.Errorf("%s is damaged; delete it to generate new credentials", path)
+	}
+	return saved, len(all), nil
 }
 
 func writeCredentials(path string, saved savedCredentials) error {

@@ -1,50 +1,133 @@
 package config
 
 import (
-	"flag"
 	"fmt"
+	"io"
+	"strings"
 )
 
-// envOnly are the settings with no flag, listed by `parley serve --help`.
-var envOnly = [][2]string{
-	{"PARLEY_APP_MAX_CONNECTIONS", "the single app's concurrent sockets, cluster-wide; 0 = unlimited"},
-	{"PARLEY_MAX_CHANNELS_PER_CONNECTION", "channels one socket may be in (default 1000)"},
-	{"PARLEY_MAX_PRESENCE_MEMBERS", "distinct users of one presence channel (default 100, Pusher's limit)"},
-	{"PARLEY_PONG_TIMEOUT", "pong wait after the server's ping, then close 4201 (default 30s)"},
-	{"PARLEY_MAX_PENDING_BYTES", "outbound bytes queued per socket before it is dropped with 4101 (default 4194304)"},
-	{"PARLEY_SOCKET_SEND_BUFFER", "kernel send buffer per socket; negative = kernel autotuning (default 131072)"},
-	{"PARLEY_MAX_PUBLISH_BACKLOG", "publishes waiting for fan-out before the HTTP API answers 503 (default 100000)"},
-	{"PARLEY_HTTP_READ_TIMEOUT", "time for an HTTP request body to arrive (default 10s)"},
-	{"PARLEY_MAX_BODY_BYTES", "largest HTTP request body (default 1048576)"},
-	{"PARLEY_EVENT_NAMESPACE", `chat event name prefix; empty = bare names (default App\Events)`},
-	{"PARLEY_MAX_MESSAGE_LENGTH", "longest chat message in characters (default 5000)"},
-	{"PARLEY_AUTH_RATE_LIMIT", "channel authorizations (/api/broadcasting/auth) per minute per token, apart from the API limit; 0 = unlimited (default 600)"},
-	{"PARLEY_MIN_PASSWORD_LENGTH", "shortest password the admin API and CLI accept (default 8)"},
-	{"PARLEY_WEBHOOK_URL", "the single app's webhook URL (several apps: \"webhooks\" in the apps file)"},
-	{"PARLEY_WEBHOOK_EVENTS", "its event types, comma-separated (default channel_occupied,channel_vacated,member_added,member_removed)"},
-	{"PARLEY_WEBHOOK_VACATE_DELAY", "wait before channel_vacated/member_removed webhooks (default 3s)"},
-	{"PARLEY_LOGIN_ATTEMPTS_PER_MINUTE", "failed chat logins per email and address before 429 (default 5)"},
-	{"PARLEY_LOGIN_IP_ATTEMPTS_PER_MINUTE", "failed chat logins per address before 429 (default 20)"},
-	{"PARLEY_PASSWORD_HASH_CONCURRENCY", "bcrypt checks at once (default max(1, cores/2))"},
-	{"PARLEY_TRUSTED_PROXIES", "reverse proxies (addresses, CIDRs) whose X-Forwarded-For names the client"},
-	{"PARLEY_UNREAD_WINDOW", "UnreadCountUpdated coalescing window (default 50ms)"},
-	{"PARLEY_UNREAD_RECONCILE", "unread counters reload from the database this often (default 30s)"},
-	{"PARLEY_LOG_LEVEL", "debug, info, warn or error (default info; debug with --debug)"},
-	{"PARLEY_METRICS", "false turns /metrics off (default true)"},
-	{"PARLEY_METRICS_TOKEN", "bearer token /metrics requires (default none)"},
-	{"PARLEY_PPROF_ADDR", "serve Go's pprof on this host:port (keep it on loopback; default off)"},
-	{"GOGC", "Go's GC target (Parley sets 50 unless GOGC is set)"},
+// SettingsDocument is the document, relative to the repository's root,
+// whose settings table MarkdownTable renders; the table sits between
+// SettingsBegin and SettingsEnd.
+const (
+	SettingsDocument = "README.md"
+	SettingsBegin    = "<!-- settings:begin -->"
+	SettingsEnd      = "<!-- settings:end -->"
+)
+
+const usageHead = `Usage: parley serve [flags]
+
+Every setting below is a flag, an environment variable or both. Flags
+override environment variables, which override the defaults. Where a
+setting has several environment variables the first one set is read
+(REVERB_* let a Laravel Reverb .env work unchanged).
+`
+
+// usageWidth is where --help wraps a setting's description;
+// usageColumn is where a flag's environment variables start.
+const (
+	usageWidth  = 80
+	usageColumn = 30
+)
+
+// printUsage is `parley serve --help`: every setting, by group, with its
+// flag, environment variables and default.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	group := ""
+	for _, s := range Settings() {
+		if s.Group != group {
+			group = s.Group
+			fmt.Fprintf(w, "\n%s:\n", group)
+		}
+		name, envs := s.Env[0], strings.Join(s.Env, ", ")
+		if s.Flag != "" {
+			name = "--" + s.Flag
+			if a := s.arg(); a != "" {
+				name += " " + a
+			}
+		} else {
+			envs = strings.Join(s.Env[1:], ", ")
+		}
+		if envs != "" {
+			name += strings.Repeat(" ", max(2, usageColumn-len(name))) + envs
+		}
+		fmt.Fprintf(w, "  %s\n", name)
+		for _, line := range wrap(plain(s.Help+" (default "+s.DefaultText()+")"), usageWidth-6) {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
+	}
 }
 
-// printUsage is `parley serve --help`: the flags, then the settings that
-// only the environment sets.
-func printUsage(fs *flag.FlagSet) {
-	w := fs.Output()
-	fmt.Fprintln(w, "Usage: parley serve [flags]\n\nFlags override environment variables, which override defaults.\n\nFlags:")
-	fs.PrintDefaults()
-	fmt.Fprintln(w, "\nEnvironment only:")
-	for _, e := range envOnly {
-		fmt.Fprintf(w, "  %s\n    \t%s\n", e[0], e[1])
+// arg names the flag's value: its own Arg, else its kind's.
+func (s *Setting) arg() string {
+	if s.Arg != "" || s.value == nil || s.value.isBool() {
+		return s.Arg
 	}
-	fmt.Fprintln(w, "\nREVERB_APP_ID, REVERB_APP_KEY, REVERB_APP_SECRET, REVERB_SERVER_HOST and REVERB_SERVER_PORT\nare read when the PARLEY_ equivalents are unset.")
+	return s.value.arg()
 }
+
+// DefaultText is the default as --help and the documentation show it;
+// never a secret's value.
+func (s *Setting) DefaultText() string {
+	switch {
+	case s.Shown != "":
+		return s.Shown
+	case s.Default == "" || s.Secret:
+		return "none"
+	}
+	return s.Default
+}
+
+// plain drops the Markdown code marks.
+func plain(s string) string { return strings.ReplaceAll(s, "`", "") }
+
+// wrap breaks text into lines of at most width characters, at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return append(lines, line)
+}
+
+// MarkdownTable is the documentation's settings table, one row a setting.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| setting | flag | environment | default |\n|---|---|---|---|\n")
+	group := ""
+	for _, s := range Settings() {
+		if s.Group != group {
+			group = s.Group
+			fmt.Fprintf(&b, "| **%s** | | | |\n", group)
+		}
+		flagCell := "–"
+		if s.Flag != "" {
+			flagCell = "`--" + s.Flag + "`"
+		}
+		envCell := "`" + s.Env[0] + "`"
+		if len(s.Env) > 1 {
+			envCell += " (or `" + strings.Join(s.Env[1:], "`, `") + "`)"
+		}
+		def := "`" + s.Default + "`"
+		switch {
+		case s.Shown != "":
+			def = s.Shown
+		case s.Default == "" || s.Secret:
+			def = "–"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", cell(s.Help), flagCell, envCell, cell(def))
+	}
+	return b.String()
+}
+
+// cell escapes what would end a Markdown table cell.
+func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

@@ -19,7 +19,7 @@ import (
 	"github.com/parley-chat/parley/persistence"
 )
 
-const adminUsage = `Admin commands print one JSON object on stdout; errors go to stderr, and
+var adminUsage = `Admin commands print one JSON object on stdout; errors go to stderr, and
 every command says on stderr which database it uses.
 
   parley users create --name N --email E [--external-id X] PASSWORD | --no-password
@@ -42,7 +42,7 @@ every command says on stderr which database it uses.
 PASSWORD is --password-stdin (one line is read from stdin) or the
 environment variable PARLEY_ADMIN_PASSWORD; --password P works too but is
 visible in ps and in shell history. Passwords have at least
-PARLEY_MIN_PASSWORD_LENGTH characters (default 8) and at most 72 bytes.
+PARLEY_MIN_PASSWORD_LENGTH characters (default ` + config.DefaultOf("PARLEY_MIN_PASSWORD_LENGTH") + `) and at most 72 bytes.
 
 Every command also takes --data-dir DIR (PARLEY_DATA_DIR) and
 --database-url URL (DATABASE_URL); a database URL selects PostgreSQL.
@@ -71,7 +71,7 @@ func newAdminFlags(name string, stderr io.Writer) (*flag.FlagSet, *dbFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := &dbFlags{}
-	fs.StringVar(&db.dataDir, "data-dir", "", "directory of the embedded database (PARLEY_DATA_DIR, default ./data)")
+	fs.StringVar(&db.dataDir, "data-dir", "", "directory of the embedded database (PARLEY_DATA_DIR, default "+config.DefaultDataDir+")")
 	fs.StringVar(&db.databaseURL, "database-url", "", "PostgreSQL URL; empty uses the embedded database (DATABASE_URL)")
 	return fs, db
 }
@@ -268,7 +268,7 @@ func (p *passwordFlags) read(fs *flag.FlagSet, aio adminIO, minLen int) (pw stri
 			return "", false, errors.New("--password-stdin: stdin has no password line")
 		}
 	default:
-		v, ok := os.LookupEnv("PARLEY_ADMIN_PASSWORD")
+		v, ok := os.LookupEnv(config.EnvAdminPassword)
 		if !ok || v == "" {
 			return "", false, nil
 		}

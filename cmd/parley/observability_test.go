@@ -37,15 +37,7 @@ type inProcess struct {
 // blanked first; env adds settings for this run.
 func serveInProcess(t *testing.T, env map[string]string, args ...string) *inProcess {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "PARLEY_") || strings.HasPrefix(k, "REVERB_") || k == "DATABASE_URL" {
-			t.Setenv(k, "")
-		}
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	setServeEnv(t, env)
 	port := freePort(t)
 	n := &procNode{t: t, name: "in-process", httpPort: port, url: "http://127.0.0.1:" + strconv.Itoa(port)}
 	p := &inProcess{procNode: n, out: &syncBuffer{}, exited: make(chan int, 1)}
@@ -80,6 +72,21 @@ func serveInProcess(t *testing.T, env map[string]string, args ...string) *inProc
 			t.Fatalf("serve not up: %v\n%s", err, p.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// setServeEnv blanks the developer's own PARLEY_*/REVERB_*/DATABASE_URL
+// settings for this test, then sets env.
+func setServeEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "PARLEY_") || strings.HasPrefix(k, "REVERB_") || k == "DATABASE_URL" {
+			t.Setenv(k, "")
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
 	}
 }
 

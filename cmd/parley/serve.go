@@ -10,12 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
+	"regexp"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/lib/pq"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
@@ -25,122 +29,181 @@ import (
 	"github.com/parley-chat/parley/persistence"
 )
 
+// serve is `parley serve`: build the server, join the cluster, listen,
+// and on SIGINT or SIGTERM shut down in order.
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s, code := build(ctx, args, stdout, stderr)
+	if s == nil {
+		return code
+	}
+	defer s.close()
+	if err := s.join(); err != nil {
+		return s.fail(err)
+	}
+	if err := s.listen(ctx); err != nil {
+		return s.fail(err)
+	}
+	return s.run(ctx)
+}
+
+// server is one run of `parley serve`, step by step: build makes it, join
+// connects it to the cluster, listen opens its ports, run serves until
+// the context ends and shutdown stops it in order.
+type server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	stderr io.Writer
+	node   *actors.Node
+	api    *httpapi.Server
+	met    *metrics.Metrics // nil with PARLEY_METRICS=false
+	chat   *chat.Service    // nil with the chat backend off
+	ln     net.Listener
+	srv    *http.Server
+	// closers run last to first when serve returns, after the core stopped.
+	closers []func()
+}
+
+// build reads the configuration and makes the logger, the node, the HTTP
+// API and the chat service. It returns nil and the exit code when serve
+// ends here.
+func build(ctx context.Context, args []string, stdout, stderr io.Writer) (*server, int) {
 	cfg, err := config.Load(args, os.LookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return 0
+		return nil, 0
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "parley:", err)
-		return 2
+		return nil, 2
 	}
 	log := newLogger(stderr, cfg.Observability)
 	if os.Getenv("GOGC") == "" {
 		// The delivery path does not allocate, so collecting more often is
 		// cheap, and it keeps the garbage of connection handshakes from
 		// inflating memory per socket (measured: 6.8 → 5.6 KB RSS each).
-		debug.SetGCPercent(50)
+		debug.SetGCPercent(config.DefaultGCPercent)
 	}
 	if err := cfg.EnsureApp(); err != nil {
 		fmt.Fprintln(stderr, "parley:", err)
-		return 1
+		return nil, 1
 	}
+	announceCredentials(cfg, log, stdout)
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = connectionsFromFileLimit(log)
+	}
+	s := &server{cfg: cfg, log: log, stderr: stderr}
+	s.node = actors.NewNode(cfg, log)
+	s.api = httpapi.New(cfg, s.node, log)
+	if cfg.Metrics {
+		s.met = metrics.New(buildVersion())
+		s.node.SetMetrics(s.met)
+		s.api.SetMetrics(s.met, cfg.MetricsAddr == "", cfg.MetricsToken)
+	}
+	if !cfg.Chat {
+		log.Info("chat backend off: Pusher server only, no database")
+		return s, 0
+	}
+	if err := s.mountChat(ctx); err != nil {
+		s.fail(err)
+		s.close()
+		return nil, 1
+	}
+	return s, 0
+}
+
+// mountChat opens the database and mounts the chat backend on the API.
+func (s *server) mountChat(ctx context.Context) error {
+	cfg := s.cfg
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func() { st.Close() })
+	s.log.Info("database ready", "dialect", st.Dialect(), "database", describeDatabase(cfg))
+	s.chat = chat.Mount(s.api.Engine(), chat.Deps{Config: cfg, Store: s.met.Store(st, cfg.Apps[0].ID), Node: s.node, App: &cfg.Apps[0], Log: s.log,
+		Login: chat.LoginOptions{
+			AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
+			IPAttemptsPerMinute: cfg.LoginIPAttemptsPerMinute,
+			HashConcurrency:     cfg.PasswordHashConcurrency,
+			TrustedProxies:      cfg.TrustedProxies,
+		},
+		Unread: unread.Options{Window: cfg.UnreadWindow, ReconcileEvery: cfg.UnreadReconcile, Log: s.log},
+		Signed: s.api.Signed(),
+	})
+	s.api.AddReadinessCheck("database", s.chat.Ping)
+	return nil
+}
+
+// announceCredentials says which generated credentials the app uses: on
+// stdout, or as a log line with --log-format json so that the output stays
+// JSON. The secret is shown only when it was generated now.
+func announceCredentials(cfg *config.Config, log *slog.Logger, stdout io.Writer) {
 	for _, a := range cfg.Apps {
 		switch {
+		case a.GeneratedNow && cfg.LogFormat == "json":
+			log.Info("no app configured: generated credentials", "file", cfg.CredentialsFile(), "app_id", a.ID, "key", a.Key, "secret", a.Secret)
 		case a.GeneratedNow:
 			fmt.Fprintf(stdout, "No app configured: generated credentials (kept in %s)\n  PARLEY_APP_ID=%s\n  PARLEY_APP_KEY=%s\n  PARLEY_APP_SECRET=%s\n",
 				cfg.CredentialsFile(), a.ID, a.Key, a.Secret)
+		case a.Generated && cfg.LogFormat == "json":
+			log.Info("no app configured: using saved credentials", "file", cfg.CredentialsFile(), "app_id", a.ID, "key", a.Key)
 		case a.Generated:
 			// The secret was printed when it was generated; it is in the file.
 			fmt.Fprintf(stdout, "No app configured: using saved credentials from %s (app id %s, key %s)\n",
 				cfg.CredentialsFile(), a.ID, a.Key)
 		}
 	}
+}
 
-	if cfg.MaxConnections == 0 {
-		cfg.MaxConnections = connectionsFromFileLimit(log)
+// join connects the node to its cluster, when it is one of a cluster.
+func (s *server) join() error {
+	cfg := s.cfg
+	if !cfg.Clustered() {
+		return nil
 	}
-	node := actors.NewNode(cfg, log)
-	api := httpapi.New(cfg, node, log)
-	var met *metrics.Metrics
-	if cfg.Metrics {
-		met = metrics.New(buildVersion())
-		node.SetMetrics(met)
-		api.SetMetrics(met, cfg.MetricsAddr == "", cfg.MetricsToken)
+	opts := actors.ClusterOptions{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
+	if s.chat != nil {
+		opts.Kinds = append(opts.Kinds, s.chat.UnreadKind())
 	}
-	stopCore := func() { node.Stop() }
-	var chatSvc *chat.Service
-	if cfg.Chat {
-		st, err := openStore(ctx, cfg)
-		if err != nil {
-			fmt.Fprintln(stderr, "parley:", err)
-			node.Stop()
-			return 1
-		}
-		defer st.Close()
-		log.Info("database ready", "dialect", st.Dialect(), "database", describeDatabase(cfg))
-		chatSvc = chat.Mount(api.Engine(), chat.Deps{Config: cfg, Store: met.Store(st, cfg.Apps[0].ID), Node: node, App: &cfg.Apps[0], Log: log,
-			Login: chat.LoginOptions{
-				AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
-				IPAttemptsPerMinute: cfg.LoginIPAttemptsPerMinute,
-				HashConcurrency:     cfg.PasswordHashConcurrency,
-				TrustedProxies:      cfg.TrustedProxies,
-			},
-			Unread: unread.Options{Window: cfg.UnreadWindow, ReconcileEvery: cfg.UnreadReconcile, Log: log},
-			Signed: api.Signed(),
-		})
-		api.AddReadinessCheck("database", chatSvc.Ping)
-		stopCore = func() {
-			chatSvc.Stop()
-			node.Stop()
-		}
-	} else {
-		log.Info("chat backend off: Pusher server only, no database")
+	cl, err := s.node.JoinCluster(opts)
+	if err != nil {
+		return err
 	}
-	if cfg.Clustered() {
-		opts := actors.ClusterOptions{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
-		if chatSvc != nil {
-			opts.Kinds = append(opts.Kinds, chatSvc.UnreadKind())
-		}
-		cl, err := node.JoinCluster(opts)
-		if err != nil {
-			fmt.Fprintln(stderr, "parley:", err)
-			stopCore()
-			return 1
-		}
-		if chatSvc != nil {
-			chatSvc.UseCluster(cl)
-		}
+	if s.chat != nil {
+		s.chat.UseCluster(cl)
 	}
+	return nil
+}
+
+// listen opens the main port (with TLS when configured), the metrics
+// listener and pprof, and makes the HTTP server.
+func (s *server) listen(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
 	// No TCP keep-alive probes: the Pusher protocol's own ping/pong finds dead
 	// peers, and skipping the setsockopt calls makes each connect cheaper.
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr())
 	if err != nil {
-		fmt.Fprintf(stderr, "parley: cannot listen on %s: %v\n", cfg.ListenAddr(), err)
-		stopCore()
-		return 1
+		return listenError(cfg.ListenAddr(), "--port or PARLEY_PORT", err)
 	}
 	scheme := "http"
 	var certs *certReloader // nil without TLS: SIGHUP then only logs
 	if cfg.TLS() {
 		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey); err != nil {
-			fmt.Fprintln(stderr, "parley:", err)
 			ln.Close()
-			stopCore()
-			return 1
+			return err
 		}
 		ln = tlsListener(ln, certs)
 		scheme = "https"
 	}
-	defer onSIGHUP(certs, log)()
+	s.closers = append(s.closers, onSIGHUP(certs, log))
 	const readHeaderTimeout = 10 * time.Second
 	if !cfg.TLS() {
 		// WebSocket connects are answered before net/http (see httpapi.Front).
-		ln = api.Front(ln, readHeaderTimeout)
+		ln = s.api.Front(ln, readHeaderTimeout)
 	}
-	srv := &http.Server{
-		Handler:           api.Handler(),
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       120 * time.Second,
@@ -150,37 +213,67 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("app", "id", a.ID, "key", a.Key, "client_events", a.ClientEvents, "user_authentication", a.UserAuthentication)
 	}
 	log.Info("parley listening", "addr", ln.Addr().String(), "scheme", scheme, "version", buildVersion(), "debug", cfg.Debug)
-	if met != nil && cfg.MetricsAddr != "" {
-		stopMetrics, bound, err := met.Serve(ctx, cfg.MetricsAddr, cfg.MetricsToken)
-		if err != nil {
-			fmt.Fprintf(stderr, "parley: cannot listen on --metrics-addr %s: %v\n", cfg.MetricsAddr, err)
-			stopCore()
-			return 1
-		}
-		defer stopMetrics()
-		log.Info("metrics listening", "addr", bound, "token", cfg.MetricsToken != "")
-	} else if met != nil {
-		log.Info("metrics at /metrics on the main port", "token", cfg.MetricsToken != "")
+	if err := s.listenMetrics(ctx); err != nil {
+		ln.Close()
+		return err
 	}
-	if addr := os.Getenv("PARLEY_PPROF_ADDR"); addr != "" {
+	if addr := cfg.PprofAddr; addr != "" {
 		// Profiling for operators, on its own listener (keep it on loopback).
 		go func() { log.Warn("pprof stopped", slog.Any("error", http.ListenAndServe(addr, pprofMux()))) }()
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	return nil
+}
 
+// listenMetrics serves /metrics on its own address when one is set.
+func (s *server) listenMetrics(ctx context.Context) error {
+	cfg := s.cfg
+	switch {
+	case s.met == nil:
+	case cfg.MetricsAddr != "":
+		stop, bound, err := s.met.Serve(ctx, cfg.MetricsAddr, cfg.MetricsToken)
+		if err != nil {
+			return listenError("--metrics-addr "+cfg.MetricsAddr, "--metrics-addr or PARLEY_METRICS_ADDR", err)
+		}
+		s.closers = append(s.closers, stop)
+		s.log.Info("metrics listening", "addr", bound, "token", cfg.MetricsToken != "")
+	default:
+		s.log.Info("metrics at /metrics on the main port", "token", cfg.MetricsToken != "")
+	}
+	return nil
+}
+
+// listenError is a listener that could not open, in one line; an address
+// in use says which setting picks another.
+func listenError(what, setting string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("cannot listen on %s: the address is already in use (another process has it); choose another with %s", what, setting)
+	}
+	return fmt.Errorf("cannot listen on %s: %v", what, err)
+}
+
+// run serves until the context ends (SIGINT, SIGTERM), then shuts down.
+func (s *server) run(ctx context.Context) int {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.srv.Serve(s.ln) }()
 	select {
 	case err := <-serveErr:
-		log.Error("server stopped", slog.Any("error", err))
-		stopCore()
+		s.log.Error("server stopped", slog.Any("error", err))
+		s.stopCore()
 		return 1
 	case <-ctx.Done():
 	}
+	s.shutdown()
+	return 0
+}
 
+// shutdown stops in order: leave the cluster, stop accepting and drain the
+// sockets by the deadline, send the webhooks held back, stop the core.
+func (s *server) shutdown() {
+	cfg, log := s.cfg, s.log
 	log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
 	// Leave the cluster first: the other nodes drop this node's presence at
 	// once instead of when the membership provider notices.
-	node.LeaveCluster()
+	s.node.LeaveCluster()
 	deadline := time.Now().Add(cfg.ShutdownTimeout)
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -188,13 +281,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := srv.Shutdown(sctx); err != nil {
+		if err := s.srv.Shutdown(sctx); err != nil {
 			log.Warn("http shutdown", slog.Any("error", err))
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		if err := node.Drain(sctx); err != nil {
+		if err := s.node.Drain(sctx); err != nil {
 			log.Warn("sockets still open at the deadline", slog.Any("error", err))
 		}
 	}()
@@ -202,11 +295,33 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Webhooks still held back (the vacate delay) go now; what is queued
 	// gets until the deadline, and at least a second, to be sent.
 	wctx, wcancel := context.WithTimeout(context.Background(), max(time.Until(deadline), time.Second))
-	node.CloseWebhooks(wctx)
+	s.node.CloseWebhooks(wctx)
 	wcancel()
-	stopCore()
+	s.stopCore()
 	log.Info("stopped")
-	return 0
+}
+
+// stopCore stops the chat service, then the node.
+func (s *server) stopCore() {
+	if s.chat != nil {
+		s.chat.Stop()
+	}
+	s.node.Stop()
+}
+
+// fail reports a start-up error, stops the core and gives the exit code.
+func (s *server) fail(err error) int {
+	fmt.Fprintln(s.stderr, "parley:", err)
+	s.stopCore()
+	return 1
+}
+
+// close runs the closers, last to first: the metrics listener, the SIGHUP
+// handler, the database.
+func (s *server) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
 }
 
 // openStore opens the configured database and applies pending migrations.
@@ -216,7 +331,7 @@ func openStore(ctx context.Context, cfg *config.Config) (persistence.Store, erro
 	st, err := persistence.Open(octx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		if cfg.DatabaseURL != "" {
-			return nil, fmt.Errorf("cannot open the PostgreSQL database in DATABASE_URL: %w", err)
+			return nil, fmt.Errorf("cannot open the PostgreSQL database in DATABASE_URL: %w%s", err, createDatabaseHint(err, cfg.DatabaseURL))
 		}
 		return nil, fmt.Errorf("cannot open the embedded database in %s: %w", cfg.DataDir, err)
 	}
@@ -226,6 +341,35 @@ func openStore(ctx context.Context, cfg *config.Config) (persistence.Store, erro
 	}
 	return st, nil
 }
+
+// createDatabaseHint says how to create the database when the server
+// answered that it does not exist, else nothing.
+func createDatabaseHint(err error, databaseURL string) string {
+	var pqErr *pq.Error
+	if !errors.As(err, &pqErr) || pqErr.Code != "3D000" { // invalid_catalog_name
+		return ""
+	}
+	name := ""
+	if u, perr := url.Parse(databaseURL); perr == nil {
+		name = strings.TrimPrefix(u.Path, "/")
+	}
+	if _, quoted, ok := strings.Cut(pqErr.Message, `"`); name == "" && ok {
+		name, _, _ = strings.Cut(quoted, `"`)
+	}
+	if name == "" {
+		return "; create the database first"
+	}
+	shell, sql := name, name
+	if !plainIdentifier.MatchString(name) {
+		shell = "'" + strings.ReplaceAll(name, "'", `'\''`) + "'"
+		sql = `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+	}
+	return fmt.Sprintf("; create it with: createdb %s (or in psql: CREATE DATABASE %s;)", shell, sql)
+}
+
+// plainIdentifier is a database name that needs no quotes in a shell or
+// in SQL.
+var plainIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 func pprofMux() *http.ServeMux {
 	mux := http.NewServeMux()

@@ -120,8 +120,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "parley bench %s: %v\nRun 'parley bench %s --help' for usage.\n", sc.name, err, sc.name)
 		return exitUsage
 	}
-	cfg.applyEnv()
-	if probs := validate(fs, cfg, cmd); len(probs) > 0 {
+	var probs []string
+	if err := cfg.applyEnv(); err != nil {
+		probs = append(probs, err.Error())
+	}
+	if probs = append(probs, validate(fs, cfg, cmd)...); len(probs) > 0 {
 		for _, p := range probs {
 			fmt.Fprintf(stderr, "parley bench %s: %s\n", sc.name, p)
 		}
@@ -234,8 +237,9 @@ Scenarios:
 	fmt.Fprintf(w, "  %-12s %s\n", "seed-data", "fill an empty chat database with a large history (users, matters, messages, read state)")
 	fmt.Fprint(w, `
 Every scenario takes --host (127.0.0.1), --port (8080), --app-id, --key and
---secret (from $PARLEY_APP_ID/_KEY/_SECRET, else $REVERB_APP_ID/_KEY/_SECRET),
---json FILE, --server-pid PID and --allow-remote (targets other than loopback
+--secret (from $PARLEY_APP_ID/_KEY/_SECRET, else $REVERB_APP_ID/_KEY/_SECRET,
+else the credentials parley serve generated in --data-dir, as serve reads
+them), --data-dir (the server's: $PARLEY_DATA_DIR, else ./data), --json FILE, --server-pid PID and --allow-remote (targets other than loopback
 are refused without it). fanout takes several ports (--port 8080,8081), one
 per node, and --server-pid takes several pids, whose figures are summed.
 

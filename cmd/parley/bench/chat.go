@@ -76,7 +76,6 @@ type chatCmd struct {
 	MatterIDs string        // with --users-file: comma-separated matter ids
 	LoginPath string        // with --users-file, for users without a token
 	ParleyBin string        // default os.Executable()
-	DataDir   string        // passed to the admin commands as --data-dir
 	DBURL     string        // passed to the admin commands as --database-url
 	ReadRate  float64       // read cycles per second (list ×3, read, unread); 0 = none
 	Readers   int           // concurrent read cycles; default 8
@@ -96,7 +95,6 @@ func (k *chatCmd) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.MatterIDs, "matter-ids", "", "with --users-file: comma-separated ids of matters all those users belong to")
 	fs.StringVar(&k.LoginPath, "login-path", "/api/auth/login", "with --users-file: login route for users without a token")
 	fs.StringVar(&k.ParleyBin, "parley-bin", "", "parley binary for the admin commands (default: this executable)")
-	fs.StringVar(&k.DataDir, "data-dir", "", "the server's --data-dir, passed to the admin commands")
 	fs.StringVar(&k.DBURL, "database-url", "", "the server's PostgreSQL URL, passed to the admin commands (default $DATABASE_URL, which they inherit)")
 	fs.Float64Var(&k.ReadRate, "read-rate", 5, "read cycles per second, each 5 requests: list page 1, after_id, before_id, mark the matter read, unread count (0 = none)")
 	fs.IntVar(&k.Readers, "readers", 8, "concurrent read cycles")
@@ -257,7 +255,7 @@ func (k *chatCmd) setup(ctx context.Context, api *chatAPI, tag string) (*chatWor
 		}
 		bin = exe
 	}
-	a := admin{bin: bin, dataDir: k.DataDir, databaseURL: k.DBURL}
+	a := admin{bin: bin, dataDir: k.common.DataDir, databaseURL: k.DBURL}
 	ttl := max(time.Hour, k.budget())
 	var users []chatUser
 	var matters []chatMatter

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-chat/parley/config"
 )
 
 // Hard caps. They keep a mistyped flag from turning the bench into
@@ -38,6 +42,10 @@ type commonConfig struct {
 	AppID  string   // default $PARLEY_APP_ID, then $REVERB_APP_ID
 	Key    string   // default $PARLEY_APP_KEY, then $REVERB_APP_KEY
 	Secret string   // default $PARLEY_APP_SECRET, then $REVERB_APP_SECRET
+	// DataDir is the server's data directory: with no credentials given,
+	// the ones `parley serve` generated and saved there are used; chat
+	// passes it to the admin commands.
+	DataDir string
 
 	AllowRemote     bool          // permit a non-loopback --host
 	JSONPath        string        // also write the report as JSON here
@@ -56,6 +64,7 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.AppID, "app-id", "", "app id (default $PARLEY_APP_ID, then $REVERB_APP_ID)")
 	fs.StringVar(&c.Key, "key", "", "app key (default $PARLEY_APP_KEY, then $REVERB_APP_KEY)")
 	fs.StringVar(&c.Secret, "secret", "", "app secret (default $PARLEY_APP_SECRET, then $REVERB_APP_SECRET)")
+	fs.StringVar(&c.DataDir, "data-dir", serverDataDir(), "the server's data directory: with no --app-id, --key or --secret (nor their variables), the credentials parley serve generated there are used; chat passes it to the admin commands (default $PARLEY_DATA_DIR, then ./data)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a --host that is not a loopback address")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the report as JSON to `FILE`")
 	fs.Var(&c.ServerPIDs, "server-pid", "server process `id`: report its RSS and CPU time from /proc (same machine only); repeat the flag or list ids (1,2) to sum several nodes")
@@ -66,8 +75,9 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 
 // applyEnv fills the credentials not given as flags from the environment:
 // Parley's variables first, then Reverb's, so an existing Reverb setup
-// works as is.
-func (c *commonConfig) applyEnv() {
+// works as is. With none given at all, it reads the credentials `parley
+// serve` generated and saved in the data directory, as serve does.
+func (c *commonConfig) applyEnv() error {
 	if c.AppID == "" {
 		c.AppID = envDefault("PARLEY_APP_ID", "REVERB_APP_ID")
 	}
@@ -77,6 +87,27 @@ func (c *commonConfig) applyEnv() {
 	if c.Secret == "" {
 		c.Secret = envDefault("PARLEY_APP_SECRET", "REVERB_APP_SECRET")
 	}
+	if c.AppID != "" || c.Key != "" || c.Secret != "" || c.DataDir == "" {
+		return nil
+	}
+	id, key, secret, err := config.SavedCredentials(c.DataDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // the checks say what is missing
+	case err != nil:
+		return fmt.Errorf("--data-dir: %v", err)
+	}
+	c.AppID, c.Key, c.Secret = id, key, secret
+	return nil
+}
+
+// serverDataDir is the data directory `parley serve` uses unless told
+// otherwise: $PARLEY_DATA_DIR, else the default.
+func serverDataDir() string {
+	if d := os.Getenv("PARLEY_DATA_DIR"); d != "" {
+		return d
+	}
+	return config.DefaultDataDir
 }
 
 // envDefault returns the first non-empty environment variable of names.
@@ -111,13 +142,13 @@ func (c *commonConfig) validate(need credentials) []string {
 		probs = append(probs, fmt.Sprintf("--port %d is given twice", p))
 	}
 	if need.appID && c.AppID == "" {
-		probs = append(probs, "--app-id is required (or set PARLEY_APP_ID / REVERB_APP_ID)")
+		probs = append(probs, "--app-id is required (or set PARLEY_APP_ID / REVERB_APP_ID, or point --data-dir at the server's generated credentials)")
 	}
 	if need.key && c.Key == "" {
-		probs = append(probs, "--key is required (or set PARLEY_APP_KEY / REVERB_APP_KEY)")
+		probs = append(probs, "--key is required (or set PARLEY_APP_KEY / REVERB_APP_KEY, or point --data-dir at the server's generated credentials)")
 	}
 	if need.secret && c.Secret == "" {
-		probs = append(probs, "--secret is required (or set PARLEY_APP_SECRET / REVERB_APP_SECRET)")
+		probs = append(probs, "--secret is required (or set PARLEY_APP_SECRET / REVERB_APP_SECRET, or point --data-dir at the server's generated credentials)")
 	}
 	for _, pid := range c.ServerPIDs.v {
 		if pid <= 0 {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/parley-chat/parley/config"
 )
 
 var creds = []string{"--app-id", "1", "--key", "k", "--secret", "s"}
@@ -74,6 +77,7 @@ func TestAllProblemsAtOnce(t *testing.T) {
 	for _, v := range []string{"PARLEY_APP_ID", "PARLEY_APP_KEY", "PARLEY_APP_SECRET", "REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET"} {
 		t.Setenv(v, "")
 	}
+	t.Setenv("PARLEY_DATA_DIR", t.TempDir()) // no saved credentials
 	code, _, stderr := runMain(t, "fanout", "--rate", "0", "--subscribers", "-1", "--payload", "-3", "--key", "", "--app-id", "", "--secret", "")
 	if code != exitUsage {
 		t.Fatalf("exit %d", code)
@@ -106,6 +110,45 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	}
 	if _, stdout, _ := runMain(t, "fanout", "--help"); strings.Contains(stdout, "top-secret") {
 		t.Error("--help printed the secret from the environment")
+	}
+}
+
+// With no credentials given, bench uses the ones parley serve generated
+// and saved in its data directory, as serve itself does; given ones win.
+func TestCredentialsFromTheServersDataDir(t *testing.T) {
+	for _, v := range []string{"PARLEY_APP_ID", "PARLEY_APP_KEY", "PARLEY_APP_SECRET", "REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET", "PARLEY_DATA_DIR"} {
+		t.Setenv(v, "")
+	}
+	dir := t.TempDir()
+	served, err := config.Load([]string{"--data-dir", dir}, func(string) (string, bool) { return "", false }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := served.EnsureApp(); err != nil {
+		t.Fatal(err)
+	}
+	app := served.Apps[0]
+	parse := func(args ...string) (*commonConfig, error) {
+		t.Helper()
+		cfg := parseFanout(t, args...)
+		return cfg, cfg.applyEnv()
+	}
+	cfg, err := parse("--data-dir", dir)
+	if err != nil || cfg.AppID != app.ID || cfg.Key != app.Key || cfg.Secret != app.Secret {
+		t.Fatalf("--data-dir: %v, %q %q", err, cfg.AppID, cfg.Key)
+	}
+	t.Setenv("PARLEY_DATA_DIR", dir)
+	if cfg, err = parse(); err != nil || cfg.Key != app.Key {
+		t.Fatalf("PARLEY_DATA_DIR: %v, key %q", err, cfg.Key)
+	}
+	if cfg, _ = parse("--key", "other"); cfg.Key != "other" || cfg.Secret != "" {
+		t.Fatalf("a given key mixed with the saved credentials: %q %q", cfg.Key, cfg.Secret)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "credentials.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runMain(t, "fanout"); code != exitUsage || !strings.Contains(stderr, "is damaged") {
+		t.Fatalf("damaged file: exit %d, %s", code, stderr)
 	}
 }
 
@@ -169,17 +212,20 @@ func TestCheckLoopback(t *testing.T) {
 	}
 }
 
-func TestPortAndServerPIDLists(t *testing.T) {
-	parse := func(args ...string) *commonConfig {
-		t.Helper()
-		sc := lookup("fanout")
-		fs, cfg := newFlagSet(sc)
-		sc.define(fs, cfg)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+// parseFanout parses fanout's flags, without the environment.
+func parseFanout(t *testing.T, args ...string) *commonConfig {
+	t.Helper()
+	sc := lookup("fanout")
+	fs, cfg := newFlagSet(sc)
+	sc.define(fs, cfg)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
 	}
+	return cfg
+}
+
+func TestPortAndServerPIDLists(t *testing.T) {
+	parse := func(args ...string) *commonConfig { return parseFanout(t, args...) }
 	if cfg := parse(); !slices.Equal(cfg.Ports.v, []int{8080}) || len(cfg.ServerPIDs.v) != 0 {
 		t.Errorf("defaults: ports %v, pids %v", cfg.Ports.v, cfg.ServerPIDs.v)
 	}

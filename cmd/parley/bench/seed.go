@@ -101,11 +101,7 @@ func (c *seedConfig) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed: the same seed and sizes give the same rows")
 	fs.StringVar(&c.Password, "password", "parley-seed-password", "password of every generated user (hashed once with bcrypt)")
 	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL); empty = the embedded database in --data-dir")
-	dataDir := os.Getenv("PARLEY_DATA_DIR")
-	if dataDir == "" {
-		dataDir = "./data"
-	}
-	fs.StringVar(&c.DataDir, "data-dir", dataDir, "the server's data directory, for the embedded database (default $PARLEY_DATA_DIR, then ./data)")
+	fs.StringVar(&c.DataDir, "data-dir", serverDataDir(), "the server's data directory, for the embedded database (default $PARLEY_DATA_DIR, then ./data)")
 	fs.StringVar(&c.BenchUsers, "bench-users", "", "also write the members of the busiest matters to `FILE`, a users file for 'parley bench chat --users-file'")
 	fs.IntVar(&c.BenchMatters, "bench-matters", 10, "with --bench-users: how many of the busiest matters")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the summary as JSON to `FILE`")
