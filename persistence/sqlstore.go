@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -460,11 +459,6 @@ func (s *sqlStore) MatterSummaries(ctx context.Context, userID int64) ([]MatterS
 		return nil, fmt.Errorf("persistence: matter summaries: members: %w", err)
 	}
 	return summaries(rows, members), nil
-}
-
-// questionMarks is n comma-separated placeholders.
-func questionMarks(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 // unreadStateSQL is UnreadState's statement with newestID, the dialect's

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +55,11 @@ var sqliteDialect = dialect{
 	// BEGIN IMMEDIATE (see sqliteDSN) serialises concurrent migrators: other
 	// processes wait out busy_timeout.
 	timestamp: `DATETIME`,
+}
+
+// questionMarks is n comma-separated placeholders.
+func questionMarks(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 // sqliteSendStmts are the send path's statements, prepared once on the one
