@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -8,6 +9,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Migrations are numbered files "NNNN_name.sql", one directory per dialect.
@@ -59,4 +63,47 @@ func loadMigrations(dialect string) ([]migration, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
 	return out, nil
+}
+
+// Migrate applies each pending file in its own write transaction, which
+// first takes the dialect's migration lock (PostgreSQL: an advisory lock;
+// SQLite: BEGIN IMMEDIATE's write lock already), so stores migrating at once
+// serialise and the loser sees the winner's version row.
+func (s *sqlStore) Migrate(ctx context.Context) error {
+	for _, m := range s.migrations {
+		if err := s.writeTx(ctx, func(tx *sqlx.Tx) error { return s.migrateOne(ctx, tx, m) }); err != nil {
+			return fmt.Errorf("persistence: migrate %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *sqlStore) migrateOne(ctx context.Context, tx *sqlx.Tx, m migration) error {
+	if s.d.migrationLock != "" {
+		if _, err := tx.ExecContext(ctx, s.d.migrationLock); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at `+s.d.timestamp+` NOT NULL
+	)`); err != nil {
+		return err
+	}
+	var applied bool
+	if err := tx.GetContext(ctx, &applied,
+		s.rebind(`SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?)`), m.version); err != nil {
+		return err
+	}
+	if applied {
+		return nil
+	}
+	// Without arguments lib/pq uses the simple query protocol, which runs a
+	// multi-statement file; so does the SQLite driver.
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx,
+		s.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), m.version, dbTime(time.Now()))
+	return err
 }

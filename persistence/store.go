@@ -330,9 +330,8 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 // messageWindow turns a query into a WHERE suffix (after matter_id), its
-// arguments, the ORDER BY direction and the offset. Both dialects share it so
-// paging semantics cannot drift apart; ph renders the n-th placeholder.
-func messageWindow(q MessageQuery, ph func(n int) string) (where string, args []any, order string, offset int, err error) {
+// arguments ("?" placeholders), the ORDER BY direction and the offset.
+func messageWindow(q MessageQuery) (where string, args []any, order string, offset int, err error) {
 	if q.Limit <= 0 {
 		return "", nil, "", 0, fmt.Errorf("persistence: list messages: limit %d must be positive", q.Limit)
 	}
@@ -340,12 +339,12 @@ func messageWindow(q MessageQuery, ph func(n int) string) (where string, args []
 	order = "DESC"
 	if q.AfterID > 0 {
 		args = append(args, q.AfterID)
-		where += " AND m.id > " + ph(len(args))
+		where += " AND m.id > ?"
 		order = "ASC"
 	}
 	if q.BeforeID > 0 {
 		args = append(args, q.BeforeID)
-		where += " AND m.id < " + ph(len(args))
+		where += " AND m.id < ?"
 	}
 	if q.AfterID <= 0 && q.BeforeID <= 0 && q.Page > 1 {
 		// A page far past the end must not overflow into a negative OFFSET.
@@ -409,11 +408,11 @@ func scanState(rows *sql.Rows) (map[int64]MatterUnread, error) {
 	return out, nil
 }
 
-// Matter summaries: both dialects run the same two statements (the matters
-// with their newest message, then every member of those matters), in one
-// read transaction so they agree. ph renders the n-th placeholder.
-func summarySQL(ph func(n int) string) (matters, members string) {
-	matters = `SELECT mt.id, mt.title, mt.created_at,
+// Matter summaries: two statements (the matters with their newest message,
+// then every member of those matters), in one read transaction so they
+// agree; each takes the user id.
+const (
+	summaryMattersSQL = `SELECT mt.id, mt.title, mt.created_at,
 			m.id AS last_id, m.sender_id AS last_sender_id, u.name AS last_sender_name, m.body AS last_body,
 			m.created_at AS last_created_at, m.updated_at AS last_updated_at,
 			m.edited_at AS last_edited_at, m.deleted_at AS last_deleted_at
@@ -421,18 +420,17 @@ func summarySQL(ph func(n int) string) (matters, members string) {
 		JOIN matters mt ON mt.id = mm.matter_id
 		LEFT JOIN messages m ON m.id = (SELECT MAX(x.id) FROM messages x WHERE x.matter_id = mt.id)
 		LEFT JOIN users u ON u.id = m.sender_id
-		WHERE mm.user_id = ` + ph(1) + `
+		WHERE mm.user_id = ?
 		ORDER BY COALESCE(m.created_at, mt.created_at) DESC, mt.id DESC`
-	members = `SELECT mm.matter_id, u.id, u.name
+	summaryMembersSQL = `SELECT mm.matter_id, u.id, u.name
 		FROM members mine
 		JOIN members mm ON mm.matter_id = mine.matter_id
 		JOIN users u ON u.id = mm.user_id
-		WHERE mine.user_id = ` + ph(1) + `
+		WHERE mine.user_id = ?
 		ORDER BY mm.matter_id, u.id`
-	return matters, members
-}
+)
 
-// summaryRow is one row of summarySQL's matters statement.
+// summaryRow is one row of summaryMattersSQL.
 type summaryRow struct {
 	Matter
 	LastID         *int64     `db:"last_id"`
@@ -445,13 +443,13 @@ type summaryRow struct {
 	LastDeletedAt  *time.Time `db:"last_deleted_at"`
 }
 
-// memberRow is one row of summarySQL's members statement.
+// memberRow is one row of summaryMembersSQL.
 type memberRow struct {
 	MatterID int64 `db:"matter_id"`
 	MemberName
 }
 
-// summaries assembles summarySQL's two results.
+// summaries assembles the two statements' results.
 func summaries(rows []summaryRow, members []memberRow) []MatterSummary {
 	byMatter := map[int64][]MemberName{}
 	for _, r := range members {

@@ -60,7 +60,7 @@ func rawDB(s Store) *sqlx.DB {
 	case *sqliteStore:
 		return s.w
 	case *pgStore:
-		return s.db
+		return s.w
 	}
 	panic(fmt.Sprintf("unknown store %T", s))
 }
@@ -914,7 +914,7 @@ func TestUnreachablePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkDown(t, &pgStore{db: db, migrations: migs}, 1)
+	checkDown(t, newPGStore(db, migs), 1)
 }
 
 func TestOpenSQLite(t *testing.T) {
