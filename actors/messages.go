@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -120,6 +121,6 @@ func channelKey(appID, channel string) string { return appID + "\x00" + channel 
 // closeSubscribersMsg closes every subscriber of a channel with code: events
 // meant for them were lost (a cluster gap that cannot be filled).
 type closeSubscribersMsg struct {
-	code wsconn.Code
+	code pusher.Code
 	msg  string
 }

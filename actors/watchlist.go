@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -187,5 +188,5 @@ func watchlistFrame(name string, ids []string) *wsconn.Prepared {
 		Name    string   `json:"name"`
 		UserIDs []string `json:"user_ids"`
 	}{{name, ids}}})
-	return wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:watchlist_events", "", string(b), ""))
+	return wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:watchlist_events", "", string(b), ""))
 }
