@@ -385,7 +385,7 @@ func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) 
 // fanout queues f, one encoded frame shared by all, for every subscriber
 // but exclude.
 func (c *channelActor) fanout(f *wsconn.Prepared, exclude string) {
-	sendTo(c.subs, f, exclude, (*wsconn.Conn).Send)
+	sendTo(c.subs, f, exclude, Socket.Send)
 }
 
 // fanoutNow sends f to every subscriber but exclude with SendNow, which
@@ -397,7 +397,7 @@ func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
 	subs := c.subs
 	parts := min(len(subs)/fanoutPart, fanoutWorkers()+1)
 	if parts <= 1 {
-		sendTo(subs, f, exclude, (*wsconn.Conn).SendNow)
+		sendTo(subs, f, exclude, Socket.SendNow)
 		return
 	}
 	size := (len(subs) + parts - 1) / parts
@@ -410,12 +410,12 @@ func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
 			job.run()
 		}
 	}
-	sendTo(subs[:size], f, exclude, (*wsconn.Conn).SendNow)
+	sendTo(subs[:size], f, exclude, Socket.SendNow)
 	c.parts.Wait()
 }
 
 // sendTo sends f to every subscriber but exclude with send (Send or SendNow).
-func sendTo(subs []*subscriber, f *wsconn.Prepared, exclude string, send func(*wsconn.Conn, *wsconn.Prepared) bool) {
+func sendTo(subs []*subscriber, f *wsconn.Prepared, exclude string, send func(Socket, *wsconn.Prepared) bool) {
 	for _, s := range subs {
 		if s.socketID != exclude {
 			send(s.conn, f)
@@ -435,7 +435,7 @@ type fanoutJob struct {
 }
 
 func (j fanoutJob) run() {
-	sendTo(j.subs, j.frame, j.exclude, (*wsconn.Conn).SendNow)
+	sendTo(j.subs, j.frame, j.exclude, Socket.SendNow)
 	j.done.Done()
 }
 

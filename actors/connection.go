@@ -24,7 +24,7 @@ var pongFrame = wsconn.NewPrepared(pusher.EncodeEvent("pusher:pong", "", "{}", "
 type connActor struct {
 	node     *Node
 	app      *appRuntime
-	conn     *wsconn.Conn
+	conn     Socket
 	socketID string
 
 	subs      subscriptions // the channels this socket joined

@@ -15,7 +15,7 @@ import (
 // owns it after subscribeMsg.
 type subscriber struct {
 	socketID string
-	conn     *wsconn.Conn
+	conn     Socket
 	owner    *actor.PID      // the socket's ConnectionActor
 	userID   string          // presence channels only
 	userInfo json.RawMessage // presence channels only; nil means none
@@ -98,7 +98,7 @@ type ChannelInfo struct {
 type connInitMsg struct {
 	node     *Node
 	app      *appRuntime
-	conn     *wsconn.Conn
+	conn     Socket
 	socketID string
 }
 

@@ -85,7 +85,7 @@ type Node struct {
 	metrics  *metrics.Metrics // set by SetMetrics before serving; nil = not counted
 
 	mu    sync.Mutex
-	conns map[*wsconn.Conn]string // guarded by mu; every live socket → its client address
+	conns map[Socket]string // guarded by mu; every live socket → its client address
 	perIP map[string]int          // guarded by mu; live sockets per client address
 	empty chan struct{}           // guarded by mu; closed when conns empties while draining
 }
@@ -102,7 +102,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	n := &Node{
 		cfg: cfg, log: log, system: system,
 		byKey: map[string]*appRuntime{}, byID: map[string]*appRuntime{},
-		conns: map[*wsconn.Conn]string{}, perIP: map[string]int{},
+		conns: map[Socket]string{}, perIP: map[string]int{},
 		maxConns: cfg.MaxConnections,
 	}
 	if cfg.Debug {
@@ -196,7 +196,7 @@ func (n *Node) setServing(serving, closeSockets bool) {
 // closeAll closes every socket with code.
 func (n *Node) closeAll(code pusher.Code, msg string) int {
 	n.mu.Lock()
-	conns := make([]*wsconn.Conn, 0, len(n.conns))
+	conns := make([]Socket, 0, len(n.conns))
 	for c := range n.conns {
 		conns = append(conns, c)
 	}
@@ -335,7 +335,7 @@ func checkProtocol(protocol string) string {
 }
 
 // release is called by a ConnectionActor when it stops.
-func (n *Node) release(rt *appRuntime, conn *wsconn.Conn) {
+func (n *Node) release(rt *appRuntime, conn Socket) {
 	rt.conns.Add(-1)
 	n.mu.Lock()
 	if ip, ok := n.conns[conn]; ok {
@@ -505,7 +505,7 @@ func (n *Node) terminateLocal(appID, userID string) {
 func (n *Node) Drain(ctx context.Context) error {
 	n.draining.Store(true)
 	n.mu.Lock()
-	conns := make([]*wsconn.Conn, 0, len(n.conns))
+	conns := make([]Socket, 0, len(n.conns))
 	for c := range n.conns {
 		conns = append(conns, c)
 	}

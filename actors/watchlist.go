@@ -18,7 +18,7 @@ type signedInMsg struct {
 	appID     string
 	userID    string
 	socketID  string
-	conn      *wsconn.Conn
+	conn      Socket
 	watchlist []string
 }
 
@@ -31,7 +31,7 @@ type signedOutMsg struct {
 // watcher is one signed-in socket waiting for online/offline news.
 type watcher struct {
 	socketID string
-	conn     *wsconn.Conn
+	conn     Socket
 }
 
 // watchlistActor owns who is online (signed in on at least one socket) per
