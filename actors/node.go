@@ -86,8 +86,8 @@ type Node struct {
 
 	mu    sync.Mutex
 	conns map[Socket]string // guarded by mu; every live socket → its client address
-	perIP map[string]int          // guarded by mu; live sockets per client address
-	empty chan struct{}           // guarded by mu; closed when conns empties while draining
+	perIP map[string]int    // guarded by mu; live sockets per client address
+	empty chan struct{}     // guarded by mu; closed when conns empties while draining
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
