@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -37,7 +38,7 @@ type channelActor struct {
 	key   string // set at construction
 	appID string // set at construction
 	name  string // set at construction
-	kind  channelKind
+	kind  pusher.Kind
 	cache bool
 	stats *channelStats // written here, read by queries
 
@@ -55,10 +56,10 @@ type channelActor struct {
 }
 
 func newChannel(n *Node, key, name string, stats *channelStats) *channelActor {
-	kind, cache := classify(name)
+	kind, cache := pusher.Classify(name)
 	appID, _, _ := strings.Cut(key, "\x00")
 	c := &channelActor{node: n, key: key, appID: appID, name: name, kind: kind, cache: cache, stats: stats, index: map[string]int{}}
-	if kind == kindPresence {
+	if kind == pusher.KindPresence {
 		c.members = map[string]*member{}
 		c.maxUsers = config.DefaultMaxPresenceMembers
 		if app, ok := n.App(appID); ok {
@@ -86,7 +87,7 @@ func (c *channelActor) Receive(ctx actor.Context) {
 			// subscribe again, to a channel that starts clean.
 			c.node.reg.forget(c.key, ctx.Self())
 			for _, s := range c.subs {
-				s.conn.Close(wsconn.CodeServerRestart, "Internal error, reconnect")
+				closeSocket(s.conn, pusher.CodeServerRestart, "Internal error, reconnect")
 			}
 			c.subs, c.index = nil, map[string]int{}
 			c.stats.subscriptions.Store(0)
@@ -137,13 +138,13 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		sort.Strings(ids)
 		ctx.Respond(ids)
 	case *terminateMsg:
-		e := &wsconn.Error{Code: wsconn.CodeUnauthorized, Msg: "Connection terminated by the application"}
+		e := &pusher.Error{Code: pusher.CodeUnauthorized, Msg: "Connection terminated by the application"}
 		for _, s := range c.subs {
-			s.conn.CloseWithError(e)
+			closeWithError(s.conn, e)
 		}
 	case *closeSubscribersMsg:
 		for _, s := range c.subs {
-			s.conn.Close(m.code, m.msg)
+			closeSocket(s.conn, m.code, m.msg)
 		}
 	case *idleTickMsg:
 		c.maybeVacate(ctx)
@@ -158,7 +159,7 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 	s := m.sub
 	if i, ok := c.index[s.socketID]; ok {
 		old := c.subs[i]
-		if c.kind != kindPresence || (old.userID == s.userID && string(old.userInfo) == string(s.userInfo)) {
+		if c.kind != pusher.KindPresence || (old.userID == s.userID && string(old.userInfo) == string(s.userInfo)) {
 			// Subscribing twice is harmless: confirm again.
 			if !m.silent {
 				s.conn.Send(c.succeeded())
@@ -170,11 +171,11 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 		c.unsubscribe(ctx, s.socketID)
 	}
 	newUser, firstHere, before := false, false, len(c.subs)
-	if c.kind == kindPresence {
+	if c.kind == pusher.KindPresence {
 		mb := c.members[s.userID]
 		if mb == nil {
 			if len(c.members) >= c.maxUsers {
-				s.conn.SendEvent("pusher:subscription_error", c.name,
+				sendEvent(s.conn, "pusher:subscription_error", c.name,
 					`{"type":"LimitReached","error":"Presence channel has reached its limit of `+strconv.Itoa(c.maxUsers)+` members","status":403}`)
 				ctx.Send(s.owner, &subscribeFailedMsg{channel: c.name})
 				return
@@ -206,7 +207,7 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 			if c.last != nil && time.Since(c.lastAt) < cacheTTL {
 				s.conn.Send(c.last)
 			} else {
-				s.conn.SendEvent("pusher:cache_miss", c.name, "{}")
+				sendEvent(s.conn, "pusher:cache_miss", c.name, "{}")
 				c.node.hooks.s.CacheMiss(c.appID, c.name)
 			}
 		}
@@ -221,12 +222,12 @@ func (c *channelActor) memberAdded(userID string, info json.RawMessage, exclude 
 		UserID   string          `json:"user_id"`
 		UserInfo json.RawMessage `json:"user_info,omitempty"`
 	}{userID, info})
-	c.fanout(wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:member_added", c.name, string(data), "")), exclude)
+	c.fanout(wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:member_added", c.name, string(data), "")), exclude)
 }
 
 func (c *channelActor) memberRemoved(userID string) {
-	data := `{"user_id":` + string(wsconn.AppendString(nil, userID)) + `}`
-	c.fanout(wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:member_removed", c.name, data, "")), "")
+	data := `{"user_id":` + string(pusher.AppendString(nil, userID)) + `}`
+	c.fanout(wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:member_removed", c.name, data, "")), "")
 }
 
 func (c *channelActor) storeStats() {
@@ -236,7 +237,7 @@ func (c *channelActor) storeStats() {
 
 func (c *channelActor) succeeded() *wsconn.Prepared {
 	data := "{}"
-	if c.kind == kindPresence {
+	if c.kind == pusher.KindPresence {
 		type presence struct {
 			IDs   []string                   `json:"ids"`
 			Hash  map[string]json.RawMessage `json:"hash"`
@@ -257,7 +258,7 @@ func (c *channelActor) succeeded() *wsconn.Prepared {
 		}{p})
 		data = string(b)
 	}
-	return wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:subscription_succeeded", c.name, data, ""))
+	return wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:subscription_succeeded", c.name, data, ""))
 }
 
 func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
@@ -274,7 +275,7 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 	c.subs = c.subs[:last]
 	delete(c.index, socketID)
 
-	if c.kind == kindPresence {
+	if c.kind == pusher.KindPresence {
 		if mb := c.members[s.userID]; mb != nil {
 			mb.sockets--
 			if mb.sockets == 0 {
@@ -299,7 +300,7 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 // remotePresence applies another node's report that a user joined (their
 // first socket there) or left (their last socket there).
 func (c *channelActor) remotePresence(m *remotePresenceMsg) {
-	if c.kind != kindPresence {
+	if c.kind != pusher.KindPresence {
 		return
 	}
 	users := c.remote[m.node]
@@ -363,7 +364,7 @@ func (c *channelActor) nodeGone(node string) {
 
 // nodeState makes another node's members exactly users.
 func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) {
-	if c.kind != kindPresence {
+	if c.kind != pusher.KindPresence {
 		return
 	}
 	var left []string
@@ -384,7 +385,7 @@ func (c *channelActor) nodeState(node string, users map[string]json.RawMessage) 
 // fanout queues f, one encoded frame shared by all, for every subscriber
 // but exclude.
 func (c *channelActor) fanout(f *wsconn.Prepared, exclude string) {
-	sendTo(c.subs, f, exclude, (*wsconn.Conn).Send)
+	sendTo(c.subs, f, exclude, Socket.Send)
 }
 
 // fanoutNow sends f to every subscriber but exclude with SendNow, which
@@ -396,7 +397,7 @@ func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
 	subs := c.subs
 	parts := min(len(subs)/fanoutPart, fanoutWorkers()+1)
 	if parts <= 1 {
-		sendTo(subs, f, exclude, (*wsconn.Conn).SendNow)
+		sendTo(subs, f, exclude, Socket.SendNow)
 		return
 	}
 	size := (len(subs) + parts - 1) / parts
@@ -409,12 +410,12 @@ func (c *channelActor) fanoutNow(f *wsconn.Prepared, exclude string) {
 			job.run()
 		}
 	}
-	sendTo(subs[:size], f, exclude, (*wsconn.Conn).SendNow)
+	sendTo(subs[:size], f, exclude, Socket.SendNow)
 	c.parts.Wait()
 }
 
 // sendTo sends f to every subscriber but exclude with send (Send or SendNow).
-func sendTo(subs []*subscriber, f *wsconn.Prepared, exclude string, send func(*wsconn.Conn, *wsconn.Prepared) bool) {
+func sendTo(subs []*subscriber, f *wsconn.Prepared, exclude string, send func(Socket, *wsconn.Prepared) bool) {
 	for _, s := range subs {
 		if s.socketID != exclude {
 			send(s.conn, f)
@@ -434,7 +435,7 @@ type fanoutJob struct {
 }
 
 func (j fanoutJob) run() {
-	sendTo(j.subs, j.frame, j.exclude, (*wsconn.Conn).SendNow)
+	sendTo(j.subs, j.frame, j.exclude, Socket.SendNow)
 	j.done.Done()
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/pusher"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -809,7 +810,7 @@ func (a *nodeActor) applySnapshot(ctx actor.Context, m *clusterpb.Snapshot) {
 	// stayed).
 	process := processOf(m.Node)
 	n.reg.all(func(key string, pid *actor.PID) {
-		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
+		if _, channel, _ := strings.Cut(key, "\x00"); pusher.IsPresence(channel) {
 			ctx.Send(pid, &nodeStateMsg{node: process, users: byKey[key]})
 		}
 	})
@@ -861,7 +862,7 @@ func (a *nodeActor) drop(ctx actor.Context, id string, superseded bool) {
 	n.hooks.nodeGone(process, a.mem.decides(time.Now()))
 	gone := &nodeGoneMsg{node: process}
 	n.reg.all(func(key string, pid *actor.PID) {
-		if _, channel, _ := strings.Cut(key, "\x00"); IsPresence(channel) {
+		if _, channel, _ := strings.Cut(key, "\x00"); pusher.IsPresence(channel) {
 			ctx.Send(pid, gone)
 		}
 	})

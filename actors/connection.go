@@ -1,32 +1,30 @@
 package actors
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
 // Client event limits (Pusher's).
 const (
 	clientEventsPerSecond = 10
-	maxUserIDLength       = 128
-	maxUserInfoBytes      = 1024
 )
 
 // pongFrame answers every pusher:ping; frames are shared read-only.
-var pongFrame = wsconn.NewPrepared(wsconn.EncodeEvent("pusher:pong", "", "{}", ""))
+var pongFrame = wsconn.NewPrepared(pusher.EncodeEvent("pusher:pong", "", "{}", ""))
 
 // connActor owns one socket's protocol state. Every field is only touched
 // inside Receive; the socket's read loop talks to it through the mailbox.
 type connActor struct {
 	node     *Node
 	app      *appRuntime
-	conn     *wsconn.Conn
+	conn     Socket
 	socketID string
 
 	subs      subscriptions // the channels this socket joined
@@ -45,7 +43,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case *connInitMsg:
 		a.node, a.app, a.conn, a.socketID = m.node, m.app, m.conn, m.socketID
 		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
-		a.conn.SendEventNow("pusher:connection_established", "", data)
+		sendEventNow(a.conn, "pusher:connection_established", "", data)
 		a.lastHeard = monoNow()
 		a.pid = ctx.Self()
 		a.node.idle.schedule(a, a.activityTimeout())
@@ -67,7 +65,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		// After the socket ended, or stopped by its supervisor after a
 		// panic: then the socket is still open and must go too (4200: the
 		// client reconnects and starts clean).
-		a.conn.Close(wsconn.CodeServerRestart, "Internal error, reconnect")
+		closeSocket(a.conn, pusher.CodeServerRestart, "Internal error, reconnect")
 		a.cleanup(ctx)
 	}
 }
@@ -112,12 +110,12 @@ func (a *connActor) checkIdle() {
 	quiet := time.Duration(monoNow() - a.lastHeard)
 	switch {
 	case a.pinged && quiet >= a.activityTimeout()+a.node.cfg.PongTimeout:
-		a.conn.Close(wsconn.CodePongTimeout, wsconn.CodePongTimeout.Message())
+		closeSocket(a.conn, pusher.CodePongTimeout, pusher.CodePongTimeout.Message())
 	case a.pinged:
 		a.node.idle.schedule(a, a.activityTimeout()+a.node.cfg.PongTimeout-quiet)
 	case quiet >= a.activityTimeout():
 		a.pinged = true
-		a.conn.SendEvent("pusher:ping", "", "{}")
+		sendEvent(a.conn, "pusher:ping", "", "{}")
 		a.lastHeard = monoNow() - int64(a.activityTimeout()) // the pong clock starts now
 		a.node.idle.schedule(a, a.node.cfg.PongTimeout)
 	default:
@@ -125,14 +123,14 @@ func (a *connActor) checkIdle() {
 	}
 }
 
-func (a *connActor) fail(code wsconn.Code, format string, args ...any) {
-	a.conn.SendError(wsconn.Errorf(code, format, args...))
+func (a *connActor) fail(code pusher.Code, format string, args ...any) {
+	sendError(a.conn, pusher.Errorf(code, format, args...))
 }
 
 func (a *connActor) handle(ctx actor.Context, raw []byte) {
-	f, err := wsconn.DecodeFrame(raw)
+	f, err := pusher.DecodeMessage(raw)
 	if err != nil {
-		a.fail(wsconn.CodeInvalidMessage, "%v", err)
+		a.fail(pusher.CodeInvalidMessage, "%v", err)
 		return
 	}
 	switch {
@@ -146,8 +144,8 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 		var d struct {
 			Channel string `json:"channel"`
 		}
-		if err := wsconn.DecodeData(f.Data, &d); err != nil {
-			a.fail(wsconn.CodeInvalidMessage, "pusher:unsubscribe: %v", err)
+		if err := pusher.DecodeData(f.Data, &d); err != nil {
+			a.fail(pusher.CodeInvalidMessage, "pusher:unsubscribe: %v", err)
 			return
 		}
 		if _, ok := a.subs.get(d.Channel); ok {
@@ -159,7 +157,7 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 	case strings.HasPrefix(f.Event, "client-"):
 		a.clientEvent(ctx, f)
 	default:
-		a.fail(wsconn.CodeInvalidMessage, "unknown event %q: clients may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong, pusher:signin and client-* events", wsconn.Truncate(f.Event, 64))
+		a.fail(pusher.CodeInvalidMessage, "unknown event %q: clients may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong, pusher:signin and client-* events", wsconn.Truncate(f.Event, 64))
 	}
 }
 
@@ -174,45 +172,45 @@ func (a *connActor) subscriptionError(channel, typ, msg string, status int) {
 	if typ == "AuthError" {
 		a.node.log.Warn("subscription refused", "app", a.app.ID, "socket", a.socketID, "channel", wsconn.Truncate(channel, 200), "status", status, "reason", msg)
 	}
-	a.conn.SendEvent("pusher:subscription_error", channel, string(b))
+	sendEvent(a.conn, "pusher:subscription_error", channel, string(b))
 }
 
-func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
-	var d wsconn.SubscribeData
-	if err := wsconn.DecodeData(f.Data, &d); err != nil {
-		a.fail(wsconn.CodeInvalidMessage, "pusher:subscribe: %v", err)
+func (a *connActor) subscribe(ctx actor.Context, f pusher.Message) {
+	var d pusher.SubscribeData
+	if err := pusher.DecodeData(f.Data, &d); err != nil {
+		a.fail(pusher.CodeInvalidMessage, "pusher:subscribe: %v", err)
 		return
 	}
-	if problem := ValidateChannel(d.Channel, true); problem != "" {
-		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: %s", wsconn.Truncate(d.Channel, 64), problem)
+	if problem := pusher.ValidateChannel(d.Channel, true); problem != "" {
+		a.fail(pusher.CodeSubscriptionRefused, "cannot subscribe to %q: %s", wsconn.Truncate(d.Channel, 64), problem)
 		return
 	}
 	if _, ok := a.subs.get(d.Channel); !ok && len(a.subs) >= a.app.MaxChannelsPerConnection {
-		a.fail(wsconn.CodeSubscriptionRefused, "cannot subscribe to %q: this connection is already in %d channels, the limit (unsubscribe from one first)",
+		a.fail(pusher.CodeSubscriptionRefused, "cannot subscribe to %q: this connection is already in %d channels, the limit (unsubscribe from one first)",
 			wsconn.Truncate(d.Channel, 64), a.app.MaxChannelsPerConnection)
 		return
 	}
 	sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
-	kind, _ := classify(d.Channel)
+	kind, _ := pusher.Classify(d.Channel)
 	switch kind {
-	case kindPrivate, kindEncrypted:
-		if !ValidAuth(d.Auth, ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, "")) {
+	case pusher.KindPrivate, pusher.KindEncrypted:
+		if !pusher.ValidAuth(d.Auth, pusher.ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, "")) {
 			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel))", 401)
 			return
 		}
-	case kindPresence:
-		if !ValidAuth(d.Auth, ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData)) {
+	case pusher.KindPresence:
+		if !pusher.ValidAuth(d.Auth, pusher.ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData)) {
 			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel:channel_data))", 401)
 			return
 		}
-		uid, info, problem := parseChannelData(d.ChannelData)
+		uid, info, problem := pusher.ParseChannelData(d.ChannelData)
 		if problem != "" {
 			a.subscriptionError(d.Channel, "InvalidChannelData", problem, 400)
 			return
 		}
 		sub.userID, sub.userInfo = uid, info
-	case kindServerToUser:
-		if a.userID == "" || d.Channel != ServerToUserPrefix+a.userID {
+	case pusher.KindServerToUser:
+		if a.userID == "" || d.Channel != pusher.ServerToUserPrefix+a.userID {
 			a.subscriptionError(d.Channel, "AuthError", "sign in as this user (pusher:signin) before subscribing to "+d.Channel, 403)
 			return
 		}
@@ -221,57 +219,19 @@ func (a *connActor) subscribe(ctx actor.Context, f wsconn.Frame) {
 	a.node.reg.forward(channelKey(a.app.ID, d.Channel), a.app.ID, d.Channel, &subscribeMsg{sub: sub})
 }
 
-// parseChannelData checks a presence channel_data string.
-func parseChannelData(s string) (userID string, info json.RawMessage, problem string) {
-	if s == "" {
-		return "", nil, "presence channels need channel_data with a user_id"
-	}
-	var cd struct {
-		UserID   json.RawMessage `json:"user_id"`
-		UserInfo json.RawMessage `json:"user_info"`
-	}
-	if err := json.Unmarshal([]byte(s), &cd); err != nil {
-		return "", nil, "channel_data is not a JSON object: " + err.Error()
-	}
-	uid := bytes.TrimSpace(cd.UserID)
-	switch {
-	case len(uid) == 0 || string(uid) == "null":
-		return "", nil, "channel_data has no user_id"
-	case uid[0] == '"':
-		_ = json.Unmarshal(uid, &userID)
-	case (uid[0] >= '0' && uid[0] <= '9') || uid[0] == '-':
-		userID = string(uid) // numeric ids, as Laravel sends them
-	default:
-		return "", nil, "user_id must be a string or a number"
-	}
-	if userID == "" {
-		return "", nil, "user_id is empty"
-	}
-	if len(userID) > maxUserIDLength {
-		return "", nil, "user_id is longer than 128 characters"
-	}
-	if len(cd.UserInfo) > maxUserInfoBytes {
-		return "", nil, "user_info is larger than 1 KB"
-	}
-	if len(cd.UserInfo) > 0 && string(cd.UserInfo) != "null" {
-		info = cd.UserInfo
-	}
-	return userID, info, ""
-}
-
-func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
+func (a *connActor) clientEvent(ctx actor.Context, f pusher.Message) {
 	if !a.app.ClientEvents {
-		a.fail(wsconn.CodeClientEventRefused, "client events are disabled for this app")
+		a.fail(pusher.CodeClientEventRefused, "client events are disabled for this app")
 		return
 	}
-	kind, _ := classify(f.Channel)
-	if kind != kindPrivate && kind != kindPresence && kind != kindEncrypted {
-		a.fail(wsconn.CodeClientEventRefused, "client events are only allowed on private and presence channels, not %q", wsconn.Truncate(f.Channel, 64))
+	kind, _ := pusher.Classify(f.Channel)
+	if kind != pusher.KindPrivate && kind != pusher.KindPresence && kind != pusher.KindEncrypted {
+		a.fail(pusher.CodeClientEventRefused, "client events are only allowed on private and presence channels, not %q", wsconn.Truncate(f.Channel, 64))
 		return
 	}
 	userID, ok := a.subs.get(f.Channel)
 	if !ok {
-		a.fail(wsconn.CodeClientEventRefused, "subscribe to %q before sending client events on it", wsconn.Truncate(f.Channel, 64))
+		a.fail(pusher.CodeClientEventRefused, "subscribe to %q before sending client events on it", wsconn.Truncate(f.Channel, 64))
 		return
 	}
 	now := monoNow()
@@ -280,12 +240,12 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 	}
 	a.rlEvents++
 	if a.rlEvents > clientEventsPerSecond {
-		a.fail(wsconn.CodeClientEventRateLimit, "client event rejected: more than %d client events a second", clientEventsPerSecond)
+		a.fail(pusher.CodeClientEventRateLimit, "client event rejected: more than %d client events a second", clientEventsPerSecond)
 		return
 	}
-	data := wsconn.DataString(f.Data)
+	data := pusher.DataString(f.Data)
 	if len(data) > a.app.MaxEventSize {
-		a.fail(wsconn.CodeEventTooLarge, "client event data is %d bytes; the limit is %d", len(data), a.app.MaxEventSize)
+		a.fail(pusher.CodeEventTooLarge, "client event data is %d bytes; the limit is %d", len(data), a.app.MaxEventSize)
 		return
 	}
 	a.node.deliverClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID, false)
@@ -293,18 +253,18 @@ func (a *connActor) clientEvent(ctx actor.Context, f wsconn.Frame) {
 	a.node.hooks.s.ClientEvent(a.app.ID, f.Channel, f.Event, data, a.socketID, userID)
 }
 
-func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
+func (a *connActor) signin(ctx actor.Context, f pusher.Message) {
 	if !a.app.UserAuthentication {
-		a.fail(wsconn.CodeSigninRefused, "user authentication is disabled for this app")
+		a.fail(pusher.CodeSigninRefused, "user authentication is disabled for this app")
 		return
 	}
-	var d wsconn.SigninData
-	if err := wsconn.DecodeData(f.Data, &d); err != nil {
-		a.fail(wsconn.CodeInvalidMessage, "pusher:signin: %v", err)
+	var d pusher.SigninData
+	if err := pusher.DecodeData(f.Data, &d); err != nil {
+		a.fail(pusher.CodeInvalidMessage, "pusher:signin: %v", err)
 		return
 	}
-	if !ValidAuth(d.Auth, UserAuth(a.app.Key, a.app.Secret, a.socketID, d.UserData)) {
-		a.conn.CloseWithError(wsconn.Errorf(wsconn.CodeUnauthorized, "Invalid signin signature: expected %s:hex(HMAC-SHA256(secret, socket_id::user::user_data))", a.app.Key))
+	if !pusher.ValidAuth(d.Auth, pusher.UserAuth(a.app.Key, a.app.Secret, a.socketID, d.UserData)) {
+		closeWithError(a.conn, pusher.Errorf(pusher.CodeUnauthorized, "Invalid signin signature: expected %s:hex(HMAC-SHA256(secret, socket_id::user::user_data))", a.app.Key))
 		return
 	}
 	var ud struct {
@@ -312,12 +272,12 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 		Watchlist []any `json:"watchlist"`
 	}
 	if err := json.Unmarshal([]byte(d.UserData), &ud); err != nil {
-		a.fail(wsconn.CodeSigninRefused, "user_data is not a JSON object: %v", err)
+		a.fail(pusher.CodeSigninRefused, "user_data is not a JSON object: %v", err)
 		return
 	}
 	id, ok := ud.ID.(string)
-	if !ok || id == "" || len(id) > maxUserIDLength {
-		a.fail(wsconn.CodeSigninRefused, "user_data must have a non-empty string \"id\" of at most 128 characters")
+	if !ok || id == "" || len(id) > pusher.MaxUserID {
+		a.fail(pusher.CodeSigninRefused, "user_data must have a non-empty string \"id\" of at most 128 characters")
 		return
 	}
 	watchlist := make([]string, 0, len(ud.Watchlist))
@@ -327,11 +287,11 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 		}
 	}
 	if len(watchlist) != len(ud.Watchlist) || len(watchlist) > MaxWatchlist {
-		a.fail(wsconn.CodeSigninRefused, "user_data.watchlist must be a list of at most %d non-empty string user ids", MaxWatchlist)
+		a.fail(pusher.CodeSigninRefused, "user_data.watchlist must be a list of at most %d non-empty string user ids", MaxWatchlist)
 		return
 	}
 	if a.userID != "" && a.userID != id {
-		a.fail(wsconn.CodeSigninRefused, "this connection is already signed in as another user")
+		a.fail(pusher.CodeSigninRefused, "this connection is already signed in as another user")
 		return
 	}
 	signedIn := a.userID != id
@@ -342,12 +302,12 @@ func (a *connActor) signin(ctx actor.Context, f wsconn.Frame) {
 		// subscribe reaches the channel before the client hears of its
 		// success: a server-to-user event published once the client has it
 		// is delivered.
-		ch := ServerToUserPrefix + id
+		ch := pusher.ServerToUserPrefix + id
 		a.subs.set(ch, "")
 		sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
 		a.node.reg.forward(channelKey(a.app.ID, ch), a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
 	}
-	a.conn.SendEvent("pusher:signin_success", "", `{"user_data":`+string(wsconn.AppendString(nil, d.UserData))+`}`)
+	sendEvent(a.conn, "pusher:signin_success", "", `{"user_data":`+string(pusher.AppendString(nil, d.UserData))+`}`)
 	a.node.afterSigninReply()
 	if signedIn {
 		ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})

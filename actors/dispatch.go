@@ -1,6 +1,10 @@
 package actors
 
-import "github.com/asynkron/protoactor-go/actor"
+import (
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
 
 // workerDispatcher runs actors' mailboxes on long-lived goroutines where one
 // is idle, and on a new goroutine otherwise (protoactor's default starts a
@@ -21,17 +25,23 @@ type workerDispatcher struct {
 
 var _ actor.Dispatcher = (*workerDispatcher)(nil)
 
-// newWorkerDispatcher starts workers goroutines; throughput is protoactor's
-// (messages a mailbox handles before it yields).
+// newWorkerDispatcher starts workers goroutines and returns once each runs
+// (on a busy machine a new goroutine may wait long for a turn, and until
+// then no work lands on it); throughput is protoactor's (messages a mailbox
+// handles before it yields).
 func newWorkerDispatcher(workers, throughput int) *workerDispatcher {
 	d := &workerDispatcher{work: make(chan func()), done: make(chan struct{}), throughput: throughput}
+	var started sync.WaitGroup
+	started.Add(workers)
 	for range workers {
-		go d.run()
+		go d.run(started.Done)
 	}
+	started.Wait()
 	return d
 }
 
-func (d *workerDispatcher) run() {
+func (d *workerDispatcher) run(started func()) {
+	started()
 	for {
 		select {
 		case fn := <-d.work:

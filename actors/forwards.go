@@ -6,7 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/actors/clusterpb"
-	"github.com/parley-chat/parley/wsconn"
+	"github.com/parley-chat/parley/pusher"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -259,7 +259,7 @@ func (a *nodeActor) lost(node string, in *inbound, to uint64) {
 		return
 	}
 	n := a.cn.n
-	closed := n.closeSubscribed(wsconn.CodeEventsLost, "Events from another cluster node were lost: reconnect")
+	closed := n.closeSubscribed(pusher.CodeEventsLost, "Events from another cluster node were lost: reconnect")
 	n.log.Warn("cluster forwards lost; subscribed sockets closed", "process", node, "from", in.last+1, "to", to, "sockets", closed)
 	n.forwardsLost.Add(int64(to - in.last))
 	in.last = to

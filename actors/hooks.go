@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/actors/clusterpb"
 	"github.com/parley-chat/parley/actors/webhook"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // hooks decides when a channel's webhook events happen and which node sends
@@ -92,7 +93,7 @@ func (h *hooks) changed(c *channelActor, before int, userID string, userDelta in
 		return
 	}
 	after := len(c.subs)
-	if userDelta == 0 && (before == 0) == (after == 0) && (c.kind == kindPresence || !h.s.Wants(c.appID, "subscription_count")) {
+	if userDelta == 0 && (before == 0) == (after == 0) && (c.kind == pusher.KindPresence || !h.s.Wants(c.appID, "subscription_count")) {
 		return // nothing an owner counts
 	}
 	h.mu.Lock()
@@ -246,7 +247,7 @@ func (h *hooks) apply(node, appID, channel string, subs int, users map[string]bo
 	if before > 0 && o.total == 0 {
 		h.s.Vacated(appID, channel, sync)
 	}
-	if o.total != before && !sync && !IsPresence(channel) {
+	if o.total != before && !sync && !pusher.IsPresence(channel) {
 		h.s.SubscriptionCount(appID, channel, o.total)
 	}
 	if subs == 0 && len(users) == 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -14,7 +15,7 @@ import (
 // owns it after subscribeMsg.
 type subscriber struct {
 	socketID string
-	conn     *wsconn.Conn
+	conn     Socket
 	owner    *actor.PID      // the socket's ConnectionActor
 	userID   string          // presence channels only
 	userInfo json.RawMessage // presence channels only; nil means none
@@ -97,7 +98,7 @@ type ChannelInfo struct {
 type connInitMsg struct {
 	node     *Node
 	app      *appRuntime
-	conn     *wsconn.Conn
+	conn     Socket
 	socketID string
 }
 
@@ -120,6 +121,6 @@ func channelKey(appID, channel string) string { return appID + "\x00" + channel 
 // closeSubscribersMsg closes every subscriber of a channel with code: events
 // meant for them were lost (a cluster gap that cannot be filled).
 type closeSubscribersMsg struct {
-	code wsconn.Code
+	code pusher.Code
 	msg  string
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/metrics"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -84,9 +85,9 @@ type Node struct {
 	metrics  *metrics.Metrics // set by SetMetrics before serving; nil = not counted
 
 	mu    sync.Mutex
-	conns map[*wsconn.Conn]string // guarded by mu; every live socket → its client address
-	perIP map[string]int          // guarded by mu; live sockets per client address
-	empty chan struct{}           // guarded by mu; closed when conns empties while draining
+	conns map[Socket]string // guarded by mu; every live socket → its client address
+	perIP map[string]int    // guarded by mu; live sockets per client address
+	empty chan struct{}     // guarded by mu; closed when conns empties while draining
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -101,7 +102,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	n := &Node{
 		cfg: cfg, log: log, system: system,
 		byKey: map[string]*appRuntime{}, byID: map[string]*appRuntime{},
-		conns: map[*wsconn.Conn]string{}, perIP: map[string]int{},
+		conns: map[Socket]string{}, perIP: map[string]int{},
 		maxConns: cfg.MaxConnections,
 	}
 	if cfg.Debug {
@@ -188,27 +189,27 @@ func (n *Node) Health() (ok bool, reason string) {
 func (n *Node) setServing(serving, closeSockets bool) {
 	n.cut.Store(!serving)
 	if !serving && closeSockets {
-		n.closeAll(wsconn.CodeClusterLost, "This node lost its cluster: reconnect")
+		n.closeAll(pusher.CodeClusterLost, "This node lost its cluster: reconnect")
 	}
 }
 
 // closeAll closes every socket with code.
-func (n *Node) closeAll(code wsconn.Code, msg string) int {
+func (n *Node) closeAll(code pusher.Code, msg string) int {
 	n.mu.Lock()
-	conns := make([]*wsconn.Conn, 0, len(n.conns))
+	conns := make([]Socket, 0, len(n.conns))
 	for c := range n.conns {
 		conns = append(conns, c)
 	}
 	n.mu.Unlock()
 	for _, c := range conns {
-		c.Close(code, msg)
+		closeSocket(c, code, msg)
 	}
 	return len(conns)
 }
 
 // closeSubscribed closes every socket subscribed to a channel with code, and
 // returns how many channels were told.
-func (n *Node) closeSubscribed(code wsconn.Code, msg string) int {
+func (n *Node) closeSubscribed(code pusher.Code, msg string) int {
 	count := 0
 	m := &closeSubscribersMsg{code: code, msg: msg}
 	n.reg.all(func(_ string, pid *actor.PID) {
@@ -228,6 +229,7 @@ func (n *Node) ConnOptions() wsconn.Options {
 		}
 	}
 	return wsconn.Options{ReadLimit: limit, MaxPendingBytes: n.cfg.MaxPendingBytes, SendBuffer: n.cfg.SocketSendBuffer, Debug: n.debug,
+		OverflowStatus: int(pusher.CodeSlowConsumer), OverflowReason: pusher.CodeSlowConsumer.Message(),
 		// Accept always queues connection_established or an error at once.
 		HelloWithFirstFrame: true}
 }
@@ -236,34 +238,34 @@ func (n *Node) ConnOptions() wsconn.Options {
 // sent over the socket, as Pusher clients expect them.
 func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP string) {
 	rt, ok := n.byKey[appKey]
-	refuse := func(code wsconn.Code, msg string) {
+	refuse := func(code pusher.Code, msg string) {
 		n.refused(conn, rt, appKey, clientIP, code, msg)
-		conn.CloseWithError(&wsconn.Error{Code: code, Msg: msg})
+		closeWithError(conn, &pusher.Error{Code: code, Msg: msg})
 		conn.Serve(func(b []byte) { conn.Done(len(b)) }, func() {}, nil)
 	}
 	if n.draining.Load() {
-		refuse(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+		refuse(pusher.CodeServerRestart, "Server is shutting down, reconnect")
 		return
 	}
 	if n.cut.Load() {
-		refuse(wsconn.CodeNoQuorum, wsconn.CodeNoQuorum.Message())
+		refuse(pusher.CodeNoQuorum, pusher.CodeNoQuorum.Message())
 		return
 	}
 	if !ok {
-		refuse(wsconn.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", wsconn.Truncate(appKey, 64)))
+		refuse(pusher.CodeAppNotFound, fmt.Sprintf("App key %s does not exist", wsconn.Truncate(appKey, 64)))
 		return
 	}
 	if problem := checkProtocol(protocol); problem != "" {
-		refuse(wsconn.CodeUnsupportedProtocol, problem)
+		refuse(pusher.CodeUnsupportedProtocol, problem)
 		return
 	}
 	if !rt.OriginAllowed(origin) {
-		refuse(wsconn.CodeUnauthorized, "Origin not allowed: "+wsconn.Truncate(origin, 100))
+		refuse(pusher.CodeUnauthorized, "Origin not allowed: "+wsconn.Truncate(origin, 100))
 		return
 	}
 	if c := rt.conns.Add(1); rt.MaxConnections > 0 && c+n.remote.Connections(rt.ID) > int64(rt.MaxConnections) {
 		rt.conns.Add(-1)
-		refuse(wsconn.CodeOverCapacity, "Over capacity: this app allows "+strconv.Itoa(rt.MaxConnections)+" connections")
+		refuse(pusher.CodeOverCapacity, "Over capacity: this app allows "+strconv.Itoa(rt.MaxConnections)+" connections")
 		return
 	}
 	n.mu.Lock()
@@ -271,12 +273,12 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 	case n.maxConns > 0 && len(n.conns) >= n.maxConns:
 		n.mu.Unlock()
 		rt.conns.Add(-1)
-		refuse(wsconn.CodeOverCapacity, "Over capacity: this server holds at most "+strconv.Itoa(n.maxConns)+" connections")
+		refuse(pusher.CodeOverCapacity, "Over capacity: this server holds at most "+strconv.Itoa(n.maxConns)+" connections")
 		return
 	case n.cfg.MaxConnectionsPerIP > 0 && n.perIP[clientIP] >= n.cfg.MaxConnectionsPerIP:
 		n.mu.Unlock()
 		rt.conns.Add(-1)
-		refuse(wsconn.CodeOverCapacity, "Over capacity: at most "+strconv.Itoa(n.cfg.MaxConnectionsPerIP)+" connections per client address")
+		refuse(pusher.CodeOverCapacity, "Over capacity: at most "+strconv.Itoa(n.cfg.MaxConnectionsPerIP)+" connections per client address")
 		return
 	}
 	n.conns[conn] = clientIP
@@ -288,7 +290,7 @@ func (n *Node) Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP stri
 	}
 	if n.draining.Load() {
 		// Drain may have listed the sockets before this one was added.
-		conn.Close(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+		closeSocket(conn, pusher.CodeServerRestart, "Server is shutting down, reconnect")
 	}
 
 	socketID := strconv.FormatUint(uint64(rand.Uint32N(1e9)), 10) + "." + strconv.FormatUint(n.socketSeq.Add(1), 10)
@@ -333,7 +335,7 @@ func checkProtocol(protocol string) string {
 }
 
 // release is called by a ConnectionActor when it stops.
-func (n *Node) release(rt *appRuntime, conn *wsconn.Conn) {
+func (n *Node) release(rt *appRuntime, conn Socket) {
 	rt.conns.Add(-1)
 	n.mu.Lock()
 	if ip, ok := n.conns[conn]; ok {
@@ -425,10 +427,10 @@ func (n *Node) PublishCommitted(evs ...Event) {
 func (n *Node) deliver(ev Event) {
 	for _, ch := range ev.Channels {
 		key := channelKey(ev.AppID, ch)
-		if _, cache := classify(ch); cache {
+		if _, cache := pusher.Classify(ch); cache {
 			// A cache channel keeps its last event even with nobody in it.
 			n.backlog.Add(1)
-			frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
+			frame := wsconn.NewPrepared(pusher.EncodeEvent(ev.Name, ch, ev.Data, ""))
 			frame.Stamp()
 			n.reg.forward(key, ev.AppID, ch, &publishMsg{frame: frame, exclude: ev.SocketID, counted: true})
 			continue
@@ -440,7 +442,7 @@ func (n *Node) deliver(ev Event) {
 			continue
 		}
 		n.backlog.Add(1)
-		frame := wsconn.NewPrepared(wsconn.EncodeEvent(ev.Name, ch, ev.Data, ""))
+		frame := wsconn.NewPrepared(pusher.EncodeEvent(ev.Name, ch, ev.Data, ""))
 		frame.Stamp()
 		n.system.Root.Send(pid, &publishMsg{frame: frame, exclude: ev.SocketID})
 	}
@@ -449,7 +451,7 @@ func (n *Node) deliver(ev Event) {
 // deliverClientEvent fans a client event out to this node's sockets.
 func (n *Node) deliverClientEvent(appID, channel, name, data, userID, sender string, remote bool) {
 	if pid := n.reg.lookup(channelKey(appID, channel)); pid != nil {
-		frame := wsconn.NewPrepared(wsconn.EncodeEvent(name, channel, data, userID))
+		frame := wsconn.NewPrepared(pusher.EncodeEvent(name, channel, data, userID))
 		n.system.Root.Send(pid, &clientEventMsg{sender: sender, frame: frame, remote: remote})
 	}
 }
@@ -495,7 +497,7 @@ func (n *Node) TerminateUser(appID, userID string) {
 }
 
 func (n *Node) terminateLocal(appID, userID string) {
-	n.reg.send(channelKey(appID, ServerToUserPrefix+userID), &terminateMsg{})
+	n.reg.send(channelKey(appID, pusher.ServerToUserPrefix+userID), &terminateMsg{})
 }
 
 // Drain stops accepting sockets and asks every socket to reconnect elsewhere
@@ -503,7 +505,7 @@ func (n *Node) terminateLocal(appID, userID string) {
 func (n *Node) Drain(ctx context.Context) error {
 	n.draining.Store(true)
 	n.mu.Lock()
-	conns := make([]*wsconn.Conn, 0, len(n.conns))
+	conns := make([]Socket, 0, len(n.conns))
 	for c := range n.conns {
 		conns = append(conns, c)
 	}
@@ -514,7 +516,7 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	for _, c := range conns {
-		c.Close(wsconn.CodeServerRestart, "Server is shutting down, reconnect")
+		closeSocket(c, pusher.CodeServerRestart, "Server is shutting down, reconnect")
 	}
 	if empty == nil {
 		return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -176,9 +177,9 @@ func (w *tClient) subscribeAs(channel, userID string) {
 	switch {
 	case strings.HasPrefix(channel, "presence-"):
 		d["channel_data"] = `{"user_id":"` + userID + `"}`
-		d["auth"] = ChannelAuth(tKey, tSecret, w.socketID, channel, d["channel_data"])
+		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, d["channel_data"])
 	case strings.HasPrefix(channel, "private-"):
-		d["auth"] = ChannelAuth(tKey, tSecret, w.socketID, channel, "")
+		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, "")
 	}
 	b, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": d})
 	w.send(string(b))
@@ -219,10 +220,10 @@ func TestChannelPanicRecovers(t *testing.T) {
 	key := channelKey(tApp, "presence-room")
 	old := tn.node.reg.lookup(key)
 	tn.node.system.Root.Send(old, &crashMsg{})
-	if code := a.expectClose(); code != int(wsconn.CodeServerRestart) {
+	if code := a.expectClose(); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("a closed with %d, want 4200", code)
 	}
-	if code := b.expectClose(); code != int(wsconn.CodeServerRestart) {
+	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
 	waitUntil(t, "the crashed channel to leave the registry", func() bool { return tn.node.reg.lookup(key) == nil })
@@ -264,7 +265,7 @@ func TestConnectionPanicRecovers(t *testing.T) {
 	if !crashed {
 		t.Fatal("b's actor not found")
 	}
-	if code := b.expectClose(); code != int(wsconn.CodeServerRestart) {
+	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
 	f := a.expect("pusher_internal:member_removed")
@@ -507,14 +508,14 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	w := tn.dial()
 	userData := `{"id":"u-42"}`
 	b, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{
-		"user_data": userData, "auth": UserAuth(tKey, tSecret, w.socketID, userData)}})
+		"user_data": userData, "auth": pusher.UserAuth(tKey, tSecret, w.socketID, userData)}})
 	w.send(string(b))
 	<-replied
 	w.expect("pusher:signin_success")
-	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
+	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{pusher.ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
 	w.expect("to-user")
-	tn.marker(w, ServerToUserPrefix+"u-42")
+	tn.marker(w, pusher.ServerToUserPrefix+"u-42")
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/parley-chat/parley/metrics"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -71,9 +72,9 @@ func (n *Node) ClusterState() (clustered, serving bool, members, counted int) {
 
 // refused logs a socket refused at the door and counts its close under its
 // app ("" when the key is unknown).
-func (n *Node) refused(conn *wsconn.Conn, rt *appRuntime, key, ip string, code wsconn.Code, msg string) {
+func (n *Node) refused(conn *wsconn.Conn, rt *appRuntime, key, ip string, code pusher.Code, msg string) {
 	level, app := slog.LevelWarn, ""
-	if code == wsconn.CodeServerRestart {
+	if code == pusher.CodeServerRestart {
 		level = slog.LevelInfo // draining: expected
 	}
 	if rt != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -17,7 +18,7 @@ type signedInMsg struct {
 	appID     string
 	userID    string
 	socketID  string
-	conn      *wsconn.Conn
+	conn      Socket
 	watchlist []string
 }
 
@@ -30,7 +31,7 @@ type signedOutMsg struct {
 // watcher is one signed-in socket waiting for online/offline news.
 type watcher struct {
 	socketID string
-	conn     *wsconn.Conn
+	conn     Socket
 }
 
 // watchlistActor owns who is online (signed in on at least one socket) per
@@ -187,5 +188,5 @@ func watchlistFrame(name string, ids []string) *wsconn.Prepared {
 		Name    string   `json:"name"`
 		UserIDs []string `json:"user_ids"`
 	}{{name, ids}}})
-	return wsconn.NewPrepared(wsconn.EncodeEvent("pusher_internal:watchlist_events", "", string(b), ""))
+	return wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:watchlist_events", "", string(b), ""))
 }

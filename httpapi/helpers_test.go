@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/metrics"
+	"github.com/parley-chat/parley/pusher"
 )
 
 const (
@@ -298,9 +299,9 @@ func (w *wsClient) mustSubscribe(channel string) frame {
 	switch {
 	case strings.HasPrefix(channel, "presence-"):
 		cd = `{"user_id":"u-` + w.socketID + `","user_info":{"name":"n"}}`
-		auth = actors.ChannelAuth(testKey, testSecret, w.socketID, channel, cd)
+		auth = pusher.ChannelAuth(testKey, testSecret, w.socketID, channel, cd)
 	case strings.HasPrefix(channel, "private-"):
-		auth = actors.ChannelAuth(testKey, testSecret, w.socketID, channel, "")
+		auth = pusher.ChannelAuth(testKey, testSecret, w.socketID, channel, "")
 	}
 	w.subscribe(channel, auth, cd)
 	f := w.expect("pusher_internal:subscription_succeeded")
@@ -336,7 +337,7 @@ func signedURL(base, method, path string, params url.Values, body []byte, secret
 		sum := md5.Sum(body)
 		q.Set("body_md5", hex.EncodeToString(sum[:]))
 	}
-	q.Set("auth_signature", actors.Sign(secret, method+"\n"+path+"\n"+signedQuery(q)))
+	q.Set("auth_signature", pusher.RequestSignature(secret, method, path, q))
 	return base + path + "?" + q.Encode()
 }
 

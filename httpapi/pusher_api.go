@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -146,7 +147,7 @@ func (s *Server) channelAttributes(c *gin.Context, appID, channel string, info [
 	for _, a := range info {
 		switch a {
 		case "user_count":
-			if actors.IsPresence(channel) {
+			if pusher.IsPresence(channel) {
 				attrs["user_count"] = ci.Users
 			}
 		case "subscription_count":
@@ -204,7 +205,7 @@ func (s *Server) listChannels(c *gin.Context) {
 func (s *Server) showChannel(c *gin.Context) {
 	app := appOf(c)
 	name := c.Param("channel_name")
-	if p := actors.ValidateChannel(name, false); p != "" {
+	if p := pusher.ValidateChannel(name, false); p != "" {
 		abortJSON(c, http.StatusBadRequest, "channel "+wsconn.Truncate(name, 64)+": "+p)
 		return
 	}
@@ -212,7 +213,7 @@ func (s *Server) showChannel(c *gin.Context) {
 	for _, a := range info {
 		switch a {
 		case "user_count":
-			if !actors.IsPresence(name) {
+			if !pusher.IsPresence(name) {
 				abortJSON(c, http.StatusBadRequest, "info=user_count is only for presence channels")
 				return
 			}
@@ -242,11 +243,11 @@ func (s *Server) showChannel(c *gin.Context) {
 func (s *Server) channelUsers(c *gin.Context) {
 	app := appOf(c)
 	name := c.Param("channel_name")
-	if p := actors.ValidateChannel(name, false); p != "" {
+	if p := pusher.ValidateChannel(name, false); p != "" {
 		abortJSON(c, http.StatusBadRequest, "channel "+wsconn.Truncate(name, 64)+": "+p)
 		return
 	}
-	if !actors.IsPresence(name) {
+	if !pusher.IsPresence(name) {
 		abortJSON(c, http.StatusBadRequest, "users can only be listed for presence channels")
 		return
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/pusher"
 )
 
 func TestTriggerToManyChannelsAndExclusion(t *testing.T) {
@@ -152,7 +152,7 @@ func TestHTTPAPIErrors(t *testing.T) {
 	t.Run("stale timestamp", func(t *testing.T) {
 		q := url.Values{"auth_key": {testKey}, "auth_version": {"1.0"}, "auth_timestamp": {strconv.FormatInt(time.Now().Add(-11*time.Minute).Unix(), 10)}}
 		q.Set("body_md5", md5hex(body))
-		q.Set("auth_signature", actors.Sign(testSecret, "POST\n"+path+"\n"+signedQuery(q)))
+		q.Set("auth_signature", pusher.RequestSignature(testSecret, "POST", path, q))
 		st, res := s.rawAPI("POST", s.url+path+"?"+q.Encode(), body)
 		if st != 401 || !strings.Contains(res["error"].(string), "auth_timestamp") {
 			t.Fatalf("%d %v", st, res)

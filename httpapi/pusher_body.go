@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -113,7 +113,7 @@ func (r rawEvent) validate(maxData int, multi bool) (triggerEvent, *apiError) {
 	if r.Data == nil {
 		return ev, badRequest(`"data" is required`)
 	}
-	ev.Data = wsconn.DataString(r.Data)
+	ev.Data = pusher.DataString(r.Data)
 	switch {
 	case r.Channel != nil && r.Channels != nil:
 		return ev, badRequest(`give either "channel" or "channels", not both`)
@@ -134,10 +134,10 @@ func (r rawEvent) validate(maxData int, multi bool) (triggerEvent, *apiError) {
 		return ev, badRequest("event names %d channels; the limit is %d", len(ev.Channels), MaxTriggerChannels)
 	}
 	for _, ch := range ev.Channels {
-		if p := actors.ValidateChannel(ch, true); p != "" {
+		if p := pusher.ValidateChannel(ch, true); p != "" {
 			return ev, badRequest("channel %q: %s", wsconn.Truncate(ch, 64), p)
 		}
-		if actors.IsEncrypted(ch) && len(ev.Channels) > 1 {
+		if pusher.IsEncrypted(ch) && len(ev.Channels) > 1 {
 			return ev, badRequest("an event for a private-encrypted channel may name only that one channel")
 		}
 	}

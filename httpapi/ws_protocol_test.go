@@ -2,15 +2,16 @@ package httpapi
 
 import (
 	"fmt"
-	"github.com/gorilla/websocket"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
-	"github.com/parley-chat/parley/wsconn"
+	"github.com/parley-chat/parley/pusher"
 )
 
 func TestConnectionEstablishedShape(t *testing.T) {
@@ -144,7 +145,7 @@ func TestPrivateChannelAuth(t *testing.T) {
 		t.Fatalf("got %+v", f)
 	}
 	// Signature for another socket is refused too.
-	w.subscribe("private-a", actors.ChannelAuth(testKey, testSecret, "1.1", "private-a", ""), "")
+	w.subscribe("private-a", pusher.ChannelAuth(testKey, testSecret, "1.1", "private-a", ""), "")
 	w.expect("pusher:subscription_error")
 	// Missing auth.
 	w.subscribe("private-a", "", "")
@@ -162,7 +163,7 @@ func TestChannelNameValidation(t *testing.T) {
 	w := s.dial()
 	for _, ch := range []string{"bad channel", "ümlaut", strings.Repeat("a", 201), "#x", "#server-to-user-", ""} {
 		w.subscribe(ch, "", "")
-		w.expectError(int(wsconn.CodeSubscriptionRefused))
+		w.expectError(int(pusher.CodeSubscriptionRefused))
 	}
 	w.mustSubscribe(strings.Repeat("a", 200))
 	w.mustSubscribe("-_=@,.;AZaz09")
@@ -173,7 +174,7 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	ch := "presence-room"
 	join := func(w *wsClient, uid string) frame {
 		cd := `{"user_id":"` + uid + `","user_info":{"name":"` + uid + `"}}`
-		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+		w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
 		return w.expect("pusher_internal:subscription_succeeded")
 	}
 	obs := s.dial()
@@ -227,7 +228,7 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 	ch := "presence-x"
 	for _, cd := range []string{"", "not json", `{"user_info":{}}`, `{"user_id":""}`, `{"user_id":{"a":1}}`,
 		`{"user_id":"` + strings.Repeat("u", 129) + `"}`, `{"user_id":"u","user_info":"` + strings.Repeat("i", 1100) + `"}`} {
-		w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+		w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
 		f := w.expect("pusher:subscription_error")
 		if f.Channel != ch {
 			t.Fatalf("channel_data %q: %+v", cd, f)
@@ -235,7 +236,7 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 	}
 	// Numeric user ids (Laravel's) are accepted.
 	cd := `{"user_id":42,"user_info":{"name":"n"}}`
-	w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+	w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
 	f := w.expect("pusher_internal:subscription_succeeded")
 	if !strings.Contains(f.Data, `"42"`) {
 		t.Fatalf("numeric id: %q", f.Data)
@@ -258,7 +259,7 @@ func TestPresenceLimit(t *testing.T) {
 		for i := 0; i <= want; i++ {
 			w := s.dial() // stays open until the test ends (dial's cleanup)
 			cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
-			w.subscribe(ch, actors.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+			w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
 			if i < want {
 				w.expect("pusher_internal:subscription_succeeded")
 			} else {
@@ -276,9 +277,9 @@ func TestClientEvents(t *testing.T) {
 	a, b := s.dial(), s.dial()
 	a.mustSubscribe("public")
 	a.send(`{"event":"client-x","channel":"public","data":{}}`)
-	a.expectError(int(wsconn.CodeClientEventRefused))
+	a.expectError(int(pusher.CodeClientEventRefused))
 	a.send(`{"event":"client-x","channel":"private-notjoined","data":{}}`)
-	a.expectError(int(wsconn.CodeClientEventRefused))
+	a.expectError(int(pusher.CodeClientEventRefused))
 
 	a.mustSubscribe("private-chat")
 	b.mustSubscribe("private-chat")
@@ -305,7 +306,7 @@ func TestClientEvents(t *testing.T) {
 	// Too large.
 	big := strings.Repeat("x", 11*1024)
 	a.send(`{"event":"client-big","channel":"private-chat","data":"` + big + `"}`)
-	a.expectError(int(wsconn.CodeEventTooLarge))
+	a.expectError(int(pusher.CodeEventTooLarge))
 }
 
 func TestClientEventRateLimit(t *testing.T) {
@@ -328,7 +329,7 @@ func TestClientEventsDisabled(t *testing.T) {
 	a := s.dial()
 	a.mustSubscribe("private-r")
 	a.send(`{"event":"client-n","channel":"private-r","data":{}}`)
-	f := a.expectError(int(wsconn.CodeClientEventRefused))
+	f := a.expectError(int(pusher.CodeClientEventRefused))
 	if !strings.Contains(f.Data, "disabled") {
 		t.Fatalf("got %q", f.Data)
 	}
@@ -347,7 +348,7 @@ func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 		"\x00", `{"event":"pusher:subscribe","data":{"channel":"a","channel_data":{"user_id":1}}}`,
 	} {
 		w.send(bad)
-		w.expectError(int(wsconn.CodeInvalidMessage))
+		w.expectError(int(pusher.CodeInvalidMessage))
 	}
 	// Both sockets still work.
 	w.mustSubscribe("news")
@@ -434,7 +435,7 @@ func TestSigninAndServerToUser(t *testing.T) {
 	w := s.dial()
 	other := s.dial()
 	ud := `{"id":"7","name":"Ann"}`
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
 	f := w.expect("pusher:signin_success")
 	if f.dataMap(t)["user_data"] != ud {
 		t.Fatalf("signin_success %q", f.Data)
@@ -472,8 +473,8 @@ func TestSigninErrors(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
 	ud := `{"name":"no id"}`
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
-	w.expectError(int(wsconn.CodeSigninRefused))
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.expectError(int(pusher.CodeSigninRefused))
 	ud = `{"id":"1"}`
 	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": testKey + ":bad"}})
 	w.expectError(4009)
@@ -483,8 +484,8 @@ func TestSigninErrors(t *testing.T) {
 
 	off := startServer(t, func(c *config.Config) { c.Apps[0].UserAuthentication = false })
 	w = off.dial()
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
-	w.expectError(int(wsconn.CodeSigninRefused))
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.expectError(int(pusher.CodeSigninRefused))
 }
 
 func TestSlowConsumerIsDisconnected(t *testing.T) {
@@ -522,7 +523,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 			continue
 		}
 		ce, ok := err.(*websocket.CloseError)
-		if !ok || ce.Code != int(wsconn.CodeSlowConsumer) {
+		if !ok || ce.Code != int(pusher.CodeSlowConsumer) {
 			t.Fatalf("slow consumer ended with %v, want close 4101", err)
 		}
 		break
@@ -557,7 +558,7 @@ func TestDrainClosesWith4200(t *testing.T) {
 
 func signin(t *testing.T, w *wsClient, ud string) {
 	t.Helper()
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
 	w.expect("pusher:signin_success")
 }
 
@@ -589,6 +590,6 @@ func TestWatchlistEvents(t *testing.T) {
 	}
 	bad := s.dial()
 	ud := `{"id":"5","watchlist":"2"}`
-	bad.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": actors.UserAuth(testKey, testSecret, bad.socketID, ud)}})
-	bad.expectError(int(wsconn.CodeSigninRefused))
+	bad.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, bad.socketID, ud)}})
+	bad.expectError(int(pusher.CodeSigninRefused))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -35,7 +36,7 @@ func benchmarkDeliverMetered(b *testing.B, m *Metrics) {
 	c := <-conns
 	c.SetMeter(m.App("bench"))
 	c.Serve(func([]byte) {}, func() {}, nil)
-	frame := wsconn.NewPrepared(wsconn.EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
+	frame := wsconn.NewPrepared(pusher.EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
 	frame.Stamp()
 	done := make(chan struct{})
 	go func() {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -245,18 +246,32 @@ func (a *AppMeter) Sent(frames, bytes int) {
 	a.sentBytes.Add(float64(bytes))
 }
 
+// closeCodeLabel names a close status for metrics with a bounded set of
+// values: every code Parley sends, the standard statuses clients and the
+// transport send, and "other".
+func closeCodeLabel(code int) string {
+	if pusher.Code(code).Known() {
+		return strconv.Itoa(code)
+	}
+	switch code {
+	case 1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 1015:
+		return strconv.Itoa(code)
+	}
+	return "other"
+}
+
 // Delivered implements wsconn.Meter.
 func (a *AppMeter) Delivered(latency time.Duration) { a.latency.Observe(latency.Seconds()) }
 
 // Closed implements wsconn.Meter.
 func (a *AppMeter) Closed(code int) {
-	if code == int(wsconn.CodeSlowConsumer) {
+	if code == int(pusher.CodeSlowConsumer) {
 		a.slow.Inc()
 	}
 	a.closedMu.Lock()
 	c, ok := a.closed[code]
 	if !ok {
-		c = a.m.closed.WithLabelValues(a.app, wsconn.CloseCodeLabel(code))
+		c = a.m.closed.WithLabelValues(a.app, closeCodeLabel(code))
 		if a.closed == nil {
 			a.closed = map[int]prometheus.Counter{}
 		}

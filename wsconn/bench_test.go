@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // BenchmarkEncodePublish is the once-per-publish cost: the JSON frame and its
@@ -16,7 +17,7 @@ func BenchmarkEncodePublish(b *testing.B) {
 	data := strings.Repeat("x", 200)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		_ = NewPrepared(EncodeEvent("App\\Events\\MessageSent", "private-matter.42", data, ""))
+		_ = NewPrepared(pusher.EncodeEvent("App\\Events\\MessageSent", "private-matter.42", data, ""))
 	}
 }
 
@@ -46,7 +47,7 @@ func benchmarkDeliver(b *testing.B, send func(*Conn, *Prepared) bool) {
 	defer client.Close()
 	c := <-conns
 	c.Serve(func([]byte) {}, func() {}, nil)
-	frame := NewPrepared(EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
+	frame := NewPrepared(pusher.EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

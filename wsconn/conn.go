@@ -20,8 +20,13 @@ type Options struct {
 	// the socket with 1009. Zero means 64 KiB.
 	ReadLimit int64
 	// MaxPendingBytes bounds the outbound queue; past it the socket is closed
-	// with CodeSlowConsumer. Zero means 4 MiB.
+	// with OverflowStatus. Zero means 4 MiB.
 	MaxPendingBytes int
+	// OverflowStatus and OverflowReason close a socket whose outbound queue
+	// overflowed (a slow consumer). Zero means 1008 (policy violation) and
+	// "Too many unsent messages".
+	OverflowStatus int
+	OverflowReason string
 	// WriteTimeout bounds one write to the network; on Linux it is also the
 	// socket's TCP_USER_TIMEOUT, so the kernel drops a peer that leaves sent
 	// data unacknowledged (or its window shut) that long. Zero means 10s.
@@ -141,6 +146,8 @@ type Handler interface {
 type settings struct {
 	debug        *slog.Logger // nil when not debugging
 	maxPending   int
+	overflow     int    // the close status of a slow consumer
+	overflowWhy  string // and its reason
 	writeTimeout time.Duration
 	fragTimeout  time.Duration
 	maxBacklog   int64
@@ -164,7 +171,10 @@ func settingsFor(opts Options) *settings {
 	st := &settings{
 		debug: opts.Debug, maxPending: opts.MaxPendingBytes, writeTimeout: opts.WriteTimeout,
 		fragTimeout: opts.FragmentTimeout, maxBacklog: int64(opts.MaxInboundBacklog), readLimit: opts.ReadLimit,
-		sendBuffer: opts.SendBuffer,
+		sendBuffer: opts.SendBuffer, overflow: opts.OverflowStatus, overflowWhy: opts.OverflowReason,
+	}
+	if st.overflow == 0 {
+		st.overflow, st.overflowWhy = StatusPolicyViolation, "Too many unsent messages"
 	}
 	if st.readLimit <= 0 {
 		st.readLimit = defaultReadLimit
@@ -441,7 +451,7 @@ func (c *Conn) fragmentExpired() {
 	c.frag.deadline = time.Time{}
 	c.fr.frag, c.fr.pend, c.fr.inFrag = nil, nil, false // free the partial message now
 	c.rmu.Unlock()
-	c.closeAndEnd(CodePolicyViolation, "Fragmented message not finished within "+c.cfg.fragTimeout.String())
+	c.closeAndEnd(StatusPolicyViolation, "Fragmented message not finished within "+c.cfg.fragTimeout.String())
 }
 
 func (c *Conn) ping(p []byte) {
@@ -452,8 +462,8 @@ func (c *Conn) ping(p []byte) {
 func (c *Conn) pong() { c.h.Activity() }
 
 func (c *Conn) peerClose(code int) {
-	if cd := Code(code); cd == codeNoStatus || cd == codeAbnormal || cd == codeTLSHandshake {
-		code = int(CodeNormalClosure) // not sendable on the wire
+	if code == statusNoStatus || code == statusAbnormal || code == statusTLSHandshake {
+		code = StatusNormalClosure // not sendable on the wire
 	}
 	c.mu.Lock()
 	c.peerClosed = true
@@ -480,7 +490,7 @@ func (c *Conn) peerClose(code int) {
 
 // Send queues a frame. It returns false when the socket no longer accepts
 // frames; when the queue would exceed its bound the socket is closed with
-// CodeSlowConsumer instead of growing.
+// Options.OverflowStatus instead of growing.
 func (c *Conn) Send(p *Prepared) bool { return c.send(p, false) }
 
 // SendNow is Send, except that when nothing is queued for the socket the
@@ -498,7 +508,7 @@ func (c *Conn) send(p *Prepared, now bool) bool {
 	}
 	if c.pending+len(p.wire) > c.cfg.maxPending {
 		c.abort = true
-		c.closeLocked(int(CodeSlowConsumer), CodeSlowConsumer.Message(), true)
+		c.closeLocked(c.cfg.overflow, c.cfg.overflowWhy, true)
 		c.mu.Unlock()
 		return false
 	}
@@ -607,51 +617,33 @@ func (w *rawWriter) write(fd uintptr) bool {
 	}
 }
 
-// SendEvent encodes and queues one frame for this socket only.
-func (c *Conn) SendEvent(event, channel, data string) bool {
-	return c.Send(NewPrepared(EncodeEvent(event, channel, data, "")))
-}
-
-// SendEventNow is SendEvent written at once when nothing is queued (see
-// SendNow); the first frame of a socket opened with HelloWithFirstFrame
-// then goes out with the 101 response in one write(2).
-func (c *Conn) SendEventNow(event, channel, data string) bool {
-	return c.SendNow(NewPrepared(EncodeEvent(event, channel, data, "")))
-}
-
-// SendError queues a pusher:error frame; the socket stays open.
-func (c *Conn) SendError(e *Error) bool {
-	return c.SendEvent("pusher:error", "", ErrorData(e.Code, e.Message()))
-}
-
-// CloseWithError sends pusher:error followed by a close frame with the same
-// code, as Pusher does, then stops accepting frames.
-func (c *Conn) CloseWithError(e *Error) {
-	f := NewPrepared(EncodeEvent("pusher:error", "", ErrorData(e.Code, e.Message()), ""))
+// CloseAfter queues f, then a close frame with code, and stops accepting
+// frames (a protocol sends its error message before the close).
+func (c *Conn) CloseAfter(f *Prepared, code int, reason string) {
 	c.mu.Lock()
 	if c.state == stateOpen {
 		c.enqueueLocked(f)
 		c.pending += f.Size()
-		c.closeLocked(int(e.Code), e.Message(), false)
+		c.closeLocked(code, reason, false)
 	}
 	c.mu.Unlock()
 }
 
 // Close sends a close frame with code and stops accepting frames.
-func (c *Conn) Close(code Code, reason string) {
+func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.closeLocked(int(code), reason, false)
+		c.closeLocked(code, reason, false)
 	}
 	c.mu.Unlock()
 }
 
 // closeAndEnd sends a close frame and ends the socket once it is written,
 // without waiting for the client (it broke the protocol).
-func (c *Conn) closeAndEnd(code Code, reason string) {
+func (c *Conn) closeAndEnd(code int, reason string) {
 	c.mu.Lock()
 	if c.state == stateOpen {
-		c.closeLocked(int(code), reason, true)
+		c.closeLocked(code, reason, true)
 	}
 	c.abort = true
 	c.endAfterOut = true
@@ -830,7 +822,7 @@ func (c *Conn) end() {
 	c.mu.Unlock()
 	if c.meter != nil {
 		if code == 0 {
-			code = int(codeAbnormal)
+			code = statusAbnormal
 		}
 		c.meter.Closed(code)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/pusher"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +101,7 @@ func TestSlowConsumerKernelBufferCapped(t *testing.T) {
 	// 2 MiB, far more than the client's 128 KiB receive buffer and the
 	// server's send buffer can hold: the writer ends up blocked on a full
 	// kernel queue.
-	frame := NewPrepared(EncodeEvent("e", "c", strings.Repeat("x", 16<<10), ""))
+	frame := NewPrepared(pusher.EncodeEvent("e", "c", strings.Repeat("x", 16<<10), ""))
 	sent := 0
 	for ; sent < 128; sent++ {
 		if !c.Send(frame) {
@@ -127,7 +128,7 @@ func TestSlowConsumerKernelBufferCapped(t *testing.T) {
 
 	// The client reads at last: what was queued, then the 4101 close.
 	code, _, texts := cl.expectClose()
-	if code != CodeSlowConsumer || texts == 0 || texts >= sent {
+	if code != StatusPolicyViolation || texts == 0 || texts >= sent {
 		t.Fatalf("close %d after %d of %d frames", code, texts, sent)
 	}
 	// It never answers the close: after the grace period the server resets
@@ -151,7 +152,7 @@ func TestWriteTimeoutResetsConnection(t *testing.T) {
 	if sock.timeout != int(timeout.Milliseconds()) {
 		t.Fatalf("TCP_USER_TIMEOUT %d ms, want %d", sock.timeout, timeout.Milliseconds())
 	}
-	frame := NewPrepared(EncodeEvent("e", "c", strings.Repeat("x", 16<<10), ""))
+	frame := NewPrepared(pusher.EncodeEvent("e", "c", strings.Repeat("x", 16<<10), ""))
 	for i := 0; i < 1000 && c.Send(frame); i++ {
 	}
 	s.waitEnded(t)
@@ -284,7 +285,7 @@ func TestDropKeepsPartlyWrittenFrame(t *testing.T) {
 	c.writing = true // hold the writer off: the test inspects the queue
 	c.queue = append(c.queue, rest, NewPrepared([]byte("queued")))
 	c.pending = rest.Size() + 8
-	c.closeLocked(int(CodeSlowConsumer), "slow", true)
+	c.closeLocked(4101, "slow", true)
 	q := append([]*Prepared(nil), c.queue...)
 	c.writing = false
 	c.mu.Unlock()

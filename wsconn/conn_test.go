@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/parley-chat/parley/pusher"
 )
 
 // testServer upgrades every request on a real 127.0.0.1 socket and hands the
@@ -173,7 +175,7 @@ func (c *rawClient) next() (op byte, payload []byte, err error) {
 
 // expectClose reads frames until the server's close frame and returns its
 // status and reason; text frames before it are counted.
-func (c *rawClient) expectClose() (code Code, reason string, texts int) {
+func (c *rawClient) expectClose() (code int, reason string, texts int) {
 	c.t.Helper()
 	for {
 		op, p, err := c.next()
@@ -187,7 +189,7 @@ func (c *rawClient) expectClose() (code Code, reason string, texts int) {
 			if len(p) < 2 {
 				c.t.Fatalf("close frame without status: %x", p)
 			}
-			return Code(binary.BigEndian.Uint16(p)), string(p[2:]), texts
+			return int(binary.BigEndian.Uint16(p)), string(p[2:]), texts
 		}
 	}
 }
@@ -209,8 +211,8 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 			cl.send(clientFrame(true, opText, []byte(`{"event":"ok","data":"é"}`)))
 			cl.send(bad...)
 			code, reason, _ := cl.expectClose()
-			if code != CodeInvalidPayload || !utf8.ValidString(reason) {
-				t.Fatalf("close %d %q, want %d", code, reason, CodeInvalidPayload)
+			if code != StatusInvalidPayload || !utf8.ValidString(reason) {
+				t.Fatalf("close %d %q, want %d", code, reason, StatusInvalidPayload)
 			}
 			s.waitEnded(t)
 			if got := s.messages(); len(got) != 1 || got[0] != `{"event":"ok","data":"é"}` {
@@ -226,8 +228,8 @@ func TestBinaryCloses1003(t *testing.T) {
 	s := serve(accept(t, conns), true)
 	cl.send(clientFrame(true, opBinary, []byte(`{"event":"pusher:ping","data":{}}`)))
 	code, reason, _ := cl.expectClose()
-	if code != CodeUnsupportedData || !strings.Contains(reason, "binary") {
-		t.Fatalf("close %d %q, want %d about binary", code, reason, CodeUnsupportedData)
+	if code != StatusUnsupportedData || !strings.Contains(reason, "binary") {
+		t.Fatalf("close %d %q, want %d about binary", code, reason, StatusUnsupportedData)
 	}
 	s.waitEnded(t)
 	if got := s.messages(); len(got) != 0 {
@@ -242,9 +244,9 @@ func TestCloseReasonOnTheWire(t *testing.T) {
 	cl := dialRaw(t, addr)
 	c := accept(t, conns)
 	s := serve(c, true)
-	c.CloseWithError(&Error{Code: CodeUnauthorized, Msg: "Origin not allowed: " + strings.Repeat("ö", 80)})
+	c.CloseAfter(NewPrepared(pusher.EncodeEvent("pusher:error", "", "{}", "")), 4009, "Origin not allowed: "+strings.Repeat("ö", 80))
 	code, reason, texts := cl.expectClose()
-	if code != CodeUnauthorized || texts != 1 || !utf8.ValidString(reason) || len(reason) > maxCloseReason || len(reason) < maxCloseReason-1 {
+	if code != 4009 || texts != 1 || !utf8.ValidString(reason) || len(reason) > maxCloseReason || len(reason) < maxCloseReason-1 {
 		t.Fatalf("close %d, %d bytes valid=%v after %d frames", code, len(reason), utf8.ValidString(reason), texts)
 	}
 	cl.send(clientFrame(true, opClose, []byte{0x03, 0xe8}))
@@ -262,8 +264,8 @@ func TestFragmentTimeout(t *testing.T) {
 		s := serve(c, true)
 		cl.send(start)
 		code, _, _ := cl.expectClose()
-		if code != CodePolicyViolation {
-			t.Fatalf("close %d, want %d", code, CodePolicyViolation)
+		if code != StatusPolicyViolation {
+			t.Fatalf("close %d, want %d", code, StatusPolicyViolation)
 		}
 		s.waitEnded(t)
 		assertFragmentFreed(t, c)
@@ -290,15 +292,15 @@ func TestFragmentTimeout(t *testing.T) {
 			case op == opPong:
 				pongs++
 				time.Sleep(10 * time.Millisecond) // pace the keep-alive pings
-			case op != opClose || Code(binary.BigEndian.Uint16(p)) != CodePolicyViolation:
-				t.Fatalf("frame op %d %q, want close %d", op, p, CodePolicyViolation)
+			case op != opClose || int(binary.BigEndian.Uint16(p)) != StatusPolicyViolation:
+				t.Fatalf("frame op %d %q, want close %d", op, p, StatusPolicyViolation)
 			default:
 				closed = true
 			}
 		}
 		if !closed {
-			if code, _, _ := cl.expectClose(); code != CodePolicyViolation {
-				t.Fatalf("close %d, want %d", code, CodePolicyViolation)
+			if code, _, _ := cl.expectClose(); code != StatusPolicyViolation {
+				t.Fatalf("close %d, want %d", code, StatusPolicyViolation)
 			}
 		}
 		if pongs == 0 {
@@ -411,7 +413,7 @@ func TestIdleSocketHoldsNoWriterBuffers(t *testing.T) {
 		return !c.writing && c.queue == nil && c.spare == nil && c.bufs == nil
 	}
 	for i := range 2 {
-		if !c.SendEvent("e", "c", "{}") {
+		if !c.Send(NewPrepared(pusher.EncodeEvent("e", "c", "{}", ""))) {
 			t.Fatal("send refused")
 		}
 		if _, _, err := cl.next(); err != nil {

@@ -1,9 +1,6 @@
 package wsconn
 
-import (
-	"strconv"
-	"time"
-)
+import "time"
 
 // Meter counts what one socket does, for metrics. Its methods run on the
 // delivery path: they must be cheap, never block and never allocate.
@@ -31,20 +28,6 @@ var epoch = time.Now()
 // sockets that write it report the delivery latency to their Meter. Call it
 // before the frame is shared.
 func (p *Prepared) Stamp() { p.born = int64(time.Since(epoch)) }
-
-// CloseCodeLabel names a close status for metrics with a bounded set of
-// values: every code Parley sends, the standard statuses clients send, and
-// "other".
-func CloseCodeLabel(code int) string {
-	if _, ok := codeText[Code(code)]; ok {
-		return strconv.Itoa(code)
-	}
-	switch code {
-	case 1001, 1005, 1006, 1011, 1012, 1013, 1015:
-		return strconv.Itoa(code)
-	}
-	return "other"
-}
 
 // Unstamped is the same frame without its stamp, for sending again later
 // (a cache channel's replay) without counting the wait as delivery latency.

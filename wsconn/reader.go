@@ -17,16 +17,16 @@ var (
 )
 
 // closeCode is the close status for an error returned by feed.
-func closeCode(err error) Code {
+func closeCode(err error) int {
 	switch {
 	case errors.Is(err, errTooBig):
-		return CodeMessageTooBig
+		return StatusMessageTooBig
 	case errors.Is(err, errBinary):
-		return CodeUnsupportedData
+		return StatusUnsupportedData
 	case errors.Is(err, errInvalidUTF8):
-		return CodeInvalidPayload
+		return StatusInvalidPayload
 	default:
-		return CodeProtocolError
+		return StatusProtocolError
 	}
 }
 

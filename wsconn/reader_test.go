@@ -126,7 +126,7 @@ func TestFrameReaderRejects(t *testing.T) {
 	if err := fr.feed([]byte{0x82, 0x80 | 100}, &recorder{}); !errors.Is(err, errBinary) {
 		t.Fatal(err)
 	}
-	for err, want := range map[error]Code{errProtocol: 1002, errTooBig: 1009, errBinary: 1003, errInvalidUTF8: 1007} {
+	for err, want := range map[error]int{errProtocol: 1002, errTooBig: 1009, errBinary: 1003, errInvalidUTF8: 1007} {
 		if got := closeCode(err); got != want {
 			t.Errorf("%v: close %d, want %d", err, got, want)
 		}

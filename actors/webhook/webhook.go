@@ -12,9 +12,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -26,6 +23,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // Options tune a Sender; zero fields take the defaults below.
@@ -380,9 +378,7 @@ func (s *Sender) deliver(e *endpoint, batch []Event) {
 		s.opts.Log.Error("webhook not encodable", "app", e.app.id, "error", err)
 		return
 	}
-	mac := hmac.New(sha256.New, []byte(e.app.secret))
-	mac.Write(body)
-	sig := hex.EncodeToString(mac.Sum(nil))
+	sig := pusher.SignBytes(e.app.secret, body)
 	backoff := s.opts.RetryBase
 	var problem string
 	for attempt := 1; ; attempt++ {

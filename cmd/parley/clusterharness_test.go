@@ -31,7 +31,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // The apps every cluster node serves: app-1 without limits, app-2 with a
@@ -715,9 +715,9 @@ func (w *wsClient) subscribe(channel, userID string) {
 	case strings.HasPrefix(channel, "presence-"):
 		cd := `{"user_id":"` + userID + `","user_info":{"name":"` + userID + `"}}`
 		d["channel_data"] = cd
-		d["auth"] = actors.ChannelAuth(w.app.key, w.app.secret, w.socketID, channel, cd)
+		d["auth"] = pusher.ChannelAuth(w.app.key, w.app.secret, w.socketID, channel, cd)
 	case strings.HasPrefix(channel, "private-"):
-		d["auth"] = actors.ChannelAuth(w.app.key, w.app.secret, w.socketID, channel, "")
+		d["auth"] = pusher.ChannelAuth(w.app.key, w.app.secret, w.socketID, channel, "")
 	}
 	w.send(map[string]any{"event": "pusher:subscribe", "data": d})
 }
@@ -757,28 +757,12 @@ func presenceIDs(t *testing.T, f frame) []string {
 func (w *wsClient) signin(userData string) {
 	w.t.Helper()
 	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{
-		"user_data": userData, "auth": actors.UserAuth(w.app.key, w.app.secret, w.socketID, userData),
+		"user_data": userData, "auth": pusher.UserAuth(w.app.key, w.app.secret, w.socketID, userData),
 	}})
 	w.expect("pusher:signin_success")
 }
 
 // --- HTTP API ---
-
-// signedQuery is the string Pusher signs: lower-cased keys, sorted.
-func signedQuery(q url.Values) string {
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		if k != "auth_signature" {
-			keys = append(keys, strings.ToLower(k))
-		}
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + q.Get(k)
-	}
-	return strings.Join(parts, "&")
-}
 
 type apiResult struct {
 	status int
@@ -803,7 +787,7 @@ func (n *procNode) api(app testApp, method, path string, params url.Values, body
 		sum := md5.Sum(b)
 		q.Set("body_md5", hex.EncodeToString(sum[:]))
 	}
-	q.Set("auth_signature", actors.Sign(app.secret, method+"\n"+path+"\n"+signedQuery(q)))
+	q.Set("auth_signature", pusher.RequestSignature(app.secret, method, path, q))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, n.url+path+"?"+q.Encode(), bytes.NewReader(b))

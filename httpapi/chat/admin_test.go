@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/persistence"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // startAdmin is a chat server built as `parley serve` builds it: httpapi's
@@ -73,7 +73,7 @@ func (s signer) signedRequest(t testing.TB, base, method, path string, params ur
 	for _, k := range keys {
 		parts = append(parts, k+"="+q.Get(k))
 	}
-	q.Set("auth_signature", actors.Sign(s.secret, method+"\n"+full+"\n"+strings.Join(parts, "&")))
+	q.Set("auth_signature", pusher.Sign(s.secret, method+"\n"+full+"\n"+strings.Join(parts, "&")))
 	req, err := http.NewRequest(method, base+full+"?"+q.Encode(), bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // Channel prefixes broadcasting auth knows; anything else is refused.
@@ -67,7 +67,7 @@ func (s *Service) broadcastingAuth(c *gin.Context) {
 		}
 	case strings.HasPrefix(channel, prefixPrivateMatter), strings.HasPrefix(channel, prefixPresenceMatter):
 		prefix := prefixPrivateMatter
-		if actors.IsPresence(channel) {
+		if pusher.IsPresence(channel) {
 			prefix = prefixPresenceMatter
 		}
 		matterID, ok := channelID(channel, prefix)
@@ -92,7 +92,7 @@ func (s *Service) broadcastingAuth(c *gin.Context) {
 		abortMessage(c, http.StatusForbidden, msgForbidden)
 		return
 	}
-	res := gin.H{"auth": actors.ChannelAuth(s.app.Key, s.app.Secret, socketID, channel, channelData)}
+	res := gin.H{"auth": pusher.ChannelAuth(s.app.Key, s.app.Secret, socketID, channel, channelData)}
 	if channelData != "" {
 		res["channel_data"] = channelData
 	}

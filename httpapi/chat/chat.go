@@ -10,12 +10,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/asynkron/protoactor-go/cluster"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/gin-gonic/gin"
 	"github.com/parley-chat/parley/actors"

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/persistence"
+	"github.com/parley-chat/parley/pusher"
 )
 
 func TestLoginLogoutAndUser(t *testing.T) {
@@ -405,18 +405,18 @@ func TestBroadcastingAuth(t *testing.T) {
 		for _, asJSON := range []bool{false, true} {
 			ch := userChannel(ann.ID)
 			b := auth(path, ann, ch, asJSON).want(t, http.StatusOK)
-			if b["auth"] != actors.ChannelAuth(testKey, testSecret, sock, ch, "") || b["channel_data"] != nil {
+			if b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, "") || b["channel_data"] != nil {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 			ch = matterChannel(m.ID)
 			b = auth(path, ann, ch, asJSON).want(t, http.StatusOK)
-			if b["auth"] != actors.ChannelAuth(testKey, testSecret, sock, ch, "") {
+			if b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, "") {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 			ch = fmt.Sprintf("presence-matter.%d", m.ID)
 			b = auth(path, ann, ch, asJSON).want(t, http.StatusOK)
 			wantCD := fmt.Sprintf(`{"user_id":"%d","user_info":{"id":%d,"name":"Ann"}}`, ann.ID, ann.ID)
-			if b["channel_data"] != wantCD || b["auth"] != actors.ChannelAuth(testKey, testSecret, sock, ch, wantCD) {
+			if b["channel_data"] != wantCD || b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, wantCD) {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 		}

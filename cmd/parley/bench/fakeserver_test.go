@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/pusher"
 )
 
 // fakePusher is a small Pusher-protocol server for the tests: connection
@@ -184,7 +185,7 @@ func (f *fakePusher) serveWS(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakePusher) subscribe(c *fakeConn, ch, auth, channelData string) {
 	private := strings.HasPrefix(ch, "private-") || strings.HasPrefix(ch, "presence-")
-	if private && !hmac.Equal([]byte(auth), []byte(channelAuth(f.key, f.secret, c.socketID, ch, channelData))) {
+	if private && !hmac.Equal([]byte(auth), []byte(pusher.ChannelAuth(f.key, f.secret, c.socketID, ch, channelData))) {
 		c.send(map[string]any{"event": "pusher:subscription_error", "channel": ch, "data": frameData(map[string]any{"type": "AuthError", "error": "bad auth", "status": 401})})
 		return
 	}
@@ -257,7 +258,7 @@ func (f *fakePusher) verifySignature(r *http.Request, body []byte) bool {
 	for _, k := range keys {
 		parts = append(parts, k+"="+params[k])
 	}
-	want := hmacHex(f.secret, r.Method+"\n"+r.URL.Path+"\n"+strings.Join(parts, "&"))
+	want := pusher.Sign(f.secret, r.Method+"\n"+r.URL.Path+"\n"+strings.Join(parts, "&"))
 	sum := md5.Sum(body)
 	return params["auth_key"] == f.key &&
 		params["body_md5"] == hex.EncodeToString(sum[:]) &&
@@ -340,7 +341,7 @@ func (f *fakePusher) serveChatAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"message":"forbidden"}`, http.StatusForbidden)
 		return
 	}
-	json.NewEncoder(w).Encode(map[string]string{"auth": channelAuth(f.key, f.secret, in.SocketID, in.ChannelName, "")})
+	json.NewEncoder(w).Encode(map[string]string{"auth": pusher.ChannelAuth(f.key, f.secret, in.SocketID, in.ChannelName, "")})
 }
 
 func (f *fakePusher) serveChatSend(w http.ResponseWriter, r *http.Request) {

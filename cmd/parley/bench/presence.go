@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley-chat/parley/pusher"
 )
 
 var presenceScenario = scenario{
@@ -241,7 +243,7 @@ func (c *presenceCmd) run(ctx context.Context, e *env) (report, error) {
 		m := members[i]
 		r.see(m, i) // a socket knows itself even if the snapshot left it out
 		data, _ := json.Marshal(map[string]any{"user_id": r.userID(i), "user_info": map[string]string{"name": "bench " + strconv.Itoa(i)}})
-		auth := channelAuth(e.target.key, e.target.secret, s.socketID, c.Channel, string(data))
+		auth := pusher.ChannelAuth(e.target.key, e.target.secret, s.socketID, c.Channel, string(data))
 		h := r.handler(m)
 		r.joinedAt[i].Store(time.Now().UnixNano())
 		snap, err := s.subscribe(c.Channel, auth, string(data), socketTimeout, h)

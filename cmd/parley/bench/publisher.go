@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-chat/parley/pusher"
 )
 
 // benchEvent is the name of every event the bench publishes.
@@ -88,7 +90,7 @@ func (p *publisher) trigger(ctx context.Context, channel, data string) error {
 	if err != nil {
 		return err
 	}
-	u := p.t.httpURL(p.path) + "?" + signedQuery(p.t.key, p.t.secret, http.MethodPost, p.path, body, time.Now())
+	u := p.t.httpURL(p.path) + "?" + pusher.SignRequest(p.t.key, p.t.secret, http.MethodPost, p.path, nil, body, time.Now()).Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -1,4 +1,9 @@
-package wsconn
+// Package pusher is the Pusher Channels protocol and nothing else: the
+// messages a client and a server exchange (their JSON), the error and close
+// codes, channel names and kinds, and the HMAC-SHA256 signatures of channel
+// authorization, user sign-in, the HTTP API and webhooks. It knows nothing of
+// sockets: wsconn carries its messages, the actors act on them.
+package pusher
 
 import (
 	"bytes"
@@ -9,33 +14,33 @@ import (
 	"unicode/utf8"
 )
 
-// Frame is one Pusher protocol message from a client.
-type Frame struct {
+// Message is one Pusher protocol message from a client.
+type Message struct {
 	Event   string          `json:"event"`
 	Channel string          `json:"channel,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
 }
 
-// ErrFrame wraps every decoding failure.
-var ErrFrame = errors.New("invalid frame")
+// ErrMessage wraps every decoding failure.
+var ErrMessage = errors.New("invalid message")
 
-// DecodeFrame parses a client frame. It fails on anything that is not a JSON
-// object with a string "event" and, if present, a string "channel".
-func DecodeFrame(b []byte) (Frame, error) {
-	var f Frame
+// DecodeMessage parses a client message. It fails on anything that is not a
+// JSON object with a string "event" and, if present, a string "channel".
+func DecodeMessage(b []byte) (Message, error) {
+	var f Message
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
-		return f, fmt.Errorf("%w: expected a JSON object", ErrFrame)
+		return f, fmt.Errorf("%w: expected a JSON object", ErrMessage)
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return f, fmt.Errorf("%w: field %q must be a %s", ErrFrame, te.Field, expectedType(te.Field))
+			return f, fmt.Errorf("%w: field %q must be a %s", ErrMessage, te.Field, expectedType(te.Field))
 		}
-		return f, fmt.Errorf("%w: %v", ErrFrame, err)
+		return f, fmt.Errorf("%w: %v", ErrMessage, err)
 	}
 	if f.Event == "" {
-		return f, fmt.Errorf("%w: missing \"event\"", ErrFrame)
+		return f, fmt.Errorf("%w: missing \"event\"", ErrMessage)
 	}
 	return f, nil
 }
@@ -60,29 +65,29 @@ type SigninData struct {
 	UserData string `json:"user_data"`
 }
 
-// DecodeData parses a frame's data into v. pusher-js sends objects, some SDKs
+// DecodeData parses a message's data into v. pusher-js sends objects, some SDKs
 // send the object as a JSON string; both are accepted.
 func DecodeData(raw json.RawMessage, v any) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
-		return fmt.Errorf("%w: missing \"data\"", ErrFrame)
+		return fmt.Errorf("%w: missing \"data\"", ErrMessage)
 	}
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("%w: data: %v", ErrFrame, err)
+			return fmt.Errorf("%w: data: %v", ErrMessage, err)
 		}
 		raw = []byte(s)
 	}
 	if len(raw) == 0 || raw[0] != '{' {
-		return fmt.Errorf("%w: \"data\" must be an object", ErrFrame)
+		return fmt.Errorf("%w: \"data\" must be an object", ErrMessage)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("%w: data.%s must be a string", ErrFrame, te.Field)
+			return fmt.Errorf("%w: data.%s must be a string", ErrMessage, te.Field)
 		}
-		return fmt.Errorf("%w: data: %v", ErrFrame, err)
+		return fmt.Errorf("%w: data: %v", ErrMessage, err)
 	}
 	return nil
 }
@@ -100,7 +105,7 @@ func DataString(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// AppendEvent appends the JSON of a server-to-client frame. data goes out as a
+// AppendEvent appends the JSON of a server-to-client message. data goes out as a
 // JSON string, as pusher-js expects; channel and userID are omitted when empty.
 func AppendEvent(dst []byte, event, channel, data, userID string) []byte {
 	dst = append(dst, `{"event":`...)
@@ -123,7 +128,7 @@ func EncodeEvent(event, channel, data, userID string) []byte {
 	return AppendEvent(make([]byte, 0, 48+len(event)+len(channel)+len(data)*11/10), event, channel, data, userID)
 }
 
-// ErrorData is the data of a pusher:error frame.
+// ErrorData is the data of a pusher:error message.
 func ErrorData(code Code, message string) string {
 	b := append([]byte(`{"code":`), strconv.Itoa(int(code))...)
 	b = append(b, `,"message":`...)

@@ -1,14 +1,14 @@
-package wsconn
+package pusher
 
 import (
 	"encoding/json"
 	"testing"
 )
 
-// FuzzDecodeFrame feeds the client-frame decoder real frames, broken ones, and
+// FuzzDecodeMessage feeds the client-frame decoder real frames, broken ones, and
 // inputs split at arbitrary points: it must never panic, and whatever it
 // accepts must have an event name and re-encode to valid JSON.
-func FuzzDecodeFrame(f *testing.F) {
+func FuzzDecodeMessage(f *testing.F) {
 	for _, s := range []string{
 		`{"event":"pusher:subscribe","data":{"channel":"private-a","auth":"k:s"}}`,
 		`{"event":"pusher:subscribe","data":{"channel":"presence-a","auth":"k:s","channel_data":"{\"user_id\":\"1\"}"}}`,
@@ -26,7 +26,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		if cut >= 0 && cut <= len(b) {
 			b = b[:cut] // a frame split mid-way is just another invalid input
 		}
-		fr, err := DecodeFrame(b)
+		fr, err := DecodeMessage(b)
 		if err != nil {
 			return
 		}

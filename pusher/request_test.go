@@ -1,4 +1,4 @@
-package bench
+package pusher
 
 import (
 	"net/url"
@@ -8,8 +8,8 @@ import (
 
 // The examples from Pusher's documentation of channel authorisation and
 // of the HTTP API signature.
-func TestChannelAuthPusherExample(t *testing.T) {
-	got := channelAuth("278d425bdf160c739803", "7ad3773142a6692b25b8", "1234.1234", "private-foobar", "")
+func TestChannelAuthPusherExampleAgain(t *testing.T) {
+	got := ChannelAuth("278d425bdf160c739803", "7ad3773142a6692b25b8", "1234.1234", "private-foobar", "")
 	want := "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
 	if got != want {
 		t.Errorf("got %s\nwant %s", got, want)
@@ -18,10 +18,7 @@ func TestChannelAuthPusherExample(t *testing.T) {
 
 func TestSignedQueryPusherExample(t *testing.T) {
 	body := []byte(`{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}`)
-	q, err := url.ParseQuery(signedQuery("278d425bdf160c739803", "7ad3773142a6692b25b8", "POST", "/apps/3/events", body, time.Unix(1353088179, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := SignRequest("278d425bdf160c739803", "7ad3773142a6692b25b8", "POST", "/apps/3/events", nil, body, time.Unix(1353088179, 0))
 	if q.Get("body_md5") != "ec365a775a4cd0599faeb73354201b6f" {
 		t.Errorf("body_md5 %s", q.Get("body_md5"))
 	}
@@ -34,7 +31,7 @@ func TestSignedQueryPusherExample(t *testing.T) {
 }
 
 func TestCanonicalQueryIsSortedLowercaseUnescaped(t *testing.T) {
-	got := canonicalQuery(map[string]string{"B": "x y", "a": "1&", "auth_signature": "zz"})
+	got := CanonicalQuery(url.Values{"B": {"x y"}, "a": {"1&"}, "auth_signature": {"zz"}})
 	if got != "a=1&&b=x y" {
 		t.Errorf("got %q", got)
 	}

@@ -1,4 +1,4 @@
-package actors
+package pusher
 
 import (
 	"strings"
@@ -35,51 +35,30 @@ func TestValidateChannelAndClassify(t *testing.T) {
 		t.Error("#server-to-user- is only for the server side")
 	}
 	for name, want := range map[string]struct {
-		kind  channelKind
+		kind  Kind
 		cache bool
 	}{
-		"x": {kindPublic, false}, "cache-x": {kindPublic, true}, "private-x": {kindPrivate, false},
-		"private-cache-x": {kindPrivate, true}, "private-encrypted-x": {kindEncrypted, false},
-		"private-encrypted-cache-x": {kindEncrypted, true}, "presence-x": {kindPresence, false},
-		"presence-cache-x": {kindPresence, true}, "#server-to-user-9": {kindServerToUser, false},
+		"x": {KindPublic, false}, "cache-x": {KindPublic, true}, "private-x": {KindPrivate, false},
+		"private-cache-x": {KindPrivate, true}, "private-encrypted-x": {KindEncrypted, false},
+		"private-encrypted-cache-x": {KindEncrypted, true}, "presence-x": {KindPresence, false},
+		"presence-cache-x": {KindPresence, true}, "#server-to-user-9": {KindServerToUser, false},
 	} {
-		if k, c := classify(name); k != want.kind || c != want.cache {
+		if k, c := Classify(name); k != want.kind || c != want.cache {
 			t.Errorf("%s: %v %v", name, k, c)
 		}
 	}
 }
 
 func TestParseChannelData(t *testing.T) {
-	if id, info, p := parseChannelData(`{"user_id":"u","user_info":{"a":1}}`); id != "u" || string(info) != `{"a":1}` || p != "" {
+	if id, info, p := ParseChannelData(`{"user_id":"u","user_info":{"a":1}}`); id != "u" || string(info) != `{"a":1}` || p != "" {
 		t.Fatal(id, string(info), p)
 	}
-	if id, info, p := parseChannelData(`{"user_id":42}`); id != "42" || info != nil || p != "" {
+	if id, info, p := ParseChannelData(`{"user_id":42}`); id != "42" || info != nil || p != "" {
 		t.Fatal(id, info, p)
 	}
 	for _, bad := range []string{"", "x", `{}`, `{"user_id":null}`, `{"user_id":true}`, `{"user_id":""}`} {
-		if _, _, p := parseChannelData(bad); p == "" {
+		if _, _, p := ParseChannelData(bad); p == "" {
 			t.Errorf("%q accepted", bad)
 		}
-	}
-}
-
-func TestSubscriptions(t *testing.T) {
-	var s subscriptions
-	s.set("a", "")
-	s.set("b", "u1")
-	s.set("b", "u2")
-	if len(s) != 2 {
-		t.Fatal(s)
-	}
-	if u, ok := s.get("b"); !ok || u != "u2" {
-		t.Fatal(u, ok)
-	}
-	s.remove("a")
-	if _, ok := s.get("a"); ok || len(s) != 1 {
-		t.Fatal(s)
-	}
-	s.remove("nope")
-	if len(s) != 1 {
-		t.Fatal(s)
 	}
 }
