@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/actors/unread"
+	"github.com/parley-chat/parley/cluster"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
 	"github.com/parley-chat/parley/httpapi/chat"
@@ -98,11 +99,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("chat backend off: Pusher server only, no database")
 	}
 	if cfg.Clustered() {
-		opts := actors.ClusterOptions{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
+		opts := cluster.Options{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
 		if chatSvc != nil {
 			opts.Kinds = append(opts.Kinds, chatSvc.UnreadKind())
 		}
-		cl, err := node.JoinCluster(opts)
+		cl, err := cluster.Join(node, opts)
 		if err != nil {
 			fmt.Fprintln(stderr, "parley:", err)
 			stopCore()
