@@ -186,7 +186,7 @@ func (c *channelActor) subscribe(ctx actor.Context, m *subscribeMsg) {
 		}
 		mb.sockets++
 		if mb.sockets == 1 {
-			c.node.cluster.localPresence(c.key, s.userID, s.userInfo, true)
+			c.node.cluster.LocalPresence(c.key, s.userID, s.userInfo, true)
 			firstHere = true
 		}
 	}
@@ -280,7 +280,7 @@ func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {
 			mb.sockets--
 			if mb.sockets == 0 {
 				lastHere = true
-				c.node.cluster.localPresence(c.key, s.userID, nil, false)
+				c.node.cluster.LocalPresence(c.key, s.userID, nil, false)
 				if mb.nodes == 0 {
 					delete(c.members, s.userID)
 					c.memberRemoved(s.userID)

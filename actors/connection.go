@@ -29,13 +29,13 @@ type connActor struct {
 
 	subs      subscriptions // the channels this socket joined
 	userID    string        // set by a successful pusher:signin
-	pinged    bool          // a pusher:ping is waiting for an answer
 	lastHeard int64         // when the client last sent anything (monoNow)
 	rlStart   int64         // client event rate window start (monoNow)
 	pid       *actor.PID    // this actor, for the node's idle wheel
 	wheelDue  int64         // the idle wheel's tick for the next check; 0 = none; guarded by the wheel
 	wheelPos  int32         // position in the wheel's slot; guarded by the wheel
-	rlEvents  int32         // client events in the rate window
+	rlEvents  int16         // client events in the rate window (it stops counting past the limit)
+	pinged    bool          // a pusher:ping is waiting for an answer
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -238,7 +238,9 @@ func (a *connActor) clientEvent(ctx actor.Context, f pusher.Message) {
 	if a.rlEvents == 0 || now-a.rlStart >= int64(time.Second) {
 		a.rlStart, a.rlEvents = now, 0
 	}
-	a.rlEvents++
+	if a.rlEvents <= clientEventsPerSecond {
+		a.rlEvents++
+	}
 	if a.rlEvents > clientEventsPerSecond {
 		a.fail(pusher.CodeClientEventRateLimit, "client event rejected: more than %d client events a second", clientEventsPerSecond)
 		return

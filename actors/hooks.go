@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/parley-chat/parley/actors/clusterpb"
 	"github.com/parley-chat/parley/actors/webhook"
 	"github.com/parley-chat/parley/pusher"
 )
@@ -123,23 +121,26 @@ func (h *hooks) changed(c *channelActor, before int, userID string, userDelta in
 	}
 }
 
-// members is this node's process and its live peers ("" and none on a
+// members is this node's process and its live peers' ("" and none on a
 // single node).
-func (h *hooks) members() (string, []peer) {
-	if cn := h.n.clusterNode; cn != nil {
-		v := cn.view()
-		return cn.process, v.peers
+func (h *hooks) members() (string, []string) {
+	if h.n.routes != nil {
+		return h.n.routes.Members()
 	}
 	return "", nil
 }
 
+// WebhookOwner is the process that sends a channel's webhooks among self
+// and peers (processes): the highest rendezvous score of key and process.
+func WebhookOwner(key, self string, peers []string) string { return ownerOf(key, self, peers) }
+
 // ownerOf is the process that sends the channel's hooks: the highest
 // rendezvous score of key and process.
-func ownerOf(key, self string, peers []peer) string {
+func ownerOf(key, self string, peers []string) string {
 	best, bestScore := self, score(self, key)
 	for _, p := range peers {
-		if s := score(p.process, key); s > bestScore || (s == bestScore && p.process > best) {
-			best, bestScore = p.process, s
+		if s := score(p, key); s > bestScore || (s == bestScore && p > best) {
+			best, bestScore = p, s
 		}
 	}
 	return best
@@ -161,7 +162,7 @@ func score(member, key string) uint64 {
 }
 
 // report sends this node's state of a channel to its owner; with mu held.
-func (h *hooks) report(owner, self string, ps []peer, appID, channel string, st *nodeState, sync bool) {
+func (h *hooks) report(owner, self string, ps []string, appID, channel string, st *nodeState, sync bool) {
 	if owner == self {
 		users := make(map[string]bool, len(st.users))
 		for u := range st.users {
@@ -170,32 +171,30 @@ func (h *hooks) report(owner, self string, ps []peer, appID, channel string, st 
 		h.apply(self, appID, channel, st.subs, users, sync)
 		return
 	}
-	msg := stateMsg(self, appID, channel, st, sync)
-	for _, p := range ps {
-		if p.process == owner {
-			h.n.system.Root.Send(p.pid, msg)
-			return
-		}
+	if slices.Contains(ps, owner) {
+		h.n.routes.SendState(owner, stateOf(self, appID, channel, st, sync))
 	}
 }
 
-func stateMsg(self, appID, channel string, st *nodeState, sync bool) *clusterpb.WebhookState {
-	msg := &clusterpb.WebhookState{Node: self, AppId: appID, Channel: channel, Subscriptions: int64(st.subs), Sync: sync}
+func stateOf(self, appID, channel string, st *nodeState, sync bool) WebhookState {
+	ws := WebhookState{Node: self, AppID: appID, Channel: channel, Subscriptions: st.subs, Sync: sync}
 	for u := range st.users {
-		msg.Users = append(msg.Users, u)
+		ws.Users = append(ws.Users, u)
 	}
-	sort.Strings(msg.Users)
-	return msg
+	sort.Strings(ws.Users)
+	return ws
 }
 
-// remote applies a state another node reported (m.Node is its process).
-func (h *hooks) remote(m *clusterpb.WebhookState) {
+// ApplyWebhookState applies a state another node (m.Node, a process)
+// reported for a channel this node owns.
+func (n *Node) ApplyWebhookState(m WebhookState) {
+	h := n.hooks
 	users := make(map[string]bool, len(m.Users))
 	for _, u := range m.Users {
 		users[u] = true
 	}
 	h.mu.Lock()
-	h.apply(m.Node, m.AppId, m.Channel, int(m.Subscriptions), users, m.Sync && !h.gone[m.Node])
+	h.apply(m.Node, m.AppID, m.Channel, m.Subscriptions, users, m.Sync && !h.gone[m.Node])
 	h.mu.Unlock()
 }
 
@@ -295,7 +294,7 @@ func (h *hooks) peersChanged() {
 
 // handOver gives a channel's new owner this node's state as a sync, and
 // tells the old owner to forget it; with mu held.
-func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps []peer) {
+func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps []string) {
 	appID, channel, _ := strings.Cut(key, "\x00")
 	h.report(owner, self, ps, appID, channel, st, true)
 	h.moved(key, old, owner, self, ps)
@@ -304,7 +303,7 @@ func (h *hooks) handOver(key string, st *nodeState, old, owner, self string, ps 
 // moved records that a channel's state goes to owner from now on, and tells
 // the old owner, if still a member (report skips one that is not), to forget
 // it; with mu held.
-func (h *hooks) moved(key, old, owner, self string, ps []peer) {
+func (h *hooks) moved(key, old, owner, self string, ps []string) {
 	appID, channel, _ := strings.Cut(key, "\x00")
 	h.report(old, self, ps, appID, channel, &nodeState{}, true)
 	h.sentTo[key] = owner
@@ -316,41 +315,31 @@ func (h *hooks) moved(key, old, owner, self string, ps []peer) {
 // the channel then), or one to which what was queued was dropped (not sync:
 // the events of the difference were never sent). The owner forgets this
 // node's states of channels not in the list.
-func (h *hooks) resync(node string, sync bool) {
+func (h *hooks) resync(owner string, sync bool) {
 	if h.s == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	self, ps := h.members()
-	var to *actor.PID
-	owner := processOf(node)
-	for _, p := range ps {
-		if p.id == node {
-			to = p.pid
-		}
-	}
-	if to == nil {
+	if !slices.Contains(ps, owner) {
 		return
 	}
-	msg := &clusterpb.WebhookStates{Node: self, Sync: sync, Members: []string{self}}
-	for _, p := range ps {
-		msg.Members = append(msg.Members, p.process)
-	}
+	msg := WebhookStates{Node: self, Sync: sync, Members: append([]string{self}, ps...)}
 	sort.Strings(msg.Members)
 	for key, st := range h.local {
 		if ownerOf(key, self, ps) != owner {
 			continue
 		}
 		appID, channel, _ := strings.Cut(key, "\x00")
-		m := stateMsg(self, appID, channel, st, sync)
+		m := stateOf(self, appID, channel, st, sync)
 		if old := h.sentTo[key]; old != owner {
 			m.Sync = true // a hand-over, as in handOver
 			h.moved(key, old, owner, self, ps)
 		}
 		msg.States = append(msg.States, m)
 	}
-	h.n.system.Root.Send(to, msg)
+	h.n.routes.SendStates(owner, msg)
 }
 
 // remoteAll applies every state another node holds of channels this node
@@ -358,7 +347,7 @@ func (h *hooks) resync(node string, sync bool) {
 // states this node dropped with events (it left the live set) has them
 // applied with events: the users reported gone that are still there are
 // reported back.
-func (h *hooks) remoteAll(m *clusterpb.WebhookStates) {
+func (h *hooks) remoteAll(m WebhookStates) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	back := h.gone[m.Node]
@@ -369,8 +358,8 @@ func (h *hooks) remoteAll(m *clusterpb.WebhookStates) {
 		for _, u := range st.Users {
 			users[u] = true
 		}
-		h.apply(m.Node, st.AppId, st.Channel, int(st.Subscriptions), users, st.Sync && !back)
-		listed[channelKey(st.AppId, st.Channel)] = true
+		h.apply(m.Node, st.AppID, st.Channel, st.Subscriptions, users, st.Sync && !back)
+		listed[channelKey(st.AppID, st.Channel)] = true
 	}
 	self, ps := h.members()
 	// The sender lists the channels it believes this node owns; while the
@@ -388,14 +377,8 @@ func (h *hooks) remoteAll(m *clusterpb.WebhookStates) {
 }
 
 // sameMembers reports whether members (sorted processes) are self and ps.
-func sameMembers(members []string, self string, ps []peer) bool {
-	if len(members) != len(ps)+1 {
-		return false
-	}
-	mine := []string{self}
-	for _, p := range ps {
-		mine = append(mine, p.process)
-	}
+func sameMembers(members []string, self string, ps []string) bool {
+	mine := append([]string{self}, ps...)
 	sort.Strings(mine)
 	return slices.Equal(mine, members)
 }
@@ -437,3 +420,20 @@ func (n *Node) CloseWebhooks(ctx context.Context) {
 	}
 	n.hooks.close(ctx)
 }
+
+// What the cluster (package cluster) tells this node's webhook owners.
+
+// ApplyWebhookStates applies every state another node holds of the channels
+// this node owns (see remoteAll).
+func (n *Node) ApplyWebhookStates(m WebhookStates) { n.hooks.remoteAll(m) }
+
+// WebhooksNodeGone drops a departed process's states (see nodeGone).
+func (n *Node) WebhooksNodeGone(process string, announce bool) { n.hooks.nodeGone(process, announce) }
+
+// WebhooksResync sends owner every state of the channels it owns (see
+// resync).
+func (n *Node) WebhooksResync(owner string, sync bool) { n.hooks.resync(owner, sync) }
+
+// WebhooksPeersChanged hands this node's states over to the channels' new
+// owners after the members changed.
+func (n *Node) WebhooksPeersChanged() { n.hooks.peersChanged() }

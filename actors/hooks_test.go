@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/actors/clusterpb"
 	"github.com/parley-chat/parley/config"
 )
 
@@ -243,10 +242,8 @@ func TestWebhookNodeGoneAnnouncedOnlyByADeciderAndBackWithEvents(t *testing.T) {
 	n := startHookNode(t, r, 0, "member_added", "member_removed")
 	h := n.node.hooks
 	remote := func(node string, users ...string) {
-		st := &clusterpb.WebhookStates{Node: node, Sync: true}
-		ws := &clusterpb.WebhookState{Node: node, AppId: tApp, Channel: "presence-x", Subscriptions: int64(len(users)), Users: users, Sync: true}
-		st.States = append(st.States, ws)
-		h.remoteAll(st)
+		h.remoteAll(WebhookStates{Node: node, Sync: true, States: []WebhookState{
+			{Node: node, AppID: tApp, Channel: "presence-x", Subscriptions: len(users), Users: users, Sync: true}}})
 	}
 	marker := func(u string) { // a member joining and leaving here
 		h.mu.Lock()

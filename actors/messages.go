@@ -9,7 +9,7 @@ import (
 )
 
 // Messages between the node's actors. They stay inside one process; messages
-// that cross nodes are protobuf (package clusterpb).
+// that cross nodes are protobuf (package cluster/clusterpb).
 
 // subscriber is one socket's membership of one channel; the channel actor
 // owns it after subscribeMsg.

@@ -53,11 +53,12 @@ type Node struct {
 
 	// The cluster seams; set at construction (local) or by JoinCluster
 	// before the node serves anything.
-	broker      Broker
-	cluster     Presence
-	dir         ChannelDirectory
-	remote      Census
-	clusterNode *clusterNode // nil on a single node
+	broker  Broker
+	cluster Presence
+	dir     ChannelDirectory
+	remote  Census
+	routes  WebhookRoutes // nil on a single node
+	members Membership    // nil on a single node
 
 	hooks *hooks // webhooks; set at construction
 
@@ -66,9 +67,6 @@ type Node struct {
 	backlog    atomic.Int64
 	maxBacklog int64
 
-	// Cluster forwards sent again to a peer that missed them, and missed
-	// here and given up (forwards.go).
-	forwardsResent, forwardsLost atomic.Int64
 	// Publishes and chat writes refused: the backlog was full, or the node
 	// had no quorum; refusing is set during a run of ErrBusy.
 	refusedBusy, refusedNoQuorum atomic.Int64
@@ -536,11 +534,9 @@ func (n *Node) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	n.hooks.close(ctx) // a no-op after CloseWebhooks
 	cancel()
-	if cn := n.clusterNode; cn != nil {
-		// The node actor's stats tick sends to peers: stop it before the
-		// remote goes.
-		_ = n.system.Root.StopFuture(cn.pid).Wait()
-		cn.c.Shutdown(true)
+	if n.members != nil {
+		// The membership stops the actor system after it left.
+		n.members.Stop()
 		return
 	}
 	n.system.Shutdown()

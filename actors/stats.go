@@ -56,7 +56,10 @@ func (n *Node) PublishBacklog() int64 { return n.backlog.Load() }
 
 // ClusterForwards implements metrics.Source.
 func (n *Node) ClusterForwards() (resent, lost int64) {
-	return n.forwardsResent.Load(), n.forwardsLost.Load()
+	if n.members == nil {
+		return 0, 0
+	}
+	return n.members.Forwards()
 }
 
 // PublishesRefused implements metrics.Source.

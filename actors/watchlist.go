@@ -68,7 +68,7 @@ func (w *watchlistActor) Receive(ctx actor.Context) {
 		was := w.isOnline(key)
 		w.online[key]++
 		if w.online[key] == 1 {
-			w.node.cluster.signedIn(m.appID, m.userID, true)
+			w.node.cluster.SignedIn(m.appID, m.userID, true)
 			if !was {
 				w.notify(key, "online", m.userID)
 			}
@@ -102,7 +102,7 @@ func (w *watchlistActor) Receive(ctx actor.Context) {
 		key := channelKey(m.appID, m.userID)
 		if w.online[key]--; w.online[key] <= 0 {
 			delete(w.online, key)
-			w.node.cluster.signedIn(m.appID, m.userID, false)
+			w.node.cluster.SignedIn(m.appID, m.userID, false)
 			if !w.isOnline(key) {
 				w.notify(key, "offline", m.userID)
 			}

@@ -38,7 +38,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/cluster/clusterpb"
 	"github.com/parley-chat/parley/persistence"
 )
 

@@ -22,6 +22,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/actors/unread"
+	"github.com/parley-chat/parley/cluster"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
 	"github.com/parley-chat/parley/httpapi/chat"
@@ -160,11 +161,11 @@ func (s *server) join() error {
 	if !cfg.Clustered() {
 		return nil
 	}
-	opts := actors.ClusterOptions{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
+	opts := cluster.Options{Name: cfg.ClusterName, Address: cfg.ClusterAddress, Peers: cfg.ClusterPeers, Etcd: cfg.ClusterEtcd}
 	if s.chat != nil {
 		opts.Kinds = append(opts.Kinds, s.chat.UnreadKind())
 	}
-	cl, err := s.node.JoinCluster(opts)
+	cl, err := cluster.Join(s.node, opts)
 	if err != nil {
 		return err
 	}

@@ -1,19 +1,21 @@
-package actors
+package cluster
 
 import (
+	"io"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/cluster/clusterpb"
 )
 
 // TestForwardLogKeepsTheRecent: forwards are numbered from 1 in the order
 // sent, every peer gets each, and since gives back the kept ones of a range,
 // the oldest dropped once more than keepForwardCount are kept.
 func TestForwardLogKeepsTheRecent(t *testing.T) {
-	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }))
 	var got atomic.Int64
 	pid := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*clusterpb.Publish); ok {
@@ -69,7 +71,7 @@ func TestForwardLogKeepsTheRecent(t *testing.T) {
 // TestForwardLogForgetsTheOld: a forward older than keepForwards is not
 // sent again.
 func TestForwardLogForgetsTheOld(t *testing.T) {
-	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }))
 	pid := system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
 	one := []peer{{id: "p", pid: pid}}
 	var l forwardLog

@@ -5,16 +5,20 @@
 // the race detector reports (one node per process never does). .ci/run runs
 // these tests without it.
 
-package actors
+package cluster
 
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"google.golang.org/protobuf/proto"
 )
 
 // freeClusterPort finds a free port on 127.0.0.1.
@@ -32,6 +36,20 @@ func freeClusterPort(t *testing.T) int {
 // 127.0.0.1 and returns them with their cluster addresses.
 func startClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, addrA, addrB string) {
 	t.Helper()
+	for attempt := 0; ; attempt++ {
+		a, b, addrA, addrB, err := tryClusterPair(t, mutate)
+		if err == nil {
+			return a, b, addrA, addrB
+		}
+		if !strings.Contains(err.Error(), "address already in use") || attempt == 2 {
+			t.Fatal(err)
+		}
+		// A port found free was taken before the node bound it: others.
+	}
+}
+
+func tryClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, addrA, addrB string, err error) {
+	t.Helper()
 	pa, pb := freeClusterPort(t), freeClusterPort(t)
 	addrA, addrB = "127.0.0.1:"+strconv.Itoa(pa), "127.0.0.1:"+strconv.Itoa(pb)
 	name := "pair-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -40,13 +58,13 @@ func startClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode
 		n          *testNode
 		self, peer string
 	}{{a, addrA, addrB}, {b, addrB, addrA}} {
-		if _, err := j.n.node.JoinCluster(ClusterOptions{Name: name, Address: j.self, Peers: []string{j.peer}}); err != nil {
-			t.Fatal(err)
+		if _, err := Join(j.n.node, Options{Name: name, Address: j.self, Peers: []string{j.peer}}); err != nil {
+			return nil, nil, "", "", err
 		}
 	}
 	// A node serves once it has a quorum: here, both hear each other.
 	waitUntil(t, "both nodes serve", func() bool { return a.node.Ready() && b.node.Ready() })
-	return a, b, addrA, addrB
+	return a, b, addrA, addrB, nil
 }
 
 // waitForwarded publishes on from until w (a socket on another node,
@@ -56,7 +74,7 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
 		probe := "probe-" + strconv.Itoa(i)
-		if err := from.node.Publish(Event{AppID: tApp, Channels: []string{channel}, Name: "probe", Data: probe}); err != nil {
+		if err := from.node.Publish(actors.Event{AppID: tApp, Channels: []string{channel}, Name: "probe", Data: probe}); err != nil {
 			t.Fatal(err)
 		}
 		wait := time.After(200 * time.Millisecond)
@@ -94,7 +112,7 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 			t.Fatalf("want tick %d, got %+v", i, f)
 		}
 	}
-	if err := from.node.Publish(Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
+	if err := from.node.Publish(actors.Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	if f := nextFrame(); f.Event != "marker" {
@@ -117,12 +135,12 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 
 	const events = 3000
 	for i := range events {
-		if err := a.node.Publish(Event{AppID: tApp, Channels: []string{"teardown"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+		if err := a.node.Publish(actors.Event{AppID: tApp, Channels: []string{"teardown"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 		if i%300 == 150 {
 			// What protoactor's MemberList does for a member that left.
-			a.node.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
+			a.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
 		}
 	}
 	expectTicks(t, a, w, "teardown", events)
@@ -150,14 +168,12 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 		from int // the first event lost
 	}{{"in the middle", 400}, {"at the end", events - lost}} {
 		t.Run(c.name, func(t *testing.T) {
-			out := &a.node.clusterNode.out
-			out.mu.Lock()
-			first := out.seq + 1 + uint64(c.from)
-			out.lose = func(seq uint64) bool { return seq >= first && seq < first+lost }
-			out.mu.Unlock()
+			out := &clusterOf(a.node).out
+			first := out.last() + 1 + uint64(c.from)
+			loseForwards(t, a.node, func(seq uint64) bool { return seq >= first && seq < first+lost })
 			before, _ := a.node.ClusterForwards()
 			for i := range events {
-				if err := a.node.Publish(Event{AppID: tApp, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+				if err := a.node.Publish(actors.Event{AppID: tApp, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -186,28 +202,57 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	w := b.dial()
 	w.subscribe("mesh")
 	waitForwarded(t, a, w, "mesh")
-	r.expect("channel_occupied mesh")
+	r.expectAnyOrder("channel_occupied mesh")
 
-	aID, bID := a.node.clusterNode.process, b.node.clusterNode.process // webhook states are kept per process
+	aID, bID := clusterOf(a.node).process, clusterOf(b.node).process // webhook states are kept per process
 	ownedByA := func(prefix string) string {
 		for i := 0; ; i++ {
-			if ch := prefix + strconv.Itoa(i); ownerOf(channelKey(tApp, ch), aID, []peer{{process: bID}}) == aID {
+			if ch := prefix + strconv.Itoa(i); actors.WebhookOwner(actors.ChannelKey(tApp, ch), aID, []string{bID}) == aID {
 				return ch
 			}
 		}
 	}
 	vacated, occupied := ownedByA("vacated-"), ownedByA("occupied-")
 	w.subscribe(occupied)
-	r.expect("channel_occupied " + occupied)
+	r.expectAnyOrder("channel_occupied " + occupied)
 	// A's view as lost reports leave it, set silently: B's socket in
 	// vacated (B's report that it left lost), none in occupied (B's report
 	// that it joined lost).
-	a.node.hooks.mu.Lock()
-	a.node.hooks.apply(bID, tApp, vacated, 1, nil, true)
-	a.node.hooks.apply(bID, tApp, occupied, 0, nil, true)
-	a.node.hooks.mu.Unlock()
+	a.node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: tApp, Channel: vacated, Subscriptions: 1, Sync: true})
+	a.node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: tApp, Channel: occupied, Subscriptions: 0, Sync: true})
 
 	// What protoactor's MemberList does for a member at A's address that left.
-	b.node.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
+	b.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
 	r.expectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
+}
+
+// clusterOf is the cluster a node joined.
+func clusterOf(n *actors.Node) *clusterNode {
+	return n.Membership().(*clusterNode)
+}
+
+// loseForwards makes the node's forwards numbered seq with lose(seq) go
+// nowhere, as if lost on the way: its peers' node actors are reached
+// through a local actor that drops them (the peers' resend requests, and
+// what is sent again, go straight).
+func loseForwards(t *testing.T, n *actors.Node, lose func(seq uint64) bool) {
+	t.Helper()
+	cn := clusterOf(n)
+	v := *cn.view()
+	root := n.System().Root
+	var ps []peer
+	for _, p := range v.peers {
+		target := p.pid
+		p.pid = root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			if m, ok := ctx.Message().(proto.Message); ok {
+				if _, seq := forwardOf(m); seq != 0 && lose(seq) {
+					return
+				}
+				ctx.Send(target, m)
+			}
+		}))
+		ps = append(ps, p)
+	}
+	v.peers = ps
+	cn.live.Store(&v)
 }

@@ -1,11 +1,12 @@
-package actors
+package cluster
 
 import (
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/parley-chat/parley/actors/clusterpb"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/cluster/clusterpb"
 	"github.com/parley-chat/parley/pusher"
 	"google.golang.org/protobuf/proto"
 )
@@ -40,7 +41,6 @@ type forwardLog struct {
 	head  int // kept[head:] are live; kept[head].msg has number first
 	first uint64
 	bytes int
-	lose  func(seq uint64) bool // tests: forwards kept but never sent, as if lost on the way
 }
 
 type keptForward struct {
@@ -86,9 +86,6 @@ func (l *forwardLog) send(root *actor.RootContext, ps []peer, self string, m pro
 		n := copy(l.kept, l.kept[l.head:])
 		clear(l.kept[n:])
 		l.kept, l.head = l.kept[:n], 0
-	}
-	if l.lose != nil && l.lose(l.seq) {
-		return
 	}
 	for _, p := range ps {
 		root.Send(p.pid, m)
@@ -259,9 +256,9 @@ func (a *nodeActor) lost(node string, in *inbound, to uint64) {
 		return
 	}
 	n := a.cn.n
-	closed := n.closeSubscribed(pusher.CodeEventsLost, "Events from another cluster node were lost: reconnect")
-	n.log.Warn("cluster forwards lost; subscribed sockets closed", "process", node, "from", in.last+1, "to", to, "sockets", closed)
-	n.forwardsLost.Add(int64(to - in.last))
+	closed := n.CloseSubscribed(pusher.CodeEventsLost, "Events from another cluster node were lost: reconnect")
+	n.Log().Warn("cluster forwards lost; subscribed sockets closed", "process", node, "from", in.last+1, "to", to, "channels", closed)
+	a.cn.lost.Add(int64(to - in.last))
 	in.last = to
 	a.drain(in)
 }
@@ -319,10 +316,10 @@ func (a *nodeActor) apply(m proto.Message) {
 	n := a.cn.n
 	switch m := m.(type) {
 	case *clusterpb.Publish:
-		n.deliver(Event{AppID: m.AppId, Channels: m.Channels, Name: m.Name, Data: m.Data, SocketID: m.SocketId})
+		n.DeliverLocal(actors.Event{AppID: m.AppId, Channels: m.Channels, Name: m.Name, Data: m.Data, SocketID: m.SocketId})
 	case *clusterpb.ClientEvent:
-		n.deliverClientEvent(m.AppId, m.Channel, m.Name, m.Data, m.UserId, m.Sender, true)
+		n.DeliverClientEventLocal(m.AppId, m.Channel, m.Name, m.Data, m.UserId, m.Sender)
 	case *clusterpb.Terminate:
-		n.terminateLocal(m.AppId, m.UserId)
+		n.TerminateLocal(m.AppId, m.UserId)
 	}
 }

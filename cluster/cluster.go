@@ -1,4 +1,9 @@
-package actors
+// Package cluster joins Parley nodes into one server: the cluster
+// implementations of the node's seams (actors.Seams), the membership that
+// decides who is in the cluster (membership.go), the numbered forwards
+// (forwards.go) and the messages between nodes (clusterpb), over
+// protoactor's remote and cluster.
+package cluster
 
 import (
 	"context"
@@ -16,11 +21,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/cluster"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/parley-chat/parley/actors/clusterpb"
-	"github.com/parley-chat/parley/pusher"
+	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/cluster/clusterpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -73,8 +78,8 @@ type liveView struct {
 // which keeps what it has told the others so that it can tell a newcomer
 // everything first (a Snapshot) and then every change, in order.
 type clusterNode struct {
-	n       *Node
-	c       *cluster.Cluster
+	n       *actors.Node
+	c       *protocluster.Cluster
 	name    string     // the cluster's name; set at construction
 	process string     // this process's id (its actor system's); set at construction
 	started int64      // when this process joined, Unix ns; set at construction
@@ -86,32 +91,39 @@ type clusterNode struct {
 	live atomic.Pointer[liveView] // written by the node actor
 	out  forwardLog               // numbers and keeps what goes to every peer
 
+	// Forwards sent again to a peer that missed them, and missed here and
+	// given up (forwards.go).
+	resent, lost atomic.Int64
+
 	mu     sync.Mutex
 	census map[string]map[string]int64 // guarded by mu; peer id → app id → sockets
 }
 
 var (
-	_ Broker           = (*clusterNode)(nil)
-	_ Presence         = (*clusterNode)(nil)
-	_ ChannelDirectory = (*clusterNode)(nil)
-	_ Census           = (*clusterNode)(nil)
+	_ actors.Broker           = (*clusterNode)(nil)
+	_ actors.Presence         = (*clusterNode)(nil)
+	_ actors.ChannelDirectory = (*clusterNode)(nil)
+	_ actors.Census           = (*clusterNode)(nil)
+	_ actors.WebhookRoutes    = (*clusterNode)(nil)
+	_ actors.Membership       = (*clusterNode)(nil)
 )
 
-// ClusterOptions configure JoinCluster.
-type ClusterOptions struct {
+// Options configure Join.
+type Options struct {
 	Name    string   // nodes of different names never join
 	Address string   // host:port of this node's cluster endpoint (gRPC)
 	Peers   []string // other nodes' cluster addresses (static membership)
 	Etcd    []string // etcd endpoints (etcd registry) instead of Peers
 	// Kinds are extra grain kinds hosted by this node (the chat's unread counters).
-	Kinds []*cluster.Kind
+	Kinds []*protocluster.Kind
 }
 
-// JoinCluster makes this node a member of a protoactor cluster and switches
-// the node's seams to their cluster implementations. Call it before serving.
-// The node does not serve (Ready is false) until it reaches a quorum of its
-// cluster (membership.go).
-func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
+// Join makes the node a member of a cluster and gives it the cluster
+// implementations of its seams (actors.Node.Attach). Call it before the node
+// serves; it does not serve (Ready is false) until it reaches a quorum of
+// its cluster (membership.go). The protoactor cluster returned hosts the
+// grains (the chat's unread counters).
+func Join(n *actors.Node, opts Options) (*protocluster.Cluster, error) {
 	host, portStr, err := net.SplitHostPort(opts.Address)
 	if err != nil {
 		return nil, fmt.Errorf("cluster address %q: %w", opts.Address, err)
@@ -136,20 +148,22 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: connectTimeout})),
 		remote.WithEndpointWriterBatchSize(200))
 	rc.MaxRetryCount = 1 // a dead peer is noticed in seconds, not after 5 retries
-	cn := &clusterNode{n: n, name: opts.Name, process: n.system.ID, started: time.Now().UnixNano(), addr: opts.Address, static: opts.Peers,
+	system := n.System()
+	cn := &clusterNode{n: n, name: opts.Name, process: system.ID, started: time.Now().UnixNano(), addr: opts.Address, static: opts.Peers,
 		census: map[string]map[string]int64{}}
-	cn.out.keep = n.cfg.ClusterForwardKeep
-	cc := cluster.Configure(opts.Name, memberListFeed{}, disthash.New(), rc,
-		cluster.WithKinds(opts.Kinds...),
-		cluster.WithRequestTimeout(time.Second),
+	cn.out.keep = n.Config().ClusterForwardKeep
+	cc := protocluster.Configure(opts.Name, memberListFeed{}, disthash.New(), rc,
+		protocluster.WithKinds(opts.Kinds...),
+		protocluster.WithRequestTimeout(time.Second),
 		// Parley decides membership (membership.go); protoactor's gossip
 		// would block members whose heartbeat it missed for good.
-		cluster.WithHeartbeatExpiration(math.MaxInt64))
+		protocluster.WithHeartbeatExpiration(math.MaxInt64))
 	cc.GossipInterval = time.Hour
-	c := cluster.New(n.system, cc)
+	c := protocluster.New(system, cc)
 	cn.c = c
 	cn.live.Store(&liveView{self: memberIDOf(cn.process, 1)})
-	n.cut.Store(true) // until the membership finds a quorum
+	// Until the membership finds a quorum, the node does not serve.
+	n.Attach(actors.Seams{Broker: cn, Presence: cn, Directory: cn, Census: cn, Webhooks: cn, Membership: cn})
 
 	started := make(chan error, 1)
 	go func() {
@@ -173,24 +187,22 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 	sort.Strings(self.Kinds)
 	var reg *etcdRegistry
 	if len(opts.Etcd) > 0 {
-		reg = newEtcdRegistry(opts.Etcd, opts.Name, n.log)
+		reg = newEtcdRegistry(opts.Etcd, opts.Name, n.Log())
 		cn.etcd = reg
 	}
-	cn.pid, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newNodeActor(cn, self, reg == nil) }), nodeActorName)
+	cn.pid, err = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newNodeActor(cn, self, reg == nil) }), nodeActorName)
 	if err != nil {
 		return nil, fmt.Errorf("spawn the node actor: %w", err)
 	}
-	n.system.EventStream.Subscribe(func(evt any) {
+	system.EventStream.Subscribe(func(evt any) {
 		if _, ok := evt.(*remote.EndpointTerminatedEvent); ok {
-			n.system.Root.Send(cn.pid, evt)
+			system.Root.Send(cn.pid, evt)
 		}
 	})
-	n.broker, n.cluster, n.dir, n.remote = cn, cn, cn, cn
-	n.clusterNode = cn
 	if reg != nil {
-		reg.start(self, n.system.Root, cn.pid)
+		reg.start(self, system.Root, cn.pid)
 	}
-	n.log.Info("cluster member started", "cluster", opts.Name, "address", opts.Address, "id", self.ID,
+	n.Log().Info("cluster member started", "cluster", opts.Name, "address", opts.Address, "id", self.ID,
 		"membership", map[bool]string{true: "static peers", false: "etcd"}[reg == nil])
 	return c, nil
 }
@@ -200,27 +212,86 @@ func (n *Node) JoinCluster(opts ClusterOptions) (*cluster.Cluster, error) {
 // are, so the grains' placement follows what Parley decided.
 type memberListFeed struct{}
 
-func (memberListFeed) StartMember(*cluster.Cluster) error { return nil }
-func (memberListFeed) StartClient(*cluster.Cluster) error {
+func (memberListFeed) StartMember(*protocluster.Cluster) error { return nil }
+func (memberListFeed) StartClient(*protocluster.Cluster) error {
 	return errors.New("parley nodes are members")
 }
 func (memberListFeed) Shutdown(bool) error { return nil }
 
-// LeaveCluster tells the other members this node is stopping, so they drop
-// its presence at once, then leaves the membership. Sockets and HTTP requests
-// may still be served meanwhile; publishes are still forwarded.
-func (n *Node) LeaveCluster() {
-	cn := n.clusterNode
-	if cn == nil {
-		return
-	}
+// Leave tells the other members this node is stopping, so they drop its
+// presence at once and stop counting it, and takes its etcd registration
+// back.
+func (cn *clusterNode) Leave() {
 	v := cn.view()
 	for _, p := range v.peers {
-		n.system.Root.Send(p.pid, &clusterpb.Leaving{Node: v.self})
+		cn.n.System().Root.Send(p.pid, &clusterpb.Leaving{Node: v.self})
 	}
 	if cn.etcd != nil {
 		cn.etcd.close()
 	}
+}
+
+// Stop stops the node actor (its stats tick sends to peers: before the
+// remote goes), then the cluster and the actor system.
+func (cn *clusterNode) Stop() {
+	_ = cn.n.System().Root.StopFuture(cn.pid).Wait()
+	cn.c.Shutdown(true)
+}
+
+// Status implements actors.Membership.
+func (cn *clusterNode) Status() actors.ClusterStatus {
+	v := cn.view()
+	return actors.ClusterStatus{Member: v.self, Up: v.up, Live: len(v.peers) + 1, Counted: v.counted, Missing: v.missing}
+}
+
+// Forwards implements actors.Membership.
+func (cn *clusterNode) Forwards() (resent, lost int64) { return cn.resent.Load(), cn.lost.Load() }
+
+// Members implements actors.WebhookRoutes: the live processes.
+func (cn *clusterNode) Members() (self string, others []string) {
+	v := cn.view()
+	for _, p := range v.peers {
+		others = append(others, p.process)
+	}
+	return cn.process, others
+}
+
+// SendState implements actors.WebhookRoutes.
+func (cn *clusterNode) SendState(owner string, st actors.WebhookState) {
+	if p, ok := cn.peerOf(owner); ok {
+		cn.n.System().Root.Send(p.pid, webhookStatePB(st))
+	}
+}
+
+// SendStates implements actors.WebhookRoutes.
+func (cn *clusterNode) SendStates(owner string, sts actors.WebhookStates) {
+	p, ok := cn.peerOf(owner)
+	if !ok {
+		return
+	}
+	m := &clusterpb.WebhookStates{Node: sts.Node, Sync: sts.Sync, Members: sts.Members}
+	for _, st := range sts.States {
+		m.States = append(m.States, webhookStatePB(st))
+	}
+	cn.n.System().Root.Send(p.pid, m)
+}
+
+// peerOf is the live peer of a process.
+func (cn *clusterNode) peerOf(process string) (peer, bool) {
+	for _, p := range cn.view().peers {
+		if p.process == process {
+			return p, true
+		}
+	}
+	return peer{}, false
+}
+
+func webhookStatePB(st actors.WebhookState) *clusterpb.WebhookState {
+	return &clusterpb.WebhookState{Node: st.Node, AppId: st.AppID, Channel: st.Channel, Subscriptions: int64(st.Subscriptions), Users: st.Users, Sync: st.Sync}
+}
+
+func webhookState(m *clusterpb.WebhookState) actors.WebhookState {
+	return actors.WebhookState{Node: m.Node, AppID: m.AppId, Channel: m.Channel, Subscriptions: int(m.Subscriptions), Users: m.Users, Sync: m.Sync}
 }
 
 func (cn *clusterNode) view() *liveView { return cn.live.Load() }
@@ -229,10 +300,10 @@ func (cn *clusterNode) view() *liveView { return cn.live.Load() }
 
 // forward sends m to every peer, numbered (forwards.go).
 func (cn *clusterNode) forward(m proto.Message) {
-	cn.out.send(cn.n.system.Root, cn.view().peers, cn.process, m)
+	cn.out.send(cn.n.System().Root, cn.view().peers, cn.process, m)
 }
 
-func (cn *clusterNode) Publish(ev Event) {
+func (cn *clusterNode) Publish(ev actors.Event) {
 	cn.forward(&clusterpb.Publish{AppId: ev.AppID, Channels: ev.Channels, Name: ev.Name, Data: ev.Data, SocketId: ev.SocketID})
 }
 
@@ -246,12 +317,12 @@ func (cn *clusterNode) Terminate(appID, userID string) {
 
 // --- Presence ---
 
-func (cn *clusterNode) localPresence(key, userID string, info json.RawMessage, joined bool) {
-	cn.n.system.Root.Send(cn.pid, &localPresenceMsg{key: key, userID: userID, info: info, joined: joined})
+func (cn *clusterNode) LocalPresence(key, userID string, info json.RawMessage, joined bool) {
+	cn.n.System().Root.Send(cn.pid, &localPresenceMsg{key: key, userID: userID, info: info, joined: joined})
 }
 
-func (cn *clusterNode) signedIn(appID, userID string, online bool) {
-	cn.n.system.Root.Send(cn.pid, &localOnlineMsg{appID: appID, userID: userID, online: online})
+func (cn *clusterNode) SignedIn(appID, userID string, online bool) {
+	cn.n.System().Root.Send(cn.pid, &localOnlineMsg{appID: appID, userID: userID, online: online})
 }
 
 type localPresenceMsg struct {
@@ -290,7 +361,7 @@ func (cn *clusterNode) survey(ctx context.Context, req *clusterpb.ChannelsReques
 		timeout = time.Until(d)
 	}
 	for i, p := range v.peers {
-		futures[i] = cn.n.system.Root.RequestFuture(p.pid, req, timeout)
+		futures[i] = cn.n.System().Root.RequestFuture(p.pid, req, timeout)
 	}
 	missing = v.missing
 	for _, f := range futures {
@@ -304,10 +375,10 @@ func (cn *clusterNode) survey(ctx context.Context, req *clusterpb.ChannelsReques
 	return replies, missing
 }
 
-func (cn *clusterNode) Channels(ctx context.Context, appID, prefix string) (ChannelList, error) {
-	local := cn.n.reg.localChannels(appID, prefix)
+func (cn *clusterNode) Channels(ctx context.Context, appID, prefix string) (actors.ChannelList, error) {
+	local := cn.n.LocalChannels(appID, prefix)
 	replies, missing := cn.survey(ctx, &clusterpb.ChannelsRequest{AppId: appID, Prefix: prefix})
-	byName := map[string]*ChannelInfo{}
+	byName := map[string]*actors.ChannelInfo{}
 	for i := range local {
 		byName[local[i].Name] = &local[i]
 	}
@@ -317,7 +388,7 @@ func (cn *clusterNode) Channels(ctx context.Context, appID, prefix string) (Chan
 			if ci == nil {
 				// Occupied elsewhere only: the user count is the same on
 				// every node (presence is mirrored).
-				info := cn.n.reg.localChannel(channelKey(appID, c.Name), c.Name)
+				info := cn.n.LocalChannel(appID, c.Name)
 				info.Subscriptions, info.Occupied = 0, true
 				byName[c.Name] = &info
 				ci = &info
@@ -325,16 +396,16 @@ func (cn *clusterNode) Channels(ctx context.Context, appID, prefix string) (Chan
 			ci.Subscriptions += int(c.Subscriptions)
 		}
 	}
-	out := make([]ChannelInfo, 0, len(byName))
+	out := make([]actors.ChannelInfo, 0, len(byName))
 	for _, ci := range byName {
 		out = append(out, *ci)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return ChannelList{Channels: out, Missing: missing}, nil
+	return actors.ChannelList{Channels: out, Missing: missing}, nil
 }
 
-func (cn *clusterNode) Channel(ctx context.Context, appID, name string) (ChannelInfo, error) {
-	info := cn.n.reg.localChannel(channelKey(appID, name), name)
+func (cn *clusterNode) Channel(ctx context.Context, appID, name string) (actors.ChannelInfo, error) {
+	info := cn.n.LocalChannel(appID, name)
 	replies, missing := cn.survey(ctx, &clusterpb.ChannelsRequest{AppId: appID, Name: name})
 	for _, r := range replies {
 		for _, c := range r.Channels {
@@ -348,26 +419,7 @@ func (cn *clusterNode) Channel(ctx context.Context, appID, name string) (Channel
 
 func (cn *clusterNode) Users(_ context.Context, appID, name string) ([]string, error) {
 	// Every node mirrors every presence channel's members.
-	return cn.n.localUsers(appID, name)
-}
-
-// ClusterStatus is what /up and the metrics tell of a node's cluster.
-type ClusterStatus struct {
-	Member  string // this node's member id
-	Up      bool   // it has a quorum and serves
-	Live    int    // members it hears, itself included
-	Counted int    // members counted for the quorum
-	Missing int    // known addresses with no live member
-}
-
-// Cluster describes this node's cluster; ok is false on a single node.
-func (n *Node) Cluster() (st ClusterStatus, ok bool) {
-	cn := n.clusterNode
-	if cn == nil {
-		return ClusterStatus{}, false
-	}
-	v := cn.view()
-	return ClusterStatus{Member: v.self, Up: v.up, Live: len(v.peers) + 1, Counted: v.counted, Missing: v.missing}, true
+	return cn.n.LocalUsers(appID, name)
 }
 
 // nodeActor is a member's well-known actor: it keeps the membership, receives
@@ -430,7 +482,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.report(ctx, a.mem.addresses())
 		if !a.mem.up && time.Since(a.downLog) > 10*time.Second {
 			a.downLog = time.Now()
-			n.log.Warn("cluster: no quorum, not serving", "hears", a.mem.liveCount(), "counted", a.mem.counted(),
+			n.Log().Warn("cluster: no quorum, not serving", "hears", a.mem.liveCount(), "counted", a.mem.counted(),
 				"needs", a.mem.counted()/2+1, "lease", a.mem.lease, "peers", strings.Join(a.mem.addresses(), ","))
 		}
 	case *clusterpb.NodeStats:
@@ -458,7 +510,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *clusterpb.Removed:
 		ch := a.mem.removedBy(m.Node, m.Member, int(m.View), m.Lowest, time.Now())
 		if ch.reincarnated {
-			n.log.Warn("cluster: this node was removed; rejoining as a new incarnation", "by", m.Node, "old", m.Member, "new", a.mem.self.ID)
+			n.Log().Warn("cluster: this node was removed; rejoining as a new incarnation", "by", m.Node, "old", m.Member, "new", a.mem.self.ID)
 		}
 		a.changed(ctx, ch)
 	case *remote.EndpointTerminatedEvent:
@@ -475,16 +527,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		// broke was dropped: the forwards come again when it asks for them
 		// (forwards.go), and the webhook states it owns are sent again now.
 		if _, ok := a.peers[m.id]; ok {
-			n.hooks.resync(m.id, false)
+			n.WebhooksResync(processOf(m.id), false)
 		}
 	case *probeFailedMsg:
 		if _, ok := a.peers[m.id]; ok {
-			n.log.Warn("cluster peer unreachable", "peer", m.id)
+			n.Log().Warn("cluster peer unreachable", "peer", m.id)
 			a.changed(ctx, a.mem.unreachable(m.id, time.Now()))
 		}
 	case *clusterpb.Leaving:
 		if _, ok := a.peers[m.Node]; ok {
-			n.log.Info("cluster peer leaving", "peer", m.Node)
+			n.Log().Info("cluster peer leaving", "peer", m.Node)
 		}
 		a.changed(ctx, a.mem.left(m.Node, time.Now()))
 	case *etcdMembersMsg:
@@ -492,7 +544,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.report(ctx, a.mem.addresses())
 	case *etcdLeaseMsg:
 		if m.held != a.mem.lease {
-			n.log.Info("cluster: etcd lease", "held", m.held)
+			n.Log().Info("cluster: etcd lease", "held", m.held)
 		}
 		a.changed(ctx, a.mem.setLease(m.held, time.Now()))
 
@@ -518,7 +570,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			ctx.Send(p.pid, delta)
 		}
 	case *localOnlineMsg:
-		key := channelKey(m.appID, m.userID)
+		key := actors.ChannelKey(m.appID, m.userID)
 		if m.online {
 			a.online[key] = true
 		} else {
@@ -543,7 +595,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			for _, f := range fs {
 				ctx.Send(p.pid, f)
 			}
-			n.forwardsResent.Add(int64(len(fs)))
+			a.cn.resent.Add(int64(len(fs)))
 			ctx.Send(p.pid, &clusterpb.ResendDone{Node: a.cn.process, To: m.To, SentFrom: first})
 		}
 	case *clusterpb.ResendDone:
@@ -556,7 +608,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 	case *clusterpb.OnlineDelta:
 		if a.inSequence(ctx, m.Node, m.Seq) {
-			ctx.Send(n.watch, &remoteOnlineMsg{node: processOf(m.Node), key: channelKey(m.AppId, m.UserId), userID: m.UserId, online: m.Online})
+			n.MirrorOnline(processOf(m.Node), m.AppId, m.UserId, m.Online)
 		}
 	case *clusterpb.SnapshotRequest:
 		if p, ok := a.peers[m.Node]; ok {
@@ -569,28 +621,32 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		if applied, ok := a.applied[m.Node]; ok && m.Seq < applied {
 			return // older than what is applied (a reply crossed a newer one)
 		}
-		a.applySnapshot(ctx, m)
+		a.applySnapshot(m)
 		a.applied[m.Node] = m.Seq
-		n.hooks.resync(m.Node, true)
+		n.WebhooksResync(processOf(m.Node), true)
 		if m.WantReply {
 			ctx.Send(a.peers[m.Node].pid, a.snapshot(false))
 		}
 	case *clusterpb.WebhookState:
 		if _, ok := a.peerOf(m.Node); ok {
-			n.hooks.remote(m)
+			n.ApplyWebhookState(webhookState(m))
 		}
 	case *clusterpb.WebhookStates:
 		if _, ok := a.peerOf(m.Node); ok {
-			n.hooks.remoteAll(m)
+			sts := actors.WebhookStates{Node: m.Node, Sync: m.Sync, Members: m.Members}
+			for _, st := range m.States {
+				sts.States = append(sts.States, webhookState(st))
+			}
+			n.ApplyWebhookStates(sts)
 		}
 	case *clusterpb.ChannelsRequest:
 		reply := &clusterpb.ChannelsReply{Node: a.mem.self.ID}
 		if m.Name != "" {
-			if info := n.reg.localChannel(channelKey(m.AppId, m.Name), m.Name); info.Subscriptions > 0 {
+			if info := n.LocalChannel(m.AppId, m.Name); info.Subscriptions > 0 {
 				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: m.Name, Subscriptions: int64(info.Subscriptions)})
 			}
 		} else {
-			for _, info := range n.reg.localChannels(m.AppId, m.Prefix) {
+			for _, info := range n.LocalChannels(m.AppId, m.Prefix) {
 				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: info.Name, Subscriptions: int64(info.Subscriptions)})
 			}
 		}
@@ -615,8 +671,8 @@ func (a *nodeActor) changed(ctx actor.Context, ch memberChanges) {
 	// Going down first: what dropping the peers changes is then not told to
 	// webhooks as events (this side does not decide any more).
 	if ch.wentDown {
-		n.log.Warn("cluster: lost the quorum; not serving, closing every socket", "hears", a.mem.liveCount(), "counted", a.mem.counted())
-		n.setServing(false, true)
+		n.Log().Warn("cluster: lost the quorum; not serving, closing every socket", "hears", a.mem.liveCount(), "counted", a.mem.counted())
+		n.SetServing(false, true)
 	}
 	live := map[string]bool{} // processes with a live member now
 	for _, x := range a.mem.peers() {
@@ -625,9 +681,9 @@ func (a *nodeActor) changed(ctx actor.Context, ch memberChanges) {
 	for _, x := range ch.dropped {
 		if _, ok := a.peers[x.ID]; ok {
 			if live[x.Process] {
-				n.log.Info("cluster peer rejoined as a new incarnation", "peer", x.ID, "address", x.Address)
+				n.Log().Info("cluster peer rejoined as a new incarnation", "peer", x.ID, "address", x.Address)
 			} else {
-				n.log.Info("cluster peer left", "peer", x.ID, "address", x.Address)
+				n.Log().Info("cluster peer left", "peer", x.ID, "address", x.Address)
 			}
 			a.drop(ctx, x.ID, live[x.Process])
 		}
@@ -659,8 +715,8 @@ func (a *nodeActor) changed(ctx actor.Context, ch memberChanges) {
 		// No socket of this node lived through what it may have missed
 		// while it did not serve.
 		a.inbox = map[string]*inbound{}
-		n.log.Info("cluster: quorum reached; serving", "hears", a.mem.liveCount(), "counted", a.mem.counted(), "id", a.mem.self.ID)
-		n.setServing(true, false)
+		n.Log().Info("cluster: quorum reached; serving", "hears", a.mem.liveCount(), "counted", a.mem.counted(), "id", a.mem.self.ID)
+		n.SetServing(true, false)
 	}
 	a.publish(ctx)
 }
@@ -679,12 +735,12 @@ func (a *nodeActor) publish(ctx actor.Context) {
 	v := &liveView{self: a.mem.self.ID, peers: ps, up: a.mem.up, missing: a.mem.missing(), counted: a.mem.counted()}
 	a.cn.live.Store(v)
 	if old.self != v.self || !slices.EqualFunc(old.peers, v.peers, func(x, y peer) bool { return x.id == y.id }) {
-		a.cn.n.hooks.peersChanged()
+		a.cn.n.WebhooksPeersChanged()
 	}
 	if !a.mem.quorum(time.Now(), 0) {
 		return
 	}
-	members := []*cluster.Member{memberOf(a.mem.self)}
+	members := []*protocluster.Member{memberOf(a.mem.self)}
 	for _, x := range a.mem.peers() {
 		members = append(members, memberOf(x))
 	}
@@ -699,22 +755,19 @@ func (a *nodeActor) publish(ctx actor.Context) {
 	}
 }
 
-func memberOf(x memberInfo) *cluster.Member {
+func memberOf(x memberInfo) *protocluster.Member {
 	host, port, _ := net.SplitHostPort(x.Address)
 	p, _ := strconv.Atoi(port)
-	return &cluster.Member{Id: x.ID, Host: host, Port: int32(p), Kinds: x.Kinds}
+	return &protocluster.Member{Id: x.ID, Host: host, Port: int32(p), Kinds: x.Kinds}
 }
 
 // report sends this node's NodeStats to the node actors at addrs.
 func (a *nodeActor) report(ctx actor.Context, addrs []string) {
 	n := a.cn.n
 	self := a.mem.self
-	stats := &clusterpb.NodeStats{Node: self.ID, Address: self.Address, Connections: map[string]int64{}, Seq: a.seq,
+	stats := &clusterpb.NodeStats{Node: self.ID, Address: self.Address, Connections: n.SocketsByApp(), Seq: a.seq,
 		Forwarded: a.cn.out.last(), Process: self.Process, Incarnation: self.Incarnation, Started: self.Started,
 		View: a.mem.view(), Kinds: self.Kinds, Up: a.mem.up, Cluster: a.cn.name}
-	for id, rt := range n.byID {
-		stats.Connections[id] = rt.conns.Load()
-	}
 	for _, addr := range addrs {
 		ctx.Send(actor.NewPID(addr, nodeActorName), stats)
 	}
@@ -725,13 +778,7 @@ func (a *nodeActor) applyPresence(d *clusterpb.PresenceDelta) {
 	if len(d.Info) > 0 {
 		info = json.RawMessage(d.Info)
 	}
-	msg := &remotePresenceMsg{node: processOf(d.Node), userID: d.UserId, info: info, joined: d.Joined}
-	key := channelKey(d.AppId, d.Channel)
-	if d.Joined {
-		a.cn.n.reg.forward(key, d.AppId, d.Channel, msg)
-	} else {
-		a.cn.n.reg.forwardIfPresent(key, msg)
-	}
+	a.cn.n.MirrorMember(processOf(d.Node), d.AppId, d.Channel, d.UserId, info, d.Joined)
 }
 
 // inSequence reports whether a peer's change numbered seq comes next; a gap
@@ -789,12 +836,14 @@ func (a *nodeActor) probe(ctx actor.Context, p peer) {
 
 // applySnapshot makes what this node mirrors of another exactly its
 // snapshot: members it no longer reports are removed (a leave may have been
-// lost while the two could not talk).
-func (a *nodeActor) applySnapshot(ctx actor.Context, m *clusterpb.Snapshot) {
+// lost while the two could not talk). Mirrors are kept per process: a new
+// incarnation's snapshot replaces what its earlier one reported, without
+// member events for what stayed.
+func (a *nodeActor) applySnapshot(m *clusterpb.Snapshot) {
 	n := a.cn.n
 	byKey := map[string]map[string]json.RawMessage{}
 	for _, d := range m.Presence {
-		key := channelKey(d.AppId, d.Channel)
+		key := actors.ChannelKey(d.AppId, d.Channel)
 		if byKey[key] == nil {
 			byKey[key] = map[string]json.RawMessage{}
 		}
@@ -804,28 +853,13 @@ func (a *nodeActor) applySnapshot(ctx actor.Context, m *clusterpb.Snapshot) {
 		}
 		byKey[key][d.UserId] = info
 	}
-	// Channels this node knows: each reconciles its view of that process
-	// (mirrors are kept per process: a new incarnation's snapshot replaces
-	// what its earlier one reported, without member events for what
-	// stayed).
 	process := processOf(m.Node)
-	n.reg.all(func(key string, pid *actor.PID) {
-		if _, channel, _ := strings.Cut(key, "\x00"); pusher.IsPresence(channel) {
-			ctx.Send(pid, &nodeStateMsg{node: process, users: byKey[key]})
-		}
-	})
-	// Channels it does not know yet.
-	for key, users := range byKey {
-		appID, channel, _ := strings.Cut(key, "\x00")
-		for uid, info := range users {
-			n.reg.forward(key, appID, channel, &remotePresenceMsg{node: process, userID: uid, info: info, joined: true})
-		}
-	}
+	n.MirrorMembers(process, byKey)
 	online := map[string]bool{}
 	for _, d := range m.Online {
-		online[channelKey(d.AppId, d.UserId)] = true
+		online[actors.ChannelKey(d.AppId, d.UserId)] = true
 	}
-	ctx.Send(n.watch, &nodeOnlineMsg{node: process, online: online})
+	n.MirrorOnlineAll(process, online)
 }
 
 // admit makes x a peer: it gets this node's snapshot and is asked for its
@@ -836,7 +870,7 @@ func (a *nodeActor) admit(ctx actor.Context, x memberInfo) {
 	}
 	p := peer{id: x.ID, process: x.Process, address: x.Address, pid: actor.NewPID(x.Address, nodeActorName)}
 	a.peers[x.ID] = p
-	a.cn.n.log.Info("cluster peer joined", "peer", x.ID, "address", x.Address)
+	a.cn.n.Log().Info("cluster peer joined", "peer", x.ID, "address", x.Address)
 	ctx.Send(p.pid, a.snapshot(true))
 }
 
@@ -859,14 +893,8 @@ func (a *nodeActor) drop(ctx actor.Context, id string, superseded bool) {
 	// Webhooks hear that its users are gone only from a node that speaks
 	// for the cluster: one cut off drops its peers too, and they are not
 	// gone.
-	n.hooks.nodeGone(process, a.mem.decides(time.Now()))
-	gone := &nodeGoneMsg{node: process}
-	n.reg.all(func(key string, pid *actor.PID) {
-		if _, channel, _ := strings.Cut(key, "\x00"); pusher.IsPresence(channel) {
-			ctx.Send(pid, gone)
-		}
-	})
-	ctx.Send(n.watch, gone)
+	n.WebhooksNodeGone(process, a.mem.decides(time.Now()))
+	n.ForgetProcess(process)
 }
 
 // processOf is a member id's process: the id is process.incarnation.
