@@ -148,10 +148,6 @@ func (c *channelActor) Receive(ctx actor.Context) {
 		}
 	case *idleTickMsg:
 		c.maybeVacate(ctx)
-	case *subscribersMsg:
-		ctx.Respond(append([]*subscriber(nil), c.subs...))
-	case *crashMsg:
-		panic("channel actor: crash requested (supervision test)")
 	}
 }
 

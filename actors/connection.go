@@ -59,8 +59,6 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.subs.remove(m.channel)
 	case *goneMsg:
 		ctx.Stop(ctx.Self())
-	case *crashMsg:
-		panic("connection actor: crash requested (supervision test)")
 	case *actor.Stopping:
 		// After the socket ended, or stopped by its supervisor after a
 		// panic: then the socket is still open and must go too (4200: the
@@ -310,7 +308,6 @@ func (a *connActor) signin(ctx actor.Context, f pusher.Message) {
 		a.node.reg.forward(channelKey(a.app.ID, ch), a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
 	}
 	sendEvent(a.conn, "pusher:signin_success", "", `{"user_data":`+string(pusher.AppendString(nil, d.UserData))+`}`)
-	a.node.afterSigninReply()
 	if signedIn {
 		ctx.Send(a.node.watch, &signedInMsg{appID: a.app.ID, userID: id, socketID: a.socketID, conn: a.conn, watchlist: watchlist})
 	}

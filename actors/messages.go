@@ -69,10 +69,6 @@ type nodeOnlineMsg struct {
 	online map[string]bool // appID\x00userID
 }
 
-// crashMsg makes an actor panic, for the supervision tests; nothing outside
-// the process can send it.
-type crashMsg struct{}
-
 // subscribeFailedMsg tells a ConnectionActor its subscription was refused by
 // the channel (presence full), so it forgets the channel.
 type subscribeFailedMsg struct{ channel string }
@@ -80,7 +76,6 @@ type subscribeFailedMsg struct{ channel string }
 // Requests answered with ctx.Respond.
 type (
 	presenceUsersMsg struct{}
-	subscribersMsg   struct{} // a copy of the local subscribers, for tests
 	terminateMsg     struct{}
 )
 

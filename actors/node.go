@@ -1,6 +1,8 @@
 // Package actors holds Parley's actors: one ConnectionActor per socket, one
-// ChannelActor per occupied channel, and the NodeRouter through which every
-// subscribe and publish enters.
+// ChannelActor per occupied channel, the watchlist and the unread counters,
+// and the Node through which every socket, subscribe and publish enters. The
+// Node talks to the rest of its cluster through its seams (seams.go); a
+// single node uses the local ones.
 package actors
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/parley-chat/parley/actors/unread"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/protoactor"
 	"github.com/parley-chat/parley/metrics"
 	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
@@ -43,13 +46,10 @@ type Node struct {
 	watch  *actor.PID   // the watchlist actor
 	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
 	// dispatch runs ConnectionActors' and ChannelActors' mailboxes.
-	dispatch *workerDispatcher
-	// signinReplied, set only by tests, runs in a ConnectionActor right
-	// after it queued pusher:signin_success.
-	signinReplied func()
-	chanSV        actor.SupervisorStrategy
-	byKey         map[string]*appRuntime // set at construction
-	byID          map[string]*appRuntime // set at construction
+	dispatch *protoactor.WorkerDispatcher
+	chanSV   actor.SupervisorStrategy
+	byKey    map[string]*appRuntime // set at construction
+	byID     map[string]*appRuntime // set at construction
 
 	// The cluster seams; set at construction (local) or by JoinCluster
 	// before the node serves anything.
@@ -96,7 +96,7 @@ func quietLogger(*actor.ActorSystem) *slog.Logger { return quiet }
 // NewNode starts the actor system and the router.
 func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
-	narrowProcessRegistry(system)
+	protoactor.NarrowRegistry(system)
 	n := &Node{
 		cfg: cfg, log: log, system: system,
 		byKey: map[string]*appRuntime{}, byID: map[string]*appRuntime{},
@@ -137,18 +137,11 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	// The lock-free mailbox: a ConnectionActor gets few messages (what its
 	// client sends), and this mailbox costs ~350 B less per socket than the
 	// default ring buffer.
-	n.dispatch = newWorkerDispatcher(4*runtime.GOMAXPROCS(0), 300) // 300: protoactor's default throughput
+	n.dispatch = protoactor.NewWorkerDispatcher(4*runtime.GOMAXPROCS(0), 300) // 300: protoactor's default throughput
 	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} },
 		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(n.dispatch),
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("connection", actor.StopDirective))))
 	return n
-}
-
-// afterSigninReply runs the tests' signinReplied, if any.
-func (n *Node) afterSigninReply() {
-	if n.signinReplied != nil {
-		n.signinReplied()
-	}
 }
 
 // channelProps builds a ChannelActor's Props.
@@ -530,7 +523,7 @@ func (n *Node) Drain(ctx context.Context) error {
 // Stop ends the actor system, leaving the cluster first if in one.
 func (n *Node) Stop() {
 	defer n.idle.close()
-	defer n.dispatch.stop()
+	defer n.dispatch.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	n.hooks.close(ctx) // a no-op after CloseWebhooks
 	cancel()

@@ -11,10 +11,12 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/pusher"
@@ -219,7 +221,8 @@ func TestChannelPanicRecovers(t *testing.T) {
 
 	key := channelKey(tApp, "presence-room")
 	old := tn.node.reg.lookup(key)
-	tn.node.system.Root.Send(old, &crashMsg{})
+	// A subscribe without a subscriber: the actor panics on it.
+	tn.node.system.Root.Send(old, &subscribeMsg{})
 	if code := a.expectClose(); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("a closed with %d, want 4200", code)
 	}
@@ -249,22 +252,13 @@ func TestChannelPanicRecovers(t *testing.T) {
 // members carry on.
 func TestConnectionPanicRecovers(t *testing.T) {
 	tn := startNode(t, nil)
+	actorsOf := crashable(tn.node)
 	a, b := tn.dial(), tn.dial()
 	a.subscribe("presence-room")
 	b.subscribe("presence-room")
 	a.expect("pusher_internal:member_added")
 
-	// Find b's actor through the channel's subscriber list.
-	crashed := false
-	for _, s := range subscribersOf(t, tn, "presence-room") {
-		if s.socketID == b.socketID {
-			tn.node.system.Root.Send(s.owner, &crashMsg{})
-			crashed = true
-		}
-	}
-	if !crashed {
-		t.Fatal("b's actor not found")
-	}
+	tn.node.system.Root.Send(actorsOf(b.socketID), crash{})
 	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
@@ -276,15 +270,33 @@ func TestConnectionPanicRecovers(t *testing.T) {
 	tn.marker(a, "presence-room")
 }
 
-// subscribersOf reads a channel's subscribers from inside its actor.
-func subscribersOf(t *testing.T, tn *testNode, channel string) []*subscriber {
-	t.Helper()
-	pid := tn.node.reg.lookup(channelKey(tApp, channel))
-	res, err := tn.node.system.Root.RequestFuture(pid, &subscribersMsg{}, time.Second).Result()
-	if err != nil {
-		t.Fatal(err)
+// crash makes a ConnectionActor started after crashable panic.
+type crash struct{}
+
+// crashable gives the node's ConnectionActors a receiver that panics on
+// crash (tests only: Props are the node's, the middleware is the test's),
+// and returns a lookup of each one's actor by its socket id.
+func crashable(n *Node) func(socketID string) *actor.PID {
+	var mu sync.Mutex
+	bySocket := map[string]*actor.PID{}
+	n.conns0 = n.conns0.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			switch m := env.Message.(type) {
+			case crash:
+				panic("connection actor: crash requested (supervision test)")
+			case *connInitMsg:
+				mu.Lock()
+				bySocket[m.socketID] = c.Self()
+				mu.Unlock()
+			}
+			next(c, env)
+		}
+	}))
+	return func(socketID string) *actor.PID {
+		mu.Lock()
+		defer mu.Unlock()
+		return bySocket[socketID]
 	}
-	return res.([]*subscriber)
 }
 
 // TestPresenceResubscribeAsAnotherUser: a socket that subscribes again with
@@ -501,10 +513,17 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	tn := startNode(t, nil)
 	replied := make(chan struct{})
 	release := make(chan struct{})
-	tn.node.signinReplied = func() {
-		close(replied)
-		<-release
-	}
+	// Hold the ConnectionActor right after it handled the signin (a
+	// receiver the test adds to the node's Props).
+	tn.node.conns0 = tn.node.conns0.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			next(c, env)
+			if m, ok := env.Message.(*inboundMsg); ok && strings.Contains(string(m.data), `"pusher:signin"`) {
+				close(replied)
+				<-release
+			}
+		}
+	}))
 	w := tn.dial()
 	userData := `{"id":"u-42"}`
 	b, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{

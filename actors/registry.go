@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/internal/protoactor"
 )
 
 // registryShards splits the channel registry so that subscribes, publishes
@@ -159,7 +160,7 @@ func (r *registry) removed() {
 	if p := r.peak.Load(); p > 4096 && l < p/4 && r.compacting.CompareAndSwap(false, true) {
 		go func() {
 			defer r.compacting.Store(false)
-			compactProcessRegistry(r.node.system)
+			protoactor.CompactRegistry(r.node.system)
 			r.peak.Store(r.live.Load())
 			r.compactions.Add(1)
 		}()
@@ -204,18 +205,6 @@ func (r *registry) all(f func(key string, pid *actor.PID)) {
 		}
 		s.mu.RUnlock()
 	}
-}
-
-// count is the number of channel actors.
-func (r *registry) count() int {
-	n := 0
-	for i := range r.shards {
-		s := &r.shards[i]
-		s.mu.RLock()
-		n += len(s.entries)
-		s.mu.RUnlock()
-	}
-	return n
 }
 
 // subscriptions is the number of sockets in this node's channels.

@@ -8,9 +8,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"net"
 	"slices"
 	"sort"
@@ -22,14 +20,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/cluster/clusterpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
+	"github.com/parley-chat/parley/internal/protoactor"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -45,13 +39,6 @@ const (
 	probeAttempts = 2                      // in one of this many asks,
 	probePause    = 200 * time.Millisecond // each after this pause
 	startTimeout  = 30 * time.Second       // starting the cluster member (gRPC server, grain kinds)
-	// The connection to a peer: a dead one is found by keepalive pings
-	// within keepaliveTime+keepaliveTimeout, and a connect to an
-	// unreachable address gives up after connectTimeout, so that a new
-	// attempt soon follows when a partition heals.
-	keepaliveTime    = 2 * time.Second
-	keepaliveTimeout = 2 * time.Second
-	connectTimeout   = 2 * time.Second
 )
 
 // peer is another member's node actor.
@@ -137,28 +124,11 @@ func Join(n *actors.Node, opts Options) (*protocluster.Cluster, error) {
 			return nil, fmt.Errorf("cluster peer %q: %w", p, err)
 		}
 	}
-	// A batch of up to 1,000 messages travels in one gRPC message: allow it
-	// to be large (events are up to 1 MB with a raised max_event_size).
-	rc := remote.Configure(host, port,
-		remote.WithServerOptions(grpc.MaxRecvMsgSize(64<<20),
-			grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true})),
-		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: connectTimeout})),
-		remote.WithEndpointWriterBatchSize(200))
-	rc.MaxRetryCount = 1 // a dead peer is noticed in seconds, not after 5 retries
 	system := n.System()
 	cn := &clusterNode{n: n, name: opts.Name, process: system.ID, started: time.Now().UnixNano(), addr: opts.Address, static: opts.Peers,
 		census: map[string]map[string]int64{}}
 	cn.out.keep = n.Config().ClusterForwardKeep
-	cc := protocluster.Configure(opts.Name, memberListFeed{}, disthash.New(), rc,
-		protocluster.WithKinds(opts.Kinds...),
-		protocluster.WithRequestTimeout(time.Second),
-		// Parley decides membership (membership.go); protoactor's gossip
-		// would block members whose heartbeat it missed for good.
-		protocluster.WithHeartbeatExpiration(math.MaxInt64))
-	cc.GossipInterval = time.Hour
+	cc := protoactor.ClusterConfig(opts.Name, host, port, opts.Kinds...)
 	c := protocluster.New(system, cc)
 	cn.c = c
 	cn.live.Store(&liveView{self: memberIDOf(cn.process, 1)})
@@ -206,17 +176,6 @@ func Join(n *actors.Node, opts Options) (*protocluster.Cluster, error) {
 		"membership", map[bool]string{true: "static peers", false: "etcd"}[reg == nil])
 	return c, nil
 }
-
-// memberListFeed is the cluster provider protoactor is given: Parley's
-// membership (the node actor) tells protoactor's member list who the members
-// are, so the grains' placement follows what Parley decided.
-type memberListFeed struct{}
-
-func (memberListFeed) StartMember(*protocluster.Cluster) error { return nil }
-func (memberListFeed) StartClient(*protocluster.Cluster) error {
-	return errors.New("parley nodes are members")
-}
-func (memberListFeed) Shutdown(bool) error { return nil }
 
 // Leave tells the other members this node is stopping, so they drop its
 // presence at once and stop counting it, and takes its etcd registration
@@ -454,7 +413,6 @@ func newNodeActor(cn *clusterNode, self memberInfo, static bool) *nodeActor {
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
-	n := a.cn.n
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.ticker, a.stop = time.NewTicker(statsInterval), make(chan struct{})
@@ -475,8 +433,18 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		a.ticker.Stop()
 		close(a.stop)
+	default:
+		if !a.membership(ctx, m) && !a.local(ctx, m) {
+			a.fromPeer(ctx, m)
+		}
+	}
+}
 
-	// Membership.
+// membership handles the messages that decide who is in the cluster; false
+// for any other.
+func (a *nodeActor) membership(ctx actor.Context, msg any) bool {
+	n := a.cn.n
+	switch m := msg.(type) {
 	case *statsTickMsg:
 		a.changed(ctx, a.mem.tick(time.Now()))
 		a.report(ctx, a.mem.addresses())
@@ -486,27 +454,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 				"needs", a.mem.counted()/2+1, "lease", a.mem.lease, "peers", strings.Join(a.mem.addresses(), ","))
 		}
 	case *clusterpb.NodeStats:
-		x := memberInfo{ID: m.Node, Process: m.Process, Incarnation: m.Incarnation, Started: m.Started, Address: m.Address, Kinds: m.Kinds}
-		if x.Process == "" || m.Cluster != a.cn.name {
-			// Another cluster's node (given our addresses as its peers), or
-			// a release without incarnations: nodes of a cluster run one
-			// release.
-			return
-		}
-		a.changed(ctx, a.mem.heard(x, m.View, time.Now()))
-		if _, ok := a.peers[m.Node]; !ok {
-			return
-		}
-		if applied, ok := a.applied[m.Node]; !ok || applied < m.Seq {
-			// A change (or the snapshot) from that node never arrived:
-			// messages to a node that just restarted at a dead one's
-			// address can be lost. Ask again, at most once a second.
-			a.askSnapshot(ctx, m.Node)
-		}
-		a.reportedForwards(ctx, m.Process, m.Forwarded)
-		a.cn.mu.Lock()
-		a.cn.census[m.Node] = m.Connections
-		a.cn.mu.Unlock()
+		a.nodeStats(ctx, m)
 	case *clusterpb.Removed:
 		ch := a.mem.removedBy(m.Node, m.Member, int(m.View), m.Lowest, time.Now())
 		if ch.reincarnated {
@@ -547,8 +495,41 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			n.Log().Info("cluster: etcd lease", "held", m.held)
 		}
 		a.changed(ctx, a.mem.setLease(m.held, time.Now()))
+	default:
+		return false
+	}
+	return true
+}
 
-	// This node's changes, to every peer.
+// nodeStats applies another node's report: the membership hears it, and
+// what it says of its changes and forwards shows what this node missed.
+func (a *nodeActor) nodeStats(ctx actor.Context, m *clusterpb.NodeStats) {
+	x := memberInfo{ID: m.Node, Process: m.Process, Incarnation: m.Incarnation, Started: m.Started, Address: m.Address, Kinds: m.Kinds}
+	if x.Process == "" || m.Cluster != a.cn.name {
+		// Another cluster's node (given our addresses as its peers), or a
+		// release without incarnations: nodes of a cluster run one release.
+		return
+	}
+	a.changed(ctx, a.mem.heard(x, m.View, time.Now()))
+	if _, ok := a.peers[m.Node]; !ok {
+		return
+	}
+	if applied, ok := a.applied[m.Node]; !ok || applied < m.Seq {
+		// A change (or the snapshot) from that node never arrived: messages
+		// to a node that just restarted at a dead one's address can be
+		// lost. Ask again, at most once a second.
+		a.askSnapshot(ctx, m.Node)
+	}
+	a.reportedForwards(ctx, m.Process, m.Forwarded)
+	a.cn.mu.Lock()
+	a.cn.census[m.Node] = m.Connections
+	a.cn.mu.Unlock()
+}
+
+// local handles this node's presence and sign-in changes, which go to every
+// peer in order; false for any other message.
+func (a *nodeActor) local(ctx actor.Context, msg any) bool {
+	switch m := msg.(type) {
 	case *localPresenceMsg:
 		users := a.presence[m.key]
 		if m.joined {
@@ -565,10 +546,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 		appID, channel, _ := strings.Cut(m.key, "\x00")
 		a.seq++
-		delta := &clusterpb.PresenceDelta{Node: a.mem.self.ID, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined, Seq: a.seq}
-		for _, p := range a.peers {
-			ctx.Send(p.pid, delta)
-		}
+		a.toPeers(ctx, &clusterpb.PresenceDelta{Node: a.mem.self.ID, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined, Seq: a.seq})
 	case *localOnlineMsg:
 		key := actors.ChannelKey(m.appID, m.userID)
 		if m.online {
@@ -577,12 +555,24 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			delete(a.online, key)
 		}
 		a.seq++
-		delta := &clusterpb.OnlineDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq}
-		for _, p := range a.peers {
-			ctx.Send(p.pid, delta)
-		}
+		a.toPeers(ctx, &clusterpb.OnlineDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq})
+	default:
+		return false
+	}
+	return true
+}
 
-	// What other nodes send.
+func (a *nodeActor) toPeers(ctx actor.Context, m proto.Message) {
+	for _, p := range a.peers {
+		ctx.Send(p.pid, m)
+	}
+}
+
+// fromPeer handles what other nodes send: forwards and their repair,
+// presence, snapshots, webhook states and queries.
+func (a *nodeActor) fromPeer(ctx actor.Context, msg any) {
+	n := a.cn.n
+	switch m := msg.(type) {
 	case *clusterpb.Publish:
 		a.received(ctx, m)
 	case *clusterpb.ClientEvent:
@@ -615,18 +605,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			ctx.Send(p.pid, a.snapshot(false))
 		}
 	case *clusterpb.Snapshot:
-		if _, ok := a.peers[m.Node]; !ok {
-			return // not a peer (yet, or any more): its reports make it one
-		}
-		if applied, ok := a.applied[m.Node]; ok && m.Seq < applied {
-			return // older than what is applied (a reply crossed a newer one)
-		}
-		a.applySnapshot(m)
-		a.applied[m.Node] = m.Seq
-		n.WebhooksResync(processOf(m.Node), true)
-		if m.WantReply {
-			ctx.Send(a.peers[m.Node].pid, a.snapshot(false))
-		}
+		a.snapshotReceived(ctx, m)
 	case *clusterpb.WebhookState:
 		if _, ok := a.peerOf(m.Node); ok {
 			n.ApplyWebhookState(webhookState(m))
@@ -640,18 +619,41 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			n.ApplyWebhookStates(sts)
 		}
 	case *clusterpb.ChannelsRequest:
-		reply := &clusterpb.ChannelsReply{Node: a.mem.self.ID}
-		if m.Name != "" {
-			if info := n.LocalChannel(m.AppId, m.Name); info.Subscriptions > 0 {
-				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: m.Name, Subscriptions: int64(info.Subscriptions)})
-			}
-		} else {
-			for _, info := range n.LocalChannels(m.AppId, m.Prefix) {
-				reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: info.Name, Subscriptions: int64(info.Subscriptions)})
-			}
-		}
-		ctx.Respond(reply)
+		ctx.Respond(a.channels(m))
 	}
+}
+
+// snapshotReceived applies a peer's snapshot and answers with this node's
+// when asked to.
+func (a *nodeActor) snapshotReceived(ctx actor.Context, m *clusterpb.Snapshot) {
+	if _, ok := a.peers[m.Node]; !ok {
+		return // not a peer (yet, or any more): its reports make it one
+	}
+	if applied, ok := a.applied[m.Node]; ok && m.Seq < applied {
+		return // older than what is applied (a reply crossed a newer one)
+	}
+	a.applySnapshot(m)
+	a.applied[m.Node] = m.Seq
+	a.cn.n.WebhooksResync(processOf(m.Node), true)
+	if m.WantReply {
+		ctx.Send(a.peers[m.Node].pid, a.snapshot(false))
+	}
+}
+
+// channels answers a survey (or a probe) with this node's channels.
+func (a *nodeActor) channels(m *clusterpb.ChannelsRequest) *clusterpb.ChannelsReply {
+	n := a.cn.n
+	reply := &clusterpb.ChannelsReply{Node: a.mem.self.ID}
+	if m.Name != "" {
+		if info := n.LocalChannel(m.AppId, m.Name); info.Subscriptions > 0 {
+			reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: m.Name, Subscriptions: int64(info.Subscriptions)})
+		}
+		return reply
+	}
+	for _, info := range n.LocalChannels(m.AppId, m.Prefix) {
+		reply.Channels = append(reply.Channels, &clusterpb.ChannelCount{Name: info.Name, Subscriptions: int64(info.Subscriptions)})
+	}
+	return reply
 }
 
 // changed carries out what a membership event changed.
@@ -755,11 +757,7 @@ func (a *nodeActor) publish(ctx actor.Context) {
 	}
 }
 
-func memberOf(x memberInfo) *protocluster.Member {
-	host, port, _ := net.SplitHostPort(x.Address)
-	p, _ := strconv.Atoi(port)
-	return &protocluster.Member{Id: x.ID, Host: host, Port: int32(p), Kinds: x.Kinds}
-}
+func memberOf(x memberInfo) *protocluster.Member { return protoactor.Member(x.ID, x.Address, x.Kinds) }
 
 // report sends this node's NodeStats to the node actors at addrs.
 func (a *nodeActor) report(ctx actor.Context, addrs []string) {

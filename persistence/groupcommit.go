@@ -170,7 +170,8 @@ type SenderStats struct {
 	Largest int64 // the most sends in one group
 }
 
-// Stats reports how the sends were grouped.
+// Stats reports how the sends were grouped (the chat's tests check the
+// grouping through it).
 func (g *Sender) Stats() SenderStats {
 	return SenderStats{Groups: g.groups.Load(), Sends: g.sends.Load(), Largest: g.largest.Load()}
 }

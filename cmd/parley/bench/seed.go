@@ -319,21 +319,6 @@ func (p *seedPlan) readTime(i int, user int32) time.Time {
 	return t
 }
 
-// reads calls fn for every read receipt in message id order (the
-// primary key's order, so the index grows at its end).
-func (p *seedPlan) reads(fn func(msg int, user int32) bool) {
-	for i := range p.c.Messages {
-		m, pos, sender := p.msgMatter[i], p.msgPos[i], p.msgSender[i]
-		for j, u := range p.members[m] {
-			if u != sender && pos < p.readUpTo[m][j] {
-				if !fn(i, u) {
-					return
-				}
-			}
-		}
-	}
-}
-
 // unread is what UnreadCounts must return for user: every matter of theirs
 // (zeros included) → messages from others past their read point.
 func (p *seedPlan) unread(user int32) map[int64]int {

@@ -456,3 +456,18 @@ func TestSeedKeepsForeignKeys(t *testing.T) {
 		t.Fatal("a read by a missing user was accepted")
 	}
 }
+
+// reads calls fn for every read receipt the plan makes, in message id order
+// (the test's count of message_reads rows).
+func (p *seedPlan) reads(fn func(msg int, user int32) bool) {
+	for i := range p.c.Messages {
+		m, pos, sender := p.msgMatter[i], p.msgPos[i], p.msgSender[i]
+		for j, u := range p.members[m] {
+			if u != sender && pos < p.readUpTo[m][j] {
+				if !fn(i, u) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -262,37 +262,9 @@ func (pn panel) draw(w io.Writer, points []point) error {
 			}
 		}
 		name := fmt.Sprintf("%s, %d subscribers", serverName(series[0].Server), series[0].Subs)
-		style := draw.LineStyle{Color: clr, Width: vg.Points(1.5), Dashes: dashes[k%len(dashes)]}
-		glyph := draw.GlyphStyle{Color: clr, Radius: vg.Points(3), Shape: glyphs[k%len(glyphs)]}
-		var thumbs []plot.Thumbnailer
-		if len(line) > 1 {
-			l, err := plotter.NewLine(line)
-			if err != nil {
-				return err
-			}
-			l.LineStyle = style
-			pl.Add(l)
-			thumbs = append(thumbs, l)
-		}
-		if len(ok) > 0 {
-			s, err := plotter.NewScatter(ok)
-			if err != nil {
-				return err
-			}
-			s.GlyphStyle = glyph
-			pl.Add(s)
-			thumbs = append(thumbs, s)
-		}
-		if len(failed) > 0 {
-			s, err := plotter.NewScatter(failed)
-			if err != nil {
-				return err
-			}
-			s.GlyphStyle = draw.GlyphStyle{Color: clr, Radius: vg.Points(5), Shape: draw.CrossGlyph{}}
-			pl.Add(s)
-			if len(thumbs) == 0 {
-				thumbs = append(thumbs, s)
-			}
+		thumbs, err := addSeries(pl, clr, k, line, ok, failed)
+		if err != nil {
+			return err
 		}
 		legend.Add(name, thumbs...)
 	}
@@ -315,6 +287,45 @@ func (pn panel) draw(w io.Writer, points []point) error {
 	legend.Draw(draw.Crop(dc, width-legendWidth+vg.Points(8), 0, 0, -vg.Points(30)))
 	_, err = c.WriteTo(w)
 	return err
+}
+
+// addSeries adds one series to the plot: its line, its points and its
+// failed points (crosses); k picks the dash and glyph. It returns what the
+// legend shows for it.
+func addSeries(pl *plot.Plot, clr color.Color, k int, line, ok, failed plotter.XYs) ([]plot.Thumbnailer, error) {
+	style := draw.LineStyle{Color: clr, Width: vg.Points(1.5), Dashes: dashes[k%len(dashes)]}
+	glyph := draw.GlyphStyle{Color: clr, Radius: vg.Points(3), Shape: glyphs[k%len(glyphs)]}
+	var thumbs []plot.Thumbnailer
+	if len(line) > 1 {
+		l, err := plotter.NewLine(line)
+		if err != nil {
+			return nil, err
+		}
+		l.LineStyle = style
+		pl.Add(l)
+		thumbs = append(thumbs, l)
+	}
+	if len(ok) > 0 {
+		s, err := plotter.NewScatter(ok)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle = glyph
+		pl.Add(s)
+		thumbs = append(thumbs, s)
+	}
+	if len(failed) > 0 {
+		s, err := plotter.NewScatter(failed)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle = draw.GlyphStyle{Color: clr, Radius: vg.Points(5), Shape: draw.CrossGlyph{}}
+		pl.Add(s)
+		if len(thumbs) == 0 {
+			thumbs = append(thumbs, s)
+		}
+	}
+	return thumbs, nil
 }
 
 // logTicks marks 1–9 × 10^k and labels 1, 2 and 5 × 10^k, so that a

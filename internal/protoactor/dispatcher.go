@@ -1,4 +1,4 @@
-package actors
+package protoactor
 
 import (
 	"sync"
@@ -6,7 +6,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// workerDispatcher runs actors' mailboxes on long-lived goroutines where one
+// WorkerDispatcher runs actors' mailboxes on long-lived goroutines where one
 // is idle, and on a new goroutine otherwise (protoactor's default starts a
 // goroutine every time a mailbox gets work).
 //
@@ -17,20 +17,20 @@ import (
 // stack has grown once already. Handing work over never waits: a worker
 // takes it only when it is idle, so a busy or blocked actor never holds up
 // another.
-type workerDispatcher struct {
+type WorkerDispatcher struct {
 	work       chan func() // unbuffered: a send succeeds only to an idle worker
 	done       chan struct{}
 	throughput int
 }
 
-var _ actor.Dispatcher = (*workerDispatcher)(nil)
+var _ actor.Dispatcher = (*WorkerDispatcher)(nil)
 
-// newWorkerDispatcher starts workers goroutines and returns once each runs
+// NewWorkerDispatcher starts workers goroutines and returns once each runs
 // (on a busy machine a new goroutine may wait long for a turn, and until
 // then no work lands on it); throughput is protoactor's (messages a mailbox
 // handles before it yields).
-func newWorkerDispatcher(workers, throughput int) *workerDispatcher {
-	d := &workerDispatcher{work: make(chan func()), done: make(chan struct{}), throughput: throughput}
+func NewWorkerDispatcher(workers, throughput int) *WorkerDispatcher {
+	d := &WorkerDispatcher{work: make(chan func()), done: make(chan struct{}), throughput: throughput}
 	var started sync.WaitGroup
 	started.Add(workers)
 	for range workers {
@@ -40,7 +40,7 @@ func newWorkerDispatcher(workers, throughput int) *workerDispatcher {
 	return d
 }
 
-func (d *workerDispatcher) run(started func()) {
+func (d *WorkerDispatcher) run(started func()) {
 	started()
 	for {
 		select {
@@ -52,7 +52,7 @@ func (d *workerDispatcher) run(started func()) {
 	}
 }
 
-func (d *workerDispatcher) Schedule(fn func()) {
+func (d *WorkerDispatcher) Schedule(fn func()) {
 	select {
 	case d.work <- fn:
 	default:
@@ -60,7 +60,7 @@ func (d *workerDispatcher) Schedule(fn func()) {
 	}
 }
 
-func (d *workerDispatcher) Throughput() int { return d.throughput }
+func (d *WorkerDispatcher) Throughput() int { return d.throughput }
 
 // stop ends the workers; work scheduled afterwards gets its own goroutine.
-func (d *workerDispatcher) stop() { close(d.done) }
+func (d *WorkerDispatcher) Stop() { close(d.done) }

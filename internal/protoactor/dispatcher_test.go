@@ -1,4 +1,4 @@
-package actors
+package protoactor
 
 import (
 	"runtime"
@@ -11,14 +11,14 @@ import (
 // onWorker reports whether the running goroutine is a dispatcher's worker.
 func onWorker() bool {
 	b := make([]byte, 8<<10)
-	return strings.Contains(string(b[:runtime.Stack(b, false)]), "(*workerDispatcher).run")
+	return strings.Contains(string(b[:runtime.Stack(b, false)]), "(*WorkerDispatcher).run")
 }
 
 // Work scheduled while a worker is idle runs on a worker; while every
 // worker is busy it runs at once on a goroutine of its own; after stop it
 // still runs.
 func TestWorkerDispatcher(t *testing.T) {
-	d := newWorkerDispatcher(2, 300)
+	d := NewWorkerDispatcher(2, 300)
 	ran := func(fn func()) bool {
 		t.Helper()
 		on := make(chan bool, 1)
@@ -55,6 +55,6 @@ func TestWorkerDispatcher(t *testing.T) {
 		t.Fatal("work ran on a worker while both were busy")
 	}
 	close(release)
-	d.stop()
+	d.Stop()
 	ran(func() {})
 }

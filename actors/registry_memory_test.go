@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/parley-chat/parley/internal/protoactor"
 )
 
 type idleActor struct{}
@@ -41,13 +42,13 @@ func registryCost(t *testing.T, system *actor.ActorSystem, n int) float64 {
 }
 
 // The process registry of a node's actor system is narrowed to
-// registryBuckets maps, with what was registered before still found, and an
+// protoactor.RegistryBuckets maps, with what was registered before still found, and an
 // actor costs at least 150 B less heap than in protoactor's own layout.
 func TestProcessRegistryNarrowed(t *testing.T) {
 	tn := startNode(t, nil)
 	system := tn.node.system
-	if n := len(system.ProcessRegistry.LocalPIDs.LocalPIDs); n != registryBuckets {
-		t.Fatalf("%d maps, want %d", n, registryBuckets)
+	if n := len(system.ProcessRegistry.LocalPIDs.LocalPIDs); n != protoactor.RegistryBuckets {
+		t.Fatalf("%d maps, want %d", n, protoactor.RegistryBuckets)
 	}
 	if _, ok := system.ProcessRegistry.GetLocal("eventstream"); !ok {
 		t.Fatal("the event stream is no longer found")
