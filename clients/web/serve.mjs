@@ -4,7 +4,8 @@
 //   node clients/web/serve.mjs [--port 8000] [--host 127.0.0.1]
 //                              [--server http://127.0.0.1:8080] [--data-dir ./data]
 //
-// and prints the URL to open. The page is an ES module app on the RealtimeChat
+// and prints the URL to open. A port that is taken is said in one line on
+// stderr (exit 1), with how to choose another. The page is an ES module app on the RealtimeChat
 // SDK (clients/js); an import map in index.html names the three modules it
 // imports, and this server serves exactly those, with no build step:
 //   /sdk/index.js            clients/js/index.js
@@ -115,7 +116,23 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   }
   const parley = arg('--server', process.env.PARLEY_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
   const key = arg('--key', process.env.PARLEY_APP_KEY || generatedKey(arg('--data-dir', process.env.PARLEY_DATA_DIR || './data')));
-  const { url } = await serveDemo({ host: arg('--host', '127.0.0.1'), port: Number(arg('--port', '8000')) });
+  const host = arg('--host', '127.0.0.1');
+  const portArg = arg('--port', '8000');
+  const port = Number(portArg);
+  if (!/^\d+$/.test(portArg) || port > 65535) {
+    console.error(`--port ${portArg} is not a port number (0-65535; 0 picks a free one)`);
+    process.exit(2);
+  }
+  let url;
+  try {
+    ({ url } = await serveDemo({ host, port }));
+  } catch (err) {
+    // One line, not a stack trace: what is wrong and how to choose another port.
+    console.error(err.code === 'EADDRINUSE'
+      ? `port ${port} on ${host} is already in use: choose another with --port, e.g. --port ${port === 65535 ? 8001 : port + 1} (--port 0 picks a free one)`
+      : `cannot listen on ${host} port ${port}: ${err.message} (choose another port with --port)`);
+    process.exit(1);
+  }
   const q = new URLSearchParams({ server: parley });
   if (key) q.set('key', key);
   console.log(`Parley demo chat: ${url}?${q}`);
