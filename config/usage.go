@@ -10,7 +10,7 @@ import (
 // whose settings table MarkdownTable renders; the table sits between
 // SettingsBegin and SettingsEnd.
 const (
-	SettingsDocument = "README.md"
+	SettingsDocument = "docs/configuration.md"
 	SettingsBegin    = "<!-- settings:begin -->"
 	SettingsEnd      = "<!-- settings:end -->"
 )
