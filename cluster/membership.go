@@ -11,7 +11,7 @@ import (
 // protoactor's member list, which never lists a removed member again and so
 // splits a cluster for good after a partition of more than a few seconds.
 //
-// The rules (the README's "Partitions" section says them for operators):
+// The rules (docs/clustering.md, "Membership and partitions", says them for operators):
 //
 //   - Every node reports to every known address once a second (NodeStats),
 //     with its member id and the members it hears. A member not heard from

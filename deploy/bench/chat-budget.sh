@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the chat budget table (README "Performance" → "Chat budget") for
+# Reproduces the chat budget table (docs/performance.md, "Chat budget") for
 # the embedded database and PostgreSQL with `parley bench chat`.
 #
 #   bash deploy/bench/chat-budget.sh            # the full table: about 45 minutes on 2 cores

@@ -28,7 +28,7 @@ const PASSWORD = 'correct horse battery';
 
 
 // A REST message object as events carry it: one object for every receiver,
-// so no one's read state (README "Events").
+// so no one's read state (docs/chat-api.md, "Events").
 const asEvent = (m) => ({ ...m, is_read: m.deleted_at != null, read_at: null, read_by: [] });
 
 function expectStatus(res, status, what) {

@@ -37,7 +37,7 @@ const T = { timeout: 30000 };
 
 const parsed = (d) => (typeof d === 'string' ? JSON.parse(d) : d);
 const sorted = (xs) => [...xs].sort();
-// A REST message object as events carry it: no one's read state (README "Events").
+// A REST message object as events carry it: no one's read state (docs/chat-api.md, "Events").
 const asEvent = (m) => ({ ...m, is_read: m.deleted_at != null, read_at: null, read_by: [] });
 
 /** Presence frames a tracked client received on a channel, in order: ['+id', '-id', ...]. */

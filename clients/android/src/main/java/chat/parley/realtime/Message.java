@@ -19,7 +19,7 @@ public final class Message {
     public final String editedAt;
     /** Null unless the message was deleted (its text is then empty). */
     public final String deletedAt;
-    /** See the README's REST API section: for the caller's own message the first reader's time. */
+    /** See docs/chat-api.md, "REST API": for the caller's own message the first reader's time. */
     public final String readAt;
     /** The sender's idempotency key, when the server reports it; else null. */
     public final String clientMessageId;
