@@ -482,6 +482,7 @@ func (s *Service) adminUpdateUser(c *gin.Context) {
 	ctx, cancel := writeContext(c)
 	defer cancel()
 	u, err := s.st.UpdateUser(ctx, id, p)
+	s.auth.forgetUser(id)
 	if err != nil {
 		s.adminFailed(c, err, noUser(id))
 		return
@@ -497,6 +498,7 @@ func (s *Service) adminDeleteUser(c *gin.Context) {
 	ctx, cancel := writeContext(c)
 	defer cancel()
 	matters, err := s.st.DeleteUser(ctx, id)
+	s.auth.forgetUser(id)
 	if err != nil {
 		s.adminFailed(c, err, noUser(id))
 		return
@@ -561,7 +563,9 @@ func (s *Service) adminRevokeToken(c *gin.Context) {
 	}
 	ctx, cancel := writeContext(c)
 	defer cancel()
-	if err := s.st.DeleteToken(ctx, id); err != nil {
+	err := s.st.DeleteToken(ctx, id)
+	s.auth.forgetToken(id)
+	if err != nil {
 		s.adminFailed(c, err, fmt.Sprintf("no token with id %d", id))
 		return
 	}
@@ -576,6 +580,7 @@ func (s *Service) adminRevokeUserTokens(c *gin.Context) {
 	ctx, cancel := writeContext(c)
 	defer cancel()
 	n, err := s.st.DeleteUserTokens(ctx, u.ID)
+	s.auth.forgetUser(u.ID)
 	if err != nil {
 		s.adminFailed(c, err, noUser(u.ID))
 		return

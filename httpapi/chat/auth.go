@@ -134,32 +134,25 @@ func (s *Service) authenticate(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	tok, err := s.st.TokenByID(ctx, id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		access.Reason(c, "unknown or revoked token")
-		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	want := hashSecret(secret)
 	now := time.Now()
-	if subtle.ConstantTimeCompare([]byte(want), []byte(tok.SecretHash)) != 1 ||
+	e, cached, gen := s.auth.get(id, now)
+	if !cached {
+		var problem string
+		if e, problem = s.lookupToken(c, id); problem != "" {
+			if problem != "unavailable" {
+				access.Reason(c, problem)
+				abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
+			}
+			return
+		}
+		e.at = now
+		s.auth.put(e, gen)
+	}
+	tok, u := e.tok, e.user
+	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(tok.SecretHash)) != 1 ||
 		(tok.ExpiresAt != nil && !now.Before(*tok.ExpiresAt)) {
 		access.Reason(c, "wrong or expired token")
 		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
-		return
-	}
-	u, err := s.st.UserByID(ctx, tok.UserID)
-	if errors.Is(err, persistence.ErrNotFound) {
-		access.Reason(c, "the token's user is gone")
-		abortMessage(c, http.StatusUnauthorized, msgUnauthenticated)
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
 		return
 	}
 	if tok.LastUsedAt == nil || now.Sub(*tok.LastUsedAt) >= touchEvery {
@@ -167,10 +160,34 @@ func (s *Service) authenticate(c *gin.Context) {
 		if err := s.st.TouchToken(ctx, tok.ID, now); err != nil && !errors.Is(err, persistence.ErrNotFound) {
 			s.log.Warn("chat: touch token", "token_id", tok.ID, "error", err)
 		}
+		s.auth.touched(tok.ID, now)
 	}
 	c.Set(ctxUser, u)
 	c.Set(ctxToken, tok)
 	access.SetUser(c, u.ID)
+}
+
+// lookupToken reads a token and its user from the database. problem is
+// why the token is refused, "unavailable" when 503 was answered, or "".
+func (s *Service) lookupToken(c *gin.Context, id int64) (authEntry, string) {
+	ctx := c.Request.Context()
+	tok, err := s.st.TokenByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return authEntry{}, "unknown or revoked token"
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return authEntry{}, "unavailable"
+	}
+	u, err := s.st.UserByID(ctx, tok.UserID)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return authEntry{}, "the token's user is gone"
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return authEntry{}, "unavailable"
+	}
+	return authEntry{tok: tok, user: u}, ""
 }
 
 // dummyHash is compared against when the email is unknown, so that a login
@@ -249,9 +266,11 @@ func (s *Service) login(c *gin.Context) {
 	})
 }
 
-// logout is POST /api/auth/logout: the token used stops working.
+// logout is POST /api/auth/logout: the token used stops working (on this
+// node at once, on the others within authCacheTTL).
 func (s *Service) logout(c *gin.Context) {
 	err := s.st.DeleteToken(c.Request.Context(), tokenOf(c).ID)
+	s.auth.forgetToken(tokenOf(c).ID)
 	if err != nil && !errors.Is(err, persistence.ErrNotFound) {
 		s.unavailable(c, err)
 		return

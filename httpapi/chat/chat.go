@@ -63,6 +63,7 @@ type Service struct {
 	logins      *loginThrottle
 	hashing     *hashSlots
 	proxies     []netip.Prefix // trusted reverse proxies (LoginOptions.TrustedProxies)
+	auth        *authCache     // tokens checked lately, with their users
 }
 
 // LoginTokenTTL is how long a token from POST /api/auth/login is valid.
@@ -88,6 +89,7 @@ func Mount(e *gin.Engine, d Deps) *Service {
 		cfg: d.Config, st: d.Store, node: d.Node, app: d.App, log: d.Log,
 		ns:      strings.TrimRight(d.Config.EventNamespace, `\`),
 		logins:  newLoginThrottle(lo, time.Minute),
+		auth:    newAuthCache(authCacheTTL),
 		hashing: newHashSlots(lo.HashConcurrency, lo.HashWait),
 		proxies: proxies,
 	}

@@ -596,7 +596,8 @@ func TestDatabaseUnavailable(t *testing.T) {
 				method, path string
 				body         any
 			}{
-				{"GET", "/api/user", nil},
+				// (GET /api/user answers from the token cache: no query.)
+				{"GET", "/api/matters", nil},
 				{"POST", "/api/messages/send", map[string]any{"message": "x", "client_matter_id": m.ID}},
 				{"PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), nil},
 				{"POST", "/api/auth/login", map[string]any{"email": "ann@example.com", "password": password}},
