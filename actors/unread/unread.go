@@ -77,6 +77,12 @@ type Options struct {
 	AskTimeout time.Duration
 	// RetryAfter is the wait before retrying a failed load; default 1 s.
 	RetryAfter time.Duration
+	// NotifyTimeout is, in a cluster, how long a notification waits for its
+	// grain's answer before it is sent again (NotifyAttempts sends in all);
+	// default 2 s.
+	NotifyTimeout time.Duration
+	// NotifyAttempts bounds the sends of one notification; default 3.
+	NotifyAttempts int
 	// Log reports failed loads and reconciliations that found drift;
 	// default discards.
 	Log *slog.Logger
@@ -100,6 +106,12 @@ func (o *Options) defaults() {
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
+	}
+	if o.NotifyTimeout <= 0 {
+		o.NotifyTimeout = 2 * time.Second
+	}
+	if o.NotifyAttempts <= 0 {
+		o.NotifyAttempts = 3
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -178,37 +190,7 @@ func (c *Counters) Kind() *cluster.Kind {
 // UseCluster routes every user's notifications and queries to their grain.
 func (c *Counters) UseCluster(cl *cluster.Cluster) {
 	c.cl = cl
-	c.client = c.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &grainClient{cl: cl, opts: c.opts} }))
-}
-
-// grainClient delivers notifications to counter grains in order, retrying
-// while a grain is re-activated elsewhere (a node left). A retry may deliver
-// a change twice; the grain ignores the repeat. A change lost after the
-// retries is caught by the grain's next reconciliation.
-type grainClient struct {
-	cl   *cluster.Cluster
-	opts Options
-}
-
-func (g *grainClient) Receive(ctx actor.Context) {
-	var msg *clusterpb.UnreadChanged
-	switch m := ctx.Message().(type) {
-	case *Incr:
-		msg = &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeIncr, MessageId: m.MessageID}
-	case *Read:
-		msg = &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeRead, ReadSeq: m.ReadSeq, Count: int64(m.Count)}
-	case *Reload:
-		msg = &clusterpb.UnreadChanged{UserId: m.UserID, Kind: changeReload}
-	default:
-		return
-	}
-	for attempt := 0; attempt < 3; attempt++ {
-		if _, err := g.cl.Request(strconv.FormatInt(msg.UserId, 10), GrainKind, msg, cluster.WithTimeout(2*time.Second)); err == nil {
-			return
-		} else if attempt == 2 {
-			g.opts.Log.Warn("unread counts: notification lost; the next reconciliation repairs it", "user_id", msg.UserId, slog.Any("error", err))
-		}
-	}
+	c.client = c.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newGrainClient(cl, c.opts) }))
 }
 
 // Change kinds carried by clusterpb.UnreadChanged.
@@ -440,7 +422,7 @@ func (c *counter) Receive(ctx actor.Context) {
 		default:
 			c.reload(ctx, true)
 		}
-		ctx.Respond(&clusterpb.UnreadCounts{UserId: c.userID})
+		ctx.Respond(&clusterpb.UnreadCounts{UserId: c.userID, AckSeq: m.Seq})
 	case *actor.Stopping, *actor.Restarting:
 		c.stopping = true
 		for _, t := range []*time.Timer{c.idleTimer, c.reconcileTimer, c.publishTimer, c.retryTimer} {

@@ -1167,6 +1167,7 @@ type UnreadChanged struct {
 	MessageId     int64                  `protobuf:"varint,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // kind incr: the new message
 	ReadSeq       int64                  `protobuf:"varint,5,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`       // kind read: the reader's read version after it
 	Count         int64                  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`                          // kind read: messages it marked read
+	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                              // the sender's number for it, answered in UnreadCounts.ack_seq
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1239,6 +1240,13 @@ func (x *UnreadChanged) GetReadSeq() int64 {
 func (x *UnreadChanged) GetCount() int64 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *UnreadChanged) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -1339,7 +1347,8 @@ type UnreadCounts struct {
 	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Total         int64                  `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	Matters       map[int64]int64        `protobuf:"bytes,3,rep,name=matters,proto3" json:"matters,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"` // non-empty: the counts could not be loaded
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                  // non-empty: the counts could not be loaded
+	AckSeq        uint64                 `protobuf:"varint,5,opt,name=ack_seq,json=ackSeq,proto3" json:"ack_seq,omitempty"` // the answer to an UnreadChanged: its seq
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1400,6 +1409,13 @@ func (x *UnreadCounts) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *UnreadCounts) GetAckSeq() uint64 {
+	if x != nil {
+		return x.AckSeq
+	}
+	return 0
 }
 
 // WebhookState is everything a node holds of one channel, sent to the node
@@ -1655,7 +1671,7 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\rsubscriptions\x18\x02 \x01(\x03R\rsubscriptions\"]\n" +
 	"\rChannelsReply\x128\n" +
 	"\bchannels\x18\x01 \x03(\v2\x1c.parley.cluster.ChannelCountR\bchannels\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\"\xa9\x01\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\xbb\x01\n" +
 	"\rUnreadChanged\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1b\n" +
 	"\tmatter_id\x18\x02 \x01(\x03R\bmatterId\x12\x12\n" +
@@ -1663,16 +1679,18 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x04 \x01(\x03R\tmessageId\x12\x19\n" +
 	"\bread_seq\x18\x05 \x01(\x03R\areadSeq\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\x03R\x05count\"'\n" +
+	"\x05count\x18\x06 \x01(\x03R\x05count\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"'\n" +
 	"\fUnreadSettle\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\"$\n" +
 	"\tUnreadGet\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\x03R\x06userId\"\xd4\x01\n" +
+	"\auser_id\x18\x01 \x01(\x03R\x06userId\"\xed\x01\n" +
 	"\fUnreadCounts\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\x12C\n" +
 	"\amatters\x18\x03 \x03(\v2).parley.cluster.UnreadCounts.MattersEntryR\amatters\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\x1a:\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x17\n" +
+	"\aack_seq\x18\x05 \x01(\x04R\x06ackSeq\x1a:\n" +
 	"\fMattersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x03R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa3\x01\n" +
