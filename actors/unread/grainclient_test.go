@@ -2,8 +2,8 @@ package unread
 
 import (
 	"bytes"
-	"io"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -125,4 +125,3 @@ func TestGrainClientNotificationsDoNotWaitForEachOther(t *testing.T) {
 		t.Fatalf("a notification was given up: %s", logs.String())
 	}
 }
-
