@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -59,8 +58,6 @@ type Sender struct {
 	st    Store
 	o     SenderOptions
 	lanes []*lane
-
-	groups, sends, largest atomic.Int64
 
 	mu     sync.RWMutex // guards closed against enqueues
 	closed bool
@@ -163,28 +160,7 @@ func (l *lane) loop() {
 	}
 }
 
-// SenderStats are a Sender's counts since it started.
-type SenderStats struct {
-	Groups  int64 // transactions run
-	Sends   int64 // sends stored or refused in them
-	Largest int64 // the most sends in one group
-}
-
-// Stats reports how the sends were grouped (the chat's tests check the
-// grouping through it).
-func (g *Sender) Stats() SenderStats {
-	return SenderStats{Groups: g.groups.Load(), Sends: g.sends.Load(), Largest: g.largest.Load()}
-}
-
 func (g *Sender) commit(group []*pendingSend) {
-	g.groups.Add(1)
-	g.sends.Add(int64(len(group)))
-	for n := int64(len(group)); ; {
-		old := g.largest.Load()
-		if n <= old || g.largest.CompareAndSwap(old, n) {
-			break
-		}
-	}
 	sends := make([]Send, len(group))
 	for i, p := range group {
 		sends[i] = p.send

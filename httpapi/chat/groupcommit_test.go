@@ -99,8 +99,6 @@ func TestConcurrentSendsGroupCommit(t *testing.T) {
 			if !slices.Equal(stored, acked) {
 				t.Fatalf("history after_id walk: %d messages, %d acknowledged", len(stored), len(acked))
 			}
-			st := e.svc.sender.Stats()
-			t.Logf("%d sends in %d groups (largest %d)", st.Sends, st.Groups, st.Largest)
 		})
 	}
 }
