@@ -102,6 +102,11 @@ export interface ChatError {
 export interface RealtimeChatEvents {
   /** Each message of a followed matter once, in id order per matter: live, or fetched by a catch-up. */
   onMessageReceived: { message: ChatMessage; matterId: number; source: 'live' | 'catchup' };
+  /**
+   * One of your sends was stored, once per send: when the answer to its POST comes, or earlier, in
+   * its place in id order, when a catch-up (or the socket) brings the stored message first (then
+   * `message` is as fetched, without previous_id, and the answer emits nothing more).
+   */
   onMessageSent: { message: ChatMessage; client_message_id: string; queued?: boolean };
   onMessageQueued: { item: QueuedMessage; queue: QueuedMessage[] };
   onMessageFailed: { item: QueuedMessage; status?: number; error: Error };

@@ -14,7 +14,9 @@
 //     emitted; when it is higher, something is missing and the SDK fetches
 //     GET /messages?client_matter_id=&after_id={position} first. The same
 //     catch-up runs after every (re)subscription, so nothing sent while the
-//     socket was down, or while the server restarted, is missed;
+//     socket was down, or while the server restarted, is missed. Own sends are
+//     emitted as onMessageSent, once — also one a catch-up brings before the
+//     answer to its POST (then in its place in id order);
 //   - read marks cover only what was shown: markMatterRead never marks past
 //     the position, markAsRead refuses a message the SDK has not shown;
 //   - an offline send queue: every send gets a client_message_id and goes
@@ -37,7 +39,7 @@ const DEFAULT_NAMESPACE = 'App\\Events';
 /** Events `on()` accepts. */
 export const EVENTS = Object.freeze([
   'onMessageReceived', // {message, matterId, source: 'live'|'catchup'} — a message from someone else (or your other tab)
-  'onMessageSent', // {message, client_message_id, queued} — the server stored one of your sends
+  'onMessageSent', // {message, client_message_id, queued} — the server stored one of your sends (once per send)
   'onMessageQueued', // {item, queue} — a send waits in the offline queue
   'onMessageFailed', // {item, status, error} — the server refused a queued send (4xx); it was dropped
   'onQueueChanged', // {queue} — the pending sends changed
@@ -166,6 +168,8 @@ export class RealtimeChat {
     this._queueLoaded = null;
     this._waiters = new Map(); // client_message_id -> {resolve, reject}
     this._flushing = false;
+    this._inFlight = null; // the queued send whose POST is on its way
+    this._sentEarly = new Map(); // client_message_id -> message: onMessageSent emitted before the POST's answer
     this._retryTimer = null;
     this._retryDelay = RETRY_MIN_MS;
     this._everConnected = false;
@@ -649,17 +653,55 @@ export class RealtimeChat {
     }
   }
 
-  /** Gives a message to the app, once. */
+  /**
+   * Gives a message to the app, once: onMessageReceived, or onMessageSent when it is one of
+   * this instance's own sends still in the queue (its POST's answer has not come yet).
+   */
   _incoming(message, source) {
     if (!message || message.id === undefined) return;
     if (!this._markSeen(message.id)) return; // already emitted, loaded or sent
     this._markShown(message);
+    const own = this._queuedSend(message);
+    if (own) {
+      this._sentBeforeAnswer(own, message);
+      return;
+    }
     const matterId = Number(message.client_matter_id);
     this._stopTyper(matterId, Number(message.sender_id));
     this._emit('onMessageReceived', { message, matterId, source });
     if (source === 'live' && Number(message.sender_id) !== this.userId) {
       this._emit('onNotification', { message, matterId });
     }
+  }
+
+  /** The queued send (in flight or waiting for a repeat) that `message` is the stored form of, if any. */
+  _queuedSend(message) {
+    const cid = message.client_message_id;
+    if (!cid || Number(message.sender_id) !== this.userId) return null;
+    return this._queue.find((q) => q.client_message_id === cid && Number(q.client_matter_id) === Number(message.client_matter_id)) || null;
+  }
+
+  /**
+   * One of our queued sends reached us (a catch-up fetched it, or it came live) before the answer
+   * to its POST: it is emitted now, in its place in id order, as onMessageSent — once. If its
+   * POST is on its way, the answer settles sendMessage and emits nothing more; if the send waits
+   * for a repeat (an earlier answer was lost), it is stored: it leaves the queue now and
+   * sendMessage resolves with this message.
+   */
+  _sentBeforeAnswer(item, message) {
+    const cid = item.client_message_id;
+    if (this._sentEarly.has(cid)) return;
+    if (item === this._inFlight) {
+      this._sentEarly.set(cid, message);
+      this._emit('onMessageSent', { message, client_message_id: cid, queued: item.attempts > 1 || undefined });
+      return;
+    }
+    const i = this._queue.indexOf(item);
+    if (i >= 0) this._queue.splice(i, 1);
+    this._saveQueue();
+    this._emit('onQueueChanged', { queue: this.pendingMessages });
+    this._emit('onMessageSent', { message, client_message_id: cid, queued: true });
+    this._settle(cid, message, null);
   }
 
   /** A MessageSent from either channel. */
@@ -1043,7 +1085,9 @@ export class RealtimeChat {
    * Sends a message: {message, client_matter_id[, client_message_id]}. Every send goes
    * through the queue (sent in order, one at a time), so the returned promise resolves with
    * the stored message once the server has it — at once when online, after reconnecting when
-   * not. It rejects only when the server refuses the message (ChatApiError 4xx).
+   * not. It rejects only when the server refuses the message (ChatApiError 4xx). onMessageSent is
+   * emitted once per send: with the answer, or before it, in id order, when a catch-up or the
+   * socket brings the stored message first (a send waiting for a repeat is then done at once).
    */
   sendMessage({ message, client_matter_id: matterId, client_message_id: cid } = {}) {
     if (typeof message !== 'string' || !message.trim()) return Promise.reject(new TypeError('sendMessage: message must be a non-empty string'));
@@ -1084,11 +1128,24 @@ export class RealtimeChat {
         const item = this._queue[0];
         item.attempts += 1;
         let stored;
+        this._inFlight = item;
         try {
           stored = (await this.request('POST', '/messages/send', {
             message: item.message, client_matter_id: item.client_matter_id, client_message_id: item.client_message_id,
           })).data;
         } catch (err) {
+          this._inFlight = null;
+          const early = this._sentEarly.get(item.client_message_id);
+          if (early) {
+            // No answer, but the message was seen stored meanwhile (onMessageSent was emitted
+            // then): the send is done, nothing to repeat.
+            this._sentEarly.delete(item.client_message_id);
+            this._queue.shift();
+            this._saveQueue();
+            this._emit('onQueueChanged', { queue: this.pendingMessages });
+            this._settle(item.client_message_id, early, null);
+            continue;
+          }
           if (retryable(err)) {
             if (item.attempts === 1) this._emit('onMessageQueued', { item: { ...item }, queue: this.pendingMessages });
             this._saveQueue();
@@ -1111,6 +1168,7 @@ export class RealtimeChat {
           this._settle(item.client_message_id, null, err);
           continue;
         }
+        this._inFlight = null;
         this._retryDelay = RETRY_MIN_MS;
         this._queue.shift();
         this._saveQueue();
@@ -1120,7 +1178,10 @@ export class RealtimeChat {
         this._markShown(stored);
         this._ownSent(stored);
         this._emit('onQueueChanged', { queue: this.pendingMessages });
-        this._emit('onMessageSent', { message: stored, client_message_id: item.client_message_id, queued: item.attempts > 1 || undefined });
+        // A catch-up or the socket may have brought it before this answer: emitted then, once.
+        const early = this._sentEarly.has(item.client_message_id);
+        this._sentEarly.delete(item.client_message_id);
+        if (!early) this._emit('onMessageSent', { message: stored, client_message_id: item.client_message_id, queued: item.attempts > 1 || undefined });
         this._settle(item.client_message_id, stored, null);
       }
     } finally {
