@@ -73,9 +73,13 @@ import java.util.concurrent.TimeUnit;
  * when that is the position it is delivered, when it is higher the client first fetches
  * {@code GET /api/messages?client_matter_id=&after_id={position}}. The SDK reconnects by itself
  * and subscribes again; every (re)subscription catches up the same way, so nothing sent while
- * the socket was down or the server restarted is missed. Read marks never cover what was not
- * shown: {@link #markMatterRead} is lowered to {@link #shownUpTo}, {@link #markAsRead} of a
- * message not shown throws {@link NotShownException}.
+ * the socket was down or the server restarted is missed. This client's own sends reach
+ * {@link Listener#onMessageSent} instead, once — also one a catch-up brings before
+ * {@code sendMessage} has its answer (then in its place in id order). Read marks never cover
+ * what the app was not shown: {@link #markMatterRead} is lowered to {@link #shownUpTo},
+ * {@link #markAsRead} of a message not shown throws {@link NotShownException}; shown means the
+ * message's callback ran (not merely queued on {@link Options#callbackExecutor}), or a fetch
+ * method or {@code sendMessage} returned it.
  *
  * <p>Threads: the REST methods block (call them from a background thread on Android);
  * listener callbacks run one at a time, in order, on {@link Options#callbackExecutor} (on
@@ -94,6 +98,8 @@ public final class RealtimeChat implements Closeable {
         "MessageSent", "MessageUpdated", "MessageDeleted", "MessageReceived", "MessagesRead",
     };
     private static final int SEEN_CAPACITY = 20000;
+    /** Own sends remembered by client_message_id after they ended (a repeat of a failed one may follow). */
+    private static final int OWN_SENDS_KEPT = 1000;
 
     /** What the application hears. Every method has an empty default: override what you need. */
     public interface Listener {
@@ -103,7 +109,11 @@ public final class RealtimeChat implements Closeable {
          */
         default void onMessageReceived(Message message) {}
 
-        /** A message this client sent, once the server stored it. */
+        /**
+         * A message this client sent, once the server stored it: once per send, when the answer
+         * comes, or earlier, in id order, when a catch-up brings it first (also after a send that
+         * threw); then the answer, or a repeat with the same key, calls nothing more.
+         */
         default void onMessageSent(Message message) {}
 
         default void onMessageUpdated(Message message) {}
@@ -297,7 +307,11 @@ public final class RealtimeChat implements Closeable {
             return this;
         }
 
-        /** Where listener callbacks run, one at a time; default a background thread of this client. */
+        /**
+         * Where listener callbacks run, one at a time, in order (a serial executor, e.g. the main
+         * thread's); default a background thread of this client. A message counts as shown (for
+         * markAsRead and shownUpTo) once its callback ran, not while it waits here.
+         */
         public Options callbackExecutor(Executor v) {
             callbackExecutor = v;
             return this;
@@ -330,7 +344,10 @@ public final class RealtimeChat implements Closeable {
     /** Guards the chains (each followed matter's delivery state). */
     private final Object lock = new Object();
     private final Map<Long, Chain> chains = new HashMap<>();
-    /** Message id → matter id of what the app was given (delivered, fetched, sent): markAsRead's test. */
+    /**
+     * Message id → matter id of what the app was given: a callback that had it ran (onMessageReceived,
+     * onMessageSent), or a fetch method or sendMessage returned it. markAsRead's test.
+     */
     private final Map<Long, Long> shown = new LinkedHashMap<Long, Long>(256, 0.75f, false) {
         private static final long serialVersionUID = 1L;
 
@@ -339,6 +356,17 @@ public final class RealtimeChat implements Closeable {
             return size() > 5 * SEEN_CAPACITY;
         }
     };
+    /** This client's sends by client_message_id, in flight or recently failed (guarded by `lock`). */
+    private final Map<String, OwnSend> ownSends = new LinkedHashMap<String, OwnSend>(16, 0.75f, false) {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, OwnSend> eldest) {
+            return size() > OWN_SENDS_KEPT && eldest.getValue().inFlight == 0;
+        }
+    };
+    /** The message whose callback runs on this thread now (it counts as shown for calls made from it). */
+    private final ThreadLocal<Message> inCallback = new ThreadLocal<>();
     private volatile boolean userBaseKnown;
     private volatile long userRetryMillis;
     private final Set<Long> matters = ConcurrentHashMap.newKeySet();
@@ -433,14 +461,45 @@ public final class RealtimeChat implements Closeable {
             return;
         }
         try {
+            callbacks.execute(() -> callListeners(call));
+        } catch (RuntimeException rejected) {
+            // The executor was shut down: the client is closing.
+        }
+    }
+
+    private void callListeners(Call call) {
+        for (Listener l : listeners) {
+            try {
+                call.on(l);
+            } catch (RuntimeException e) {
+                // A listener's bug must not stop the others or the client.
+                e.printStackTrace();
+            }
+        }
+    }
+
+    /**
+     * Gives a message to the listeners (onMessageReceived or onMessageSent); once they returned it
+     * counts as shown (markAsRead, and the chain's shown position). While they run it counts as
+     * shown only for calls made on this thread, from the callback itself.
+     */
+    private void dispatchMessage(final Chain c, final Message m, final Call call) {
+        if (closed) {
+            return;
+        }
+        try {
             callbacks.execute(() -> {
-                for (Listener l : listeners) {
-                    try {
-                        call.on(l);
-                    } catch (RuntimeException e) {
-                        // A listener's bug must not stop the others or the client.
-                        e.printStackTrace();
+                Message outer = inCallback.get();
+                inCallback.set(m);
+                try {
+                    callListeners(call);
+                } finally {
+                    if (outer == null) {
+                        inCallback.remove();
+                    } else {
+                        inCallback.set(outer);
                     }
+                    shownNow(c, m);
                 }
             });
         } catch (RuntimeException rejected) {
@@ -578,14 +637,26 @@ public final class RealtimeChat implements Closeable {
     }
 
     /**
-     * The matter's position: the newest message id up to which the app has everything (delivered,
-     * fetched, sent by this client, or there when the matter was first followed) — what
-     * {@link #markMatterRead} may mark. Null while unknown.
+     * The newest message id up to which the app has been given everything of a followed matter —
+     * what {@link #markMatterRead} may mark. Given means: its onMessageReceived or onMessageSent
+     * ran (returned), a fetch method or sendMessage returned it, or it was there when the matter
+     * was first followed. A message the client has taken in but whose callback still waits on
+     * {@link Options#callbackExecutor} is not given yet. Null while unknown.
      */
     public Long shownUpTo(long matterId) {
         synchronized (lock) {
             Chain c = chains.get(matterId);
-            return c == null ? null : c.position;
+            if (c == null || c.position == null) {
+                return null;
+            }
+            long upTo = c.position;
+            Message current = inCallback.get();
+            for (Map.Entry<Long, Long> e : c.unshown.entrySet()) {
+                if (current == null || current.id != e.getKey()) {
+                    upTo = Math.min(upTo, e.getValue());
+                }
+            }
+            return upTo;
         }
     }
 
@@ -772,12 +843,6 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
-    /** Records a message fetched or sent by this client: never delivered afterwards, and shown. */
-    private boolean firstSight(Message m) {
-        markShown(m);
-        return once("m:" + m.id);
-    }
-
     private void markShown(Message m) {
         synchronized (shown) {
             shown.put(m.id, m.clientMatterId);
@@ -785,18 +850,47 @@ public final class RealtimeChat implements Closeable {
     }
 
     private boolean wasShown(long messageId) {
+        Message current = inCallback.get();
+        if (current != null && current.id == messageId) {
+            return true; // asked from the message's own callback
+        }
         synchronized (shown) {
             return shown.containsKey(messageId);
         }
     }
 
+    /** The app has been given m (its callback returned, or a method returned it). */
+    private void shownNow(Chain c, Message m) {
+        synchronized (lock) {
+            markShown(m);
+            if (c != null) {
+                c.unshown.remove(m.id);
+            }
+            Chain now = chains.get(m.clientMatterId);
+            if (now != null && now != c) {
+                now.unshown.remove(m.id);
+            }
+        }
+    }
+
+    /** This client's send in flight (or failed lately) that m is the stored form of, if any. Under lock. */
+    private OwnSend ownSendOf(Message m) {
+        if (m.clientMessageId == null || m.senderId != opts.userId) {
+            return null;
+        }
+        OwnSend s = ownSends.get(m.clientMessageId);
+        return s != null && s.matterId == m.clientMatterId ? s : null;
+    }
+
     // ------------------------------------------------------------------ delivery
     //
-    // Each followed matter has a Chain: position is the newest id up to which the app has
-    // everything (delivered, fetched by it, sent by this client, or there before the matter was
-    // followed); null until known. Live messages and own sends wait in pending until the message
-    // before them (previousId) is at the position; a hole is fetched with after_id={position}
-    // (message ids commit in order within a matter, so after_id never skips a late commit).
+    // Each followed matter has a Chain: position is the newest id up to which the client has
+    // everything (delivered to the callback queue, fetched by the app, sent by this client, or
+    // there before the matter was followed); null until known. Live messages and own sends wait in
+    // pending until the message before them (previousId) is at the position; a hole is fetched
+    // with after_id={position} (message ids commit in order within a matter, so after_id never
+    // skips a late commit). What the app was shown trails the position while callbacks wait on
+    // the callback executor: `unshown` holds those messages, and shownUpTo stays below them.
     // Chain state is guarded by `lock`; listener calls are queued under it, so they keep its order.
 
     private static final class Pending {
@@ -809,9 +903,29 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
+    /** One of this client's sends, by client_message_id. Guarded by `lock`. */
+    private static final class OwnSend {
+        final long matterId;
+        /** sendMessage calls running with this key. */
+        int inFlight;
+        /** onMessageSent was dispatched for it (by the answer, or by a catch-up or the socket before it). */
+        boolean sentDispatched;
+
+        OwnSend(long matterId) {
+            this.matterId = matterId;
+        }
+    }
+
     private static final class Chain {
         final long id;
+        /** Delivery position: the newest id up to which messages were handed to the callback queue (or known). */
         Long position;
+        /**
+         * Messages past which the position moved but that the app has not been given yet (their
+         * callback waits, or sendMessage has not returned them), each with the position before it:
+         * the shown position (shownUpTo) stays below the first of them.
+         */
+        final TreeMap<Long, Long> unshown = new TreeMap<>();
         final TreeMap<Long, Pending> pending = new TreeMap<>();
         boolean matterChannel;
         boolean baseLoading;
@@ -841,21 +955,51 @@ public final class RealtimeChat implements Closeable {
         }
     }
 
-    /** Delivers a message to the listeners, once (by id). */
-    private boolean deliver(Message m) {
-        if (!once("m:" + m.id)) {
-            return false;
+    /**
+     * Delivers a message to the listeners, once (by id): onMessageReceived, or onMessageSent when it
+     * is one of this client's own sends whose sendMessage has not had its answer (or threw), found
+     * by a catch-up or the socket first. {@code c} is its chain (null without one) and {@code prev}
+     * the chain's position before it: the shown position stays there until the callback ran.
+     */
+    private boolean deliver(Chain c, Message m, long prev) {
+        synchronized (lock) {
+            OwnSend own = ownSendOf(m);
+            if (!once("m:" + m.id)) {
+                if (c != null && own != null && own.inFlight > 0 && !wasShown(m.id)) {
+                    c.unshown.put(m.id, prev); // answered, but sendMessage has not returned it yet
+                }
+                return false;
+            }
+            if (c != null) {
+                c.unshown.put(m.id, prev);
+            }
+            if (own != null) {
+                own.sentDispatched = true;
+                dispatchMessage(c, m, l -> l.onMessageSent(m));
+                return true;
+            }
+            typingEnded(m.clientMatterId, m.senderId);
+            dispatchMessage(c, m, l -> l.onMessageReceived(m));
+            return true;
         }
-        markShown(m);
-        typingEnded(m.clientMatterId, m.senderId);
-        dispatch(l -> l.onMessageReceived(m));
-        return true;
+    }
+
+    /** The position moved past a pending message: delivered, or an own send that is not. Under lock. */
+    private boolean passed(Chain c, Pending p, long prev) {
+        if (!p.own) {
+            return deliver(c, p.message, prev);
+        }
+        OwnSend own = ownSendOf(p.message);
+        if (own != null && own.inFlight > 0 && !wasShown(p.message.id)) {
+            c.unshown.put(p.message.id, prev); // sendMessage has not returned it yet
+        }
+        return false;
     }
 
     /** A MessageSent from either channel. */
     private void live(Message m) {
         if (m.previousId == null) {
-            deliver(m); // a server without previous_id: delivered as it comes, once
+            deliver(null, m, 0L); // a server without previous_id: delivered as it comes, once
             return;
         }
         synchronized (lock) {
@@ -907,10 +1051,9 @@ public final class RealtimeChat implements Closeable {
                     break;
                 }
                 c.pending.remove(next.getKey());
+                long prev = c.position;
                 c.position = next.getKey();
-                if (!next.getValue().own) {
-                    deliver(next.getValue().message);
-                }
+                passed(c, next.getValue(), prev);
             }
             if (!c.pending.isEmpty()) {
                 queueCatchUp(c);
@@ -930,9 +1073,7 @@ public final class RealtimeChat implements Closeable {
             c.position = newest;
             Map<Long, Pending> early = c.pending.headMap(newest, true);
             for (Pending p : early.values()) {
-                if (!p.own) {
-                    deliver(p.message);
-                }
+                passed(c, p, p.message.previousId); // shown up to the message before it
             }
             early.clear();
             drain(c);
@@ -1214,8 +1355,9 @@ public final class RealtimeChat implements Closeable {
                     Pending p = c.pending.get(id);
                     if (before.contains(id) && id > c.position) {
                         c.pending.remove(id);
+                        long prev = c.position;
                         c.position = id;
-                        if (!p.own && deliver(p.message)) {
+                        if (passed(c, p, prev)) {
                             count++;
                         }
                     }
@@ -1241,13 +1383,14 @@ public final class RealtimeChat implements Closeable {
                 if (m.id <= c.position) {
                     continue; // delivered live meanwhile
                 }
+                long prev = c.position;
                 c.position = m.id;
                 Pending p = c.pending.remove(m.id);
                 if (p == null) {
-                    if (deliver(m)) { // not when fetched or sent by this client
+                    if (deliver(c, m, prev)) { // not when fetched or sent by this client
                         n++;
                     }
-                } else if (!p.own && deliver(p.message)) { // it came live, after the hole
+                } else if (passed(c, p, prev)) { // it came live, after the hole
                     n++;
                 }
             }
@@ -1344,7 +1487,9 @@ public final class RealtimeChat implements Closeable {
 
     /**
      * Sends a message ({@code POST /api/messages/send}) with a fresh {@code client_message_id}.
-     * Blocks until the server stored it; then {@link Listener#onMessageSent} runs.
+     * Blocks until the server stored it; {@link Listener#onMessageSent} runs once for it — when
+     * the answer comes, or earlier, in its place in id order, when a catch-up (or the socket)
+     * brings the stored message before the answer; then the answer dispatches nothing more.
      */
     public Message sendMessage(String message, long matterId) throws IOException {
         return sendMessage(message, matterId, UUID.randomUUID().toString());
@@ -1354,40 +1499,67 @@ public final class RealtimeChat implements Closeable {
      * Sends with the caller's idempotency key: a server that knows {@code client_message_id}
      * answers a repeat with the message it stored the first time, so a send whose answer was
      * lost can be repeated safely. Without an answer (or on 503) the send is repeated up to
-     * {@link Options#sendRetries} times with the same key.
+     * {@link Options#sendRetries} times with the same key. A send that threw may still have been
+     * stored: when a catch-up brings it, it comes as onMessageSent (not onMessageReceived), and
+     * a repeat with the same key returns it without another onMessageSent.
      */
     public Message sendMessage(String message, long matterId, String clientMessageId) throws IOException {
         JsonObject body = new JsonObject();
         body.addProperty("message", message);
         body.addProperty("client_matter_id", matterId);
         body.addProperty("client_message_id", clientMessageId);
-        IOException failure = null;
-        for (int attempt = 0; attempt <= Math.max(0, opts.sendRetries); attempt++) {
-            if (attempt > 0) {
-                sleepQuietly(Math.min(4000L, 500L << (attempt - 1)));
+        final OwnSend own;
+        synchronized (lock) {
+            OwnSend known = ownSends.get(clientMessageId);
+            if (known == null || known.matterId != matterId) {
+                known = new OwnSend(matterId);
+                ownSends.put(clientMessageId, known);
             }
-            try {
-                Message m = Message.fromJson(Json.object(Json.object(request("POST", "/messages/send", body)), "data"));
-                firstSight(m);
-                ownSent(m); // continues its matter's chain after previous_id, not delivered
-                dispatch(l -> l.onMessageSent(m));
-                return m;
-            } catch (ApiException e) {
-                if (e.status != 503) {
-                    throw e;
+            own = known;
+            own.inFlight++;
+        }
+        try {
+            IOException failure = null;
+            for (int attempt = 0; attempt <= Math.max(0, opts.sendRetries); attempt++) {
+                if (attempt > 0) {
+                    sleepQuietly(Math.min(4000L, 500L << (attempt - 1)));
                 }
-                failure = e;
-            } catch (IOException e) {
-                failure = e;
+                try {
+                    Message m = Message.fromJson(Json.object(Json.object(request("POST", "/messages/send", body)), "data"));
+                    boolean dispatched;
+                    synchronized (lock) {
+                        once("m:" + m.id); // never delivered as received afterwards
+                        dispatched = own.sentDispatched; // a catch-up or the socket brought it first
+                        own.sentDispatched = true;
+                    }
+                    ownSent(m); // continues its matter's chain after previous_id, not delivered
+                    if (!dispatched) {
+                        dispatch(l -> l.onMessageSent(m));
+                    }
+                    shownNow(null, m); // returned to the app
+                    return m;
+                } catch (ApiException e) {
+                    if (e.status != 503) {
+                        throw e;
+                    }
+                    failure = e;
+                } catch (IOException e) {
+                    failure = e;
+                }
+            }
+            throw failure;
+        } finally {
+            synchronized (lock) {
+                own.inFlight--;
             }
         }
-        throw failure;
     }
 
     /**
      * Marks one message read ({@code PUT /api/messages/{id}/read}); the sender gets onMessageRead.
-     * Only a message this client has shown (delivered, fetched or sent by it): any other id
-     * throws {@link NotShownException} and nothing is sent.
+     * Only a message the app has been given (its onMessageReceived or onMessageSent returned — or
+     * is running and this is called from it —, or a fetch method or sendMessage returned it): any
+     * other id throws {@link NotShownException} and nothing is sent.
      */
     public ReadReceipt markAsRead(long messageId) throws IOException {
         if (!wasShown(messageId)) {
@@ -1479,9 +1651,13 @@ public final class RealtimeChat implements Closeable {
         return list;
     }
 
+    /** A page the app fetched: never delivered afterwards, and shown (it is returned to the app). */
     private List<Message> remember(List<Message> list) {
-        for (Message m : list) {
-            firstSight(m);
+        synchronized (lock) {
+            for (Message m : list) {
+                once("m:" + m.id);
+                shownNow(null, m);
+            }
         }
         return list;
     }

@@ -16,6 +16,11 @@ import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 
 /**
  * Drives {@link RealtimeChat} instances for the end-to-end test (clients/e2e/test/android.test.js),
@@ -26,7 +31,11 @@ import java.util.Map;
  * <p>Commands ({@code "client"} names the instance, {@code "req"} is echoed in the result):
  * <pre>
  *   {"cmd":"new","client","host","port","key","token","userId","apiBaseUrl", optional "userName",
- *    "maxReconnectGapInSeconds","typingThrottleMillis","typingTimeoutMillis","catchUpPageSize"}
+ *    "maxReconnectGapInSeconds","typingThrottleMillis","typingTimeoutMillis","catchUpPageSize","sendRetries",
+ *    "busyCallbacks" (true: callbacks on an executor that "busy" can hold, as a busy UI thread),
+ *    "readInCallback" (true: onMessageReceived calls markAsRead on the callback thread; prints readInCallback)}
+ *   {"cmd":"busy","client","req"}   holds the client's callback executor (result once it is held)
+ *   {"cmd":"idle","client","req"}   lets it go again
  *   {"cmd":"connect"|"disconnect"|"close"|"subscribeUser","client"}
  *   {"cmd":"subscribeMatter"|"joinPresence"|"leavePresence","client","matter"}
  *   {"cmd":"rawBind","client","channel","event"}   every delivery of that event on that channel, before any dedupe
@@ -40,12 +49,50 @@ import java.util.Map;
  * </pre>
  * Output "type"s: state, error, subscribed, subscriptionError, messageReceived, messageSent,
  * messageUpdated, messageDeleted, messageRead, messagesRead, unread, typing, presence, caughtUp, raw,
- * result {req, ok, value | status, error}, exit.
+ * readInCallback {message, ok, value | error}, result {req, ok, value | status, error}, exit.
  */
 public final class RealtimeChatDriver {
     private RealtimeChatDriver() {}
 
     private static final Map<String, RealtimeChat> CLIENTS = new LinkedHashMap<>();
+    private static final Map<String, BusyExecutor> BUSY = new LinkedHashMap<>();
+
+    /** A callback executor (one thread) that can be held busy, as a UI thread busy with other work. */
+    private static final class BusyExecutor implements Executor {
+        private final ExecutorService thread = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "driver-busy-callbacks");
+            t.setDaemon(true);
+            return t;
+        });
+        private volatile CountDownLatch hold = new CountDownLatch(0);
+
+        @Override
+        public void execute(Runnable r) {
+            thread.execute(r);
+        }
+
+        /** Queues a task that blocks the thread until idle(); returns once it runs. */
+        void busy() throws InterruptedException {
+            final CountDownLatch h = new CountDownLatch(1);
+            final CountDownLatch running = new CountDownLatch(1);
+            hold = h;
+            thread.execute(() -> {
+                running.countDown();
+                try {
+                    h.await(120, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            if (!running.await(30, TimeUnit.SECONDS)) {
+                throw new IllegalStateException("the callback executor did not get to the busy task");
+            }
+        }
+
+        void idle() {
+            hold.countDown();
+        }
+    }
 
     private static synchronized void emit(JsonObject o) {
         System.out.println(o.toString());
@@ -65,11 +112,25 @@ public final class RealtimeChatDriver {
         emit(o);
     }
 
-    private static RealtimeChat.Listener listener(final String client) {
+    /** The listener of client {@code client}; with {@code readIn} set, onMessageReceived marks each message read through it. */
+    private static RealtimeChat.Listener listener(final String client, final RealtimeChat readIn) {
         return new RealtimeChat.Listener() {
             @Override
             public void onMessageReceived(Message m) {
                 emitJson(client, "messageReceived", "message", m.json());
+                if (readIn != null) {
+                    // What an app on a background callback thread does: mark it read while showing it.
+                    JsonObject o = line(client, "readInCallback");
+                    o.addProperty("message", m.id);
+                    try {
+                        o.add("value", readIn.markAsRead(m.id).json());
+                        o.addProperty("ok", true);
+                    } catch (Exception e) {
+                        o.addProperty("ok", false);
+                        o.addProperty("error", e.toString());
+                    }
+                    emit(o);
+                }
             }
 
             @Override
@@ -188,6 +249,14 @@ public final class RealtimeChatDriver {
         return chat;
     }
 
+    private static BusyExecutor busy(String name) {
+        BusyExecutor ex = BUSY.get(name);
+        if (ex == null) {
+            throw new IllegalArgumentException("client " + name + " was not made with busyCallbacks");
+        }
+        return ex;
+    }
+
     private interface Action {
         JsonElement run() throws Exception;
     }
@@ -231,8 +300,17 @@ public final class RealtimeChatDriver {
                 if (c.has("typingTimeoutMillis")) {
                     o.typingTimeoutMillis(num(c, "typingTimeoutMillis"));
                 }
+                if (c.has("sendRetries")) {
+                    o.sendRetries((int) num(c, "sendRetries"));
+                }
+                if (c.has("busyCallbacks") && c.get("busyCallbacks").getAsBoolean()) {
+                    BusyExecutor ex = new BusyExecutor();
+                    BUSY.put(name, ex);
+                    o.callbackExecutor(ex);
+                }
                 RealtimeChat chat = new RealtimeChat(o);
-                chat.addListener(listener(name));
+                boolean readInCallback = c.has("readInCallback") && c.get("readInCallback").getAsBoolean();
+                chat.addListener(listener(name, readInCallback ? chat : null));
                 CLIENTS.put(name, chat);
                 result(c, () -> null);
                 break;
@@ -246,6 +324,21 @@ public final class RealtimeChatDriver {
             case "close":
                 client(c).close();
                 CLIENTS.remove(name);
+                if (BUSY.containsKey(name)) {
+                    BUSY.remove(name).idle();
+                }
+                break;
+            case "busy":
+                result(c, () -> {
+                    busy(name).busy();
+                    return null;
+                });
+                break;
+            case "idle":
+                result(c, () -> {
+                    busy(name).idle();
+                    return null;
+                });
                 break;
             case "subscribeUser":
                 client(c).subscribeToUserChannel();
@@ -374,6 +467,9 @@ public final class RealtimeChatDriver {
                     emit(o);
                 }
             }
+        }
+        for (BusyExecutor ex : BUSY.values()) {
+            ex.idle();
         }
         for (RealtimeChat chat : CLIENTS.values()) {
             chat.close();
