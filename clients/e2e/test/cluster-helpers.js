@@ -77,35 +77,23 @@ function listenOn(port) {
 }
 
 /**
- * n HTTP ports and n cluster ports whose next port (the membership
- * provider's) is free too, all distinct: every port stays bound until all are
- * chosen, so the kernel cannot hand one out twice.
+ * n HTTP ports and n cluster ports, all distinct: every port stays bound
+ * until all are chosen, so the kernel cannot hand one out twice.
  */
 export async function clusterPorts(n) {
   const held = [];
-  const http = [];
-  const cluster = [];
+  const ports = [];
   try {
-    for (let tries = 0; cluster.length < n; tries += 1) {
-      if (tries > 200) throw new Error('no free pair of consecutive ports on 127.0.0.1');
-      const a = await listenOn(0);
-      held.push(a);
-      const p = a.address().port;
-      if (p >= 65535) continue;
-      const b = await listenOn(p + 1);
-      if (!b) continue;
-      held.push(b);
-      cluster.push(p);
-    }
-    while (http.length < n) {
+    while (ports.length < 2 * n) {
       const s = await listenOn(0);
+      if (!s) throw new Error('no free port on 127.0.0.1');
       held.push(s);
-      http.push(s.address().port);
+      ports.push(s.address().port);
     }
   } finally {
     await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
   }
-  return { http, cluster };
+  return { http: ports.slice(0, n), cluster: ports.slice(n) };
 }
 
 // ---------------------------------------------------------------------------
