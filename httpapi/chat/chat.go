@@ -126,6 +126,11 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.PUT("/messages/:id", s.publishable, s.editMessage)
 	authed.DELETE("/messages/:id", s.publishable, s.deleteMessage)
 	authed.PUT("/matters/:id/read", s.publishable, s.markMatterRead)
+	authed.GET("/matters/:id/settings", s.matterSettings)
+	authed.PUT("/matters/:id/settings", s.updateMatterSettings)
+	authed.POST("/devices", s.registerDevice)
+	authed.GET("/devices", s.listDevices)
+	authed.DELETE("/devices/:id", s.deleteDevice)
 	// Channel authorization has its own budget: joining a matter is two of
 	// them, repeated after every reconnect.
 	channelAuth := []gin.HandlerFunc{s.authenticate, s.throttleAuth, s.broadcastingAuth}
