@@ -141,14 +141,18 @@ func (r *recordingStore) RegisterDevice(context.Context, int64, persistence.NewD
 func (r *recordingStore) Devices(context.Context, int64) ([]persistence.Device, error) {
 	return nil, r.hit("Devices")
 }
-func (r *recordingStore) DeleteDevice(context.Context, int64, int64) error { return r.hit("DeleteDevice") }
+func (r *recordingStore) DeleteDevice(context.Context, int64, int64) error {
+	return r.hit("DeleteDevice")
+}
 func (r *recordingStore) DeleteUserDevices(context.Context, int64) (int, error) {
 	return 0, r.hit("DeleteUserDevices")
 }
 func (r *recordingStore) DeleteDeadToken(context.Context, int64, string) (int64, bool, error) {
 	return 0, false, r.hit("DeleteDeadToken")
 }
-func (r *recordingStore) SetMuted(context.Context, int64, int64, bool) error { return r.hit("SetMuted") }
+func (r *recordingStore) SetMuted(context.Context, int64, int64, bool) error {
+	return r.hit("SetMuted")
+}
 func (r *recordingStore) Muted(context.Context, int64, int64) (bool, error) {
 	return false, r.hit("Muted")
 }
