@@ -35,7 +35,7 @@ type Push struct {
 	APNsProduction                                              bool
 	// Web Push: on or off, the VAPID keys (base64url; generated when both
 	// are empty) and the subject (a mailto: or https: contact).
-	WebPush                                      bool
+	WebPush                                       bool
 	VAPIDPublicKey, VAPIDPrivateKey, VAPIDSubject string
 }
 
