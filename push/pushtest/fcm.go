@@ -116,7 +116,7 @@ func (f *FCM) send(w http.ResponseWriter, r *http.Request) {
 	}
 	var body struct {
 		Message struct {
-			Token        string            `json:"token"`
+			Token        string `json:"token"`
 			Notification struct{ Title, Body string }
 			Data         map[string]string `json:"data"`
 			Android      struct {

@@ -159,7 +159,9 @@ func (b *Behaviour) answer(r *http.Request, token string) string {
 }
 
 // b64 decodes unpadded base64url.
-func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "=")) }
+func b64(s string) ([]byte, error) {
+	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+}
 
 // splitJWT decodes a compact JWS: header, claims, the signed part and the
 // signature.
