@@ -213,4 +213,6 @@ func (n *Node) MirrorForeground(process, appID, userID string, on bool) {
 
 // MirrorForegroundAll makes the users with a foreground socket on another
 // process exactly those of keys (ChannelKey(appID, userID)).
-func (n *Node) MirrorForegroundAll(process string, keys map[string]bool) { n.fg.mirrorAll(process, keys) }
+func (n *Node) MirrorForegroundAll(process string, keys map[string]bool) {
+	n.fg.mirrorAll(process, keys)
+}

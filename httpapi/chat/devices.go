@@ -232,4 +232,8 @@ func (s *Service) adminRemoveDevices(c *gin.Context) {
 
 // pushTargetsChanged tells the user's unread counter that their devices or
 // mutes changed, so its next push uses the new ones.
-func (s *Service) pushTargetsChanged(userID int64) {}
+func (s *Service) pushTargetsChanged(userID int64) {
+	if s.push != nil {
+		s.counters.PushTargetsChanged(userID)
+	}
+}
