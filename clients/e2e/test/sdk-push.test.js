@@ -11,45 +11,16 @@
 // is made), and the pushes leave one at a time, in order.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
 import { RealtimeChat } from '@parley/realtime-chat';
 
 import { startParley, waitFor, runAdmin as admin, chatOk as ok } from './helpers.js';
+import { fcmStandIn } from './push-helpers.js';
 
 const PASSWORD = 'push-pass-1';
-
-/** An FCM HTTP v1 stand-in on 127.0.0.1: a token endpoint and messages:send, recording pushes. */
-async function fcmStandIn() {
-  const pushes = [];
-  const srv = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      if (req.url === '/token') {
-        res.setHeader('Content-Type', 'application/json');
-        res.end(JSON.stringify({ access_token: 'ya29.stand-in', token_type: 'Bearer', expires_in: 3600 }));
-        return;
-      }
-      const m = JSON.parse(body).message;
-      pushes.push({ token: m.token, messageId: Number(m.data.message_id), badge: m.android.notification.notification_count, body: m.notification.body });
-      res.setHeader('Content-Type', 'application/json');
-      res.end('{"name":"projects/p/messages/1"}');
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${srv.address().port}`;
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const creds = {
-    type: 'service_account', project_id: 'p', private_key_id: 'k1', client_id: '1',
-    private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }), client_email: 'push@p.iam.gserviceaccount.com', token_uri: `${url}/token`,
-  };
-  return { url, pushes, creds, close: () => new Promise((r) => srv.close(r)) };
-}
 
 describe('RealtimeChat SDK: push notifications', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-e2e-push-'));
