@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	webpush "github.com/SherClockHolmes/webpush-go"
@@ -39,7 +40,8 @@ func NewWebPush(keys VAPIDKeys, subject string, client *http.Client) *WebPush {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &WebPush{keys: keys, subject: subject, client: client}
+	// webpush-go writes "mailto:" before any subject that is not an https: URL.
+	return &WebPush{keys: keys, subject: strings.TrimPrefix(subject, "mailto:"), client: client}
 }
 
 // Platform is "webpush".

@@ -172,8 +172,9 @@ func (wp *WebPush) checkVAPID(r *http.Request) error {
 	if claims["aud"] != "https://"+r.Host || claims["exp"] == nil {
 		return fmt.Errorf("claims %s, want aud https://%s and exp", mustJSON(claims), r.Host)
 	}
-	if sub, _ := claims["sub"].(string); !strings.HasPrefix(sub, "mailto:") && !strings.HasPrefix(sub, "https:") {
-		return fmt.Errorf("sub %q is not mailto: or https:", sub)
+	sub, _ := claims["sub"].(string)
+	if addr, ok := strings.CutPrefix(sub, "mailto:"); (!ok || !strings.Contains(addr, "@") || strings.Contains(addr, ":")) && !strings.HasPrefix(sub, "https://") {
+		return fmt.Errorf("sub %q is not a mailto: address or an https: URL", sub)
 	}
 	return nil
 }
