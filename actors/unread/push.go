@@ -80,6 +80,8 @@ func (c *counter) considerPush(ctx actor.Context, matterID, messageID int64, inf
 		c.armPushTimer(ctx)
 		return
 	}
+	// A push held for this matter whose timer has not run yet is superseded.
+	delete(c.push.pending, matterID)
 	c.sendPush(n)
 }
 
