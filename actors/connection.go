@@ -57,6 +57,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.checkIdle()
 	case *subscribeFailedMsg:
 		a.subs.remove(m.channel)
+		a.node.fg.unsubscribed(a.app.ID, a.socketID, m.channel)
 	case *goneMsg:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
@@ -73,8 +74,13 @@ func (a *connActor) cleanup(ctx actor.Context) {
 	if a.pid != nil {
 		a.node.idle.cancel(a)
 	}
+	counted := false
 	for _, sub := range a.subs {
 		a.node.reg.send(channelKey(a.app.ID, sub.channel), &unsubscribeMsg{socketID: a.socketID})
+		counted = counted || strings.HasPrefix(sub.channel, UserChannelPrefix)
+	}
+	if counted {
+		a.node.fg.unsubscribed(a.app.ID, a.socketID, "")
 	}
 	a.subs = nil
 	if a.userID != "" {
@@ -149,6 +155,7 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 		if _, ok := a.subs.get(d.Channel); ok {
 			a.subs.remove(d.Channel)
 			a.node.reg.send(channelKey(a.app.ID, d.Channel), &unsubscribeMsg{socketID: a.socketID})
+			a.node.fg.unsubscribed(a.app.ID, a.socketID, d.Channel)
 		}
 	case f.Event == "pusher:signin":
 		a.signin(ctx, f)
@@ -215,9 +222,23 @@ func (a *connActor) subscribe(ctx actor.Context, f pusher.Message) {
 	}
 	a.subs.set(d.Channel, sub.userID)
 	a.node.reg.forward(channelKey(a.app.ID, d.Channel), a.app.ID, d.Channel, &subscribeMsg{sub: sub})
+	if kind == pusher.KindPrivate {
+		a.node.fg.subscribed(a.app.ID, a.socketID, d.Channel)
+	}
 }
 
 func (a *connActor) clientEvent(ctx actor.Context, f pusher.Message) {
+	if f.Event == AppStateEvent {
+		// For the server, not the channel: consumed even when client
+		// events are off, but counted against the rate limit.
+		_, subscribed := a.subs.get(f.Channel)
+		if bg, ok := appState(pusher.DataString(f.Data)); ok && subscribed && a.node.fg.userOf(a.app.ID, f.Channel) != "" {
+			if !a.overRate() {
+				a.node.fg.setState(a.app.ID, a.socketID, f.Channel, bg)
+			}
+			return
+		}
+	}
 	if !a.app.ClientEvents {
 		a.fail(pusher.CodeClientEventRefused, "client events are disabled for this app")
 		return
@@ -232,15 +253,7 @@ func (a *connActor) clientEvent(ctx actor.Context, f pusher.Message) {
 		a.fail(pusher.CodeClientEventRefused, "subscribe to %q before sending client events on it", wsconn.Truncate(f.Channel, 64))
 		return
 	}
-	now := monoNow()
-	if a.rlEvents == 0 || now-a.rlStart >= int64(time.Second) {
-		a.rlStart, a.rlEvents = now, 0
-	}
-	if a.rlEvents <= clientEventsPerSecond {
-		a.rlEvents++
-	}
-	if a.rlEvents > clientEventsPerSecond {
-		a.fail(pusher.CodeClientEventRateLimit, "client event rejected: more than %d client events a second", clientEventsPerSecond)
+	if a.overRate() {
 		return
 	}
 	data := pusher.DataString(f.Data)
@@ -251,6 +264,23 @@ func (a *connActor) clientEvent(ctx actor.Context, f pusher.Message) {
 	a.node.deliverClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID, false)
 	a.node.broker.ClientEvent(a.app.ID, f.Channel, f.Event, data, userID, a.socketID)
 	a.node.hooks.s.ClientEvent(a.app.ID, f.Channel, f.Event, data, a.socketID, userID)
+}
+
+// overRate counts a client event against the socket's limit; true (and
+// the client told) when it is over.
+func (a *connActor) overRate() bool {
+	now := monoNow()
+	if a.rlEvents == 0 || now-a.rlStart >= int64(time.Second) {
+		a.rlStart, a.rlEvents = now, 0
+	}
+	if a.rlEvents <= clientEventsPerSecond {
+		a.rlEvents++
+	}
+	if a.rlEvents > clientEventsPerSecond {
+		a.fail(pusher.CodeClientEventRateLimit, "client event rejected: more than %d client events a second", clientEventsPerSecond)
+		return true
+	}
+	return false
 }
 
 func (a *connActor) signin(ctx actor.Context, f pusher.Message) {

@@ -90,6 +90,7 @@ func (n *Node) ForgetProcess(process string) {
 		}
 	})
 	n.system.Root.Send(n.watch, gone)
+	n.fg.forget(process)
 }
 
 // ChannelKey is how the node keys an app's channel (or user).

@@ -44,6 +44,7 @@ type Node struct {
 	reg    *registry
 	idle   *idleWheel   // wakes ConnectionActors for their activity checks
 	watch  *actor.PID   // the watchlist actor
+	fg     *foreground  // the chat users' foreground sockets, cluster-wide
 	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
 	// dispatch runs ConnectionActors' and ChannelActors' mailboxes.
 	dispatch *protoactor.WorkerDispatcher
@@ -118,6 +119,7 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	n.hooks = newHooks(n)
 	n.idle = newIdleWheel(system.Root)
 	n.broker, n.cluster, n.dir, n.remote = localNode{}, localNode{}, localDirectory{n}, localNode{}
+	n.fg = newForeground(func(appID, userID string, on bool) { n.cluster.Foreground(appID, userID, on) })
 	// Supervision, decided per actor kind:
 	//  - ConnectionActor: stop; on Stopping it closes its socket (4200, the
 	//    client reconnects) and leaves its channels.

@@ -29,6 +29,9 @@ type Presence interface {
 	LocalPresence(key, userID string, info json.RawMessage, joined bool)
 	// SignedIn reports the same for a user's signed-in sockets (watchlists).
 	SignedIn(appID, userID string, online bool)
+	// Foreground reports the same for a chat user's foreground sockets
+	// (push notifications; see foreground.go).
+	Foreground(appID, userID string, on bool)
 }
 
 // ChannelDirectory answers the HTTP API's channel queries. In a cluster it
@@ -123,6 +126,7 @@ func (localNode) ClientEvent(_, _, _, _, _, _ string)                 {}
 func (localNode) Terminate(_, _ string)                               {}
 func (localNode) LocalPresence(string, string, json.RawMessage, bool) {}
 func (localNode) SignedIn(string, string, bool)                       {}
+func (localNode) Foreground(string, string, bool)                     {}
 func (localNode) Connections(string) int64                            { return 0 }
 
 // localDirectory answers from this node's registry.

@@ -295,6 +295,15 @@ type localOnlineMsg struct {
 	online        bool
 }
 
+func (cn *clusterNode) Foreground(appID, userID string, on bool) {
+	cn.n.System().Root.Send(cn.pid, &localForegroundMsg{appID: appID, userID: userID, on: on})
+}
+
+type localForegroundMsg struct {
+	appID, userID string
+	on            bool
+}
+
 // --- Census ---
 
 func (cn *clusterNode) Connections(appID string) int64 {
@@ -394,11 +403,13 @@ type nodeActor struct {
 	told     map[string]time.Time                  // per removed member id: when it was last told so
 	presence map[string]map[string]json.RawMessage // this node's presence: key → user id → user_info
 	online   map[string]bool                       // this node's signed-in users: appID\x00userID
-	inbox    map[string]*inbound                   // per process: its forwards received (forwards.go)
-	topology string                                // the members protoactor was last told, joined
-	downLog  time.Time                             // when "no quorum" was last logged
-	ticker   *time.Ticker
-	stop     chan struct{}
+	// foreground are this node's chat users with a foreground socket.
+	foreground map[string]bool
+	inbox      map[string]*inbound // per process: its forwards received (forwards.go)
+	topology   string              // the members protoactor was last told, joined
+	downLog    time.Time           // when "no quorum" was last logged
+	ticker     *time.Ticker
+	stop       chan struct{}
 }
 
 type statsTickMsg struct{}
@@ -407,7 +418,7 @@ func newNodeActor(cn *clusterNode, self memberInfo, static bool) *nodeActor {
 	return &nodeActor{
 		cn: cn, mem: newMembership(self, cn.static, static, time.Now()), peers: map[string]peer{},
 		applied: map[string]uint64{}, asked: map[string]time.Time{}, told: map[string]time.Time{},
-		presence: map[string]map[string]json.RawMessage{}, online: map[string]bool{},
+		presence: map[string]map[string]json.RawMessage{}, online: map[string]bool{}, foreground: map[string]bool{},
 		inbox: map[string]*inbound{},
 	}
 }
@@ -556,6 +567,15 @@ func (a *nodeActor) local(ctx actor.Context, msg any) bool {
 		}
 		a.seq++
 		a.toPeers(ctx, &clusterpb.OnlineDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq})
+	case *localForegroundMsg:
+		key := actors.ChannelKey(m.appID, m.userID)
+		if m.on {
+			a.foreground[key] = true
+		} else {
+			delete(a.foreground, key)
+		}
+		a.seq++
+		a.toPeers(ctx, &clusterpb.ForegroundDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, On: m.on, Seq: a.seq})
 	default:
 		return false
 	}
@@ -599,6 +619,10 @@ func (a *nodeActor) fromPeer(ctx actor.Context, msg any) {
 	case *clusterpb.OnlineDelta:
 		if a.inSequence(ctx, m.Node, m.Seq) {
 			n.MirrorOnline(processOf(m.Node), m.AppId, m.UserId, m.Online)
+		}
+	case *clusterpb.ForegroundDelta:
+		if a.inSequence(ctx, m.Node, m.Seq) {
+			n.MirrorForeground(processOf(m.Node), m.AppId, m.UserId, m.On)
 		}
 	case *clusterpb.SnapshotRequest:
 		if p, ok := a.peers[m.Node]; ok {
@@ -858,6 +882,11 @@ func (a *nodeActor) applySnapshot(m *clusterpb.Snapshot) {
 		online[actors.ChannelKey(d.AppId, d.UserId)] = true
 	}
 	n.MirrorOnlineAll(process, online)
+	fg := map[string]bool{}
+	for _, d := range m.Foreground {
+		fg[actors.ChannelKey(d.AppId, d.UserId)] = true
+	}
+	n.MirrorForegroundAll(process, fg)
 }
 
 // admit makes x a peer: it gets this node's snapshot and is asked for its
@@ -925,6 +954,10 @@ func (a *nodeActor) snapshot(wantReply bool) *clusterpb.Snapshot {
 	for key := range a.online {
 		appID, uid, _ := strings.Cut(key, "\x00")
 		s.Online = append(s.Online, &clusterpb.OnlineDelta{Node: self, AppId: appID, UserId: uid, Online: true})
+	}
+	for key := range a.foreground {
+		appID, uid, _ := strings.Cut(key, "\x00")
+		s.Foreground = append(s.Foreground, &clusterpb.ForegroundDelta{Node: self, AppId: appID, UserId: uid, On: true})
 	}
 	return s
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
 
@@ -69,9 +70,10 @@ type tFrame struct {
 }
 
 type tClient struct {
-	t      *testing.T
-	c      *websocket.Conn
-	frames chan tFrame
+	t        *testing.T
+	c        *websocket.Conn
+	frames   chan tFrame
+	socketID string
 }
 
 func (tn *testNode) dial() *tClient {
@@ -94,9 +96,15 @@ func (tn *testNode) dial() *tClient {
 			w.frames <- f
 		}
 	}()
-	if f := w.next(); f.Event != "pusher:connection_established" {
+	f := w.next()
+	if f.Event != "pusher:connection_established" {
 		tn.t.Fatalf("first frame %+v", f)
 	}
+	var d struct {
+		SocketID string `json:"socket_id"`
+	}
+	_ = json.Unmarshal([]byte(f.Data), &d)
+	w.socketID = d.SocketID
 	return w
 }
 
@@ -117,7 +125,11 @@ func (w *tClient) next() tFrame {
 // subscribe joins a public channel.
 func (w *tClient) subscribe(channel string) {
 	w.t.Helper()
-	b, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": map[string]string{"channel": channel}})
+	d := map[string]string{"channel": channel}
+	if strings.HasPrefix(channel, "private-") {
+		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, "")
+	}
+	b, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": d})
 	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
 		w.t.Fatal(err)
 	}

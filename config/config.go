@@ -232,6 +232,9 @@ type Config struct {
 
 	// Observability: logs and metrics (config/observability.go).
 	Observability
+
+	// Push: push notifications (config/push.go).
+	Push Push
 }
 
 // Clustered reports whether this node joins a cluster.

@@ -35,6 +35,7 @@ func Load(args []string, getenv Getenv, stderr io.Writer) (*Config, error) {
 	resolveObservability(p, l.bad)
 	validateCluster(p.Config, l.bad)
 	validateTLS(p.Config, l.bad)
+	validatePush(p.Config, l.bad)
 	resolveApps(p, l.bad)
 	if len(l.problems) > 0 {
 		return nil, &Error{Problems: l.problems}

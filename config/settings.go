@@ -84,7 +84,7 @@ const (
 // table is the settings table, bound to the fields of p.
 func table(p *pending) []Setting {
 	var t []Setting
-	for _, group := range []func(*pending) []Setting{serverSettings, appSettings, connectionSettings, chatSettings, tlsSettings, clusterSettings, observabilitySettings} {
+	for _, group := range []func(*pending) []Setting{serverSettings, appSettings, connectionSettings, chatSettings, pushSettings, tlsSettings, clusterSettings, observabilitySettings} {
 		t = append(t, group(p)...)
 	}
 	for i := range t {

@@ -267,3 +267,35 @@ func (s *timedStore) AddActiveMember(ctx context.Context, matterID, userID int64
 func (s *timedStore) RemoveMember(ctx context.Context, matterID, userID int64) (bool, error) {
 	return timed1(s, "RemoveMember", func() (bool, error) { return s.st.RemoveMember(ctx, matterID, userID) })
 }
+
+func (s *timedStore) RegisterDevice(ctx context.Context, userID int64, d persistence.NewDevice) (persistence.Registration, error) {
+	return timed1(s, "RegisterDevice", func() (persistence.Registration, error) { return s.st.RegisterDevice(ctx, userID, d) })
+}
+
+func (s *timedStore) Devices(ctx context.Context, userID int64) ([]persistence.Device, error) {
+	return timed1(s, "Devices", func() ([]persistence.Device, error) { return s.st.Devices(ctx, userID) })
+}
+
+func (s *timedStore) DeleteDevice(ctx context.Context, userID, deviceID int64) error {
+	return timed0(s, "DeleteDevice", func() error { return s.st.DeleteDevice(ctx, userID, deviceID) })
+}
+
+func (s *timedStore) DeleteUserDevices(ctx context.Context, userID int64) (int, error) {
+	return timed1(s, "DeleteUserDevices", func() (int, error) { return s.st.DeleteUserDevices(ctx, userID) })
+}
+
+func (s *timedStore) DeleteDeadToken(ctx context.Context, deviceID int64, token string) (int64, bool, error) {
+	return timed2(s, "DeleteDeadToken", func() (int64, bool, error) { return s.st.DeleteDeadToken(ctx, deviceID, token) })
+}
+
+func (s *timedStore) SetMuted(ctx context.Context, matterID, userID int64, muted bool) error {
+	return timed0(s, "SetMuted", func() error { return s.st.SetMuted(ctx, matterID, userID, muted) })
+}
+
+func (s *timedStore) Muted(ctx context.Context, matterID, userID int64) (bool, error) {
+	return timed1(s, "Muted", func() (bool, error) { return s.st.Muted(ctx, matterID, userID) })
+}
+
+func (s *timedStore) PushTargets(ctx context.Context, userID int64) (persistence.PushTargets, error) {
+	return timed1(s, "PushTargets", func() (persistence.PushTargets, error) { return s.st.PushTargets(ctx, userID) })
+}

@@ -135,6 +135,30 @@ func (r *recordingStore) AddActiveMember(context.Context, int64, int64) (bool, e
 func (r *recordingStore) RemoveMember(context.Context, int64, int64) (bool, error) {
 	return false, r.hit("RemoveMember")
 }
+func (r *recordingStore) RegisterDevice(context.Context, int64, persistence.NewDevice) (persistence.Registration, error) {
+	return persistence.Registration{}, r.hit("RegisterDevice")
+}
+func (r *recordingStore) Devices(context.Context, int64) ([]persistence.Device, error) {
+	return nil, r.hit("Devices")
+}
+func (r *recordingStore) DeleteDevice(context.Context, int64, int64) error {
+	return r.hit("DeleteDevice")
+}
+func (r *recordingStore) DeleteUserDevices(context.Context, int64) (int, error) {
+	return 0, r.hit("DeleteUserDevices")
+}
+func (r *recordingStore) DeleteDeadToken(context.Context, int64, string) (int64, bool, error) {
+	return 0, false, r.hit("DeleteDeadToken")
+}
+func (r *recordingStore) SetMuted(context.Context, int64, int64, bool) error {
+	return r.hit("SetMuted")
+}
+func (r *recordingStore) Muted(context.Context, int64, int64) (bool, error) {
+	return false, r.hit("Muted")
+}
+func (r *recordingStore) PushTargets(context.Context, int64) (persistence.PushTargets, error) {
+	return persistence.PushTargets{}, r.hit("PushTargets")
+}
 
 // dbCounts reads, per op, how many durations and errors were observed.
 func dbCounts(t *testing.T, m *Metrics) (durations, errs map[string]uint64) {

@@ -68,7 +68,7 @@ type AdminStore interface {
 	CreateUserWith(ctx context.Context, u NewUser) (User, error)
 	// UpdateUser applies the patch; ErrNotFound for a missing or deleted user, ErrEmailTaken or ErrExternalIDTaken on a conflict.
 	UpdateUser(ctx context.Context, id int64, p UserPatch) (User, error)
-	// DeleteUser revokes the user's tokens, removes their memberships and anonymises the row, in one transaction; it returns the matters they were a member of. ErrNotFound if missing or already deleted.
+	// DeleteUser revokes the user's tokens, removes their devices and memberships and anonymises the row, in one transaction; it returns the matters they were a member of. ErrNotFound if missing or already deleted.
 	DeleteUser(ctx context.Context, id int64) (matterIDs []int64, err error)
 	// ListUsers returns a page of users that are not deleted.
 	ListUsers(ctx context.Context, q UserQuery) ([]User, error)
@@ -210,6 +210,9 @@ func (s *sqlStore) DeleteUser(ctx context.Context, id int64) ([]int64, error) {
 		}
 		if err := tx.SelectContext(ctx, &matters,
 			s.rebind(`DELETE FROM members WHERE user_id = ? RETURNING matter_id`), id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM devices WHERE user_id = ?`), id); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, s.rebind(`DELETE FROM tokens WHERE user_id = ?`), id)

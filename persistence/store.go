@@ -254,6 +254,7 @@ type Store interface {
 	UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error)
 
 	AdminStore
+	DeviceStore
 }
 
 // Open returns a PostgreSQL store when databaseURL is non-empty (lib/pq,

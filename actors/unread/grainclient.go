@@ -38,7 +38,7 @@ type notification struct {
 	msg      *clusterpb.UnreadChanged
 	identity string
 	pid      *actor.PID // where it was last sent
-	sentAt   time.Time
+	due      time.Time  // when it is sent again unless answered
 	sends    int
 }
 
@@ -58,11 +58,17 @@ func newGrainClient(cl *cluster.Cluster, opts Options) *grainClient {
 func (g *grainClient) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *Incr:
-		g.notify(ctx, &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeIncr, MessageId: m.MessageID})
+		msg := &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeIncr, MessageId: m.MessageID}
+		if p := m.Push; p != nil {
+			msg.Push, msg.SenderId, msg.SenderName, msg.Text = true, p.SenderID, p.SenderName, p.Text
+		}
+		g.notify(ctx, msg)
 	case *Read:
 		g.notify(ctx, &clusterpb.UnreadChanged{UserId: m.UserID, MatterId: m.MatterID, Kind: changeRead, ReadSeq: m.ReadSeq, Count: int64(m.Count)})
 	case *Reload:
 		g.notify(ctx, &clusterpb.UnreadChanged{UserId: m.UserID, Kind: changeReload})
+	case *Targets:
+		g.notify(ctx, &clusterpb.UnreadChanged{UserId: m.UserID, Kind: changeTargets})
 	case *clusterpb.UnreadCounts:
 		delete(g.inFlight, m.AckSeq)
 	case *actor.DeadLetterResponse:
@@ -101,7 +107,7 @@ func (g *grainClient) send(ctx actor.Context, n *notification) {
 		g.lookup(ctx, n.identity)
 		return
 	}
-	n.pid, n.sentAt = pid, time.Now()
+	n.pid, n.due = pid, time.Now().Add(g.opts.NotifyTimeout)
 	n.sends++
 	g.inFlight[n.msg.Seq] = n
 	ctx.Request(pid, n.msg)
@@ -122,12 +128,12 @@ func (g *grainClient) resolved(ctx actor.Context, m *resolvedMsg) {
 	waiting := g.resolving[m.identity]
 	delete(g.resolving, m.identity)
 	if m.pid == nil {
-		// No placement now (no quorum, members changing): each waiting
-		// notification counts a failed send and tries again at the next
-		// timeout check.
+		// No placement now (no quorum, members changing, the lookup timed
+		// out): each waiting notification counts a failed send and tries
+		// again after RetryAfter.
 		for _, n := range waiting {
 			n.sends++
-			n.sentAt = time.Now()
+			n.pid, n.due = nil, time.Now().Add(min(g.opts.RetryAfter, g.opts.NotifyTimeout))
 			g.inFlight[n.msg.Seq] = n
 		}
 		g.armTimer(ctx)
@@ -150,11 +156,12 @@ func (g *grainClient) resendTo(ctx actor.Context, pid *actor.PID) {
 	}
 }
 
-// checkTimeouts sends again what was not answered within NotifyTimeout.
+// checkTimeouts sends again what is due: not answered within
+// NotifyTimeout, or waiting since a failed lookup.
 func (g *grainClient) checkTimeouts(ctx actor.Context) {
 	now := time.Now()
 	for seq, n := range g.inFlight {
-		if now.Sub(n.sentAt) < g.opts.NotifyTimeout {
+		if now.Before(n.due) {
 			continue
 		}
 		delete(g.inFlight, seq)
@@ -182,5 +189,5 @@ func (g *grainClient) armTimer(ctx actor.Context) {
 		return
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	g.timer = time.AfterFunc(g.opts.NotifyTimeout/4, func() { root.Send(self, checkTimeoutsMsg{}) })
+	g.timer = time.AfterFunc(min(g.opts.NotifyTimeout, g.opts.RetryAfter)/4, func() { root.Send(self, checkTimeoutsMsg{}) })
 }

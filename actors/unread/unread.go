@@ -86,6 +86,8 @@ type Options struct {
 	// Log reports failed loads and reconciliations that found drift;
 	// default discards.
 	Log *slog.Logger
+	// Push, when set, makes the counters push notifications (push.go).
+	Push *PushOptions
 }
 
 func (o *Options) defaults() {
@@ -116,12 +118,23 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if o.Push != nil && o.Push.Window <= 0 {
+		p := *o.Push
+		p.Window = 3 * time.Second
+		o.Push = &p
+	}
 }
 
 // Messages a user's counter understands. The manager routes them by UserID.
 type (
-	// Incr says another member's message MessageID to MatterID committed.
-	Incr struct{ UserID, MatterID, MessageID int64 }
+	// Incr says another member's message MessageID to MatterID committed;
+	// Push, when set, is what a push notification shows of it.
+	Incr struct {
+		UserID, MatterID, MessageID int64
+		Push                        *PushInfo
+	}
+	// Targets says the user's devices or mutes changed.
+	Targets struct{ UserID int64 }
 	// Read says the user's read of Count messages in MatterID committed,
 	// taking their read version there to ReadSeq. A deletion of a message
 	// the user had not read is one too (persistence.Deletion).
@@ -141,11 +154,12 @@ type (
 
 type userMsg interface{ user() int64 }
 
-func (m *Incr) user() int64   { return m.UserID }
-func (m *Read) user() int64   { return m.UserID }
-func (m *Reload) user() int64 { return m.UserID }
-func (m *Get) user() int64    { return m.UserID }
-func (m *Settle) user() int64 { return m.UserID }
+func (m *Incr) user() int64    { return m.UserID }
+func (m *Read) user() int64    { return m.UserID }
+func (m *Reload) user() int64  { return m.UserID }
+func (m *Targets) user() int64 { return m.UserID }
+func (m *Get) user() int64     { return m.UserID }
+func (m *Settle) user() int64  { return m.UserID }
 
 type getReply struct {
 	counts Counts
@@ -198,6 +212,7 @@ const (
 	changeIncr int32 = iota + 1
 	changeRead
 	changeReload
+	changeTargets
 )
 
 // Start spawns the manager in system. publish receives every change.
@@ -219,6 +234,18 @@ func (c *Counters) route() *actor.PID {
 // matterID committed. Call it only after the commit.
 func (c *Counters) Incr(userID, matterID, messageID int64) {
 	c.root.Send(c.route(), &Incr{UserID: userID, MatterID: matterID, MessageID: messageID})
+}
+
+// IncrPush is Incr for a message that may be pushed to the user (see
+// push.go): info is what the push shows.
+func (c *Counters) IncrPush(userID, matterID, messageID int64, info PushInfo) {
+	c.root.Send(c.route(), &Incr{UserID: userID, MatterID: matterID, MessageID: messageID, Push: &info})
+}
+
+// PushTargetsChanged tells userID's counter that their devices or mutes
+// changed: its next push loads them again.
+func (c *Counters) PushTargetsChanged(userID int64) {
+	c.root.Send(c.route(), &Targets{UserID: userID})
 }
 
 // Read tells userID's counter that their read of n messages in matterID
@@ -393,6 +420,7 @@ type counter struct {
 	processed   uint64       // manager-forwarded messages handled
 	lastActive  time.Time    // when the last manager-forwarded message arrived
 	stopping    bool         // no more timers
+	push        pushState    // push notifications (push.go)
 
 	idleTimer, reconcileTimer, publishTimer, retryTimer *time.Timer
 }
@@ -417,6 +445,11 @@ func (c *counter) Receive(ctx actor.Context) {
 		switch m.Kind {
 		case changeIncr:
 			c.incr(ctx, m.MatterId, m.MessageId)
+			if m.Push {
+				c.considerPush(ctx, m.MatterId, m.MessageId, &PushInfo{SenderID: m.SenderId, SenderName: m.SenderName, Text: m.Text})
+			}
+		case changeTargets:
+			c.push.targets = nil
 		case changeRead:
 			c.read(ctx, m.MatterId, m.ReadSeq, int(m.Count))
 		default:
@@ -425,7 +458,7 @@ func (c *counter) Receive(ctx actor.Context) {
 		ctx.Respond(&clusterpb.UnreadCounts{UserId: c.userID, AckSeq: m.Seq})
 	case *actor.Stopping, *actor.Restarting:
 		c.stopping = true
-		for _, t := range []*time.Timer{c.idleTimer, c.reconcileTimer, c.publishTimer, c.retryTimer} {
+		for _, t := range []*time.Timer{c.idleTimer, c.reconcileTimer, c.publishTimer, c.retryTimer, c.push.timer} {
 			if t != nil {
 				t.Stop()
 			}
@@ -433,6 +466,12 @@ func (c *counter) Receive(ctx actor.Context) {
 	case *Incr:
 		c.touch()
 		c.incr(ctx, m.MatterID, m.MessageID)
+		c.considerPush(ctx, m.MatterID, m.MessageID, m.Push)
+	case *Targets:
+		c.touch()
+		c.push.targets = nil
+	case pushFlushMsg:
+		c.flushPushes(ctx)
 	case *Read:
 		c.touch()
 		c.read(ctx, m.MatterID, m.ReadSeq, m.Count)
@@ -461,6 +500,7 @@ func (c *counter) Receive(ctx actor.Context) {
 			return
 		}
 		_ = c.reload(ctx, false)
+		c.push.targets = nil // loaded again when a push needs them
 		c.after(ctx, &c.reconcileTimer, c.opts.ReconcileEvery, reconcileMsg{})
 	case retryMsg:
 		c.retrying = false
@@ -474,7 +514,7 @@ func (c *counter) Receive(ctx actor.Context) {
 			c.after(ctx, &c.idleTimer, c.opts.IdleTimeout-idle, idleCheckMsg{})
 			return
 		}
-		if !c.pubPending && !c.retrying {
+		if !c.pubPending && !c.retrying && len(c.push.pending) == 0 {
 			if c.grain {
 				// The cluster activates the grain again on its next message.
 				ctx.Poison(ctx.Self())

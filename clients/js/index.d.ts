@@ -36,6 +36,19 @@ export interface ChatMessage {
   [key: string]: unknown;
 }
 
+/** A device registered for push notifications. */
+export interface Device {
+  id: number;
+  user_id: number;
+  platform: 'fcm' | 'apns' | 'webpush';
+  /** FCM and APNs. */
+  token?: string;
+  /** Web Push. */
+  endpoint?: string;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface Matter {
   id: number;
   title: string;
@@ -237,6 +250,19 @@ export declare class RealtimeChat {
   markMatterRead(matterId: number, upToId: number): Promise<ReadUpTo>;
   editMessage(messageId: number, message: string): Promise<ChatMessage>;
   deleteMessage(messageId: number): Promise<ChatMessage | undefined>;
+
+  /** A push target: POST /api/devices answers it. */
+  registerDevice(device: { platform: 'fcm' | 'apns'; token: string } | { platform: 'webpush'; subscription: PushSubscriptionJSON | PushSubscription }): Promise<Device>;
+  /** DELETE /api/devices/{id}; default: the device registerDevice registered. */
+  unregisterDevice(id?: number): Promise<boolean>;
+  listDevices(): Promise<Device[]>;
+  /** PUT /api/matters/{id}/settings {muted}: no push notifications for that matter. */
+  setMatterMuted(matterId: number, muted: boolean): Promise<{ client_matter_id: number; muted: boolean }>;
+  /** Browsers: subscribes the service worker to Web Push with the server's VAPID key and registers it. */
+  enableWebPush(registration: ServiceWorkerRegistration): Promise<Device>;
+  /** Tells the server the app went to the background (push notifications then arrive) or came back. */
+  setAppState(state: 'background' | 'foreground'): boolean;
+  readonly appState: 'background' | 'foreground';
 
   typing(matterId: number): boolean;
   stopTyping(matterId: number): boolean;

@@ -61,6 +61,9 @@ export const EVENTS = Object.freeze([
 ]);
 
 const RETRY_MIN_MS = 500;
+// The client event an app sends on its user channel when it goes to the background or comes
+// back (Echo's whisper adds the client- prefix): see docs/push.md.
+const APP_STATE_EVENT = 'parley-app-state';
 const RETRY_MAX_MS = 30000;
 
 function defaultStorage() {
@@ -75,6 +78,17 @@ function defaultStorage() {
     /* private mode, disabled storage: memory */
   }
   return null;
+}
+
+// base64UrlBytes decodes a VAPID key (base64url, no padding) for pushManager.subscribe.
+function base64UrlBytes(s) {
+  const b64 = s.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (s.length % 4)) % 4);
+  const bin = atob(b64);
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+}
+
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function newClientMessageId() {
@@ -457,6 +471,83 @@ export class RealtimeChat {
     return m;
   }
 
+  // ------------------------------------------------------------------ push notifications
+
+  /**
+   * POST /devices: registers this device for push notifications while the app is closed:
+   * {platform: 'fcm' | 'apns', token} (the token Firebase or APNs gave the app), or
+   * {platform: 'webpush', subscription} (a PushSubscription or its toJSON()). Idempotent; a
+   * token another user registered moves to this one. Resolves the device ({id, platform, ...});
+   * unregisterDevice() without an id removes it (at logout).
+   */
+  async registerDevice(device) {
+    const body = { ...device };
+    if (body.subscription && typeof body.subscription.toJSON === 'function') body.subscription = body.subscription.toJSON();
+    const d = (await this.request('POST', '/devices', body)).data;
+    this._deviceId = d.id;
+    return d;
+  }
+
+  /** DELETE /devices/{id}: no more pushes to it (default: the device registerDevice registered). */
+  async unregisterDevice(id = this._deviceId) {
+    if (id === undefined || id === null) return false;
+    await this.request('DELETE', `/devices/${encodeURIComponent(id)}`);
+    if (id === this._deviceId) this._deviceId = null;
+    return true;
+  }
+
+  /** GET /devices: this user's devices. */
+  async listDevices() {
+    return (await this.request('GET', '/devices')).data;
+  }
+
+  /** PUT /matters/{id}/settings {muted}: a muted matter sends you no push notifications. */
+  async setMatterMuted(matterId, muted) {
+    return (await this.request('PUT', `/matters/${encodeURIComponent(matterId)}/settings`, { muted: Boolean(muted) })).data;
+  }
+
+  /**
+   * Browsers: subscribes the service worker registration to Web Push with the server's VAPID
+   * key (GET /push/vapid-public-key) and registers the subscription. Ask for the notification
+   * permission first (Notification.requestPermission()); a subscription made with another key
+   * is replaced.
+   */
+  async enableWebPush(registration) {
+    const { public_key: key } = await this.request('GET', '/push/vapid-public-key');
+    const appKey = base64UrlBytes(key);
+    let sub = await registration.pushManager.getSubscription();
+    const had = sub && sub.options && sub.options.applicationServerKey;
+    if (sub && had && !sameBytes(new Uint8Array(had), appKey)) {
+      await sub.unsubscribe();
+      sub = null;
+    }
+    if (!sub) sub = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: appKey });
+    return this.registerDevice({ platform: 'webpush', subscription: sub });
+  }
+
+  /**
+   * Tells the server whether the app is in the foreground ('foreground') or the background
+   * ('background'), with the client event client-parley-app-state on your user channel: a user
+   * whose every socket is in the background gets push notifications. Sent again after every
+   * reconnect (a new socket starts in the foreground). Needs subscribeToUserChannel().
+   */
+  setAppState(state) {
+    if (state !== 'background' && state !== 'foreground') throw new TypeError("setAppState: 'background' or 'foreground'");
+    this._appState = state;
+    return this._sendAppState();
+  }
+
+  get appState() {
+    return this._appState || 'foreground';
+  }
+
+  _sendAppState() {
+    const ch = this._userChannel && this.pusher.channel(`private-user.${this.userId}`);
+    if (!ch || !ch.subscribed || this._state !== 'connected') return false;
+    this._userChannel.whisper(APP_STATE_EVENT, { state: this.appState });
+    return true;
+  }
+
   // ------------------------------------------------------------------ channels
 
   // The user and the matter channel both carry a matter's events: each is emitted once.
@@ -509,6 +600,8 @@ export class RealtimeChat {
     this._userChannel = this._listenAll(this.echo.private(`user.${this.userId}`), null)
       .listen('UnreadCountUpdated', (e) => this._emit('onUnreadCountUpdated', e))
       .subscribed(() => {
+        // A new socket starts in the foreground: say so again if the app is not.
+        if (this.appState === 'background') this._sendAppState();
         // The list read when subscribing may predate the subscription: read it again now that
         // the channel delivers, and catch up what changed meanwhile (or while away).
         this._resyncUser();

@@ -610,6 +610,8 @@ async function start(session, { fromForm }) {
     if (!(err instanceof NetworkError)) throw err;
   }
   chat.subscribeToUserChannel();
+  watchVisibility(chat);
+  setupPush(chat);
   $('me').textContent = state.me.name;
   $('login-card').hidden = true;
   $('chat').hidden = false;
@@ -623,6 +625,57 @@ async function start(session, { fromForm }) {
   if (open) await selectMatter(open.id);
   $('message-input').focus();
   return true;
+}
+
+// ------------------------------------------------------------------ push notifications
+
+// A hidden tab tells Parley its socket is in the background: messages then come as push
+// notifications too, which the service worker (sw.js) shows.
+function watchVisibility(chat) {
+  const tell = () => {
+    if (state.chat === chat) chat.setAppState(document.hidden ? 'background' : 'foreground');
+  };
+  document.addEventListener('visibilitychange', tell);
+  tell();
+}
+
+function pushStatus(text) {
+  $('push-status').textContent = text || '';
+}
+
+// Registers the service worker and, once notifications are allowed, the Web Push
+// subscription. The permission needs a click the first time (the button).
+async function setupPush(chat) {
+  if (!('serviceWorker' in navigator) || !('PushManager' in window) || !('Notification' in window)) {
+    pushStatus('This browser has no Web Push.');
+    return;
+  }
+  try {
+    state.sw = await navigator.serviceWorker.register('sw.js');
+  } catch (err) {
+    pushStatus(`No service worker: ${err.message}`);
+    return;
+  }
+  if (Notification.permission === 'granted') await enablePush(chat);
+  else if (Notification.permission === 'default') $('push-button').hidden = false;
+}
+
+async function enablePush(chat) {
+  $('push-button').hidden = true;
+  try {
+    await chat.enableWebPush(state.sw);
+    pushStatus('Notifications on');
+  } catch (err) {
+    // No push service reachable (or Web Push off on the server): the chat works without it.
+    pushStatus(`Notifications unavailable: ${err.message}`);
+  }
+}
+
+async function onPushButton() {
+  const chat = state.chat;
+  if (!chat) return;
+  if (await Notification.requestPermission() === 'granted') await enablePush(chat);
+  else pushStatus('Notifications not allowed');
 }
 
 function stop() {
@@ -698,6 +751,11 @@ async function onSend(ev) {
 
 async function onLogout() {
   try {
+    await state.chat?.unregisterDevice(); // no more pushes to this browser for this user
+  } catch {
+    /* removed with the token's user anyway when it moves */
+  }
+  try {
     await state.chat?.request('POST', '/auth/logout');
   } catch {
     /* the token is dropped either way */
@@ -728,6 +786,7 @@ $('email').value = params.get('email') || '';
 $('login-form').addEventListener('submit', onLogin);
 $('send-form').addEventListener('submit', onSend);
 $('logout').addEventListener('click', onLogout);
+$('push-button').addEventListener('click', onPushButton);
 $('edit-cancel').addEventListener('click', () => {
   $('message-input').value = '';
   cancelEdit();

@@ -37,6 +37,7 @@ export const FILES = {
   '/index.html': [path.join(here, 'index.html'), 'text/html; charset=utf-8'],
   '/app.js': [path.join(here, 'app.js'), JS],
   '/style.css': [path.join(here, 'style.css'), 'text/css; charset=utf-8'],
+  '/sw.js': [path.join(here, 'sw.js'), JS],
   '/sdk/index.js': [path.join(sdkDir, 'index.js'), JS],
   '/vendor/laravel-echo.js': [path.join(nodeModules, 'laravel-echo/dist/echo.js'), JS],
   '/vendor/pusher.umd.js': [path.join(nodeModules, 'pusher-js/dist/web/pusher.min.js'), JS],

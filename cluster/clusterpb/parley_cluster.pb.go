@@ -599,6 +599,86 @@ func (x *OnlineDelta) GetSeq() uint64 {
 	return 0
 }
 
+// ForegroundDelta: a chat user's first foreground socket on node appeared
+// (on) or its last one went: a socket subscribed to the user's own
+// private-user.{id} channel and not marked background by its app. A user
+// with one on any node gets no push notifications.
+type ForegroundDelta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	On            bool                   `protobuf:"varint,4,opt,name=on,proto3" json:"on,omitempty"`
+	Seq           uint64                 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"` // the sender's change number (see NodeStats.seq)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForegroundDelta) Reset() {
+	*x = ForegroundDelta{}
+	mi := &file_parley_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForegroundDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForegroundDelta) ProtoMessage() {}
+
+func (x *ForegroundDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForegroundDelta.ProtoReflect.Descriptor instead.
+func (*ForegroundDelta) Descriptor() ([]byte, []int) {
+	return file_parley_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ForegroundDelta) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ForegroundDelta) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *ForegroundDelta) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ForegroundDelta) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *ForegroundDelta) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Snapshot is everything a node holds that others mirror; it is the first
 // thing a node sends a member it has just learned of.
 type Snapshot struct {
@@ -609,13 +689,14 @@ type Snapshot struct {
 	WantReply     bool                   `protobuf:"varint,4,opt,name=want_reply,json=wantReply,proto3" json:"want_reply,omitempty"` // the receiver answers with its own snapshot
 	Address       string                 `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`                       // the sender's cluster address
 	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`                              // the sender's change number the snapshot includes
+	Foreground    []*ForegroundDelta     `protobuf:"bytes,7,rep,name=foreground,proto3" json:"foreground,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_parley_cluster_proto_msgTypes[7]
+	mi := &file_parley_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +708,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[7]
+	mi := &file_parley_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +721,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{7}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Snapshot) GetNode() string {
@@ -685,6 +766,13 @@ func (x *Snapshot) GetSeq() uint64 {
 	return 0
 }
 
+func (x *Snapshot) GetForeground() []*ForegroundDelta {
+	if x != nil {
+		return x.Foreground
+	}
+	return nil
+}
+
 // SnapshotRequest asks a node for its snapshot: the asker missed a change.
 type SnapshotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -695,7 +783,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_parley_cluster_proto_msgTypes[8]
+	mi := &file_parley_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +795,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[8]
+	mi := &file_parley_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +808,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{8}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SnapshotRequest) GetNode() string {
@@ -741,7 +829,7 @@ type Leaving struct {
 
 func (x *Leaving) Reset() {
 	*x = Leaving{}
-	mi := &file_parley_cluster_proto_msgTypes[9]
+	mi := &file_parley_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +841,7 @@ func (x *Leaving) String() string {
 func (*Leaving) ProtoMessage() {}
 
 func (x *Leaving) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[9]
+	mi := &file_parley_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +854,7 @@ func (x *Leaving) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leaving.ProtoReflect.Descriptor instead.
 func (*Leaving) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{9}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Leaving) GetNode() string {
@@ -806,7 +894,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_parley_cluster_proto_msgTypes[10]
+	mi := &file_parley_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +906,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[10]
+	mi := &file_parley_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +919,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{10}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeStats) GetNode() string {
@@ -933,7 +1021,7 @@ type Removed struct {
 
 func (x *Removed) Reset() {
 	*x = Removed{}
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1033,7 @@ func (x *Removed) String() string {
 func (*Removed) ProtoMessage() {}
 
 func (x *Removed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[11]
+	mi := &file_parley_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1046,7 @@ func (x *Removed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Removed.ProtoReflect.Descriptor instead.
 func (*Removed) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{11}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Removed) GetNode() string {
@@ -1002,7 +1090,7 @@ type ChannelsRequest struct {
 
 func (x *ChannelsRequest) Reset() {
 	*x = ChannelsRequest{}
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1102,7 @@ func (x *ChannelsRequest) String() string {
 func (*ChannelsRequest) ProtoMessage() {}
 
 func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[12]
+	mi := &file_parley_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1115,7 @@ func (x *ChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{12}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ChannelsRequest) GetAppId() string {
@@ -1061,7 +1149,7 @@ type ChannelCount struct {
 
 func (x *ChannelCount) Reset() {
 	*x = ChannelCount{}
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1161,7 @@ func (x *ChannelCount) String() string {
 func (*ChannelCount) ProtoMessage() {}
 
 func (x *ChannelCount) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[13]
+	mi := &file_parley_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1174,7 @@ func (x *ChannelCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelCount.ProtoReflect.Descriptor instead.
 func (*ChannelCount) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{13}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChannelCount) GetName() string {
@@ -1113,7 +1201,7 @@ type ChannelsReply struct {
 
 func (x *ChannelsReply) Reset() {
 	*x = ChannelsReply{}
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1213,7 @@ func (x *ChannelsReply) String() string {
 func (*ChannelsReply) ProtoMessage() {}
 
 func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[14]
+	mi := &file_parley_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1226,7 @@ func (x *ChannelsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelsReply.ProtoReflect.Descriptor instead.
 func (*ChannelsReply) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{14}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ChannelsReply) GetChannels() []*ChannelCount {
@@ -1160,21 +1248,27 @@ func (x *ChannelsReply) GetNode() string {
 // applies it as arithmetic once: message_id (a new message) and read_seq (a
 // read) identify the change, so a repeated delivery is ignored.
 type UnreadChanged struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	MatterId      int64                  `protobuf:"varint,2,opt,name=matter_id,json=matterId,proto3" json:"matter_id,omitempty"`
-	Kind          int32                  `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`
-	MessageId     int64                  `protobuf:"varint,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // kind incr: the new message
-	ReadSeq       int64                  `protobuf:"varint,5,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`       // kind read: the reader's read version after it
-	Count         int64                  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`                          // kind read: messages it marked read
-	Seq           uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                              // the sender's number for it, answered in UnreadCounts.ack_seq
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	UserId    int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	MatterId  int64                  `protobuf:"varint,2,opt,name=matter_id,json=matterId,proto3" json:"matter_id,omitempty"`
+	Kind      int32                  `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	MessageId int64                  `protobuf:"varint,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"` // kind incr: the new message
+	ReadSeq   int64                  `protobuf:"varint,5,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`       // kind read: the reader's read version after it
+	Count     int64                  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`                          // kind read: messages it marked read
+	// kind incr, when the message may be pushed to the user: what the push
+	// shows (the text already cut, or empty when pushes carry none).
+	Push          bool   `protobuf:"varint,7,opt,name=push,proto3" json:"push,omitempty"`
+	SenderId      int64  `protobuf:"varint,8,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	SenderName    string `protobuf:"bytes,9,opt,name=sender_name,json=senderName,proto3" json:"sender_name,omitempty"`
+	Text          string `protobuf:"bytes,10,opt,name=text,proto3" json:"text,omitempty"`
+	Seq           uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"` // the sender's number for it, answered in UnreadCounts.ack_seq
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UnreadChanged) Reset() {
 	*x = UnreadChanged{}
-	mi := &file_parley_cluster_proto_msgTypes[15]
+	mi := &file_parley_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1280,7 @@ func (x *UnreadChanged) String() string {
 func (*UnreadChanged) ProtoMessage() {}
 
 func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[15]
+	mi := &file_parley_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1293,7 @@ func (x *UnreadChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadChanged.ProtoReflect.Descriptor instead.
 func (*UnreadChanged) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{15}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnreadChanged) GetUserId() int64 {
@@ -1244,6 +1338,34 @@ func (x *UnreadChanged) GetCount() int64 {
 	return 0
 }
 
+func (x *UnreadChanged) GetPush() bool {
+	if x != nil {
+		return x.Push
+	}
+	return false
+}
+
+func (x *UnreadChanged) GetSenderId() int64 {
+	if x != nil {
+		return x.SenderId
+	}
+	return 0
+}
+
+func (x *UnreadChanged) GetSenderName() string {
+	if x != nil {
+		return x.SenderName
+	}
+	return ""
+}
+
+func (x *UnreadChanged) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 func (x *UnreadChanged) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
@@ -1262,7 +1384,7 @@ type UnreadSettle struct {
 
 func (x *UnreadSettle) Reset() {
 	*x = UnreadSettle{}
-	mi := &file_parley_cluster_proto_msgTypes[16]
+	mi := &file_parley_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1396,7 @@ func (x *UnreadSettle) String() string {
 func (*UnreadSettle) ProtoMessage() {}
 
 func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[16]
+	mi := &file_parley_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1409,7 @@ func (x *UnreadSettle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadSettle.ProtoReflect.Descriptor instead.
 func (*UnreadSettle) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{16}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnreadSettle) GetUserId() int64 {
@@ -1307,7 +1429,7 @@ type UnreadGet struct {
 
 func (x *UnreadGet) Reset() {
 	*x = UnreadGet{}
-	mi := &file_parley_cluster_proto_msgTypes[17]
+	mi := &file_parley_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1441,7 @@ func (x *UnreadGet) String() string {
 func (*UnreadGet) ProtoMessage() {}
 
 func (x *UnreadGet) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[17]
+	mi := &file_parley_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1454,7 @@ func (x *UnreadGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadGet.ProtoReflect.Descriptor instead.
 func (*UnreadGet) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{17}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UnreadGet) GetUserId() int64 {
@@ -1355,7 +1477,7 @@ type UnreadCounts struct {
 
 func (x *UnreadCounts) Reset() {
 	*x = UnreadCounts{}
-	mi := &file_parley_cluster_proto_msgTypes[18]
+	mi := &file_parley_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1489,7 @@ func (x *UnreadCounts) String() string {
 func (*UnreadCounts) ProtoMessage() {}
 
 func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[18]
+	mi := &file_parley_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1502,7 @@ func (x *UnreadCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnreadCounts.ProtoReflect.Descriptor instead.
 func (*UnreadCounts) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{18}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnreadCounts) GetUserId() int64 {
@@ -1437,7 +1559,7 @@ type WebhookState struct {
 
 func (x *WebhookState) Reset() {
 	*x = WebhookState{}
-	mi := &file_parley_cluster_proto_msgTypes[19]
+	mi := &file_parley_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1571,7 @@ func (x *WebhookState) String() string {
 func (*WebhookState) ProtoMessage() {}
 
 func (x *WebhookState) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[19]
+	mi := &file_parley_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1584,7 @@ func (x *WebhookState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookState.ProtoReflect.Descriptor instead.
 func (*WebhookState) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{19}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WebhookState) GetNode() string {
@@ -1522,7 +1644,7 @@ type WebhookStates struct {
 
 func (x *WebhookStates) Reset() {
 	*x = WebhookStates{}
-	mi := &file_parley_cluster_proto_msgTypes[20]
+	mi := &file_parley_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1656,7 @@ func (x *WebhookStates) String() string {
 func (*WebhookStates) ProtoMessage() {}
 
 func (x *WebhookStates) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_cluster_proto_msgTypes[20]
+	mi := &file_parley_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1669,7 @@ func (x *WebhookStates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookStates.ProtoReflect.Descriptor instead.
 func (*WebhookStates) Descriptor() ([]byte, []int) {
-	return file_parley_cluster_proto_rawDescGZIP(), []int{20}
+	return file_parley_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WebhookStates) GetNode() string {
@@ -1627,7 +1749,13 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06online\x18\x04 \x01(\bR\x06online\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\x04R\x03seq\"\xd9\x01\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\"w\n" +
+	"\x0fForegroundDelta\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x0e\n" +
+	"\x02on\x18\x04 \x01(\bR\x02on\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\"\x9a\x02\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x129\n" +
 	"\bpresence\x18\x02 \x03(\v2\x1d.parley.cluster.PresenceDeltaR\bpresence\x123\n" +
@@ -1635,7 +1763,10 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\n" +
 	"want_reply\x18\x04 \x01(\bR\twantReply\x12\x18\n" +
 	"\aaddress\x18\x05 \x01(\tR\aaddress\x12\x10\n" +
-	"\x03seq\x18\x06 \x01(\x04R\x03seq\"%\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12?\n" +
+	"\n" +
+	"foreground\x18\a \x03(\v2\x1f.parley.cluster.ForegroundDeltaR\n" +
+	"foreground\"%\n" +
 	"\x0fSnapshotRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"\x1d\n" +
 	"\aLeaving\x12\x12\n" +
@@ -1671,7 +1802,7 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\rsubscriptions\x18\x02 \x01(\x03R\rsubscriptions\"]\n" +
 	"\rChannelsReply\x128\n" +
 	"\bchannels\x18\x01 \x03(\v2\x1c.parley.cluster.ChannelCountR\bchannels\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\"\xbb\x01\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"\xa1\x02\n" +
 	"\rUnreadChanged\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1b\n" +
 	"\tmatter_id\x18\x02 \x01(\x03R\bmatterId\x12\x12\n" +
@@ -1679,8 +1810,14 @@ const file_parley_cluster_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x04 \x01(\x03R\tmessageId\x12\x19\n" +
 	"\bread_seq\x18\x05 \x01(\x03R\areadSeq\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\x03R\x05count\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"'\n" +
+	"\x05count\x18\x06 \x01(\x03R\x05count\x12\x12\n" +
+	"\x04push\x18\a \x01(\bR\x04push\x12\x1b\n" +
+	"\tsender_id\x18\b \x01(\x03R\bsenderId\x12\x1f\n" +
+	"\vsender_name\x18\t \x01(\tR\n" +
+	"senderName\x12\x12\n" +
+	"\x04text\x18\n" +
+	" \x01(\tR\x04text\x12\x10\n" +
+	"\x03seq\x18\v \x01(\x04R\x03seq\"'\n" +
 	"\fUnreadSettle\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\"$\n" +
 	"\tUnreadGet\x12\x17\n" +
@@ -1719,7 +1856,7 @@ func file_parley_cluster_proto_rawDescGZIP() []byte {
 	return file_parley_cluster_proto_rawDescData
 }
 
-var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_parley_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_parley_cluster_proto_goTypes = []any{
 	(*Publish)(nil),         // 0: parley.cluster.Publish
 	(*ClientEvent)(nil),     // 1: parley.cluster.ClientEvent
@@ -1728,35 +1865,37 @@ var file_parley_cluster_proto_goTypes = []any{
 	(*ResendDone)(nil),      // 4: parley.cluster.ResendDone
 	(*PresenceDelta)(nil),   // 5: parley.cluster.PresenceDelta
 	(*OnlineDelta)(nil),     // 6: parley.cluster.OnlineDelta
-	(*Snapshot)(nil),        // 7: parley.cluster.Snapshot
-	(*SnapshotRequest)(nil), // 8: parley.cluster.SnapshotRequest
-	(*Leaving)(nil),         // 9: parley.cluster.Leaving
-	(*NodeStats)(nil),       // 10: parley.cluster.NodeStats
-	(*Removed)(nil),         // 11: parley.cluster.Removed
-	(*ChannelsRequest)(nil), // 12: parley.cluster.ChannelsRequest
-	(*ChannelCount)(nil),    // 13: parley.cluster.ChannelCount
-	(*ChannelsReply)(nil),   // 14: parley.cluster.ChannelsReply
-	(*UnreadChanged)(nil),   // 15: parley.cluster.UnreadChanged
-	(*UnreadSettle)(nil),    // 16: parley.cluster.UnreadSettle
-	(*UnreadGet)(nil),       // 17: parley.cluster.UnreadGet
-	(*UnreadCounts)(nil),    // 18: parley.cluster.UnreadCounts
-	(*WebhookState)(nil),    // 19: parley.cluster.WebhookState
-	(*WebhookStates)(nil),   // 20: parley.cluster.WebhookStates
-	nil,                     // 21: parley.cluster.NodeStats.ConnectionsEntry
-	nil,                     // 22: parley.cluster.UnreadCounts.MattersEntry
+	(*ForegroundDelta)(nil), // 7: parley.cluster.ForegroundDelta
+	(*Snapshot)(nil),        // 8: parley.cluster.Snapshot
+	(*SnapshotRequest)(nil), // 9: parley.cluster.SnapshotRequest
+	(*Leaving)(nil),         // 10: parley.cluster.Leaving
+	(*NodeStats)(nil),       // 11: parley.cluster.NodeStats
+	(*Removed)(nil),         // 12: parley.cluster.Removed
+	(*ChannelsRequest)(nil), // 13: parley.cluster.ChannelsRequest
+	(*ChannelCount)(nil),    // 14: parley.cluster.ChannelCount
+	(*ChannelsReply)(nil),   // 15: parley.cluster.ChannelsReply
+	(*UnreadChanged)(nil),   // 16: parley.cluster.UnreadChanged
+	(*UnreadSettle)(nil),    // 17: parley.cluster.UnreadSettle
+	(*UnreadGet)(nil),       // 18: parley.cluster.UnreadGet
+	(*UnreadCounts)(nil),    // 19: parley.cluster.UnreadCounts
+	(*WebhookState)(nil),    // 20: parley.cluster.WebhookState
+	(*WebhookStates)(nil),   // 21: parley.cluster.WebhookStates
+	nil,                     // 22: parley.cluster.NodeStats.ConnectionsEntry
+	nil,                     // 23: parley.cluster.UnreadCounts.MattersEntry
 }
 var file_parley_cluster_proto_depIdxs = []int32{
 	5,  // 0: parley.cluster.Snapshot.presence:type_name -> parley.cluster.PresenceDelta
 	6,  // 1: parley.cluster.Snapshot.online:type_name -> parley.cluster.OnlineDelta
-	21, // 2: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
-	13, // 3: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
-	22, // 4: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
-	19, // 5: parley.cluster.WebhookStates.states:type_name -> parley.cluster.WebhookState
-	6,  // [6:6] is the sub-list for method output_type
-	6,  // [6:6] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	7,  // 2: parley.cluster.Snapshot.foreground:type_name -> parley.cluster.ForegroundDelta
+	22, // 3: parley.cluster.NodeStats.connections:type_name -> parley.cluster.NodeStats.ConnectionsEntry
+	14, // 4: parley.cluster.ChannelsReply.channels:type_name -> parley.cluster.ChannelCount
+	23, // 5: parley.cluster.UnreadCounts.matters:type_name -> parley.cluster.UnreadCounts.MattersEntry
+	20, // 6: parley.cluster.WebhookStates.states:type_name -> parley.cluster.WebhookState
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_parley_cluster_proto_init() }
@@ -1770,7 +1909,7 @@ func file_parley_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_cluster_proto_rawDesc), len(file_parley_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

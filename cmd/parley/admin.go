@@ -37,6 +37,8 @@ every command says on stderr which database it uses.
   parley matters delete --matter ID  (its messages, receipts and members too)
   parley matters add-member --matter ID --user ID
   parley matters remove-member --matter ID --user ID
+  parley devices list --user ID
+  parley devices remove --user ID [--device ID]   (one device, or all of a user's)
   parley migrate
 
 PASSWORD is --password-stdin (one line is read from stdin) or the
@@ -204,9 +206,11 @@ var adminCommands = map[string]adminCommand{
 	"matters delete":        mattersDelete,
 	"matters add-member":    mattersAddMember,
 	"matters remove-member": mattersRemoveMember,
+	"devices list":          devicesList,
+	"devices remove":        devicesRemove,
 }
 
-// admin runs `parley users|tokens|matters SUBCOMMAND [flags]`.
+// admin runs `parley users|tokens|matters|devices SUBCOMMAND [flags]`.
 func admin(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		return usageFail(stderr, "%s needs a subcommand", cmd)

@@ -22,6 +22,7 @@ Usage:
   parley users create|list|show|update|delete ...     manage chat users
   parley tokens create|list|revoke ...                API tokens
   parley matters create|list|show|update|delete|add-member|remove-member ...
+  parley devices list|remove ...                      a user's push devices
                               (parley users help lists every admin command)
   parley bench SCENARIO ...   load-test any Pusher-protocol server
   parley version              print the version
@@ -87,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
-	case "users", "tokens", "matters":
+	case "users", "tokens", "matters", "devices":
 		return admin(ctx, args[0], args[1:], os.Stdin, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, args[1:], stdout, stderr)

@@ -28,6 +28,7 @@ import (
 	"github.com/parley-chat/parley/httpapi/chat"
 	"github.com/parley-chat/parley/metrics"
 	"github.com/parley-chat/parley/persistence"
+	"github.com/parley-chat/parley/push"
 )
 
 // serve is `parley serve`: build the server, join the cluster, listen,
@@ -120,6 +121,10 @@ func (s *server) mountChat(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, func() { st.Close() })
 	s.log.Info("database ready", "dialect", st.Dialect(), "database", describeDatabase(cfg))
+	pushDeps, err := s.pushDeps()
+	if err != nil {
+		return err
+	}
 	s.chat = chat.Mount(s.api.Engine(), chat.Deps{Config: cfg, Store: s.met.Store(st, cfg.Apps[0].ID), Node: s.node, App: &cfg.Apps[0], Log: s.log,
 		Login: chat.LoginOptions{
 			AttemptsPerMinute:   cfg.LoginAttemptsPerMinute,
@@ -129,9 +134,37 @@ func (s *server) mountChat(ctx context.Context) error {
 		},
 		Unread: unread.Options{Window: cfg.UnreadWindow, ReconcileEvery: cfg.UnreadReconcile, Log: s.log},
 		Signed: s.api.Signed(),
+		Push:   pushDeps,
 	})
 	s.api.AddReadinessCheck("database", s.chat.Ping)
 	return nil
+}
+
+// pushDeps makes the push providers the settings turn on; nil when none is.
+func (s *server) pushDeps() (*chat.PushDeps, error) {
+	cfg := s.cfg
+	setup, err := push.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if setup.Generated {
+		s.log.Info("Web Push: generated VAPID keys (every node of a cluster needs the same: copy the file or set PARLEY_VAPID_*)", "file", cfg.VAPIDFile())
+	}
+	if len(setup.Providers) == 0 {
+		s.log.Info("push notifications off: no provider configured")
+		return nil, nil
+	}
+	var platforms []string
+	for _, p := range setup.Providers {
+		platforms = append(platforms, p.Platform())
+	}
+	s.log.Info("push notifications on", "platforms", strings.Join(platforms, ","), "window", cfg.Push.Window.String(), "text_length", cfg.Push.TextLength)
+	d := &chat.PushDeps{Providers: setup.Providers, VAPIDPublicKey: setup.VAPID.Public, Window: cfg.Push.Window, TextLength: cfg.Push.TextLength,
+		Dispatch: push.Options{Queue: cfg.Push.Queue, Concurrency: cfg.Push.Concurrency}}
+	if s.met != nil {
+		d.Registerer = s.met.Registry()
+	}
+	return d, nil
 }
 
 // announceCredentials says which generated credentials the app uses: on

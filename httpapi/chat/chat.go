@@ -44,6 +44,8 @@ type Deps struct {
 	// like the Pusher HTTP API (httpapi.Server.Signed); the admin API is
 	// mounted on it. Nil: no admin API.
 	Signed *gin.RouterGroup
+	// Push turns push notifications on (push.go); nil: off.
+	Push *PushDeps
 }
 
 // Service holds the chat routes' state. Its fields are set by Mount and
@@ -64,6 +66,7 @@ type Service struct {
 	hashing     *hashSlots
 	proxies     []netip.Prefix // trusted reverse proxies (LoginOptions.TrustedProxies)
 	auth        *authCache     // tokens checked lately, with their users
+	push        *pushService   // nil: no push notifications
 }
 
 // LoginTokenTTL is how long a token from POST /api/auth/login is valid.
@@ -101,6 +104,9 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	}
 	uo := d.Unread
 	uo.Log = d.Log
+	if d.Push != nil {
+		uo.Push = s.startPush(d)
+	}
 	s.counters = d.Node.StartUnreadCounters(d.Store, s.publishUnread, uo)
 	so := persistence.SenderOptions{Timeout: writeTimeout}
 	if d.Store.Dialect() == "postgres" {
@@ -126,6 +132,12 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.PUT("/messages/:id", s.publishable, s.editMessage)
 	authed.DELETE("/messages/:id", s.publishable, s.deleteMessage)
 	authed.PUT("/matters/:id/read", s.publishable, s.markMatterRead)
+	authed.GET("/matters/:id/settings", s.matterSettings)
+	authed.PUT("/matters/:id/settings", s.updateMatterSettings)
+	authed.POST("/devices", s.registerDevice)
+	authed.GET("/devices", s.listDevices)
+	authed.DELETE("/devices/:id", s.deleteDevice)
+	api.GET("/push/vapid-public-key", s.vapidPublicKey)
 	// Channel authorization has its own budget: joining a matter is two of
 	// them, repeated after every reconnect.
 	channelAuth := []gin.HandlerFunc{s.authenticate, s.throttleAuth, s.broadcastingAuth}
@@ -145,6 +157,9 @@ func Mount(e *gin.Engine, d Deps) *Service {
 func (s *Service) Stop() {
 	s.sender.Close()
 	s.counters.Stop()
+	if s.push != nil {
+		s.push.dispatcher.Close()
+	}
 }
 
 // UnreadKind is the cluster grain kind of the unread counters, to register

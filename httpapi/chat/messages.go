@@ -229,9 +229,7 @@ func (s *Service) sendMessage(c *gin.Context) {
 			mj := newMessageJSON(r.Message)
 			mj.PreviousID = &r.PreviousID
 			s.broadcast(evMessageSent, messageChannels(r.Message.MatterID, recipients), gin.H{"message": mj}, except)
-			for _, id := range recipients {
-				s.counters.Incr(id, r.Message.MatterID, r.Message.ID)
-			}
+			s.countAndPush(recipients, r.Message)
 		})
 	switch {
 	case errors.Is(r.Err, persistence.ErrNotFound):

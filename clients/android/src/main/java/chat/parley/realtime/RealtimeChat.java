@@ -761,6 +761,10 @@ public final class RealtimeChat implements Closeable {
                     queueCatchUp(c);
                 }
             } else {
+                // A new socket starts in the foreground: say so again if the app is not.
+                if (appBackground) {
+                    sendAppState();
+                }
                 background(() -> syncUser(true));
             }
         }
@@ -1616,6 +1620,91 @@ public final class RealtimeChat implements Closeable {
         Message m = Message.fromJson(Json.object(Json.object(request("DELETE", "/messages/" + messageId, null)), "data"));
         once("d:" + m.id);
         return m;
+    }
+
+    // ------------------------------------------------------------------ push notifications
+
+    /** The client event an app sends on its user channel when it goes to the background or comes back. */
+    public static final String APP_STATE_EVENT = "client-parley-app-state";
+
+    private volatile boolean appBackground;
+    private volatile long deviceId;
+
+    /**
+     * {@code POST /api/devices}: registers the FCM registration token Firebase gave the app
+     * ({@code FirebaseMessaging.getInstance().getToken()}, and again in
+     * {@code onNewToken}), so that messages reach the phone while the app is closed.
+     * Idempotent; a token another user registered moves to this one. Returns the device's id.
+     */
+    public long registerDevice(String fcmToken) throws IOException {
+        return registerDevice("fcm", fcmToken);
+    }
+
+    /** {@link #registerDevice(String)} for another platform: {@code "fcm"} or {@code "apns"}. */
+    public long registerDevice(String platform, String token) throws IOException {
+        JsonObject body = new JsonObject();
+        body.addProperty("platform", platform);
+        body.addProperty("token", token);
+        JsonObject d = Json.object(Json.object(request("POST", "/devices", body)), "data");
+        deviceId = d.get("id").getAsLong();
+        return deviceId;
+    }
+
+    /** {@code DELETE /api/devices/{id}}: no more pushes to it (call it at logout). */
+    public void unregisterDevice(long id) throws IOException {
+        request("DELETE", "/devices/" + id, null);
+        if (id == deviceId) {
+            deviceId = 0;
+        }
+    }
+
+    /** Unregisters the device {@link #registerDevice(String)} registered; false if none. */
+    public boolean unregisterDevice() throws IOException {
+        long id = deviceId;
+        if (id == 0) {
+            return false;
+        }
+        unregisterDevice(id);
+        return true;
+    }
+
+    /** {@code PUT /api/matters/{id}/settings {"muted"}}: a muted matter sends no push notifications. */
+    public void setMatterMuted(long matterId, boolean muted) throws IOException {
+        JsonObject body = new JsonObject();
+        body.addProperty("muted", muted);
+        request("PUT", "/matters/" + matterId + "/settings", body);
+    }
+
+    /**
+     * Tells the server the app went to the background ({@code true}: pushes then arrive, while
+     * the socket may stay open) or came back ({@code false}), with the client event
+     * {@link #APP_STATE_EVENT} on the user channel; sent again after every reconnect. Call it
+     * from the app's lifecycle (e.g. {@code ProcessLifecycleOwner}'s onStop / onStart). Needs
+     * {@link #subscribeToUserChannel()}. Returns whether it was sent now.
+     */
+    public boolean setAppState(boolean background) {
+        appBackground = background;
+        return sendAppState();
+    }
+
+    /** Whether the app said it is in the background. */
+    public boolean isAppInBackground() {
+        return appBackground;
+    }
+
+    private boolean sendAppState() {
+        PrivateChannel ch = pusher.getPrivateChannel(userChannelName(opts.userId));
+        if (ch == null || !ch.isSubscribed() || pusher.getConnection().getState() != ConnectionState.CONNECTED) {
+            return false;
+        }
+        JsonObject d = new JsonObject();
+        d.addProperty("state", appBackground ? "background" : "foreground");
+        try {
+            ch.trigger(APP_STATE_EVENT, d.toString());
+            return true;
+        } catch (IllegalStateException e) {
+            return false; // the channel or connection went down in between
+        }
     }
 
     /** {@code GET /api/messages/unread-count}. */

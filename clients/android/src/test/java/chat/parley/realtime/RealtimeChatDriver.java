@@ -45,6 +45,8 @@ import java.util.concurrent.TimeUnit;
  *   {"cmd":"typing"|"stopTyping","client","matter","req"}
  *   {"cmd":"history","client","matter", optional "limit","req"}   page 1, newest first
  *   {"cmd":"socketId"|"shownUpTo","client", ("matter"),"req"}
+ *   {"cmd":"registerDevice","client","token","req"}  {"cmd":"unregisterDevice","client","req"}
+ *   {"cmd":"appState","client","background","req"}  {"cmd":"mute","client","matter","muted","req"}
  *   {"cmd":"quit"}
  * </pre>
  * Output "type"s: state, error, subscribed, subscriptionError, messageReceived, messageSent,
@@ -427,6 +429,21 @@ public final class RealtimeChatDriver {
                 break;
             case "stopTyping":
                 result(c, () -> new JsonPrimitive(client(c).stopTyping(num(c, "matter"))));
+                break;
+            case "registerDevice":
+                result(c, () -> new JsonPrimitive(client(c).registerDevice(str(c, "token"))));
+                break;
+            case "unregisterDevice":
+                result(c, () -> new JsonPrimitive(client(c).unregisterDevice()));
+                break;
+            case "appState":
+                result(c, () -> new JsonPrimitive(client(c).setAppState(c.get("background").getAsBoolean())));
+                break;
+            case "mute":
+                result(c, () -> {
+                    client(c).setMatterMuted(num(c, "matter"), c.get("muted").getAsBoolean());
+                    return null;
+                });
                 break;
             default:
                 throw new IllegalArgumentException("unknown command " + cmd);

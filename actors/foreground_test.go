@@ -1,0 +1,118 @@
+package actors
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// roundTrip sends a ping and waits for the pong: everything the socket
+// sent before has been handled by its ConnectionActor.
+func (w *tClient) roundTrip() {
+	w.t.Helper()
+	w.send(`{"event":"pusher:ping","data":{}}`)
+	w.expect("pusher:pong")
+}
+
+func appStateEvent(channel, state string) string {
+	b, _ := json.Marshal(map[string]any{"event": AppStateEvent, "channel": channel, "data": map[string]string{"state": state}})
+	return string(b)
+}
+
+// TestForegroundSockets: a socket of the chat app on the user's own channel
+// makes the user foreground until it is marked background, leaves the
+// channel or closes; other channels and other apps' sockets never count;
+// the app-state event reaches no other socket; each 0↔1 change is
+// reported to the cluster once.
+func TestForegroundSockets(t *testing.T) {
+	tn := startNode(t, nil)
+	var mu sync.Mutex
+	var reports []string
+	tn.node.fg.report = func(appID, userID string, on bool) {
+		mu.Lock()
+		reports = append(reports, appID+"/"+userID+map[bool]string{true: "+", false: "-"}[on])
+		mu.Unlock()
+	}
+	fg := func() bool { return tn.node.UserForeground(tApp, "7") }
+
+	// Not tracked yet: nothing counts.
+	w := tn.dial()
+	w.subscribe(UserChannelPrefix + "7")
+	w.roundTrip()
+	if fg() {
+		t.Fatal("foreground before the chat app was named")
+	}
+	w.c.Close()
+
+	tn.node.TrackForeground(tApp)
+	a, b := tn.dial(), tn.dial()
+	a.subscribe("private-matter.1")
+	a.roundTrip()
+	if fg() {
+		t.Fatal("a matter channel made the user foreground")
+	}
+	a.subscribe(UserChannelPrefix + "7")
+	b.subscribe(UserChannelPrefix + "7")
+	a.roundTrip()
+	if !fg() {
+		t.Fatal("a socket on the user channel is not foreground")
+	}
+	a.send(appStateEvent(UserChannelPrefix+"7", "background"))
+	a.roundTrip()
+	if !fg() {
+		t.Fatal("one of two sockets in the background made the user background")
+	}
+	b.send(appStateEvent(UserChannelPrefix+"7", "background"))
+	b.roundTrip()
+	if fg() {
+		t.Fatal("both sockets background, still foreground")
+	}
+	// The event went to nobody: a marker published after it comes first.
+	tn.marker(a, UserChannelPrefix+"7")
+	b.expect("marker")
+	b.send(appStateEvent(UserChannelPrefix+"7", "foreground"))
+	b.roundTrip()
+	if !fg() {
+		t.Fatal("back in the foreground, not counted")
+	}
+	b.send(`{"event":"pusher:unsubscribe","data":{"channel":"` + UserChannelPrefix + `7"}}`)
+	b.roundTrip()
+	if fg() {
+		t.Fatal("unsubscribed, still foreground")
+	}
+	a.send(appStateEvent(UserChannelPrefix+"7", "foreground"))
+	a.roundTrip()
+	if !fg() {
+		t.Fatal("a's foreground not counted")
+	}
+	a.c.Close()
+	waitUntil(t, "the closed socket to stop counting", func() bool { return !fg() })
+	mu.Lock()
+	defer mu.Unlock()
+	want := `[app-1/7+ app-1/7- app-1/7+ app-1/7- app-1/7+ app-1/7-]`
+	if got := fmt.Sprint(reports); got != want {
+		t.Fatalf("reports %s, want %s", got, want)
+	}
+}
+
+// TestForegroundMirrored: what other processes report counts until they
+// say otherwise, send a snapshot without it, or are forgotten.
+func TestForegroundMirrored(t *testing.T) {
+	tn := startNode(t, nil)
+	n := tn.node
+	n.MirrorForeground("p2", tApp, "9", true)
+	n.MirrorForeground("p3", tApp, "9", true)
+	if !n.UserForeground(tApp, "9") || n.UserForeground(tApp, "8") || n.UserForeground("other", "9") {
+		t.Fatal("mirrored state wrong")
+	}
+	n.MirrorForeground("p2", tApp, "9", false)
+	n.MirrorForegroundAll("p3", map[string]bool{ChannelKey(tApp, "8"): true})
+	if n.UserForeground(tApp, "9") || !n.UserForeground(tApp, "8") {
+		t.Fatal("snapshot not applied")
+	}
+	n.ForgetProcess("p3")
+	if n.UserForeground(tApp, "8") {
+		t.Fatal("a forgotten process still counts")
+	}
+}
