@@ -2,9 +2,7 @@ package chat
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -81,21 +79,12 @@ func (s *Service) deleteMessage(c *gin.Context) {
 	me := userOf(c)
 	ctx, cancel := writeContext(c)
 	defer cancel()
-	msg, ok := s.routeMessage(ctx, c)
+	msg, ok := s.ownMessage(ctx, c, me.ID)
 	if !ok {
 		return
 	}
-	if msg.SenderID != me.ID {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
-		return
-	}
-	members, err := s.st.MemberIDs(ctx, msg.MatterID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	if !slices.Contains(members, me.ID) {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
+	members, ok := s.membersWith(ctx, c, msg.MatterID, me.ID)
+	if !ok {
 		return
 	}
 	if msg.DeletedAt != nil {
@@ -103,12 +92,7 @@ func (s *Service) deleteMessage(c *gin.Context) {
 		return
 	}
 	del, err := s.st.DeleteMessage(ctx, msg.ID, time.Now())
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
+	if s.storeFailed(c, err, "Message not found.") {
 		return
 	}
 	mj := newMessageJSON(del.Message)
