@@ -24,11 +24,7 @@ reports the server's CPU time per delivery.
 
 Example:
   parley bench connections --connections 10000 --hold 30s --server-pid $(pidof parley)`,
-	define: func(fs *flag.FlagSet, c *commonConfig) command {
-		k := &connectionsCmd{common: c}
-		k.register(fs)
-		return k
-	},
+	newCommand: func(c *commonConfig) command { return &connectionsCmd{common: c} },
 }
 
 // connectionsCmd is the connections scenario's configuration.

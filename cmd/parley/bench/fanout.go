@@ -39,11 +39,7 @@ with 4101). The report always shows the host's TCP memory from
 
 Example:
   parley bench fanout --subscribers 10000 --channels 100 --rate 2000 --duration 30s`,
-	define: func(fs *flag.FlagSet, c *commonConfig) command {
-		f := &fanoutCmd{common: c}
-		f.register(fs)
-		return f
-	},
+	newCommand: func(c *commonConfig) command { return &fanoutCmd{common: c} },
 }
 
 // fanoutCmd is the fanout scenario's configuration.
