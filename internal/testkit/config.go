@@ -1,0 +1,58 @@
+package testkit
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/wsconn"
+)
+
+// The one app of a test server's configuration.
+const (
+	AppID  = "app-1"
+	Key    = "key-1"
+	Secret = "secret-1"
+)
+
+// Config loads the configuration of a test server with one app (AppID, Key,
+// Secret) and its data in dataDir, a new temporary directory when "". Then
+// mutate (nil: none) changes it.
+func Config(t testing.TB, dataDir string, mutate func(*config.Config)) *config.Config {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	env := map[string]string{"PARLEY_APP_ID": AppID, "PARLEY_APP_KEY": Key, "PARLEY_APP_SECRET": Secret, "PARLEY_DATA_DIR": dataDir}
+	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	return cfg
+}
+
+// Acceptor is a node as its WebSocket endpoint sees it (an actors.Node).
+type Acceptor interface {
+	ConnOptions() wsconn.Options
+	Accept(conn *wsconn.Conn, appKey, protocol, origin, clientIP string)
+}
+
+// Serve runs n behind a WebSocket endpoint on 127.0.0.1 (/app/KEY) until
+// the test ends and returns its ws:// URL. A cleanup that stops the node
+// belongs before Serve, so that it runs after the endpoint closed.
+func Serve(t testing.TB, n Acceptor) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := wsconn.Upgrade(w, r, n.ConnOptions())
+		if err != nil {
+			return
+		}
+		n.Accept(conn, strings.TrimPrefix(r.URL.Path, "/app/"), r.URL.Query().Get("protocol"), "", "127.0.0.1")
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
