@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -17,16 +15,15 @@ import (
 	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
-	"github.com/parley-chat/parley/wsconn"
 )
 
 const (
-	tKey    = "key-1"
-	tSecret = "secret-1"
-	tApp    = "app-1"
+	tKey    = testkit.Key
+	tSecret = testkit.Secret
+	tApp    = testkit.AppID
 )
 
 // testNode runs a Node behind a real WebSocket endpoint on 127.0.0.1.
@@ -38,153 +35,46 @@ type testNode struct {
 
 func startNode(t *testing.T, mutate func(*config.Config)) *testNode {
 	t.Helper()
-	cfg, err := config.Load(nil, func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"PARLEY_APP_ID": tApp, "PARLEY_APP_KEY": tKey, "PARLEY_APP_SECRET": tSecret,
-			"PARLEY_DATA_DIR": t.TempDir(),
-		}[k]
-		return v, ok
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	n := NewNode(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := wsconn.Upgrade(w, r, n.ConnOptions())
-		if err != nil {
-			return
-		}
-		n.Accept(conn, strings.TrimPrefix(r.URL.Path, "/app/"), r.URL.Query().Get("protocol"), "", "127.0.0.1")
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		n.Stop()
-	})
-	return &testNode{t: t, node: n, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	n := NewNode(testkit.Config(t, "", mutate), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(n.Stop)
+	return &testNode{t: t, node: n, url: testkit.Serve(t, n)}
 }
 
-type tFrame struct {
-	Event   string `json:"event"`
-	Channel string `json:"channel"`
-	Data    string `json:"data"`
-	UserID  string `json:"user_id"`
-}
+type tFrame = testkit.Frame
 
-type tClient struct {
-	t        *testing.T
-	c        *websocket.Conn
-	socketID string
-	frames   chan tFrame
-	closed   chan int // the close code
-}
+// tClient is a test's socket, connected and with its socket id.
+type tClient struct{ *testkit.Client }
 
 func (tn *testNode) dial() *tClient {
 	tn.t.Helper()
-	w := tn.dialUnowned()
-	tn.t.Cleanup(func() { w.c.Close() })
-	return w
+	return tn.dialWith(testkit.DialOptions{Buffer: 1 << 10})
 }
 
 // dialUnowned connects a client the caller must close.
 func (tn *testNode) dialUnowned() *tClient {
 	tn.t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial(tn.url+"/app/"+tKey+"?protocol=7", nil)
-	if err != nil {
-		tn.t.Fatal(err)
-	}
-	w := &tClient{t: tn.t, c: c, frames: make(chan tFrame, 1<<10), closed: make(chan int, 1)}
-	go func() {
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				code := -1
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code = ce.Code
-				}
-				w.closed <- code
-				close(w.frames)
-				return
-			}
-			var f tFrame
-			_ = json.Unmarshal(b, &f)
-			w.frames <- f
-		}
-	}()
-	f := w.expect("pusher:connection_established")
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	_ = json.Unmarshal([]byte(f.Data), &d)
-	w.socketID = d.SocketID
-	return w
+	return tn.dialWith(testkit.DialOptions{Buffer: 1 << 10, Unowned: true})
 }
 
-func (w *tClient) next() tFrame {
-	w.t.Helper()
-	select {
-	case f, ok := <-w.frames:
-		if !ok {
-			w.t.Fatal("socket closed")
-		}
-		return f
-	case <-time.After(5 * time.Second):
-		w.t.Fatal("no frame within 5 s")
-	}
-	return tFrame{}
+func (tn *testNode) dialWith(o testkit.DialOptions) *tClient {
+	tn.t.Helper()
+	w := testkit.Dial(tn.t, tn.url+"/app/"+tKey+"?protocol=7", o)
+	w.Established()
+	return &tClient{w}
 }
 
-func (w *tClient) expect(event string) tFrame {
-	w.t.Helper()
-	f := w.next()
-	if f.Event != event {
-		w.t.Fatalf("want %s, got %+v", event, f)
-	}
-	return f
-}
-
-func (w *tClient) expectClose() int {
-	w.t.Helper()
-	for {
-		select {
-		case _, ok := <-w.frames:
-			if !ok {
-				return <-w.closed
-			}
-		case <-time.After(5 * time.Second):
-			w.t.Fatal("socket not closed within 5 s")
-		}
-	}
-}
-
-func (w *tClient) send(s string) {
-	w.t.Helper()
-	if err := w.c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-		w.t.Fatal(err)
-	}
-}
-
+// subscribe joins channel, a presence channel as user "u-" + the socket
+// id, and reads subscription_succeeded.
 func (w *tClient) subscribe(channel string) tFrame {
-	w.t.Helper()
-	w.subscribeAs(channel, "u-"+w.socketID)
-	return w.expect("pusher_internal:subscription_succeeded")
+	w.T.Helper()
+	w.subscribeAs(channel, "u-"+w.SocketID)
+	return w.Expect("pusher_internal:subscription_succeeded")
 }
 
+// subscribeAs sends the subscribe, a presence channel's as userID.
 func (w *tClient) subscribeAs(channel, userID string) {
-	w.t.Helper()
-	d := map[string]string{"channel": channel}
-	switch {
-	case strings.HasPrefix(channel, "presence-"):
-		d["channel_data"] = `{"user_id":"` + userID + `"}`
-		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, d["channel_data"])
-	case strings.HasPrefix(channel, "private-"):
-		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, "")
-	}
-	b, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": d})
-	w.send(string(b))
+	w.T.Helper()
+	w.SubscribeSigned(tKey, tSecret, channel, `{"user_id":"`+userID+`"}`)
 }
 
 // marker publishes an event and waits for it: everything sent before it to
@@ -194,7 +84,7 @@ func (tn *testNode) marker(w *tClient, channel string) {
 	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
 		tn.t.Fatal(err)
 	}
-	w.expect("marker")
+	w.Expect("marker")
 }
 
 func waitUntil(t *testing.T, what string, f func() bool) {
@@ -216,17 +106,17 @@ func TestChannelPanicRecovers(t *testing.T) {
 	a, b, other := tn.dial(), tn.dial(), tn.dial()
 	a.subscribe("presence-room")
 	b.subscribe("presence-room")
-	a.expect("pusher_internal:member_added")
+	a.Expect("pusher_internal:member_added")
 	other.subscribe("news")
 
 	key := channelKey(tApp, "presence-room")
 	old := tn.node.reg.lookup(key)
 	// A subscribe without a subscriber: the actor panics on it.
 	tn.node.system.Root.Send(old, &subscribeMsg{})
-	if code := a.expectClose(); code != int(pusher.CodeServerRestart) {
+	if code := a.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("a closed with %d, want 4200", code)
 	}
-	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
+	if code := b.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
 	waitUntil(t, "the crashed channel to leave the registry", func() bool { return tn.node.reg.lookup(key) == nil })
@@ -238,12 +128,12 @@ func TestChannelPanicRecovers(t *testing.T) {
 		t.Fatalf("fresh channel presence %s", f.Data)
 	}
 	users, err := tn.node.localUsers(tApp, "presence-room")
-	if err != nil || len(users) != 1 || users[0] != "u-"+c.socketID {
+	if err != nil || len(users) != 1 || users[0] != "u-"+c.SocketID {
 		t.Fatalf("users %v %v", users, err)
 	}
 	tn.marker(other, "news")
 	// The new channel still stops when vacated.
-	c.c.Close()
+	c.Conn.Close()
 	waitUntil(t, "the channel to stop when vacated", func() bool { return tn.node.reg.lookup(key) == nil })
 }
 
@@ -256,14 +146,14 @@ func TestConnectionPanicRecovers(t *testing.T) {
 	a, b := tn.dial(), tn.dial()
 	a.subscribe("presence-room")
 	b.subscribe("presence-room")
-	a.expect("pusher_internal:member_added")
+	a.Expect("pusher_internal:member_added")
 
-	tn.node.system.Root.Send(actorsOf(b.socketID), crash{})
-	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
+	tn.node.system.Root.Send(actorsOf(b.SocketID), crash{})
+	if code := b.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
-	f := a.expect("pusher_internal:member_removed")
-	if !strings.Contains(f.Data, "u-"+b.socketID) {
+	f := a.Expect("pusher_internal:member_removed")
+	if !strings.Contains(f.Data, "u-"+b.SocketID) {
 		t.Fatalf("member_removed %s", f.Data)
 	}
 	waitUntil(t, "b's slot to be released", func() bool { return tn.node.Connections(tApp) == 1 })
@@ -306,24 +196,24 @@ func TestPresenceResubscribeAsAnotherUser(t *testing.T) {
 	tn := startNode(t, nil)
 	a, b := tn.dial(), tn.dial()
 	a.subscribeAs("presence-room", "alice")
-	a.expect("pusher_internal:subscription_succeeded")
+	a.Expect("pusher_internal:subscription_succeeded")
 	b.subscribe("presence-room")
-	a.expect("pusher_internal:member_added")
+	a.Expect("pusher_internal:member_added")
 
 	a.subscribeAs("presence-room", "mallory")
-	a.expect("pusher_internal:subscription_succeeded")
-	if f := b.expect("pusher_internal:member_removed"); !strings.Contains(f.Data, `"alice"`) {
+	a.Expect("pusher_internal:subscription_succeeded")
+	if f := b.Expect("pusher_internal:member_removed"); !strings.Contains(f.Data, `"alice"`) {
 		t.Fatalf("removed %s", f.Data)
 	}
-	if f := b.expect("pusher_internal:member_added"); !strings.Contains(f.Data, `"mallory"`) {
+	if f := b.Expect("pusher_internal:member_added"); !strings.Contains(f.Data, `"mallory"`) {
 		t.Fatalf("added %s", f.Data)
 	}
 	users, _ := tn.node.localUsers(tApp, "presence-room")
-	if strings.Join(users, ",") != "mallory,u-"+b.socketID && strings.Join(users, ",") != "u-"+b.socketID+",mallory" {
+	if strings.Join(users, ",") != "mallory,u-"+b.SocketID && strings.Join(users, ",") != "u-"+b.SocketID+",mallory" {
 		t.Fatalf("users %v", users)
 	}
-	a.send(`{"event":"client-hi","channel":"presence-room","data":{}}`)
-	if f := b.expect("client-hi"); f.UserID != "mallory" {
+	a.Send(`{"event":"client-hi","channel":"presence-room","data":{}}`)
+	if f := b.Expect("client-hi"); f.UserID != "mallory" {
 		t.Fatalf("client event user_id %q", f.UserID)
 	}
 }
@@ -337,12 +227,12 @@ func TestSubscriptionLimit(t *testing.T) {
 		a.subscribe(ch)
 	}
 	a.subscribeAs("d", "")
-	f := a.expect("pusher:error")
+	f := a.Expect("pusher:error")
 	if !strings.Contains(f.Data, "4304") || !strings.Contains(f.Data, "3 channels") {
 		t.Fatalf("error %s", f.Data)
 	}
 	a.subscribe("a") // subscribing again to a joined channel is not a new one
-	a.send(`{"event":"pusher:unsubscribe","data":{"channel":"b"}}`)
+	a.Send(`{"event":"pusher:unsubscribe","data":{"channel":"b"}}`)
 	a.subscribe("d")
 	if tn.node.reg.lookup(channelKey(tApp, "b")) != nil {
 		waitUntil(t, "b to be vacated", func() bool { return tn.node.reg.lookup(channelKey(tApp, "b")) == nil })
@@ -398,17 +288,17 @@ func TestMemoryAfterMassSubscribeAndClose(t *testing.T) {
 			w := tn.dialUnowned()
 			clients[i] = w
 			for j := 0; j < perSocket; j++ {
-				w.send(`{"event":"pusher:subscribe","data":{"channel":"c-` + w.socketID + `-` + itoa(j) + `"}}`)
+				w.Send(`{"event":"pusher:subscribe","data":{"channel":"c-` + w.SocketID + `-` + itoa(j) + `"}}`)
 			}
 			for j := 0; j < perSocket; j++ {
-				w.expect("pusher_internal:subscription_succeeded")
+				w.Expect("pusher_internal:subscription_succeeded")
 			}
 		}
 		if got := tn.node.reg.count(); got != sockets*perSocket {
 			t.Fatalf("%d channels, want %d", got, sockets*perSocket)
 		}
 		for i, w := range clients {
-			w.c.Close()
+			w.Conn.Close()
 			left := (sockets - i - 1) * perSocket
 			waitUntil(t, "a socket's channels to stop", func() bool { return tn.node.reg.count() == left })
 		}
@@ -478,7 +368,7 @@ func TestBigFanoutInOrder(t *testing.T) {
 		}
 		if i < events/2 {
 			// One by one: socket 0 has this event before the next is published.
-			if f := clients[0].expect("e"); f.Data != itoa(i) {
+			if f := clients[0].Expect("e"); f.Data != itoa(i) {
 				t.Fatalf("socket 0: event %d: got %+v", i, f)
 			}
 		}
@@ -489,7 +379,7 @@ func TestBigFanoutInOrder(t *testing.T) {
 			from = events / 2
 		}
 		for i := from; i < events; i++ {
-			if f := w.next(); f.Event != "e" || f.Data != itoa(i) {
+			if f := w.Next(); f.Event != "e" || f.Data != itoa(i) {
 				t.Fatalf("socket %d: event %d: got %+v", ci, i, f)
 			}
 		}
@@ -527,14 +417,14 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	w := tn.dial()
 	userData := `{"id":"u-42"}`
 	b, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{
-		"user_data": userData, "auth": pusher.UserAuth(tKey, tSecret, w.socketID, userData)}})
-	w.send(string(b))
+		"user_data": userData, "auth": pusher.UserAuth(tKey, tSecret, w.SocketID, userData)}})
+	w.Send(string(b))
 	<-replied
-	w.expect("pusher:signin_success")
+	w.Expect("pusher:signin_success")
 	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{pusher.ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	w.expect("to-user")
+	w.Expect("to-user")
 	tn.marker(w, pusher.ServerToUserPrefix+"u-42")
 }
