@@ -8,7 +8,6 @@
 package cluster
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,19 +17,9 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"google.golang.org/protobuf/proto"
 )
-
-// freeClusterPort finds a free port on 127.0.0.1.
-func freeClusterPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startClusterPair runs two in-process nodes that form one cluster on
 // 127.0.0.1 and returns them with their cluster addresses.
@@ -50,7 +39,7 @@ func startClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode
 
 func tryClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, addrA, addrB string, err error) {
 	t.Helper()
-	pa, pb := freeClusterPort(t), freeClusterPort(t)
+	pa, pb := testkit.FreePort(t), testkit.FreePort(t)
 	addrA, addrB = "127.0.0.1:"+strconv.Itoa(pa), "127.0.0.1:"+strconv.Itoa(pb)
 	name := "pair-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	a, b = startNode(t, mutate), startNode(t, mutate)
@@ -81,8 +70,8 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	read:
 		for {
 			select {
-			case f := <-w.frames:
-				if f.Event == "probe" && f.Data == probe {
+			case r := <-w.Reads:
+				if r.Frame.Event == "probe" && r.Frame.Data == probe {
 					return
 				}
 			case <-wait:
@@ -102,7 +91,7 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 	t.Helper()
 	nextFrame := func() tFrame {
 		for {
-			if f := w.next(); f.Event != "probe" {
+			if f := w.Next(); f.Event != "probe" {
 				return f
 			}
 		}
@@ -196,13 +185,13 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	r := newHookReceiver(t)
 	a, b, addrA, _ := startClusterPair(t, func(c *config.Config) {
-		c.Apps[0].Webhooks = []config.Webhook{{URL: r.url, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
+		c.Apps[0].Webhooks = []config.Webhook{{URL: r.URL, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
 		c.WebhookVacateDelay = 0
 	})
 	w := b.dial()
 	w.subscribe("mesh")
 	waitForwarded(t, a, w, "mesh")
-	r.expectAnyOrder("channel_occupied mesh")
+	r.ExpectAnyOrder("channel_occupied mesh")
 
 	aID, bID := clusterOf(a.node).process, clusterOf(b.node).process // webhook states are kept per process
 	ownedByA := func(prefix string) string {
@@ -214,7 +203,7 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	}
 	vacated, occupied := ownedByA("vacated-"), ownedByA("occupied-")
 	w.subscribe(occupied)
-	r.expectAnyOrder("channel_occupied " + occupied)
+	r.ExpectAnyOrder("channel_occupied " + occupied)
 	// A's view as lost reports leave it, set silently: B's socket in
 	// vacated (B's report that it left lost), none in occupied (B's report
 	// that it joined lost).
@@ -223,7 +212,7 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 
 	// What protoactor's MemberList does for a member at A's address that left.
 	b.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
-	r.expectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
+	r.ExpectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
 }
 
 // clusterOf is the cluster a node joined.
