@@ -82,7 +82,7 @@ func TestFrontAnswersConnects(t *testing.T) {
 	_, br = rawHead(t, s, frontHead[:3], frontHead[3:40], frontHead[40:len(frontHead)-1], frontHead[len(frontHead)-1:])
 	expectEstablished(t, br)
 	w := s.dial() // gorilla's own handshake, and the protocol on top of it
-	w.subscribe("news", "", "")
+	w.Subscribe("news", "", "")
 	if n := toHTTP.Load(); n != 0 {
 		t.Fatalf("net/http got %d connections", n)
 	}

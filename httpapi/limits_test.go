@@ -127,10 +127,10 @@ func TestConnectionCaps(t *testing.T) {
 		a, b := s.dial(), s.dial()
 		w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
 		w.expectError(4100)
-		if code := w.expectClose(); code != 4100 {
+		if code := w.ExpectClose(5 * time.Second); code != 4100 {
 			t.Fatalf("close %d", code)
 		}
-		a.c.Close()
+		a.Conn.Close()
 		_ = b
 		waitFor(t, func() bool { return s.node.Connections(testAppID) == 1 })
 		s.dial() // a slot is free again

@@ -18,11 +18,11 @@ func TestTriggerToManyChannelsAndExclusion(t *testing.T) {
 	b.mustSubscribe("c2")
 	b.mustSubscribe("c1")
 	st, body := s.api("POST", "/apps/"+testAppID+"/events", nil,
-		map[string]any{"name": "e", "channels": []string{"c1", "c2"}, "data": "d", "socket_id": b.socketID})
+		map[string]any{"name": "e", "channels": []string{"c1", "c2"}, "data": "d", "socket_id": b.SocketID})
 	if st != 200 || len(body) != 0 {
 		t.Fatalf("%d %v", st, body)
 	}
-	a.expect("e")
+	a.Expect("e")
 	s.expectNothingBeforeMarker(b, "c1", "c2") // excluded from both channels
 
 	// Data that is not a string is passed on as its JSON.
@@ -30,7 +30,7 @@ func TestTriggerToManyChannelsAndExclusion(t *testing.T) {
 	if st != 200 {
 		t.Fatal(st)
 	}
-	if f := a.expect("o"); f.Data != `{"k":[1,2]}` {
+	if f := a.Expect("o"); f.Data != `{"k":[1,2]}` {
 		t.Fatalf("got %q", f.Data)
 	}
 }
@@ -70,7 +70,7 @@ func TestBatchEvents(t *testing.T) {
 		t.Fatalf("%v", body)
 	}
 	// Order is kept per channel; these are two channels.
-	got := map[string]bool{a.read().Event: true, a.read().Event: true}
+	got := map[string]bool{a.Next().Event: true, a.Next().Event: true}
 	if !got["x"] || !got["y"] {
 		t.Fatalf("got %v", got)
 	}

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,10 +11,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/metrics"
 )
 
@@ -43,14 +43,14 @@ func TestConnectRefusalsOnBothPaths(t *testing.T) {
 				{"?protocolx=7&protocol=", testKey, 4007}, // names match whole
 			} {
 				w := s.dialRaw(prefix+tc.key+tc.query, nil)
-				w.t = t
+				w.T = t
 				if tc.code == 0 {
-					w.expect("pusher:connection_established")
-					w.c.Close()
+					w.Expect("pusher:connection_established")
+					w.Conn.Close()
 					continue
 				}
 				w.expectError(tc.code)
-				if got := w.expectClose(); got != tc.code {
+				if got := w.ExpectClose(5 * time.Second); got != tc.code {
 					t.Fatalf("%s%s%s: close code %d, want %d", prefix, tc.key, tc.query, got, tc.code)
 				}
 			}
@@ -96,24 +96,13 @@ func TestConnectRouteAnswersAsBefore(t *testing.T) {
 }
 
 // lockedBuffer is a log destination written by the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
+type lockedBuffer struct{ testkit.Buffer }
 
 // lines are the JSON log lines so far with msg.
 func (b *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -134,7 +123,7 @@ func TestConnectAccessLineAndMetrics(t *testing.T) {
 	s := startServerWith(t, nil, log, metrics.New("test"))
 
 	w := s.dial()
-	w.c.Close()
+	w.Conn.Close()
 	resp, err := http.Get(s.url + "/app/" + testKey + "?protocol=7&auth_signature=secret")
 	if err != nil {
 		t.Fatal(err)
