@@ -451,7 +451,7 @@ func TestAdminAPIPHPSDKGets200(t *testing.T) {
 // unreadEvent reads w's next frame, an UnreadCountUpdated for p, and returns its data.
 func unreadEvent(t testing.TB, w *wsClient, p person) map[string]any {
 	t.Helper()
-	return w.expect(ev("UnreadCountUpdated"), userChannel(p.ID)).dataMap(t)
+	return w.ExpectOn(ev("UnreadCountUpdated"), userChannel(p.ID)).DataMap(t)
 }
 
 func TestAdminAPIUnreadCounts(t *testing.T) {
@@ -471,8 +471,8 @@ func TestAdminAPIUnreadCounts(t *testing.T) {
 			e.send(ann, persistence.Matter{ID: other}, "three")
 			e.settleUnread(bob.ID)
 			for {
-				f := w.next(3 * time.Second)
-				if f.Event == ev("UnreadCountUpdated") && num(f.dataMap(t)["unread_count"]) == 3 {
+				f := w.Next()
+				if f.Event == ev("UnreadCountUpdated") && num(f.DataMap(t)["unread_count"]) == 3 {
 					break
 				}
 			}

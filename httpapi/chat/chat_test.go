@@ -118,7 +118,7 @@ func TestMessageFlow(t *testing.T) {
 	bobWS.join(bob, matterChannel(m.ID))
 
 	// Send, excluding Ann's first socket (toOthers()).
-	msg := e.send(ann, m, "  Hello Bob  ", "X-Socket-ID", annWS.socketID)
+	msg := e.send(ann, m, "  Hello Bob  ", "X-Socket-ID", annWS.SocketID)
 	if msg["message"] != "Hello Bob" || num(msg["client_matter_id"]) != m.ID || num(msg["sender_id"]) != ann.ID ||
 		msg["sender_name"] != "Ann" || msg["edited_at"] != nil || msg["read_at"] != nil || num(msg["id"]) <= 0 ||
 		msg["is_read"] != true || msg["deleted_at"] != nil || fmt.Sprint(msg["read_by"]) != "[]" {
@@ -135,7 +135,7 @@ func TestMessageFlow(t *testing.T) {
 		t.Fatalf("the matter's first message: previous_id %v (present %v), want 0", p, ok)
 	}
 	annWS.expectNothingBeforeMarker()
-	got := annWS2.expect(ev("MessageSent"), matterChannel(m.ID)).dataMap(t)
+	got := annWS2.ExpectOn(ev("MessageSent"), matterChannel(m.ID)).DataMap(t)
 	if !reflect.DeepEqual(got["message"], asEvent(msg)) {
 		t.Fatalf("event message %v, REST %v", got["message"], msg)
 	}
@@ -145,15 +145,15 @@ func TestMessageFlow(t *testing.T) {
 	seen := map[string]bool{}
 	var uc map[string]any
 	for range 3 {
-		f := bobWS.next(3 * time.Second)
+		f := bobWS.Next()
 		switch {
-		case f.Event == ev("MessageSent") && reflect.DeepEqual(f.dataMap(t)["message"], asEvent(msg)):
+		case f.Event == ev("MessageSent") && reflect.DeepEqual(f.DataMap(t)["message"], asEvent(msg)):
 			if f.Channel == userChannel(bob.ID) && uc != nil {
 				t.Fatalf("UnreadCountUpdated came before MessageSent on %s", f.Channel)
 			}
 			seen[f.Channel] = true
 		case f.Event == ev("UnreadCountUpdated") && f.Channel == userChannel(bob.ID):
-			uc = f.dataMap(t)
+			uc = f.DataMap(t)
 		default:
 			t.Fatalf("bob got %+v", f)
 		}
@@ -183,8 +183,8 @@ func TestMessageFlow(t *testing.T) {
 	}
 	seen = map[string]bool{}
 	for range 2 {
-		f := annWS.next(3 * time.Second)
-		if f.Event != ev("MessageReceived") || !reflect.DeepEqual(f.dataMap(t), rd) {
+		f := annWS.Next()
+		if f.Event != ev("MessageReceived") || !reflect.DeepEqual(f.DataMap(t), rd) {
 			t.Fatalf("ann got %+v, want the receipt %v", f, rd)
 		}
 		seen[f.Channel] = true
@@ -195,10 +195,10 @@ func TestMessageFlow(t *testing.T) {
 	// Two channels, so either order.
 	uc = nil
 	for range 2 {
-		switch f := bobWS.next(3 * time.Second); {
+		switch f := bobWS.Next(); {
 		case f.Event == ev("MessageReceived") && f.Channel == matterChannel(m.ID):
 		case f.Event == ev("UnreadCountUpdated") && f.Channel == userChannel(bob.ID):
-			uc = f.dataMap(t)
+			uc = f.DataMap(t)
 		default:
 			t.Fatalf("bob got %+v after reading", f)
 		}
@@ -230,12 +230,12 @@ func TestMessageFlow(t *testing.T) {
 	if ed["message"] != "Hello again" || ed["edited_at"] == nil || ed["created_at"] != msg["created_at"] {
 		t.Fatalf("edited %v", ed)
 	}
-	f := annWS.expect(ev("MessageUpdated"), matterChannel(m.ID))
-	if !reflect.DeepEqual(f.dataMap(t)["message"], asEvent(ed)) {
+	f := annWS.ExpectOn(ev("MessageUpdated"), matterChannel(m.ID))
+	if !reflect.DeepEqual(f.DataMap(t)["message"], asEvent(ed)) {
 		t.Fatalf("MessageUpdated %v, REST %v", f.Data, ed)
 	}
 	for range 2 {
-		if f := bobWS.next(3 * time.Second); f.Event != ev("MessageUpdated") {
+		if f := bobWS.Next(); f.Event != ev("MessageUpdated") {
 			t.Fatalf("bob got %+v", f)
 		}
 	}
@@ -439,9 +439,9 @@ func TestBroadcastingAuth(t *testing.T) {
 	w.join(ann, matterChannel(m.ID))
 	w.join(ann, fmt.Sprintf("presence-matter.%d", m.ID))
 	d := e.dial()
-	e.call("POST", "/broadcasting/auth", dan.token, form{"socket_id": {d.socketID}, "channel_name": {matterChannel(m.ID)}}).want(t, http.StatusForbidden)
-	_ = d.c.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testKey + ":forged"}})
-	if f := d.next(3 * time.Second); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
+	e.call("POST", "/broadcasting/auth", dan.token, form{"socket_id": {d.SocketID}, "channel_name": {matterChannel(m.ID)}}).want(t, http.StatusForbidden)
+	_ = d.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testKey + ":forged"}})
+	if f := d.Next(); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
 		t.Fatalf("forged subscription: %+v", f)
 	}
 }
@@ -548,7 +548,7 @@ func TestEventNamespace(t *testing.T) {
 		w := e.dial()
 		w.join(bob, matterChannel(m.ID))
 		e.send(ann, m, "hi")
-		w.expect(tc.want, matterChannel(m.ID))
+		w.ExpectOn(tc.want, matterChannel(m.ID))
 	}
 }
 

@@ -21,7 +21,8 @@ type lastUnread struct {
 
 func (l *lastUnread) follow(t *testing.T, w *wsClient) {
 	go func() {
-		for f := range w.frames {
+		for r := range w.Reads {
+			f := r.Frame
 			if f.Event != ev("UnreadCountUpdated") {
 				continue
 			}

@@ -77,7 +77,7 @@ func TestConcurrentSendsGroupCommit(t *testing.T) {
 			slices.Sort(acked)
 			var got []int64
 			for _, f := range w.drain()[ev("MessageSent")] {
-				got = append(got, num(f.dataMap(t)["message"].(map[string]any)["id"]))
+				got = append(got, num(f.DataMap(t)["message"].(map[string]any)["id"]))
 			}
 			if !slices.Equal(got, acked) {
 				t.Fatalf("the matter channel got %d MessageSent (in id order: %v), %d were acknowledged", len(got), slices.IsSorted(got), len(acked))

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/parley-chat/parley/actors"
 )
 
 // TestIdempotentSend: a send repeating the sender's client_message_id
@@ -31,21 +28,21 @@ func TestIdempotentSend(t *testing.T) {
 			if v, ok := plain["client_message_id"]; !ok || v != nil {
 				t.Fatalf("client_message_id of a send without one: %v", plain)
 			}
-			f := w.expect(ev("MessageSent"), userChannel(bob.ID))
-			if ev := f.dataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, asEvent(plain)) {
+			f := w.ExpectOn(ev("MessageSent"), userChannel(bob.ID))
+			if ev := f.DataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, asEvent(plain)) {
 				t.Fatalf("event %v, REST %v", ev, plain)
 			}
-			w.expect(ev("UnreadCountUpdated"), userChannel(bob.ID))
+			w.ExpectOn(ev("UnreadCountUpdated"), userChannel(bob.ID))
 
 			first := data(t, send(map[string]any{"message": "hello", "client_matter_id": m.ID, "client_message_id": "q-1"}).want(t, http.StatusCreated))
 			if first["client_message_id"] != "q-1" {
 				t.Fatalf("sent %v", first)
 			}
-			f = w.expect(ev("MessageSent"), userChannel(bob.ID))
-			if ev := f.dataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, asEvent(first)) {
+			f = w.ExpectOn(ev("MessageSent"), userChannel(bob.ID))
+			if ev := f.DataMap(t)["message"].(map[string]any); !reflect.DeepEqual(ev, asEvent(first)) {
 				t.Fatalf("event %v, REST %v", ev, first)
 			}
-			w.expect(ev("UnreadCountUpdated"), userChannel(bob.ID))
+			w.ExpectOn(ev("UnreadCountUpdated"), userChannel(bob.ID))
 
 			// The repeat (an offline queue resending after a lost answer),
 			// even with another text: 200, the first message, no event.
@@ -116,7 +113,7 @@ func TestIdempotentSend(t *testing.T) {
 				t.Fatalf("%d of %d racing sends answered 201, want 1", created, n)
 			}
 			got := w.drain()
-			if sent := got[ev("MessageSent")]; len(sent) != 1 || num(sent[0].dataMap(t)["message"].(map[string]any)["id"]) != id {
+			if sent := got[ev("MessageSent")]; len(sent) != 1 || num(sent[0].DataMap(t)["message"].(map[string]any)["id"]) != id {
 				t.Fatalf("bob got %v after the race, want one MessageSent of message %d", got, id)
 			}
 			list := e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d", m.ID, id-1), ann.token, nil).want(t, http.StatusOK)
@@ -128,41 +125,4 @@ func TestIdempotentSend(t *testing.T) {
 			}
 		})
 	}
-}
-
-// drain returns, by event, every frame that reached w on the channels it
-// joined until now (see expectNothingBeforeMarker: counters settled, then a
-// marker per channel).
-func (w *wsClient) drain() map[string][]frame {
-	w.t.Helper()
-	out := map[string][]frame{}
-	for _, ch := range w.joined {
-		var uid int64
-		if _, err := fmt.Sscanf(ch, "private-user.%d", &uid); err == nil && ch == userChannel(uid) {
-			w.e.settleUnread(uid)
-		}
-		m := fmt.Sprintf("marker-%d", markerSeq.Add(1))
-		if err := w.e.node.Publish(actors.Event{AppID: testAppID, Channels: []string{ch}, Name: markerEvent, Data: m}); err != nil {
-			w.t.Fatal(err)
-		}
-		timer := time.NewTimer(3 * time.Second)
-	loop:
-		for {
-			select {
-			case f, ok := <-w.frames:
-				switch {
-				case !ok:
-					w.t.Fatalf("socket %s ended before marker %s", w.socketID, m)
-				case f.Event == markerEvent && f.Data == m:
-					break loop
-				case f.Event != markerEvent:
-					out[f.Event] = append(out[f.Event], f)
-				}
-			case <-timer.C:
-				w.t.Fatalf("socket %s: marker %s did not arrive", w.socketID, m)
-			}
-		}
-		timer.Stop()
-	}
-	return out
 }

@@ -202,24 +202,24 @@ func TestDeleteMessage(t *testing.T) {
 			bobWS.expectNothingBeforeMarker()
 			catWS.expectNothingBeforeMarker()
 
-			del := data(t, e.call("DELETE", path, ann.token, nil, "X-Socket-ID", annWS.socketID).want(t, http.StatusOK))
+			del := data(t, e.call("DELETE", path, ann.token, nil, "X-Socket-ID", annWS.SocketID).want(t, http.StatusOK))
 			if del["message"] != "" || del["deleted_at"] == nil || del["updated_at"] != del["deleted_at"] || del["created_at"] != gone["created_at"] ||
 				del["is_read"] != true || del["read_at"] != nil || fmt.Sprint(del["read_by"]) != "[]" || num(del["id"]) != goneID || num(del["sender_id"]) != ann.ID {
 				t.Fatalf("deleted %v", del)
 			}
 			// Bob (had read it): MessageDeleted on both channels, no count change.
 			for range 2 {
-				f := bobWS.next(3 * time.Second)
-				if f.Event != ev("MessageDeleted") || !reflect.DeepEqual(f.dataMap(t)["message"], del) {
+				f := bobWS.Next()
+				if f.Event != ev("MessageDeleted") || !reflect.DeepEqual(f.DataMap(t)["message"], del) {
 					t.Fatalf("bob got %+v, want MessageDeleted %v", f, del)
 				}
 			}
 			bobWS.expectNothingBeforeMarker()
 			// Cat (had not): MessageDeleted, then one count update, 2 → 1.
-			if f := catWS.expect(ev("MessageDeleted"), userChannel(cat.ID)); !reflect.DeepEqual(f.dataMap(t)["message"], del) {
+			if f := catWS.ExpectOn(ev("MessageDeleted"), userChannel(cat.ID)); !reflect.DeepEqual(f.DataMap(t)["message"], del) {
 				t.Fatalf("cat got %v", f.Data)
 			}
-			uc := catWS.expect(ev("UnreadCountUpdated"), userChannel(cat.ID)).dataMap(t)
+			uc := catWS.ExpectOn(ev("UnreadCountUpdated"), userChannel(cat.ID)).DataMap(t)
 			if want := map[int64]int{m.ID: 1}; !maps.Equal(unreadMap(t, uc), want) || !maps.Equal(e.truth(cat), want) {
 				t.Fatalf("cat's count %v, database %v", uc, e.truth(cat))
 			}
@@ -296,14 +296,14 @@ func TestMatterPresence(t *testing.T) {
 			annWS, bobWS, danWS := e.dial(), e.dial(), e.dial()
 			annWS.join(ann, ch)
 			bobWS.join(bob, ch)
-			f := annWS.expect("pusher_internal:member_added", ch)
-			if d := f.dataMap(t); d["user_id"] != fmt.Sprint(bob.ID) || fmt.Sprint(d["user_info"]) != fmt.Sprint(map[string]any{"id": float64(bob.ID), "name": "Bob"}) {
+			f := annWS.ExpectOn("pusher_internal:member_added", ch)
+			if d := f.DataMap(t); d["user_id"] != fmt.Sprint(bob.ID) || fmt.Sprint(d["user_info"]) != fmt.Sprint(map[string]any{"id": float64(bob.ID), "name": "Bob"}) {
 				t.Fatalf("member_added %v", d)
 			}
 			// Without a signature the server refuses Dan's subscription.
-			_ = danWS.c.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{
+			_ = danWS.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{
 				"channel": ch, "auth": testKey + ":forged", "channel_data": fmt.Sprintf(`{"user_id":"%d"}`, dan.ID)}})
-			if f := danWS.next(3 * time.Second); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
+			if f := danWS.Next(); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
 				t.Fatalf("forged presence subscription: %+v", f)
 			}
 			annWS.expectNothingBeforeMarker() // Dan never joined

@@ -51,17 +51,17 @@ func TestReadUpTo(t *testing.T) {
 				t.Fatalf("read up to %v", rd)
 			}
 			for _, w := range []*wsClient{annWS, catWS} {
-				f := w.next(3 * time.Second)
-				if f.Event != ev("MessagesRead") || !maps.Equal(f.dataMap(t), rd) {
+				f := w.Next()
+				if f.Event != ev("MessagesRead") || !maps.Equal(f.DataMap(t), rd) {
 					t.Fatalf("sender got %+v, want MessagesRead %v", f, rd)
 				}
 			}
 			var uc map[string]any
 			for range 2 {
-				switch f := bobWS.next(3 * time.Second); {
+				switch f := bobWS.Next(); {
 				case f.Event == ev("MessagesRead") && f.Channel == matterChannel(m.ID):
 				case f.Event == ev("UnreadCountUpdated") && f.Channel == userChannel(bob.ID) && uc == nil:
-					uc = f.dataMap(t)
+					uc = f.DataMap(t)
 				default:
 					t.Fatalf("bob got %+v", f)
 				}
@@ -135,8 +135,8 @@ func TestReconcileBehindTheServersBack(t *testing.T) {
 			if truth := e.truth(bob); !maps.Equal(truth, want) {
 				t.Fatalf("database %v", truth)
 			}
-			f := w.expect(ev("UnreadCountUpdated"), userChannel(bob.ID))
-			if got := unreadMap(t, f.dataMap(t)); !maps.Equal(got, want) {
+			f := w.ExpectOn(ev("UnreadCountUpdated"), userChannel(bob.ID))
+			if got := unreadMap(t, f.DataMap(t)); !maps.Equal(got, want) {
 				t.Fatalf("reconciled event %v, database %v", got, want)
 			}
 			if counts, total := e.unread(bob); !maps.Equal(counts, want) || total != 3 {
