@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/testkit"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -270,23 +272,23 @@ func collect(t *testing.T, s *wsClient, sources int) delivery {
 	t.Helper()
 	d := delivery{got: map[string][]int{}}
 	for d.ends < sources {
-		r, err := s.next(30 * time.Second)
+		r, err := s.TryNext(30 * time.Second)
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
 				d.closed = ce.Code
-			} else if errors.Is(err, errTimeout) {
-				t.Fatalf("%s: the end markers did not come within 30 s (ends %d of %d)", s.name, d.ends, sources)
+			} else if errors.Is(err, testkit.ErrTimeout) {
+				t.Fatalf("%s: the end markers did not come within 30 s (ends %d of %d)", s.Name, d.ends, sources)
 			} else {
 				d.closed = websocket.CloseAbnormalClosure
 			}
-			d.closedAt = r.at
+			d.closedAt = r.At
 			return d
 		}
-		if r.f.Event != "tick" {
+		if r.Frame.Event != "tick" {
 			continue
 		}
-		src, idx, _ := strings.Cut(r.f.Data, ":")
+		src, idx, _ := strings.Cut(r.Frame.Data, ":")
 		if idx == "end" {
 			d.ends++
 			continue
@@ -294,10 +296,10 @@ func collect(t *testing.T, s *wsClient, sources int) delivery {
 		i, _ := strconv.Atoi(idx)
 		d.got[src] = append(d.got[src], i)
 		if src == "n1" {
-			if !d.lastSrc1.IsZero() && r.at.Sub(d.lastSrc1) > d.lateness {
-				d.lateness = r.at.Sub(d.lastSrc1)
+			if !d.lastSrc1.IsZero() && r.At.Sub(d.lastSrc1) > d.lateness {
+				d.lateness = r.At.Sub(d.lastSrc1)
 			}
-			d.lastSrc1 = r.at
+			d.lastSrc1 = r.At
 		}
 	}
 	return d
@@ -403,11 +405,11 @@ func (p *partitionCluster) scenario(name string, fault func() (restarted []int))
 			continue // died with its node
 		}
 		d := collect(t, s, 2)
-		l, du := check(t, s.name, d, acked)
+		l, du := check(t, s.Name, d, acked)
 		dup += du
 		if d.closed != 0 {
 			closed++
-			t.Logf("%s %s: %s closed with %d, having missed %d events", p.kind(), name, s.name, d.closed, l)
+			t.Logf("%s %s: %s closed with %d, having missed %d events", p.kind(), name, s.Name, d.closed, l)
 		} else {
 			lostOpen += l
 			late = max(late, d.lateness)
@@ -508,8 +510,8 @@ func (p *partitionCluster) kind() string {
 func closedNow(s *wsClient) bool {
 	for {
 		select {
-		case r, ok := <-s.frames:
-			if !ok || r.err != nil {
+		case r, ok := <-s.Reads:
+			if !ok || r.Err != nil {
 				return true
 			}
 		default:
