@@ -123,8 +123,8 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	authed.GET("/messages", s.listMessages)
 	authed.GET("/messages/unread-count", s.unreadCount)
 	authed.PUT("/messages/:id/read", s.publishable, s.markRead)
-	authed.PUT("/messages/:id", s.publishable, s.editMessage)
-	authed.DELETE("/messages/:id", s.publishable, s.deleteMessage)
+	authed.PUT("/messages/:id", s.publishable, s.ownMessage(s.editMessage))
+	authed.DELETE("/messages/:id", s.publishable, s.ownMessage(s.deleteMessage))
 	authed.PUT("/matters/:id/read", s.publishable, s.markMatterRead)
 	// Channel authorization has its own budget: joining a matter is two of
 	// them, repeated after every reconnect.

@@ -399,15 +399,24 @@ func (s *Service) routeMessage(ctx context.Context, c *gin.Context) (persistence
 	return msg, !s.storeFailed(c, err, "Message not found.")
 }
 
-// ownMessage is routeMessage for a change only the message's sender may
-// make: 403 for anyone else.
-func (s *Service) ownMessage(ctx context.Context, c *gin.Context, me int64) (persistence.Message, bool) {
-	msg, ok := s.routeMessage(ctx, c)
-	if ok && msg.SenderID != me {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
-		return persistence.Message{}, false
+// ownMessage is the handler of a change only the message's sender may
+// make: change runs under the write deadline with the caller and the
+// message the path names (see routeMessage), 403 for anyone but its sender.
+func (s *Service) ownMessage(change func(ctx context.Context, c *gin.Context, me persistence.User, msg persistence.Message)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		me := userOf(c)
+		ctx, cancel := writeContext(c)
+		defer cancel()
+		msg, ok := s.routeMessage(ctx, c)
+		if !ok {
+			return
+		}
+		if msg.SenderID != me.ID {
+			abortMessage(c, http.StatusForbidden, msgForbidden)
+			return
+		}
+		change(ctx, c, me, msg)
 	}
-	return msg, ok
 }
 
 // markRead is PUT /api/messages/{id}/read. The first read by a member stores
@@ -521,15 +530,8 @@ func (s *Service) markMatterRead(c *gin.Context) {
 
 // editMessage is PUT /api/messages/{id} {message}: the sender (still a
 // member) edits; MessageUpdated goes where MessageSent went. A deleted
-// message cannot be edited (409).
-func (s *Service) editMessage(c *gin.Context) {
-	me := userOf(c)
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	msg, ok := s.ownMessage(ctx, c, me.ID)
-	if !ok {
-		return
-	}
+// message cannot be edited (409). See ownMessage.
+func (s *Service) editMessage(ctx context.Context, c *gin.Context, me persistence.User, msg persistence.Message) {
 	if msg.DeletedAt != nil {
 		abortMessage(c, http.StatusConflict, msgDeleted)
 		return

@@ -74,15 +74,8 @@ func (s *Service) viewAll(ctx context.Context, msgs []persistence.Message, viewe
 // deleted_at set and its text removed. MessageDeleted goes where
 // MessageSent went, and every member who had not read it gets it out of
 // their unread count (one UnreadCountUpdated each). Deleting it again
-// answers the same and broadcasts nothing.
-func (s *Service) deleteMessage(c *gin.Context) {
-	me := userOf(c)
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	msg, ok := s.ownMessage(ctx, c, me.ID)
-	if !ok {
-		return
-	}
+// answers the same and broadcasts nothing. See ownMessage.
+func (s *Service) deleteMessage(ctx context.Context, c *gin.Context, me persistence.User, msg persistence.Message) {
 	members, ok := s.membersWith(ctx, c, msg.MatterID, me.ID)
 	if !ok {
 		return
