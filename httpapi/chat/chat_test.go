@@ -556,57 +556,54 @@ func TestEventNamespace(t *testing.T) {
 // trigger that makes inserts fail after authentication succeeded) answer 503
 // and publish nothing, and leave no half-written data.
 func TestDatabaseUnavailable(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			ann, bob := e.user("Ann"), e.user("Bob")
-			m := e.matter("M", ann, bob)
-			first := e.send(ann, m, "before the outage")
-			e.unread(bob) // its UnreadCountUpdated has been published by now
-			w := e.dial()
-			w.join(ann, userChannel(ann.ID))
-			w.join(bob, userChannel(bob.ID))
-			w.join(bob, matterChannel(m.ID))
-			w.expectNothingBeforeMarker()
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		ann, bob := e.user("Ann"), e.user("Bob")
+		m := e.matter("M", ann, bob)
+		first := e.send(ann, m, "before the outage")
+		e.unread(bob) // its UnreadCountUpdated has been published by now
+		w := e.dial()
+		w.join(ann, userChannel(ann.ID))
+		w.join(bob, userChannel(bob.ID))
+		w.join(bob, matterChannel(m.ID))
+		w.expectNothingBeforeMarker()
 
-			undo := db.failInserts(t, "messages")
-			e.call("POST", "/api/messages/send", ann.token, map[string]any{"message": "lost?", "client_matter_id": m.ID}).
-				wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
-			undo()
-			undo = db.failInserts(t, "message_reads")
-			r := e.call("PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), bob.token, nil)
-			r.wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
-			if r.header.Get("Retry-After") == "" {
-				t.Error("503 without Retry-After")
-			}
-			undo()
-			w.expectNothingBeforeMarker()
-			msgs, total, err := e.st.ListMessages(context.Background(), persistence.MessageQuery{MatterID: m.ID, Page: 1, Limit: 10})
-			if err != nil || total != 1 || msgs[0].Body != "before the outage" {
-				t.Fatalf("after the outage: %v %d %v", msgs, total, err)
-			}
-			if counts, _ := e.unread(bob); counts[m.ID] != 1 {
-				t.Fatalf("bob unread %v", counts)
-			}
+		undo := db.failInserts(t, "messages")
+		e.call("POST", "/api/messages/send", ann.token, map[string]any{"message": "lost?", "client_matter_id": m.ID}).
+			wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
+		undo()
+		undo = db.failInserts(t, "message_reads")
+		r := e.call("PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), bob.token, nil)
+		r.wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
+		if r.header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		undo()
+		w.expectNothingBeforeMarker()
+		msgs, total, err := e.st.ListMessages(context.Background(), persistence.MessageQuery{MatterID: m.ID, Page: 1, Limit: 10})
+		if err != nil || total != 1 || msgs[0].Body != "before the outage" {
+			t.Fatalf("after the outage: %v %d %v", msgs, total, err)
+		}
+		if counts, _ := e.unread(bob); counts[m.ID] != 1 {
+			t.Fatalf("bob unread %v", counts)
+		}
 
-			// The database gone altogether.
-			e.st.Close()
-			for _, rt := range []struct {
-				method, path string
-				body         any
-			}{
-				// (GET /api/user answers from the token cache: no query.)
-				{"GET", "/api/matters", nil},
-				{"POST", "/api/messages/send", map[string]any{"message": "x", "client_matter_id": m.ID}},
-				{"PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), nil},
-				{"POST", "/api/auth/login", map[string]any{"email": "ann@example.com", "password": password}},
-			} {
-				e.call(rt.method, rt.path, bob.token, rt.body).wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
-			}
-			w.expectNothingBeforeMarker()
-		})
-	}
+		// The database gone altogether.
+		e.st.Close()
+		for _, rt := range []struct {
+			method, path string
+			body         any
+		}{
+			// (GET /api/user answers from the token cache: no query.)
+			{"GET", "/api/matters", nil},
+			{"POST", "/api/messages/send", map[string]any{"message": "x", "client_matter_id": m.ID}},
+			{"PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), nil},
+			{"POST", "/api/auth/login", map[string]any{"email": "ann@example.com", "password": password}},
+		} {
+			e.call(rt.method, rt.path, bob.token, rt.body).wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
+		}
+		w.expectNothingBeforeMarker()
+	})
 }
 
 // TestUnreadCountFailureIs503: the counters answer from the database; when
@@ -624,34 +621,31 @@ func TestUnreadCountFailureIs503(t *testing.T) {
 // TestRestart: history, read state, tokens and unread counts survive a
 // restart on the same database.
 func TestRestart(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			ann, bob := e.user("Ann"), e.user("Bob")
-			m := e.matter("M", ann, bob)
-			var ids []int64
-			for i := range 3 {
-				ids = append(ids, num(e.send(ann, m, fmt.Sprint("m", i))["id"]))
-			}
-			readAt := data(t, e.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))["read_at"]
-			e.close()
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		ann, bob := e.user("Ann"), e.user("Bob")
+		m := e.matter("M", ann, bob)
+		var ids []int64
+		for i := range 3 {
+			ids = append(ids, num(e.send(ann, m, fmt.Sprint("m", i))["id"]))
+		}
+		readAt := data(t, e.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))["read_at"]
+		e.close()
 
-			e2 := start(t, db, nil)
-			list := e2.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d", m.ID), bob.token, nil).want(t, http.StatusOK)
-			if num(list["total"]) != 3 {
-				t.Fatalf("history after restart %v", list)
-			}
-			if counts, total := e2.unread(bob); total != 2 || counts[m.ID] != 2 {
-				t.Fatalf("bob unread after restart %v %d", counts, total)
-			}
-			w := e2.dial()
-			w.join(ann, userChannel(ann.ID))
-			again := data(t, e2.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))
-			if again["read_at"] != readAt {
-				t.Fatalf("read_at %v after restart, was %v", again["read_at"], readAt)
-			}
-			w.expectNothingBeforeMarker() // already read: no second receipt
-		})
-	}
+		e2 := start(t, db, nil)
+		list := e2.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d", m.ID), bob.token, nil).want(t, http.StatusOK)
+		if num(list["total"]) != 3 {
+			t.Fatalf("history after restart %v", list)
+		}
+		if counts, total := e2.unread(bob); total != 2 || counts[m.ID] != 2 {
+			t.Fatalf("bob unread after restart %v %d", counts, total)
+		}
+		w := e2.dial()
+		w.join(ann, userChannel(ann.ID))
+		again := data(t, e2.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))
+		if again["read_at"] != readAt {
+			t.Fatalf("read_at %v after restart, was %v", again["read_at"], readAt)
+		}
+		w.expectNothingBeforeMarker() // already read: no second receipt
+	})
 }

@@ -66,140 +66,137 @@ func sum(m map[int64]int) int {
 // UnreadCountUpdated event they received, and from the database agree, and
 // match what was sent minus what was read.
 func TestConcurrentSendAndRead(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			var users []person
-			for i := range 4 {
-				users = append(users, e.user(fmt.Sprint("User", i)))
-			}
-			m := e.matter("Busy", users...)
-			quiet := e.matter("Quiet", users[0], users[1]) // a zero that must stay in the maps
-			// Message ids are global: a message elsewhere gives the readers an
-			// after_id cursor from before the first message in m.
-			start := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
-			lasts := make([]*lastUnread, len(users))
-			for i, u := range users {
-				w := e.dial()
-				w.join(u, userChannel(u.ID))
-				lasts[i] = &lastUnread{}
-				lasts[i].follow(t, w)
-			}
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		var users []person
+		for i := range 4 {
+			users = append(users, e.user(fmt.Sprint("User", i)))
+		}
+		m := e.matter("Busy", users...)
+		quiet := e.matter("Quiet", users[0], users[1]) // a zero that must stay in the maps
+		// Message ids are global: a message elsewhere gives the readers an
+		// after_id cursor from before the first message in m.
+		start := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
+		lasts := make([]*lastUnread, len(users))
+		for i, u := range users {
+			w := e.dial()
+			w.join(u, userChannel(u.ID))
+			lasts[i] = &lastUnread{}
+			lasts[i].follow(t, w)
+		}
 
-			began := time.Now()
-			const senders, perSender = 8, 25
-			var sendersLeft atomic.Int32
-			sendersLeft.Store(senders)
-			var wg sync.WaitGroup
-			for g := range senders {
-				wg.Go(func() {
-					defer sendersLeft.Add(-1)
-					u := users[g%len(users)]
-					for i := range perSender {
-						r, err := e.do("POST", "/api/messages/send", u.token, map[string]any{"message": fmt.Sprintf("g%d-%d", g, i), "client_matter_id": m.ID})
-						if err != nil || r.status != http.StatusCreated {
-							t.Errorf("send: %v %d %s", err, r.status, r.raw)
-							return
-						}
+		began := time.Now()
+		const senders, perSender = 8, 25
+		var sendersLeft atomic.Int32
+		sendersLeft.Store(senders)
+		var wg sync.WaitGroup
+		for g := range senders {
+			wg.Go(func() {
+				defer sendersLeft.Add(-1)
+				u := users[g%len(users)]
+				for i := range perSender {
+					r, err := e.do("POST", "/api/messages/send", u.token, map[string]any{"message": fmt.Sprintf("g%d-%d", g, i), "client_matter_id": m.ID})
+					if err != nil || r.status != http.StatusCreated {
+						t.Errorf("send: %v %d %s", err, r.status, r.raw)
+						return
 					}
-				})
-			}
-			// Each user reads as messages arrive, catching up with after_id,
-			// and leaves every third message unread.
-			for _, u := range users {
-				wg.Go(func() {
-					cursor := start
-					for {
-						done := sendersLeft.Load() == 0
-						r, err := e.do("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), u.token, nil)
+				}
+			})
+		}
+		// Each user reads as messages arrive, catching up with after_id,
+		// and leaves every third message unread.
+		for _, u := range users {
+			wg.Go(func() {
+				cursor := start
+				for {
+					done := sendersLeft.Load() == 0
+					r, err := e.do("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), u.token, nil)
+					if err != nil || r.status != http.StatusOK {
+						t.Errorf("list: %v %d %s", err, r.status, r.raw)
+						return
+					}
+					rows, _ := r.body["data"].([]any)
+					for _, row := range rows {
+						msg := row.(map[string]any)
+						id := num(msg["id"])
+						cursor = id
+						if num(msg["sender_id"]) == u.ID || id%3 == 0 {
+							continue
+						}
+						r, err := e.do("PUT", fmt.Sprintf("/api/messages/%d/read", id), u.token, nil)
 						if err != nil || r.status != http.StatusOK {
-							t.Errorf("list: %v %d %s", err, r.status, r.raw)
+							t.Errorf("read: %v %d %s", err, r.status, r.raw)
 							return
-						}
-						rows, _ := r.body["data"].([]any)
-						for _, row := range rows {
-							msg := row.(map[string]any)
-							id := num(msg["id"])
-							cursor = id
-							if num(msg["sender_id"]) == u.ID || id%3 == 0 {
-								continue
-							}
-							r, err := e.do("PUT", fmt.Sprintf("/api/messages/%d/read", id), u.token, nil)
-							if err != nil || r.status != http.StatusOK {
-								t.Errorf("read: %v %d %s", err, r.status, r.raw)
-								return
-							}
-						}
-						if done && len(rows) == 0 {
-							return
-						}
-						if len(rows) == 0 {
-							time.Sleep(10 * time.Millisecond)
 						}
 					}
-				})
-			}
-			wg.Wait()
-			if t.Failed() {
-				t.FailNow()
-			}
+					if done && len(rows) == 0 {
+						return
+					}
+					if len(rows) == 0 {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
 
-			// What the counts must be: others' messages with ids divisible by 3.
-			all := e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&limit=100", m.ID), users[0].token, nil).want(t, http.StatusOK)
-			if num(all["total"]) != senders*perSender {
-				t.Fatalf("%v messages stored, want %d", all["total"], senders*perSender)
+		// What the counts must be: others' messages with ids divisible by 3.
+		all := e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&limit=100", m.ID), users[0].token, nil).want(t, http.StatusOK)
+		if num(all["total"]) != senders*perSender {
+			t.Fatalf("%v messages stored, want %d", all["total"], senders*perSender)
+		}
+		var ids []int64
+		cursor := start
+		for {
+			page := e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), users[0].token, nil).want(t, http.StatusOK)
+			rows := page["data"].([]any)
+			if len(rows) == 0 {
+				break
 			}
-			var ids []int64
-			cursor := start
+			for _, row := range rows {
+				msg := row.(map[string]any)
+				cursor = num(msg["id"])
+				ids = append(ids, cursor, num(msg["sender_id"]))
+			}
+		}
+		for i, u := range users {
+			want := 0
+			for j := 0; j < len(ids); j += 2 {
+				if ids[j+1] != u.ID && ids[j]%3 == 0 {
+					want++
+				}
+			}
+			truth := e.truth(u)
+			_, inQuiet := truth[quiet.ID]
+			if truth[m.ID] != want || inQuiet != (i < 2) || truth[quiet.ID] != 0 {
+				t.Fatalf("user %d: database says %v, want %d unread in matter %d", u.ID, truth, want, m.ID)
+			}
+			var got map[int64]int
+			var gotTotal, events int
+			deadline := time.Now().Add(10 * time.Second)
 			for {
-				page := e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), users[0].token, nil).want(t, http.StatusOK)
-				rows := page["data"].([]any)
-				if len(rows) == 0 {
+				got, gotTotal, events = lasts[i].get()
+				if maps.Equal(got, truth) || time.Now().After(deadline) {
 					break
 				}
-				for _, row := range rows {
-					msg := row.(map[string]any)
-					cursor = num(msg["id"])
-					ids = append(ids, cursor, num(msg["sender_id"]))
-				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			for i, u := range users {
-				want := 0
-				for j := 0; j < len(ids); j += 2 {
-					if ids[j+1] != u.ID && ids[j]%3 == 0 {
-						want++
-					}
-				}
-				truth := e.truth(u)
-				_, inQuiet := truth[quiet.ID]
-				if truth[m.ID] != want || inQuiet != (i < 2) || truth[quiet.ID] != 0 {
-					t.Fatalf("user %d: database says %v, want %d unread in matter %d", u.ID, truth, want, m.ID)
-				}
-				var got map[int64]int
-				var gotTotal, events int
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					got, gotTotal, events = lasts[i].get()
-					if maps.Equal(got, truth) || time.Now().After(deadline) {
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				if !maps.Equal(got, truth) || gotTotal != sum(truth) {
-					t.Errorf("user %d: last UnreadCountUpdated %v (total %d, %d events), database %v", u.ID, got, gotTotal, events, truth)
-				}
-				api, apiTotal := e.unread(u)
-				if !maps.Equal(api, truth) || apiTotal != sum(truth) {
-					t.Errorf("user %d: API %v (total %d), database %v", u.ID, api, apiTotal, truth)
-				}
-				// Coalescing: at most one event per 50 ms window (the
-				// default), plus the first.
-				if limit := 2 + int(time.Since(began)/(50*time.Millisecond)); events > limit {
-					t.Errorf("user %d: %d UnreadCountUpdated events in %v, at most %d with a 50 ms window", u.ID, events, time.Since(began), limit)
-				}
-				t.Logf("user %d: %d unread, %d UnreadCountUpdated events", u.ID, sum(truth), events)
+			if !maps.Equal(got, truth) || gotTotal != sum(truth) {
+				t.Errorf("user %d: last UnreadCountUpdated %v (total %d, %d events), database %v", u.ID, got, gotTotal, events, truth)
 			}
-		})
-	}
+			api, apiTotal := e.unread(u)
+			if !maps.Equal(api, truth) || apiTotal != sum(truth) {
+				t.Errorf("user %d: API %v (total %d), database %v", u.ID, api, apiTotal, truth)
+			}
+			// Coalescing: at most one event per 50 ms window (the
+			// default), plus the first.
+			if limit := 2 + int(time.Since(began)/(50*time.Millisecond)); events > limit {
+				t.Errorf("user %d: %d UnreadCountUpdated events in %v, at most %d with a 50 ms window", u.ID, events, time.Since(began), limit)
+			}
+			t.Logf("user %d: %d unread, %d UnreadCountUpdated events", u.ID, sum(truth), events)
+		}
+	})
 }

@@ -67,6 +67,14 @@ func databases() []func(testing.TB) database {
 	return []func(testing.TB) database{sqliteDB, postgresDB}
 }
 
+// onEachDatabase runs test as a subtest on each backend.
+func onEachDatabase(t *testing.T, test func(t *testing.T, db database)) {
+	for _, open := range databases() {
+		db := open(t)
+		t.Run(db.dialect, func(t *testing.T) { test(t, db) })
+	}
+}
+
 // exec runs SQL on the database behind the store's back (fault injection
 // with real database errors, never a mock).
 func (d database) exec(t testing.TB, stmts ...string) {
