@@ -16,10 +16,7 @@ import (
 func TestConcurrentSendsGroupCommit(t *testing.T) {
 	onEachDatabase(t, func(t *testing.T, db database) {
 		e := start(t, db, nil)
-		var users []person
-		for i := range 4 {
-			users = append(users, e.user(fmt.Sprint("U", i)))
-		}
+		users := e.people("U", 4)
 		m := e.matter("Busy", users...)
 		// Ids are global: a message elsewhere gives the history walk a
 		// positive after_id below the first message in m.
@@ -82,17 +79,8 @@ func TestConcurrentSendsGroupCommit(t *testing.T) {
 		}
 		// The history holds exactly the acknowledged messages.
 		var stored []int64
-		cursor := before
-		for {
-			page := e.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), users[0].token, nil).want(t, http.StatusOK)
-			rows := page["data"].([]any)
-			if len(rows) == 0 {
-				break
-			}
-			for _, row := range rows {
-				cursor = num(row.(map[string]any)["id"])
-				stored = append(stored, cursor)
-			}
+		for _, msg := range e.history(users[0], m, before) {
+			stored = append(stored, num(msg["id"]))
 		}
 		if !slices.Equal(stored, acked) {
 			t.Fatalf("history after_id walk: %d messages, %d acknowledged", len(stored), len(acked))

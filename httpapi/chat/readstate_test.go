@@ -306,19 +306,10 @@ func TestMatterPresence(t *testing.T) {
 func TestConcurrentDeleteAndRead(t *testing.T) {
 	onEachDatabase(t, func(t *testing.T, db database) {
 		e := start(t, db, nil)
-		var users []person
-		for i := range 4 {
-			users = append(users, e.user(fmt.Sprint("User", i)))
-		}
+		users := e.people("User", 4)
 		m := e.matter("Busy", users...)
 		start := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
-		lasts := make([]*lastUnread, len(users))
-		for i, u := range users {
-			w := e.dial()
-			w.join(u, userChannel(u.ID))
-			lasts[i] = &lastUnread{}
-			lasts[i].follow(t, w)
-		}
+		lasts := e.followUnread(t, users)
 		const perSender = 24
 		var sendersLeft atomic.Int32
 		sendersLeft.Store(int32(len(users)))
@@ -345,33 +336,8 @@ func TestConcurrentDeleteAndRead(t *testing.T) {
 			// Each user reads as messages arrive, leaving every third
 			// unread, and now and then reads up to the last one seen.
 			wg.Go(func() {
-				cursor := start
-				for {
-					done := sendersLeft.Load() == 0
-					r, err := e.do("GET", fmt.Sprintf("/api/messages?client_matter_id=%d&after_id=%d&limit=100", m.ID, cursor), u.token, nil)
-					if err != nil || r.status != http.StatusOK {
-						t.Errorf("list: %v %d %s", err, r.status, r.raw)
-						return
-					}
-					rows, _ := r.body["data"].([]any)
-					for _, row := range rows {
-						id := num(row.(map[string]any)["id"])
-						cursor = id
-						if id%3 == 0 {
-							continue
-						}
-						if r, err := e.do("PUT", fmt.Sprintf("/api/messages/%d/read", id), u.token, nil); err != nil || r.status != http.StatusOK {
-							t.Errorf("read: %v %d %s", err, r.status, r.raw)
-							return
-						}
-					}
-					if done && len(rows) == 0 {
-						return
-					}
-					if len(rows) == 0 {
-						time.Sleep(5 * time.Millisecond)
-					}
-				}
+				e.readAlong(t, u, m, start, func(msg map[string]any) bool { return num(msg["id"])%3 == 0 },
+					func() bool { return sendersLeft.Load() == 0 })
 			})
 		}
 		wg.Wait()
@@ -396,15 +362,7 @@ func TestConcurrentDeleteAndRead(t *testing.T) {
 				t.Fatalf("user %d: database %v, want %d unread", u.ID, truth, want[u.ID])
 			}
 			api, _ := e.unread(u)
-			var got map[int64]int
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				got, _, _ = lasts[i].get()
-				if maps.Equal(got, truth) || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			got, _, _ := lasts[i].await(truth, 10*time.Second)
 			if !maps.Equal(api, truth) || !maps.Equal(got, truth) {
 				t.Errorf("user %d: API %v, last UnreadCountUpdated %v, database %v", u.ID, api, got, truth)
 			}
