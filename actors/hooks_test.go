@@ -11,7 +11,9 @@ import (
 // hookReceiver takes the webhooks of the test app.
 type hookReceiver = testkit.Hooks
 
-func newHookReceiver(t *testing.T) *hookReceiver { return testkit.NewHooks(t, tKey, tSecret) }
+func newHookReceiver(t *testing.T) *hookReceiver {
+	return testkit.NewHooks(t, testkit.Key, testkit.Secret)
+}
 
 func startHookNode(t *testing.T, r *hookReceiver, delay time.Duration, types ...string) *testNode {
 	return startNode(t, func(c *config.Config) {
@@ -85,7 +87,7 @@ func TestWebhookVacateDelay(t *testing.T) {
 	// The page reloads: the socket goes, a new one joins the same channels.
 	left := time.Now()
 	a.Conn.Close()
-	waitUntil(t, "the socket to leave", func() bool { return tn.node.Connections(tApp) == 0 })
+	waitUntil(t, "the socket to leave", func() bool { return tn.Node.Connections(testkit.AppID) == 0 })
 	a2 := tn.dial()
 	a2.subscribeAs("presence-r", "u1")
 	a2.Expect("pusher_internal:subscription_succeeded")
@@ -130,14 +132,14 @@ func TestWebhookRetry(t *testing.T) {
 func TestWebhookNodeGoneAnnouncedOnlyByADeciderAndBackWithEvents(t *testing.T) {
 	r := newHookReceiver(t)
 	n := startHookNode(t, r, 0, "member_added", "member_removed")
-	h := n.node.hooks
+	h := n.Node.hooks
 	remote := func(node string, users ...string) {
 		h.remoteAll(WebhookStates{Node: node, Sync: true, States: []WebhookState{
-			{Node: node, AppID: tApp, Channel: "presence-x", Subscriptions: len(users), Users: users, Sync: true}}})
+			{Node: node, AppID: testkit.AppID, Channel: "presence-x", Subscriptions: len(users), Users: users, Sync: true}}})
 	}
 	marker := func(u string) { // a member joining and leaving here
 		h.mu.Lock()
-		h.apply("marker-"+u, tApp, "presence-m", 1, map[string]bool{u: true}, false)
+		h.apply("marker-"+u, testkit.AppID, "presence-m", 1, map[string]bool{u: true}, false)
 		h.mu.Unlock()
 		r.Expect("member_added presence-m user=" + u)
 	}

@@ -20,24 +20,13 @@ import (
 	"github.com/parley-chat/parley/pusher"
 )
 
-const (
-	tKey    = testkit.Key
-	tSecret = testkit.Secret
-	tApp    = testkit.AppID
-)
-
 // testNode runs a Node behind a real WebSocket endpoint on 127.0.0.1.
-type testNode struct {
-	t    *testing.T
-	node *Node
-	url  string
-}
+type testNode struct{ *testkit.Served[*Node] }
 
 func startNode(t *testing.T, mutate func(*config.Config)) *testNode {
 	t.Helper()
 	n := NewNode(testkit.Config(t, "", mutate), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(n.Stop)
-	return &testNode{t: t, node: n, url: testkit.Serve(t, n)}
+	return &testNode{testkit.Start(t, n, n.Stop)}
 }
 
 type tFrame = testkit.Frame
@@ -46,21 +35,14 @@ type tFrame = testkit.Frame
 type tClient struct{ *testkit.Client }
 
 func (tn *testNode) dial() *tClient {
-	tn.t.Helper()
-	return tn.dialWith(testkit.DialOptions{Buffer: 1 << 10})
+	tn.T.Helper()
+	return &tClient{tn.Dial(testkit.DialOptions{Buffer: 1 << 10})}
 }
 
 // dialUnowned connects a client the caller must close.
 func (tn *testNode) dialUnowned() *tClient {
-	tn.t.Helper()
-	return tn.dialWith(testkit.DialOptions{Buffer: 1 << 10, Unowned: true})
-}
-
-func (tn *testNode) dialWith(o testkit.DialOptions) *tClient {
-	tn.t.Helper()
-	w := testkit.Dial(tn.t, tn.url+"/app/"+tKey+"?protocol=7", o)
-	w.Established()
-	return &tClient{w}
+	tn.T.Helper()
+	return &tClient{tn.Dial(testkit.DialOptions{Buffer: 1 << 10, Unowned: true})}
 }
 
 // subscribe joins channel, a presence channel as user "u-" + the socket
@@ -74,15 +56,15 @@ func (w *tClient) subscribe(channel string) tFrame {
 // subscribeAs sends the subscribe, a presence channel's as userID.
 func (w *tClient) subscribeAs(channel, userID string) {
 	w.T.Helper()
-	w.SubscribeSigned(tKey, tSecret, channel, `{"user_id":"`+userID+`"}`)
+	w.SubscribeSigned(testkit.Key, testkit.Secret, channel, `{"user_id":"`+userID+`"}`)
 }
 
 // marker publishes an event and waits for it: everything sent before it to
 // w's channels has arrived by then.
 func (tn *testNode) marker(w *tClient, channel string) {
-	tn.t.Helper()
-	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
-		tn.t.Fatal(err)
+	tn.T.Helper()
+	if err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
+		tn.T.Fatal(err)
 	}
 	w.Expect("marker")
 }
@@ -109,17 +91,17 @@ func TestChannelPanicRecovers(t *testing.T) {
 	a.Expect("pusher_internal:member_added")
 	other.subscribe("news")
 
-	key := channelKey(tApp, "presence-room")
-	old := tn.node.reg.lookup(key)
+	key := channelKey(testkit.AppID, "presence-room")
+	old := tn.Node.reg.lookup(key)
 	// A subscribe without a subscriber: the actor panics on it.
-	tn.node.system.Root.Send(old, &subscribeMsg{})
+	tn.Node.system.Root.Send(old, &subscribeMsg{})
 	if code := a.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("a closed with %d, want 4200", code)
 	}
 	if code := b.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
-	waitUntil(t, "the crashed channel to leave the registry", func() bool { return tn.node.reg.lookup(key) == nil })
+	waitUntil(t, "the crashed channel to leave the registry", func() bool { return tn.Node.reg.lookup(key) == nil })
 
 	// Reconnecting clients find a clean channel: one member each, no ghosts.
 	c := tn.dial()
@@ -127,14 +109,14 @@ func TestChannelPanicRecovers(t *testing.T) {
 	if !strings.Contains(f.Data, `"count":1`) {
 		t.Fatalf("fresh channel presence %s", f.Data)
 	}
-	users, err := tn.node.localUsers(tApp, "presence-room")
+	users, err := tn.Node.localUsers(testkit.AppID, "presence-room")
 	if err != nil || len(users) != 1 || users[0] != "u-"+c.SocketID {
 		t.Fatalf("users %v %v", users, err)
 	}
 	tn.marker(other, "news")
 	// The new channel still stops when vacated.
 	c.Conn.Close()
-	waitUntil(t, "the channel to stop when vacated", func() bool { return tn.node.reg.lookup(key) == nil })
+	waitUntil(t, "the channel to stop when vacated", func() bool { return tn.Node.reg.lookup(key) == nil })
 }
 
 // TestConnectionPanicRecovers: a panic in a connection actor ends that socket
@@ -142,13 +124,13 @@ func TestChannelPanicRecovers(t *testing.T) {
 // members carry on.
 func TestConnectionPanicRecovers(t *testing.T) {
 	tn := startNode(t, nil)
-	actorsOf := crashable(tn.node)
+	actorsOf := crashable(tn.Node)
 	a, b := tn.dial(), tn.dial()
 	a.subscribe("presence-room")
 	b.subscribe("presence-room")
 	a.Expect("pusher_internal:member_added")
 
-	tn.node.system.Root.Send(actorsOf(b.SocketID), crash{})
+	tn.Node.system.Root.Send(actorsOf(b.SocketID), crash{})
 	if code := b.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
@@ -156,7 +138,7 @@ func TestConnectionPanicRecovers(t *testing.T) {
 	if !strings.Contains(f.Data, "u-"+b.SocketID) {
 		t.Fatalf("member_removed %s", f.Data)
 	}
-	waitUntil(t, "b's slot to be released", func() bool { return tn.node.Connections(tApp) == 1 })
+	waitUntil(t, "b's slot to be released", func() bool { return tn.Node.Connections(testkit.AppID) == 1 })
 	tn.marker(a, "presence-room")
 }
 
@@ -208,7 +190,7 @@ func TestPresenceResubscribeAsAnotherUser(t *testing.T) {
 	if f := b.Expect("pusher_internal:member_added"); !strings.Contains(f.Data, `"mallory"`) {
 		t.Fatalf("added %s", f.Data)
 	}
-	users, _ := tn.node.localUsers(tApp, "presence-room")
+	users, _ := tn.Node.localUsers(testkit.AppID, "presence-room")
 	if strings.Join(users, ",") != "mallory,u-"+b.SocketID && strings.Join(users, ",") != "u-"+b.SocketID+",mallory" {
 		t.Fatalf("users %v", users)
 	}
@@ -234,8 +216,8 @@ func TestSubscriptionLimit(t *testing.T) {
 	a.subscribe("a") // subscribing again to a joined channel is not a new one
 	a.Send(`{"event":"pusher:unsubscribe","data":{"channel":"b"}}`)
 	a.subscribe("d")
-	if tn.node.reg.lookup(channelKey(tApp, "b")) != nil {
-		waitUntil(t, "b to be vacated", func() bool { return tn.node.reg.lookup(channelKey(tApp, "b")) == nil })
+	if tn.Node.reg.lookup(channelKey(testkit.AppID, "b")) != nil {
+		waitUntil(t, "b to be vacated", func() bool { return tn.Node.reg.lookup(channelKey(testkit.AppID, "b")) == nil })
 	}
 }
 
@@ -245,15 +227,15 @@ func TestBacklogRefusesPublishes(t *testing.T) {
 	tn := startNode(t, func(c *config.Config) { c.MaxPublishBacklog = 10 })
 	a := tn.dial()
 	a.subscribe("news")
-	tn.node.backlog.Add(10) // as if 10 publishes were still queued
-	err := tn.node.Publish(Event{AppID: tApp, Channels: []string{"news"}, Name: "x", Data: "{}"},
-		Event{AppID: tApp, Channels: []string{"news"}, Name: "y", Data: "{}"})
+	tn.Node.backlog.Add(10) // as if 10 publishes were still queued
+	err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{"news"}, Name: "x", Data: "{}"},
+		Event{AppID: testkit.AppID, Channels: []string{"news"}, Name: "y", Data: "{}"})
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("err %v, want ErrBusy", err)
 	}
-	tn.node.backlog.Add(-10)
+	tn.Node.backlog.Add(-10)
 	tn.marker(a, "news") // neither x nor y came before the marker
-	waitUntil(t, "the backlog to drain", func() bool { return tn.node.Backlog() == 0 })
+	waitUntil(t, "the backlog to drain", func() bool { return tn.Node.Backlog() == 0 })
 }
 
 // TestMemoryAfterMassSubscribeAndClose: rounds of 50,000 subscribes to
@@ -280,7 +262,7 @@ func TestMemoryAfterMassSubscribeAndClose(t *testing.T) {
 		return ms.HeapAlloc // live bytes: HeapInuse adds spans' free room, which varies run to run
 	}
 	round := func(sockets, perSocket int) {
-		compactions := tn.node.reg.compactions.Load()
+		compactions := tn.Node.reg.compactions.Load()
 		// Socket by socket: the Go runtime keeps a descriptor for every
 		// goroutine that ever ran at once, so the peak is kept the same.
 		clients := make([]*tClient, sockets)
@@ -294,18 +276,18 @@ func TestMemoryAfterMassSubscribeAndClose(t *testing.T) {
 				w.Expect("pusher_internal:subscription_succeeded")
 			}
 		}
-		if got := tn.node.reg.count(); got != sockets*perSocket {
+		if got := tn.Node.reg.count(); got != sockets*perSocket {
 			t.Fatalf("%d channels, want %d", got, sockets*perSocket)
 		}
 		for i, w := range clients {
 			w.Conn.Close()
 			left := (sockets - i - 1) * perSocket
-			waitUntil(t, "a socket's channels to stop", func() bool { return tn.node.reg.count() == left })
+			waitUntil(t, "a socket's channels to stop", func() bool { return tn.Node.reg.count() == left })
 		}
-		waitUntil(t, "every socket to go", func() bool { return tn.node.Connections(tApp) == 0 })
-		waitUntil(t, "every channel to stop", func() bool { return tn.node.reg.count() == 0 })
+		waitUntil(t, "every socket to go", func() bool { return tn.Node.Connections(testkit.AppID) == 0 })
+		waitUntil(t, "every channel to stop", func() bool { return tn.Node.reg.count() == 0 })
 		waitUntil(t, "the process registry to be compacted", func() bool {
-			return tn.node.reg.compactions.Load() > compactions && !tn.node.reg.compacting.Load()
+			return tn.Node.reg.compactions.Load() > compactions && !tn.Node.reg.compacting.Load()
 		})
 	}
 	sockets := 50
@@ -363,7 +345,7 @@ func TestBigFanoutInOrder(t *testing.T) {
 	}
 	const events = 40
 	for i := range events {
-		if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{"big"}, Name: "e", Data: itoa(i)}); err != nil {
+		if err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{"big"}, Name: "e", Data: itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 		if i < events/2 {
@@ -405,7 +387,7 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	release := make(chan struct{})
 	// Hold the ConnectionActor right after it handled the signin (a
 	// receiver the test adds to the node's Props).
-	tn.node.conns0 = tn.node.conns0.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+	tn.Node.conns0 = tn.Node.conns0.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 			next(c, env)
 			if m, ok := env.Message.(*inboundMsg); ok && strings.Contains(string(m.data), `"pusher:signin"`) {
@@ -417,11 +399,11 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	w := tn.dial()
 	userData := `{"id":"u-42"}`
 	b, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{
-		"user_data": userData, "auth": pusher.UserAuth(tKey, tSecret, w.SocketID, userData)}})
+		"user_data": userData, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, userData)}})
 	w.Send(string(b))
 	<-replied
 	w.Expect("pusher:signin_success")
-	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{pusher.ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
+	if err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{pusher.ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	close(release)

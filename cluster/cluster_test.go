@@ -47,12 +47,12 @@ func tryClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, 
 		n          *testNode
 		self, peer string
 	}{{a, addrA, addrB}, {b, addrB, addrA}} {
-		if _, err := Join(j.n.node, Options{Name: name, Address: j.self, Peers: []string{j.peer}}); err != nil {
+		if _, err := Join(j.n.Node, Options{Name: name, Address: j.self, Peers: []string{j.peer}}); err != nil {
 			return nil, nil, "", "", err
 		}
 	}
 	// A node serves once it has a quorum: here, both hear each other.
-	waitUntil(t, "both nodes serve", func() bool { return a.node.Ready() && b.node.Ready() })
+	waitUntil(t, "both nodes serve", func() bool { return a.Node.Ready() && b.Node.Ready() })
 	return a, b, addrA, addrB, nil
 }
 
@@ -63,7 +63,7 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
 		probe := "probe-" + strconv.Itoa(i)
-		if err := from.node.Publish(actors.Event{AppID: tApp, Channels: []string{channel}, Name: "probe", Data: probe}); err != nil {
+		if err := from.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "probe", Data: probe}); err != nil {
 			t.Fatal(err)
 		}
 		wait := time.After(200 * time.Millisecond)
@@ -101,7 +101,7 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 			t.Fatalf("want tick %d, got %+v", i, f)
 		}
 	}
-	if err := from.node.Publish(actors.Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
+	if err := from.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	if f := nextFrame(); f.Event != "marker" {
@@ -124,17 +124,17 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 
 	const events = 3000
 	for i := range events {
-		if err := a.node.Publish(actors.Event{AppID: tApp, Channels: []string{"teardown"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+		if err := a.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{"teardown"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 		if i%300 == 150 {
 			// What protoactor's MemberList does for a member that left.
-			a.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
+			a.Node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
 		}
 	}
 	expectTicks(t, a, w, "teardown", events)
-	resent, _ := a.node.ClusterForwards()
-	_, lost := b.node.ClusterForwards()
+	resent, _ := a.Node.ClusterForwards()
+	_, lost := b.Node.ClusterForwards()
 	t.Logf("node A sent %d forwards again", resent)
 	if resent == 0 || lost != 0 {
 		t.Fatalf("A resent %d forwards (want some), B lost %d (want none)", resent, lost)
@@ -157,20 +157,20 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 		from int // the first event lost
 	}{{"in the middle", 400}, {"at the end", events - lost}} {
 		t.Run(c.name, func(t *testing.T) {
-			out := &clusterOf(a.node).out
+			out := &clusterOf(a.Node).out
 			first := out.last() + 1 + uint64(c.from)
-			loseForwards(t, a.node, func(seq uint64) bool { return seq >= first && seq < first+lost })
-			before, _ := a.node.ClusterForwards()
+			loseForwards(t, a.Node, func(seq uint64) bool { return seq >= first && seq < first+lost })
+			before, _ := a.Node.ClusterForwards()
 			for i := range events {
-				if err := a.node.Publish(actors.Event{AppID: tApp, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+				if err := a.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			expectTicks(t, a, w, "lost", events)
-			if resent, _ := a.node.ClusterForwards(); resent-before < lost {
+			if resent, _ := a.Node.ClusterForwards(); resent-before < lost {
 				t.Fatalf("node A sent %d forwards again, want at least %d", resent-before, lost)
 			}
-			if _, l := b.node.ClusterForwards(); l != 0 {
+			if _, l := b.Node.ClusterForwards(); l != 0 {
 				t.Fatalf("node B gave up %d forwards", l)
 			}
 		})
@@ -193,10 +193,10 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	waitForwarded(t, a, w, "mesh")
 	r.ExpectAnyOrder("channel_occupied mesh")
 
-	aID, bID := clusterOf(a.node).process, clusterOf(b.node).process // webhook states are kept per process
+	aID, bID := clusterOf(a.Node).process, clusterOf(b.Node).process // webhook states are kept per process
 	ownedByA := func(prefix string) string {
 		for i := 0; ; i++ {
-			if ch := prefix + strconv.Itoa(i); actors.WebhookOwner(actors.ChannelKey(tApp, ch), aID, []string{bID}) == aID {
+			if ch := prefix + strconv.Itoa(i); actors.WebhookOwner(actors.ChannelKey(testkit.AppID, ch), aID, []string{bID}) == aID {
 				return ch
 			}
 		}
@@ -207,11 +207,11 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	// A's view as lost reports leave it, set silently: B's socket in
 	// vacated (B's report that it left lost), none in occupied (B's report
 	// that it joined lost).
-	a.node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: tApp, Channel: vacated, Subscriptions: 1, Sync: true})
-	a.node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: tApp, Channel: occupied, Subscriptions: 0, Sync: true})
+	a.Node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: testkit.AppID, Channel: vacated, Subscriptions: 1, Sync: true})
+	a.Node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: testkit.AppID, Channel: occupied, Subscriptions: 0, Sync: true})
 
 	// What protoactor's MemberList does for a member at A's address that left.
-	b.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
+	b.Node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
 	r.ExpectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
 }
 

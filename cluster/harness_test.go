@@ -14,19 +14,13 @@ import (
 	"github.com/parley-chat/parley/internal/testkit"
 )
 
-const tApp = testkit.AppID
-
-type testNode struct {
-	t    *testing.T
-	node *actors.Node
-	url  string
-}
+// testNode runs an actors.Node behind a real WebSocket endpoint.
+type testNode struct{ *testkit.Served[*actors.Node] }
 
 func startNode(t *testing.T, mutate func(*config.Config)) *testNode {
 	t.Helper()
 	n := actors.NewNode(testkit.Config(t, "", mutate), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(n.Stop)
-	return &testNode{t: t, node: n, url: testkit.Serve(t, n)}
+	return &testNode{testkit.Start(t, n, n.Stop)}
 }
 
 type tFrame = testkit.Frame
@@ -35,10 +29,8 @@ type tFrame = testkit.Frame
 type tClient struct{ *testkit.Client }
 
 func (tn *testNode) dial() *tClient {
-	tn.t.Helper()
-	w := testkit.Dial(tn.t, tn.url+"/app/"+testkit.Key+"?protocol=7", testkit.DialOptions{Buffer: 1 << 14})
-	w.Established()
-	return &tClient{w}
+	tn.T.Helper()
+	return &tClient{tn.Dial(testkit.DialOptions{Buffer: 1 << 14})}
 }
 
 // subscribe joins a public channel.

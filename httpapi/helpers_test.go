@@ -21,12 +21,6 @@ import (
 	"github.com/parley-chat/parley/metrics"
 )
 
-const (
-	testAppID  = testkit.AppID
-	testKey    = testkit.Key
-	testSecret = testkit.Secret
-)
-
 type testServer struct {
 	t    *testing.T
 	url  string // http://127.0.0.1:port
@@ -83,7 +77,7 @@ func (s *testServer) dialRaw(path string, hdr http.Header) *wsClient {
 // dial connects to the test app and reads connection_established.
 func (s *testServer) dial() *wsClient {
 	s.t.Helper()
-	w := s.dialRaw("/app/"+testKey+"?protocol=7&client=js&version=8.4.0", nil)
+	w := s.dialRaw("/app/"+testkit.Key+"?protocol=7&client=js&version=8.4.0", nil)
 	w.Established()
 	return w
 }
@@ -129,7 +123,7 @@ func (s *testServer) expectNothingBeforeMarker(w *wsClient, channels ...string) 
 // id, and reads subscription_succeeded.
 func (w *wsClient) mustSubscribe(channel string) frame {
 	w.T.Helper()
-	w.SubscribeSigned(testKey, testSecret, channel, `{"user_id":"u-`+w.SocketID+`","user_info":{"name":"n"}}`)
+	w.SubscribeSigned(testkit.Key, testkit.Secret, channel, `{"user_id":"u-`+w.SocketID+`","user_info":{"name":"n"}}`)
 	return w.ExpectSubscribed(channel)
 }
 
@@ -148,7 +142,7 @@ func (w *wsClient) expectError(code int) frame {
 
 // signedURL builds a Pusher-signed API URL as the server SDKs do.
 func signedURL(base, method, path string, params url.Values, body []byte, secret string) string {
-	return base + path + "?" + testkit.Signed(testKey, secret, method, path, params, body).Encode()
+	return base + path + "?" + testkit.Signed(testkit.Key, secret, method, path, params, body).Encode()
 }
 
 // api calls the signed HTTP API and returns status and decoded JSON body.
@@ -162,7 +156,7 @@ func (s *testServer) api(method, path string, params url.Values, body any) (int,
 			b, _ = json.Marshal(body)
 		}
 	}
-	return s.rawAPI(method, signedURL(s.url, method, path, params, b, testSecret), b)
+	return s.rawAPI(method, signedURL(s.url, method, path, params, b, testkit.Secret), b)
 }
 
 func (s *testServer) rawAPI(method, u string, b []byte) (int, map[string]any) {
@@ -185,7 +179,7 @@ func (s *testServer) rawAPI(method, u string, b []byte) (int, map[string]any) {
 
 func (s *testServer) trigger(channel, event, data string) {
 	s.t.Helper()
-	st, body := s.api("POST", "/apps/"+testAppID+"/events", nil, map[string]any{"name": event, "channel": channel, "data": data})
+	st, body := s.api("POST", "/apps/"+testkit.AppID+"/events", nil, map[string]any{"name": event, "channel": channel, "data": data})
 	if st != 200 {
 		s.t.Fatalf("trigger: %d %v", st, body)
 	}

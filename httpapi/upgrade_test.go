@@ -33,14 +33,14 @@ func TestConnectRefusalsOnBothPaths(t *testing.T) {
 				code  int // 0: accepted
 			}{
 				{"?protocol=7", "no-such-key", 4001},
-				{"?protocol=" + below, testKey, 4007},
-				{"?client=js&version=8.4.0", testKey, 4007}, // no protocol
-				{"?client=java-client&protocol=5&version=2.4.4", testKey, 0},
-				{"?protocol=%37", testKey, 0},             // escaped: "7"
-				{"?protocol=7;x=1", testKey, 4007},        // a semicolon voids the pair
-				{"?protocol=4&protocol=3", testKey, 0},    // the first value counts
-				{"?x=1&protocol=3&y=2", testKey, 4007},    // found among others
-				{"?protocolx=7&protocol=", testKey, 4007}, // names match whole
+				{"?protocol=" + below, testkit.Key, 4007},
+				{"?client=js&version=8.4.0", testkit.Key, 4007}, // no protocol
+				{"?client=java-client&protocol=5&version=2.4.4", testkit.Key, 0},
+				{"?protocol=%37", testkit.Key, 0},             // escaped: "7"
+				{"?protocol=7;x=1", testkit.Key, 4007},        // a semicolon voids the pair
+				{"?protocol=4&protocol=3", testkit.Key, 0},    // the first value counts
+				{"?x=1&protocol=3&y=2", testkit.Key, 4007},    // found among others
+				{"?protocolx=7&protocol=", testkit.Key, 4007}, // names match whole
 			} {
 				w := s.dialRaw(prefix+tc.key+tc.query, nil)
 				w.T = t
@@ -67,14 +67,14 @@ func TestConnectRouteAnswersAsBefore(t *testing.T) {
 		status       int
 		location     string
 	}{
-		{"GET", "/app/" + testKey + "?protocol=7", http.StatusBadRequest, ""}, // not a WebSocket handshake
-		{"GET", "//app/" + testKey + "?protocol=7", http.StatusBadRequest, ""},
-		{"GET", "/app/" + testKey + "/", http.StatusMovedPermanently, "/app/" + testKey},
+		{"GET", "/app/" + testkit.Key + "?protocol=7", http.StatusBadRequest, ""}, // not a WebSocket handshake
+		{"GET", "//app/" + testkit.Key + "?protocol=7", http.StatusBadRequest, ""},
+		{"GET", "/app/" + testkit.Key + "/", http.StatusMovedPermanently, "/app/" + testkit.Key},
 		{"GET", "/app/", http.StatusMovedPermanently, "/app"},
 		{"GET", "/app/..", http.StatusNotFound, ""},
 		{"GET", "/app/a%2Fb", http.StatusNotFound, ""},
-		{"HEAD", "/app/" + testKey, http.StatusNotFound, ""},
-		{"POST", "/app/" + testKey, http.StatusNotFound, ""},
+		{"HEAD", "/app/" + testkit.Key, http.StatusNotFound, ""},
+		{"POST", "/app/" + testkit.Key, http.StatusNotFound, ""},
 	} {
 		req, err := http.NewRequest(tc.method, s.url+tc.path, nil)
 		if err != nil {
@@ -124,7 +124,7 @@ func TestConnectAccessLineAndMetrics(t *testing.T) {
 
 	w := s.dial()
 	w.Conn.Close()
-	resp, err := http.Get(s.url + "/app/" + testKey + "?protocol=7&auth_signature=secret")
+	resp, err := http.Get(s.url + "/app/" + testkit.Key + "?protocol=7&auth_signature=secret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestConnectAccessLineAndMetrics(t *testing.T) {
 		{"level": "INFO", "status": 400.0},
 	}
 	for i, l := range lines {
-		for k, v := range map[string]any{"method": "GET", "route": "/app/:key", "path": "/app/" + testKey, "ip": "127.0.0.1", "app": testAppID} {
+		for k, v := range map[string]any{"method": "GET", "route": "/app/:key", "path": "/app/" + testkit.Key, "ip": "127.0.0.1", "app": testkit.AppID} {
 			want[i][k] = v
 		}
 		for k, v := range want[i] {
@@ -180,7 +180,7 @@ func TestConnectPanicRecovered(t *testing.T) {
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startServerWith(t, nil, log, nil)
-	r := httptest.NewRequest(http.MethodGet, "/app/"+testKey+"?protocol=7", nil)
+	r := httptest.NewRequest(http.MethodGet, "/app/"+testkit.Key+"?protocol=7", nil)
 	r.Header.Set("Connection", "Upgrade")
 	r.Header.Set("Upgrade", "websocket")
 	r.Header.Set("Sec-WebSocket-Version", "13")

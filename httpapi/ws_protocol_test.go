@@ -11,12 +11,13 @@ import (
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
 )
 
 func TestConnectionEstablishedShape(t *testing.T) {
 	s := startServer(t, nil)
-	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+	w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 	f := w.Next()
 	m := f.DataMap(t)
 	id, _ := m["socket_id"].(string)
@@ -34,10 +35,10 @@ func TestConnectionEstablishedShape(t *testing.T) {
 func TestAcceptedProtocols(t *testing.T) {
 	s := startServer(t, nil)
 	for _, path := range []string{
-		"/app/" + testKey + "?client=java-client&protocol=5&version=2.4.4",
-		"/app/" + testKey + "?protocol=4",
-		"/app/" + testKey + "?protocol=6&client=ios",
-		"/app/" + testKey + "?protocol=7&client=js&version=8.4.0",
+		"/app/" + testkit.Key + "?client=java-client&protocol=5&version=2.4.4",
+		"/app/" + testkit.Key + "?protocol=4",
+		"/app/" + testkit.Key + "?protocol=6&client=ios",
+		"/app/" + testkit.Key + "?protocol=7&client=js&version=8.4.0",
 	} {
 		w := s.dialRaw(path, nil)
 		w.T = t
@@ -60,10 +61,10 @@ func TestRefusedConnections(t *testing.T) {
 		code   int
 	}{
 		{"unknown key", "/app/nope?protocol=7", "", 4001},
-		{"retired protocol", "/app/" + testKey + "?protocol=3", "", 4007},
-		{"bad protocol", "/app/" + testKey + "?protocol=x", "", 4007},
-		{"no protocol", "/app/" + testKey + "?client=js", "", 4007},
-		{"origin not allowed", "/app/" + testKey + "?protocol=7", "https://evil.example.net", 4009},
+		{"retired protocol", "/app/" + testkit.Key + "?protocol=3", "", 4007},
+		{"bad protocol", "/app/" + testkit.Key + "?protocol=x", "", 4007},
+		{"no protocol", "/app/" + testkit.Key + "?client=js", "", 4007},
+		{"origin not allowed", "/app/" + testkit.Key + "?protocol=7", "https://evil.example.net", 4009},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,17 +83,17 @@ func TestRefusedConnections(t *testing.T) {
 	t.Run("allowed origins", func(t *testing.T) {
 		for _, o := range []string{"https://chat.example.com", "https://a.example.org"} {
 			hdr := http.Header{"Origin": {o}}
-			w := s.dialRaw("/app/"+testKey+"?protocol=7", hdr)
+			w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", hdr)
 			w.Expect("pusher:connection_established")
 			w.Conn.Close()
 		}
 	})
 	t.Run("max connections", func(t *testing.T) {
-		waitFor(t, func() bool { return s.node.Connections(testAppID) == 0 })
+		waitFor(t, func() bool { return s.node.Connections(testkit.AppID) == 0 })
 		a, b := s.dial(), s.dial()
 		_ = a
 		_ = b
-		w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+		w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 		w.expectError(4100)
 		if got := w.ExpectClose(5 * time.Second); got != 4100 {
 			t.Fatalf("close %d", got)
@@ -139,13 +140,13 @@ func TestActivityTimeoutPingsThenCloses4201(t *testing.T) {
 func TestPrivateChannelAuth(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
-	w.Subscribe("private-a", testKey+":deadbeef", "")
+	w.Subscribe("private-a", testkit.Key+":deadbeef", "")
 	f := w.Expect("pusher:subscription_error")
 	if f.Channel != "private-a" || f.DataMap(t)["status"].(float64) != 401 {
 		t.Fatalf("got %+v", f)
 	}
 	// Signature for another socket is refused too.
-	w.Subscribe("private-a", pusher.ChannelAuth(testKey, testSecret, "1.1", "private-a", ""), "")
+	w.Subscribe("private-a", pusher.ChannelAuth(testkit.Key, testkit.Secret, "1.1", "private-a", ""), "")
 	w.Expect("pusher:subscription_error")
 	// Missing auth.
 	w.Subscribe("private-a", "", "")
@@ -174,7 +175,7 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	ch := "presence-room"
 	join := func(w *wsClient, uid string) frame {
 		cd := `{"user_id":"` + uid + `","user_info":{"name":"` + uid + `"}}`
-		w.Subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.SocketID, ch, cd), cd)
+		w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
 		return w.Expect("pusher_internal:subscription_succeeded")
 	}
 	obs := s.dial()
@@ -197,11 +198,11 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	// The channel sent subscription_succeeded and any member_added in one step.
 	s.expectNothingBeforeMarker(obs, ch)
 
-	st, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"user_count,subscription_count"}}, nil)
+	st, body := s.api("GET", "/apps/"+testkit.AppID+"/channels/"+ch, map[string][]string{"info": {"user_count,subscription_count"}}, nil)
 	if st != 200 || body["user_count"].(float64) != 2 || body["subscription_count"].(float64) != 3 || body["occupied"] != true {
 		t.Fatalf("channel info %d %v", st, body)
 	}
-	st, body = s.api("GET", "/apps/"+testAppID+"/channels/"+ch+"/users", nil, nil)
+	st, body = s.api("GET", "/apps/"+testkit.AppID+"/channels/"+ch+"/users", nil, nil)
 	if st != 200 || len(body["users"].([]any)) != 2 {
 		t.Fatalf("users %d %v", st, body)
 	}
@@ -210,7 +211,7 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	// The channel counts the departure in the step that would send
 	// member_removed; only then is a marker ordered after it.
 	waitFor(t, func() bool {
-		_, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"subscription_count"}}, nil)
+		_, body := s.api("GET", "/apps/"+testkit.AppID+"/channels/"+ch, map[string][]string{"info": {"subscription_count"}}, nil)
 		n, _ := body["subscription_count"].(float64)
 		return n == 2
 	})
@@ -228,7 +229,7 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 	ch := "presence-x"
 	for _, cd := range []string{"", "not json", `{"user_info":{}}`, `{"user_id":""}`, `{"user_id":{"a":1}}`,
 		`{"user_id":"` + strings.Repeat("u", 129) + `"}`, `{"user_id":"u","user_info":"` + strings.Repeat("i", 1100) + `"}`} {
-		w.Subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.SocketID, ch, cd), cd)
+		w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
 		f := w.Expect("pusher:subscription_error")
 		if f.Channel != ch {
 			t.Fatalf("channel_data %q: %+v", cd, f)
@@ -236,7 +237,7 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 	}
 	// Numeric user ids (Laravel's) are accepted.
 	cd := `{"user_id":42,"user_info":{"name":"n"}}`
-	w.Subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.SocketID, ch, cd), cd)
+	w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
 	f := w.Expect("pusher_internal:subscription_succeeded")
 	if !strings.Contains(f.Data, `"42"`) {
 		t.Fatalf("numeric id: %q", f.Data)
@@ -259,7 +260,7 @@ func TestPresenceLimit(t *testing.T) {
 		for i := 0; i <= want; i++ {
 			w := s.dial() // stays open until the test ends (dial's cleanup)
 			cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
-			w.Subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.SocketID, ch, cd), cd)
+			w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
 			if i < want {
 				w.Expect("pusher_internal:subscription_succeeded")
 			} else {
@@ -400,7 +401,7 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 	w.Send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
 	// The channel is vacated and disappears from the API.
 	waitFor(t, func() bool {
-		_, body := s.api("GET", "/apps/"+testAppID+"/channels", nil, nil)
+		_, body := s.api("GET", "/apps/"+testkit.AppID+"/channels", nil, nil)
 		return len(body["channels"].(map[string]any)) == 0
 	})
 }
@@ -435,7 +436,7 @@ func TestSigninAndServerToUser(t *testing.T) {
 	w := s.dial()
 	other := s.dial()
 	ud := `{"id":"7","name":"Ann"}`
-	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.SocketID, ud)}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
 	f := w.Expect("pusher:signin_success")
 	if f.DataMap(t)["user_data"] != ud {
 		t.Fatalf("signin_success %q", f.Data)
@@ -459,7 +460,7 @@ func TestSigninAndServerToUser(t *testing.T) {
 	other.mustSubscribe("lobby")
 	s.expectNothingBeforeMarker(other, "lobby")
 
-	st, _ := s.api("POST", "/apps/"+testAppID+"/users/7/terminate_connections", nil, map[string]any{})
+	st, _ := s.api("POST", "/apps/"+testkit.AppID+"/users/7/terminate_connections", nil, map[string]any{})
 	if st != 200 {
 		t.Fatalf("terminate %d", st)
 	}
@@ -473,10 +474,10 @@ func TestSigninErrors(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
 	ud := `{"name":"no id"}`
-	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.SocketID, ud)}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
 	w.expectError(int(pusher.CodeSigninRefused))
 	ud = `{"id":"1"}`
-	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": testKey + ":bad"}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": testkit.Key + ":bad"}})
 	w.expectError(4009)
 	if code := w.ExpectClose(5 * time.Second); code != 4009 {
 		t.Fatalf("close %d", code)
@@ -484,14 +485,14 @@ func TestSigninErrors(t *testing.T) {
 
 	off := startServer(t, func(c *config.Config) { c.Apps[0].UserAuthentication = false })
 	w = off.dial()
-	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.SocketID, ud)}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
 	w.expectError(int(pusher.CodeSigninRefused))
 }
 
 func TestSlowConsumerIsDisconnected(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.MaxPendingBytes = 64 << 10 })
 	// A raw client that reads only what the test tells it to.
-	slow, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.url, "http")+"/app/"+testKey+"?protocol=7", nil)
+	slow, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.url, "http")+"/app/"+testkit.Key+"?protocol=7", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,7 +511,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	// the kernel's buffers are full its queue passes 64 KiB.
 	data := strings.Repeat("z", 9000)
 	for i := 0; i < 3000; i++ {
-		s.node.Publish(actors.Event{AppID: testAppID, Channels: []string{"firehose"}, Name: "blob", Data: data})
+		s.node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{"firehose"}, Name: "blob", Data: data})
 		if f := fast.Next(); f.Event != "blob" {
 			t.Fatalf("fast reader got %+v", f)
 		}
@@ -552,13 +553,13 @@ func TestDrainClosesWith4200(t *testing.T) {
 	if st != 503 {
 		t.Fatalf("/up while draining: %d %v", st, body)
 	}
-	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+	w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 	w.expectError(4200)
 }
 
 func signin(t *testing.T, w *wsClient, ud string) {
 	t.Helper()
-	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.SocketID, ud)}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
 	w.Expect("pusher:signin_success")
 }
 
@@ -590,6 +591,6 @@ func TestWatchlistEvents(t *testing.T) {
 	}
 	bad := s.dial()
 	ud := `{"id":"5","watchlist":"2"}`
-	bad.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, bad.SocketID, ud)}})
+	bad.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, bad.SocketID, ud)}})
 	bad.expectError(int(pusher.CodeSigninRefused))
 }

@@ -27,9 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/testkit"
-
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
 )
 

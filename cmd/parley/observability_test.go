@@ -18,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/testkit"
-
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/httpapi/chat"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/persistence/storetest"
 )

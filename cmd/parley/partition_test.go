@@ -28,9 +28,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/testkit"
-
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // healBound is how soon after a heal the cluster must be whole again.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/pusher"
 )
@@ -39,7 +40,7 @@ func startAdmin(t testing.TB, db database, mutate func(*config.Config)) *env {
 // signer signs requests as the Pusher server SDKs do.
 type signer struct{ appID, key, secret string }
 
-var chatApp = signer{testAppID, testKey, testSecret}
+var chatApp = signer{testkit.AppID, testkit.Key, testkit.Secret}
 
 // signedRequest builds a request to /apps/{app}/admin{path}: auth_key,
 // auth_timestamp, auth_version and body_md5 added to params, then
@@ -382,7 +383,7 @@ func TestAdminAPISigning(t *testing.T) {
 	e := startAdmin(t, sqliteDB(t), nil)
 	body := map[string]any{"name": "Ann", "email": "ann@example.com"}
 
-	wrong := signer{testAppID, testKey, "not-the-secret"}
+	wrong := signer{testkit.AppID, testkit.Key, "not-the-secret"}
 	doRequest(t, wrong.signedRequest(t, e.url, "POST", "/users", nil, body)).wantError(t, http.StatusUnauthorized, "auth_signature")
 	doRequest(t, wrong.signedRequest(t, e.url, "GET", "/users", nil, nil)).want(t, http.StatusUnauthorized)
 
@@ -393,7 +394,7 @@ func TestAdminAPISigning(t *testing.T) {
 	doRequest(t, req).wantError(t, http.StatusUnauthorized, "body_md5")
 
 	// Unsigned.
-	res, err := http.Get(e.url + "/apps/" + testAppID + "/admin/users")
+	res, err := http.Get(e.url + "/apps/" + testkit.AppID + "/admin/users")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +408,7 @@ func TestAdminAPISigning(t *testing.T) {
 	doRequest(t, other.signedRequest(t, e.url, "GET", "/users", nil, nil)).wantError(t, http.StatusNotFound, "admin API")
 	doRequest(t, other.signedRequest(t, e.url, "POST", "/users", nil, body)).want(t, http.StatusNotFound)
 	// The chat app's key with app-2's id is a wrong key for app-2.
-	doRequest(t, signer{"app-2", testKey, testSecret}.signedRequest(t, e.url, "GET", "/users", nil, nil)).want(t, http.StatusUnauthorized)
+	doRequest(t, signer{"app-2", testkit.Key, testkit.Secret}.signedRequest(t, e.url, "GET", "/users", nil, nil)).want(t, http.StatusUnauthorized)
 	doRequest(t, signer{"app-9", "key-9", "s"}.signedRequest(t, e.url, "GET", "/users", nil, nil)).wantError(t, http.StatusNotFound, "unknown app")
 
 	// None of it wrote anything; the right signature does.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 )
 
@@ -95,7 +96,7 @@ func TestFullBacklogLosesNoAcknowledgedMessage(t *testing.T) {
 	// acknowledged message of its matter once before it.
 	for _, r := range rooms {
 		marker := fmt.Sprintf("end-%d", r.m.ID)
-		e.node.PublishCommitted(actors.Event{AppID: testAppID, Channels: []string{matterChannel(r.m.ID)}, Name: markerEvent, Data: marker})
+		e.node.PublishCommitted(actors.Event{AppID: testkit.AppID, Channels: []string{matterChannel(r.m.ID)}, Name: markerEvent, Data: marker})
 		for _, w := range r.sockets {
 			got := map[int64]int{}
 			for _, f := range w.Before(marker, isMarkerOf(marker), 10*time.Second) {

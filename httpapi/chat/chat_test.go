@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/pusher"
 )
@@ -405,18 +406,18 @@ func TestBroadcastingAuth(t *testing.T) {
 		for _, asJSON := range []bool{false, true} {
 			ch := userChannel(ann.ID)
 			b := auth(path, ann, ch, asJSON).want(t, http.StatusOK)
-			if b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, "") || b["channel_data"] != nil {
+			if b["auth"] != pusher.ChannelAuth(testkit.Key, testkit.Secret, sock, ch, "") || b["channel_data"] != nil {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 			ch = matterChannel(m.ID)
 			b = auth(path, ann, ch, asJSON).want(t, http.StatusOK)
-			if b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, "") {
+			if b["auth"] != pusher.ChannelAuth(testkit.Key, testkit.Secret, sock, ch, "") {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 			ch = fmt.Sprintf("presence-matter.%d", m.ID)
 			b = auth(path, ann, ch, asJSON).want(t, http.StatusOK)
 			wantCD := fmt.Sprintf(`{"user_id":"%d","user_info":{"id":%d,"name":"Ann"}}`, ann.ID, ann.ID)
-			if b["channel_data"] != wantCD || b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, wantCD) {
+			if b["channel_data"] != wantCD || b["auth"] != pusher.ChannelAuth(testkit.Key, testkit.Secret, sock, ch, wantCD) {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 		}
@@ -440,7 +441,7 @@ func TestBroadcastingAuth(t *testing.T) {
 	w.join(ann, fmt.Sprintf("presence-matter.%d", m.ID))
 	d := e.dial()
 	e.call("POST", "/broadcasting/auth", dan.token, form{"socket_id": {d.SocketID}, "channel_name": {matterChannel(m.ID)}}).want(t, http.StatusForbidden)
-	_ = d.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testKey + ":forged"}})
+	_ = d.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testkit.Key + ":forged"}})
 	if f := d.Next(); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
 		t.Fatalf("forged subscription: %+v", f)
 	}

@@ -40,12 +40,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const (
-	testAppID  = testkit.AppID
-	testKey    = testkit.Key
-	testSecret = testkit.Secret
-	password   = "correct horse"
-)
+const password = "correct horse"
 
 // database is where a test server keeps its data: the arguments of
 // persistence.Open. The same database may back several servers in turn.
@@ -415,7 +410,7 @@ type wsClient struct {
 // dial connects a socket as pusher-js does and reads connection_established.
 func (e *env) dial() *wsClient {
 	e.t.Helper()
-	u := "ws" + strings.TrimPrefix(e.url, "http") + "/app/" + testKey + "?protocol=7&client=js&version=8.4.0"
+	u := "ws" + strings.TrimPrefix(e.url, "http") + "/app/" + testkit.Key + "?protocol=7&client=js&version=8.4.0"
 	c := testkit.Dial(e.t, u, testkit.DialOptions{Buffer: 1 << 14})
 	c.Skip, c.Timeout = isMarker, 3*time.Second
 	c.Established()
@@ -458,7 +453,7 @@ func (w *wsClient) markEach(read func(marker string)) {
 			w.e.settleUnread(uid)
 		}
 		m := fmt.Sprintf("marker-%d", markerSeq.Add(1))
-		if err := w.e.node.Publish(actors.Event{AppID: testAppID, Channels: []string{ch}, Name: markerEvent, Data: m}); err != nil {
+		if err := w.e.node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{ch}, Name: markerEvent, Data: m}); err != nil {
 			w.T.Fatal(err)
 		}
 		read(m)

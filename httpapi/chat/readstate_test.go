@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // listed is GET /api/messages of a matter as p sees it, by message id.
@@ -291,7 +293,7 @@ func TestMatterPresence(t *testing.T) {
 		}
 		// Without a signature the server refuses Dan's subscription.
 		_ = danWS.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{
-			"channel": ch, "auth": testKey + ":forged", "channel_data": fmt.Sprintf(`{"user_id":"%d"}`, dan.ID)}})
+			"channel": ch, "auth": testkit.Key + ":forged", "channel_data": fmt.Sprintf(`{"user_id":"%d"}`, dan.ID)}})
 		if f := danWS.Next(); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
 			t.Fatalf("forged presence subscription: %+v", f)
 		}
