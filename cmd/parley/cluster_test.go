@@ -789,22 +789,33 @@ func TestCluster(t *testing.T) {
 // its client URL.
 func startEtcd(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		if _, serr := os.Stat("/usr/bin/etcd"); serr == nil {
-			bin = "/usr/bin/etcd"
-		} else if os.Getenv("CI") != "" {
-			t.Fatal("etcd is not installed (Debian: apt-get install etcd-server)")
-		} else {
-			t.Skip("etcd is not installed (Debian: apt-get install etcd-server)")
-		}
-	}
 	client := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 	peer := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
-	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--name", "default",
+	runEtcd(t, nil, client, peer, &http.Client{Timeout: time.Second})
+	return client
+}
+
+// runEtcd runs a single-member etcd with these client and peer URLs, its
+// command after wrap (such as ip netns exec NS; none when empty), until the
+// test ends, and waits until hc finds it healthy. Without etcd installed the
+// test is skipped, or fails under CI.
+func runEtcd(t *testing.T, wrap []string, client, peer string, hc *http.Client) {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		bin = "/usr/bin/etcd"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("etcd is not installed (Debian: apt-get install etcd-server)")
+		}
+		t.Skip("etcd is not installed (Debian: apt-get install etcd-server)")
+	}
+	args := append(append([]string(nil), wrap...), bin, "--data-dir", t.TempDir(), "--name", "default",
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "default="+peer, "--listen-metrics-urls", "")
+	cmd := exec.Command(args[0], args[1:]...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -825,7 +836,7 @@ func startEtcd(t *testing.T) string {
 			t.Fatalf("etcd exited:\n%s", tail(out.String(), 40))
 		default:
 		}
-		res, err := (&http.Client{Timeout: time.Second}).Get(client + "/health")
+		res, err := hc.Get(client + "/health")
 		if err != nil {
 			return err.Error()
 		}
@@ -839,7 +850,6 @@ func startEtcd(t *testing.T) string {
 		}
 		return ""
 	})
-	return client
 }
 
 func TestClusterEtcd(t *testing.T) {

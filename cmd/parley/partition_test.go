@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -115,45 +114,8 @@ func newPartitionCluster(t *testing.T, withEtcd bool) *partitionCluster {
 // startLabEtcd runs etcd in the router namespace on addr.
 func startLabEtcd(t *testing.T, lab *netLab, addr string) {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		bin = "/usr/bin/etcd"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("etcd is not installed (Debian: apt-get install etcd-server)")
-		}
-		t.Skip("etcd is not installed (Debian: apt-get install etcd-server)")
-	}
-	client := "http://" + addr + ":2379"
-	peer := "http://" + addr + ":2380"
-	cmd := exec.Command("ip", "netns", "exec", lab.rt, bin, "--data-dir", t.TempDir(), "--name", "default",
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "default="+peer, "--listen-metrics-urls", "")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("--- etcd output ---\n%s", tail(out.String(), 30))
-		}
-	})
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: lab.dial}}
-	eventually(t, 20*time.Second, "etcd health", func() string {
-		res, err := hc.Get(client + "/health")
-		if err != nil {
-			return err.Error()
-		}
-		res.Body.Close()
-		return ""
-	})
+	runEtcd(t, []string{"ip", "netns", "exec", lab.rt}, "http://"+addr+":2379", "http://"+addr+":2380", hc)
 }
 
 // upState is a node's /up.
