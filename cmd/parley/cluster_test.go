@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +44,30 @@ func users(t *testing.T, n *procNode, channel string) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// joinAcross joins presence channel pch with a socket per user, users[i]
+// on nodes[i], each once that node lists the users before it. Each new
+// member's subscription_succeeded lists the members so far, and the
+// earlier ones get its member_added.
+func joinAcross(t *testing.T, pch string, nodes []*procNode, users ...string) []*wsClient {
+	t.Helper()
+	var socks []*wsClient
+	for i, u := range users {
+		if i > 0 {
+			waitUsers(t, pch, slices.Clone(users[:i]), nodes[i])
+		}
+		s := dial(t, nodes[i], u)
+		want := slices.Sorted(slices.Values(users[:i+1]))
+		if ids := presenceIDs(t, s.mustSubscribe(pch, u)); !reflect.DeepEqual(ids, want) {
+			t.Fatalf("%s sees %v, want %v", u, ids, want)
+		}
+		for _, earlier := range socks {
+			memberEvent(t, earlier, earlier.Next(), "pusher_internal:member_added", u)
+		}
+		socks = append(socks, s)
+	}
+	return socks
 }
 
 // waitUsers waits until every node lists exactly want as channel's members.
@@ -540,19 +565,8 @@ func TestCluster(t *testing.T) {
 		pch := "presence-" + uniq("fail")
 		lch := uniq("loop")
 		only2 := uniq("only-on-2")
-		pa := dial(t, n1, "fa")
-		pa.mustSubscribe(pch, "fa")
-		waitUsers(t, pch, []string{"fa"}, n2)
-		pb := dial(t, n2, "fb")
-		pb.mustSubscribe(pch, "fb")
-		memberEvent(t, pa, pa.Next(), "pusher_internal:member_added", "fb")
-		waitUsers(t, pch, []string{"fa", "fb"}, n3)
-		pc := dial(t, n3, "fc")
-		if ids := presenceIDs(t, pc.mustSubscribe(pch, "fc")); !reflect.DeepEqual(ids, []string{"fa", "fb", "fc"}) {
-			t.Fatalf("pc sees %v", ids)
-		}
-		memberEvent(t, pa, pa.Next(), "pusher_internal:member_added", "fc")
-		memberEvent(t, pb, pb.Next(), "pusher_internal:member_added", "fc")
+		p := joinAcross(t, pch, nodes, "fa", "fb", "fc")
+		pa, pc := p[0], p[2]
 		// fa has a second socket on node 2: it stays a member when node 2
 		// dies (members are dropped in id order, fa before fb, so a wrong
 		// member_removed fa would come first).
@@ -667,17 +681,8 @@ func TestCluster(t *testing.T) {
 	ok := t.Run("SIGSTOP and resume", func(t *testing.T) {
 		pch := "presence-" + uniq("frozen")
 		lch := uniq("loop")
-		sa := dial(t, n1, "sa")
-		sa.mustSubscribe(pch, "sa")
-		waitUsers(t, pch, []string{"sa"}, n2)
-		sb := dial(t, n2, "sb")
-		sb.mustSubscribe(pch, "sb")
-		memberEvent(t, sa, sa.Next(), "pusher_internal:member_added", "sb")
-		waitUsers(t, pch, []string{"sa", "sb"}, n3)
-		sc := dial(t, n3, "sc")
-		sc.mustSubscribe(pch, "sc")
-		memberEvent(t, sa, sa.Next(), "pusher_internal:member_added", "sc")
-		memberEvent(t, sb, sb.Next(), "pusher_internal:member_added", "sc")
+		p := joinAcross(t, pch, nodes, "sa", "sb", "sc")
+		sa, sb, sc := p[0], p[1], p[2]
 		l1 := dial(t, n1, "loop-1")
 		l1.mustSubscribe(lch, "")
 		l3 := dial(t, n3, "loop-3")
@@ -742,17 +747,8 @@ func TestCluster(t *testing.T) {
 
 	t.Run("SIGTERM", func(t *testing.T) {
 		pch := "presence-" + uniq("term")
-		x1 := dial(t, n1, "t1")
-		x1.mustSubscribe(pch, "t1")
-		waitUsers(t, pch, []string{"t1"}, n2)
-		x2 := dial(t, n2, "t2")
-		x2.mustSubscribe(pch, "t2")
-		memberEvent(t, x1, x1.Next(), "pusher_internal:member_added", "t2")
-		waitUsers(t, pch, []string{"t1", "t2"}, n3)
-		c := dial(t, n3, "tc")
-		c.mustSubscribe(pch, "tc")
-		memberEvent(t, x1, x1.Next(), "pusher_internal:member_added", "tc")
-		memberEvent(t, x2, x2.Next(), "pusher_internal:member_added", "tc")
+		p := joinAcross(t, pch, nodes, "t1", "t2", "tc")
+		x1, x2, c := p[0], p[1], p[2]
 
 		stopped := time.Now()
 		n3.signal(syscall.SIGTERM)
@@ -877,7 +873,7 @@ func TestClusterEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2 := nodes[0], nodes[1]
 	waitMesh(t, 20*time.Second, nodes...)
 	t.Logf("etcd: cluster formed %v after start", time.Since(began).Round(time.Millisecond))
 
@@ -907,21 +903,8 @@ func TestClusterEtcd(t *testing.T) {
 
 	t.Run("presence and kill -9", func(t *testing.T) {
 		pch := "presence-" + uniq("etcd")
-		pa := dial(t, n1, "ea")
-		pa.mustSubscribe(pch, "ea")
-		waitUsers(t, pch, []string{"ea"}, n2)
-		pb := dial(t, n2, "eb")
-		if ids := presenceIDs(t, pb.mustSubscribe(pch, "eb")); !reflect.DeepEqual(ids, []string{"ea", "eb"}) {
-			t.Fatalf("eb sees %v", ids)
-		}
-		memberEvent(t, pa, pa.Next(), "pusher_internal:member_added", "eb")
-		waitUsers(t, pch, []string{"ea", "eb"}, n3)
-		pc := dial(t, n3, "ec")
-		if ids := presenceIDs(t, pc.mustSubscribe(pch, "ec")); !reflect.DeepEqual(ids, []string{"ea", "eb", "ec"}) {
-			t.Fatalf("ec sees %v", ids)
-		}
-		memberEvent(t, pa, pa.Next(), "pusher_internal:member_added", "ec")
-		memberEvent(t, pb, pb.Next(), "pusher_internal:member_added", "ec")
+		p := joinAcross(t, pch, nodes, "ea", "eb", "ec")
+		pa, pc := p[0], p[2]
 		waitUsers(t, pch, []string{"ea", "eb", "ec"}, nodes...)
 
 		// kill -9 node 2: the others drop its member.
