@@ -457,8 +457,7 @@ func TestAdminAPIUnreadCounts(t *testing.T) {
 			want(t, http.StatusCreated)["id"])
 		other := num(e.admin("POST", "/matters", nil, map[string]any{"title": "Other", "member_ids": []int64{ann.ID, bob.ID}}).
 			want(t, http.StatusCreated)["id"])
-		w := e.dial()
-		w.join(bob, userChannel(bob.ID))
+		w := e.dialAs(bob, userChannel(bob.ID))
 		e.send(ann, persistence.Matter{ID: mid}, "one")
 		e.send(ann, persistence.Matter{ID: mid}, "two")
 		e.send(ann, persistence.Matter{ID: other}, "three")

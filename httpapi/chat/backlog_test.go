@@ -35,8 +35,7 @@ func TestFullBacklogLosesNoAcknowledgedMessage(t *testing.T) {
 		}
 		r.m = e.matter(fmt.Sprintf("m%d", i), r.people...)
 		for _, p := range r.people {
-			w := e.dial()
-			w.join(p, matterChannel(r.m.ID))
+			w := e.dialAs(p, matterChannel(r.m.ID))
 			r.sockets = append(r.sockets, w)
 		}
 		rooms[i] = r

@@ -111,12 +111,9 @@ func TestMessageFlow(t *testing.T) {
 	ann, bob, cat := e.user("Ann"), e.user("Bob"), e.user("Cat")
 	m := e.matter("Smith v Jones", ann, bob, cat)
 
-	annWS, annWS2, bobWS := e.dial(), e.dial(), e.dial()
-	annWS.join(ann, userChannel(ann.ID))
-	annWS.join(ann, matterChannel(m.ID))
-	annWS2.join(ann, matterChannel(m.ID))
-	bobWS.join(bob, userChannel(bob.ID))
-	bobWS.join(bob, matterChannel(m.ID))
+	annWS := e.dialAs(ann, userChannel(ann.ID), matterChannel(m.ID))
+	annWS2 := e.dialAs(ann, matterChannel(m.ID))
+	bobWS := e.dialAs(bob, userChannel(bob.ID), matterChannel(m.ID))
 
 	// Send, excluding Ann's first socket (toOthers()).
 	msg := e.send(ann, m, "  Hello Bob  ", "X-Socket-ID", annWS.SocketID)
@@ -436,9 +433,7 @@ func TestBroadcastingAuth(t *testing.T) {
 
 	// On the wire: a member's subscription succeeds; a non-member cannot
 	// get a signature, and a subscription without one is refused.
-	w := e.dial()
-	w.join(ann, matterChannel(m.ID))
-	w.join(ann, fmt.Sprintf("presence-matter.%d", m.ID))
+	e.dialAs(ann, matterChannel(m.ID), fmt.Sprintf("presence-matter.%d", m.ID))
 	d := e.dial()
 	e.call("POST", "/broadcasting/auth", dan.token, form{"socket_id": {d.SocketID}, "channel_name": {matterChannel(m.ID)}}).want(t, http.StatusForbidden)
 	_ = d.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testkit.Key + ":forged"}})
@@ -546,8 +541,7 @@ func TestEventNamespace(t *testing.T) {
 		e := start(t, sqliteDB(t), func(c *config.Config) { c.EventNamespace = tc.ns })
 		ann, bob := e.user("Ann"), e.user("Bob")
 		m := e.matter("M", ann, bob)
-		w := e.dial()
-		w.join(bob, matterChannel(m.ID))
+		w := e.dialAs(bob, matterChannel(m.ID))
 		e.send(ann, m, "hi")
 		w.ExpectOn(tc.want, matterChannel(m.ID))
 	}
@@ -641,8 +635,7 @@ func TestRestart(t *testing.T) {
 		if counts, total := e2.unread(bob); total != 2 || counts[m.ID] != 2 {
 			t.Fatalf("bob unread after restart %v %d", counts, total)
 		}
-		w := e2.dial()
-		w.join(ann, userChannel(ann.ID))
+		w := e2.dialAs(ann, userChannel(ann.ID))
 		again := data(t, e2.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))
 		if again["read_at"] != readAt {
 			t.Fatalf("read_at %v after restart, was %v", again["read_at"], readAt)

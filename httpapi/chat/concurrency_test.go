@@ -92,8 +92,7 @@ func (e *env) followUnread(t *testing.T, users []person) []*lastUnread {
 	t.Helper()
 	lasts := make([]*lastUnread, len(users))
 	for i, u := range users {
-		w := e.dial()
-		w.join(u, userChannel(u.ID))
+		w := e.dialAs(u, userChannel(u.ID))
 		lasts[i] = &lastUnread{}
 		lasts[i].follow(t, w)
 	}

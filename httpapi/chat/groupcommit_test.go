@@ -28,8 +28,7 @@ func TestConcurrentSendsGroupCommit(t *testing.T) {
 		} else {
 			db.exec(t, `CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`)
 		}
-		w := e.dial()
-		w.join(users[0], matterChannel(m.ID))
+		w := e.dialAs(users[0], matterChannel(m.ID))
 
 		const senders, each = 16, 20
 		var mu sync.Mutex

@@ -417,6 +417,16 @@ func (e *env) dial() *wsClient {
 	return &wsClient{Client: c, e: e}
 }
 
+// dialAs connects a socket and joins channels as p.
+func (e *env) dialAs(p person, channels ...string) *wsClient {
+	e.t.Helper()
+	w := e.dial()
+	for _, ch := range channels {
+		w.join(p, ch)
+	}
+	return w
+}
+
 // Absence is asserted with markers, never by waiting: after the deed that
 // must broadcast nothing, the test publishes a marker by a path the server
 // orders after any event the deed could have caused, and the marker must be

@@ -18,8 +18,7 @@ func TestIdempotentSend(t *testing.T) {
 		ann, bob := e.user("Ann"), e.user("Bob")
 		m := e.matter("M", ann, bob)
 		other := e.matter("Other", ann, bob)
-		w := e.dial()
-		w.join(bob, userChannel(bob.ID))
+		w := e.dialAs(bob, userChannel(bob.ID))
 		send := func(body map[string]any) response { return e.call("POST", "/api/messages/send", ann.token, body) }
 
 		plain := e.send(ann, m, "no key")

@@ -52,8 +52,7 @@ func benchDeliveryDuringLogins(b *testing.B, lo LoginOptions) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := e.dial()
-	w.join(person{User: u, token: plain}, userChannel(u.ID))
+	w := e.dialAs(person{User: u, token: plain}, userChannel(u.ID))
 
 	stop := make(chan struct{})
 	var logins, failures atomic.Int64

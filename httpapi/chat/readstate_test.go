@@ -179,12 +179,9 @@ func TestDeleteMessage(t *testing.T) {
 		for _, p := range []person{ann, bob, cat} {
 			e.settleUnread(p.ID)
 		}
-		annWS, bobWS, catWS := e.dial(), e.dial(), e.dial()
-		annWS.join(ann, userChannel(ann.ID))
-		annWS.join(ann, matterChannel(m.ID))
-		bobWS.join(bob, userChannel(bob.ID))
-		bobWS.join(bob, matterChannel(m.ID))
-		catWS.join(cat, userChannel(cat.ID))
+		annWS := e.dialAs(ann, userChannel(ann.ID), matterChannel(m.ID))
+		bobWS := e.dialAs(bob, userChannel(bob.ID), matterChannel(m.ID))
+		catWS := e.dialAs(cat, userChannel(cat.ID))
 		path := fmt.Sprintf("/api/messages/%d", goneID)
 
 		e.call("DELETE", path, "", nil).want(t, http.StatusUnauthorized)
@@ -284,9 +281,9 @@ func TestMatterPresence(t *testing.T) {
 				t.Fatalf("channel_data %v, want %s", b["channel_data"], want)
 			}
 		}
-		annWS, bobWS, danWS := e.dial(), e.dial(), e.dial()
-		annWS.join(ann, ch)
-		bobWS.join(bob, ch)
+		annWS := e.dialAs(ann, ch)
+		e.dialAs(bob, ch)
+		danWS := e.dial()
 		f := annWS.ExpectOn("pusher_internal:member_added", ch)
 		if d := f.DataMap(t); d["user_id"] != fmt.Sprint(bob.ID) || fmt.Sprint(d["user_info"]) != fmt.Sprint(map[string]any{"id": float64(bob.ID), "name": "Bob"}) {
 			t.Fatalf("member_added %v", d)

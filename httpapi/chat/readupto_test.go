@@ -26,11 +26,9 @@ func TestReadUpTo(t *testing.T) {
 		for _, p := range []person{ann, bob, cat} {
 			e.settleUnread(p.ID) // their counts go out before they listen
 		}
-		bobWS, annWS, catWS := e.dial(), e.dial(), e.dial()
-		bobWS.join(bob, userChannel(bob.ID))
-		bobWS.join(bob, matterChannel(m.ID))
-		annWS.join(ann, userChannel(ann.ID))
-		catWS.join(cat, userChannel(cat.ID))
+		bobWS := e.dialAs(bob, userChannel(bob.ID), matterChannel(m.ID))
+		annWS := e.dialAs(ann, userChannel(ann.ID))
+		catWS := e.dialAs(cat, userChannel(cat.ID))
 		bobWS.expectNothingBeforeMarker()
 		annWS.expectNothingBeforeMarker()
 		catWS.expectNothingBeforeMarker()
@@ -113,8 +111,7 @@ func TestReconcileBehindTheServersBack(t *testing.T) {
 		m := e.matter("M", ann, bob)
 		e.send(ann, m, "announced")
 		e.settleUnread(bob.ID)
-		w := e.dial()
-		w.join(bob, userChannel(bob.ID))
+		w := e.dialAs(bob, userChannel(bob.ID))
 		if counts, _ := e.unread(bob); counts[m.ID] != 1 {
 			t.Fatalf("bob unread %v", counts)
 		}
