@@ -361,27 +361,30 @@ func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 // TestInvalidUTF8ClosesOnlyThatSocket: a text frame that is not UTF-8 breaks
 // RFC 6455 and closes that socket with 1007; others are unaffected.
 func TestInvalidUTF8ClosesOnlyThatSocket(t *testing.T) {
-	s := startServer(t, nil)
-	bystander := s.dial()
-	bystander.mustSubscribe("news")
-	w := s.dial()
-	w.Send("{\"event\":\"pusher:ping\",\"data\":\"\xff\xfe\"}")
-	if code := w.ExpectClose(5 * time.Second); code != 1007 {
-		t.Fatalf("close %d, want 1007", code)
-	}
-	s.trigger("news", "still", "ok")
-	bystander.Expect("still")
+	closesOnlyThatSocket(t, 1007, func(w *wsClient) {
+		w.Send("{\"event\":\"pusher:ping\",\"data\":\"\xff\xfe\"}")
+	})
 }
 
+// TestOversizeFrameClosesOnlyThatSocket: 1009, message too big.
 func TestOversizeFrameClosesOnlyThatSocket(t *testing.T) {
+	closesOnlyThatSocket(t, 1009, func(w *wsClient) {
+		// The server may close before the whole frame is written.
+		_ = w.Conn.WriteMessage(1, []byte(`{"event":"client-x","channel":"private-a","data":"`+strings.Repeat("x", 100<<10)+`"}`))
+	})
+}
+
+// closesOnlyThatSocket: what send writes breaks the protocol, and the
+// server closes that socket with code; another socket carries on.
+func closesOnlyThatSocket(t *testing.T, code int, send func(w *wsClient)) {
+	t.Helper()
 	s := startServer(t, nil)
 	bystander := s.dial()
 	bystander.mustSubscribe("news")
 	w := s.dial()
-	// The server may close before the whole frame is written.
-	_ = w.Conn.WriteMessage(1, []byte(`{"event":"client-x","channel":"private-a","data":"`+strings.Repeat("x", 100<<10)+`"}`))
-	if code := w.ExpectClose(5 * time.Second); code != 1009 {
-		t.Fatalf("close %d, want 1009 (message too big)", code)
+	send(w)
+	if got := w.ExpectClose(5 * time.Second); got != code {
+		t.Fatalf("close %d, want %d", got, code)
 	}
 	s.trigger("news", "still", "ok")
 	bystander.Expect("still")
