@@ -46,6 +46,35 @@ func users(t *testing.T, n *procNode, channel string) []string {
 	return ids
 }
 
+// publishToEveryNode subscribes a socket on each node to ch, publishes
+// count numbered events through the first node, and requires every socket
+// to get them all in order, and exactly once: the next frame is a marker
+// published after them. It returns the sockets.
+func publishToEveryNode(t *testing.T, nodes []*procNode, ch string, count int) []*wsClient {
+	t.Helper()
+	var socks []*wsClient
+	for _, n := range nodes {
+		s := dial(t, n, "sub")
+		s.mustSubscribe(ch, "")
+		socks = append(socks, s)
+	}
+	for i := 0; i < count; i++ {
+		nodes[0].trigger(t, ch, "numbered", strconv.Itoa(i))
+	}
+	for _, s := range socks {
+		for i := 0; i < count; i++ {
+			if f := s.Next(); f.Event != "numbered" || f.Channel != ch || f.Data != strconv.Itoa(i) {
+				t.Fatalf("%s: event %d: got %+v", s.Name, i, f)
+			}
+		}
+	}
+	m := nodes[0].marker(t, ch)
+	for _, s := range socks {
+		s.expectMarker(m)
+	}
+	return socks
+}
+
 // joinAcross joins presence channel pch with a socket per user, users[i]
 // on nodes[i], each once that node lists the users before it. Each new
 // member's subscription_succeeded lists the members so far, and the
@@ -219,28 +248,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("publish", func(t *testing.T) {
 		ch := uniq("pub")
-		var socks []*wsClient
-		for _, n := range nodes {
-			s := dial(t, n, "sub")
-			s.mustSubscribe(ch, "")
-			socks = append(socks, s)
-		}
-		const count = 50
-		for i := 0; i < count; i++ {
-			n1.trigger(t, ch, "numbered", strconv.Itoa(i))
-		}
-		for _, s := range socks {
-			for i := 0; i < count; i++ {
-				if f := s.Next(); f.Event != "numbered" || f.Channel != ch || f.Data != strconv.Itoa(i) {
-					t.Fatalf("%s: event %d: got %+v", s.Name, i, f)
-				}
-			}
-		}
-		// Exactly once: the next frame is a marker published after them.
-		m := n1.marker(t, ch)
-		for _, s := range socks {
-			s.expectMarker(m)
-		}
+		socks := publishToEveryNode(t, nodes, ch, 50)
 
 		// One event to two channels; info counts every node's subscribers.
 		ch2 := uniq("pub-two")
@@ -268,7 +276,7 @@ func TestCluster(t *testing.T) {
 		// socket_id leaves out a socket of another node.
 		s1, s2, s3 := socks[0], socks[1], socks[2]
 		n1.trigger(t, ch, "not-for-s2", "x", "socket_id", s2.SocketID)
-		m = n1.marker(t, ch)
+		m := n1.marker(t, ch)
 		s2.expectMarker(m)
 		s1.Expect("not-for-s2")
 		s3.Expect("not-for-s2")
@@ -878,27 +886,7 @@ func TestClusterEtcd(t *testing.T) {
 	t.Logf("etcd: cluster formed %v after start", time.Since(began).Round(time.Millisecond))
 
 	t.Run("publish", func(t *testing.T) {
-		ch := uniq("etcd-pub")
-		var socks []*wsClient
-		for _, n := range nodes {
-			s := dial(t, n, "sub")
-			s.mustSubscribe(ch, "")
-			socks = append(socks, s)
-		}
-		for i := 0; i < 10; i++ {
-			n1.trigger(t, ch, "numbered", strconv.Itoa(i))
-		}
-		for _, s := range socks {
-			for i := 0; i < 10; i++ {
-				if f := s.Next(); f.Event != "numbered" || f.Data != strconv.Itoa(i) {
-					t.Fatalf("%s: event %d: got %+v", s.Name, i, f)
-				}
-			}
-		}
-		m := n1.marker(t, ch)
-		for _, s := range socks {
-			s.expectMarker(m)
-		}
+		publishToEveryNode(t, nodes, uniq("etcd-pub"), 10)
 	})
 
 	t.Run("presence and kill -9", func(t *testing.T) {
