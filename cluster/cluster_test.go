@@ -84,6 +84,30 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	}
 }
 
+// subscribedVia subscribes a socket on to to channel and returns it once
+// from forwards to it.
+func subscribedVia(t *testing.T, from, to *testNode, channel string) *tClient {
+	t.Helper()
+	w := to.dial()
+	w.subscribe(channel)
+	waitForwarded(t, from, w, channel)
+	return w
+}
+
+// publishTicks publishes ticks 0 to n-1 on channel through from, calling
+// after(i) (nil: none) after tick i.
+func publishTicks(t *testing.T, from *testNode, channel string, n int, after func(i int)) {
+	t.Helper()
+	for i := range n {
+		if err := from.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if after != nil {
+			after(i)
+		}
+	}
+}
+
 // expectTicks reads ticks 0 to n-1 from w, in order (probes left over from
 // waitForwarded aside), then publishes a marker on from and expects it next:
 // no tick came twice.
@@ -118,20 +142,15 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 // at that address must arrive anyway: all of them, in order.
 func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 	a, b, _, addrB := startClusterPair(t, nil)
-	w := b.dial()
-	w.subscribe("teardown")
-	waitForwarded(t, a, w, "teardown")
+	w := subscribedVia(t, a, b, "teardown")
 
 	const events = 3000
-	for i := range events {
-		if err := a.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{"teardown"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
-			t.Fatal(err)
-		}
+	publishTicks(t, a, "teardown", events, func(i int) {
 		if i%300 == 150 {
 			// What protoactor's MemberList does for a member that left.
 			a.Node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
 		}
-	}
+	})
 	expectTicks(t, a, w, "teardown", events)
 	resent, _ := a.Node.ClusterForwards()
 	_, lost := b.Node.ClusterForwards()
@@ -147,9 +166,7 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 // NodeStats shows it. Either way every event arrives, once and in order.
 func TestForwardingRecoversLostForwards(t *testing.T) {
 	a, b, _, _ := startClusterPair(t, nil)
-	w := b.dial()
-	w.subscribe("lost")
-	waitForwarded(t, a, w, "lost")
+	w := subscribedVia(t, a, b, "lost")
 
 	const events, lost = 1000, 100
 	for _, c := range []struct {
@@ -161,11 +178,7 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 			first := out.last() + 1 + uint64(c.from)
 			loseForwards(t, a.Node, func(seq uint64) bool { return seq >= first && seq < first+lost })
 			before, _ := a.Node.ClusterForwards()
-			for i := range events {
-				if err := a.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			publishTicks(t, a, "lost", events, nil)
 			expectTicks(t, a, w, "lost", events)
 			if resent, _ := a.Node.ClusterForwards(); resent-before < lost {
 				t.Fatalf("node A sent %d forwards again, want at least %d", resent-before, lost)
@@ -188,9 +201,7 @@ func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 		c.Apps[0].Webhooks = []config.Webhook{{URL: r.URL, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
 		c.WebhookVacateDelay = 0
 	})
-	w := b.dial()
-	w.subscribe("mesh")
-	waitForwarded(t, a, w, "mesh")
+	w := subscribedVia(t, a, b, "mesh")
 	r.ExpectAnyOrder("channel_occupied mesh")
 
 	aID, bID := clusterOf(a.Node).process, clusterOf(b.Node).process // webhook states are kept per process
