@@ -91,7 +91,7 @@ func TestSendMessages(t *testing.T) {
 // several nodes do on one database) each name the message before theirs in
 // the matter: following previous ids from the newest visits every message.
 func TestSendPreviousIDChains(t *testing.T) {
-	onEachBackend(t, func(t *testing.T, b backend, s Store) {
+	onEachBackend(t, func(t *testing.T, _ backend, s Store) {
 		ctx := context.Background()
 		ann := mustUser(t, s, "ann")
 		m := mustMatter(t, s, "m", ann)

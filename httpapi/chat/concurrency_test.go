@@ -76,14 +76,17 @@ func (l *lastUnread) await(want map[int64]int, d time.Duration) (counts map[int6
 	}
 }
 
-// people are n new users named prefix0, prefix1...
-func (e *env) people(prefix string, n int) []person {
+// busyMatter makes n users named prefix0, prefix1..., a matter of them
+// all, and a message elsewhere: ids are global, so that message's id is an
+// after_id cursor from before the first message in the matter.
+func (e *env) busyMatter(prefix string, n int) (users []person, m persistence.Matter, before int64) {
 	e.t.Helper()
-	var ps []person
 	for i := range n {
-		ps = append(ps, e.user(fmt.Sprint(prefix, i)))
+		users = append(users, e.user(fmt.Sprint(prefix, i)))
 	}
-	return ps
+	m = e.matter("Busy", users...)
+	before = num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
+	return users, m, before
 }
 
 // followUnread follows each user's UnreadCountUpdated on a socket of their
@@ -159,12 +162,8 @@ func (e *env) history(p person, m persistence.Matter, after int64) []map[string]
 func TestConcurrentSendAndRead(t *testing.T) {
 	onEachDatabase(t, func(t *testing.T, db database) {
 		e := start(t, db, nil)
-		users := e.people("User", 4)
-		m := e.matter("Busy", users...)
+		users, m, start := e.busyMatter("User", 4)
 		quiet := e.matter("Quiet", users[0], users[1]) // a zero that must stay in the maps
-		// Message ids are global: a message elsewhere gives the readers an
-		// after_id cursor from before the first message in m.
-		start := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
 		lasts := e.followUnread(t, users)
 
 		began := time.Now()

@@ -16,11 +16,7 @@ import (
 func TestConcurrentSendsGroupCommit(t *testing.T) {
 	onEachDatabase(t, func(t *testing.T, db database) {
 		e := start(t, db, nil)
-		users := e.people("U", 4)
-		m := e.matter("Busy", users...)
-		// Ids are global: a message elsewhere gives the history walk a
-		// positive after_id below the first message in m.
-		before := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
+		users, m, before := e.busyMatter("U", 4)
 		if db.dialect == "postgres" {
 			db.exec(t, `CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN
 				IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`,

@@ -305,9 +305,7 @@ func TestMatterPresence(t *testing.T) {
 func TestConcurrentDeleteAndRead(t *testing.T) {
 	onEachDatabase(t, func(t *testing.T, db database) {
 		e := start(t, db, nil)
-		users := e.people("User", 4)
-		m := e.matter("Busy", users...)
-		start := num(e.send(users[0], e.matter("Seed", users[0]), "seed")["id"])
+		users, m, start := e.busyMatter("User", 4)
 		lasts := e.followUnread(t, users)
 		const perSender = 24
 		var sendersLeft atomic.Int32
