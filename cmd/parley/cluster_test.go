@@ -143,6 +143,25 @@ func memberEvent(t *testing.T, w *wsClient, f frame, event, uid string) {
 	}
 }
 
+// memberEventsAfter requires the next frame of each socket to be event of
+// user uid within d of since, when deed happened, and logs how long after
+// it each came; it returns those times.
+func memberEventsAfter(t *testing.T, deed string, since time.Time, d time.Duration, event, uid string, socks ...*wsClient) []time.Duration {
+	t.Helper()
+	name := strings.TrimPrefix(event, "pusher_internal:")
+	var after []time.Duration
+	for _, s := range socks {
+		r, err := s.TryNext(time.Until(since.Add(d)))
+		if err != nil {
+			t.Fatalf("%s: no %s %s within %v of %s: %v", s.Name, name, uid, d, deed, err)
+		}
+		memberEvent(t, s, r.Frame, event, uid)
+		after = append(after, r.At.Sub(since))
+		t.Logf("%s: %s got %s %s after %v", deed, s.Name, name, uid, after[len(after)-1].Round(time.Millisecond))
+	}
+	return after
+}
+
 // presenceMarker joins channel on node as a fresh marker user and returns
 // the user id: its member_added reaches the other nodes through the same
 // path as every presence change of node's before it.
@@ -193,6 +212,20 @@ func (l *pubLoop) finish(t *testing.T) (int, map[int]string) {
 		t.Errorf("publish %d failed: %s", i, e)
 	}
 	return l.sent, l.failed
+}
+
+// steadyTicks requires each socket to get ticks from..sent-1 but the failed
+// ones, in order (from < 0: from whichever comes first), with no more than
+// a second between two arrivals; while says when, in failures and logs.
+func steadyTicks(t *testing.T, while string, from, sent int, failed map[int]string, socks ...*wsClient) {
+	t.Helper()
+	for _, s := range socks {
+		gap := checkTicks(t, s, from, sent, failed)
+		t.Logf("%s: ticks in order (one every 20 ms) %s, longest gap %v", s.Name, while, gap.Round(time.Millisecond))
+		if gap > time.Second {
+			t.Errorf("%s: a gap of %v in delivery %s", s.Name, gap, while)
+		}
+	}
 }
 
 // checkTicks requires ticks from..sent-1 but the failed ones, in order
@@ -614,14 +647,7 @@ func TestCluster(t *testing.T) {
 		killed := time.Now()
 		n2.signal(syscall.SIGKILL)
 		n2.wait(5 * time.Second)
-		for _, s := range []*wsClient{pa, pc} {
-			r, err := s.TryNext(10*time.Second - time.Since(killed))
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 10 s of kill -9: %v", s.Name, err)
-			}
-			memberEvent(t, s, r.Frame, "pusher_internal:member_removed", "fb")
-			t.Logf("kill -9: %s got member_removed after %v", s.Name, r.At.Sub(killed).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "kill -9", killed, 10*time.Second, "pusher_internal:member_removed", "fb", pa, pc)
 		r, err := w.TryNext(10*time.Second - time.Since(killed))
 		if err != nil || r.Frame.Event != "pusher_internal:watchlist_events" || !strings.Contains(r.Frame.Data, "offline") {
 			t.Fatalf("watcher: want offline within 10 s of kill -9, got %+v %v", r.Frame, err)
@@ -666,17 +692,8 @@ func TestCluster(t *testing.T) {
 		// Keep publishing 3 s more: the new node 2 stays in the cluster.
 		time.Sleep(3 * time.Second)
 		sent, failed := loop.finish(t)
-		for _, s := range []*wsClient{l1, l3} {
-			gap := checkTicks(t, s, 0, sent, failed)
-			t.Logf("kill -9: %s received all %d ticks (one every 20 ms), longest gap %v", s.Name, sent-len(failed), gap.Round(time.Millisecond))
-			if gap > time.Second {
-				t.Errorf("%s: a gap of %v in delivery while node 2 died and came back", s.Name, gap)
-			}
-		}
-		gap := checkTicks(t, l2, -1, sent, failed)
-		if gap > time.Second {
-			t.Errorf("%s: a gap of %v in delivery after node 2 came back", l2.Name, gap)
-		}
+		steadyTicks(t, "while node 2 died and came back", 0, sent, failed, l1, l3)
+		steadyTicks(t, "after node 2 came back", -1, sent, failed, l2)
 		m = n1.marker(t, pch)
 		for _, s := range []*wsClient{pa, pc, pb2} {
 			s.expectMarker(m)
@@ -706,36 +723,16 @@ func TestCluster(t *testing.T) {
 				_ = n2.cmd.Process.Signal(syscall.SIGCONT)
 			}
 		}()
-		for _, s := range []*wsClient{sa, sc} {
-			r, err := s.TryNext(15*time.Second - time.Since(frozen))
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 15 s of SIGSTOP: %v", s.Name, err)
-			}
-			memberEvent(t, s, r.Frame, "pusher_internal:member_removed", "sb")
-			t.Logf("SIGSTOP: %s got member_removed after %v", s.Name, r.At.Sub(frozen).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "SIGSTOP", frozen, 15*time.Second, "pusher_internal:member_removed", "sb", sa, sc)
 		sent, failed := loop.finish(t)
-		for _, s := range []*wsClient{l1, l3} {
-			gap := checkTicks(t, s, 0, sent, failed)
-			t.Logf("SIGSTOP: %s received all %d ticks (one every 20 ms), longest gap %v", s.Name, sent-len(failed), gap.Round(time.Millisecond))
-			if gap > time.Second {
-				t.Errorf("%s: a gap of %v in delivery while node 2 was frozen", s.Name, gap)
-			}
-		}
+		steadyTicks(t, "while node 2 was frozen", 0, sent, failed, l1, l3)
 
 		n2.signal(syscall.SIGCONT)
 		resumed = true
 		cont := time.Now()
 		// Back in the cluster: sb is a member again everywhere, once, and
 		// publishes flow both ways.
-		for _, s := range []*wsClient{sa, sc} {
-			r, err := s.TryNext(15 * time.Second)
-			if err != nil {
-				t.Fatalf("%s: no member_added sb within 15 s of SIGCONT: %v", s.Name, err)
-			}
-			memberEvent(t, s, r.Frame, "pusher_internal:member_added", "sb")
-			t.Logf("SIGCONT: %s got member_added sb again after %v", s.Name, r.At.Sub(cont).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "SIGCONT", cont, 15*time.Second, "pusher_internal:member_added", "sb", sa, sc)
 		waitMesh(t, 15*time.Second, nodes...)
 		waitUsers(t, pch, []string{"sa", "sb", "sc"}, nodes...)
 		t.Logf("SIGCONT: node 2 is back in the cluster after %v", time.Since(cont).Round(time.Millisecond))
@@ -760,16 +757,10 @@ func TestCluster(t *testing.T) {
 
 		stopped := time.Now()
 		n3.signal(syscall.SIGTERM)
-		for _, s := range []*wsClient{x1, x2} {
-			r, err := s.TryNext(10 * time.Second)
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 10 s of SIGTERM: %v", s.Name, err)
-			}
-			memberEvent(t, s, r.Frame, "pusher_internal:member_removed", "tc")
-			d := r.At.Sub(stopped)
-			t.Logf("SIGTERM: %s got member_removed after %v", s.Name, d.Round(time.Millisecond))
+		left := []*wsClient{x1, x2}
+		for i, d := range memberEventsAfter(t, "SIGTERM", stopped, 10*time.Second, "pusher_internal:member_removed", "tc", left...) {
 			if d > 2*time.Second {
-				t.Errorf("%s: member_removed %v after an orderly stop", s.Name, d)
+				t.Errorf("%s: member_removed %v after an orderly stop", left[i].Name, d)
 			}
 		}
 		eventually(t, 5*time.Second, "node 1's channel list without node 3", func() string {
@@ -898,14 +889,7 @@ func TestClusterEtcd(t *testing.T) {
 		// kill -9 node 2: the others drop its member.
 		killed := time.Now()
 		n2.signal(syscall.SIGKILL)
-		for _, s := range []*wsClient{pa, pc} {
-			r, err := s.TryNext(10*time.Second - time.Since(killed))
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 10 s of kill -9: %v", s.Name, err)
-			}
-			memberEvent(t, s, r.Frame, "pusher_internal:member_removed", "eb")
-			t.Logf("etcd, kill -9: %s got member_removed after %v", s.Name, r.At.Sub(killed).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "etcd, kill -9", killed, 10*time.Second, "pusher_internal:member_removed", "eb", pa, pc)
 		m := n1.marker(t, pch)
 		pa.expectMarker(m)
 		pc.expectMarker(m)
