@@ -119,6 +119,16 @@ func (s *testServer) expectNothingBeforeMarker(w *wsClient, channels ...string) 
 	}
 }
 
+// subscriber dials and subscribes to channels (see mustSubscribe).
+func (s *testServer) subscriber(channels ...string) *wsClient {
+	s.t.Helper()
+	w := s.dial()
+	for _, ch := range channels {
+		w.mustSubscribe(ch)
+	}
+	return w
+}
+
 // mustSubscribe subscribes, a presence channel's as user "u-" + the socket
 // id, and reads subscription_succeeded.
 func (w *wsClient) mustSubscribe(channel string) frame {

@@ -14,10 +14,8 @@ import (
 
 func TestTriggerToManyChannelsAndExclusion(t *testing.T) {
 	s := startServer(t, nil)
-	a, b := s.dial(), s.dial()
-	a.mustSubscribe("c1")
-	b.mustSubscribe("c2")
-	b.mustSubscribe("c1")
+	a := s.subscriber("c1")
+	b := s.subscriber("c2", "c1")
 	st, body := s.api("POST", "/apps/"+testkit.AppID+"/events", nil,
 		map[string]any{"name": "e", "channels": []string{"c1", "c2"}, "data": "d", "socket_id": b.SocketID})
 	if st != 200 || len(body) != 0 {
@@ -38,8 +36,7 @@ func TestTriggerToManyChannelsAndExclusion(t *testing.T) {
 
 func TestTriggerInfo(t *testing.T) {
 	s := startServer(t, nil)
-	a := s.dial()
-	a.mustSubscribe("presence-p")
+	s.subscriber("presence-p")
 	st, body := s.api("POST", "/apps/"+testkit.AppID+"/events", nil,
 		map[string]any{"name": "e", "channels": []string{"presence-p", "c"}, "data": "d", "info": "user_count,subscription_count"})
 	if st != 200 {
@@ -56,9 +53,7 @@ func TestTriggerInfo(t *testing.T) {
 
 func TestBatchEvents(t *testing.T) {
 	s := startServer(t, nil)
-	a := s.dial()
-	a.mustSubscribe("b1")
-	a.mustSubscribe("b2")
+	a := s.subscriber("b1", "b2")
 	st, body := s.api("POST", "/apps/"+testkit.AppID+"/batch_events", nil, map[string]any{"batch": []map[string]any{
 		{"name": "x", "channel": "b1", "data": "1"},
 		{"name": "y", "channel": "b2", "data": "2", "info": "subscription_count"},
@@ -181,11 +176,8 @@ func md5hex(b []byte) string {
 
 func TestChannelQueries(t *testing.T) {
 	s := startServer(t, nil)
-	a, b := s.dial(), s.dial()
-	a.mustSubscribe("public-1")
-	a.mustSubscribe("private-2")
-	a.mustSubscribe("presence-one")
-	b.mustSubscribe("presence-one")
+	s.subscriber("public-1", "private-2", "presence-one")
+	s.subscriber("presence-one")
 
 	st, body := s.api("GET", "/apps/"+testkit.AppID+"/channels", nil, nil)
 	if st != 200 || len(body["channels"].(map[string]any)) != 3 {

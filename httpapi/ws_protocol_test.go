@@ -312,9 +312,8 @@ func TestClientEvents(t *testing.T) {
 
 func TestClientEventRateLimit(t *testing.T) {
 	s := startServer(t, nil)
-	a, b := s.dial(), s.dial()
-	a.mustSubscribe("private-r")
-	b.mustSubscribe("private-r")
+	a := s.subscriber("private-r")
+	b := s.subscriber("private-r")
 	for i := 0; i < 11; i++ {
 		a.Send(`{"event":"client-n","channel":"private-r","data":{}}`)
 	}
@@ -327,8 +326,7 @@ func TestClientEventRateLimit(t *testing.T) {
 
 func TestClientEventsDisabled(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.Apps[0].ClientEvents = false })
-	a := s.dial()
-	a.mustSubscribe("private-r")
+	a := s.subscriber("private-r")
 	a.Send(`{"event":"client-n","channel":"private-r","data":{}}`)
 	f := a.expectError(int(pusher.CodeClientEventRefused))
 	if !strings.Contains(f.Data, "disabled") {
@@ -338,8 +336,7 @@ func TestClientEventsDisabled(t *testing.T) {
 
 func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 	s := startServer(t, nil)
-	bystander := s.dial()
-	bystander.mustSubscribe("news")
+	bystander := s.subscriber("news")
 	w := s.dial()
 	for _, bad := range []string{
 		`not json`, `[]`, `{"event":5}`, `{"event":"pusher:subscribe","data":"x"}`,
@@ -379,8 +376,7 @@ func TestOversizeFrameClosesOnlyThatSocket(t *testing.T) {
 func closesOnlyThatSocket(t *testing.T, code int, send func(w *wsClient)) {
 	t.Helper()
 	s := startServer(t, nil)
-	bystander := s.dial()
-	bystander.mustSubscribe("news")
+	bystander := s.subscriber("news")
 	w := s.dial()
 	send(w)
 	if got := w.ExpectClose(5 * time.Second); got != code {
@@ -392,8 +388,7 @@ func closesOnlyThatSocket(t *testing.T, code int, send func(w *wsClient)) {
 
 func TestUnsubscribeStopsDelivery(t *testing.T) {
 	s := startServer(t, nil)
-	w := s.dial()
-	w.mustSubscribe("news")
+	w := s.subscriber("news")
 	w.Send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
 	w.Send(`{"event":"pusher:ping","data":{}}`)
 	w.Expect("pusher:pong")
@@ -411,8 +406,7 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 
 func TestCacheChannels(t *testing.T) {
 	s := startServer(t, nil)
-	a := s.dial()
-	a.mustSubscribe("cache-prices")
+	a := s.subscriber("cache-prices")
 	if f := a.Expect("pusher:cache_miss"); f.Channel != "cache-prices" {
 		t.Fatalf("cache_miss %+v", f)
 	}
@@ -420,15 +414,13 @@ func TestCacheChannels(t *testing.T) {
 	a.Expect("price")
 	s.trigger("cache-prices", "price", "2")
 	a.Expect("price")
-	b := s.dial()
-	b.mustSubscribe("cache-prices")
+	b := s.subscriber("cache-prices")
 	if f := b.Expect("price"); f.Data != "2" {
 		t.Fatalf("replayed %+v", f)
 	}
 	// An unoccupied cache channel keeps its last event too.
 	s.trigger("cache-empty", "v", "kept")
-	c := s.dial()
-	c.mustSubscribe("cache-empty")
+	c := s.subscriber("cache-empty")
 	if f := c.Expect("v"); f.Data != "kept" {
 		t.Fatalf("got %+v", f)
 	}
@@ -507,8 +499,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	if _, b, err := slow.ReadMessage(); err != nil || !strings.Contains(string(b), "subscription_succeeded") {
 		t.Fatalf("%s %v", b, err)
 	}
-	fast := s.dial()
-	fast.mustSubscribe("firehose")
+	fast := s.subscriber("firehose")
 
 	// The fast socket reads every event; the slow one never reads, so once
 	// the kernel's buffers are full its queue passes 64 KiB.
