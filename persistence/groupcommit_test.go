@@ -282,8 +282,7 @@ func addPoison(t *testing.T, s Store, dialect string) {
 // sends get ErrBusy.
 func TestSenderBusyAndClose(t *testing.T) {
 	s := newMigratedStore(t, backends()[0])
-	ann := mustUser(t, s, "ann")
-	m := mustMatter(t, s, "m", ann)
+	ann, m := annsMatter(t, s)
 	gs := &gatedStore{Store: s, gate: make(chan struct{}), entered: make(chan struct{})}
 	g := NewSender(gs, SenderOptions{Queue: 1})
 	send := func(body string) SendResult {

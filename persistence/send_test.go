@@ -93,8 +93,7 @@ func TestSendMessages(t *testing.T) {
 func TestSendPreviousIDChains(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, _ backend, s Store) {
 		ctx := context.Background()
-		ann := mustUser(t, s, "ann")
-		m := mustMatter(t, s, "m", ann)
+		ann, m := annsMatter(t, s)
 		prev := map[int64]int64{}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -136,6 +135,13 @@ func TestSendPreviousIDChains(t *testing.T) {
 	})
 }
 
+// annsMatter is a new user ann and a new matter m, she its one member.
+func annsMatter(t *testing.T, s Store) (User, Matter) {
+	t.Helper()
+	ann := mustUser(t, s, "ann")
+	return ann, mustMatter(t, s, "m", ann)
+}
+
 func sameMessage(a, b Message) bool {
 	return a.ID == b.ID && a.MatterID == b.MatterID && a.SenderID == b.SenderID && a.SenderName == b.SenderName &&
 		a.Body == b.Body && a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt) &&
@@ -147,8 +153,7 @@ func sameMessage(a, b Message) bool {
 func TestSendMessagesFailureIsolated(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, b backend, s Store) {
 		ctx := context.Background()
-		ann := mustUser(t, s, "ann")
-		m := mustMatter(t, s, "m", ann)
+		ann, m := annsMatter(t, s)
 		addPoison(t, s, b.name)
 		db := rawDB(s)
 		res := s.SendMessages(ctx, []Send{
@@ -182,8 +187,7 @@ func TestSendMessagesFailureIsolated(t *testing.T) {
 func TestSendMessagesConcurrentRepeats(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, _ backend, s Store) {
 		ctx := context.Background()
-		ann := mustUser(t, s, "ann")
-		m := mustMatter(t, s, "m", ann)
+		ann, m := annsMatter(t, s)
 		for round := range 5 {
 			key := fmt.Sprint("race-", round)
 			const n = 12
