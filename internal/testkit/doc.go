@@ -3,6 +3,6 @@
 // Pusher protocol client that reads its frames in the background, a webhook
 // receiver, signed HTTP API requests, free ports and a locked buffer.
 //
-// It imports none of the packages whose tests use it (not actors, whose own
-// tests use it), so that any package's tests may.
+// Of Parley's packages it imports only config, pusher and wsconn, so that
+// the tests of every other package may use it, actors' own tests too.
 package testkit
