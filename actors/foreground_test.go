@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // roundTrip sends a ping and waits for the pong: everything the socket
 // sent before has been handled by its ConnectionActor.
 func (w *tClient) roundTrip() {
-	w.t.Helper()
-	w.send(`{"event":"pusher:ping","data":{}}`)
-	w.expect("pusher:pong")
+	w.T.Helper()
+	w.Send(`{"event":"pusher:ping","data":{}}`)
+	w.Expect("pusher:pong")
 }
 
 func appStateEvent(channel, state string) string {
@@ -29,12 +31,12 @@ func TestForegroundSockets(t *testing.T) {
 	tn := startNode(t, nil)
 	var mu sync.Mutex
 	var reports []string
-	tn.node.fg.report = func(appID, userID string, on bool) {
+	tn.Node.fg.report = func(appID, userID string, on bool) {
 		mu.Lock()
 		reports = append(reports, appID+"/"+userID+map[bool]string{true: "+", false: "-"}[on])
 		mu.Unlock()
 	}
-	fg := func() bool { return tn.node.UserForeground(tApp, "7") }
+	fg := func() bool { return tn.Node.UserForeground(testkit.AppID, "7") }
 
 	// Not tracked yet: nothing counts.
 	w := tn.dial()
@@ -43,9 +45,9 @@ func TestForegroundSockets(t *testing.T) {
 	if fg() {
 		t.Fatal("foreground before the chat app was named")
 	}
-	w.c.Close()
+	w.Conn.Close()
 
-	tn.node.TrackForeground(tApp)
+	tn.Node.TrackForeground(testkit.AppID)
 	a, b := tn.dial(), tn.dial()
 	a.subscribe("private-matter.1")
 	a.roundTrip()
@@ -58,35 +60,35 @@ func TestForegroundSockets(t *testing.T) {
 	if !fg() {
 		t.Fatal("a socket on the user channel is not foreground")
 	}
-	a.send(appStateEvent(UserChannelPrefix+"7", "background"))
+	a.Send(appStateEvent(UserChannelPrefix+"7", "background"))
 	a.roundTrip()
 	if !fg() {
 		t.Fatal("one of two sockets in the background made the user background")
 	}
-	b.send(appStateEvent(UserChannelPrefix+"7", "background"))
+	b.Send(appStateEvent(UserChannelPrefix+"7", "background"))
 	b.roundTrip()
 	if fg() {
 		t.Fatal("both sockets background, still foreground")
 	}
 	// The event went to nobody: a marker published after it comes first.
 	tn.marker(a, UserChannelPrefix+"7")
-	b.expect("marker")
-	b.send(appStateEvent(UserChannelPrefix+"7", "foreground"))
+	b.Expect("marker")
+	b.Send(appStateEvent(UserChannelPrefix+"7", "foreground"))
 	b.roundTrip()
 	if !fg() {
 		t.Fatal("back in the foreground, not counted")
 	}
-	b.send(`{"event":"pusher:unsubscribe","data":{"channel":"` + UserChannelPrefix + `7"}}`)
+	b.Send(`{"event":"pusher:unsubscribe","data":{"channel":"` + UserChannelPrefix + `7"}}`)
 	b.roundTrip()
 	if fg() {
 		t.Fatal("unsubscribed, still foreground")
 	}
-	a.send(appStateEvent(UserChannelPrefix+"7", "foreground"))
+	a.Send(appStateEvent(UserChannelPrefix+"7", "foreground"))
 	a.roundTrip()
 	if !fg() {
 		t.Fatal("a's foreground not counted")
 	}
-	a.c.Close()
+	a.Conn.Close()
 	waitUntil(t, "the closed socket to stop counting", func() bool { return !fg() })
 	mu.Lock()
 	defer mu.Unlock()
@@ -100,19 +102,19 @@ func TestForegroundSockets(t *testing.T) {
 // say otherwise, send a snapshot without it, or are forgotten.
 func TestForegroundMirrored(t *testing.T) {
 	tn := startNode(t, nil)
-	n := tn.node
-	n.MirrorForeground("p2", tApp, "9", true)
-	n.MirrorForeground("p3", tApp, "9", true)
-	if !n.UserForeground(tApp, "9") || n.UserForeground(tApp, "8") || n.UserForeground("other", "9") {
+	n := tn.Node
+	n.MirrorForeground("p2", testkit.AppID, "9", true)
+	n.MirrorForeground("p3", testkit.AppID, "9", true)
+	if !n.UserForeground(testkit.AppID, "9") || n.UserForeground(testkit.AppID, "8") || n.UserForeground("other", "9") {
 		t.Fatal("mirrored state wrong")
 	}
-	n.MirrorForeground("p2", tApp, "9", false)
-	n.MirrorForegroundAll("p3", map[string]bool{ChannelKey(tApp, "8"): true})
-	if n.UserForeground(tApp, "9") || !n.UserForeground(tApp, "8") {
+	n.MirrorForeground("p2", testkit.AppID, "9", false)
+	n.MirrorForegroundAll("p3", map[string]bool{ChannelKey(testkit.AppID, "8"): true})
+	if n.UserForeground(testkit.AppID, "9") || !n.UserForeground(testkit.AppID, "8") {
 		t.Fatal("snapshot not applied")
 	}
 	n.ForgetProcess("p3")
-	if n.UserForeground(tApp, "8") {
+	if n.UserForeground(testkit.AppID, "8") {
 		t.Fatal("a forgotten process still counts")
 	}
 }

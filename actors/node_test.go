@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -17,184 +15,58 @@ import (
 	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
-	"github.com/parley-chat/parley/wsconn"
-)
-
-const (
-	tKey    = "key-1"
-	tSecret = "secret-1"
-	tApp    = "app-1"
 )
 
 // testNode runs a Node behind a real WebSocket endpoint on 127.0.0.1.
-type testNode struct {
-	t    *testing.T
-	node *Node
-	url  string
-}
+type testNode struct{ *testkit.Served[*Node] }
 
 func startNode(t *testing.T, mutate func(*config.Config)) *testNode {
 	t.Helper()
-	cfg, err := config.Load(nil, func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"PARLEY_APP_ID": tApp, "PARLEY_APP_KEY": tKey, "PARLEY_APP_SECRET": tSecret,
-			"PARLEY_DATA_DIR": t.TempDir(),
-		}[k]
-		return v, ok
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	n := NewNode(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := wsconn.Upgrade(w, r, n.ConnOptions())
-		if err != nil {
-			return
-		}
-		n.Accept(conn, strings.TrimPrefix(r.URL.Path, "/app/"), r.URL.Query().Get("protocol"), "", "127.0.0.1")
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		n.Stop()
-	})
-	return &testNode{t: t, node: n, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	n := NewNode(testkit.Config(t, "", mutate), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return &testNode{testkit.Start(t, n, n.Stop)}
 }
 
-type tFrame struct {
-	Event   string `json:"event"`
-	Channel string `json:"channel"`
-	Data    string `json:"data"`
-	UserID  string `json:"user_id"`
-}
+type tFrame = testkit.Frame
 
-type tClient struct {
-	t        *testing.T
-	c        *websocket.Conn
-	socketID string
-	frames   chan tFrame
-	closed   chan int // the close code
-}
+// tClient is a test's socket, connected and with its socket id.
+type tClient struct{ *testkit.Client }
 
 func (tn *testNode) dial() *tClient {
-	tn.t.Helper()
-	w := tn.dialUnowned()
-	tn.t.Cleanup(func() { w.c.Close() })
-	return w
+	tn.T.Helper()
+	return &tClient{tn.Dial(testkit.DialOptions{Buffer: 1 << 10})}
 }
 
 // dialUnowned connects a client the caller must close.
 func (tn *testNode) dialUnowned() *tClient {
-	tn.t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial(tn.url+"/app/"+tKey+"?protocol=7", nil)
-	if err != nil {
-		tn.t.Fatal(err)
-	}
-	w := &tClient{t: tn.t, c: c, frames: make(chan tFrame, 1<<10), closed: make(chan int, 1)}
-	go func() {
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				code := -1
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code = ce.Code
-				}
-				w.closed <- code
-				close(w.frames)
-				return
-			}
-			var f tFrame
-			_ = json.Unmarshal(b, &f)
-			w.frames <- f
-		}
-	}()
-	f := w.expect("pusher:connection_established")
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	_ = json.Unmarshal([]byte(f.Data), &d)
-	w.socketID = d.SocketID
-	return w
+	tn.T.Helper()
+	return &tClient{tn.Dial(testkit.DialOptions{Buffer: 1 << 10, Unowned: true})}
 }
 
-func (w *tClient) next() tFrame {
-	w.t.Helper()
-	select {
-	case f, ok := <-w.frames:
-		if !ok {
-			w.t.Fatal("socket closed")
-		}
-		return f
-	case <-time.After(5 * time.Second):
-		w.t.Fatal("no frame within 5 s")
-	}
-	return tFrame{}
-}
-
-func (w *tClient) expect(event string) tFrame {
-	w.t.Helper()
-	f := w.next()
-	if f.Event != event {
-		w.t.Fatalf("want %s, got %+v", event, f)
-	}
-	return f
-}
-
-func (w *tClient) expectClose() int {
-	w.t.Helper()
-	for {
-		select {
-		case _, ok := <-w.frames:
-			if !ok {
-				return <-w.closed
-			}
-		case <-time.After(5 * time.Second):
-			w.t.Fatal("socket not closed within 5 s")
-		}
-	}
-}
-
-func (w *tClient) send(s string) {
-	w.t.Helper()
-	if err := w.c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-		w.t.Fatal(err)
-	}
-}
-
+// subscribe joins channel, a presence channel as user "u-" + the socket
+// id, and reads subscription_succeeded.
 func (w *tClient) subscribe(channel string) tFrame {
-	w.t.Helper()
-	w.subscribeAs(channel, "u-"+w.socketID)
-	return w.expect("pusher_internal:subscription_succeeded")
+	w.T.Helper()
+	w.subscribeAs(channel, "u-"+w.SocketID)
+	return w.Expect("pusher_internal:subscription_succeeded")
 }
 
+// subscribeAs sends the subscribe, a presence channel's as userID.
 func (w *tClient) subscribeAs(channel, userID string) {
-	w.t.Helper()
-	d := map[string]string{"channel": channel}
-	switch {
-	case strings.HasPrefix(channel, "presence-"):
-		d["channel_data"] = `{"user_id":"` + userID + `"}`
-		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, d["channel_data"])
-	case strings.HasPrefix(channel, "private-"):
-		d["auth"] = pusher.ChannelAuth(tKey, tSecret, w.socketID, channel, "")
-	}
-	b, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": d})
-	w.send(string(b))
+	w.T.Helper()
+	w.SubscribeSigned(testkit.Key, testkit.Secret, channel, `{"user_id":"`+userID+`"}`)
 }
 
 // marker publishes an event and waits for it: everything sent before it to
 // w's channels has arrived by then.
 func (tn *testNode) marker(w *tClient, channel string) {
-	tn.t.Helper()
-	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
-		tn.t.Fatal(err)
+	tn.T.Helper()
+	if err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
+		tn.T.Fatal(err)
 	}
-	w.expect("marker")
+	w.Expect("marker")
 }
 
 func waitUntil(t *testing.T, what string, f func() bool) {
@@ -216,20 +88,20 @@ func TestChannelPanicRecovers(t *testing.T) {
 	a, b, other := tn.dial(), tn.dial(), tn.dial()
 	a.subscribe("presence-room")
 	b.subscribe("presence-room")
-	a.expect("pusher_internal:member_added")
+	a.Expect("pusher_internal:member_added")
 	other.subscribe("news")
 
-	key := channelKey(tApp, "presence-room")
-	old := tn.node.reg.lookup(key)
+	key := channelKey(testkit.AppID, "presence-room")
+	old := tn.Node.reg.lookup(key)
 	// A subscribe without a subscriber: the actor panics on it.
-	tn.node.system.Root.Send(old, &subscribeMsg{})
-	if code := a.expectClose(); code != int(pusher.CodeServerRestart) {
+	tn.Node.system.Root.Send(old, &subscribeMsg{})
+	if code := a.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("a closed with %d, want 4200", code)
 	}
-	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
+	if code := b.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
-	waitUntil(t, "the crashed channel to leave the registry", func() bool { return tn.node.reg.lookup(key) == nil })
+	waitUntil(t, "the crashed channel to leave the registry", func() bool { return tn.Node.reg.lookup(key) == nil })
 
 	// Reconnecting clients find a clean channel: one member each, no ghosts.
 	c := tn.dial()
@@ -237,14 +109,14 @@ func TestChannelPanicRecovers(t *testing.T) {
 	if !strings.Contains(f.Data, `"count":1`) {
 		t.Fatalf("fresh channel presence %s", f.Data)
 	}
-	users, err := tn.node.localUsers(tApp, "presence-room")
-	if err != nil || len(users) != 1 || users[0] != "u-"+c.socketID {
+	users, err := tn.Node.localUsers(testkit.AppID, "presence-room")
+	if err != nil || len(users) != 1 || users[0] != "u-"+c.SocketID {
 		t.Fatalf("users %v %v", users, err)
 	}
 	tn.marker(other, "news")
 	// The new channel still stops when vacated.
-	c.c.Close()
-	waitUntil(t, "the channel to stop when vacated", func() bool { return tn.node.reg.lookup(key) == nil })
+	c.Conn.Close()
+	waitUntil(t, "the channel to stop when vacated", func() bool { return tn.Node.reg.lookup(key) == nil })
 }
 
 // TestConnectionPanicRecovers: a panic in a connection actor ends that socket
@@ -252,21 +124,21 @@ func TestChannelPanicRecovers(t *testing.T) {
 // members carry on.
 func TestConnectionPanicRecovers(t *testing.T) {
 	tn := startNode(t, nil)
-	actorsOf := crashable(tn.node)
+	actorsOf := crashable(tn.Node)
 	a, b := tn.dial(), tn.dial()
 	a.subscribe("presence-room")
 	b.subscribe("presence-room")
-	a.expect("pusher_internal:member_added")
+	a.Expect("pusher_internal:member_added")
 
-	tn.node.system.Root.Send(actorsOf(b.socketID), crash{})
-	if code := b.expectClose(); code != int(pusher.CodeServerRestart) {
+	tn.Node.system.Root.Send(actorsOf(b.SocketID), crash{})
+	if code := b.ExpectClose(5 * time.Second); code != int(pusher.CodeServerRestart) {
 		t.Fatalf("b closed with %d, want 4200", code)
 	}
-	f := a.expect("pusher_internal:member_removed")
-	if !strings.Contains(f.Data, "u-"+b.socketID) {
+	f := a.Expect("pusher_internal:member_removed")
+	if !strings.Contains(f.Data, "u-"+b.SocketID) {
 		t.Fatalf("member_removed %s", f.Data)
 	}
-	waitUntil(t, "b's slot to be released", func() bool { return tn.node.Connections(tApp) == 1 })
+	waitUntil(t, "b's slot to be released", func() bool { return tn.Node.Connections(testkit.AppID) == 1 })
 	tn.marker(a, "presence-room")
 }
 
@@ -306,24 +178,24 @@ func TestPresenceResubscribeAsAnotherUser(t *testing.T) {
 	tn := startNode(t, nil)
 	a, b := tn.dial(), tn.dial()
 	a.subscribeAs("presence-room", "alice")
-	a.expect("pusher_internal:subscription_succeeded")
+	a.Expect("pusher_internal:subscription_succeeded")
 	b.subscribe("presence-room")
-	a.expect("pusher_internal:member_added")
+	a.Expect("pusher_internal:member_added")
 
 	a.subscribeAs("presence-room", "mallory")
-	a.expect("pusher_internal:subscription_succeeded")
-	if f := b.expect("pusher_internal:member_removed"); !strings.Contains(f.Data, `"alice"`) {
+	a.Expect("pusher_internal:subscription_succeeded")
+	if f := b.Expect("pusher_internal:member_removed"); !strings.Contains(f.Data, `"alice"`) {
 		t.Fatalf("removed %s", f.Data)
 	}
-	if f := b.expect("pusher_internal:member_added"); !strings.Contains(f.Data, `"mallory"`) {
+	if f := b.Expect("pusher_internal:member_added"); !strings.Contains(f.Data, `"mallory"`) {
 		t.Fatalf("added %s", f.Data)
 	}
-	users, _ := tn.node.localUsers(tApp, "presence-room")
-	if strings.Join(users, ",") != "mallory,u-"+b.socketID && strings.Join(users, ",") != "u-"+b.socketID+",mallory" {
+	users, _ := tn.Node.localUsers(testkit.AppID, "presence-room")
+	if strings.Join(users, ",") != "mallory,u-"+b.SocketID && strings.Join(users, ",") != "u-"+b.SocketID+",mallory" {
 		t.Fatalf("users %v", users)
 	}
-	a.send(`{"event":"client-hi","channel":"presence-room","data":{}}`)
-	if f := b.expect("client-hi"); f.UserID != "mallory" {
+	a.Send(`{"event":"client-hi","channel":"presence-room","data":{}}`)
+	if f := b.Expect("client-hi"); f.UserID != "mallory" {
 		t.Fatalf("client event user_id %q", f.UserID)
 	}
 }
@@ -337,15 +209,15 @@ func TestSubscriptionLimit(t *testing.T) {
 		a.subscribe(ch)
 	}
 	a.subscribeAs("d", "")
-	f := a.expect("pusher:error")
+	f := a.Expect("pusher:error")
 	if !strings.Contains(f.Data, "4304") || !strings.Contains(f.Data, "3 channels") {
 		t.Fatalf("error %s", f.Data)
 	}
 	a.subscribe("a") // subscribing again to a joined channel is not a new one
-	a.send(`{"event":"pusher:unsubscribe","data":{"channel":"b"}}`)
+	a.Send(`{"event":"pusher:unsubscribe","data":{"channel":"b"}}`)
 	a.subscribe("d")
-	if tn.node.reg.lookup(channelKey(tApp, "b")) != nil {
-		waitUntil(t, "b to be vacated", func() bool { return tn.node.reg.lookup(channelKey(tApp, "b")) == nil })
+	if tn.Node.reg.lookup(channelKey(testkit.AppID, "b")) != nil {
+		waitUntil(t, "b to be vacated", func() bool { return tn.Node.reg.lookup(channelKey(testkit.AppID, "b")) == nil })
 	}
 }
 
@@ -355,15 +227,15 @@ func TestBacklogRefusesPublishes(t *testing.T) {
 	tn := startNode(t, func(c *config.Config) { c.MaxPublishBacklog = 10 })
 	a := tn.dial()
 	a.subscribe("news")
-	tn.node.backlog.Add(10) // as if 10 publishes were still queued
-	err := tn.node.Publish(Event{AppID: tApp, Channels: []string{"news"}, Name: "x", Data: "{}"},
-		Event{AppID: tApp, Channels: []string{"news"}, Name: "y", Data: "{}"})
+	tn.Node.backlog.Add(10) // as if 10 publishes were still queued
+	err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{"news"}, Name: "x", Data: "{}"},
+		Event{AppID: testkit.AppID, Channels: []string{"news"}, Name: "y", Data: "{}"})
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("err %v, want ErrBusy", err)
 	}
-	tn.node.backlog.Add(-10)
+	tn.Node.backlog.Add(-10)
 	tn.marker(a, "news") // neither x nor y came before the marker
-	waitUntil(t, "the backlog to drain", func() bool { return tn.node.Backlog() == 0 })
+	waitUntil(t, "the backlog to drain", func() bool { return tn.Node.Backlog() == 0 })
 }
 
 // TestMemoryAfterMassSubscribeAndClose: rounds of 50,000 subscribes to
@@ -390,7 +262,7 @@ func TestMemoryAfterMassSubscribeAndClose(t *testing.T) {
 		return ms.HeapAlloc // live bytes: HeapInuse adds spans' free room, which varies run to run
 	}
 	round := func(sockets, perSocket int) {
-		compactions := tn.node.reg.compactions.Load()
+		compactions := tn.Node.reg.compactions.Load()
 		// Socket by socket: the Go runtime keeps a descriptor for every
 		// goroutine that ever ran at once, so the peak is kept the same.
 		clients := make([]*tClient, sockets)
@@ -398,24 +270,24 @@ func TestMemoryAfterMassSubscribeAndClose(t *testing.T) {
 			w := tn.dialUnowned()
 			clients[i] = w
 			for j := 0; j < perSocket; j++ {
-				w.send(`{"event":"pusher:subscribe","data":{"channel":"c-` + w.socketID + `-` + itoa(j) + `"}}`)
+				w.Send(`{"event":"pusher:subscribe","data":{"channel":"c-` + w.SocketID + `-` + itoa(j) + `"}}`)
 			}
 			for j := 0; j < perSocket; j++ {
-				w.expect("pusher_internal:subscription_succeeded")
+				w.Expect("pusher_internal:subscription_succeeded")
 			}
 		}
-		if got := tn.node.reg.count(); got != sockets*perSocket {
+		if got := tn.Node.reg.count(); got != sockets*perSocket {
 			t.Fatalf("%d channels, want %d", got, sockets*perSocket)
 		}
 		for i, w := range clients {
-			w.c.Close()
+			w.Conn.Close()
 			left := (sockets - i - 1) * perSocket
-			waitUntil(t, "a socket's channels to stop", func() bool { return tn.node.reg.count() == left })
+			waitUntil(t, "a socket's channels to stop", func() bool { return tn.Node.reg.count() == left })
 		}
-		waitUntil(t, "every socket to go", func() bool { return tn.node.Connections(tApp) == 0 })
-		waitUntil(t, "every channel to stop", func() bool { return tn.node.reg.count() == 0 })
+		waitUntil(t, "every socket to go", func() bool { return tn.Node.Connections(testkit.AppID) == 0 })
+		waitUntil(t, "every channel to stop", func() bool { return tn.Node.reg.count() == 0 })
 		waitUntil(t, "the process registry to be compacted", func() bool {
-			return tn.node.reg.compactions.Load() > compactions && !tn.node.reg.compacting.Load()
+			return tn.Node.reg.compactions.Load() > compactions && !tn.Node.reg.compacting.Load()
 		})
 	}
 	sockets := 50
@@ -473,12 +345,12 @@ func TestBigFanoutInOrder(t *testing.T) {
 	}
 	const events = 40
 	for i := range events {
-		if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{"big"}, Name: "e", Data: itoa(i)}); err != nil {
+		if err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{"big"}, Name: "e", Data: itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 		if i < events/2 {
 			// One by one: socket 0 has this event before the next is published.
-			if f := clients[0].expect("e"); f.Data != itoa(i) {
+			if f := clients[0].Expect("e"); f.Data != itoa(i) {
 				t.Fatalf("socket 0: event %d: got %+v", i, f)
 			}
 		}
@@ -489,7 +361,7 @@ func TestBigFanoutInOrder(t *testing.T) {
 			from = events / 2
 		}
 		for i := from; i < events; i++ {
-			if f := w.next(); f.Event != "e" || f.Data != itoa(i) {
+			if f := w.Next(); f.Event != "e" || f.Data != itoa(i) {
 				t.Fatalf("socket %d: event %d: got %+v", ci, i, f)
 			}
 		}
@@ -515,7 +387,7 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	release := make(chan struct{})
 	// Hold the ConnectionActor right after it handled the signin (a
 	// receiver the test adds to the node's Props).
-	tn.node.conns0 = tn.node.conns0.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+	tn.Node.conns0 = tn.Node.conns0.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 			next(c, env)
 			if m, ok := env.Message.(*inboundMsg); ok && strings.Contains(string(m.data), `"pusher:signin"`) {
@@ -527,14 +399,14 @@ func TestServerToUserRightAfterSignin(t *testing.T) {
 	w := tn.dial()
 	userData := `{"id":"u-42"}`
 	b, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{
-		"user_data": userData, "auth": pusher.UserAuth(tKey, tSecret, w.socketID, userData)}})
-	w.send(string(b))
+		"user_data": userData, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, userData)}})
+	w.Send(string(b))
 	<-replied
-	w.expect("pusher:signin_success")
-	if err := tn.node.Publish(Event{AppID: tApp, Channels: []string{pusher.ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
+	w.Expect("pusher:signin_success")
+	if err := tn.Node.Publish(Event{AppID: testkit.AppID, Channels: []string{pusher.ServerToUserPrefix + "u-42"}, Name: "to-user", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	w.expect("to-user")
+	w.Expect("to-user")
 	tn.marker(w, pusher.ServerToUserPrefix+"u-42")
 }

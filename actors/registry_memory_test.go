@@ -46,7 +46,7 @@ func registryCost(t *testing.T, system *actor.ActorSystem, n int) float64 {
 // actor costs at least 150 B less heap than in protoactor's own layout.
 func TestProcessRegistryNarrowed(t *testing.T) {
 	tn := startNode(t, nil)
-	system := tn.node.system
+	system := tn.Node.system
 	if n := len(system.ProcessRegistry.LocalPIDs.LocalPIDs); n != protoactor.RegistryBuckets {
 		t.Fatalf("%d maps, want %d", n, protoactor.RegistryBuckets)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 )
@@ -61,10 +62,10 @@ func (f *fakeSocket) next(t *testing.T) pusher.Message {
 // to whatever Socket it is given: connection_established, then a
 // subscription and a publish to it.
 func TestConnectionActorOnAFakeSocket(t *testing.T) {
-	n := startNode(t, nil).node
+	n := startNode(t, nil).Node
 	s := newFakeSocket()
 	pid := n.system.Root.Spawn(n.conns0)
-	n.system.Root.Send(pid, &connInitMsg{node: n, app: n.byID[tApp], conn: s, socketID: "1.1"})
+	n.system.Root.Send(pid, &connInitMsg{node: n, app: n.byID[testkit.AppID], conn: s, socketID: "1.1"})
 	if m := s.next(t); m.Event != "pusher:connection_established" {
 		t.Fatalf("first message %+v", m)
 	}
@@ -72,7 +73,7 @@ func TestConnectionActorOnAFakeSocket(t *testing.T) {
 	if m := s.next(t); m.Event != "pusher_internal:subscription_succeeded" || m.Channel != "news" {
 		t.Fatalf("after subscribe %+v", m)
 	}
-	if err := n.Publish(Event{AppID: tApp, Channels: []string{"news"}, Name: "flash", Data: "x"}); err != nil {
+	if err := n.Publish(Event{AppID: testkit.AppID, Channels: []string{"news"}, Name: "flash", Data: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if m := s.next(t); m.Event != "flash" || m.Channel != "news" {

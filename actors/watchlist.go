@@ -108,53 +108,47 @@ func (w *watchlistActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *remoteOnlineMsg:
-		was := w.isOnline(m.key)
-		if m.online {
-			if w.remote[m.key] == nil {
-				w.remote[m.key] = map[string]bool{}
-			}
-			w.remote[m.key][m.node] = true
-		} else if nodes := w.remote[m.key]; nodes != nil {
-			delete(nodes, m.node)
-			if len(nodes) == 0 {
-				delete(w.remote, m.key)
-			}
-		}
-		w.transition(m.key, m.userID, was)
+		w.setRemote(m.key, m.userID, m.node, m.online)
 	case *nodeOnlineMsg:
 		for key, nodes := range w.remote {
 			if nodes[m.node] && !m.online[key] {
-				was := w.isOnline(key)
-				delete(nodes, m.node)
-				if len(nodes) == 0 {
-					delete(w.remote, key)
-				}
-				_, userID, _ := strings.Cut(key, "\x00")
-				w.transition(key, userID, was)
+				w.setRemote(key, keyUserID(key), m.node, false)
 			}
 		}
 		for key := range m.online {
-			was := w.isOnline(key)
-			if w.remote[key] == nil {
-				w.remote[key] = map[string]bool{}
-			}
-			w.remote[key][m.node] = true
-			_, userID, _ := strings.Cut(key, "\x00")
-			w.transition(key, userID, was)
+			w.setRemote(key, keyUserID(key), m.node, true)
 		}
 	case *nodeGoneMsg:
 		for key, nodes := range w.remote {
 			if nodes[m.node] {
-				was := w.isOnline(key)
-				delete(nodes, m.node)
-				if len(nodes) == 0 {
-					delete(w.remote, key)
-				}
-				_, userID, _ := strings.Cut(key, "\x00")
-				w.transition(key, userID, was)
+				w.setRemote(key, keyUserID(key), m.node, false)
 			}
 		}
 	}
+}
+
+// keyUserID is the user id of an appID\x00userID key.
+func keyUserID(key string) string {
+	_, userID, _ := strings.Cut(key, "\x00")
+	return userID
+}
+
+// setRemote records whether the user of key is signed in on another node,
+// and notifies watchers if that changed whether the user is online.
+func (w *watchlistActor) setRemote(key, userID, node string, online bool) {
+	was := w.isOnline(key)
+	if online {
+		if w.remote[key] == nil {
+			w.remote[key] = map[string]bool{}
+		}
+		w.remote[key][node] = true
+	} else if nodes := w.remote[key]; nodes != nil {
+		delete(nodes, node)
+		if len(nodes) == 0 {
+			delete(w.remote, key)
+		}
+	}
+	w.transition(key, userID, was)
 }
 
 // transition notifies watchers when a user's cluster-wide online state changed.

@@ -8,7 +8,6 @@
 package cluster
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,19 +17,9 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"google.golang.org/protobuf/proto"
 )
-
-// freeClusterPort finds a free port on 127.0.0.1.
-func freeClusterPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startClusterPair runs two in-process nodes that form one cluster on
 // 127.0.0.1 and returns them with their cluster addresses.
@@ -50,7 +39,7 @@ func startClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode
 
 func tryClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, addrA, addrB string, err error) {
 	t.Helper()
-	pa, pb := freeClusterPort(t), freeClusterPort(t)
+	pa, pb := testkit.FreePort(t), testkit.FreePort(t)
 	addrA, addrB = "127.0.0.1:"+strconv.Itoa(pa), "127.0.0.1:"+strconv.Itoa(pb)
 	name := "pair-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	a, b = startNode(t, mutate), startNode(t, mutate)
@@ -58,12 +47,12 @@ func tryClusterPair(t *testing.T, mutate func(*config.Config)) (a, b *testNode, 
 		n          *testNode
 		self, peer string
 	}{{a, addrA, addrB}, {b, addrB, addrA}} {
-		if _, err := Join(j.n.node, Options{Name: name, Address: j.self, Peers: []string{j.peer}}); err != nil {
+		if _, err := Join(j.n.Node, Options{Name: name, Address: j.self, Peers: []string{j.peer}}); err != nil {
 			return nil, nil, "", "", err
 		}
 	}
 	// A node serves once it has a quorum: here, both hear each other.
-	waitUntil(t, "both nodes serve", func() bool { return a.node.Ready() && b.node.Ready() })
+	waitUntil(t, "both nodes serve", func() bool { return a.Node.Ready() && b.Node.Ready() })
 	return a, b, addrA, addrB, nil
 }
 
@@ -74,15 +63,15 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
 		probe := "probe-" + strconv.Itoa(i)
-		if err := from.node.Publish(actors.Event{AppID: tApp, Channels: []string{channel}, Name: "probe", Data: probe}); err != nil {
+		if err := from.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "probe", Data: probe}); err != nil {
 			t.Fatal(err)
 		}
 		wait := time.After(200 * time.Millisecond)
 	read:
 		for {
 			select {
-			case f := <-w.frames:
-				if f.Event == "probe" && f.Data == probe {
+			case r := <-w.Reads:
+				if r.Frame.Event == "probe" && r.Frame.Data == probe {
 					return
 				}
 			case <-wait:
@@ -95,6 +84,30 @@ func waitForwarded(t *testing.T, from *testNode, w *tClient, channel string) {
 	}
 }
 
+// subscribedVia subscribes a socket on to to channel and returns it once
+// from forwards to it.
+func subscribedVia(t *testing.T, from, to *testNode, channel string) *tClient {
+	t.Helper()
+	w := to.dial()
+	w.subscribe(channel)
+	waitForwarded(t, from, w, channel)
+	return w
+}
+
+// publishTicks publishes ticks 0 to n-1 on channel through from, calling
+// after(i) (nil: none) after tick i.
+func publishTicks(t *testing.T, from *testNode, channel string, n int, after func(i int)) {
+	t.Helper()
+	for i := range n {
+		if err := from.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if after != nil {
+			after(i)
+		}
+	}
+}
+
 // expectTicks reads ticks 0 to n-1 from w, in order (probes left over from
 // waitForwarded aside), then publishes a marker on from and expects it next:
 // no tick came twice.
@@ -102,7 +115,7 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 	t.Helper()
 	nextFrame := func() tFrame {
 		for {
-			if f := w.next(); f.Event != "probe" {
+			if f := w.Next(); f.Event != "probe" {
 				return f
 			}
 		}
@@ -112,7 +125,7 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 			t.Fatalf("want tick %d, got %+v", i, f)
 		}
 	}
-	if err := from.node.Publish(actors.Event{AppID: tApp, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
+	if err := from.Node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{channel}, Name: "marker", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
 	if f := nextFrame(); f.Event != "marker" {
@@ -129,23 +142,18 @@ func expectTicks(t *testing.T, from *testNode, w *tClient, channel string, n int
 // at that address must arrive anyway: all of them, in order.
 func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 	a, b, _, addrB := startClusterPair(t, nil)
-	w := b.dial()
-	w.subscribe("teardown")
-	waitForwarded(t, a, w, "teardown")
+	w := subscribedVia(t, a, b, "teardown")
 
 	const events = 3000
-	for i := range events {
-		if err := a.node.Publish(actors.Event{AppID: tApp, Channels: []string{"teardown"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
-			t.Fatal(err)
-		}
+	publishTicks(t, a, "teardown", events, func(i int) {
 		if i%300 == 150 {
 			// What protoactor's MemberList does for a member that left.
-			a.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
+			a.Node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrB})
 		}
-	}
+	})
 	expectTicks(t, a, w, "teardown", events)
-	resent, _ := a.node.ClusterForwards()
-	_, lost := b.node.ClusterForwards()
+	resent, _ := a.Node.ClusterForwards()
+	_, lost := b.Node.ClusterForwards()
 	t.Logf("node A sent %d forwards again", resent)
 	if resent == 0 || lost != 0 {
 		t.Fatalf("A resent %d forwards (want some), B lost %d (want none)", resent, lost)
@@ -158,9 +166,7 @@ func TestForwardingSurvivesEndpointTeardown(t *testing.T) {
 // NodeStats shows it. Either way every event arrives, once and in order.
 func TestForwardingRecoversLostForwards(t *testing.T) {
 	a, b, _, _ := startClusterPair(t, nil)
-	w := b.dial()
-	w.subscribe("lost")
-	waitForwarded(t, a, w, "lost")
+	w := subscribedVia(t, a, b, "lost")
 
 	const events, lost = 1000, 100
 	for _, c := range []struct {
@@ -168,20 +174,16 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 		from int // the first event lost
 	}{{"in the middle", 400}, {"at the end", events - lost}} {
 		t.Run(c.name, func(t *testing.T) {
-			out := &clusterOf(a.node).out
+			out := &clusterOf(a.Node).out
 			first := out.last() + 1 + uint64(c.from)
-			loseForwards(t, a.node, func(seq uint64) bool { return seq >= first && seq < first+lost })
-			before, _ := a.node.ClusterForwards()
-			for i := range events {
-				if err := a.node.Publish(actors.Event{AppID: tApp, Channels: []string{"lost"}, Name: "tick", Data: strconv.Itoa(i)}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			loseForwards(t, a.Node, func(seq uint64) bool { return seq >= first && seq < first+lost })
+			before, _ := a.Node.ClusterForwards()
+			publishTicks(t, a, "lost", events, nil)
 			expectTicks(t, a, w, "lost", events)
-			if resent, _ := a.node.ClusterForwards(); resent-before < lost {
+			if resent, _ := a.Node.ClusterForwards(); resent-before < lost {
 				t.Fatalf("node A sent %d forwards again, want at least %d", resent-before, lost)
 			}
-			if _, l := b.node.ClusterForwards(); l != 0 {
+			if _, l := b.Node.ClusterForwards(); l != 0 {
 				t.Fatalf("node B gave up %d forwards", l)
 			}
 		})
@@ -196,34 +198,32 @@ func TestForwardingRecoversLostForwards(t *testing.T) {
 func TestWebhookStatesSentAgainAfterEndpointTeardown(t *testing.T) {
 	r := newHookReceiver(t)
 	a, b, addrA, _ := startClusterPair(t, func(c *config.Config) {
-		c.Apps[0].Webhooks = []config.Webhook{{URL: r.url, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
+		c.Apps[0].Webhooks = []config.Webhook{{URL: r.URL, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
 		c.WebhookVacateDelay = 0
 	})
-	w := b.dial()
-	w.subscribe("mesh")
-	waitForwarded(t, a, w, "mesh")
-	r.expectAnyOrder("channel_occupied mesh")
+	w := subscribedVia(t, a, b, "mesh")
+	r.ExpectAnyOrder("channel_occupied mesh")
 
-	aID, bID := clusterOf(a.node).process, clusterOf(b.node).process // webhook states are kept per process
+	aID, bID := clusterOf(a.Node).process, clusterOf(b.Node).process // webhook states are kept per process
 	ownedByA := func(prefix string) string {
 		for i := 0; ; i++ {
-			if ch := prefix + strconv.Itoa(i); actors.WebhookOwner(actors.ChannelKey(tApp, ch), aID, []string{bID}) == aID {
+			if ch := prefix + strconv.Itoa(i); actors.WebhookOwner(actors.ChannelKey(testkit.AppID, ch), aID, []string{bID}) == aID {
 				return ch
 			}
 		}
 	}
 	vacated, occupied := ownedByA("vacated-"), ownedByA("occupied-")
 	w.subscribe(occupied)
-	r.expectAnyOrder("channel_occupied " + occupied)
+	r.ExpectAnyOrder("channel_occupied " + occupied)
 	// A's view as lost reports leave it, set silently: B's socket in
 	// vacated (B's report that it left lost), none in occupied (B's report
 	// that it joined lost).
-	a.node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: tApp, Channel: vacated, Subscriptions: 1, Sync: true})
-	a.node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: tApp, Channel: occupied, Subscriptions: 0, Sync: true})
+	a.Node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: testkit.AppID, Channel: vacated, Subscriptions: 1, Sync: true})
+	a.Node.ApplyWebhookState(actors.WebhookState{Node: bID, AppID: testkit.AppID, Channel: occupied, Subscriptions: 0, Sync: true})
 
 	// What protoactor's MemberList does for a member at A's address that left.
-	b.node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
-	r.expectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
+	b.Node.System().EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addrA})
+	r.ExpectAnyOrder("channel_vacated "+vacated, "channel_occupied "+occupied)
 }
 
 // clusterOf is the cluster a node joined.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // BenchmarkConnect is one client's whole connect against the real handler on
@@ -23,7 +24,7 @@ import (
 func BenchmarkConnect(b *testing.B) {
 	cfg, err := config.Load(nil, func(k string) (string, bool) {
 		v, ok := map[string]string{
-			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
+			"PARLEY_APP_ID": testkit.AppID, "PARLEY_APP_KEY": testkit.Key, "PARLEY_APP_SECRET": testkit.Secret,
 			"PARLEY_DATA_DIR": b.TempDir(),
 		}[k]
 		return v, ok
@@ -42,7 +43,7 @@ func BenchmarkConnect(b *testing.B) {
 	srv.Start()
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
-	req := []byte("GET /app/" + testKey + "?protocol=7&client=js&version=8.4.0&flash=false HTTP/1.1\r\n" +
+	req := []byte("GET /app/" + testkit.Key + "?protocol=7&client=js&version=8.4.0&flash=false HTTP/1.1\r\n" +
 		"Host: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
 		"User-Agent: parley-bench\r\n\r\n")

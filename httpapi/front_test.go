@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // frontServer is startServer with a count of the connections net/http got
@@ -46,7 +48,7 @@ func rawHead(t *testing.T, s *testServer, chunks ...string) (net.Conn, *bufio.Re
 	return c, bufio.NewReader(c)
 }
 
-const frontHead = "GET /app/" + testKey + "?client=java-client&protocol=5&version=2.4.4 HTTP/1.1\r\n" +
+const frontHead = "GET /app/" + testkit.Key + "?client=java-client&protocol=5&version=2.4.4 HTTP/1.1\r\n" +
 	"Connection: Upgrade\r\nHost: 127.0.0.1\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
 	"Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n\r\n"
 
@@ -82,14 +84,14 @@ func TestFrontAnswersConnects(t *testing.T) {
 	_, br = rawHead(t, s, frontHead[:3], frontHead[3:40], frontHead[40:len(frontHead)-1], frontHead[len(frontHead)-1:])
 	expectEstablished(t, br)
 	w := s.dial() // gorilla's own handshake, and the protocol on top of it
-	w.subscribe("news", "", "")
+	w.Subscribe("news", "", "")
 	if n := toHTTP.Load(); n != 0 {
 		t.Fatalf("net/http got %d connections", n)
 	}
 	var lines []map[string]any
 	waitFor(t, func() bool { lines = logs.lines(t, "request"); return len(lines) == 3 })
 	for _, l := range lines {
-		if l["status"] != 101.0 || l["route"] != "/app/:key" || l["app"] != testAppID || l["ip"] != "127.0.0.1" {
+		if l["status"] != 101.0 || l["route"] != "/app/:key" || l["app"] != testkit.AppID || l["ip"] != "127.0.0.1" {
 			t.Errorf("access line %v", l)
 		}
 	}
@@ -129,7 +131,7 @@ func TestFrontHandsOverTheRest(t *testing.T) {
 	handed("kept-alive GET /up")
 
 	// A signed publish: a POST with a body.
-	resp, err := http.Post(s.url+"/apps/"+testAppID+"/events", "application/json", strings.NewReader(`{}`))
+	resp, err := http.Post(s.url+"/apps/"+testkit.AppID+"/events", "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestFrontHandsOverTheRest(t *testing.T) {
 	handed("a long head")
 
 	// An escaped key is read by net/http, as before.
-	_, br = rawHead(t, s, strings.Replace(frontHead, "/app/"+testKey, "/app/key%2D1", 1))
+	_, br = rawHead(t, s, strings.Replace(frontHead, "/app/"+testkit.Key, "/app/key%2D1", 1))
 	expectEstablished(t, br)
 	handed("an escaped key")
 

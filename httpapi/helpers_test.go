@@ -3,11 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,17 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/metrics"
-	"github.com/parley-chat/parley/pusher"
-)
-
-const (
-	testAppID  = "app-1"
-	testKey    = "key-1"
-	testSecret = "secret-1"
 )
 
 type testServer struct {
@@ -51,19 +40,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 // (served at /metrics).
 func startServerWith(t *testing.T, mutate func(*config.Config), log *slog.Logger, met *metrics.Metrics) *testServer {
 	t.Helper()
-	cfg, err := config.Load(nil, func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
-			"PARLEY_DATA_DIR": t.TempDir(),
-		}[k]
-		return v, ok
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mutate != nil {
-		mutate(cfg)
-	}
+	cfg := testkit.Config(t, "", mutate)
 	node := actors.NewNode(cfg, log)
 	api := New(cfg, node, log)
 	if met != nil {
@@ -82,119 +59,27 @@ func startServerWith(t *testing.T, mutate func(*config.Config), log *slog.Logger
 	return ts
 }
 
-type wsClient struct {
-	t        *testing.T
-	c        *websocket.Conn
-	socketID string
-	frames   chan readResult // filled by one reader goroutine
-}
+type frame = testkit.Frame
 
-type readResult struct {
-	f   frame
-	err error
-}
-
-type frame struct {
-	Event   string `json:"event"`
-	Channel string `json:"channel"`
-	Data    string `json:"data"`
-	UserID  string `json:"user_id"`
-}
-
-func (f frame) dataMap(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(f.Data), &m); err != nil {
-		t.Fatalf("data of %s is not a JSON object string: %q", f.Event, f.Data)
-	}
-	return m
-}
+// wsClient is a test's socket. Its reads pass over markers (see
+// expectMarker): a marker meant for one socket's absence check may reach
+// others in the same channel, and they have no use for it.
+type wsClient struct{ *testkit.Client }
 
 // dialRaw connects; frames are read in the background from then on.
 func (s *testServer) dialRaw(path string, hdr http.Header) *wsClient {
 	s.t.Helper()
-	u := "ws" + strings.TrimPrefix(s.url, "http") + path
-	c, _, err := websocket.DefaultDialer.Dial(u, hdr)
-	if err != nil {
-		s.t.Fatalf("dial %s: %v", u, err)
-	}
-	s.t.Cleanup(func() { c.Close() })
-	w := &wsClient{t: s.t, c: c, frames: make(chan readResult, 4096)}
-	go func() {
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				w.frames <- readResult{err: err}
-				close(w.frames)
-				return
-			}
-			var f frame
-			if jerr := json.Unmarshal(b, &f); jerr != nil {
-				err = fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, jerr)
-			}
-			w.frames <- readResult{f: f, err: err}
-		}
-	}()
-	return w
+	w := testkit.Dial(s.t, "ws"+strings.TrimPrefix(s.url, "http")+path, testkit.DialOptions{Header: hdr})
+	w.Skip, w.Timeout = isMarker, 3*time.Second
+	return &wsClient{w}
 }
 
 // dial connects to the test app and reads connection_established.
 func (s *testServer) dial() *wsClient {
 	s.t.Helper()
-	w := s.dialRaw("/app/"+testKey+"?protocol=7&client=js&version=8.4.0", nil)
-	f := w.read()
-	if f.Event != "pusher:connection_established" {
-		s.t.Fatalf("first frame %+v", f)
-	}
-	m := f.dataMap(s.t)
-	w.socketID, _ = m["socket_id"].(string)
-	if w.socketID == "" {
-		s.t.Fatalf("no socket_id in %q", f.Data)
-	}
+	w := s.dialRaw("/app/"+testkit.Key+"?protocol=7&client=js&version=8.4.0", nil)
+	w.Established()
 	return w
-}
-
-var errTimeout = errors.New("timeout")
-
-// readTimeout returns the next frame that is not a marker (see
-// expectMarker): a marker meant for one socket's absence check may reach
-// others in the same channel, and they have no use for it.
-func (w *wsClient) readTimeout(d time.Duration) (frame, error) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case r, ok := <-w.frames:
-			if !ok {
-				return frame{}, io.EOF
-			}
-			if r.err == nil && isMarker(r.f) {
-				continue
-			}
-			return r.f, r.err
-		case <-timer.C:
-			return frame{}, errTimeout
-		}
-	}
-}
-
-func (w *wsClient) read() frame {
-	w.t.Helper()
-	f, err := w.readTimeout(3 * time.Second)
-	if err != nil {
-		w.t.Fatalf("read: %v", err)
-	}
-	return f
-}
-
-// expect reads the next frame and checks its event name.
-func (w *wsClient) expect(event string) frame {
-	w.t.Helper()
-	f := w.read()
-	if f.Event != event {
-		w.t.Fatalf("want %s, got %+v", event, f)
-	}
-	return f
 }
 
 // Absence is asserted with markers, never by waiting: after the deed that
@@ -216,26 +101,8 @@ func isMarker(f frame) bool {
 // expectMarker asserts that the marker carrying data is w's next frame:
 // nothing may come before it but other checks' markers.
 func (w *wsClient) expectMarker(data string) {
-	w.t.Helper()
-	timer := time.NewTimer(3 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case r, ok := <-w.frames:
-			switch {
-			case !ok:
-				w.t.Fatalf("socket %s ended before marker %s", w.socketID, data)
-			case r.err != nil:
-				w.t.Fatalf("socket %s: %v before marker %s", w.socketID, r.err, data)
-			case isMarker(r.f) && r.f.Data == data:
-				return
-			case !isMarker(r.f):
-				w.t.Fatalf("socket %s: want nothing before marker %s, got %+v", w.socketID, data, r.f)
-			}
-		case <-timer.C:
-			w.t.Fatalf("socket %s: marker %s did not arrive", w.socketID, data)
-		}
-	}
+	w.T.Helper()
+	w.ExpectNext(data, func(f frame) bool { return isMarker(f) && f.Data == data })
 }
 
 // expectNothingBeforeMarker asserts that nothing published to channels
@@ -252,93 +119,40 @@ func (s *testServer) expectNothingBeforeMarker(w *wsClient, channels ...string) 
 	}
 }
 
-// expectClose skips frames until the socket closes and returns the close code.
-func (w *wsClient) expectClose() int {
-	w.t.Helper()
-	for {
-		_, err := w.readTimeout(5 * time.Second)
-		if err == nil {
-			continue
-		}
-		if ce, ok := err.(*websocket.CloseError); ok {
-			return ce.Code
-		}
-		w.t.Fatalf("want close frame, got %v", err)
+// subscriber dials and subscribes to channels (see mustSubscribe).
+func (s *testServer) subscriber(channels ...string) *wsClient {
+	s.t.Helper()
+	w := s.dial()
+	for _, ch := range channels {
+		w.mustSubscribe(ch)
 	}
+	return w
 }
 
-func (w *wsClient) send(v any) {
-	w.t.Helper()
-	var b []byte
-	switch x := v.(type) {
-	case string:
-		b = []byte(x)
-	default:
-		b, _ = json.Marshal(v)
-	}
-	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
-		w.t.Fatalf("write: %v", err)
-	}
-}
-
-func (w *wsClient) subscribe(channel, auth, channelData string) {
-	w.t.Helper()
-	d := map[string]string{"channel": channel}
-	if auth != "" {
-		d["auth"] = auth
-	}
-	if channelData != "" {
-		d["channel_data"] = channelData
-	}
-	w.send(map[string]any{"event": "pusher:subscribe", "data": d})
-}
-
+// mustSubscribe subscribes, a presence channel's as user "u-" + the socket
+// id, and reads subscription_succeeded.
 func (w *wsClient) mustSubscribe(channel string) frame {
-	w.t.Helper()
-	var auth, cd string
-	switch {
-	case strings.HasPrefix(channel, "presence-"):
-		cd = `{"user_id":"u-` + w.socketID + `","user_info":{"name":"n"}}`
-		auth = pusher.ChannelAuth(testKey, testSecret, w.socketID, channel, cd)
-	case strings.HasPrefix(channel, "private-"):
-		auth = pusher.ChannelAuth(testKey, testSecret, w.socketID, channel, "")
-	}
-	w.subscribe(channel, auth, cd)
-	f := w.expect("pusher_internal:subscription_succeeded")
-	if f.Channel != channel {
-		w.t.Fatalf("succeeded for %q, want %q", f.Channel, channel)
-	}
-	return f
+	w.T.Helper()
+	w.SubscribeSigned(testkit.Key, testkit.Secret, channel, `{"user_id":"u-`+w.SocketID+`","user_info":{"name":"n"}}`)
+	return w.ExpectSubscribed(channel)
 }
 
 func (w *wsClient) expectError(code int) frame {
-	w.t.Helper()
-	f := w.expect("pusher:error")
-	m := f.dataMap(w.t)
+	w.T.Helper()
+	f := w.Expect("pusher:error")
+	m := f.DataMap(w.T)
 	if got, _ := m["code"].(float64); int(got) != code {
-		w.t.Fatalf("want error code %d, got %q", code, f.Data)
+		w.T.Fatalf("want error code %d, got %q", code, f.Data)
 	}
 	if msg, _ := m["message"].(string); msg == "" {
-		w.t.Fatalf("error without a message: %q", f.Data)
+		w.T.Fatalf("error without a message: %q", f.Data)
 	}
 	return f
 }
 
 // signedURL builds a Pusher-signed API URL as the server SDKs do.
 func signedURL(base, method, path string, params url.Values, body []byte, secret string) string {
-	q := url.Values{}
-	for k, v := range params {
-		q[k] = v
-	}
-	q.Set("auth_key", testKey)
-	q.Set("auth_timestamp", strconv.FormatInt(time.Now().Unix(), 10))
-	q.Set("auth_version", "1.0")
-	if len(body) > 0 {
-		sum := md5.Sum(body)
-		q.Set("body_md5", hex.EncodeToString(sum[:]))
-	}
-	q.Set("auth_signature", pusher.RequestSignature(secret, method, path, q))
-	return base + path + "?" + q.Encode()
+	return base + path + "?" + testkit.Signed(testkit.Key, secret, method, path, params, body).Encode()
 }
 
 // api calls the signed HTTP API and returns status and decoded JSON body.
@@ -352,7 +166,7 @@ func (s *testServer) api(method, path string, params url.Values, body any) (int,
 			b, _ = json.Marshal(body)
 		}
 	}
-	return s.rawAPI(method, signedURL(s.url, method, path, params, b, testSecret), b)
+	return s.rawAPI(method, signedURL(s.url, method, path, params, b, testkit.Secret), b)
 }
 
 func (s *testServer) rawAPI(method, u string, b []byte) (int, map[string]any) {
@@ -375,7 +189,7 @@ func (s *testServer) rawAPI(method, u string, b []byte) (int, map[string]any) {
 
 func (s *testServer) trigger(channel, event, data string) {
 	s.t.Helper()
-	st, body := s.api("POST", "/apps/"+testAppID+"/events", nil, map[string]any{"name": event, "channel": channel, "data": data})
+	st, body := s.api("POST", "/apps/"+testkit.AppID+"/events", nil, map[string]any{"name": event, "channel": channel, "data": data})
 	if st != 200 {
 		s.t.Fatalf("trigger: %d %v", st, body)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // TestSlowBodiesAreCut: 200 clients that trickle a request body are cut off
@@ -34,7 +35,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			_, _ = c.Write([]byte("POST /apps/" + testAppID + "/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"))
+			_, _ = c.Write([]byte("POST /apps/" + testkit.AppID + "/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"))
 			// Keep trickling, as the attack does, until the server gives up.
 			done := make(chan struct{})
 			go func() {
@@ -64,7 +65,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 		}()
 	}
 	// Meanwhile the server answers.
-	if code, _ := s.api(http.MethodGet, "/apps/"+testAppID+"/channels", nil, nil); code != 200 {
+	if code, _ := s.api(http.MethodGet, "/apps/"+testkit.AppID+"/channels", nil, nil); code != 200 {
 		t.Fatalf("channels %d during the slow bodies", code)
 	}
 	wg.Wait()
@@ -80,7 +81,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 // TestBodyLimit: a body over MaxBodyBytes is refused with 413.
 func TestBodyLimit(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.MaxBodyBytes = 64 << 10 })
-	code, _ := s.rawAPI(http.MethodPost, s.url+"/apps/"+testAppID+"/events", []byte(`{"data":"`+strings.Repeat("x", 100<<10)+`"}`))
+	code, _ := s.rawAPI(http.MethodPost, s.url+"/apps/"+testkit.AppID+"/events", []byte(`{"data":"`+strings.Repeat("x", 100<<10)+`"}`))
 	if code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d, want 413", code)
 	}
@@ -125,20 +126,20 @@ func TestConnectionCaps(t *testing.T) {
 	t.Run("per address", func(t *testing.T) {
 		s := startServer(t, func(c *config.Config) { c.MaxConnectionsPerIP = 2 })
 		a, b := s.dial(), s.dial()
-		w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+		w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 		w.expectError(4100)
-		if code := w.expectClose(); code != 4100 {
+		if code := w.ExpectClose(5 * time.Second); code != 4100 {
 			t.Fatalf("close %d", code)
 		}
-		a.c.Close()
+		a.Conn.Close()
 		_ = b
-		waitFor(t, func() bool { return s.node.Connections(testAppID) == 1 })
+		waitFor(t, func() bool { return s.node.Connections(testkit.AppID) == 1 })
 		s.dial() // a slot is free again
 	})
 	t.Run("node-wide", func(t *testing.T) {
 		s := startServer(t, func(c *config.Config) { c.MaxConnections = 1 })
 		s.dial()
-		w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+		w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 		w.expectError(4100)
 	})
 }

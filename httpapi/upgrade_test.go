@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,10 +11,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/metrics"
 )
 
@@ -33,24 +33,24 @@ func TestConnectRefusalsOnBothPaths(t *testing.T) {
 				code  int // 0: accepted
 			}{
 				{"?protocol=7", "no-such-key", 4001},
-				{"?protocol=" + below, testKey, 4007},
-				{"?client=js&version=8.4.0", testKey, 4007}, // no protocol
-				{"?client=java-client&protocol=5&version=2.4.4", testKey, 0},
-				{"?protocol=%37", testKey, 0},             // escaped: "7"
-				{"?protocol=7;x=1", testKey, 4007},        // a semicolon voids the pair
-				{"?protocol=4&protocol=3", testKey, 0},    // the first value counts
-				{"?x=1&protocol=3&y=2", testKey, 4007},    // found among others
-				{"?protocolx=7&protocol=", testKey, 4007}, // names match whole
+				{"?protocol=" + below, testkit.Key, 4007},
+				{"?client=js&version=8.4.0", testkit.Key, 4007}, // no protocol
+				{"?client=java-client&protocol=5&version=2.4.4", testkit.Key, 0},
+				{"?protocol=%37", testkit.Key, 0},             // escaped: "7"
+				{"?protocol=7;x=1", testkit.Key, 4007},        // a semicolon voids the pair
+				{"?protocol=4&protocol=3", testkit.Key, 0},    // the first value counts
+				{"?x=1&protocol=3&y=2", testkit.Key, 4007},    // found among others
+				{"?protocolx=7&protocol=", testkit.Key, 4007}, // names match whole
 			} {
 				w := s.dialRaw(prefix+tc.key+tc.query, nil)
-				w.t = t
+				w.T = t
 				if tc.code == 0 {
-					w.expect("pusher:connection_established")
-					w.c.Close()
+					w.Expect("pusher:connection_established")
+					w.Conn.Close()
 					continue
 				}
 				w.expectError(tc.code)
-				if got := w.expectClose(); got != tc.code {
+				if got := w.ExpectClose(5 * time.Second); got != tc.code {
 					t.Fatalf("%s%s%s: close code %d, want %d", prefix, tc.key, tc.query, got, tc.code)
 				}
 			}
@@ -67,14 +67,14 @@ func TestConnectRouteAnswersAsBefore(t *testing.T) {
 		status       int
 		location     string
 	}{
-		{"GET", "/app/" + testKey + "?protocol=7", http.StatusBadRequest, ""}, // not a WebSocket handshake
-		{"GET", "//app/" + testKey + "?protocol=7", http.StatusBadRequest, ""},
-		{"GET", "/app/" + testKey + "/", http.StatusMovedPermanently, "/app/" + testKey},
+		{"GET", "/app/" + testkit.Key + "?protocol=7", http.StatusBadRequest, ""}, // not a WebSocket handshake
+		{"GET", "//app/" + testkit.Key + "?protocol=7", http.StatusBadRequest, ""},
+		{"GET", "/app/" + testkit.Key + "/", http.StatusMovedPermanently, "/app/" + testkit.Key},
 		{"GET", "/app/", http.StatusMovedPermanently, "/app"},
 		{"GET", "/app/..", http.StatusNotFound, ""},
 		{"GET", "/app/a%2Fb", http.StatusNotFound, ""},
-		{"HEAD", "/app/" + testKey, http.StatusNotFound, ""},
-		{"POST", "/app/" + testKey, http.StatusNotFound, ""},
+		{"HEAD", "/app/" + testkit.Key, http.StatusNotFound, ""},
+		{"POST", "/app/" + testkit.Key, http.StatusNotFound, ""},
 	} {
 		req, err := http.NewRequest(tc.method, s.url+tc.path, nil)
 		if err != nil {
@@ -96,24 +96,13 @@ func TestConnectRouteAnswersAsBefore(t *testing.T) {
 }
 
 // lockedBuffer is a log destination written by the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
+type lockedBuffer struct{ testkit.Buffer }
 
 // lines are the JSON log lines so far with msg.
 func (b *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -134,8 +123,8 @@ func TestConnectAccessLineAndMetrics(t *testing.T) {
 	s := startServerWith(t, nil, log, metrics.New("test"))
 
 	w := s.dial()
-	w.c.Close()
-	resp, err := http.Get(s.url + "/app/" + testKey + "?protocol=7&auth_signature=secret")
+	w.Conn.Close()
+	resp, err := http.Get(s.url + "/app/" + testkit.Key + "?protocol=7&auth_signature=secret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +136,7 @@ func TestConnectAccessLineAndMetrics(t *testing.T) {
 		{"level": "INFO", "status": 400.0},
 	}
 	for i, l := range lines {
-		for k, v := range map[string]any{"method": "GET", "route": "/app/:key", "path": "/app/" + testKey, "ip": "127.0.0.1", "app": testAppID} {
+		for k, v := range map[string]any{"method": "GET", "route": "/app/:key", "path": "/app/" + testkit.Key, "ip": "127.0.0.1", "app": testkit.AppID} {
 			want[i][k] = v
 		}
 		for k, v := range want[i] {
@@ -191,7 +180,7 @@ func TestConnectPanicRecovered(t *testing.T) {
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startServerWith(t, nil, log, nil)
-	r := httptest.NewRequest(http.MethodGet, "/app/"+testKey+"?protocol=7", nil)
+	r := httptest.NewRequest(http.MethodGet, "/app/"+testkit.Key+"?protocol=7", nil)
 	r.Header.Set("Connection", "Upgrade")
 	r.Header.Set("Upgrade", "websocket")
 	r.Header.Set("Sec-WebSocket-Version", "13")

@@ -11,14 +11,15 @@ import (
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
 )
 
 func TestConnectionEstablishedShape(t *testing.T) {
 	s := startServer(t, nil)
-	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
-	f := w.read()
-	m := f.dataMap(t)
+	w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
+	f := w.Next()
+	m := f.DataMap(t)
 	id, _ := m["socket_id"].(string)
 	var a, b uint64
 	if _, err := fmt.Sscanf(id, "%d.%d", &a, &b); err != nil || id != fmt.Sprintf("%d.%d", a, b) {
@@ -34,17 +35,17 @@ func TestConnectionEstablishedShape(t *testing.T) {
 func TestAcceptedProtocols(t *testing.T) {
 	s := startServer(t, nil)
 	for _, path := range []string{
-		"/app/" + testKey + "?client=java-client&protocol=5&version=2.4.4",
-		"/app/" + testKey + "?protocol=4",
-		"/app/" + testKey + "?protocol=6&client=ios",
-		"/app/" + testKey + "?protocol=7&client=js&version=8.4.0",
+		"/app/" + testkit.Key + "?client=java-client&protocol=5&version=2.4.4",
+		"/app/" + testkit.Key + "?protocol=4",
+		"/app/" + testkit.Key + "?protocol=6&client=ios",
+		"/app/" + testkit.Key + "?protocol=7&client=js&version=8.4.0",
 	} {
 		w := s.dialRaw(path, nil)
-		w.t = t
-		w.expect("pusher:connection_established")
-		w.send(`{"event":"pusher:subscribe","data":{"channel":"mobile"}}`)
-		w.expect("pusher_internal:subscription_succeeded")
-		w.c.Close()
+		w.T = t
+		w.Expect("pusher:connection_established")
+		w.Send(`{"event":"pusher:subscribe","data":{"channel":"mobile"}}`)
+		w.Expect("pusher_internal:subscription_succeeded")
+		w.Conn.Close()
 	}
 }
 
@@ -60,10 +61,10 @@ func TestRefusedConnections(t *testing.T) {
 		code   int
 	}{
 		{"unknown key", "/app/nope?protocol=7", "", 4001},
-		{"retired protocol", "/app/" + testKey + "?protocol=3", "", 4007},
-		{"bad protocol", "/app/" + testKey + "?protocol=x", "", 4007},
-		{"no protocol", "/app/" + testKey + "?client=js", "", 4007},
-		{"origin not allowed", "/app/" + testKey + "?protocol=7", "https://evil.example.net", 4009},
+		{"retired protocol", "/app/" + testkit.Key + "?protocol=3", "", 4007},
+		{"bad protocol", "/app/" + testkit.Key + "?protocol=x", "", 4007},
+		{"no protocol", "/app/" + testkit.Key + "?client=js", "", 4007},
+		{"origin not allowed", "/app/" + testkit.Key + "?protocol=7", "https://evil.example.net", 4009},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,9 +73,9 @@ func TestRefusedConnections(t *testing.T) {
 				hdr.Set("Origin", tc.origin)
 			}
 			w := s.dialRaw(tc.path, hdr)
-			w.t = t
+			w.T = t
 			w.expectError(tc.code)
-			if got := w.expectClose(); got != tc.code {
+			if got := w.ExpectClose(5 * time.Second); got != tc.code {
 				t.Fatalf("close code %d, want %d", got, tc.code)
 			}
 		})
@@ -82,19 +83,19 @@ func TestRefusedConnections(t *testing.T) {
 	t.Run("allowed origins", func(t *testing.T) {
 		for _, o := range []string{"https://chat.example.com", "https://a.example.org"} {
 			hdr := http.Header{"Origin": {o}}
-			w := s.dialRaw("/app/"+testKey+"?protocol=7", hdr)
-			w.expect("pusher:connection_established")
-			w.c.Close()
+			w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", hdr)
+			w.Expect("pusher:connection_established")
+			w.Conn.Close()
 		}
 	})
 	t.Run("max connections", func(t *testing.T) {
-		waitFor(t, func() bool { return s.node.Connections(testAppID) == 0 })
+		waitFor(t, func() bool { return s.node.Connections(testkit.AppID) == 0 })
 		a, b := s.dial(), s.dial()
 		_ = a
 		_ = b
-		w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+		w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 		w.expectError(4100)
-		if got := w.expectClose(); got != 4100 {
+		if got := w.ExpectClose(5 * time.Second); got != 4100 {
 			t.Fatalf("close %d", got)
 		}
 	})
@@ -114,8 +115,8 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestPingPong(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
-	w.send(`{"event":"pusher:ping","data":{}}`)
-	w.expect("pusher:pong")
+	w.Send(`{"event":"pusher:ping","data":{}}`)
+	w.Expect("pusher:pong")
 }
 
 func TestActivityTimeoutPingsThenCloses4201(t *testing.T) {
@@ -125,35 +126,35 @@ func TestActivityTimeoutPingsThenCloses4201(t *testing.T) {
 	})
 	// A client that answers stays connected.
 	good := s.dial()
-	good.expect("pusher:ping")
-	good.send(`{"event":"pusher:pong","data":{}}`)
+	good.Expect("pusher:ping")
+	good.Send(`{"event":"pusher:pong","data":{}}`)
 	// A client that never answers is closed with 4201.
 	bad := s.dial()
-	bad.expect("pusher:ping")
-	if code := bad.expectClose(); code != 4201 {
+	bad.Expect("pusher:ping")
+	if code := bad.ExpectClose(5 * time.Second); code != 4201 {
 		t.Fatalf("close %d, want 4201", code)
 	}
-	good.expect("pusher:ping") // pinged again after another idle period, still open
+	good.Expect("pusher:ping") // pinged again after another idle period, still open
 }
 
 func TestPrivateChannelAuth(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
-	w.subscribe("private-a", testKey+":deadbeef", "")
-	f := w.expect("pusher:subscription_error")
-	if f.Channel != "private-a" || f.dataMap(t)["status"].(float64) != 401 {
+	w.Subscribe("private-a", testkit.Key+":deadbeef", "")
+	f := w.Expect("pusher:subscription_error")
+	if f.Channel != "private-a" || f.DataMap(t)["status"].(float64) != 401 {
 		t.Fatalf("got %+v", f)
 	}
 	// Signature for another socket is refused too.
-	w.subscribe("private-a", pusher.ChannelAuth(testKey, testSecret, "1.1", "private-a", ""), "")
-	w.expect("pusher:subscription_error")
+	w.Subscribe("private-a", pusher.ChannelAuth(testkit.Key, testkit.Secret, "1.1", "private-a", ""), "")
+	w.Expect("pusher:subscription_error")
 	// Missing auth.
-	w.subscribe("private-a", "", "")
-	w.expect("pusher:subscription_error")
+	w.Subscribe("private-a", "", "")
+	w.Expect("pusher:subscription_error")
 	w.mustSubscribe("private-a")
 	w.mustSubscribe("private-encrypted-a")
 	s.trigger("private-a", "e", "x")
-	if f := w.expect("e"); f.Data != "x" {
+	if f := w.Expect("e"); f.Data != "x" {
 		t.Fatalf("got %+v", f)
 	}
 }
@@ -162,7 +163,7 @@ func TestChannelNameValidation(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
 	for _, ch := range []string{"bad channel", "ümlaut", strings.Repeat("a", 201), "#x", "#server-to-user-", ""} {
-		w.subscribe(ch, "", "")
+		w.Subscribe(ch, "", "")
 		w.expectError(int(pusher.CodeSubscriptionRefused))
 	}
 	w.mustSubscribe(strings.Repeat("a", 200))
@@ -174,50 +175,50 @@ func TestPresenceMembersPerUser(t *testing.T) {
 	ch := "presence-room"
 	join := func(w *wsClient, uid string) frame {
 		cd := `{"user_id":"` + uid + `","user_info":{"name":"` + uid + `"}}`
-		w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
-		return w.expect("pusher_internal:subscription_succeeded")
+		w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
+		return w.Expect("pusher_internal:subscription_succeeded")
 	}
 	obs := s.dial()
 	f := join(obs, "observer")
-	p := f.dataMap(t)["presence"].(map[string]any)
+	p := f.DataMap(t)["presence"].(map[string]any)
 	if p["count"].(float64) != 1 || len(p["ids"].([]any)) != 1 || p["hash"].(map[string]any)["observer"].(map[string]any)["name"] != "observer" {
 		t.Fatalf("presence data %q", f.Data)
 	}
 
 	u1a, u1b := s.dial(), s.dial()
 	join(u1a, "u1")
-	added := obs.expect("pusher_internal:member_added")
-	if m := added.dataMap(t); m["user_id"] != "u1" || m["user_info"].(map[string]any)["name"] != "u1" {
+	added := obs.Expect("pusher_internal:member_added")
+	if m := added.DataMap(t); m["user_id"] != "u1" || m["user_info"].(map[string]any)["name"] != "u1" {
 		t.Fatalf("member_added %q", added.Data)
 	}
 	f = join(u1b, "u1") // second socket of the same user: no new member_added
-	if c := f.dataMap(t)["presence"].(map[string]any)["count"].(float64); c != 2 {
+	if c := f.DataMap(t)["presence"].(map[string]any)["count"].(float64); c != 2 {
 		t.Fatalf("count %v, want 2 users", c)
 	}
 	// The channel sent subscription_succeeded and any member_added in one step.
 	s.expectNothingBeforeMarker(obs, ch)
 
-	st, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"user_count,subscription_count"}}, nil)
+	st, body := s.api("GET", "/apps/"+testkit.AppID+"/channels/"+ch, map[string][]string{"info": {"user_count,subscription_count"}}, nil)
 	if st != 200 || body["user_count"].(float64) != 2 || body["subscription_count"].(float64) != 3 || body["occupied"] != true {
 		t.Fatalf("channel info %d %v", st, body)
 	}
-	st, body = s.api("GET", "/apps/"+testAppID+"/channels/"+ch+"/users", nil, nil)
+	st, body = s.api("GET", "/apps/"+testkit.AppID+"/channels/"+ch+"/users", nil, nil)
 	if st != 200 || len(body["users"].([]any)) != 2 {
 		t.Fatalf("users %d %v", st, body)
 	}
 
-	u1a.c.Close() // one of two sockets leaves: still a member
+	u1a.Conn.Close() // one of two sockets leaves: still a member
 	// The channel counts the departure in the step that would send
 	// member_removed; only then is a marker ordered after it.
 	waitFor(t, func() bool {
-		_, body := s.api("GET", "/apps/"+testAppID+"/channels/"+ch, map[string][]string{"info": {"subscription_count"}}, nil)
+		_, body := s.api("GET", "/apps/"+testkit.AppID+"/channels/"+ch, map[string][]string{"info": {"subscription_count"}}, nil)
 		n, _ := body["subscription_count"].(float64)
 		return n == 2
 	})
 	s.expectNothingBeforeMarker(obs, ch)
-	u1b.send(`{"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}`)
-	removed := obs.expect("pusher_internal:member_removed")
-	if removed.dataMap(t)["user_id"] != "u1" {
+	u1b.Send(`{"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}`)
+	removed := obs.Expect("pusher_internal:member_removed")
+	if removed.DataMap(t)["user_id"] != "u1" {
 		t.Fatalf("member_removed %q", removed.Data)
 	}
 }
@@ -228,16 +229,16 @@ func TestPresenceChannelDataErrors(t *testing.T) {
 	ch := "presence-x"
 	for _, cd := range []string{"", "not json", `{"user_info":{}}`, `{"user_id":""}`, `{"user_id":{"a":1}}`,
 		`{"user_id":"` + strings.Repeat("u", 129) + `"}`, `{"user_id":"u","user_info":"` + strings.Repeat("i", 1100) + `"}`} {
-		w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
-		f := w.expect("pusher:subscription_error")
+		w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
+		f := w.Expect("pusher:subscription_error")
 		if f.Channel != ch {
 			t.Fatalf("channel_data %q: %+v", cd, f)
 		}
 	}
 	// Numeric user ids (Laravel's) are accepted.
 	cd := `{"user_id":42,"user_info":{"name":"n"}}`
-	w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
-	f := w.expect("pusher_internal:subscription_succeeded")
+	w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
+	f := w.Expect("pusher_internal:subscription_succeeded")
 	if !strings.Contains(f.Data, `"42"`) {
 		t.Fatalf("numeric id: %q", f.Data)
 	}
@@ -259,11 +260,11 @@ func TestPresenceLimit(t *testing.T) {
 		for i := 0; i <= want; i++ {
 			w := s.dial() // stays open until the test ends (dial's cleanup)
 			cd := fmt.Sprintf(`{"user_id":"u%d"}`, i)
-			w.subscribe(ch, pusher.ChannelAuth(testKey, testSecret, w.socketID, ch, cd), cd)
+			w.Subscribe(ch, pusher.ChannelAuth(testkit.Key, testkit.Secret, w.SocketID, ch, cd), cd)
 			if i < want {
-				w.expect("pusher_internal:subscription_succeeded")
+				w.Expect("pusher_internal:subscription_succeeded")
 			} else {
-				f := w.expect("pusher:subscription_error")
+				f := w.Expect("pusher:subscription_error")
 				if !strings.Contains(f.Data, fmt.Sprintf("limit of %d members", want)) {
 					t.Fatalf("limit %d: got %q", want, f.Data)
 				}
@@ -276,59 +277,57 @@ func TestClientEvents(t *testing.T) {
 	s := startServer(t, nil)
 	a, b := s.dial(), s.dial()
 	a.mustSubscribe("public")
-	a.send(`{"event":"client-x","channel":"public","data":{}}`)
+	a.Send(`{"event":"client-x","channel":"public","data":{}}`)
 	a.expectError(int(pusher.CodeClientEventRefused))
-	a.send(`{"event":"client-x","channel":"private-notjoined","data":{}}`)
+	a.Send(`{"event":"client-x","channel":"private-notjoined","data":{}}`)
 	a.expectError(int(pusher.CodeClientEventRefused))
 
 	a.mustSubscribe("private-chat")
 	b.mustSubscribe("private-chat")
-	a.send(`{"event":"client-typing","channel":"private-chat","data":{"typing":true}}`)
-	f := b.expect("client-typing")
+	a.Send(`{"event":"client-typing","channel":"private-chat","data":{"typing":true}}`)
+	f := b.Expect("client-typing")
 	if f.Channel != "private-chat" || f.Data != `{"typing":true}` {
 		t.Fatalf("got %+v", f)
 	}
 	// Not echoed: the channel relays b's client event after a's, so it is
 	// a's next frame.
 	m := newMarker()
-	b.send(`{"event":"client-` + markerEvent + `","channel":"private-chat","data":"` + m + `"}`)
+	b.Send(`{"event":"client-` + markerEvent + `","channel":"private-chat","data":"` + m + `"}`)
 	a.expectMarker(m)
 
 	a.mustSubscribe("presence-chat")
 	b.mustSubscribe("presence-chat")
-	a.expect("pusher_internal:member_added")
-	a.send(`{"event":"client-typing","channel":"presence-chat","data":"hi"}`)
-	f = b.expect("client-typing")
-	if f.UserID != "u-"+a.socketID || f.Data != "hi" {
+	a.Expect("pusher_internal:member_added")
+	a.Send(`{"event":"client-typing","channel":"presence-chat","data":"hi"}`)
+	f = b.Expect("client-typing")
+	if f.UserID != "u-"+a.SocketID || f.Data != "hi" {
 		t.Fatalf("presence client event %+v", f)
 	}
 
 	// Too large.
 	big := strings.Repeat("x", 11*1024)
-	a.send(`{"event":"client-big","channel":"private-chat","data":"` + big + `"}`)
+	a.Send(`{"event":"client-big","channel":"private-chat","data":"` + big + `"}`)
 	a.expectError(int(pusher.CodeEventTooLarge))
 }
 
 func TestClientEventRateLimit(t *testing.T) {
 	s := startServer(t, nil)
-	a, b := s.dial(), s.dial()
-	a.mustSubscribe("private-r")
-	b.mustSubscribe("private-r")
+	a := s.subscriber("private-r")
+	b := s.subscriber("private-r")
 	for i := 0; i < 11; i++ {
-		a.send(`{"event":"client-n","channel":"private-r","data":{}}`)
+		a.Send(`{"event":"client-n","channel":"private-r","data":{}}`)
 	}
 	a.expectError(4301) // the 11th is refused, so it went nowhere before this
 	for i := 0; i < 10; i++ {
-		b.expect("client-n")
+		b.Expect("client-n")
 	}
 	s.expectNothingBeforeMarker(b, "private-r")
 }
 
 func TestClientEventsDisabled(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.Apps[0].ClientEvents = false })
-	a := s.dial()
-	a.mustSubscribe("private-r")
-	a.send(`{"event":"client-n","channel":"private-r","data":{}}`)
+	a := s.subscriber("private-r")
+	a.Send(`{"event":"client-n","channel":"private-r","data":{}}`)
 	f := a.expectError(int(pusher.CodeClientEventRefused))
 	if !strings.Contains(f.Data, "disabled") {
 		t.Fatalf("got %q", f.Data)
@@ -337,8 +336,7 @@ func TestClientEventsDisabled(t *testing.T) {
 
 func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 	s := startServer(t, nil)
-	bystander := s.dial()
-	bystander.mustSubscribe("news")
+	bystander := s.subscriber("news")
 	w := s.dial()
 	for _, bad := range []string{
 		`not json`, `[]`, `{"event":5}`, `{"event":"pusher:subscribe","data":"x"}`,
@@ -347,85 +345,83 @@ func TestMalformedFramesNeverHurtOthers(t *testing.T) {
 		`{"event":"pusher:signin","data":3}`, `{"event":"unknown"}`, `{}`, `{"event":"client-x","channel":{"a":1}}`,
 		"\x00", `{"event":"pusher:subscribe","data":{"channel":"a","channel_data":{"user_id":1}}}`,
 	} {
-		w.send(bad)
+		w.Send(bad)
 		w.expectError(int(pusher.CodeInvalidMessage))
 	}
 	// Both sockets still work.
 	w.mustSubscribe("news")
 	s.trigger("news", "still", "ok")
-	w.expect("still")
-	bystander.expect("still")
+	w.Expect("still")
+	bystander.Expect("still")
 }
 
 // TestInvalidUTF8ClosesOnlyThatSocket: a text frame that is not UTF-8 breaks
 // RFC 6455 and closes that socket with 1007; others are unaffected.
 func TestInvalidUTF8ClosesOnlyThatSocket(t *testing.T) {
-	s := startServer(t, nil)
-	bystander := s.dial()
-	bystander.mustSubscribe("news")
-	w := s.dial()
-	w.send("{\"event\":\"pusher:ping\",\"data\":\"\xff\xfe\"}")
-	if code := w.expectClose(); code != 1007 {
-		t.Fatalf("close %d, want 1007", code)
-	}
-	s.trigger("news", "still", "ok")
-	bystander.expect("still")
+	closesOnlyThatSocket(t, 1007, func(w *wsClient) {
+		w.Send("{\"event\":\"pusher:ping\",\"data\":\"\xff\xfe\"}")
+	})
 }
 
+// TestOversizeFrameClosesOnlyThatSocket: 1009, message too big.
 func TestOversizeFrameClosesOnlyThatSocket(t *testing.T) {
+	closesOnlyThatSocket(t, 1009, func(w *wsClient) {
+		// The server may close before the whole frame is written.
+		_ = w.Conn.WriteMessage(1, []byte(`{"event":"client-x","channel":"private-a","data":"`+strings.Repeat("x", 100<<10)+`"}`))
+	})
+}
+
+// closesOnlyThatSocket: what send writes breaks the protocol, and the
+// server closes that socket with code; another socket carries on.
+func closesOnlyThatSocket(t *testing.T, code int, send func(w *wsClient)) {
+	t.Helper()
 	s := startServer(t, nil)
-	bystander := s.dial()
-	bystander.mustSubscribe("news")
+	bystander := s.subscriber("news")
 	w := s.dial()
-	// The server may close before the whole frame is written.
-	_ = w.c.WriteMessage(1, []byte(`{"event":"client-x","channel":"private-a","data":"`+strings.Repeat("x", 100<<10)+`"}`))
-	if code := w.expectClose(); code != 1009 {
-		t.Fatalf("close %d, want 1009 (message too big)", code)
+	send(w)
+	if got := w.ExpectClose(5 * time.Second); got != code {
+		t.Fatalf("close %d, want %d", got, code)
 	}
 	s.trigger("news", "still", "ok")
-	bystander.expect("still")
+	bystander.Expect("still")
 }
 
 func TestUnsubscribeStopsDelivery(t *testing.T) {
 	s := startServer(t, nil)
-	w := s.dial()
-	w.mustSubscribe("news")
-	w.send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
-	w.send(`{"event":"pusher:ping","data":{}}`)
-	w.expect("pusher:pong")
+	w := s.subscriber("news")
+	w.Send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
+	w.Send(`{"event":"pusher:ping","data":{}}`)
+	w.Expect("pusher:pong")
 	s.trigger("news", "gone", "x")
 	// Subscribing again is the marker: the channel handles the subscribe
 	// after the publish, so a "gone" still due to w would come first.
 	w.mustSubscribe("news")
-	w.send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
+	w.Send(`{"event":"pusher:unsubscribe","data":{"channel":"news"}}`)
 	// The channel is vacated and disappears from the API.
 	waitFor(t, func() bool {
-		_, body := s.api("GET", "/apps/"+testAppID+"/channels", nil, nil)
+		_, body := s.api("GET", "/apps/"+testkit.AppID+"/channels", nil, nil)
 		return len(body["channels"].(map[string]any)) == 0
 	})
 }
 
 func TestCacheChannels(t *testing.T) {
 	s := startServer(t, nil)
-	a := s.dial()
-	a.mustSubscribe("cache-prices")
-	if f := a.expect("pusher:cache_miss"); f.Channel != "cache-prices" {
+	a := s.subscriber("cache-prices")
+	if f := a.Expect("pusher:cache_miss"); f.Channel != "cache-prices" {
 		t.Fatalf("cache_miss %+v", f)
 	}
 	s.trigger("cache-prices", "price", "1")
-	a.expect("price")
+	a.Expect("price")
 	s.trigger("cache-prices", "price", "2")
-	a.expect("price")
-	b := s.dial()
-	b.mustSubscribe("cache-prices")
-	if f := b.expect("price"); f.Data != "2" {
+	a.Expect("price")
+	b := s.subscriber("cache-prices")
+	if f := b.Expect("price"); f.Data != "2" {
 		t.Fatalf("replayed %+v", f)
 	}
 	// An unoccupied cache channel keeps its last event too.
 	s.trigger("cache-empty", "v", "kept")
-	c := s.dial()
-	c.mustSubscribe("cache-empty")
-	if f := c.expect("v"); f.Data != "kept" {
+	c := s.subscriber("cache-empty")
+	if f := c.Expect("v"); f.Data != "kept" {
 		t.Fatalf("got %+v", f)
 	}
 }
@@ -435,36 +431,36 @@ func TestSigninAndServerToUser(t *testing.T) {
 	w := s.dial()
 	other := s.dial()
 	ud := `{"id":"7","name":"Ann"}`
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
-	f := w.expect("pusher:signin_success")
-	if f.dataMap(t)["user_data"] != ud {
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
+	f := w.Expect("pusher:signin_success")
+	if f.DataMap(t)["user_data"] != ud {
 		t.Fatalf("signin_success %q", f.Data)
 	}
 	// pusher-js subscribes to its server-to-user channel itself.
-	w.subscribe("#server-to-user-7", "", "")
-	w.expect("pusher_internal:subscription_succeeded")
+	w.Subscribe("#server-to-user-7", "", "")
+	w.Expect("pusher_internal:subscription_succeeded")
 	// Nobody else may.
-	other.subscribe("#server-to-user-7", "", "")
-	other.expect("pusher:subscription_error")
+	other.Subscribe("#server-to-user-7", "", "")
+	other.Expect("pusher:subscription_error")
 
 	s.trigger("#server-to-user-7", "notice", "hi")
-	if f := w.expect("notice"); f.Channel != "#server-to-user-7" || f.Data != "hi" {
+	if f := w.Expect("notice"); f.Channel != "#server-to-user-7" || f.Data != "hi" {
 		t.Fatalf("got %+v", f)
 	}
 	// other is in no channel of user 7. Once w has a second event, the
 	// channel has finished fanning out the first; then a marker on a
 	// channel of other's own must be its next frame.
 	s.trigger("#server-to-user-7", "notice", "again")
-	w.expect("notice")
+	w.Expect("notice")
 	other.mustSubscribe("lobby")
 	s.expectNothingBeforeMarker(other, "lobby")
 
-	st, _ := s.api("POST", "/apps/"+testAppID+"/users/7/terminate_connections", nil, map[string]any{})
+	st, _ := s.api("POST", "/apps/"+testkit.AppID+"/users/7/terminate_connections", nil, map[string]any{})
 	if st != 200 {
 		t.Fatalf("terminate %d", st)
 	}
 	w.expectError(4009)
-	if code := w.expectClose(); code != 4009 {
+	if code := w.ExpectClose(5 * time.Second); code != 4009 {
 		t.Fatalf("close %d", code)
 	}
 }
@@ -473,25 +469,25 @@ func TestSigninErrors(t *testing.T) {
 	s := startServer(t, nil)
 	w := s.dial()
 	ud := `{"name":"no id"}`
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
 	w.expectError(int(pusher.CodeSigninRefused))
 	ud = `{"id":"1"}`
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": testKey + ":bad"}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": testkit.Key + ":bad"}})
 	w.expectError(4009)
-	if code := w.expectClose(); code != 4009 {
+	if code := w.ExpectClose(5 * time.Second); code != 4009 {
 		t.Fatalf("close %d", code)
 	}
 
 	off := startServer(t, func(c *config.Config) { c.Apps[0].UserAuthentication = false })
 	w = off.dial()
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
 	w.expectError(int(pusher.CodeSigninRefused))
 }
 
 func TestSlowConsumerIsDisconnected(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.MaxPendingBytes = 64 << 10 })
 	// A raw client that reads only what the test tells it to.
-	slow, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.url, "http")+"/app/"+testKey+"?protocol=7", nil)
+	slow, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.url, "http")+"/app/"+testkit.Key+"?protocol=7", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,15 +499,14 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	if _, b, err := slow.ReadMessage(); err != nil || !strings.Contains(string(b), "subscription_succeeded") {
 		t.Fatalf("%s %v", b, err)
 	}
-	fast := s.dial()
-	fast.mustSubscribe("firehose")
+	fast := s.subscriber("firehose")
 
 	// The fast socket reads every event; the slow one never reads, so once
 	// the kernel's buffers are full its queue passes 64 KiB.
 	data := strings.Repeat("z", 9000)
 	for i := 0; i < 3000; i++ {
-		s.node.Publish(actors.Event{AppID: testAppID, Channels: []string{"firehose"}, Name: "blob", Data: data})
-		if f := fast.read(); f.Event != "blob" {
+		s.node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{"firehose"}, Name: "blob", Data: data})
+		if f := fast.Next(); f.Event != "blob" {
 			t.Fatalf("fast reader got %+v", f)
 		}
 	}
@@ -540,10 +535,10 @@ func TestDrainClosesWith4200(t *testing.T) {
 		done <- s.node.Drain(ctx)
 	}()
 	for _, w := range []*wsClient{a, b} {
-		if code := w.expectClose(); code != 4200 {
+		if code := w.ExpectClose(5 * time.Second); code != 4200 {
 			t.Fatalf("close %d, want 4200", code)
 		}
-		w.c.Close()
+		w.Conn.Close()
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("drain: %v", err)
@@ -552,14 +547,14 @@ func TestDrainClosesWith4200(t *testing.T) {
 	if st != 503 {
 		t.Fatalf("/up while draining: %d %v", st, body)
 	}
-	w := s.dialRaw("/app/"+testKey+"?protocol=7", nil)
+	w := s.dialRaw("/app/"+testkit.Key+"?protocol=7", nil)
 	w.expectError(4200)
 }
 
 func signin(t *testing.T, w *wsClient, ud string) {
 	t.Helper()
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, w.socketID, ud)}})
-	w.expect("pusher:signin_success")
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, w.SocketID, ud)}})
+	w.Expect("pusher:signin_success")
 }
 
 func TestWatchlistEvents(t *testing.T) {
@@ -569,27 +564,27 @@ func TestWatchlistEvents(t *testing.T) {
 	// Nobody watched is online yet: the marker is user 2 signing in, whose
 	// online event must be watcher's next frame. The pong shows watcher's
 	// signin was fully handled, so the watchlist actor has it before two's.
-	watcher.send(`{"event":"pusher:ping","data":{}}`)
-	watcher.expect("pusher:pong")
+	watcher.Send(`{"event":"pusher:ping","data":{}}`)
+	watcher.Expect("pusher:pong")
 	signin(t, two, `{"id":"2"}`)
-	f := watcher.expect("pusher_internal:watchlist_events")
+	f := watcher.Expect("pusher_internal:watchlist_events")
 	if f.Data != `{"events":[{"name":"online","user_ids":["2"]}]}` {
 		t.Fatalf("online: %q", f.Data)
 	}
 	late := s.dial()
 	signin(t, late, `{"id":"9","watchlist":["2"]}`)
-	if f := late.expect("pusher_internal:watchlist_events"); !strings.Contains(f.Data, `"online","user_ids":["2"]`) {
+	if f := late.Expect("pusher_internal:watchlist_events"); !strings.Contains(f.Data, `"online","user_ids":["2"]`) {
 		t.Fatalf("already online: %q", f.Data)
 	}
 
-	two.c.Close()
+	two.Conn.Close()
 	for _, w := range []*wsClient{watcher, late} {
-		if f := w.expect("pusher_internal:watchlist_events"); f.Data != `{"events":[{"name":"offline","user_ids":["2"]}]}` {
+		if f := w.Expect("pusher_internal:watchlist_events"); f.Data != `{"events":[{"name":"offline","user_ids":["2"]}]}` {
 			t.Fatalf("offline: %q", f.Data)
 		}
 	}
 	bad := s.dial()
 	ud := `{"id":"5","watchlist":"2"}`
-	bad.send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testKey, testSecret, bad.socketID, ud)}})
+	bad.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{"user_data": ud, "auth": pusher.UserAuth(testkit.Key, testkit.Secret, bad.SocketID, ud)}})
 	bad.expectError(int(pusher.CodeSigninRefused))
 }

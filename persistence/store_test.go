@@ -43,6 +43,14 @@ func openStore(t *testing.T, databaseURL, dataDir string) Store {
 	return s
 }
 
+// onEachBackend runs test as a subtest on each backend, with a migrated
+// store of its own.
+func onEachBackend(t *testing.T, test func(t *testing.T, b backend, s Store)) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) { test(t, b, newMigratedStore(t, b)) })
+	}
+}
+
 func newMigratedStore(t *testing.T, b backend) Store {
 	t.Helper()
 	dbURL, dir := b.newDB(t)

@@ -144,9 +144,7 @@ func TestSlowConsumerKernelBufferCapped(t *testing.T) {
 // reset: the data still queued in the kernel is discarded, not delivered.
 func TestWriteTimeoutResetsConnection(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	addr, conns := testServer(t, Options{WriteTimeout: timeout, MaxPendingBytes: 64 << 20})
-	cl := dialRaw(t, addr)
-	c := accept(t, conns)
+	cl, c := rawPair(t, Options{WriteTimeout: timeout, MaxPendingBytes: 64 << 20})
 	s := serve(c, true)
 	sock := serverSocket(t, c)
 	if sock.timeout != int(timeout.Milliseconds()) {
@@ -183,9 +181,7 @@ func clientUnread(t *testing.T, cl *rawClient) int {
 // A frame sent to a socket with nothing queued is written by Send itself:
 // it has reached the client's kernel when Send returns, and no writer runs.
 func TestSendWritesAtOnceWhenIdle(t *testing.T) {
-	addr, conns := testServer(t, Options{})
-	cl := dialRaw(t, addr)
-	c := accept(t, conns)
+	cl, c := rawPair(t, Options{})
 	serve(c, true)
 	// The first frame carries nothing special here (no hello is held back).
 	for i := range 100 {
@@ -340,9 +336,7 @@ func onReader() bool {
 // A readable socket is read by one of the poller's long-lived readers when
 // one is idle, not by a new goroutine per event.
 func TestReadsOnLongLivedReaders(t *testing.T) {
-	addr, conns := testServer(t, Options{})
-	cl := dialRaw(t, addr)
-	c := accept(t, conns)
+	cl, c := rawPair(t, Options{})
 	on := make(chan bool, 1)
 	c.Serve(func(m []byte) { on <- onReader(); c.Done(len(m)) }, func() {}, func() {})
 	const messages = 20

@@ -104,6 +104,14 @@ type rawClient struct {
 	br *bufio.Reader
 }
 
+// rawPair opens a server Conn with opts and a raw client connected to it.
+func rawPair(t *testing.T, opts Options) (*rawClient, *Conn) {
+	t.Helper()
+	addr, conns := testServer(t, opts)
+	cl := dialRaw(t, addr)
+	return cl, accept(t, conns)
+}
+
 func dialRaw(t *testing.T, addr string) *rawClient { return dialRawWith(t, addr, &net.Dialer{}) }
 
 // sendHandshake writes a client's handshake request on nc.
@@ -205,9 +213,8 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
-			addr, conns := testServer(t, Options{})
-			cl := dialRaw(t, addr)
-			s := serve(accept(t, conns), true)
+			cl, c := rawPair(t, Options{})
+			s := serve(c, true)
 			cl.send(clientFrame(true, opText, []byte(`{"event":"ok","data":"é"}`)))
 			cl.send(bad...)
 			code, reason, _ := cl.expectClose()
@@ -223,9 +230,8 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 }
 
 func TestBinaryCloses1003(t *testing.T) {
-	addr, conns := testServer(t, Options{})
-	cl := dialRaw(t, addr)
-	s := serve(accept(t, conns), true)
+	cl, c := rawPair(t, Options{})
+	s := serve(c, true)
 	cl.send(clientFrame(true, opBinary, []byte(`{"event":"pusher:ping","data":{}}`)))
 	code, reason, _ := cl.expectClose()
 	if code != StatusUnsupportedData || !strings.Contains(reason, "binary") {
@@ -240,9 +246,7 @@ func TestBinaryCloses1003(t *testing.T) {
 // The reason a peer sees is valid UTF-8 even when the server's reason is
 // longer than a close frame holds.
 func TestCloseReasonOnTheWire(t *testing.T) {
-	addr, conns := testServer(t, Options{})
-	cl := dialRaw(t, addr)
-	c := accept(t, conns)
+	cl, c := rawPair(t, Options{})
 	s := serve(c, true)
 	c.CloseAfter(NewPrepared(pusher.EncodeEvent("pusher:error", "", "{}", "")), 4009, "Origin not allowed: "+strings.Repeat("ö", 80))
 	code, reason, texts := cl.expectClose()
@@ -258,9 +262,7 @@ func TestFragmentTimeout(t *testing.T) {
 	start := clientFrame(false, opText, []byte(`{"event":"client-x","data":"`+strings.Repeat("x", 1000)))
 
 	t.Run("client silent", func(t *testing.T) {
-		addr, conns := testServer(t, Options{FragmentTimeout: timeout})
-		cl := dialRaw(t, addr)
-		c := accept(t, conns)
+		cl, c := rawPair(t, Options{FragmentTimeout: timeout})
 		s := serve(c, true)
 		cl.send(start)
 		code, _, _ := cl.expectClose()
@@ -272,9 +274,7 @@ func TestFragmentTimeout(t *testing.T) {
 	})
 
 	t.Run("client pings", func(t *testing.T) {
-		addr, conns := testServer(t, Options{FragmentTimeout: timeout})
-		cl := dialRaw(t, addr)
-		c := accept(t, conns)
+		cl, c := rawPair(t, Options{FragmentTimeout: timeout})
 		s := serve(c, true)
 		cl.send(start)
 		pongs, closed := 0, false
@@ -311,9 +311,7 @@ func TestFragmentTimeout(t *testing.T) {
 	})
 
 	t.Run("finished in time", func(t *testing.T) {
-		addr, conns := testServer(t, Options{FragmentTimeout: time.Minute})
-		cl := dialRaw(t, addr)
-		c := accept(t, conns)
+		cl, c := rawPair(t, Options{FragmentTimeout: time.Minute})
 		s := serve(c, true)
 		cl.send(start, clientFrame(true, 0, []byte(`"}`)))
 		waitFor(t, "the fragmented message", func() bool { return len(s.messages()) == 1 })
@@ -346,9 +344,7 @@ func TestInboundBacklog(t *testing.T) {
 	for _, mode := range []string{"poller", "blocking reader"} {
 		t.Run(mode, func(t *testing.T) {
 			const limit, count, size = 8 << 10, 40, 1000
-			addr, conns := testServer(t, Options{MaxInboundBacklog: limit})
-			cl := dialRaw(t, addr)
-			c := accept(t, conns)
+			cl, c := rawPair(t, Options{MaxInboundBacklog: limit})
 			if mode == "blocking reader" {
 				c.rc = nil // as on a platform without epoll
 			}
@@ -403,9 +399,7 @@ func TestInboundBacklog(t *testing.T) {
 // everything, the socket keeps no queue, spare queue or writev vector (they
 // go back to a pool), and the next frame takes them again.
 func TestIdleSocketHoldsNoWriterBuffers(t *testing.T) {
-	addr, conns := testServer(t, Options{})
-	cl := dialRaw(t, addr)
-	c := accept(t, conns)
+	cl, c := rawPair(t, Options{})
 	serve(c, true)
 	idle := func() bool {
 		c.mu.Lock()

@@ -111,15 +111,8 @@ func (d *dbFlags) config() (*config.Config, error) {
 	return cfg, nil
 }
 
-// open says on stderr which database it uses, opens it and migrates it.
-func (d *dbFlags) open(ctx context.Context, stderr io.Writer) (persistence.Store, error) {
-	cfg, err := d.config()
-	if err != nil {
-		return nil, err
-	}
-	return openAdminStore(ctx, cfg, stderr)
-}
-
+// openAdminStore says on stderr which database it uses, opens it and
+// migrates it.
 func openAdminStore(ctx context.Context, cfg *config.Config, stderr io.Writer) (persistence.Store, error) {
 	fmt.Fprintf(stderr, "parley: using %s\n", describeDatabase(cfg))
 	return openStore(ctx, cfg)
@@ -172,19 +165,76 @@ func usageFail(stderr io.Writer, format string, a ...any) int {
 	return 2
 }
 
-// migrate is `parley migrate`: apply pending migrations and say where.
-func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs, db := newAdminFlags("migrate", stderr)
-	if exit := parseAdminFlags(fs, args, stderr); exit >= 0 {
+// adminVerb is one run of an admin command: its flags, among them the
+// database ones, and where it reads and writes.
+type adminVerb struct {
+	name string
+	aio  adminIO
+	fs   *flag.FlagSet
+	db   *dbFlags
+	cfg  *config.Config // once config has loaded it
+}
+
+func newAdminVerb(name string, aio adminIO) *adminVerb {
+	fs, db := newAdminFlags(name, aio.stderr)
+	return &adminVerb{name: name, aio: aio, fs: fs, db: db}
+}
+
+// configError is a configuration that does not load: a failure (exit 1),
+// not a usage error, even when a check meets it.
+type configError struct{ error }
+
+// config loads the configuration once and applies the database flags.
+func (v *adminVerb) config() (*config.Config, error) {
+	if v.cfg == nil {
+		cfg, err := v.db.config()
+		if err != nil {
+			return nil, configError{err}
+		}
+		v.cfg = cfg
+	}
+	return v.cfg, nil
+}
+
+// run parses args, then check (nil: none) checks them: its error is a usage
+// error (exit 2) but for a configError. Then run opens the database, does
+// the operation and prints do's answer as one JSON object; the database's
+// or the operation's error exits 1.
+func (v *adminVerb) run(ctx context.Context, args []string, check func() error, do func(st persistence.Store) (any, error)) int {
+	if exit := parseAdminFlags(v.fs, args, v.aio.stderr); exit >= 0 {
 		return exit
 	}
-	st, err := db.open(ctx, stderr)
+	if check != nil {
+		if err := check(); err != nil {
+			if errors.As(err, new(configError)) {
+				return adminFail(v.aio.stderr, v.name, err)
+			}
+			return usageFail(v.aio.stderr, "%s: %v", v.name, err)
+		}
+	}
+	cfg, err := v.config()
 	if err != nil {
-		return adminFail(stderr, "migrate", err)
+		return adminFail(v.aio.stderr, v.name, err)
+	}
+	st, err := openAdminStore(ctx, cfg, v.aio.stderr)
+	if err != nil {
+		return adminFail(v.aio.stderr, v.name, err)
 	}
 	defer st.Close()
-	printJSON(stdout, map[string]any{"migrated": true, "dialect": st.Dialect()})
+	out, err := do(st)
+	if err != nil {
+		return adminFail(v.aio.stderr, v.name, err)
+	}
+	printJSON(v.aio.stdout, out)
 	return 0
+}
+
+// migrate is `parley migrate`: apply pending migrations and say where.
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	v := newAdminVerb("migrate", adminIO{stdout: stdout, stderr: stderr})
+	return v.run(ctx, args, nil, func(st persistence.Store) (any, error) {
+		return map[string]any{"migrated": true, "dialect": st.Dialect()}, nil
+	})
 }
 
 // adminCommand runs one `parley NOUN VERB`: args are after the verb.
@@ -285,63 +335,58 @@ func (p *passwordFlags) read(fs *flag.FlagSet, aio adminIO, minLen int) (pw stri
 }
 
 func usersCreate(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	userName := fs.String("name", "", "display name (required)")
-	email := fs.String("email", "", "email address, unique (required)")
-	externalID := fs.String("external-id", "", "the user's id in your application, unique (optional)")
+	v := newAdminVerb(name, aio)
+	userName := v.fs.String("name", "", "display name (required)")
+	email := v.fs.String("email", "", "email address, unique (required)")
+	externalID := v.fs.String("external-id", "", "the user's id in your application, unique (optional)")
 	var pf passwordFlags
-	addPasswordFlags(fs, &pf, true)
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	cfg, err := db.config()
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	var missing []string
-	if strings.TrimSpace(*userName) == "" {
-		missing = append(missing, "--name")
-	}
-	if strings.TrimSpace(*email) == "" {
-		missing = append(missing, "--email")
-	} else if err := chat.ValidateEmail(strings.TrimSpace(*email)); err != nil {
-		return usageFail(aio.stderr, "%s: --email %q is not an email address", name, *email)
-	}
-	pw, given, err := pf.read(fs, aio, cfg.MinPasswordLength)
-	if err != nil {
-		return usageFail(aio.stderr, "%s: %v", name, err)
-	}
-	if !given && !pf.none {
-		missing = append(missing, "--password-stdin (or PARLEY_ADMIN_PASSWORD, --password, --no-password)")
-	}
-	if len(missing) > 0 {
-		return usageFail(aio.stderr, "%s: missing %s", name, strings.Join(missing, ", "))
-	}
-	nu := persistence.NewUser{Name: strings.TrimSpace(*userName), Email: strings.TrimSpace(*email)}
-	if x := strings.TrimSpace(*externalID); x != "" {
-		nu.ExternalID = &x
-	}
-	if given {
-		if nu.PasswordHash, err = chat.HashPassword(pw); err != nil {
-			return usageFail(aio.stderr, "%s: %v", name, err)
+	addPasswordFlags(v.fs, &pf, true)
+	var nu persistence.NewUser
+	check := func() error {
+		cfg, err := v.config()
+		if err != nil {
+			return err
 		}
+		var missing []string
+		if strings.TrimSpace(*userName) == "" {
+			missing = append(missing, "--name")
+		}
+		if strings.TrimSpace(*email) == "" {
+			missing = append(missing, "--email")
+		} else if err := chat.ValidateEmail(strings.TrimSpace(*email)); err != nil {
+			return fmt.Errorf("--email %q is not an email address", *email)
+		}
+		pw, given, err := pf.read(v.fs, aio, cfg.MinPasswordLength)
+		if err != nil {
+			return err
+		}
+		if !given && !pf.none {
+			missing = append(missing, "--password-stdin (or PARLEY_ADMIN_PASSWORD, --password, --no-password)")
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+		}
+		nu = persistence.NewUser{Name: strings.TrimSpace(*userName), Email: strings.TrimSpace(*email)}
+		if x := strings.TrimSpace(*externalID); x != "" {
+			nu.ExternalID = &x
+		}
+		if given {
+			nu.PasswordHash, err = chat.HashPassword(pw)
+		}
+		return err
 	}
-	st, err := openAdminStore(ctx, cfg, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	u, err := st.CreateUserWith(ctx, nu)
-	switch {
-	case errors.Is(err, persistence.ErrEmailTaken):
-		return adminFail(aio.stderr, name, fmt.Errorf("a user with email %s already exists", strings.ToLower(nu.Email)))
-	case errors.Is(err, persistence.ErrExternalIDTaken):
-		return adminFail(aio.stderr, name, fmt.Errorf("a user with external id %s already exists", *nu.ExternalID))
-	case err != nil:
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, chat.AdminUser(u))
-	return 0
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		u, err := st.CreateUserWith(ctx, nu)
+		switch {
+		case errors.Is(err, persistence.ErrEmailTaken):
+			return nil, fmt.Errorf("a user with email %s already exists", strings.ToLower(nu.Email))
+		case errors.Is(err, persistence.ErrExternalIDTaken):
+			return nil, fmt.Errorf("a user with external id %s already exists", *nu.ExternalID)
+		case err != nil:
+			return nil, err
+		}
+		return chat.AdminUser(u), nil
+	})
 }
 
 // pageFlags are --after-id and --limit of the list commands.
@@ -355,7 +400,7 @@ func addPageFlags(fs *flag.FlagSet, p *pageFlags) {
 	fs.IntVar(&p.limit, "limit", 100, "page size, 1-100")
 }
 
-func (p pageFlags) check() error {
+func (p *pageFlags) check() error {
 	if p.afterID < 0 {
 		return errors.New("--after-id must not be negative")
 	}
@@ -366,34 +411,38 @@ func (p pageFlags) check() error {
 }
 
 func usersList(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	email := fs.String("email", "", "only the user with this email")
-	externalID := fs.String("external-id", "", "only the user with this external id")
+	v := newAdminVerb(name, aio)
+	email := v.fs.String("email", "", "only the user with this email")
+	externalID := v.fs.String("external-id", "", "only the user with this external id")
 	var pg pageFlags
-	addPageFlags(fs, &pg)
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if err := pg.check(); err != nil {
-		return usageFail(aio.stderr, "%s: %v", name, err)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	page, err := chat.UsersPage(ctx, st, persistence.UserQuery{Email: strings.TrimSpace(*email), ExternalID: strings.TrimSpace(*externalID),
-		AfterID: pg.afterID, Limit: pg.limit})
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, page)
-	return 0
+	addPageFlags(v.fs, &pg)
+	return v.run(ctx, args, pg.check, func(st persistence.Store) (any, error) {
+		return chat.UsersPage(ctx, st, persistence.UserQuery{Email: strings.TrimSpace(*email), ExternalID: strings.TrimSpace(*externalID),
+			AfterID: pg.afterID, Limit: pg.limit})
+	})
 }
 
 // idFlag parses the command's flags with one required id flag.
 func idFlag(fs *flag.FlagSet, flagName, what string) *int64 {
 	return fs.Int64(flagName, 0, what+" id (required)")
+}
+
+// needID is the check of a required --user or --matter: "--user must be a
+// user id".
+func needID(flagName string, id int64) error {
+	if id <= 0 {
+		return fmt.Errorf("--%s must be a %s id", flagName, flagName)
+	}
+	return nil
+}
+
+// noSuch names what a not-found error did not find: "no matter with id 7";
+// other errors are returned as they are.
+func noSuch(err error, what string, id int64) error {
+	if errors.Is(err, persistence.ErrNotFound) {
+		return fmt.Errorf("no %s with id %d", what, id)
+	}
+	return err
 }
 
 // activeUser loads a user that is not deleted.
@@ -402,276 +451,216 @@ func activeUser(ctx context.Context, st persistence.Store, id int64) (persistenc
 	if err == nil && u.DeletedAt != nil {
 		err = persistence.ErrNotFound
 	}
-	if errors.Is(err, persistence.ErrNotFound) {
-		return u, fmt.Errorf("no user with id %d", id)
-	}
-	return u, err
+	return u, noSuch(err, "user", id)
 }
 
 func usersShow(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	id := idFlag(fs, "user", "user")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *id <= 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	u, err := activeUser(ctx, st, *id)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, chat.AdminUser(u))
-	return 0
+	v := newAdminVerb(name, aio)
+	id := idFlag(v.fs, "user", "user")
+	return v.run(ctx, args, func() error { return needID("user", *id) }, func(st persistence.Store) (any, error) {
+		u, err := activeUser(ctx, st, *id)
+		if err != nil {
+			return nil, err
+		}
+		return chat.AdminUser(u), nil
+	})
 }
 
 func usersUpdate(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	id := idFlag(fs, "user", "user")
-	userName := fs.String("name", "", "new display name")
-	email := fs.String("email", "", "new email address")
-	externalID := fs.String("external-id", "", "new external id")
-	clearExternal := fs.Bool("clear-external-id", false, "remove the external id")
+	v := newAdminVerb(name, aio)
+	id := idFlag(v.fs, "user", "user")
+	userName := v.fs.String("name", "", "new display name")
+	email := v.fs.String("email", "", "new email address")
+	externalID := v.fs.String("external-id", "", "new external id")
+	clearExternal := v.fs.Bool("clear-external-id", false, "remove the external id")
 	var pf passwordFlags
-	addPasswordFlags(fs, &pf, false)
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *id <= 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	cfg, err := db.config()
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	addPasswordFlags(v.fs, &pf, false)
 	var p persistence.UserPatch
-	if set["name"] {
-		v := strings.TrimSpace(*userName)
-		if v == "" {
-			return usageFail(aio.stderr, "%s: --name is empty", name)
+	check := func() error {
+		if err := needID("user", *id); err != nil {
+			return err
 		}
-		p.Name = &v
-	}
-	if set["email"] {
-		v := strings.TrimSpace(*email)
-		if chat.ValidateEmail(v) != nil {
-			return usageFail(aio.stderr, "%s: --email %q is not an email address", name, *email)
-		}
-		p.Email = &v
-	}
-	if set["external-id"] && *clearExternal {
-		return usageFail(aio.stderr, "%s: give --external-id or --clear-external-id, not both", name)
-	}
-	if v := strings.TrimSpace(*externalID); set["external-id"] && v != "" {
-		p.ExternalID = &v
-	}
-	p.ClearExternalID = *clearExternal || (set["external-id"] && strings.TrimSpace(*externalID) == "")
-	pw, given, err := pf.read(fs, aio, cfg.MinPasswordLength)
-	if err != nil {
-		return usageFail(aio.stderr, "%s: %v", name, err)
-	}
-	if given {
-		hash, err := chat.HashPassword(pw)
+		cfg, err := v.config()
 		if err != nil {
-			return usageFail(aio.stderr, "%s: %v", name, err)
+			return err
 		}
-		p.PasswordHash = &hash
+		set := map[string]bool{}
+		v.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if set["name"] {
+			s := strings.TrimSpace(*userName)
+			if s == "" {
+				return errors.New("--name is empty")
+			}
+			p.Name = &s
+		}
+		if set["email"] {
+			s := strings.TrimSpace(*email)
+			if chat.ValidateEmail(s) != nil {
+				return fmt.Errorf("--email %q is not an email address", *email)
+			}
+			p.Email = &s
+		}
+		if set["external-id"] && *clearExternal {
+			return errors.New("give --external-id or --clear-external-id, not both")
+		}
+		if s := strings.TrimSpace(*externalID); set["external-id"] && s != "" {
+			p.ExternalID = &s
+		}
+		p.ClearExternalID = *clearExternal || (set["external-id"] && strings.TrimSpace(*externalID) == "")
+		pw, given, err := pf.read(v.fs, aio, cfg.MinPasswordLength)
+		if err != nil {
+			return err
+		}
+		if given {
+			hash, err := chat.HashPassword(pw)
+			if err != nil {
+				return err
+			}
+			p.PasswordHash = &hash
+		}
+		if p == (persistence.UserPatch{}) {
+			return errors.New("nothing to change: give --name, --email, a password or --external-id")
+		}
+		return nil
 	}
-	if p == (persistence.UserPatch{}) {
-		return usageFail(aio.stderr, "%s: nothing to change: give --name, --email, a password or --external-id", name)
-	}
-	st, err := openAdminStore(ctx, cfg, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	u, err := st.UpdateUser(ctx, *id, p)
-	switch {
-	case errors.Is(err, persistence.ErrNotFound):
-		return adminFail(aio.stderr, name, fmt.Errorf("no user with id %d", *id))
-	case errors.Is(err, persistence.ErrEmailTaken):
-		return adminFail(aio.stderr, name, errors.New("another user has that email"))
-	case errors.Is(err, persistence.ErrExternalIDTaken):
-		return adminFail(aio.stderr, name, errors.New("another user has that external id"))
-	case err != nil:
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, chat.AdminUser(u))
-	return 0
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		u, err := st.UpdateUser(ctx, *id, p)
+		switch {
+		case errors.Is(err, persistence.ErrNotFound):
+			return nil, noSuch(err, "user", *id)
+		case errors.Is(err, persistence.ErrEmailTaken):
+			return nil, errors.New("another user has that email")
+		case errors.Is(err, persistence.ErrExternalIDTaken):
+			return nil, errors.New("another user has that external id")
+		case err != nil:
+			return nil, err
+		}
+		return chat.AdminUser(u), nil
+	})
 }
 
 func usersDelete(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	id := idFlag(fs, "user", "user")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *id <= 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	matters, err := st.DeleteUser(ctx, *id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, fmt.Errorf("no user with id %d", *id))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"id": *id, "deleted": true, "left_matter_ids": matters})
-	return 0
+	v := newAdminVerb(name, aio)
+	id := idFlag(v.fs, "user", "user")
+	return v.run(ctx, args, func() error { return needID("user", *id) }, func(st persistence.Store) (any, error) {
+		matters, err := st.DeleteUser(ctx, *id)
+		if err != nil {
+			return nil, noSuch(err, "user", *id)
+		}
+		return map[string]any{"id": *id, "deleted": true, "left_matter_ids": matters}, nil
+	})
 }
 
 func tokensCreate(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	userID := fs.Int64("user", 0, "user id (required)")
-	ttl := fs.Duration("ttl", adminTokenTTL, "lifetime such as 24h or 720h; 0 never expires")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
+	v := newAdminVerb(name, aio)
+	userID := v.fs.Int64("user", 0, "user id (required)")
+	ttl := v.fs.Duration("ttl", adminTokenTTL, "lifetime such as 24h or 720h; 0 never expires")
+	check := func() error {
+		if err := needID("user", *userID); err != nil {
+			return err
+		}
+		if *ttl < 0 {
+			return errors.New("--ttl must not be negative")
+		}
+		return nil
 	}
-	if *userID <= 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	if *ttl < 0 {
-		return usageFail(aio.stderr, "%s: --ttl must not be negative", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	if _, err := activeUser(ctx, st, *userID); err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	plain, tok, err := chat.IssueToken(ctx, st, *userID, *ttl)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, fmt.Errorf("no user with id %d", *userID))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, chat.IssuedToken(plain, tok))
-	return 0
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		if _, err := activeUser(ctx, st, *userID); err != nil {
+			return nil, err
+		}
+		plain, tok, err := chat.IssueToken(ctx, st, *userID, *ttl)
+		if err != nil {
+			return nil, noSuch(err, "user", *userID)
+		}
+		return chat.IssuedToken(plain, tok), nil
+	})
 }
 
 func tokensList(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	userID := idFlag(fs, "user", "user")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *userID <= 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	if _, err := activeUser(ctx, st, *userID); err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	toks, err := st.ListTokens(ctx, *userID)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	out := []chat.AdminTokenJSON{}
-	for _, t := range toks {
-		out = append(out, chat.AdminToken(t))
-	}
-	printJSON(aio.stdout, map[string]any{"tokens": out})
-	return 0
+	v := newAdminVerb(name, aio)
+	userID := idFlag(v.fs, "user", "user")
+	return v.run(ctx, args, func() error { return needID("user", *userID) }, func(st persistence.Store) (any, error) {
+		if _, err := activeUser(ctx, st, *userID); err != nil {
+			return nil, err
+		}
+		toks, err := st.ListTokens(ctx, *userID)
+		if err != nil {
+			return nil, err
+		}
+		out := []chat.AdminTokenJSON{}
+		for _, t := range toks {
+			out = append(out, chat.AdminToken(t))
+		}
+		return map[string]any{"tokens": out}, nil
+	})
 }
 
 func tokensRevoke(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	tokenID := fs.Int64("token", 0, "revoke this token")
-	userID := fs.Int64("user", 0, "revoke every token of this user")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if (*tokenID > 0) == (*userID > 0) {
-		return usageFail(aio.stderr, "%s: give --token ID or --user ID", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	if *tokenID > 0 {
-		err := st.DeleteToken(ctx, *tokenID)
-		if errors.Is(err, persistence.ErrNotFound) {
-			return adminFail(aio.stderr, name, fmt.Errorf("no token with id %d", *tokenID))
+	v := newAdminVerb(name, aio)
+	tokenID := v.fs.Int64("token", 0, "revoke this token")
+	userID := v.fs.Int64("user", 0, "revoke every token of this user")
+	check := func() error {
+		if (*tokenID > 0) == (*userID > 0) {
+			return errors.New("give --token ID or --user ID")
 		}
+		return nil
+	}
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		if *tokenID > 0 {
+			if err := st.DeleteToken(ctx, *tokenID); err != nil {
+				return nil, noSuch(err, "token", *tokenID)
+			}
+			return map[string]any{"id": *tokenID, "revoked": true}, nil
+		}
+		if _, err := activeUser(ctx, st, *userID); err != nil {
+			return nil, err
+		}
+		n, err := st.DeleteUserTokens(ctx, *userID)
 		if err != nil {
-			return adminFail(aio.stderr, name, err)
+			return nil, err
 		}
-		printJSON(aio.stdout, map[string]any{"id": *tokenID, "revoked": true})
-		return 0
-	}
-	if _, err := activeUser(ctx, st, *userID); err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	n, err := st.DeleteUserTokens(ctx, *userID)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"user_id": *userID, "revoked": n})
-	return 0
+		return map[string]any{"user_id": *userID, "revoked": n}, nil
+	})
 }
 
 func mattersCreate(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	title := fs.String("title", "", "title (required)")
-	members := fs.String("members", "", "member user ids, comma-separated")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if strings.TrimSpace(*title) == "" {
-		return usageFail(aio.stderr, "%s: missing --title", name)
-	}
+	v := newAdminVerb(name, aio)
+	title := v.fs.String("title", "", "title (required)")
+	members := v.fs.String("members", "", "member user ids, comma-separated")
 	var ids []int64
-	for _, s := range strings.Split(*members, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
+	check := func() error {
+		if strings.TrimSpace(*title) == "" {
+			return errors.New("missing --title")
 		}
-		id, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || id <= 0 {
-			return usageFail(aio.stderr, "%s: --members: %q is not a user id", name, s)
+		for _, s := range strings.Split(*members, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			id, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || id <= 0 {
+				return fmt.Errorf("--members: %q is not a user id", s)
+			}
+			ids = append(ids, id)
 		}
-		ids = append(ids, id)
+		return nil
 	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	m, err := st.CreateMatterWith(ctx, strings.TrimSpace(*title), ids)
-	var missing *persistence.MissingUsersError
-	if errors.As(err, &missing) {
-		return adminFail(aio.stderr, name, fmt.Errorf("no user with id %s", joinIDs(missing.IDs)))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	var users []persistence.User
-	if len(ids) > 0 {
-		if users, err = st.MatterMembers(ctx, m.ID); err != nil {
-			return adminFail(aio.stderr, name, err)
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		m, err := st.CreateMatterWith(ctx, strings.TrimSpace(*title), ids)
+		var missing *persistence.MissingUsersError
+		if errors.As(err, &missing) {
+			return nil, fmt.Errorf("no user with id %s", joinIDs(missing.IDs))
 		}
-	}
-	printJSON(aio.stdout, chat.AdminMatter(m, users))
-	return 0
+		if err != nil {
+			return nil, err
+		}
+		var users []persistence.User
+		if len(ids) > 0 {
+			if users, err = st.MatterMembers(ctx, m.ID); err != nil {
+				return nil, err
+			}
+		}
+		return chat.AdminMatter(m, users), nil
+	})
 }
 
 func joinIDs(ids []int64) string {
@@ -683,127 +672,98 @@ func joinIDs(ids []int64) string {
 }
 
 func mattersList(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	userID := fs.Int64("user", 0, "only matters this user belongs to")
+	v := newAdminVerb(name, aio)
+	userID := v.fs.Int64("user", 0, "only matters this user belongs to")
 	var pg pageFlags
-	addPageFlags(fs, &pg)
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
+	addPageFlags(v.fs, &pg)
+	check := func() error {
+		if err := pg.check(); err != nil {
+			return err
+		}
+		if *userID < 0 {
+			return errors.New("--user must be a user id")
+		}
+		return nil
 	}
-	if err := pg.check(); err != nil {
-		return usageFail(aio.stderr, "%s: %v", name, err)
-	}
-	if *userID < 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	page, err := chat.MattersPage(ctx, st, persistence.MatterQuery{UserID: *userID, AfterID: pg.afterID, Limit: pg.limit})
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, page)
-	return 0
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		return chat.MattersPage(ctx, st, persistence.MatterQuery{UserID: *userID, AfterID: pg.afterID, Limit: pg.limit})
+	})
 }
 
 func mattersShow(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	id := idFlag(fs, "matter", "matter")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *id <= 0 {
-		return usageFail(aio.stderr, "%s: --matter must be a matter id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	m, err := st.MatterByID(ctx, *id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, fmt.Errorf("no matter with id %d", *id))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	users, err := st.MatterMembers(ctx, *id)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, chat.AdminMatter(m, users))
-	return 0
+	v := newAdminVerb(name, aio)
+	id := idFlag(v.fs, "matter", "matter")
+	return v.run(ctx, args, func() error { return needID("matter", *id) }, func(st persistence.Store) (any, error) {
+		m, err := st.MatterByID(ctx, *id)
+		if err != nil {
+			return nil, noSuch(err, "matter", *id)
+		}
+		users, err := st.MatterMembers(ctx, *id)
+		if err != nil {
+			return nil, err
+		}
+		return chat.AdminMatter(m, users), nil
+	})
 }
 
 func mattersUpdate(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	id := idFlag(fs, "matter", "matter")
-	title := fs.String("title", "", "new title (required)")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
+	v := newAdminVerb(name, aio)
+	id := idFlag(v.fs, "matter", "matter")
+	title := v.fs.String("title", "", "new title (required)")
+	check := func() error {
+		if err := needID("matter", *id); err != nil {
+			return err
+		}
+		if strings.TrimSpace(*title) == "" {
+			return errors.New("missing --title")
+		}
+		return nil
 	}
-	if *id <= 0 {
-		return usageFail(aio.stderr, "%s: --matter must be a matter id", name)
-	}
-	if strings.TrimSpace(*title) == "" {
-		return usageFail(aio.stderr, "%s: missing --title", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	m, err := st.UpdateMatter(ctx, *id, strings.TrimSpace(*title))
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, fmt.Errorf("no matter with id %d", *id))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, chat.AdminMatter(m, nil))
-	return 0
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		m, err := st.UpdateMatter(ctx, *id, strings.TrimSpace(*title))
+		if err != nil {
+			return nil, noSuch(err, "matter", *id)
+		}
+		return chat.AdminMatter(m, nil), nil
+	})
 }
 
 func mattersDelete(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	id := idFlag(fs, "matter", "matter")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *id <= 0 {
-		return usageFail(aio.stderr, "%s: --matter must be a matter id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	members, err := st.DeleteMatter(ctx, *id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, fmt.Errorf("no matter with id %d", *id))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"id": *id, "deleted": true, "member_ids": members})
-	return 0
+	v := newAdminVerb(name, aio)
+	id := idFlag(v.fs, "matter", "matter")
+	return v.run(ctx, args, func() error { return needID("matter", *id) }, func(st persistence.Store) (any, error) {
+		members, err := st.DeleteMatter(ctx, *id)
+		if err != nil {
+			return nil, noSuch(err, "matter", *id)
+		}
+		return map[string]any{"id": *id, "deleted": true, "member_ids": members}, nil
+	})
 }
 
-// memberArgs parses --matter and --user of add-member and remove-member.
-func memberArgs(name string, args []string, aio adminIO) (db *dbFlags, matterID, userID int64, exit int) {
-	fs, db := newAdminFlags(name, aio.stderr)
-	m := fs.Int64("matter", 0, "matter id (required)")
-	u := fs.Int64("user", 0, "user id (required)")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return nil, 0, 0, exit
+// memberVerb runs add-member or remove-member: change makes the change for
+// --matter and --user and returns the answer; a not-found error says which
+// of the two does not exist.
+func memberVerb(ctx context.Context, name string, args []string, aio adminIO,
+	change func(st persistence.Store, matterID, userID int64) (map[string]any, error)) int {
+	v := newAdminVerb(name, aio)
+	m := v.fs.Int64("matter", 0, "matter id (required)")
+	u := v.fs.Int64("user", 0, "user id (required)")
+	check := func() error {
+		if *m <= 0 || *u <= 0 {
+			return errors.New("--matter and --user must be ids")
+		}
+		return nil
 	}
-	if *m <= 0 || *u <= 0 {
-		return nil, 0, 0, usageFail(aio.stderr, "%s: --matter and --user must be ids", name)
-	}
-	return db, *m, *u, -1
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		out, err := change(st, *m, *u)
+		if errors.Is(err, persistence.ErrNotFound) {
+			return nil, memberMissing(err, *m, *u)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	})
 }
 
 // memberMissing says which of the matter and the user does not exist.
@@ -815,43 +775,15 @@ func memberMissing(err error, matterID, userID int64) error {
 }
 
 func mattersAddMember(ctx context.Context, name string, args []string, aio adminIO) int {
-	db, matterID, userID, exit := memberArgs(name, args, aio)
-	if exit >= 0 {
-		return exit
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	added, err := st.AddActiveMember(ctx, matterID, userID)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, memberMissing(err, matterID, userID))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"matter_id": matterID, "user_id": userID, "member": true, "added": added})
-	return 0
+	return memberVerb(ctx, name, args, aio, func(st persistence.Store, matterID, userID int64) (map[string]any, error) {
+		added, err := st.AddActiveMember(ctx, matterID, userID)
+		return map[string]any{"matter_id": matterID, "user_id": userID, "member": true, "added": added}, err
+	})
 }
 
 func mattersRemoveMember(ctx context.Context, name string, args []string, aio adminIO) int {
-	db, matterID, userID, exit := memberArgs(name, args, aio)
-	if exit >= 0 {
-		return exit
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	removed, err := st.RemoveMember(ctx, matterID, userID)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return adminFail(aio.stderr, name, memberMissing(err, matterID, userID))
-	}
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"matter_id": matterID, "user_id": userID, "member": false, "removed": removed})
-	return 0
+	return memberVerb(ctx, name, args, aio, func(st persistence.Store, matterID, userID int64) (map[string]any, error) {
+		removed, err := st.RemoveMember(ctx, matterID, userID)
+		return map[string]any{"matter_id": matterID, "user_id": userID, "member": false, "removed": removed}, err
+	})
 }

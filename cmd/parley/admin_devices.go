@@ -15,63 +15,54 @@ import (
 // to a removed device. The admin API tells them at once.
 
 func devicesList(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	userID := idFlag(fs, "user", "user")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
+	v := newAdminVerb(name, aio)
+	userID := idFlag(v.fs, "user", "user")
+	check := func() error {
+		if *userID <= 0 {
+			return errors.New("--user must be a user id")
+		}
+		return nil
 	}
-	if *userID <= 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	if _, err := activeUser(ctx, st, *userID); err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	ds, err := st.Devices(ctx, *userID)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"devices": chat.DevicesJSON(ds)})
-	return 0
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		if _, err := activeUser(ctx, st, *userID); err != nil {
+			return nil, err
+		}
+		ds, err := st.Devices(ctx, *userID)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"devices": chat.DevicesJSON(ds)}, nil
+	})
 }
 
 func devicesRemove(ctx context.Context, name string, args []string, aio adminIO) int {
-	fs, db := newAdminFlags(name, aio.stderr)
-	userID := idFlag(fs, "user", "user")
-	deviceID := fs.Int64("device", 0, "remove this device only (default: every device of the user)")
-	if exit := parseAdminFlags(fs, args, aio.stderr); exit >= 0 {
-		return exit
-	}
-	if *userID <= 0 || *deviceID < 0 {
-		return usageFail(aio.stderr, "%s: --user must be a user id (and --device a device id)", name)
-	}
-	st, err := db.open(ctx, aio.stderr)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	defer st.Close()
-	if _, err := activeUser(ctx, st, *userID); err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	if *deviceID > 0 {
-		err := st.DeleteDevice(ctx, *userID, *deviceID)
-		if errors.Is(err, persistence.ErrNotFound) {
-			return adminFail(aio.stderr, name, fmt.Errorf("user %d has no device with id %d", *userID, *deviceID))
+	v := newAdminVerb(name, aio)
+	userID := idFlag(v.fs, "user", "user")
+	deviceID := v.fs.Int64("device", 0, "remove this device only (default: every device of the user)")
+	check := func() error {
+		if *userID <= 0 || *deviceID < 0 {
+			return errors.New("--user must be a user id (and --device a device id)")
 		}
+		return nil
+	}
+	return v.run(ctx, args, check, func(st persistence.Store) (any, error) {
+		if _, err := activeUser(ctx, st, *userID); err != nil {
+			return nil, err
+		}
+		if *deviceID > 0 {
+			err := st.DeleteDevice(ctx, *userID, *deviceID)
+			if errors.Is(err, persistence.ErrNotFound) {
+				return nil, fmt.Errorf("user %d has no device with id %d", *userID, *deviceID)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"id": *deviceID, "user_id": *userID, "removed": true}, nil
+		}
+		n, err := st.DeleteUserDevices(ctx, *userID)
 		if err != nil {
-			return adminFail(aio.stderr, name, err)
+			return nil, err
 		}
-		printJSON(aio.stdout, map[string]any{"id": *deviceID, "user_id": *userID, "removed": true})
-		return 0
-	}
-	n, err := st.DeleteUserDevices(ctx, *userID)
-	if err != nil {
-		return adminFail(aio.stderr, name, err)
-	}
-	printJSON(aio.stdout, map[string]any{"user_id": *userID, "removed": n})
-	return 0
+		return map[string]any{"user_id": *userID, "removed": n}, nil
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 var uniqSeq atomic.Int64
@@ -41,6 +44,59 @@ func users(t *testing.T, n *procNode, channel string) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// publishToEveryNode subscribes a socket on each node to ch, publishes
+// count numbered events through the first node, and requires every socket
+// to get them all in order, and exactly once: the next frame is a marker
+// published after them. It returns the sockets.
+func publishToEveryNode(t *testing.T, nodes []*procNode, ch string, count int) []*wsClient {
+	t.Helper()
+	var socks []*wsClient
+	for _, n := range nodes {
+		s := dial(t, n, "sub")
+		s.mustSubscribe(ch, "")
+		socks = append(socks, s)
+	}
+	for i := 0; i < count; i++ {
+		nodes[0].trigger(t, ch, "numbered", strconv.Itoa(i))
+	}
+	for _, s := range socks {
+		for i := 0; i < count; i++ {
+			if f := s.Next(); f.Event != "numbered" || f.Channel != ch || f.Data != strconv.Itoa(i) {
+				t.Fatalf("%s: event %d: got %+v", s.Name, i, f)
+			}
+		}
+	}
+	m := nodes[0].marker(t, ch)
+	for _, s := range socks {
+		s.expectMarker(m)
+	}
+	return socks
+}
+
+// joinAcross joins presence channel pch with a socket per user, users[i]
+// on nodes[i], each once that node lists the users before it. Each new
+// member's subscription_succeeded lists the members so far, and the
+// earlier ones get its member_added.
+func joinAcross(t *testing.T, pch string, nodes []*procNode, users ...string) []*wsClient {
+	t.Helper()
+	var socks []*wsClient
+	for i, u := range users {
+		if i > 0 {
+			waitUsers(t, pch, slices.Clone(users[:i]), nodes[i])
+		}
+		s := dial(t, nodes[i], u)
+		want := slices.Sorted(slices.Values(users[:i+1]))
+		if ids := presenceIDs(t, s.mustSubscribe(pch, u)); !reflect.DeepEqual(ids, want) {
+			t.Fatalf("%s sees %v, want %v", u, ids, want)
+		}
+		for _, earlier := range socks {
+			memberEvent(t, earlier, earlier.Next(), "pusher_internal:member_added", u)
+		}
+		socks = append(socks, s)
+	}
+	return socks
 }
 
 // waitUsers waits until every node lists exactly want as channel's members.
@@ -80,11 +136,30 @@ func num(m map[string]any, k string) int {
 func memberEvent(t *testing.T, w *wsClient, f frame, event, uid string) {
 	t.Helper()
 	if f.Event != event {
-		t.Fatalf("%s: want %s %s, got %+v", w.name, event, uid, f)
+		t.Fatalf("%s: want %s %s, got %+v", w.Name, event, uid, f)
 	}
-	if got, _ := f.dataMap(t)["user_id"].(string); got != uid {
-		t.Fatalf("%s: want %s %s, got %+v", w.name, event, uid, f)
+	if got, _ := f.DataMap(t)["user_id"].(string); got != uid {
+		t.Fatalf("%s: want %s %s, got %+v", w.Name, event, uid, f)
 	}
+}
+
+// memberEventsAfter requires the next frame of each socket to be event of
+// user uid within d of since, when deed happened, and logs how long after
+// it each came; it returns those times.
+func memberEventsAfter(t *testing.T, deed string, since time.Time, d time.Duration, event, uid string, socks ...*wsClient) []time.Duration {
+	t.Helper()
+	name := strings.TrimPrefix(event, "pusher_internal:")
+	var after []time.Duration
+	for _, s := range socks {
+		r, err := s.TryNext(time.Until(since.Add(d)))
+		if err != nil {
+			t.Fatalf("%s: no %s %s within %v of %s: %v", s.Name, name, uid, d, deed, err)
+		}
+		memberEvent(t, s, r.Frame, event, uid)
+		after = append(after, r.At.Sub(since))
+		t.Logf("%s: %s got %s %s after %v", deed, s.Name, name, uid, after[len(after)-1].Round(time.Millisecond))
+	}
+	return after
 }
 
 // presenceMarker joins channel on node as a fresh marker user and returns
@@ -139,6 +214,20 @@ func (l *pubLoop) finish(t *testing.T) (int, map[int]string) {
 	return l.sent, l.failed
 }
 
+// steadyTicks requires each socket to get ticks from..sent-1 but the failed
+// ones, in order (from < 0: from whichever comes first), with no more than
+// a second between two arrivals; while says when, in failures and logs.
+func steadyTicks(t *testing.T, while string, from, sent int, failed map[int]string, socks ...*wsClient) {
+	t.Helper()
+	for _, s := range socks {
+		gap := checkTicks(t, s, from, sent, failed)
+		t.Logf("%s: ticks in order (one every 20 ms) %s, longest gap %v", s.Name, while, gap.Round(time.Millisecond))
+		if gap > time.Second {
+			t.Errorf("%s: a gap of %v in delivery %s", s.Name, gap, while)
+		}
+	}
+}
+
 // checkTicks requires ticks from..sent-1 but the failed ones, in order
 // (from < 0: from whichever comes first), and returns the longest time
 // between two arrivals.
@@ -150,22 +239,22 @@ func checkTicks(t *testing.T, s *wsClient, from, sent int, failed map[int]string
 		if _, ok := failed[i]; ok && i >= 0 {
 			continue
 		}
-		r, err := s.next(5 * time.Second)
+		r, err := s.TryNext(5 * time.Second)
 		if err != nil {
-			t.Fatalf("%s: tick %d: %v", s.name, i, err)
+			t.Fatalf("%s: tick %d: %v", s.Name, i, err)
 		}
 		if i < 0 {
-			if i, err = strconv.Atoi(r.f.Data); err != nil || r.f.Event != "tick" {
-				t.Fatalf("%s: want a tick, got %+v", s.name, r.f)
+			if i, err = strconv.Atoi(r.Frame.Data); err != nil || r.Frame.Event != "tick" {
+				t.Fatalf("%s: want a tick, got %+v", s.Name, r.Frame)
 			}
 		}
-		if r.f.Event != "tick" || r.f.Data != strconv.Itoa(i) {
-			t.Fatalf("%s: want tick %d, got %+v", s.name, i, r.f)
+		if r.Frame.Event != "tick" || r.Frame.Data != strconv.Itoa(i) {
+			t.Fatalf("%s: want tick %d, got %+v", s.Name, i, r.Frame)
 		}
-		if !prev.IsZero() && r.at.Sub(prev) > gap {
-			gap = r.at.Sub(prev)
+		if !prev.IsZero() && r.At.Sub(prev) > gap {
+			gap = r.At.Sub(prev)
 		}
-		prev = r.at
+		prev = r.At
 	}
 	return gap
 }
@@ -192,28 +281,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("publish", func(t *testing.T) {
 		ch := uniq("pub")
-		var socks []*wsClient
-		for _, n := range nodes {
-			s := dial(t, n, "sub")
-			s.mustSubscribe(ch, "")
-			socks = append(socks, s)
-		}
-		const count = 50
-		for i := 0; i < count; i++ {
-			n1.trigger(t, ch, "numbered", strconv.Itoa(i))
-		}
-		for _, s := range socks {
-			for i := 0; i < count; i++ {
-				if f := s.read(); f.Event != "numbered" || f.Channel != ch || f.Data != strconv.Itoa(i) {
-					t.Fatalf("%s: event %d: got %+v", s.name, i, f)
-				}
-			}
-		}
-		// Exactly once: the next frame is a marker published after them.
-		m := n1.marker(t, ch)
-		for _, s := range socks {
-			s.expectMarker(m)
-		}
+		socks := publishToEveryNode(t, nodes, ch, 50)
 
 		// One event to two channels; info counts every node's subscribers.
 		ch2 := uniq("pub-two")
@@ -229,26 +297,26 @@ func TestCluster(t *testing.T) {
 		for _, s := range socks {
 			got := map[string]bool{}
 			for i := 0; i < 2; i++ {
-				if f := s.read(); f.Event == "two" {
+				if f := s.Next(); f.Event == "two" {
 					got[f.Channel] = true
 				}
 			}
 			if !got[ch] || !got[ch2] {
-				t.Fatalf("%s: want \"two\" on %s and %s, got %v", s.name, ch, ch2, got)
+				t.Fatalf("%s: want \"two\" on %s and %s, got %v", s.Name, ch, ch2, got)
 			}
 		}
 
 		// socket_id leaves out a socket of another node.
 		s1, s2, s3 := socks[0], socks[1], socks[2]
-		n1.trigger(t, ch, "not-for-s2", "x", "socket_id", s2.socketID)
-		m = n1.marker(t, ch)
+		n1.trigger(t, ch, "not-for-s2", "x", "socket_id", s2.SocketID)
+		m := n1.marker(t, ch)
 		s2.expectMarker(m)
-		s1.expect("not-for-s2")
-		s3.expect("not-for-s2")
+		s1.Expect("not-for-s2")
+		s3.Expect("not-for-s2")
 
 		// batch_events: the first leaves out s3, the second goes to all.
 		n1.mustAPI(t, "POST", "/apps/"+app1.id+"/batch_events", nil, map[string]any{"batch": []map[string]any{
-			{"name": "b1", "channel": ch, "data": "1", "socket_id": s3.socketID},
+			{"name": "b1", "channel": ch, "data": "1", "socket_id": s3.SocketID},
 			{"name": "b2", "channel": ch2, "data": "2"},
 		}})
 		// Two channels: their events may arrive in either order.
@@ -258,9 +326,9 @@ func TestCluster(t *testing.T) {
 				delete(want, "b1")
 			}
 			for n := len(want); n > 0; n-- {
-				f := s.read()
+				f := s.Next()
 				if want[f.Event] != f.Channel {
-					t.Fatalf("%s: want %v, got %+v", s.name, want, f)
+					t.Fatalf("%s: want %v, got %+v", s.Name, want, f)
 				}
 				delete(want, f.Event)
 			}
@@ -281,12 +349,12 @@ func TestCluster(t *testing.T) {
 		}
 		s1, s2, s3 := socks[0], socks[1], socks[2]
 		for i := 0; i < 5; i++ {
-			s2.send(map[string]any{"event": "client-typing", "channel": ch, "data": map[string]any{"n": i}})
+			s2.Send(map[string]any{"event": "client-typing", "channel": ch, "data": map[string]any{"n": i}})
 		}
 		for _, s := range []*wsClient{s3, s1} {
 			for i := 0; i < 5; i++ {
-				if f := s.read(); f.Event != "client-typing" || f.Channel != ch || f.Data != `{"n":`+strconv.Itoa(i)+`}` {
-					t.Fatalf("%s: client event %d: got %+v", s.name, i, f)
+				if f := s.Next(); f.Event != "client-typing" || f.Channel != ch || f.Data != `{"n":`+strconv.Itoa(i)+`}` {
+					t.Fatalf("%s: client event %d: got %+v", s.Name, i, f)
 				}
 			}
 		}
@@ -309,8 +377,8 @@ func TestCluster(t *testing.T) {
 		waitUsers(t, ch, []string{"typist"}, n3)
 		s3 := dial(t, n3, "reader")
 		s3.mustSubscribe(ch, "reader")
-		s2.send(map[string]any{"event": "client-typing", "channel": ch, "data": "hi"})
-		if f := s3.read(); f.Event != "client-typing" || f.UserID != "typist" || f.Data != "hi" {
+		s2.Send(map[string]any{"event": "client-typing", "channel": ch, "data": "hi"})
+		if f := s3.Next(); f.Event != "client-typing" || f.UserID != "typist" || f.Data != "hi" {
 			t.Fatalf("want client-typing from typist, got %+v", f)
 		}
 	})
@@ -326,7 +394,7 @@ func TestCluster(t *testing.T) {
 		if ids := presenceIDs(t, b.mustSubscribe(ch, "ub")); !reflect.DeepEqual(ids, []string{"ua", "ub"}) {
 			t.Fatalf("b sees %v", ids)
 		}
-		memberEvent(t, a1, a1.read(), "pusher_internal:member_added", "ub")
+		memberEvent(t, a1, a1.Next(), "pusher_internal:member_added", "ub")
 		waitUsers(t, ch, []string{"ua", "ub"}, nodes...)
 
 		// A's second socket, on node 3: nobody hears of a new member.
@@ -338,7 +406,7 @@ func TestCluster(t *testing.T) {
 		for _, s := range []*wsClient{a1, b, a3} {
 			s.expectMemberMarker(mk)
 		}
-		mkSock.c.Close()
+		mkSock.Conn.Close()
 
 		// Every node gives the same answers.
 		for _, n := range nodes {
@@ -363,7 +431,7 @@ func TestCluster(t *testing.T) {
 		// A's node-1 socket leaves: A is still on node 3, so no
 		// member_removed. Once node 1 has let the socket go, user E joins
 		// on node 1: its member_added follows A's departure everywhere.
-		a1.c.Close()
+		a1.Conn.Close()
 		eventually(t, 5*time.Second, "node 1 lets a1 go", func() string {
 			if r := channelInfo(t, n1, ch, "subscription_count"); num(r.body, "subscription_count") != 2 {
 				return fmt.Sprintf("subscriptions %v", r.body)
@@ -374,14 +442,14 @@ func TestCluster(t *testing.T) {
 		if ids := presenceIDs(t, e.mustSubscribe(ch, "ue")); !reflect.DeepEqual(ids, []string{"ua", "ub", "ue"}) {
 			t.Fatalf("e sees %v", ids)
 		}
-		memberEvent(t, b, b.read(), "pusher_internal:member_added", "ue")
-		memberEvent(t, a3, a3.read(), "pusher_internal:member_added", "ue")
+		memberEvent(t, b, b.Next(), "pusher_internal:member_added", "ue")
+		memberEvent(t, a3, a3.Next(), "pusher_internal:member_added", "ue")
 		waitUsers(t, ch, []string{"ua", "ub", "ue"}, nodes...)
 
 		// A's last socket leaves: member_removed once on each other socket.
-		a3.c.Close()
-		memberEvent(t, b, b.read(), "pusher_internal:member_removed", "ua")
-		memberEvent(t, e, e.read(), "pusher_internal:member_removed", "ua")
+		a3.Conn.Close()
+		memberEvent(t, b, b.Next(), "pusher_internal:member_removed", "ua")
+		memberEvent(t, e, e.Next(), "pusher_internal:member_removed", "ua")
 		eventually(t, 5*time.Second, "node 3 lets a3 go", func() string {
 			if r := channelInfo(t, n3, ch, "subscription_count"); num(r.body, "subscription_count") != 2 {
 				return fmt.Sprintf("subscriptions %v", r.body)
@@ -402,7 +470,7 @@ func TestCluster(t *testing.T) {
 			}
 			s.mustSubscribe(ch, "")
 			n1.trigger(t, ch, "first", strconv.Itoa(i))
-			if f := s.read(); f.Event != "first" || f.Channel != ch || f.Data != strconv.Itoa(i) {
+			if f := s.Next(); f.Event != "first" || f.Channel != ch || f.Data != strconv.Itoa(i) {
 				t.Fatalf("round %d: got %+v", i, f)
 			}
 		}
@@ -417,15 +485,15 @@ func TestCluster(t *testing.T) {
 		// Node 1 forwards in order: once the probe is on node 3, so is
 		// the cached event.
 		n1.trigger(t, probeCh, "probe", "p")
-		probe.expect("probe")
+		probe.Expect("probe")
 		s := dial(t, n3, "cache-sub")
 		s.mustSubscribe(ch, "")
-		if f := s.read(); f.Event != "cached" || f.Channel != ch || f.Data != "c1" {
+		if f := s.Next(); f.Event != "cached" || f.Channel != ch || f.Data != "c1" {
 			t.Fatalf("want the cached event, got %+v", f)
 		}
 		fresh := "cache-" + uniq("fresh")
 		s.mustSubscribe(fresh, "")
-		if f := s.read(); f.Event != "pusher:cache_miss" || f.Channel != fresh {
+		if f := s.Next(); f.Event != "pusher:cache_miss" || f.Channel != fresh {
 			t.Fatalf("want cache_miss, got %+v", f)
 		}
 	})
@@ -436,7 +504,7 @@ func TestCluster(t *testing.T) {
 		s.signin(`{"id":"` + uid + `"}`)
 		// Server-to-user events, published through node 3.
 		n3.trigger(t, "#server-to-user-"+uid, "to-user", "hello")
-		if f := s.read(); f.Event != "to-user" || f.Data != "hello" {
+		if f := s.Next(); f.Event != "to-user" || f.Data != "hello" {
 			t.Fatalf("want to-user, got %+v", f)
 		}
 
@@ -447,12 +515,12 @@ func TestCluster(t *testing.T) {
 		bs := dial(t, n2, "watched")
 		bs.signin(`{"id":"` + bid + `"}`)
 		want := `{"events":[{"name":"online","user_ids":["` + bid + `"]}]}`
-		if f := w.read(); f.Event != "pusher_internal:watchlist_events" || f.Data != want {
+		if f := w.Next(); f.Event != "pusher_internal:watchlist_events" || f.Data != want {
 			t.Fatalf("want %s, got %+v", want, f)
 		}
-		bs.c.Close()
+		bs.Conn.Close()
 		want = `{"events":[{"name":"offline","user_ids":["` + bid + `"]}]}`
-		if f := w.read(); f.Event != "pusher_internal:watchlist_events" || f.Data != want {
+		if f := w.Next(); f.Event != "pusher_internal:watchlist_events" || f.Data != want {
 			t.Fatalf("want %s, got %+v", want, f)
 		}
 
@@ -462,14 +530,14 @@ func TestCluster(t *testing.T) {
 		s3.signin(`{"id":"` + uid + `"}`)
 		n1.trigger(t, "#server-to-user-"+uid, "to-user", "again")
 		for _, x := range []*wsClient{s, s3} {
-			if f := x.read(); f.Event != "to-user" || f.Data != "again" {
-				t.Fatalf("%s: want to-user, got %+v", x.name, f)
+			if f := x.Next(); f.Event != "to-user" || f.Data != "again" {
+				t.Fatalf("%s: want to-user, got %+v", x.Name, f)
 			}
 		}
 		n1.mustAPI(t, "POST", "/apps/"+app1.id+"/users/"+uid+"/terminate_connections", nil, map[string]any{})
 		for _, x := range []*wsClient{s, s3} {
-			if code := x.expectClose(5 * time.Second); code != 4009 {
-				t.Fatalf("%s: terminated socket closed with %d, want 4009", x.name, code)
+			if code := x.ExpectClose(5 * time.Second); code != 4009 {
+				t.Fatalf("%s: terminated socket closed with %d, want 4009", x.Name, code)
 			}
 		}
 	})
@@ -482,19 +550,19 @@ func TestCluster(t *testing.T) {
 		}
 		time.Sleep(2200 * time.Millisecond) // nodes report their counts every second
 		x := dialRaw(t, n3, app2, "fifth")
-		f := x.expect("pusher:error")
-		if code := num(f.dataMap(t), "code"); code != 4100 {
+		f := x.Expect("pusher:error")
+		if code := num(f.DataMap(t), "code"); code != 4100 {
 			t.Fatalf("fifth socket: want 4100, got %+v", f)
 		}
-		if code := x.expectClose(5 * time.Second); code != 4100 {
+		if code := x.ExpectClose(5 * time.Second); code != 4100 {
 			t.Fatalf("fifth socket closed with %d, want 4100", code)
 		}
 		// With one socket fewer, node 3 accepts again once it hears of it.
-		held[0].c.Close()
+		held[0].Conn.Close()
 		eventually(t, 5*time.Second, "node 3 accepts after a socket left", func() string {
 			y := dialRaw(t, n3, app2, "again")
-			defer y.c.Close()
-			f := y.read()
+			defer y.Conn.Close()
+			f := y.Next()
 			if f.Event == "pusher:connection_established" {
 				return ""
 			}
@@ -511,7 +579,7 @@ func TestCluster(t *testing.T) {
 		s2 := dial(t, n2, "member")
 		s2.mustSubscribe(ch, "")
 		n1.trigger(t, ch, "from-node1", "x")
-		s2.expect("from-node1") // node 1 has forwarded it
+		s2.Expect("from-node1") // node 1 has forwarded it
 		// The other cluster's node, whose peers all belong to this
 		// cluster, is alone of four: it never serves.
 		res, err := http.Get(other.url + "/up")
@@ -538,19 +606,8 @@ func TestCluster(t *testing.T) {
 		pch := "presence-" + uniq("fail")
 		lch := uniq("loop")
 		only2 := uniq("only-on-2")
-		pa := dial(t, n1, "fa")
-		pa.mustSubscribe(pch, "fa")
-		waitUsers(t, pch, []string{"fa"}, n2)
-		pb := dial(t, n2, "fb")
-		pb.mustSubscribe(pch, "fb")
-		memberEvent(t, pa, pa.read(), "pusher_internal:member_added", "fb")
-		waitUsers(t, pch, []string{"fa", "fb"}, n3)
-		pc := dial(t, n3, "fc")
-		if ids := presenceIDs(t, pc.mustSubscribe(pch, "fc")); !reflect.DeepEqual(ids, []string{"fa", "fb", "fc"}) {
-			t.Fatalf("pc sees %v", ids)
-		}
-		memberEvent(t, pa, pa.read(), "pusher_internal:member_added", "fc")
-		memberEvent(t, pb, pb.read(), "pusher_internal:member_added", "fc")
+		p := joinAcross(t, pch, nodes, "fa", "fb", "fc")
+		pa, pc := p[0], p[2]
 		// fa has a second socket on node 2: it stays a member when node 2
 		// dies (members are dropped in id order, fa before fb, so a wrong
 		// member_removed fa would come first).
@@ -561,7 +618,7 @@ func TestCluster(t *testing.T) {
 		w := dial(t, n1, "watcher")
 		w.signin(`{"id":"` + uniq("watcher") + `","watchlist":["` + wid + `"]}`)
 		dial(t, n2, "watched").signin(`{"id":"` + wid + `"}`)
-		if f := w.read(); f.Event != "pusher_internal:watchlist_events" || !strings.Contains(f.Data, "online") {
+		if f := w.Next(); f.Event != "pusher_internal:watchlist_events" || !strings.Contains(f.Data, "online") {
 			t.Fatalf("watcher: want online, got %+v", f)
 		}
 		on2 := dial(t, n2, "only-on-2")
@@ -590,19 +647,12 @@ func TestCluster(t *testing.T) {
 		killed := time.Now()
 		n2.signal(syscall.SIGKILL)
 		n2.wait(5 * time.Second)
-		for _, s := range []*wsClient{pa, pc} {
-			r, err := s.next(10*time.Second - time.Since(killed))
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 10 s of kill -9: %v", s.name, err)
-			}
-			memberEvent(t, s, r.f, "pusher_internal:member_removed", "fb")
-			t.Logf("kill -9: %s got member_removed after %v", s.name, r.at.Sub(killed).Round(time.Millisecond))
+		memberEventsAfter(t, "kill -9", killed, 10*time.Second, "pusher_internal:member_removed", "fb", pa, pc)
+		r, err := w.TryNext(10*time.Second - time.Since(killed))
+		if err != nil || r.Frame.Event != "pusher_internal:watchlist_events" || !strings.Contains(r.Frame.Data, "offline") {
+			t.Fatalf("watcher: want offline within 10 s of kill -9, got %+v %v", r.Frame, err)
 		}
-		r, err := w.next(10*time.Second - time.Since(killed))
-		if err != nil || r.f.Event != "pusher_internal:watchlist_events" || !strings.Contains(r.f.Data, "offline") {
-			t.Fatalf("watcher: want offline within 10 s of kill -9, got %+v %v", r.f, err)
-		}
-		t.Logf("kill -9: the watcher on node 1 got offline after %v", r.at.Sub(killed).Round(time.Millisecond))
+		t.Logf("kill -9: the watcher on node 1 got offline after %v", r.At.Sub(killed).Round(time.Millisecond))
 		// Node 1's list goes on without node 2's channel, and says that it
 		// misses a node for as long as node 2 is gone.
 		eventually(t, 10*time.Second, "node 1 stops listing node 2's channel and says the list is partial", func() string {
@@ -635,24 +685,15 @@ func TestCluster(t *testing.T) {
 		if ids := presenceIDs(t, pb2.mustSubscribe(pch, "fb2")); !reflect.DeepEqual(ids, []string{"fa", "fb2", "fc"}) {
 			t.Fatalf("pb2 sees %v", ids)
 		}
-		memberEvent(t, pa, pa.read(), "pusher_internal:member_added", "fb2")
-		memberEvent(t, pc, pc.read(), "pusher_internal:member_added", "fb2")
+		memberEvent(t, pa, pa.Next(), "pusher_internal:member_added", "fb2")
+		memberEvent(t, pc, pc.Next(), "pusher_internal:member_added", "fb2")
 		t.Logf("restart: node 2 mirrors the presence of nodes 1 and 3 %v after restart", time.Since(restarted).Round(time.Millisecond))
 
 		// Keep publishing 3 s more: the new node 2 stays in the cluster.
 		time.Sleep(3 * time.Second)
 		sent, failed := loop.finish(t)
-		for _, s := range []*wsClient{l1, l3} {
-			gap := checkTicks(t, s, 0, sent, failed)
-			t.Logf("kill -9: %s received all %d ticks (one every 20 ms), longest gap %v", s.name, sent-len(failed), gap.Round(time.Millisecond))
-			if gap > time.Second {
-				t.Errorf("%s: a gap of %v in delivery while node 2 died and came back", s.name, gap)
-			}
-		}
-		gap := checkTicks(t, l2, -1, sent, failed)
-		if gap > time.Second {
-			t.Errorf("%s: a gap of %v in delivery after node 2 came back", l2.name, gap)
-		}
+		steadyTicks(t, "while node 2 died and came back", 0, sent, failed, l1, l3)
+		steadyTicks(t, "after node 2 came back", -1, sent, failed, l2)
 		m = n1.marker(t, pch)
 		for _, s := range []*wsClient{pa, pc, pb2} {
 			s.expectMarker(m)
@@ -665,17 +706,8 @@ func TestCluster(t *testing.T) {
 	ok := t.Run("SIGSTOP and resume", func(t *testing.T) {
 		pch := "presence-" + uniq("frozen")
 		lch := uniq("loop")
-		sa := dial(t, n1, "sa")
-		sa.mustSubscribe(pch, "sa")
-		waitUsers(t, pch, []string{"sa"}, n2)
-		sb := dial(t, n2, "sb")
-		sb.mustSubscribe(pch, "sb")
-		memberEvent(t, sa, sa.read(), "pusher_internal:member_added", "sb")
-		waitUsers(t, pch, []string{"sa", "sb"}, n3)
-		sc := dial(t, n3, "sc")
-		sc.mustSubscribe(pch, "sc")
-		memberEvent(t, sa, sa.read(), "pusher_internal:member_added", "sc")
-		memberEvent(t, sb, sb.read(), "pusher_internal:member_added", "sc")
+		p := joinAcross(t, pch, nodes, "sa", "sb", "sc")
+		sa, sb, sc := p[0], p[1], p[2]
 		l1 := dial(t, n1, "loop-1")
 		l1.mustSubscribe(lch, "")
 		l3 := dial(t, n3, "loop-3")
@@ -691,36 +723,16 @@ func TestCluster(t *testing.T) {
 				_ = n2.cmd.Process.Signal(syscall.SIGCONT)
 			}
 		}()
-		for _, s := range []*wsClient{sa, sc} {
-			r, err := s.next(15*time.Second - time.Since(frozen))
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 15 s of SIGSTOP: %v", s.name, err)
-			}
-			memberEvent(t, s, r.f, "pusher_internal:member_removed", "sb")
-			t.Logf("SIGSTOP: %s got member_removed after %v", s.name, r.at.Sub(frozen).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "SIGSTOP", frozen, 15*time.Second, "pusher_internal:member_removed", "sb", sa, sc)
 		sent, failed := loop.finish(t)
-		for _, s := range []*wsClient{l1, l3} {
-			gap := checkTicks(t, s, 0, sent, failed)
-			t.Logf("SIGSTOP: %s received all %d ticks (one every 20 ms), longest gap %v", s.name, sent-len(failed), gap.Round(time.Millisecond))
-			if gap > time.Second {
-				t.Errorf("%s: a gap of %v in delivery while node 2 was frozen", s.name, gap)
-			}
-		}
+		steadyTicks(t, "while node 2 was frozen", 0, sent, failed, l1, l3)
 
 		n2.signal(syscall.SIGCONT)
 		resumed = true
 		cont := time.Now()
 		// Back in the cluster: sb is a member again everywhere, once, and
 		// publishes flow both ways.
-		for _, s := range []*wsClient{sa, sc} {
-			r, err := s.next(15 * time.Second)
-			if err != nil {
-				t.Fatalf("%s: no member_added sb within 15 s of SIGCONT: %v", s.name, err)
-			}
-			memberEvent(t, s, r.f, "pusher_internal:member_added", "sb")
-			t.Logf("SIGCONT: %s got member_added sb again after %v", s.name, r.at.Sub(cont).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "SIGCONT", cont, 15*time.Second, "pusher_internal:member_added", "sb", sa, sc)
 		waitMesh(t, 15*time.Second, nodes...)
 		waitUsers(t, pch, []string{"sa", "sb", "sc"}, nodes...)
 		t.Logf("SIGCONT: node 2 is back in the cluster after %v", time.Since(cont).Round(time.Millisecond))
@@ -740,30 +752,15 @@ func TestCluster(t *testing.T) {
 
 	t.Run("SIGTERM", func(t *testing.T) {
 		pch := "presence-" + uniq("term")
-		x1 := dial(t, n1, "t1")
-		x1.mustSubscribe(pch, "t1")
-		waitUsers(t, pch, []string{"t1"}, n2)
-		x2 := dial(t, n2, "t2")
-		x2.mustSubscribe(pch, "t2")
-		memberEvent(t, x1, x1.read(), "pusher_internal:member_added", "t2")
-		waitUsers(t, pch, []string{"t1", "t2"}, n3)
-		c := dial(t, n3, "tc")
-		c.mustSubscribe(pch, "tc")
-		memberEvent(t, x1, x1.read(), "pusher_internal:member_added", "tc")
-		memberEvent(t, x2, x2.read(), "pusher_internal:member_added", "tc")
+		p := joinAcross(t, pch, nodes, "t1", "t2", "tc")
+		x1, x2, c := p[0], p[1], p[2]
 
 		stopped := time.Now()
 		n3.signal(syscall.SIGTERM)
-		for _, s := range []*wsClient{x1, x2} {
-			r, err := s.next(10 * time.Second)
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 10 s of SIGTERM: %v", s.name, err)
-			}
-			memberEvent(t, s, r.f, "pusher_internal:member_removed", "tc")
-			d := r.at.Sub(stopped)
-			t.Logf("SIGTERM: %s got member_removed after %v", s.name, d.Round(time.Millisecond))
+		left := []*wsClient{x1, x2}
+		for i, d := range memberEventsAfter(t, "SIGTERM", stopped, 10*time.Second, "pusher_internal:member_removed", "tc", left...) {
 			if d > 2*time.Second {
-				t.Errorf("%s: member_removed %v after an orderly stop", s.name, d)
+				t.Errorf("%s: member_removed %v after an orderly stop", left[i].Name, d)
 			}
 		}
 		eventually(t, 5*time.Second, "node 1's channel list without node 3", func() string {
@@ -773,7 +770,7 @@ func TestCluster(t *testing.T) {
 			}
 			return ""
 		})
-		if code := c.expectClose(10 * time.Second); code != 4200 {
+		if code := c.ExpectClose(10 * time.Second); code != 4200 {
 			t.Errorf("node 3's socket closed with %d, want 4200", code)
 		}
 		if code := n3.wait(15 * time.Second); code != 0 {
@@ -787,22 +784,33 @@ func TestCluster(t *testing.T) {
 // its client URL.
 func startEtcd(t *testing.T) string {
 	t.Helper()
+	client := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	peer := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	runEtcd(t, nil, client, peer, &http.Client{Timeout: time.Second})
+	return client
+}
+
+// runEtcd runs a single-member etcd with these client and peer URLs, its
+// command after wrap (such as ip netns exec NS; none when empty), until the
+// test ends, and waits until hc finds it healthy. Without etcd installed the
+// test is skipped, or fails under CI.
+func runEtcd(t *testing.T, wrap []string, client, peer string, hc *http.Client) {
+	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
-		if _, serr := os.Stat("/usr/bin/etcd"); serr == nil {
-			bin = "/usr/bin/etcd"
-		} else if os.Getenv("CI") != "" {
-			t.Fatal("etcd is not installed (Debian: apt-get install etcd-server)")
-		} else {
-			t.Skip("etcd is not installed (Debian: apt-get install etcd-server)")
-		}
+		bin = "/usr/bin/etcd"
 	}
-	client := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
-	peer := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
-	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--name", "default",
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("etcd is not installed (Debian: apt-get install etcd-server)")
+		}
+		t.Skip("etcd is not installed (Debian: apt-get install etcd-server)")
+	}
+	args := append(append([]string(nil), wrap...), bin, "--data-dir", t.TempDir(), "--name", "default",
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "default="+peer, "--listen-metrics-urls", "")
+	cmd := exec.Command(args[0], args[1:]...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -823,7 +831,7 @@ func startEtcd(t *testing.T) string {
 			t.Fatalf("etcd exited:\n%s", tail(out.String(), 40))
 		default:
 		}
-		res, err := (&http.Client{Timeout: time.Second}).Get(client + "/health")
+		res, err := hc.Get(client + "/health")
 		if err != nil {
 			return err.Error()
 		}
@@ -837,7 +845,6 @@ func startEtcd(t *testing.T) string {
 		}
 		return ""
 	})
-	return client
 }
 
 func TestClusterEtcd(t *testing.T) {
@@ -865,64 +872,24 @@ func TestClusterEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2 := nodes[0], nodes[1]
 	waitMesh(t, 20*time.Second, nodes...)
 	t.Logf("etcd: cluster formed %v after start", time.Since(began).Round(time.Millisecond))
 
 	t.Run("publish", func(t *testing.T) {
-		ch := uniq("etcd-pub")
-		var socks []*wsClient
-		for _, n := range nodes {
-			s := dial(t, n, "sub")
-			s.mustSubscribe(ch, "")
-			socks = append(socks, s)
-		}
-		for i := 0; i < 10; i++ {
-			n1.trigger(t, ch, "numbered", strconv.Itoa(i))
-		}
-		for _, s := range socks {
-			for i := 0; i < 10; i++ {
-				if f := s.read(); f.Event != "numbered" || f.Data != strconv.Itoa(i) {
-					t.Fatalf("%s: event %d: got %+v", s.name, i, f)
-				}
-			}
-		}
-		m := n1.marker(t, ch)
-		for _, s := range socks {
-			s.expectMarker(m)
-		}
+		publishToEveryNode(t, nodes, uniq("etcd-pub"), 10)
 	})
 
 	t.Run("presence and kill -9", func(t *testing.T) {
 		pch := "presence-" + uniq("etcd")
-		pa := dial(t, n1, "ea")
-		pa.mustSubscribe(pch, "ea")
-		waitUsers(t, pch, []string{"ea"}, n2)
-		pb := dial(t, n2, "eb")
-		if ids := presenceIDs(t, pb.mustSubscribe(pch, "eb")); !reflect.DeepEqual(ids, []string{"ea", "eb"}) {
-			t.Fatalf("eb sees %v", ids)
-		}
-		memberEvent(t, pa, pa.read(), "pusher_internal:member_added", "eb")
-		waitUsers(t, pch, []string{"ea", "eb"}, n3)
-		pc := dial(t, n3, "ec")
-		if ids := presenceIDs(t, pc.mustSubscribe(pch, "ec")); !reflect.DeepEqual(ids, []string{"ea", "eb", "ec"}) {
-			t.Fatalf("ec sees %v", ids)
-		}
-		memberEvent(t, pa, pa.read(), "pusher_internal:member_added", "ec")
-		memberEvent(t, pb, pb.read(), "pusher_internal:member_added", "ec")
+		p := joinAcross(t, pch, nodes, "ea", "eb", "ec")
+		pa, pc := p[0], p[2]
 		waitUsers(t, pch, []string{"ea", "eb", "ec"}, nodes...)
 
 		// kill -9 node 2: the others drop its member.
 		killed := time.Now()
 		n2.signal(syscall.SIGKILL)
-		for _, s := range []*wsClient{pa, pc} {
-			r, err := s.next(10*time.Second - time.Since(killed))
-			if err != nil {
-				t.Fatalf("%s: no member_removed within 10 s of kill -9: %v", s.name, err)
-			}
-			memberEvent(t, s, r.f, "pusher_internal:member_removed", "eb")
-			t.Logf("etcd, kill -9: %s got member_removed after %v", s.name, r.at.Sub(killed).Round(time.Millisecond))
-		}
+		memberEventsAfter(t, "etcd, kill -9", killed, 10*time.Second, "pusher_internal:member_removed", "eb", pa, pc)
 		m := n1.marker(t, pch)
 		pa.expectMarker(m)
 		pc.expectMarker(m)

@@ -7,11 +7,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +28,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
 )
 
@@ -104,55 +102,11 @@ func parleyBinary(t *testing.T) string {
 	return buildBin
 }
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// freeClusterPort returns a port p with p and p+1 free: a node's cluster
-// endpoint and its membership health endpoint.
-func freeClusterPort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", ":"+strconv.Itoa(p+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p
-		}
-	}
-	t.Fatal("no free pair of ports")
-	return 0
-}
+// freeClusterPort returns a free port for a node's cluster endpoint.
+func freeClusterPort(t *testing.T) int { return testkit.FreePort(t) }
 
 // syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 // procNode is one parley process.
 type procNode struct {
@@ -199,7 +153,7 @@ func newProcNode(t *testing.T, name string, clusterArgs ...string) *procNode {
 	}
 	// A race makes a node exit 66 by default; its report is what counts.
 	env = append(env, "PARLEY_APPS_FILE="+appsFile, "PARLEY_CHAT=false", "GORACE=exitcode=0")
-	n := &procNode{t: t, name: name, httpPort: freePort(t), host: "127.0.0.1", env: env, args: clusterArgs}
+	n := &procNode{t: t, name: name, httpPort: testkit.FreePort(t), host: "127.0.0.1", env: env, args: clusterArgs}
 	n.url = "http://127.0.0.1:" + strconv.Itoa(n.httpPort)
 	t.Cleanup(func() {
 		n.kill()
@@ -496,39 +450,15 @@ func startStaticWith(t *testing.T, count int, name string, prepare func(*procNod
 
 // --- WebSocket clients ---
 
-type frame struct {
-	Event   string `json:"event"`
-	Channel string `json:"channel"`
-	Data    string `json:"data"`
-	UserID  string `json:"user_id"`
-}
+type frame = testkit.Frame
 
-func (f frame) dataMap(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(f.Data), &m); err != nil {
-		t.Fatalf("data of %s is not a JSON object string: %q", f.Event, f.Data)
-	}
-	return m
-}
-
-type readResult struct {
-	f   frame
-	at  time.Time
-	err error
-}
-
+// wsClient is a test's socket on one node, for one app. Its reads pass over
+// markers (see isMarker).
 type wsClient struct {
-	t        *testing.T
-	name     string // node and role, for messages
-	node     *procNode
-	app      testApp
-	c        *websocket.Conn
-	socketID string
-	frames   chan readResult
+	*testkit.Client
+	node *procNode
+	app  testApp
 }
-
-var errTimeout = errors.New("timeout")
 
 // dialRaw connects to node for app; frames are read in the background.
 func dialRaw(t *testing.T, n *procNode, app testApp, name string) *wsClient {
@@ -538,29 +468,10 @@ func dialRaw(t *testing.T, n *procNode, app testApp, name string) *wsClient {
 		scheme = "wss"
 	}
 	u := scheme + "://" + net.JoinHostPort(n.host, strconv.Itoa(n.httpPort)) + "/app/" + app.key + "?protocol=7&client=js&version=8.4.0"
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: n.tlsClient, NetDialContext: n.netDial}
-	c, _, err := d.Dial(u, nil)
-	if err != nil {
-		t.Fatalf("%s: dial %s: %v", name, u, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	w := &wsClient{t: t, name: name + "@" + n.name, node: n, app: app, c: c, frames: make(chan readResult, 4096)}
-	go func() {
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				w.frames <- readResult{err: err, at: time.Now()}
-				close(w.frames)
-				return
-			}
-			var f frame
-			if jerr := json.Unmarshal(b, &f); jerr != nil {
-				err = fmt.Errorf("server sent non-JSON or non-string data %q: %v", b, jerr)
-			}
-			w.frames <- readResult{f: f, at: time.Now(), err: err}
-		}
-	}()
-	return w
+	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: n.tlsClient, NetDialContext: n.netDial}
+	c := testkit.Dial(t, u, testkit.DialOptions{Dialer: d})
+	c.Name, c.Skip = name+"@"+n.name, isMarker
+	return &wsClient{Client: c, node: n, app: app}
 }
 
 // dial connects and reads connection_established.
@@ -569,11 +480,7 @@ func dial(t *testing.T, n *procNode, name string) *wsClient { return dialApp(t, 
 func dialApp(t *testing.T, n *procNode, app testApp, name string) *wsClient {
 	t.Helper()
 	w := dialRaw(t, n, app, name)
-	f := w.expect("pusher:connection_established")
-	w.socketID, _ = f.dataMap(t)["socket_id"].(string)
-	if w.socketID == "" {
-		t.Fatalf("%s: no socket_id in %q", w.name, f.Data)
-	}
+	w.Established()
 	return w
 }
 
@@ -605,132 +512,33 @@ func isMarker(f frame) bool {
 	return false
 }
 
-// next returns the next frame that is not a marker.
-func (w *wsClient) next(d time.Duration) (readResult, error) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case r, ok := <-w.frames:
-			if !ok {
-				return readResult{}, io.EOF
-			}
-			if r.err == nil && isMarker(r.f) {
-				continue
-			}
-			return r, r.err
-		case <-timer.C:
-			return readResult{}, errTimeout
-		}
-	}
-}
-
-func (w *wsClient) read() frame {
-	w.t.Helper()
-	r, err := w.next(5 * time.Second)
-	if err != nil {
-		w.t.Fatalf("%s: read: %v", w.name, err)
-	}
-	return r.f
-}
-
-func (w *wsClient) expect(event string) frame {
-	w.t.Helper()
-	f := w.read()
-	if f.Event != event {
-		w.t.Fatalf("%s: want %s, got %+v", w.name, event, f)
-	}
-	return f
-}
-
-// expectMarkerFrame asserts that the marker match accepts is w's next frame
+// expectMarker asserts that the marker carrying data is w's next frame
 // (other markers aside).
-func (w *wsClient) expectMarkerFrame(what string, match func(frame) bool) {
-	w.t.Helper()
-	timer := time.NewTimer(5 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case r, ok := <-w.frames:
-			switch {
-			case !ok:
-				w.t.Fatalf("%s: socket ended before marker %s", w.name, what)
-			case r.err != nil:
-				w.t.Fatalf("%s: %v before marker %s", w.name, r.err, what)
-			case match(r.f):
-				return
-			case !isMarker(r.f):
-				w.t.Fatalf("%s: want nothing before marker %s, got %+v", w.name, what, r.f)
-			}
-		case <-timer.C:
-			w.t.Fatalf("%s: marker %s did not arrive", w.name, what)
-		}
-	}
-}
-
 func (w *wsClient) expectMarker(data string) {
-	w.t.Helper()
-	w.expectMarkerFrame(data, func(f frame) bool { return f.Event == markerEvent && f.Data == data })
+	w.T.Helper()
+	w.ExpectNext(data, func(f frame) bool { return f.Event == markerEvent && f.Data == data })
 }
 
 // expectMemberMarker asserts that member_added of marker user uid is next.
 func (w *wsClient) expectMemberMarker(uid string) {
-	w.t.Helper()
-	w.expectMarkerFrame("member_added "+uid, func(f frame) bool {
+	w.T.Helper()
+	w.ExpectNext("member_added "+uid, func(f frame) bool {
 		return f.Event == "pusher_internal:member_added" && strings.Contains(f.Data, `"`+uid+`"`)
 	})
-}
-
-// expectClose skips frames until the socket closes and returns the code.
-func (w *wsClient) expectClose(d time.Duration) int {
-	w.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		_, err := w.next(time.Until(deadline))
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		w.t.Fatalf("%s: want a close frame, got %v", w.name, err)
-	}
-}
-
-func (w *wsClient) send(v any) {
-	w.t.Helper()
-	b, _ := json.Marshal(v)
-	if err := w.c.WriteMessage(websocket.TextMessage, b); err != nil {
-		w.t.Fatalf("%s: write: %v", w.name, err)
-	}
 }
 
 // subscribe sends pusher:subscribe with the auth the channel needs;
 // presence channels join as userID.
 func (w *wsClient) subscribe(channel, userID string) {
-	w.t.Helper()
-	d := map[string]string{"channel": channel}
-	switch {
-	case strings.HasPrefix(channel, "presence-"):
-		cd := `{"user_id":"` + userID + `","user_info":{"name":"` + userID + `"}}`
-		d["channel_data"] = cd
-		d["auth"] = pusher.ChannelAuth(w.app.key, w.app.secret, w.socketID, channel, cd)
-	case strings.HasPrefix(channel, "private-"):
-		d["auth"] = pusher.ChannelAuth(w.app.key, w.app.secret, w.socketID, channel, "")
-	}
-	w.send(map[string]any{"event": "pusher:subscribe", "data": d})
+	w.T.Helper()
+	w.SubscribeSigned(w.app.key, w.app.secret, channel, `{"user_id":"`+userID+`","user_info":{"name":"`+userID+`"}}`)
 }
 
 // mustSubscribe subscribes and returns subscription_succeeded.
 func (w *wsClient) mustSubscribe(channel, userID string) frame {
-	w.t.Helper()
+	w.T.Helper()
 	w.subscribe(channel, userID)
-	f := w.expect("pusher_internal:subscription_succeeded")
-	if f.Channel != channel {
-		w.t.Fatalf("%s: succeeded for %q, want %q", w.name, f.Channel, channel)
-	}
-	return f
+	return w.ExpectSubscribed(channel)
 }
 
 // presenceIDs are the member ids of a presence subscription_succeeded.
@@ -755,11 +563,11 @@ func presenceIDs(t *testing.T, f frame) []string {
 }
 
 func (w *wsClient) signin(userData string) {
-	w.t.Helper()
-	w.send(map[string]any{"event": "pusher:signin", "data": map[string]string{
-		"user_data": userData, "auth": pusher.UserAuth(w.app.key, w.app.secret, w.socketID, userData),
+	w.T.Helper()
+	w.Send(map[string]any{"event": "pusher:signin", "data": map[string]string{
+		"user_data": userData, "auth": pusher.UserAuth(w.app.key, w.app.secret, w.SocketID, userData),
 	}})
-	w.expect("pusher:signin_success")
+	w.Expect("pusher:signin_success")
 }
 
 // --- HTTP API ---
@@ -776,18 +584,7 @@ func (n *procNode) api(app testApp, method, path string, params url.Values, body
 	if body != nil {
 		b, _ = json.Marshal(body)
 	}
-	q := url.Values{}
-	for k, v := range params {
-		q[k] = v
-	}
-	q.Set("auth_key", app.key)
-	q.Set("auth_timestamp", strconv.FormatInt(time.Now().Unix(), 10))
-	q.Set("auth_version", "1.0")
-	if len(b) > 0 {
-		sum := md5.Sum(b)
-		q.Set("body_md5", hex.EncodeToString(sum[:]))
-	}
-	q.Set("auth_signature", pusher.RequestSignature(app.secret, method, path, q))
+	q := testkit.Signed(app.key, app.secret, method, path, params, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, n.url+path+"?"+q.Encode(), bytes.NewReader(b))
@@ -884,7 +681,7 @@ func waitMesh(t *testing.T, d time.Duration, nodes ...*procNode) time.Duration {
 		}
 	}
 	for _, s := range socks {
-		s.c.Close()
+		s.Conn.Close()
 	}
 	return time.Since(start)
 }
@@ -895,11 +692,11 @@ func (w *wsClient) waitProbe(probe string, d time.Duration) bool {
 	defer timer.Stop()
 	for {
 		select {
-		case r, ok := <-w.frames:
-			if !ok || r.err != nil {
-				w.t.Fatalf("%s: probe socket failed: %v", w.name, r.err)
+		case r, ok := <-w.Reads:
+			if !ok || r.Err != nil {
+				w.T.Fatalf("%s: probe socket failed: %v", w.Name, r.Err)
 			}
-			if r.f.Event == "probe" && r.f.Data == probe {
+			if r.Frame.Event == "probe" && r.Frame.Data == probe {
 				return true
 			}
 		case <-timer.C:

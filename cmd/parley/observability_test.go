@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/httpapi/chat"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/persistence/storetest"
 )
@@ -38,7 +39,7 @@ type inProcess struct {
 func serveInProcess(t *testing.T, env map[string]string, args ...string) *inProcess {
 	t.Helper()
 	setServeEnv(t, env)
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	n := &procNode{t: t, name: "in-process", httpPort: port, url: "http://127.0.0.1:" + strconv.Itoa(port)}
 	p := &inProcess{procNode: n, out: &syncBuffer{}, exited: make(chan int, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -558,7 +559,7 @@ func testMetricsAndLogs(t *testing.T, dataDir, dbURL string) {
 // TestMetricsOnOwnAddressWithToken: --metrics-addr moves /metrics off the
 // main port, and PARLEY_METRICS_TOKEN makes it ask for a bearer token.
 func TestMetricsOnOwnAddressWithToken(t *testing.T) {
-	metricsPort := freePort(t)
+	metricsPort := testkit.FreePort(t)
 	srv := serveInProcess(t, map[string]string{"PARLEY_METRICS_TOKEN": "scrape-token-1", "PARLEY_APPS_FILE": writeApps(t)},
 		"--chat=false", "--data-dir", t.TempDir(), "--metrics-addr", "127.0.0.1:"+strconv.Itoa(metricsPort))
 	res, err := http.Get(srv.url + "/metrics")

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/internal/testkit"
 )
 
 // healBound is how soon after a heal the cluster must be whole again.
@@ -114,45 +114,8 @@ func newPartitionCluster(t *testing.T, withEtcd bool) *partitionCluster {
 // startLabEtcd runs etcd in the router namespace on addr.
 func startLabEtcd(t *testing.T, lab *netLab, addr string) {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		bin = "/usr/bin/etcd"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("etcd is not installed (Debian: apt-get install etcd-server)")
-		}
-		t.Skip("etcd is not installed (Debian: apt-get install etcd-server)")
-	}
-	client := "http://" + addr + ":2379"
-	peer := "http://" + addr + ":2380"
-	cmd := exec.Command("ip", "netns", "exec", lab.rt, bin, "--data-dir", t.TempDir(), "--name", "default",
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "default="+peer, "--listen-metrics-urls", "")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("--- etcd output ---\n%s", tail(out.String(), 30))
-		}
-	})
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: lab.dial}}
-	eventually(t, 20*time.Second, "etcd health", func() string {
-		res, err := hc.Get(client + "/health")
-		if err != nil {
-			return err.Error()
-		}
-		res.Body.Close()
-		return ""
-	})
+	runEtcd(t, []string{"ip", "netns", "exec", lab.rt}, "http://"+addr+":2379", "http://"+addr+":2380", hc)
 }
 
 // upState is a node's /up.
@@ -270,23 +233,23 @@ func collect(t *testing.T, s *wsClient, sources int) delivery {
 	t.Helper()
 	d := delivery{got: map[string][]int{}}
 	for d.ends < sources {
-		r, err := s.next(30 * time.Second)
+		r, err := s.TryNext(30 * time.Second)
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
 				d.closed = ce.Code
-			} else if errors.Is(err, errTimeout) {
-				t.Fatalf("%s: the end markers did not come within 30 s (ends %d of %d)", s.name, d.ends, sources)
+			} else if errors.Is(err, testkit.ErrTimeout) {
+				t.Fatalf("%s: the end markers did not come within 30 s (ends %d of %d)", s.Name, d.ends, sources)
 			} else {
 				d.closed = websocket.CloseAbnormalClosure
 			}
-			d.closedAt = r.at
+			d.closedAt = r.At
 			return d
 		}
-		if r.f.Event != "tick" {
+		if r.Frame.Event != "tick" {
 			continue
 		}
-		src, idx, _ := strings.Cut(r.f.Data, ":")
+		src, idx, _ := strings.Cut(r.Frame.Data, ":")
 		if idx == "end" {
 			d.ends++
 			continue
@@ -294,10 +257,10 @@ func collect(t *testing.T, s *wsClient, sources int) delivery {
 		i, _ := strconv.Atoi(idx)
 		d.got[src] = append(d.got[src], i)
 		if src == "n1" {
-			if !d.lastSrc1.IsZero() && r.at.Sub(d.lastSrc1) > d.lateness {
-				d.lateness = r.at.Sub(d.lastSrc1)
+			if !d.lastSrc1.IsZero() && r.At.Sub(d.lastSrc1) > d.lateness {
+				d.lateness = r.At.Sub(d.lastSrc1)
 			}
-			d.lastSrc1 = r.at
+			d.lastSrc1 = r.At
 		}
 	}
 	return d
@@ -403,11 +366,11 @@ func (p *partitionCluster) scenario(name string, fault func() (restarted []int))
 			continue // died with its node
 		}
 		d := collect(t, s, 2)
-		l, du := check(t, s.name, d, acked)
+		l, du := check(t, s.Name, d, acked)
 		dup += du
 		if d.closed != 0 {
 			closed++
-			t.Logf("%s %s: %s closed with %d, having missed %d events", p.kind(), name, s.name, d.closed, l)
+			t.Logf("%s %s: %s closed with %d, having missed %d events", p.kind(), name, s.Name, d.closed, l)
 		} else {
 			lostOpen += l
 			late = max(late, d.lateness)
@@ -508,8 +471,8 @@ func (p *partitionCluster) kind() string {
 func closedNow(s *wsClient) bool {
 	for {
 		select {
-		case r, ok := <-s.frames:
-			if !ok || r.err != nil {
+		case r, ok := <-s.Reads:
+			if !ok || r.Err != nil {
 				return true
 			}
 		default:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/httpapi/chat"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/persistence/storetest"
 	"github.com/parley-chat/parley/push/pushtest"
@@ -79,7 +80,7 @@ func measurePush(t *testing.T, withPush bool, delay time.Duration) {
 	ann, _ := st.CreateUserWith(ctx, persistence.NewUser{Name: "Ann", Email: "ann@example.com"})
 	annTok, _, _ := chat.IssueToken(ctx, st, ann.ID, time.Hour)
 	var mattersIDs []int64
-	var events []readResult
+	var events []testkit.Read
 	var evMu sync.Mutex
 	for i := range matters {
 		on, _ := st.CreateUserWith(ctx, persistence.NewUser{Name: "On", Email: fmt.Sprintf("on%d@example.com", i)})
@@ -92,8 +93,8 @@ func measurePush(t *testing.T, withPush bool, delay time.Duration) {
 		w := dial(t, n, "on"+strconv.Itoa(i))
 		w.mustSubscribe("private-user."+strconv.FormatInt(on.ID, 10), "")
 		go func() {
-			for r := range w.frames {
-				if r.err == nil && strings.HasSuffix(r.f.Event, "MessageSent") {
+			for r := range w.Reads {
+				if r.Err == nil && strings.HasSuffix(r.Frame.Event, "MessageSent") {
 					evMu.Lock()
 					events = append(events, r)
 					evMu.Unlock()
@@ -135,8 +136,8 @@ func measurePush(t *testing.T, withPush bool, delay time.Duration) {
 		var d struct {
 			Message struct{ ID int64 } `json:"message"`
 		}
-		_ = json.Unmarshal([]byte(r.f.Data), &d)
-		evLat = append(evLat, r.at.Sub(run.sentAt[d.Message.ID]))
+		_ = json.Unmarshal([]byte(r.Frame.Data), &d)
+		evLat = append(evLat, r.At.Sub(run.sentAt[d.Message.ID]))
 	}
 	evMu.Unlock()
 	if withPush && delay == 0 {

@@ -105,7 +105,7 @@ func TestTLS(t *testing.T) {
 	w := dial(t, n, "wss-client")
 	w.mustSubscribe("news", "")
 	n.trigger(t, "news", "greeting", `{"n":1}`)
-	if f := w.expect("greeting"); f.Data != `{"n":1}` {
+	if f := w.Expect("greeting"); f.Data != `{"n":1}` {
 		t.Fatalf("event over wss: %q", f.Data)
 	}
 
@@ -127,7 +127,7 @@ func TestTLS(t *testing.T) {
 	n.tlsRT.CloseIdleConnections()
 	roots.AddCert(second)
 	n.trigger(t, "news", "greeting", `{"n":2}`)
-	if f := w.expect("greeting"); f.Data != `{"n":2}` {
+	if f := w.Expect("greeting"); f.Data != `{"n":2}` {
 		t.Fatalf("event on the pre-renewal socket: %q", f.Data)
 	}
 	w2 := dial(t, n, "wss-client-2")
@@ -178,5 +178,5 @@ func TestSIGHUPWithoutTLS(t *testing.T) {
 		return ""
 	})
 	n.trigger(t, "news", "after-hup", `{}`)
-	w.expect("after-hup")
+	w.Expect("after-hup")
 }

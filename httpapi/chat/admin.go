@@ -326,22 +326,49 @@ func MattersPage(ctx context.Context, st persistence.Store, q persistence.Matter
 }
 
 func (s *Service) adminListUsers(c *gin.Context) {
-	in, _ := adminInput(c)
-	var v validation
 	q := persistence.UserQuery{}
-	q.AfterID, q.Limit = in.page(&v)
-	q.Email, _ = in.optionalString(&v, "email", false)
-	q.ExternalID, _ = in.optionalString(&v, "external_id", true)
-	if v.failed() {
-		v.render(c)
+	if !validInput(c, adminInput, func(in input, v *validation) {
+		q.AfterID, q.Limit = in.page(v)
+		q.Email, _ = in.optionalString(v, "email", false)
+		q.ExternalID, _ = in.optionalString(v, "external_id", true)
+	}) {
 		return
 	}
 	page, err := UsersPage(c.Request.Context(), s.st, q)
+	s.adminAnswer(c, http.StatusOK, page, err, "")
+}
+
+// adminAnswer answers out with status, or err (when not nil) as
+// adminFailed does, notFound being the words of a 404.
+func (s *Service) adminAnswer(c *gin.Context, status int, out any, err error, notFound string) {
 	if err != nil {
-		s.adminFailed(c, err, "")
+		s.adminFailed(c, err, notFound)
 		return
 	}
-	c.JSON(http.StatusOK, page)
+	c.JSON(status, out)
+}
+
+// adminWrite runs write under the write deadline (writeContext) and
+// answers what it returns as adminAnswer does.
+func (s *Service) adminWrite(c *gin.Context, status int, notFound string, write func(ctx context.Context) (any, error)) {
+	ctx, cancel := writeContext(c)
+	defer cancel()
+	out, err := write(ctx)
+	s.adminAnswer(c, status, out, err, notFound)
+}
+
+// adminHash hashes a new password ("": none, ""); false means 500 was
+// answered.
+func adminHash(c *gin.Context, password string) (string, bool) {
+	if password == "" {
+		return "", true
+	}
+	hash, err := HashPassword(password)
+	if err != nil {
+		adminError(c, http.StatusInternalServerError, err.Error())
+		return "", false
+	}
+	return hash, true
 }
 
 // userFields validates name, email, password and external_id of a create
@@ -408,33 +435,20 @@ func passwordMessage(pw string, minLen int) string {
 func (v *validation) has(field string) bool { _, ok := v.errs[field]; return ok }
 
 func (s *Service) adminCreateUser(c *gin.Context) {
-	in, ok := adminInput(c)
-	if !ok {
-		return
-	}
-	var v validation
-	p, password := s.userFields(&v, in, true)
-	if v.failed() {
-		v.render(c)
+	var p persistence.UserPatch
+	var password string
+	if !validInput(c, adminInput, func(in input, v *validation) { p, password = s.userFields(v, in, true) }) {
 		return
 	}
 	nu := persistence.NewUser{Name: *p.Name, Email: *p.Email, ExternalID: p.ExternalID}
-	if password != "" {
-		hash, err := HashPassword(password)
-		if err != nil {
-			adminError(c, http.StatusInternalServerError, err.Error())
-			return
-		}
-		nu.PasswordHash = hash
-	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	u, err := s.st.CreateUserWith(ctx, nu)
-	if err != nil {
-		s.adminFailed(c, err, "")
+	var ok bool
+	if nu.PasswordHash, ok = adminHash(c, password); !ok {
 		return
 	}
-	c.JSON(createdStatus(c), AdminUser(u))
+	s.adminWrite(c, createdStatus(c), "", func(ctx context.Context) (any, error) {
+		u, err := s.st.CreateUserWith(ctx, nu)
+		return AdminUser(u), err
+	})
 }
 
 // activeUser loads the path's user; deleted users are not found.
@@ -465,33 +479,23 @@ func (s *Service) adminUpdateUser(c *gin.Context) {
 	if !ok {
 		return
 	}
-	in, ok := adminInput(c)
+	var p persistence.UserPatch
+	var password string
+	if !validInput(c, adminInput, func(in input, v *validation) { p, password = s.userFields(v, in, false) }) {
+		return
+	}
+	hash, ok := adminHash(c, password)
 	if !ok {
 		return
 	}
-	var v validation
-	p, password := s.userFields(&v, in, false)
-	if v.failed() {
-		v.render(c)
-		return
-	}
-	if password != "" {
-		hash, err := HashPassword(password)
-		if err != nil {
-			adminError(c, http.StatusInternalServerError, err.Error())
-			return
-		}
+	if hash != "" {
 		p.PasswordHash = &hash
 	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	u, err := s.st.UpdateUser(ctx, id, p)
-	s.auth.forgetUser(id)
-	if err != nil {
-		s.adminFailed(c, err, noUser(id))
-		return
-	}
-	c.JSON(http.StatusOK, AdminUser(u))
+	s.adminWrite(c, http.StatusOK, noUser(id), func(ctx context.Context) (any, error) {
+		u, err := s.st.UpdateUser(ctx, id, p)
+		s.auth.forgetUser(id)
+		return AdminUser(u), err
+	})
 }
 
 func (s *Service) adminDeleteUser(c *gin.Context) {
@@ -499,17 +503,16 @@ func (s *Service) adminDeleteUser(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	matters, err := s.st.DeleteUser(ctx, id)
-	s.auth.forgetUser(id)
-	if err != nil {
-		s.adminFailed(c, err, noUser(id))
-		return
-	}
-	// Their counter, if running, drops the matters they left.
-	s.counters.Reload(id)
-	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true, "left_matter_ids": matters})
+	s.adminWrite(c, http.StatusOK, noUser(id), func(ctx context.Context) (any, error) {
+		matters, err := s.st.DeleteUser(ctx, id)
+		s.auth.forgetUser(id)
+		if err != nil {
+			return nil, err
+		}
+		// Their counter, if running, drops the matters they left.
+		s.counters.Reload(id)
+		return gin.H{"id": id, "deleted": true, "left_matter_ids": matters}, nil
+	})
 }
 
 func (s *Service) adminListTokens(c *gin.Context) {
@@ -518,46 +521,33 @@ func (s *Service) adminListTokens(c *gin.Context) {
 		return
 	}
 	toks, err := s.st.ListTokens(c.Request.Context(), u.ID)
-	if err != nil {
-		s.adminFailed(c, err, "")
-		return
-	}
 	out := make([]AdminTokenJSON, 0, len(toks))
 	for _, t := range toks {
 		out = append(out, AdminToken(t))
 	}
-	c.JSON(http.StatusOK, gin.H{"tokens": out})
+	s.adminAnswer(c, http.StatusOK, gin.H{"tokens": out}, err, "")
 }
 
 func (s *Service) adminIssueToken(c *gin.Context) {
-	in, ok := adminInput(c)
-	if !ok {
-		return
-	}
-	var v validation
 	ttl := LoginTokenTTL
-	if n, present, ok := in.integer(&v, "ttl_seconds"); present && ok {
-		if n < 0 || n > maxTokenTTL {
-			v.add("ttl_seconds", fmt.Sprintf("The ttl seconds field must be between 0 and %d.", maxTokenTTL))
+	if !validInput(c, adminInput, func(in input, v *validation) {
+		if n, present, ok := in.integer(v, "ttl_seconds"); present && ok {
+			if n < 0 || n > maxTokenTTL {
+				v.add("ttl_seconds", fmt.Sprintf("The ttl seconds field must be between 0 and %d.", maxTokenTTL))
+			}
+			ttl = time.Duration(n) * time.Second
 		}
-		ttl = time.Duration(n) * time.Second
-	}
-	if v.failed() {
-		v.render(c)
+	}) {
 		return
 	}
 	u, ok := s.activeUser(c)
 	if !ok {
 		return
 	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	plain, tok, err := IssueToken(ctx, s.st, u.ID, ttl)
-	if err != nil {
-		s.adminFailed(c, err, noUser(u.ID))
-		return
-	}
-	c.JSON(createdStatus(c), IssuedToken(plain, tok))
+	s.adminWrite(c, createdStatus(c), noUser(u.ID), func(ctx context.Context) (any, error) {
+		plain, tok, err := IssueToken(ctx, s.st, u.ID, ttl)
+		return IssuedToken(plain, tok), err
+	})
 }
 
 func (s *Service) adminRevokeToken(c *gin.Context) {
@@ -565,15 +555,11 @@ func (s *Service) adminRevokeToken(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	err := s.st.DeleteToken(ctx, id)
-	s.auth.forgetToken(id)
-	if err != nil {
-		s.adminFailed(c, err, fmt.Sprintf("no token with id %d", id))
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"id": id, "revoked": true})
+	s.adminWrite(c, http.StatusOK, fmt.Sprintf("no token with id %d", id), func(ctx context.Context) (any, error) {
+		err := s.st.DeleteToken(ctx, id)
+		s.auth.forgetToken(id)
+		return gin.H{"id": id, "revoked": true}, err
+	})
 }
 
 func (s *Service) adminRevokeUserTokens(c *gin.Context) {
@@ -581,38 +567,28 @@ func (s *Service) adminRevokeUserTokens(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	n, err := s.st.DeleteUserTokens(ctx, u.ID)
-	s.auth.forgetUser(u.ID)
-	if err != nil {
-		s.adminFailed(c, err, noUser(u.ID))
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"user_id": u.ID, "revoked": n})
+	s.adminWrite(c, http.StatusOK, noUser(u.ID), func(ctx context.Context) (any, error) {
+		n, err := s.st.DeleteUserTokens(ctx, u.ID)
+		s.auth.forgetUser(u.ID)
+		return gin.H{"user_id": u.ID, "revoked": n}, err
+	})
 }
 
 func (s *Service) adminListMatters(c *gin.Context) {
-	in, _ := adminInput(c)
-	var v validation
 	q := persistence.MatterQuery{}
-	q.AfterID, q.Limit = in.page(&v)
-	if n, present, ok := in.integer(&v, "user_id"); present && ok {
-		if n < 1 {
-			v.add("user_id", "The user id field must be at least 1.")
+	if !validInput(c, adminInput, func(in input, v *validation) {
+		q.AfterID, q.Limit = in.page(v)
+		if n, present, ok := in.integer(v, "user_id"); present && ok {
+			if n < 1 {
+				v.add("user_id", "The user id field must be at least 1.")
+			}
+			q.UserID = n
 		}
-		q.UserID = n
-	}
-	if v.failed() {
-		v.render(c)
+	}) {
 		return
 	}
 	page, err := MattersPage(c.Request.Context(), s.st, q)
-	if err != nil {
-		s.adminFailed(c, err, "")
-		return
-	}
-	c.JSON(http.StatusOK, page)
+	s.adminAnswer(c, http.StatusOK, page, err, "")
 }
 
 // titleField validates a matter's title.
@@ -624,34 +600,41 @@ func titleField(v *validation, in input) string {
 	return t
 }
 
-func (s *Service) adminCreateMatter(c *gin.Context) {
-	in, ok := adminInput(c)
-	if !ok {
-		return
+// memberIDs validates the member_ids of a new matter: absent, or an array
+// of at most maxMemberIDs user ids.
+func memberIDs(v *validation, in input) []int64 {
+	raw, present := in.present("member_ids")
+	if !present {
+		return nil
 	}
-	var v validation
-	title := titleField(&v, in)
+	list, isList := raw.([]any)
+	switch {
+	case !isList:
+		v.add("member_ids", "The member ids field must be an array.")
+		return nil
+	case len(list) > maxMemberIDs:
+		v.add("member_ids", fmt.Sprintf("The member ids field must not have more than %d items.", maxMemberIDs))
+		return nil
+	}
 	var members []int64
-	if raw, present := in.present("member_ids"); present {
-		list, isList := raw.([]any)
-		switch {
-		case !isList:
-			v.add("member_ids", "The member ids field must be an array.")
-		case len(list) > maxMemberIDs:
-			v.add("member_ids", fmt.Sprintf("The member ids field must not have more than %d items.", maxMemberIDs))
-		default:
-			for i, x := range list {
-				field := "member_ids." + strconv.Itoa(i)
-				n, _, ok := input{field: x}.integer(&v, field)
-				if ok && n < 1 {
-					v.add(field, fmt.Sprintf("The %s field must be at least 1.", words(field)))
-				}
-				members = append(members, n)
-			}
+	for i, x := range list {
+		field := "member_ids." + strconv.Itoa(i)
+		n, _, ok := input{field: x}.integer(v, field)
+		if ok && n < 1 {
+			v.add(field, fmt.Sprintf("The %s field must be at least 1.", words(field)))
 		}
+		members = append(members, n)
 	}
-	if v.failed() {
-		v.render(c)
+	return members
+}
+
+func (s *Service) adminCreateMatter(c *gin.Context) {
+	var title string
+	var members []int64
+	if !validInput(c, adminInput, func(in input, v *validation) {
+		title = titleField(v, in)
+		members = memberIDs(v, in)
+	}) {
 		return
 	}
 	ctx, cancel := writeContext(c)
@@ -659,6 +642,7 @@ func (s *Service) adminCreateMatter(c *gin.Context) {
 	m, err := s.st.CreateMatterWith(ctx, title, members)
 	var missing *persistence.MissingUsersError
 	if errors.As(err, &missing) {
+		var v validation
 		for _, id := range missing.IDs {
 			v.add("member_ids", fmt.Sprintf("The selected member id %d is invalid.", id))
 		}
@@ -670,14 +654,12 @@ func (s *Service) adminCreateMatter(c *gin.Context) {
 		return
 	}
 	users, err := s.st.MatterMembers(ctx, m.ID)
-	if err != nil {
-		s.adminFailed(c, err, "")
-		return
+	if err == nil {
+		for _, u := range users {
+			s.counters.Reload(u.ID)
+		}
 	}
-	for _, u := range users {
-		s.counters.Reload(u.ID)
-	}
-	c.JSON(createdStatus(c), AdminMatter(m, users))
+	s.adminAnswer(c, createdStatus(c), AdminMatter(m, users), err, "")
 }
 
 func (s *Service) adminShowMatter(c *gin.Context) {
@@ -692,11 +674,7 @@ func (s *Service) adminShowMatter(c *gin.Context) {
 		return
 	}
 	users, err := s.st.MatterMembers(ctx, id)
-	if err != nil {
-		s.adminFailed(c, err, "")
-		return
-	}
-	c.JSON(http.StatusOK, AdminMatter(m, users))
+	s.adminAnswer(c, http.StatusOK, AdminMatter(m, users), err, "")
 }
 
 func (s *Service) adminUpdateMatter(c *gin.Context) {
@@ -704,24 +682,14 @@ func (s *Service) adminUpdateMatter(c *gin.Context) {
 	if !ok {
 		return
 	}
-	in, ok := adminInput(c)
-	if !ok {
+	var title string
+	if !validInput(c, adminInput, func(in input, v *validation) { title = titleField(v, in) }) {
 		return
 	}
-	var v validation
-	title := titleField(&v, in)
-	if v.failed() {
-		v.render(c)
-		return
-	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	m, err := s.st.UpdateMatter(ctx, id, title)
-	if err != nil {
-		s.adminFailed(c, err, noMatter(id))
-		return
-	}
-	c.JSON(http.StatusOK, AdminMatter(m, nil))
+	s.adminWrite(c, http.StatusOK, noMatter(id), func(ctx context.Context) (any, error) {
+		m, err := s.st.UpdateMatter(ctx, id, title)
+		return AdminMatter(m, nil), err
+	})
 }
 
 func (s *Service) adminDeleteMatter(c *gin.Context) {
@@ -729,19 +697,18 @@ func (s *Service) adminDeleteMatter(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	members, err := s.st.DeleteMatter(ctx, id)
-	if err != nil {
-		s.adminFailed(c, err, noMatter(id))
-		return
-	}
-	// Its unread messages no longer count: each former member's counter
-	// reloads now and sends UnreadCountUpdated.
-	for _, uid := range members {
-		s.counters.Reload(uid)
-	}
-	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true, "member_ids": members})
+	s.adminWrite(c, http.StatusOK, noMatter(id), func(ctx context.Context) (any, error) {
+		members, err := s.st.DeleteMatter(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		// Its unread messages no longer count: each former member's
+		// counter reloads now and sends UnreadCountUpdated.
+		for _, uid := range members {
+			s.counters.Reload(uid)
+		}
+		return gin.H{"id": id, "deleted": true, "member_ids": members}, nil
+	})
 }
 
 func (s *Service) adminAddMember(c *gin.Context) {
@@ -749,30 +716,16 @@ func (s *Service) adminAddMember(c *gin.Context) {
 	if !ok {
 		return
 	}
-	in, ok := adminInput(c)
-	if !ok {
+	var uid int64
+	if !validInput(c, adminInput, func(in input, v *validation) {
+		var ok bool
+		if uid, ok = in.requiredInteger(v, "user_id"); ok && uid < 1 {
+			v.add("user_id", "The user id field must be at least 1.")
+		}
+	}) {
 		return
 	}
-	var v validation
-	uid, ok := in.requiredInteger(&v, "user_id")
-	if ok && uid < 1 {
-		v.add("user_id", "The user id field must be at least 1.")
-	}
-	if v.failed() {
-		v.render(c)
-		return
-	}
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	added, err := s.st.AddActiveMember(ctx, id, uid)
-	if err != nil {
-		s.adminFailed(c, err, memberNotFound(err, id, uid))
-		return
-	}
-	if added {
-		s.counters.Reload(uid)
-	}
-	c.JSON(http.StatusOK, gin.H{"matter_id": id, "user_id": uid, "member": true, "added": added})
+	s.adminMembership(c, id, uid, true, s.st.AddActiveMember)
 }
 
 func (s *Service) adminRemoveMember(c *gin.Context) {
@@ -784,17 +737,28 @@ func (s *Service) adminRemoveMember(c *gin.Context) {
 	if !ok {
 		return
 	}
+	s.adminMembership(c, id, uid, false, s.st.RemoveMember)
+}
+
+// adminMembership makes uid a member of the matter (member true) or not
+// with change, which says whether it changed anything: then uid's counter
+// reloads. The answer says "added" or "removed".
+func (s *Service) adminMembership(c *gin.Context, id, uid int64, member bool, change func(ctx context.Context, matterID, userID int64) (bool, error)) {
 	ctx, cancel := writeContext(c)
 	defer cancel()
-	removed, err := s.st.RemoveMember(ctx, id, uid)
+	changed, err := change(ctx, id, uid)
 	if err != nil {
 		s.adminFailed(c, err, memberNotFound(err, id, uid))
 		return
 	}
-	if removed {
+	if changed {
 		s.counters.Reload(uid)
 	}
-	c.JSON(http.StatusOK, gin.H{"matter_id": id, "user_id": uid, "member": false, "removed": removed})
+	done := "removed"
+	if member {
+		done = "added"
+	}
+	c.JSON(http.StatusOK, gin.H{"matter_id": id, "user_id": uid, "member": member, done: changed})
 }
 
 // memberNotFound says whether the matter or the user is missing.

@@ -11,33 +11,30 @@ import (
 // command), it works until then and not after; revoked through this node
 // (logout, the admin API), it stops at once.
 func TestAuthCache(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			e.svc.auth.ttl = 300 * time.Millisecond
-			ann := e.user("Ann")
-			e.call("GET", "/api/user", ann.token, nil).want(t, http.StatusOK)
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		e.svc.auth.ttl = 300 * time.Millisecond
+		ann := e.user("Ann")
+		e.call("GET", "/api/user", ann.token, nil).want(t, http.StatusOK)
 
-			// Behind the server's back: still trusted, then not.
-			db.exec(t, "DELETE FROM tokens")
-			e.call("GET", "/api/user", ann.token, nil).want(t, http.StatusOK)
-			deadline := time.Now().Add(5 * time.Second)
-			for e.call("GET", "/api/user", ann.token, nil).status != http.StatusUnauthorized {
-				if time.Now().After(deadline) {
-					t.Fatal("a token deleted from the database still works after the cache's time")
-				}
-				time.Sleep(50 * time.Millisecond)
+		// Behind the server's back: still trusted, then not.
+		db.exec(t, "DELETE FROM tokens")
+		e.call("GET", "/api/user", ann.token, nil).want(t, http.StatusOK)
+		deadline := time.Now().Add(5 * time.Second)
+		for e.call("GET", "/api/user", ann.token, nil).status != http.StatusUnauthorized {
+			if time.Now().After(deadline) {
+				t.Fatal("a token deleted from the database still works after the cache's time")
 			}
+			time.Sleep(50 * time.Millisecond)
+		}
 
-			// Logout on this node: at once, though the cache had it.
-			e.svc.auth.ttl = time.Hour
-			bob := e.user("Bob")
-			e.call("GET", "/api/user", bob.token, nil).want(t, http.StatusOK)
-			e.call("POST", "/api/auth/logout", bob.token, nil).want(t, http.StatusOK)
-			e.call("GET", "/api/user", bob.token, nil).want(t, http.StatusUnauthorized)
-		})
-	}
+		// Logout on this node: at once, though the cache had it.
+		e.svc.auth.ttl = time.Hour
+		bob := e.user("Bob")
+		e.call("GET", "/api/user", bob.token, nil).want(t, http.StatusOK)
+		e.call("POST", "/api/auth/logout", bob.token, nil).want(t, http.StatusOK)
+		e.call("GET", "/api/user", bob.token, nil).want(t, http.StatusUnauthorized)
+	})
 }
 
 // TestAuthCacheForgetWins: a lookup that read the database before a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 )
 
@@ -34,8 +35,7 @@ func TestFullBacklogLosesNoAcknowledgedMessage(t *testing.T) {
 		}
 		r.m = e.matter(fmt.Sprintf("m%d", i), r.people...)
 		for _, p := range r.people {
-			w := e.dial()
-			w.join(p, matterChannel(r.m.ID))
+			w := e.dialAs(p, matterChannel(r.m.ID))
 			r.sockets = append(r.sockets, w)
 		}
 		rooms[i] = r
@@ -95,25 +95,12 @@ func TestFullBacklogLosesNoAcknowledgedMessage(t *testing.T) {
 	// acknowledged message of its matter once before it.
 	for _, r := range rooms {
 		marker := fmt.Sprintf("end-%d", r.m.ID)
-		e.node.PublishCommitted(actors.Event{AppID: testAppID, Channels: []string{matterChannel(r.m.ID)}, Name: markerEvent, Data: marker})
+		e.node.PublishCommitted(actors.Event{AppID: testkit.AppID, Channels: []string{matterChannel(r.m.ID)}, Name: markerEvent, Data: marker})
 		for _, w := range r.sockets {
 			got := map[int64]int{}
-			deadline := time.After(10 * time.Second)
-		read:
-			for {
-				select {
-				case f, ok := <-w.frames:
-					if !ok {
-						t.Fatalf("socket %s closed", w.socketID)
-					}
-					if f.Event == markerEvent && f.Data == marker {
-						break read
-					}
-					if f.Event == ev("MessageSent") {
-						got[num(f.dataMap(t)["message"].(map[string]any)["id"])]++
-					}
-				case <-deadline:
-					t.Fatalf("socket %s: no marker", w.socketID)
+			for _, f := range w.Before(marker, isMarkerOf(marker), 10*time.Second) {
+				if f.Event == ev("MessageSent") {
+					got[num(f.DataMap(t)["message"].(map[string]any)["id"])]++
 				}
 			}
 			lost := 0
@@ -121,14 +108,14 @@ func TestFullBacklogLosesNoAcknowledgedMessage(t *testing.T) {
 				if got[id] == 0 {
 					lost++
 				} else if got[id] != 1 {
-					t.Errorf("matter %d, socket %s: acknowledged message %d delivered %d times", r.m.ID, w.socketID, id, got[id])
+					t.Errorf("matter %d, socket %s: acknowledged message %d delivered %d times", r.m.ID, w.SocketID, id, got[id])
 				}
 			}
 			if lost > 0 {
-				t.Errorf("matter %d, socket %s: %d of %d acknowledged messages never delivered", r.m.ID, w.socketID, lost, len(acked[r.m.ID]))
+				t.Errorf("matter %d, socket %s: %d of %d acknowledged messages never delivered", r.m.ID, w.SocketID, lost, len(acked[r.m.ID]))
 			}
 			if len(got) != len(acked[r.m.ID]) {
-				t.Errorf("matter %d, socket %s: %d messages delivered, %d acknowledged", r.m.ID, w.socketID, len(got), len(acked[r.m.ID]))
+				t.Errorf("matter %d, socket %s: %d messages delivered, %d acknowledged", r.m.ID, w.SocketID, len(got), len(acked[r.m.ID]))
 			}
 		}
 	}

@@ -43,18 +43,14 @@ type presenceInfo struct {
 // join private-user.{their id}, and private-matter.{id} / presence-matter.{id}
 // of matters they belong to; every other channel is 403.
 func (s *Service) broadcastingAuth(c *gin.Context) {
-	in, ok := readInput(c)
-	if !ok {
-		return
-	}
-	var v validation
-	socketID := in.requiredString(&v, "socket_id")
-	channel := in.requiredString(&v, "channel_name")
-	if socketID != "" && !socketIDPattern.MatchString(socketID) {
-		v.add("socket_id", "The socket id field format is invalid.")
-	}
-	if v.failed() {
-		v.render(c)
+	var socketID, channel string
+	if !validInput(c, readInput, func(in input, v *validation) {
+		socketID = in.requiredString(v, "socket_id")
+		channel = in.requiredString(v, "channel_name")
+		if socketID != "" && !socketIDPattern.MatchString(socketID) {
+			v.add("socket_id", "The socket id field format is invalid.")
+		}
+	}) {
 		return
 	}
 	me := userOf(c)
@@ -75,13 +71,7 @@ func (s *Service) broadcastingAuth(c *gin.Context) {
 			abortMessage(c, http.StatusForbidden, msgForbidden)
 			return
 		}
-		member, err := s.st.IsMember(c.Request.Context(), matterID, me.ID)
-		if err != nil {
-			s.unavailable(c, err)
-			return
-		}
-		if !member {
-			abortMessage(c, http.StatusForbidden, msgForbidden)
+		if !s.requireMember(c.Request.Context(), c, matterID, me.ID) {
 			return
 		}
 		if prefix == prefixPresenceMatter {

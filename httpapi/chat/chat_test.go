@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/pusher"
 )
@@ -110,15 +111,12 @@ func TestMessageFlow(t *testing.T) {
 	ann, bob, cat := e.user("Ann"), e.user("Bob"), e.user("Cat")
 	m := e.matter("Smith v Jones", ann, bob, cat)
 
-	annWS, annWS2, bobWS := e.dial(), e.dial(), e.dial()
-	annWS.join(ann, userChannel(ann.ID))
-	annWS.join(ann, matterChannel(m.ID))
-	annWS2.join(ann, matterChannel(m.ID))
-	bobWS.join(bob, userChannel(bob.ID))
-	bobWS.join(bob, matterChannel(m.ID))
+	annWS := e.dialAs(ann, userChannel(ann.ID), matterChannel(m.ID))
+	annWS2 := e.dialAs(ann, matterChannel(m.ID))
+	bobWS := e.dialAs(bob, userChannel(bob.ID), matterChannel(m.ID))
 
 	// Send, excluding Ann's first socket (toOthers()).
-	msg := e.send(ann, m, "  Hello Bob  ", "X-Socket-ID", annWS.socketID)
+	msg := e.send(ann, m, "  Hello Bob  ", "X-Socket-ID", annWS.SocketID)
 	if msg["message"] != "Hello Bob" || num(msg["client_matter_id"]) != m.ID || num(msg["sender_id"]) != ann.ID ||
 		msg["sender_name"] != "Ann" || msg["edited_at"] != nil || msg["read_at"] != nil || num(msg["id"]) <= 0 ||
 		msg["is_read"] != true || msg["deleted_at"] != nil || fmt.Sprint(msg["read_by"]) != "[]" {
@@ -135,7 +133,7 @@ func TestMessageFlow(t *testing.T) {
 		t.Fatalf("the matter's first message: previous_id %v (present %v), want 0", p, ok)
 	}
 	annWS.expectNothingBeforeMarker()
-	got := annWS2.expect(ev("MessageSent"), matterChannel(m.ID)).dataMap(t)
+	got := annWS2.ExpectOn(ev("MessageSent"), matterChannel(m.ID)).DataMap(t)
 	if !reflect.DeepEqual(got["message"], asEvent(msg)) {
 		t.Fatalf("event message %v, REST %v", got["message"], msg)
 	}
@@ -145,15 +143,15 @@ func TestMessageFlow(t *testing.T) {
 	seen := map[string]bool{}
 	var uc map[string]any
 	for range 3 {
-		f := bobWS.next(3 * time.Second)
+		f := bobWS.Next()
 		switch {
-		case f.Event == ev("MessageSent") && reflect.DeepEqual(f.dataMap(t)["message"], asEvent(msg)):
+		case f.Event == ev("MessageSent") && reflect.DeepEqual(f.DataMap(t)["message"], asEvent(msg)):
 			if f.Channel == userChannel(bob.ID) && uc != nil {
 				t.Fatalf("UnreadCountUpdated came before MessageSent on %s", f.Channel)
 			}
 			seen[f.Channel] = true
 		case f.Event == ev("UnreadCountUpdated") && f.Channel == userChannel(bob.ID):
-			uc = f.dataMap(t)
+			uc = f.DataMap(t)
 		default:
 			t.Fatalf("bob got %+v", f)
 		}
@@ -183,8 +181,8 @@ func TestMessageFlow(t *testing.T) {
 	}
 	seen = map[string]bool{}
 	for range 2 {
-		f := annWS.next(3 * time.Second)
-		if f.Event != ev("MessageReceived") || !reflect.DeepEqual(f.dataMap(t), rd) {
+		f := annWS.Next()
+		if f.Event != ev("MessageReceived") || !reflect.DeepEqual(f.DataMap(t), rd) {
 			t.Fatalf("ann got %+v, want the receipt %v", f, rd)
 		}
 		seen[f.Channel] = true
@@ -195,10 +193,10 @@ func TestMessageFlow(t *testing.T) {
 	// Two channels, so either order.
 	uc = nil
 	for range 2 {
-		switch f := bobWS.next(3 * time.Second); {
+		switch f := bobWS.Next(); {
 		case f.Event == ev("MessageReceived") && f.Channel == matterChannel(m.ID):
 		case f.Event == ev("UnreadCountUpdated") && f.Channel == userChannel(bob.ID):
-			uc = f.dataMap(t)
+			uc = f.DataMap(t)
 		default:
 			t.Fatalf("bob got %+v after reading", f)
 		}
@@ -230,12 +228,12 @@ func TestMessageFlow(t *testing.T) {
 	if ed["message"] != "Hello again" || ed["edited_at"] == nil || ed["created_at"] != msg["created_at"] {
 		t.Fatalf("edited %v", ed)
 	}
-	f := annWS.expect(ev("MessageUpdated"), matterChannel(m.ID))
-	if !reflect.DeepEqual(f.dataMap(t)["message"], asEvent(ed)) {
+	f := annWS.ExpectOn(ev("MessageUpdated"), matterChannel(m.ID))
+	if !reflect.DeepEqual(f.DataMap(t)["message"], asEvent(ed)) {
 		t.Fatalf("MessageUpdated %v, REST %v", f.Data, ed)
 	}
 	for range 2 {
-		if f := bobWS.next(3 * time.Second); f.Event != ev("MessageUpdated") {
+		if f := bobWS.Next(); f.Event != ev("MessageUpdated") {
 			t.Fatalf("bob got %+v", f)
 		}
 	}
@@ -405,18 +403,18 @@ func TestBroadcastingAuth(t *testing.T) {
 		for _, asJSON := range []bool{false, true} {
 			ch := userChannel(ann.ID)
 			b := auth(path, ann, ch, asJSON).want(t, http.StatusOK)
-			if b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, "") || b["channel_data"] != nil {
+			if b["auth"] != pusher.ChannelAuth(testkit.Key, testkit.Secret, sock, ch, "") || b["channel_data"] != nil {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 			ch = matterChannel(m.ID)
 			b = auth(path, ann, ch, asJSON).want(t, http.StatusOK)
-			if b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, "") {
+			if b["auth"] != pusher.ChannelAuth(testkit.Key, testkit.Secret, sock, ch, "") {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 			ch = fmt.Sprintf("presence-matter.%d", m.ID)
 			b = auth(path, ann, ch, asJSON).want(t, http.StatusOK)
 			wantCD := fmt.Sprintf(`{"user_id":"%d","user_info":{"id":%d,"name":"Ann"}}`, ann.ID, ann.ID)
-			if b["channel_data"] != wantCD || b["auth"] != pusher.ChannelAuth(testKey, testSecret, sock, ch, wantCD) {
+			if b["channel_data"] != wantCD || b["auth"] != pusher.ChannelAuth(testkit.Key, testkit.Secret, sock, ch, wantCD) {
 				t.Fatalf("%s %s: %v", path, ch, b)
 			}
 		}
@@ -435,13 +433,11 @@ func TestBroadcastingAuth(t *testing.T) {
 
 	// On the wire: a member's subscription succeeds; a non-member cannot
 	// get a signature, and a subscription without one is refused.
-	w := e.dial()
-	w.join(ann, matterChannel(m.ID))
-	w.join(ann, fmt.Sprintf("presence-matter.%d", m.ID))
+	e.dialAs(ann, matterChannel(m.ID), fmt.Sprintf("presence-matter.%d", m.ID))
 	d := e.dial()
-	e.call("POST", "/broadcasting/auth", dan.token, form{"socket_id": {d.socketID}, "channel_name": {matterChannel(m.ID)}}).want(t, http.StatusForbidden)
-	_ = d.c.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testKey + ":forged"}})
-	if f := d.next(3 * time.Second); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
+	e.call("POST", "/broadcasting/auth", dan.token, form{"socket_id": {d.SocketID}, "channel_name": {matterChannel(m.ID)}}).want(t, http.StatusForbidden)
+	_ = d.Conn.WriteJSON(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": matterChannel(m.ID), "auth": testkit.Key + ":forged"}})
+	if f := d.Next(); f.Event != "pusher:subscription_error" && f.Event != "pusher:error" {
 		t.Fatalf("forged subscription: %+v", f)
 	}
 }
@@ -545,10 +541,9 @@ func TestEventNamespace(t *testing.T) {
 		e := start(t, sqliteDB(t), func(c *config.Config) { c.EventNamespace = tc.ns })
 		ann, bob := e.user("Ann"), e.user("Bob")
 		m := e.matter("M", ann, bob)
-		w := e.dial()
-		w.join(bob, matterChannel(m.ID))
+		w := e.dialAs(bob, matterChannel(m.ID))
 		e.send(ann, m, "hi")
-		w.expect(tc.want, matterChannel(m.ID))
+		w.ExpectOn(tc.want, matterChannel(m.ID))
 	}
 }
 
@@ -556,57 +551,54 @@ func TestEventNamespace(t *testing.T) {
 // trigger that makes inserts fail after authentication succeeded) answer 503
 // and publish nothing, and leave no half-written data.
 func TestDatabaseUnavailable(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			ann, bob := e.user("Ann"), e.user("Bob")
-			m := e.matter("M", ann, bob)
-			first := e.send(ann, m, "before the outage")
-			e.unread(bob) // its UnreadCountUpdated has been published by now
-			w := e.dial()
-			w.join(ann, userChannel(ann.ID))
-			w.join(bob, userChannel(bob.ID))
-			w.join(bob, matterChannel(m.ID))
-			w.expectNothingBeforeMarker()
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		ann, bob := e.user("Ann"), e.user("Bob")
+		m := e.matter("M", ann, bob)
+		first := e.send(ann, m, "before the outage")
+		e.unread(bob) // its UnreadCountUpdated has been published by now
+		w := e.dial()
+		w.join(ann, userChannel(ann.ID))
+		w.join(bob, userChannel(bob.ID))
+		w.join(bob, matterChannel(m.ID))
+		w.expectNothingBeforeMarker()
 
-			undo := db.failInserts(t, "messages")
-			e.call("POST", "/api/messages/send", ann.token, map[string]any{"message": "lost?", "client_matter_id": m.ID}).
-				wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
-			undo()
-			undo = db.failInserts(t, "message_reads")
-			r := e.call("PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), bob.token, nil)
-			r.wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
-			if r.header.Get("Retry-After") == "" {
-				t.Error("503 without Retry-After")
-			}
-			undo()
-			w.expectNothingBeforeMarker()
-			msgs, total, err := e.st.ListMessages(context.Background(), persistence.MessageQuery{MatterID: m.ID, Page: 1, Limit: 10})
-			if err != nil || total != 1 || msgs[0].Body != "before the outage" {
-				t.Fatalf("after the outage: %v %d %v", msgs, total, err)
-			}
-			if counts, _ := e.unread(bob); counts[m.ID] != 1 {
-				t.Fatalf("bob unread %v", counts)
-			}
+		undo := db.failInserts(t, "messages")
+		e.call("POST", "/api/messages/send", ann.token, map[string]any{"message": "lost?", "client_matter_id": m.ID}).
+			wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
+		undo()
+		undo = db.failInserts(t, "message_reads")
+		r := e.call("PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), bob.token, nil)
+		r.wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
+		if r.header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		undo()
+		w.expectNothingBeforeMarker()
+		msgs, total, err := e.st.ListMessages(context.Background(), persistence.MessageQuery{MatterID: m.ID, Page: 1, Limit: 10})
+		if err != nil || total != 1 || msgs[0].Body != "before the outage" {
+			t.Fatalf("after the outage: %v %d %v", msgs, total, err)
+		}
+		if counts, _ := e.unread(bob); counts[m.ID] != 1 {
+			t.Fatalf("bob unread %v", counts)
+		}
 
-			// The database gone altogether.
-			e.st.Close()
-			for _, rt := range []struct {
-				method, path string
-				body         any
-			}{
-				// (GET /api/user answers from the token cache: no query.)
-				{"GET", "/api/matters", nil},
-				{"POST", "/api/messages/send", map[string]any{"message": "x", "client_matter_id": m.ID}},
-				{"PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), nil},
-				{"POST", "/api/auth/login", map[string]any{"email": "ann@example.com", "password": password}},
-			} {
-				e.call(rt.method, rt.path, bob.token, rt.body).wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
-			}
-			w.expectNothingBeforeMarker()
-		})
-	}
+		// The database gone altogether.
+		e.st.Close()
+		for _, rt := range []struct {
+			method, path string
+			body         any
+		}{
+			// (GET /api/user answers from the token cache: no query.)
+			{"GET", "/api/matters", nil},
+			{"POST", "/api/messages/send", map[string]any{"message": "x", "client_matter_id": m.ID}},
+			{"PUT", fmt.Sprintf("/api/messages/%d/read", num(first["id"])), nil},
+			{"POST", "/api/auth/login", map[string]any{"email": "ann@example.com", "password": password}},
+		} {
+			e.call(rt.method, rt.path, bob.token, rt.body).wantMessage(t, http.StatusServiceUnavailable, "The database is unavailable; try again.")
+		}
+		w.expectNothingBeforeMarker()
+	})
 }
 
 // TestUnreadCountFailureIs503: the counters answer from the database; when
@@ -624,34 +616,30 @@ func TestUnreadCountFailureIs503(t *testing.T) {
 // TestRestart: history, read state, tokens and unread counts survive a
 // restart on the same database.
 func TestRestart(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			ann, bob := e.user("Ann"), e.user("Bob")
-			m := e.matter("M", ann, bob)
-			var ids []int64
-			for i := range 3 {
-				ids = append(ids, num(e.send(ann, m, fmt.Sprint("m", i))["id"]))
-			}
-			readAt := data(t, e.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))["read_at"]
-			e.close()
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		ann, bob := e.user("Ann"), e.user("Bob")
+		m := e.matter("M", ann, bob)
+		var ids []int64
+		for i := range 3 {
+			ids = append(ids, num(e.send(ann, m, fmt.Sprint("m", i))["id"]))
+		}
+		readAt := data(t, e.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))["read_at"]
+		e.close()
 
-			e2 := start(t, db, nil)
-			list := e2.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d", m.ID), bob.token, nil).want(t, http.StatusOK)
-			if num(list["total"]) != 3 {
-				t.Fatalf("history after restart %v", list)
-			}
-			if counts, total := e2.unread(bob); total != 2 || counts[m.ID] != 2 {
-				t.Fatalf("bob unread after restart %v %d", counts, total)
-			}
-			w := e2.dial()
-			w.join(ann, userChannel(ann.ID))
-			again := data(t, e2.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))
-			if again["read_at"] != readAt {
-				t.Fatalf("read_at %v after restart, was %v", again["read_at"], readAt)
-			}
-			w.expectNothingBeforeMarker() // already read: no second receipt
-		})
-	}
+		e2 := start(t, db, nil)
+		list := e2.call("GET", fmt.Sprintf("/api/messages?client_matter_id=%d", m.ID), bob.token, nil).want(t, http.StatusOK)
+		if num(list["total"]) != 3 {
+			t.Fatalf("history after restart %v", list)
+		}
+		if counts, total := e2.unread(bob); total != 2 || counts[m.ID] != 2 {
+			t.Fatalf("bob unread after restart %v %d", counts, total)
+		}
+		w := e2.dialAs(ann, userChannel(ann.ID))
+		again := data(t, e2.call("PUT", fmt.Sprintf("/api/messages/%d/read", ids[0]), bob.token, nil).want(t, http.StatusOK))
+		if again["read_at"] != readAt {
+			t.Fatalf("read_at %v after restart, was %v", again["read_at"], readAt)
+		}
+		w.expectNothingBeforeMarker() // already read: no second receipt
+	})
 }

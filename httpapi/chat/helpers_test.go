@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,11 +23,11 @@ import (
 	"github.com/parley-chat/parley/persistence/storetest"
 
 	"github.com/gin-gonic/gin"
-	"github.com/gorilla/websocket"
 	_ "github.com/lib/pq"
 	"github.com/parley-chat/parley/actors"
 	"github.com/parley-chat/parley/config"
 	"github.com/parley-chat/parley/httpapi"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/wsconn"
 	"golang.org/x/crypto/bcrypt"
@@ -41,12 +40,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const (
-	testAppID  = "app-1"
-	testKey    = "key-1"
-	testSecret = "secret-1"
-	password   = "correct horse"
-)
+const password = "correct horse"
 
 // database is where a test server keeps its data: the arguments of
 // persistence.Open. The same database may back several servers in turn.
@@ -66,6 +60,14 @@ func postgresDB(t testing.TB) database {
 // databases are the backends a database-related test runs on.
 func databases() []func(testing.TB) database {
 	return []func(testing.TB) database{sqliteDB, postgresDB}
+}
+
+// onEachDatabase runs test as a subtest on each backend.
+func onEachDatabase(t *testing.T, test func(t *testing.T, db database)) {
+	for _, open := range databases() {
+		db := open(t)
+		t.Run(db.dialect, func(t *testing.T) { test(t, db) })
+	}
 }
 
 // exec runs SQL on the database behind the store's back (fault injection
@@ -142,16 +144,7 @@ func startDeps(t testing.TB, db database, mutate func(*config.Config), deps func
 // WebSocket route only.
 func startOn(t testing.TB, db database, mutate func(*config.Config), deps func(*Deps), served bool) *env {
 	t.Helper()
-	cfg, err := config.Load(nil, func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"PARLEY_APP_ID": testAppID, "PARLEY_APP_KEY": testKey, "PARLEY_APP_SECRET": testSecret,
-			"PARLEY_DATA_DIR": cmpOr(db.dir, t.TempDir()),
-		}[k]
-		return v, ok
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testkit.Config(t, db.dir, nil)
 	cfg.DatabaseURL = db.url
 	cfg.APIRateLimit = 0
 	if mutate != nil {
@@ -201,13 +194,6 @@ func startOn(t testing.TB, db database, mutate func(*config.Config), deps func(*
 	}
 	t.Cleanup(en.close)
 	return en
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // person is a user with a token.
@@ -410,102 +396,35 @@ func (e *env) truth(p person) map[int64]int {
 
 // ---- WebSocket clients ----
 
-type frame struct {
-	Event   string `json:"event"`
-	Channel string `json:"channel"`
-	Data    string `json:"data"`
-}
+type frame = testkit.Frame
 
-func (f frame) dataMap(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(f.Data), &m); err != nil {
-		t.Fatalf("data of %s is not a JSON object string: %q", f.Event, f.Data)
-	}
-	return m
-}
-
+// wsClient is a test's socket. Its reads pass over markers (see
+// expectMarker): a marker meant for one socket's absence check may reach
+// others in the same channel, and they have no use for it.
 type wsClient struct {
-	t        testing.TB
-	e        *env
-	c        *websocket.Conn
-	socketID string
-	frames   chan frame // filled by one reader goroutine; closed when the socket ends
-	joined   []string   // channels joined, in order
+	*testkit.Client
+	e      *env
+	joined []string // channels joined, in order
 }
 
 // dial connects a socket as pusher-js does and reads connection_established.
 func (e *env) dial() *wsClient {
 	e.t.Helper()
-	u := "ws" + strings.TrimPrefix(e.url, "http") + "/app/" + testKey + "?protocol=7&client=js&version=8.4.0"
-	c, _, err := websocket.DefaultDialer.Dial(u, nil)
-	if err != nil {
-		e.t.Fatalf("dial: %v", err)
+	u := "ws" + strings.TrimPrefix(e.url, "http") + "/app/" + testkit.Key + "?protocol=7&client=js&version=8.4.0"
+	c := testkit.Dial(e.t, u, testkit.DialOptions{Buffer: 1 << 14})
+	c.Skip, c.Timeout = isMarker, 3*time.Second
+	c.Established()
+	return &wsClient{Client: c, e: e}
+}
+
+// dialAs connects a socket and joins channels as p.
+func (e *env) dialAs(p person, channels ...string) *wsClient {
+	e.t.Helper()
+	w := e.dial()
+	for _, ch := range channels {
+		w.join(p, ch)
 	}
-	e.t.Cleanup(func() { c.Close() })
-	w := &wsClient{t: e.t, e: e, c: c, frames: make(chan frame, 1<<14)}
-	go func() {
-		defer close(w.frames)
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			var f frame
-			if json.Unmarshal(b, &f) == nil {
-				w.frames <- f
-			}
-		}
-	}()
-	f := w.next(3 * time.Second)
-	if f.Event != "pusher:connection_established" {
-		e.t.Fatalf("first frame %+v", f)
-	}
-	w.socketID, _ = f.dataMap(e.t)["socket_id"].(string)
 	return w
-}
-
-var errNoFrame = errors.New("no frame")
-
-// tryNext returns the next frame that is not a marker (see expectMarker): a
-// marker meant for one socket's absence check may reach others in the same
-// channel, and they have no use for it.
-func (w *wsClient) tryNext(d time.Duration) (frame, error) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case f, ok := <-w.frames:
-			if !ok {
-				return frame{}, io.EOF
-			}
-			if f.Event == markerEvent {
-				continue
-			}
-			return f, nil
-		case <-timer.C:
-			return frame{}, errNoFrame
-		}
-	}
-}
-
-func (w *wsClient) next(d time.Duration) frame {
-	w.t.Helper()
-	f, err := w.tryNext(d)
-	if err != nil {
-		w.t.Fatalf("socket %s: %v", w.socketID, err)
-	}
-	return f
-}
-
-// expect reads the next frame and checks its event and channel.
-func (w *wsClient) expect(event, channel string) frame {
-	w.t.Helper()
-	f := w.next(3 * time.Second)
-	if f.Event != event || f.Channel != channel {
-		w.t.Fatalf("socket %s: want %s on %s, got %+v", w.socketID, event, channel, f)
-	}
-	return f
 }
 
 // Absence is asserted with markers, never by waiting: after the deed that
@@ -517,48 +436,58 @@ const markerEvent = "test-marker"
 
 var markerSeq atomic.Int64
 
+func isMarker(f frame) bool { return f.Event == markerEvent }
+
+// isMarkerOf says which frame is the marker carrying data.
+func isMarkerOf(data string) func(frame) bool {
+	return func(f frame) bool { return f.Event == markerEvent && f.Data == data }
+}
+
 // expectMarker asserts that the marker carrying data is w's next frame:
 // nothing may come before it but other checks' markers.
 func (w *wsClient) expectMarker(data string) {
-	w.t.Helper()
-	timer := time.NewTimer(3 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case f, ok := <-w.frames:
-			switch {
-			case !ok:
-				w.t.Fatalf("socket %s ended before marker %s", w.socketID, data)
-			case f.Event == markerEvent && f.Data == data:
-				return
-			case f.Event != markerEvent:
-				w.t.Fatalf("socket %s: want nothing before marker %s, got %+v", w.socketID, data, f)
-			}
-		case <-timer.C:
-			w.t.Fatalf("socket %s: marker %s did not arrive", w.socketID, data)
-		}
-	}
+	w.T.Helper()
+	w.ExpectNext(data, isMarkerOf(data))
 }
 
-// expectNothingBeforeMarker asserts that nothing broadcast until now reached
-// w on the channels it joined. For each channel in turn it publishes a
-// marker, which the channel's actor delivers after everything published to
-// it before, and requires it to be w's next frame. A user channel also
-// carries UnreadCountUpdated, which the user's counter publishes on its own
-// time; asking the counter first makes it publish any change it was told of.
-func (w *wsClient) expectNothingBeforeMarker() {
-	w.t.Helper()
+// markEach publishes a marker on each channel w joined, in turn, and has
+// read read up to it. The channel's actor delivers the marker after
+// everything published to it before. A user channel also carries
+// UnreadCountUpdated, which the user's counter publishes on its own time;
+// asking the counter first makes it publish any change it was told of.
+func (w *wsClient) markEach(read func(marker string)) {
+	w.T.Helper()
 	for _, ch := range w.joined {
 		var uid int64
 		if _, err := fmt.Sscanf(ch, "private-user.%d", &uid); err == nil && ch == userChannel(uid) {
 			w.e.settleUnread(uid)
 		}
 		m := fmt.Sprintf("marker-%d", markerSeq.Add(1))
-		if err := w.e.node.Publish(actors.Event{AppID: testAppID, Channels: []string{ch}, Name: markerEvent, Data: m}); err != nil {
-			w.t.Fatal(err)
+		if err := w.e.node.Publish(actors.Event{AppID: testkit.AppID, Channels: []string{ch}, Name: markerEvent, Data: m}); err != nil {
+			w.T.Fatal(err)
 		}
-		w.expectMarker(m)
+		read(m)
 	}
+}
+
+// expectNothingBeforeMarker asserts that nothing broadcast until now reached
+// w on the channels it joined (see markEach).
+func (w *wsClient) expectNothingBeforeMarker() {
+	w.T.Helper()
+	w.markEach(w.expectMarker)
+}
+
+// drain returns, by event, every frame that reached w on the channels it
+// joined until now (see markEach).
+func (w *wsClient) drain() map[string][]frame {
+	w.T.Helper()
+	out := map[string][]frame{}
+	w.markEach(func(m string) {
+		for _, f := range w.Before(m, isMarkerOf(m), 3*time.Second) {
+			out[f.Event] = append(out[f.Event], f)
+		}
+	})
+	return out
 }
 
 // settleUnread returns once the user's counter has handled every change
@@ -575,24 +504,21 @@ func (e *env) settleUnread(userID int64) {
 
 // join authorizes channel through the API as Echo does, then subscribes.
 func (w *wsClient) join(p person, channel string) {
-	w.t.Helper()
-	b := w.e.call("POST", "/broadcasting/auth", p.token, form{"socket_id": {w.socketID}, "channel_name": {channel}}).want(w.t, http.StatusOK)
+	w.T.Helper()
+	b := w.e.call("POST", "/broadcasting/auth", p.token, form{"socket_id": {w.SocketID}, "channel_name": {channel}}).want(w.T, http.StatusOK)
 	d := map[string]any{"channel": channel, "auth": b["auth"]}
 	if cd, ok := b["channel_data"]; ok {
 		d["channel_data"] = cd
 	}
-	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": d})
-	if err := w.c.WriteMessage(websocket.TextMessage, msg); err != nil {
-		w.t.Fatal(err)
-	}
+	w.Send(map[string]any{"event": "pusher:subscribe", "data": d})
 	for {
-		f := w.next(3 * time.Second)
+		f := w.Next()
 		if f.Event == "pusher_internal:subscription_succeeded" && f.Channel == channel {
 			w.joined = append(w.joined, channel)
 			return
 		}
 		if strings.HasPrefix(f.Event, "pusher:") && f.Event != "pusher:pong" {
-			w.t.Fatalf("subscribe %s: %+v", channel, f)
+			w.T.Fatalf("subscribe %s: %+v", channel, f)
 		}
 	}
 }

@@ -177,6 +177,23 @@ func (v *validation) add(field, msg string) {
 
 func (v *validation) failed() bool { return len(v.errs) > 0 }
 
+// validInput reads the request's fields with read (readInput, or
+// adminInput for the admin API) and has check validate them; false means it
+// answered: 400 or 413 from read, or 422 with check's failures.
+func validInput(c *gin.Context, read func(*gin.Context) (input, bool), check func(in input, v *validation)) bool {
+	in, ok := read(c)
+	if !ok {
+		return false
+	}
+	var v validation
+	check(in, &v)
+	if v.failed() {
+		v.render(c)
+		return false
+	}
+	return true
+}
+
 // render answers 422 the way Laravel does: the first message, "(and N more
 // errors)", and every message by field.
 func (v *validation) render(c *gin.Context) {

@@ -52,8 +52,7 @@ func benchDeliveryDuringLogins(b *testing.B, lo LoginOptions) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := e.dial()
-	w.join(person{User: u, token: plain}, userChannel(u.ID))
+	w := e.dialAs(person{User: u, token: plain}, userChannel(u.ID))
 
 	stop := make(chan struct{})
 	var logins, failures atomic.Int64
@@ -84,11 +83,11 @@ func benchDeliveryDuringLogins(b *testing.B, lo LoginOptions) {
 		t0 := time.Now()
 		e.svc.broadcast("Bench", []string{userChannel(u.ID)}, map[string]int{"i": i}, "")
 		for {
-			f, err := w.tryNext(30 * time.Second)
+			r, err := w.TryNext(30 * time.Second)
 			if err != nil {
 				b.Fatalf("event %d: %v", i, err)
 			}
-			if f.Event == ev("Bench") {
+			if r.Frame.Event == ev("Bench") {
 				break
 			}
 		}

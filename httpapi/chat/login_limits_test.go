@@ -290,21 +290,18 @@ func TestHashPasswordRefusesUnusablePasswords(t *testing.T) {
 
 // TestPing: the health check sees the database go away.
 func TestPing(t *testing.T) {
-	for _, open := range databases() {
-		db := open(t)
-		t.Run(db.dialect, func(t *testing.T) {
-			e := start(t, db, nil)
-			if err := e.svc.Ping(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			e.st.Close()
-			t0 := time.Now()
-			if err := e.svc.Ping(context.Background()); err == nil {
-				t.Fatal("Ping succeeded on a closed store")
-			}
-			if took := time.Since(t0); took > PingTimeout+time.Second {
-				t.Fatalf("Ping took %v", took)
-			}
-		})
-	}
+	onEachDatabase(t, func(t *testing.T, db database) {
+		e := start(t, db, nil)
+		if err := e.svc.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		e.st.Close()
+		t0 := time.Now()
+		if err := e.svc.Ping(context.Background()); err == nil {
+			t.Fatal("Ping succeeded on a closed store")
+		}
+		if took := time.Since(t0); took > PingTimeout+time.Second {
+			t.Fatalf("Ping took %v", took)
+		}
+	})
 }

@@ -106,6 +106,51 @@ func routeID(c *gin.Context, what string) (int64, bool) {
 	return id, true
 }
 
+// storeFailed answers a store error, 404 with notFound's words for
+// persistence.ErrNotFound and 503 for any other, and says whether err was
+// one.
+func (s *Service) storeFailed(c *gin.Context, err error, notFound string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, persistence.ErrNotFound):
+		abortMessage(c, http.StatusNotFound, notFound)
+	default:
+		s.unavailable(c, err)
+	}
+	return true
+}
+
+// requireMember answers 403 unless userID is a member of matterID (503 if
+// the store fails); false means it answered.
+func (s *Service) requireMember(ctx context.Context, c *gin.Context, matterID, userID int64) bool {
+	member, err := s.st.IsMember(ctx, matterID, userID)
+	if err != nil {
+		s.unavailable(c, err)
+		return false
+	}
+	if !member {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return false
+	}
+	return true
+}
+
+// membersWith returns the members of matterID, and answers 403 unless
+// userID is one of them (503 if the store fails); false means it answered.
+func (s *Service) membersWith(ctx context.Context, c *gin.Context, matterID, userID int64) ([]int64, bool) {
+	members, err := s.st.MemberIDs(ctx, matterID)
+	if err != nil {
+		s.unavailable(c, err)
+		return nil, false
+	}
+	if !slices.Contains(members, userID) {
+		abortMessage(c, http.StatusForbidden, msgForbidden)
+		return nil, false
+	}
+	return members, true
+}
+
 // messageBody validates the message field: required, a string, non-blank
 // once trimmed, at most MaxMessageLength characters (runes).
 func (s *Service) messageBody(in input, v *validation) string {
@@ -293,13 +338,7 @@ func (s *Service) listMessages(c *gin.Context) {
 		v.render(c)
 		return
 	}
-	member, err := s.st.IsMember(ctx, matterID, userOf(c).ID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	if !member {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
+	if !s.requireMember(ctx, c, matterID, userOf(c).ID) {
 		return
 	}
 	msgs, total, err := s.st.ListMessages(ctx, persistence.MessageQuery{
@@ -355,15 +394,27 @@ func (s *Service) routeMessage(ctx context.Context, c *gin.Context) (persistence
 		return persistence.Message{}, false
 	}
 	msg, err := s.st.MessageByID(ctx, id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return persistence.Message{}, false
+	return msg, !s.storeFailed(c, err, "Message not found.")
+}
+
+// ownMessage is the handler of a change only the message's sender may
+// make: change runs under the write deadline with the caller and the
+// message the path names (see routeMessage), 403 for anyone but its sender.
+func (s *Service) ownMessage(change func(ctx context.Context, c *gin.Context, me persistence.User, msg persistence.Message)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		me := userOf(c)
+		ctx, cancel := writeContext(c)
+		defer cancel()
+		msg, ok := s.routeMessage(ctx, c)
+		if !ok {
+			return
+		}
+		if msg.SenderID != me.ID {
+			abortMessage(c, http.StatusForbidden, msgForbidden)
+			return
+		}
+		change(ctx, c, me, msg)
 	}
-	if err != nil {
-		s.unavailable(c, err)
-		return persistence.Message{}, false
-	}
-	return msg, true
 }
 
 // markRead is PUT /api/messages/{id}/read. The first read by a member stores
@@ -378,16 +429,7 @@ func (s *Service) markRead(c *gin.Context) {
 	ctx, cancel := writeContext(c)
 	defer cancel()
 	msg, ok := s.routeMessage(ctx, c)
-	if !ok {
-		return
-	}
-	member, err := s.st.IsMember(ctx, msg.MatterID, me.ID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	if !member {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
+	if !ok || !s.requireMember(ctx, c, msg.MatterID, me.ID) {
 		return
 	}
 	rj := receiptJSON{MessageID: msg.ID, ReaderID: me.ID, ClientMatterID: msg.MatterID}
@@ -400,12 +442,7 @@ func (s *Service) markRead(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"data": rj}) // deleted since the check above
 		return
 	}
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
+	if s.storeFailed(c, err, "Message not found.") {
 		return
 	}
 	rj.ReadAt = timePtrJSON(&r.ReadAt)
@@ -441,39 +478,26 @@ func (s *Service) markMatterRead(c *gin.Context) {
 	defer cancel()
 	// Laravel's order: the route's model (404), authorization (403), then
 	// the body (422).
-	if _, err := s.st.MatterByID(ctx, matterID); errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Matter not found.")
-		return
-	} else if err != nil {
-		s.unavailable(c, err)
+	if _, err := s.st.MatterByID(ctx, matterID); s.storeFailed(c, err, "Matter not found.") {
 		return
 	}
-	member, err := s.st.IsMember(ctx, matterID, me.ID)
-	if err != nil {
-		s.unavailable(c, err)
+	if !s.requireMember(ctx, c, matterID, me.ID) {
 		return
 	}
-	if !member {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
-		return
-	}
-	in, ok := readInput(c)
-	if !ok {
-		return
-	}
-	var v validation
-	upTo, ok := in.requiredInteger(&v, "up_to_id")
-	if ok && upTo <= 0 {
-		v.add("up_to_id", "The up to id field must be at least 1.")
-	}
-	if v.failed() {
-		v.render(c)
+	var upTo int64
+	if !validInput(c, readInput, func(in input, v *validation) {
+		var ok bool
+		if upTo, ok = in.requiredInteger(v, "up_to_id"); ok && upTo <= 0 {
+			v.add("up_to_id", "The up to id field must be at least 1.")
+		}
+	}) {
 		return
 	}
 	// up_to_id must name a message of this matter: a client marks read
 	// what it showed, and an id it made up (or one of another matter)
 	// would mark messages nobody showed it.
 	if msg, err := s.st.MessageByID(ctx, upTo); errors.Is(err, persistence.ErrNotFound) || (err == nil && msg.MatterID != matterID) {
+		var v validation
 		v.add("up_to_id", "The selected up to id is invalid.")
 		v.render(c)
 		return
@@ -504,40 +528,18 @@ func (s *Service) markMatterRead(c *gin.Context) {
 
 // editMessage is PUT /api/messages/{id} {message}: the sender (still a
 // member) edits; MessageUpdated goes where MessageSent went. A deleted
-// message cannot be edited (409).
-func (s *Service) editMessage(c *gin.Context) {
-	me := userOf(c)
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	msg, ok := s.routeMessage(ctx, c)
-	if !ok {
-		return
-	}
-	if msg.SenderID != me.ID {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
-		return
-	}
+// message cannot be edited (409). See ownMessage.
+func (s *Service) editMessage(ctx context.Context, c *gin.Context, me persistence.User, msg persistence.Message) {
 	if msg.DeletedAt != nil {
 		abortMessage(c, http.StatusConflict, msgDeleted)
 		return
 	}
-	in, ok := readInput(c)
+	var body string
+	if !validInput(c, readInput, func(in input, v *validation) { body = s.messageBody(in, v) }) {
+		return
+	}
+	members, ok := s.membersWith(ctx, c, msg.MatterID, me.ID)
 	if !ok {
-		return
-	}
-	var v validation
-	body := s.messageBody(in, &v)
-	if v.failed() {
-		v.render(c)
-		return
-	}
-	members, err := s.st.MemberIDs(ctx, msg.MatterID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	if !slices.Contains(members, me.ID) {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
 		return
 	}
 	updated, err := s.st.UpdateMessage(ctx, msg.ID, body, time.Now())
@@ -545,12 +547,7 @@ func (s *Service) editMessage(c *gin.Context) {
 		abortMessage(c, http.StatusConflict, msgDeleted) // deleted since the check above
 		return
 	}
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
+	if s.storeFailed(c, err, "Message not found.") {
 		return
 	}
 	mj := newMessageJSON(updated)

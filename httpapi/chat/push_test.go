@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/parley-chat/parley/actors"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/parley-chat/parley/push"
 	"github.com/parley-chat/parley/push/pushtest"
@@ -92,27 +92,16 @@ func (pe *pushEnv) pushesOf(tok string, msgID int64) int {
 	return n
 }
 
-func (w *wsClient) send(t testing.TB, v string) {
-	t.Helper()
-	if err := w.c.WriteMessage(websocket.TextMessage, []byte(v)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // roundTrip: everything the socket sent before has been handled.
 func (w *wsClient) roundTrip() {
-	w.t.Helper()
-	w.send(w.t, `{"event":"pusher:ping","data":{}}`)
-	for {
-		if f := w.next(3 * time.Second); f.Event == "pusher:pong" {
-			return
-		}
-	}
+	w.T.Helper()
+	w.Send(`{"event":"pusher:ping","data":{}}`)
+	w.Before("pusher:pong", func(f testkit.Frame) bool { return f.Event == "pusher:pong" }, 3*time.Second)
 }
 
 func (w *wsClient) appState(t testing.TB, userID int64, state string) {
 	t.Helper()
-	w.send(t, fmt.Sprintf(`{"event":%q,"channel":"private-user.%d","data":{"state":%q}}`, actors.AppStateEvent, userID, state))
+	w.Send(fmt.Sprintf(`{"event":%q,"channel":"private-user.%d","data":{"state":%q}}`, actors.AppStateEvent, userID, state))
 	w.roundTrip()
 }
 

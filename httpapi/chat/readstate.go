@@ -2,9 +2,7 @@ package chat
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -76,26 +74,10 @@ func (s *Service) viewAll(ctx context.Context, msgs []persistence.Message, viewe
 // deleted_at set and its text removed. MessageDeleted goes where
 // MessageSent went, and every member who had not read it gets it out of
 // their unread count (one UnreadCountUpdated each). Deleting it again
-// answers the same and broadcasts nothing.
-func (s *Service) deleteMessage(c *gin.Context) {
-	me := userOf(c)
-	ctx, cancel := writeContext(c)
-	defer cancel()
-	msg, ok := s.routeMessage(ctx, c)
+// answers the same and broadcasts nothing. See ownMessage.
+func (s *Service) deleteMessage(ctx context.Context, c *gin.Context, me persistence.User, msg persistence.Message) {
+	members, ok := s.membersWith(ctx, c, msg.MatterID, me.ID)
 	if !ok {
-		return
-	}
-	if msg.SenderID != me.ID {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
-		return
-	}
-	members, err := s.st.MemberIDs(ctx, msg.MatterID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	if !slices.Contains(members, me.ID) {
-		abortMessage(c, http.StatusForbidden, msgForbidden)
 		return
 	}
 	if msg.DeletedAt != nil {
@@ -103,12 +85,7 @@ func (s *Service) deleteMessage(c *gin.Context) {
 		return
 	}
 	del, err := s.st.DeleteMessage(ctx, msg.ID, time.Now())
-	if errors.Is(err, persistence.ErrNotFound) {
-		abortMessage(c, http.StatusNotFound, "Message not found.")
-		return
-	}
-	if err != nil {
-		s.unavailable(c, err)
+	if s.storeFailed(c, err, "Message not found.") {
 		return
 	}
 	mj := newMessageJSON(del.Message)

@@ -25,6 +25,8 @@ const (
 
 // command is one scenario with its flags parsed.
 type command interface {
+	// register defines the scenario's own flags on fs.
+	register(fs *flag.FlagSet)
 	// credentials says which app credentials the scenario needs.
 	credentials() credentials
 	// validate returns every problem with the scenario's flags.
@@ -47,9 +49,15 @@ type scenario struct {
 	name    string
 	summary string
 	details string
-	// define registers the scenario's flags on fs and returns the command
-	// they fill in.
-	define func(fs *flag.FlagSet, c *commonConfig) command
+	// newCommand makes the scenario's command with the common configuration.
+	newCommand func(c *commonConfig) command
+}
+
+// define makes the scenario's command and registers its flags on fs.
+func (sc *scenario) define(fs *flag.FlagSet, c *commonConfig) command {
+	cmd := sc.newCommand(c)
+	cmd.register(fs)
+	return cmd
 }
 
 var scenarios = []scenario{fanoutScenario, connectionsScenario, presenceScenario, chatScenario}

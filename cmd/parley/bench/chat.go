@@ -52,11 +52,7 @@ in at --login-path).
 
 Example:
   parley bench chat --matters 10 --members 5 --rate 50 --duration 30s --data-dir /var/lib/parley`,
-	define: func(fs *flag.FlagSet, c *commonConfig) command {
-		k := &chatCmd{common: c}
-		k.register(fs)
-		return k
-	},
+	newCommand: func(c *commonConfig) command { return &chatCmd{common: c} },
 }
 
 // chatEvent is the event Parley broadcasts for a new message.

@@ -24,29 +24,23 @@ reports the server's CPU time per delivery.
 
 Example:
   parley bench connections --connections 10000 --hold 30s --server-pid $(pidof parley)`,
-	define: func(fs *flag.FlagSet, c *commonConfig) command {
-		k := &connectionsCmd{common: c}
-		k.register(fs)
-		return k
-	},
+	newCommand: func(c *commonConfig) command { return &connectionsCmd{common: c} },
 }
 
 // connectionsCmd is the connections scenario's configuration.
 type connectionsCmd struct {
-	common        *commonConfig
-	Connections   int           // default 1000
-	Channels      int           // zero means min(100, Connections)
-	ChannelPrefix string        // default "bench-"
-	RampRate      float64       // new sockets per second; 0 = as fast as dialing allows
-	Hold          time.Duration // default 5s
+	common      *commonConfig
+	Connections int           // default 1000
+	RampRate    float64       // new sockets per second; 0 = as fast as dialing allows
+	Hold        time.Duration // default 5s
+	publicChannels
 	deliveryConfig
 }
 
 func (k *connectionsCmd) register(fs *flag.FlagSet) {
 	fs.IntVar(&k.Connections, "connections", 1000, fmt.Sprintf("sockets to open and hold (at most %d)", maxSockets))
 	fs.IntVar(&k.Connections, "n", 1000, "short for --connections")
-	fs.IntVar(&k.Channels, "channels", 0, "public channels; socket i joins channel i mod channels (default min(100, connections))")
-	fs.StringVar(&k.ChannelPrefix, "channel-prefix", "bench-", "channel name prefix")
+	k.publicChannels.register(fs, "socket", "connections")
 	fs.Float64Var(&k.RampRate, "ramp-rate", 0, "new sockets per second (0 = as fast as --dial-concurrency allows)")
 	fs.DurationVar(&k.Hold, "hold", 5*time.Second, fmt.Sprintf("how long to hold the sockets open (at most %s)", maxHold))
 	registerDelivery(fs, &k.deliveryConfig, "publish-rate", "publish-duration", 1000, 0)
@@ -63,9 +57,7 @@ func (k *connectionsCmd) sockets() int { return k.Connections + k.Publishers }
 func (k *connectionsCmd) validate() []string {
 	var probs []string
 	probs = checkRange(probs, "--connections", k.Connections, 1, maxSockets)
-	k.Channels = defaultChannels(k.Channels, k.Connections)
-	probs = checkRange(probs, "--channels", k.Channels, 1, max(k.Connections, 1))
-	probs = checkChannelPrefix(probs, k.ChannelPrefix)
+	probs = k.publicChannels.validate(probs, k.Connections)
 	probs = checkRange(probs, "--ramp-rate", k.RampRate, 0, maxSockets)
 	probs = checkDuration(probs, "--hold", k.Hold, 0, maxHold)
 	probs = k.deliveryConfig.validate(probs, "--publish-rate", "--publish-duration", true)
@@ -120,8 +112,6 @@ func (r *connectionsReport) rows() []row {
 	}
 	return rows
 }
-
-func (k *connectionsCmd) channel(c int) string { return k.ChannelPrefix + strconv.Itoa(c) }
 
 func (k *connectionsCmd) run(ctx context.Context, e *env) (report, error) {
 	rep := &connectionsReport{runInfo: e.newInfo(), Connections: k.Connections, Channels: k.Channels, RampRateLimit: k.RampRate, HoldSeconds: k.Hold.Seconds()}

@@ -39,20 +39,15 @@ with 4101). The report always shows the host's TCP memory from
 
 Example:
   parley bench fanout --subscribers 10000 --channels 100 --rate 2000 --duration 30s`,
-	define: func(fs *flag.FlagSet, c *commonConfig) command {
-		f := &fanoutCmd{common: c}
-		f.register(fs)
-		return f
-	},
+	newCommand: func(c *commonConfig) command { return &fanoutCmd{common: c} },
 }
 
 // fanoutCmd is the fanout scenario's configuration.
 type fanoutCmd struct {
 	common        *commonConfig
-	Subscribers   int    // sockets; default 1000
-	Channels      int    // public channels; zero means min(100, Subscribers)
-	ChannelPrefix string // default "bench-"
-	SlowConsumers int    // sockets that subscribe and never read; default 0
+	Subscribers   int // sockets; default 1000
+	SlowConsumers int // sockets that subscribe and never read; default 0
+	publicChannels
 	deliveryConfig
 }
 
@@ -62,8 +57,7 @@ func (f *fanoutCmd) multiNode() bool { return true }
 func (f *fanoutCmd) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Subscribers, "subscribers", 1000, fmt.Sprintf("subscriber sockets (at most %d)", maxSockets))
 	fs.IntVar(&f.Subscribers, "n", 1000, "short for --subscribers")
-	fs.IntVar(&f.Channels, "channels", 0, "public channels; subscriber i joins channel i mod channels (default min(100, subscribers))")
-	fs.StringVar(&f.ChannelPrefix, "channel-prefix", "bench-", "channel name prefix")
+	f.publicChannels.register(fs, "subscriber", "subscribers")
 	fs.IntVar(&f.SlowConsumers, "slow-consumers", 0, "extra sockets that subscribe (slow consumer j to channel j mod channels) and then never read; not measured")
 	registerDelivery(fs, &f.deliveryConfig, "rate", "duration", 1000, 10*time.Second)
 }
@@ -91,9 +85,7 @@ func (f *fanoutCmd) validate() []string {
 	if f.Subscribers+f.SlowConsumers > maxSockets && f.Subscribers <= maxSockets && f.SlowConsumers <= maxSockets {
 		probs = append(probs, fmt.Sprintf("--subscribers plus --slow-consumers must be at most %d (got %d)", maxSockets, f.Subscribers+f.SlowConsumers))
 	}
-	f.Channels = defaultChannels(f.Channels, f.Subscribers)
-	probs = checkRange(probs, "--channels", f.Channels, 1, max(f.Subscribers, 1))
-	probs = checkChannelPrefix(probs, f.ChannelPrefix)
+	probs = f.publicChannels.validate(probs, f.Subscribers)
 	probs = f.deliveryConfig.validate(probs, "--rate", "--duration", false)
 	if len(probs) == 0 {
 		if _, err := expectedDeliveries(f.Subscribers, f.Channels, itemsFor(f.Rate, f.Duration)); err != nil {
@@ -102,6 +94,32 @@ func (f *fanoutCmd) validate() []string {
 	}
 	return probs
 }
+
+// publicChannels are --channels and --channel-prefix of the scenarios
+// whose sockets each join one public channel: socket i joins channel i mod
+// Channels.
+type publicChannels struct {
+	Channels      int    // zero means min(100, sockets)
+	ChannelPrefix string // default "bench-"
+}
+
+// register defines the flags; socket names a socket in their usage and
+// countFlag the flag that counts them.
+func (p *publicChannels) register(fs *flag.FlagSet, socket, countFlag string) {
+	fs.IntVar(&p.Channels, "channels", 0, fmt.Sprintf("public channels; %s i joins channel i mod channels (default min(100, %s))", socket, countFlag))
+	fs.StringVar(&p.ChannelPrefix, "channel-prefix", "bench-", "channel name prefix")
+}
+
+// validate fills in an unset --channels for that many sockets and adds the
+// flags' problems to probs.
+func (p *publicChannels) validate(probs []string, sockets int) []string {
+	p.Channels = defaultChannels(p.Channels, sockets)
+	probs = checkRange(probs, "--channels", p.Channels, 1, max(sockets, 1))
+	return checkChannelPrefix(probs, p.ChannelPrefix)
+}
+
+// channel is channel c's name.
+func (p *publicChannels) channel(c int) string { return p.ChannelPrefix + strconv.Itoa(c) }
 
 // defaultChannels fills in an unset --channels: 100, or one per socket
 // when there are fewer, so that `-n 10` works without a second flag.
@@ -216,8 +234,6 @@ func fmtCodes(codes map[string]int64) string {
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
 }
-
-func (f *fanoutCmd) channel(c int) string { return f.ChannelPrefix + strconv.Itoa(c) }
 
 func (f *fanoutCmd) run(ctx context.Context, e *env) (report, error) {
 	rep := &fanoutReport{runInfo: e.newInfo(), Subscribers: f.Subscribers, Channels: f.Channels, SlowConsumers: f.SlowConsumers}

@@ -18,6 +18,19 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// runReport runs the bench with args and --json, requires it to succeed,
+// decodes the report into r and returns stdout.
+func runReport(t *testing.T, r any, args ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "r.json")
+	code, stdout, stderr := runMain(t, append(args, "--json", out)...)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	readJSON(t, out, r)
+	return stdout
+}
+
 // readJSON decodes the --json report into v.
 func readJSON(t *testing.T, path string, v any) {
 	t.Helper()
@@ -57,20 +70,15 @@ type fanoutJSON struct {
 
 // fanoutArgs: 4 subscribers on 2 channels, 200 events in 1 s, so each
 // channel gets 100 events and each subscriber expects 100.
-func fanoutArgs(f *fakePusher, jsonPath string) []string {
+func fanoutArgs(f *fakePusher) []string {
 	return append([]string{"fanout", "--subscribers", "4", "--channels", "2", "--rate", "200", "--duration", "1s",
-		"--drain", "500ms", "--publishers", "8", "--json", jsonPath}, f.args()...)
+		"--drain", "500ms", "--publishers", "8"}, f.args()...)
 }
 
 func TestFanoutCleanRun(t *testing.T) {
 	f := newFakePusher(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	code, stdout, stderr := runMain(t, fanoutArgs(f, out)...)
-	if code != exitOK {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
-	}
 	var r fanoutJSON
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, fanoutArgs(f)...)
 	if !r.Completed || r.Connected != 4 || r.EventsSent != 200 || r.EventsPublished != 200 || r.PublishErrors != 0 {
 		t.Fatalf("run: %+v", r)
 	}
@@ -96,13 +104,8 @@ func TestFanoutCountsLossAndDuplicates(t *testing.T) {
 	f.victimChannel = "bench-0" // one subscriber of bench-0 misses every 10th of its 100 events
 	f.dropEvery = 10
 	f.dupSeq = 5 // event 5 (on bench-1, two subscribers) arrives twice at each
-	out := filepath.Join(t.TempDir(), "r.json")
-	code, stdout, stderr := runMain(t, fanoutArgs(f, out)...)
-	if code != exitOK {
-		t.Fatalf("loss is a result, not a failure: exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r fanoutJSON
-	readJSON(t, out, &r)
+	runReport(t, &r, fanoutArgs(f)...)
 	if r.Expected != 400 || r.Lost != 10 || r.Delivered != 390 || r.Duplicates != 2 {
 		t.Errorf("expected %d delivered %d lost %d dup %d; want 400/390/10/2", r.Expected, r.Delivered, r.Lost, r.Duplicates)
 	}
@@ -110,15 +113,10 @@ func TestFanoutCountsLossAndDuplicates(t *testing.T) {
 
 func TestFanoutWrongSecretCountsPublishErrors(t *testing.T) {
 	f := newFakePusher(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	args := append([]string{"fanout", "-n", "2", "--channels", "1", "--rate", "50", "--duration", "200ms", "--drain", "0s", "--json", out}, f.args()...)
+	args := append([]string{"fanout", "-n", "2", "--channels", "1", "--rate", "50", "--duration", "200ms", "--drain", "0s"}, f.args()...)
 	args = append(args, "--secret", "wrong")
-	code, stdout, stderr := runMain(t, args...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r fanoutJSON
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, args...)
 	if r.EventsSent != 10 || r.PublishErrors != 10 || r.Expected != 0 || r.Lost != 0 {
 		t.Errorf("sent %d errors %d expected %d lost %d; want 10/10/0/0", r.EventsSent, r.PublishErrors, r.Expected, r.Lost)
 	}

@@ -29,11 +29,7 @@ the server's limit to test more.
 
 Example:
   parley bench presence --members 100`,
-	define: func(fs *flag.FlagSet, c *commonConfig) command {
-		p := &presenceCmd{common: c}
-		p.register(fs)
-		return p
-	},
+	newCommand: func(c *commonConfig) command { return &presenceCmd{common: c} },
 }
 
 // presenceCmd is the presence scenario's configuration.

@@ -11,11 +11,6 @@ import (
 
 func TestPresenceBecomesConsistent(t *testing.T) {
 	f := newFakePusher(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	code, stdout, stderr := runMain(t, append([]string{"presence", "--members", "30", "--settle", "3s", "--json", out}, f.args()...)...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r struct {
 		Completed         bool  `json:"completed"`
 		Joined            int64 `json:"joined"`
@@ -28,7 +23,7 @@ func TestPresenceBecomesConsistent(t *testing.T) {
 			Count int64 `json:"count"`
 		} `json:"member_added_latency"`
 	}
-	readJSON(t, out, &r)
+	runReport(t, &r, append([]string{"presence", "--members", "30", "--settle", "3s"}, f.args()...)...)
 	// The fake server serialises joins, so socket i hears about the
 	// 29 − i members after it: 29+28+…+0 = 435 member_added events.
 	if !r.Completed || !r.Consistent || r.Joined != 30 || r.ConsistentSockets != 30 {
@@ -50,14 +45,9 @@ func TestPresenceWrongSecretFailsToJoin(t *testing.T) {
 
 func TestConnectionsHoldAndPublish(t *testing.T) {
 	f := newFakePusher(t)
-	out := filepath.Join(t.TempDir(), "r.json")
 	args := append([]string{"connections", "--connections", "40", "--channels", "4", "--hold", "200ms", "--ramp-rate", "400",
 		"--publish-rate", "100", "--publish-duration", "300ms", "--drain", "200ms",
-		"--server-pid", strconv.Itoa(os.Getpid()), "--json", out}, f.args()...)
-	code, stdout, stderr := runMain(t, args...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
+		"--server-pid", strconv.Itoa(os.Getpid())}, f.args()...)
 	var r struct {
 		Completed      bool    `json:"completed"`
 		Connected      int64   `json:"connected"`
@@ -76,7 +66,7 @@ func TestConnectionsHoldAndPublish(t *testing.T) {
 			Lost      int64 `json:"lost"`
 		} `json:"publish"`
 	}
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, args...)
 	if !r.Completed || r.Connected != 40 || r.StillConnected != 40 || r.Subscribe.Count != 40 {
 		t.Errorf("report %+v", r)
 	}
@@ -130,13 +120,8 @@ func chatFixture(t *testing.T, f *fakePusher) string {
 func TestChatWithUsersFile(t *testing.T) {
 	f := newFakePusher(t)
 	users := chatFixture(t, f)
-	out := filepath.Join(t.TempDir(), "r.json")
 	args := append([]string{"chat", "--users-file", users, "--matter-ids", "7,8", "--rate", "40", "--duration", "500ms",
-		"--drain", "200ms", "--payload", "120", "--read-rate", "20", "--json", out}, f.args()...)
-	code, stdout, stderr := runMain(t, args...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
+		"--drain", "200ms", "--payload", "120", "--read-rate", "20"}, f.args()...)
 	var r struct {
 		Completed      bool  `json:"completed"`
 		Connected      int64 `json:"sockets_connected"`
@@ -156,7 +141,7 @@ func TestChatWithUsersFile(t *testing.T) {
 		ReadErrors int64                     `json:"read_errors"`
 		Endpoints  map[string]map[string]any `json:"endpoint_latency"`
 	}
-	readJSON(t, out, &r)
+	runReport(t, &r, args...)
 	// --read-rate 20 for 500 ms: 10 cycles, each timing five endpoints.
 	// A cycle on an empty matter lists and counts only.
 	count := func(name string) int64 { n, _ := r.Endpoints[name]["count"].(float64); return int64(n) }
@@ -181,17 +166,13 @@ func TestChatHistoryMissing(t *testing.T) {
 	f := newFakePusher(t)
 	users := chatFixture(t, f)
 	f.hideEvery = 5 // the history leaves out message ids 5, 10, …
-	out := filepath.Join(t.TempDir(), "r.json")
 	args := append([]string{"chat", "--users-file", users, "--matter-ids", "7", "--rate", "40", "--duration", "250ms",
-		"--drain", "100ms", "--json", out}, f.args()...)
-	if code, stdout, stderr := runMain(t, args...); code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
+		"--drain", "100ms"}, f.args()...)
 	var r struct {
 		HistoryChecked int64 `json:"history_checked"`
 		HistoryMissing int64 `json:"history_missing"`
 	}
-	readJSON(t, out, &r)
+	runReport(t, &r, args...)
 	if r.HistoryChecked != 10 || r.HistoryMissing != 2 {
 		t.Errorf("checked %d missing %d; want 10/2", r.HistoryChecked, r.HistoryMissing)
 	}

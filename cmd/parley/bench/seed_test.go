@@ -284,12 +284,6 @@ func TestChatOnSeededDatabase(t *testing.T) {
 		t.Fatalf("seed: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	port := startChatServer(t, dir)
-	out := filepath.Join(t.TempDir(), "r.json")
-	code, stdout, stderr := runMain(t, "chat", "--users-file", users, "--rate", "20", "--duration", "1s", "--drain", "500ms",
-		"--port", port, "--app-id", "app-1", "--key", "key-1", "--secret", "secret-1", "--quiet", "--json", out)
-	if code != exitOK {
-		t.Fatalf("chat: exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r struct {
 		Completed      bool  `json:"completed"`
 		Matters        int   `json:"matters"`
@@ -300,7 +294,8 @@ func TestChatOnSeededDatabase(t *testing.T) {
 		HistoryChecked int64 `json:"history_checked"`
 		HistoryMissing int64 `json:"history_missing"`
 	}
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, "chat", "--users-file", users, "--rate", "20", "--duration", "1s", "--drain", "500ms",
+		"--port", port, "--app-id", "app-1", "--key", "key-1", "--secret", "secret-1", "--quiet")
 	// 20 messages over 2 matters of 6 members: 5 recipients each.
 	if !r.Completed || r.Matters != 2 || r.Acked != 20 || r.Expected != 100 || r.Delivered != 100 || r.Unexpected != 0 {
 		t.Errorf("report %+v\n%s", r, stdout)
@@ -375,11 +370,7 @@ func TestChatUsersFileWithMatters(t *testing.T) {
 	b, _ := json.Marshal(users)
 	path := filepath.Join(t.TempDir(), "users.json")
 	writeFile(t, path, b)
-	out := filepath.Join(t.TempDir(), "r.json")
-	args := append([]string{"chat", "--users-file", path, "--rate", "40", "--duration", "500ms", "--drain", "200ms", "--json", out}, f.args()...)
-	if code, stdout, stderr := runMain(t, args...); code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
+	args := append([]string{"chat", "--users-file", path, "--rate", "40", "--duration", "500ms", "--drain", "200ms"}, f.args()...)
 	var r struct {
 		Completed      bool  `json:"completed"`
 		Matters        int   `json:"matters"`
@@ -389,7 +380,7 @@ func TestChatUsersFileWithMatters(t *testing.T) {
 		HistoryChecked int64 `json:"history_checked"`
 		HistoryMissing int64 `json:"history_missing"`
 	}
-	readJSON(t, out, &r)
+	runReport(t, &r, args...)
 	// 20 messages: 10 to matter 7 (2 other members), 10 to matter 8 (1).
 	if !r.Completed || r.Matters != 2 || r.Expected != 30 || r.Delivered != 30 || r.Unexpected != 0 {
 		t.Errorf("report %+v", r)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,13 +28,8 @@ type slowJSON struct {
 
 func TestFanoutSlowConsumersStayOpenAndUnread(t *testing.T) {
 	f := newFakePusher(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	code, stdout, stderr := runMain(t, append(fanoutArgs(f, out), "--slow-consumers", "3")...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r slowJSON
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, append(fanoutArgs(f), "--slow-consumers", "3")...)
 	if got := f.slowSubscribed.Load(); got != 3 {
 		t.Errorf("the server saw %d slow consumers subscribe, want 3", got)
 	}
@@ -66,13 +60,8 @@ func TestFanoutSlowConsumersStayOpenAndUnread(t *testing.T) {
 func TestFanoutSlowConsumersClosedBy4101(t *testing.T) {
 	f := newFakePusher(t)
 	f.closeSlow = true
-	out := filepath.Join(t.TempDir(), "r.json")
-	code, stdout, stderr := runMain(t, append(fanoutArgs(f, out), "--slow-consumers", "3")...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r slowJSON
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, append(fanoutArgs(f), "--slow-consumers", "3")...)
 	if r.SlowConnected != 3 || r.SlowOpenAtEnd != 0 || r.SlowClosed != 3 || r.SlowCloseCodes["4101"] != 3 {
 		t.Errorf("slow: %d connected, %d open, %d closed, codes %v; want 3/0/3/{4101:3}", r.SlowConnected, r.SlowOpenAtEnd, r.SlowClosed, r.SlowCloseCodes)
 	}
@@ -87,21 +76,16 @@ func TestFanoutSlowConsumersClosedBy4101(t *testing.T) {
 func TestFanoutSpreadsOverNodes(t *testing.T) {
 	f := newFakePusher(t)
 	second := f.addNode(t)
-	out := filepath.Join(t.TempDir(), "r.json")
 	// 5 subscribers and 3 slow consumers on 2 channels over 2 nodes.
 	args := append([]string{"fanout", "--subscribers", "5", "--channels", "2", "--slow-consumers", "3", "--rate", "200", "--duration", "1s",
-		"--drain", "500ms", "--json", out}, f.args()...)
+		"--drain", "500ms"}, f.args()...)
 	for i := range args {
 		if args[i] == "--port" {
 			args[i+1] += "," + second.port() // the first node stays first
 		}
 	}
-	code, stdout, stderr := runMain(t, args...)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
 	var r slowJSON
-	readJSON(t, out, &r)
+	stdout := runReport(t, &r, args...)
 	// nodeFor(i, 2, 2) for i = 0..4 is 0, 1, 1, 0, 0; for the slow j = 0..2, 0, 1, 1.
 	want := []nodeReport{
 		{Target: f.nodes[0].srv.Listener.Addr().String(), Subscribers: 3, Connected: 3, SlowConsumers: 1, SlowConnected: 1},
