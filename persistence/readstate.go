@@ -147,33 +147,19 @@ func (s *sqlStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID 
 		if err := tx.GetContext(ctx, &out.ReadSeq, s.lockMember(`?`), matterID, readerID); err != nil {
 			return err
 		}
-		// old is the watermark; top the matter's newest message at or below
-		// upToID. Messages of a matter commit in id order (a send locks the
-		// matter), so no message below top can still appear, and the
-		// watermark may move to it.
-		var old, top int64
-		err := tx.QueryRowxContext(ctx, s.rebind(`SELECT
-			COALESCE((SELECT up_to FROM read_positions WHERE matter_id = ? AND user_id = ?), 0),
-			COALESCE((SELECT MAX(id) FROM messages WHERE matter_id = ? AND id <= ?), 0)`),
-			matterID, readerID, matterID, upToID).Scan(&old, &top)
-		if err != nil || top <= old {
-			return err
-		}
-		if err := s.countMarked(ctx, tx, &out, old, top); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO read_positions (matter_id, user_id, up_to) VALUES (?, ?, ?)
-			ON CONFLICT (matter_id, user_id) DO UPDATE SET up_to = excluded.up_to`), matterID, readerID, top); err != nil {
+		mv, err := s.countMarked(ctx, tx, &out)
+		if err != nil || mv.to <= mv.from {
 			return err
 		}
 		if out.Marked == 0 {
-			return nil // only own, deleted or singly read messages: no range to record
-		}
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO read_ranges (matter_id, user_id, from_id, to_id, read_at)
-			VALUES (?, ?, ?, ?, ?)`), matterID, readerID, old, top, out.ReadAt); err != nil {
+			// Only own, deleted or singly read messages: the watermark moves,
+			// no range to record, nothing to count.
+			_, err := tx.ExecContext(ctx, s.rebind(upsertPosition), matterID, readerID, mv.to)
 			return err
 		}
-		return tx.GetContext(ctx, &out.ReadSeq, s.rebind(bumpReadSeq), matterID, readerID)
+		seq, err := s.d.moveWatermark(ctx, tx, mv)
+		out.ReadSeq = seq
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return ReadUpTo{}, fmt.Errorf("persistence: user %d in matter %d: member: %w", readerID, matterID, ErrNotFound)
@@ -184,65 +170,104 @@ func (s *sqlStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID 
 	return out, nil
 }
 
-// markedCount is one sender's messages in a watermark's move: all of them
-// (kind 0) or those the reader had read on their own (kind 1).
+// watermarkMove is a move of a reader's watermark in a matter from from to
+// to, at at, that marked something: what moveWatermark writes.
+type watermarkMove struct {
+	matterID, userID, from, to int64
+	at                         time.Time
+}
+
+// upsertPosition sets a watermark (matter, user, up_to).
+const upsertPosition = `INSERT INTO read_positions (matter_id, user_id, up_to) VALUES (?, ?, ?)
+	ON CONFLICT (matter_id, user_id) DO UPDATE SET up_to = excluded.up_to`
+
+// moveWatermarkStatements is moveWatermark in three statements, which cost
+// nothing on the embedded database: the new watermark, the range, the
+// member's read version (returned).
+func moveWatermarkStatements(ctx context.Context, tx *sqlx.Tx, mv watermarkMove) (int64, error) {
+	if _, err := tx.ExecContext(ctx, upsertPosition, mv.matterID, mv.userID, mv.to); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO read_ranges (matter_id, user_id, from_id, to_id, read_at) VALUES (?, ?, ?, ?, ?)`,
+		mv.matterID, mv.userID, mv.from, mv.to, mv.at); err != nil {
+		return 0, err
+	}
+	var seq int64
+	err := tx.GetContext(ctx, &seq, bumpReadSeq, mv.matterID, mv.userID)
+	return seq, err
+}
+
+// markedCount is a row of markedSQL.
 type markedCount struct {
 	Kind     int   `db:"kind"`
 	SenderID int64 `db:"sender_id"`
-	N        int   `db:"n"`
+	N        int64 `db:"n"`
 	Last     int64 `db:"last_id"`
 }
 
-// countMarked fills out's Marked, LastMarkedID and SenderIDs: what moving
-// the reader's watermark from old to top marks read, the messages from
-// others in (old, top] not deleted and not read on their own. It counts
-// rather than lists them: an index-only aggregate over the matter's
-// messages in the range (per sender), less the reader's single reads there.
-func (s *sqlStore) countMarked(ctx context.Context, tx *sqlx.Tx, out *ReadUpTo, old, top int64) error {
+// markedSQL reads, in one statement, what moving a reader's watermark marks
+// (see countMarked): kind 0 is the watermark (n) and the matter's newest
+// message at or below the id read up to (last_id), to which it may move:
+// messages of a matter commit in id order (a send locks the matter), so no
+// message below it can still appear. Kind 1 counts, per sender, the
+// messages from others in between, not deleted (an index-only aggregate
+// over the matter's messages); kind 2 the reader's single reads among them;
+// kind 3 is the newest not read on its own. Its arguments: matter, reader,
+// matter, up to, then matter and reader for kinds 1 to 3 (reader twice for
+// kind 2 and 3).
+const markedSQL = `WITH lim AS (SELECT
+		COALESCE((SELECT up_to FROM read_positions WHERE matter_id = ? AND user_id = ?), 0) AS old,
+		COALESCE((SELECT MAX(id) FROM messages WHERE matter_id = ? AND id <= ?), 0) AS top)
+	SELECT 0 AS kind, 0 AS sender_id, old AS n, top AS last_id FROM lim
+	UNION ALL
+	SELECT 1, m.sender_id, COUNT(*), 0 FROM messages m
+	WHERE m.matter_id = ? AND m.id > (SELECT old FROM lim) AND m.id <= (SELECT top FROM lim)
+		AND m.sender_id <> ? AND m.deleted_at IS NULL
+	GROUP BY m.sender_id
+	UNION ALL
+	SELECT 2, m.sender_id, COUNT(*), 0 FROM message_reads r JOIN messages m ON m.id = r.message_id
+	WHERE r.user_id = ? AND r.message_id > (SELECT old FROM lim) AND r.message_id <= (SELECT top FROM lim)
+		AND m.matter_id = ? AND m.sender_id <> ? AND m.deleted_at IS NULL
+	GROUP BY m.sender_id
+	UNION ALL
+	SELECT 3, 0, 0, COALESCE((SELECT m.id FROM messages m
+		WHERE m.matter_id = ? AND m.id > (SELECT old FROM lim) AND m.id <= (SELECT top FROM lim)
+			AND m.sender_id <> ? AND m.deleted_at IS NULL
+			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)
+		ORDER BY m.id DESC LIMIT 1), 0)`
+
+// countMarked reads where the reader's watermark is and may move to, and
+// fills out's Marked, LastMarkedID and SenderIDs: what the move marks read,
+// the messages from others after the watermark up to the new one, not
+// deleted and not read on their own. It counts rather than lists them.
+func (s *sqlStore) countMarked(ctx context.Context, tx *sqlx.Tx, out *ReadUpTo) (watermarkMove, error) {
 	m, u := out.MatterID, out.ReaderID
-	var counts []markedCount
-	err := tx.SelectContext(ctx, &counts, s.rebind(`SELECT 0 AS kind, m.sender_id, COUNT(*) AS n, MAX(m.id) AS last_id
-		FROM messages m
-		WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ? AND m.deleted_at IS NULL
-		GROUP BY m.sender_id
-		UNION ALL
-		SELECT 1, m.sender_id, COUNT(*), MAX(m.id)
-		FROM message_reads r JOIN messages m ON m.id = r.message_id
-		WHERE r.user_id = ? AND r.message_id > ? AND r.message_id <= ?
-			AND m.matter_id = ? AND m.sender_id <> ? AND m.deleted_at IS NULL
-		GROUP BY m.sender_id`), m, old, top, u, u, old, top, m, u)
-	if err != nil {
-		return err
+	mv := watermarkMove{matterID: m, userID: u, at: out.ReadAt}
+	var rows []markedCount
+	if err := tx.SelectContext(ctx, &rows, s.rebind(markedSQL), m, u, m, out.UpToID, m, u, u, m, u, m, u, u); err != nil {
+		return mv, err
 	}
-	per := map[int64]int{}
-	singles := false
-	for _, c := range counts {
-		if c.Kind == 1 {
-			per[c.SenderID] -= c.N
-			singles = true
-			continue
+	per := map[int64]int64{}
+	for _, r := range rows {
+		switch r.Kind {
+		case 0:
+			mv.from, mv.to = r.N, r.Last
+		case 1:
+			per[r.SenderID] += r.N
+		case 2:
+			per[r.SenderID] -= r.N
+		case 3:
+			out.LastMarkedID = r.Last
 		}
-		per[c.SenderID] += c.N
-		out.LastMarkedID = max(out.LastMarkedID, c.Last)
 	}
 	for sender, n := range per {
 		if n > 0 {
-			out.Marked += n
+			out.Marked += int(n)
 			out.SenderIDs = append(out.SenderIDs, sender)
 		}
 	}
 	slices.Sort(out.SenderIDs)
-	switch {
-	case out.Marked == 0:
-		out.LastMarkedID = 0
-	case singles:
-		// The newest may have been read on its own: the newest that was not.
-		return tx.GetContext(ctx, &out.LastMarkedID, s.rebind(`SELECT m.id FROM messages m
-			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ? AND m.deleted_at IS NULL
-			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)
-			ORDER BY m.id DESC LIMIT 1`), m, old, top, u, u)
-	}
-	return nil
+	return mv, nil
 }
 
 func (s *sqlStore) DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error) {

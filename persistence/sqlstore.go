@@ -51,6 +51,10 @@ type dialect struct {
 	// unreadState is UnreadState's statement; its three placeholders all
 	// take the user id.
 	unreadState string
+	// moveWatermark writes a move of a reader's watermark that marked
+	// something (the watermark, the range, the read version) and returns
+	// the member's new read version.
+	moveWatermark func(ctx context.Context, tx *sqlx.Tx, mv watermarkMove) (readSeq int64, err error)
 	// migrationLock, if set, runs first in each migration's transaction;
 	// timestamp is the type of schema_migrations.applied_at.
 	migrationLock, timestamp string

@@ -34,6 +34,7 @@ var postgresDialect = dialect{
 	},
 	countMessages: pgCountMessages,
 	unreadState:   unreadStateSQL(`(SELECT m.id FROM messages m WHERE m.matter_id = mm.matter_id ORDER BY m.id DESC LIMIT 1)`),
+	moveWatermark: pgMoveWatermark,
 	// A transaction-scoped advisory lock; its key includes the schema so
 	// separate schemas (e.g. test runs) do not wait on each other.
 	migrationLock: `SELECT pg_advisory_xact_lock(hashtext('parley.migrate'), hashtext(coalesce(current_schema(), '')))`,
@@ -86,6 +87,21 @@ func withBinaryParameters(databaseURL string) string {
 }
 
 func pgIs(err error, code pqerror.Code) bool { return pq.As(err, code) != nil }
+
+// pgMoveWatermark is moveWatermark in one round trip: the new watermark, the
+// range (whose foreign key to the watermark is checked at the statement's
+// end) and the member's read version.
+func pgMoveWatermark(ctx context.Context, tx *sqlx.Tx, mv watermarkMove) (int64, error) {
+	var seq int64
+	err := tx.GetContext(ctx, &seq, `WITH pos AS (
+			INSERT INTO read_positions (matter_id, user_id, up_to) VALUES ($1, $2, $4)
+			ON CONFLICT (matter_id, user_id) DO UPDATE SET up_to = excluded.up_to),
+		rng AS (
+			INSERT INTO read_ranges (matter_id, user_id, from_id, to_id, read_at) VALUES ($1, $2, $3, $4, $5))
+		UPDATE members SET read_seq = read_seq + 1 WHERE matter_id = $1 AND user_id = $2 RETURNING read_seq`,
+		mv.matterID, mv.userID, mv.from, mv.to, mv.at)
+	return seq, err
+}
 
 // pgCountMessages is ListMessages' count. The matter's message_count
 // (migration 0006) makes the total of the whole history, and of what

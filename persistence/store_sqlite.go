@@ -48,6 +48,7 @@ var sqliteDialect = dialect{
 	},
 	countMessages: countAllMessages, // in-process and fast
 	unreadState:   unreadStateSQL(`(SELECT MAX(m.id) FROM messages m WHERE m.matter_id = mm.matter_id)`),
+	moveWatermark: moveWatermarkStatements, // statements cost no round trip here
 	// BEGIN IMMEDIATE (see sqliteDSN) serialises concurrent migrators: other
 	// processes wait out busy_timeout.
 	timestamp: `DATETIME`,
