@@ -211,8 +211,10 @@ type markedCount struct {
 // messages of a matter commit in id order (a send locks the matter), so no
 // message below it can still appear. Kind 1 counts, per sender, the
 // messages from others in between, not deleted (an index-only aggregate
-// over the matter's messages); kind 2 the reader's single reads among them;
-// kind 3 is the newest not read on its own. Its arguments: matter, reader,
+// over the matter's messages); kind 2 the reader's single reads among them
+// (from the reader's receipts: CROSS JOIN makes SQLite start there too,
+// rather than probe them for every message); kind 3 is the newest not read
+// on its own. Its arguments: matter, reader,
 // matter, up to, then matter and reader for kinds 1 to 3 (reader twice for
 // kind 2 and 3).
 const markedSQL = `WITH lim AS (SELECT
@@ -225,9 +227,9 @@ const markedSQL = `WITH lim AS (SELECT
 		AND m.sender_id <> ? AND m.deleted_at IS NULL
 	GROUP BY m.sender_id
 	UNION ALL
-	SELECT 2, m.sender_id, COUNT(*), 0 FROM message_reads r JOIN messages m ON m.id = r.message_id
+	SELECT 2, m.sender_id, COUNT(*), 0 FROM message_reads r CROSS JOIN messages m
 	WHERE r.user_id = ? AND r.message_id > (SELECT old FROM lim) AND r.message_id <= (SELECT top FROM lim)
-		AND m.matter_id = ? AND m.sender_id <> ? AND m.deleted_at IS NULL
+		AND m.id = r.message_id AND m.matter_id = ? AND m.sender_id <> ? AND m.deleted_at IS NULL
 	GROUP BY m.sender_id
 	UNION ALL
 	SELECT 3, 0, 0, COALESCE((SELECT m.id FROM messages m
