@@ -37,8 +37,9 @@ import (
 // is what the unread counters' arithmetic relies on. The embedded
 // database's one writer serialises them without locks.
 
-// lockMember locks the member row (matterID is a subquery's "?" or the id
-// itself in "?"), FOR NO KEY UPDATE since read_seq is all that changes.
+// lockMember is the statement that locks a member row and reads its
+// read_seq; matterID is the matter's SQL, "?" or a subquery with one
+// argument. FOR NO KEY UPDATE: read_seq is all that changes.
 func (s *sqlStore) lockMember(matterID string) string {
 	return s.rebind(`SELECT read_seq FROM members WHERE matter_id = ` + matterID + ` AND user_id = ?` + s.lock(` FOR NO KEY UPDATE`))
 }
@@ -68,7 +69,8 @@ func rangeEnd(reader string) string {
 	return `(SELECT MIN(x.to_id) FROM read_ranges x WHERE x.matter_id = m.matter_id AND x.user_id = ` + reader + ` AND x.to_id >= m.id)`
 }
 
-// receiptStateSQL takes the reader three times, then the message.
+// receiptStateSQL takes the reader, the message, then the reader three
+// times.
 var receiptStateSQL = `WITH c AS MATERIALIZED (
 		SELECT m.id, m.matter_id, m.sender_id, m.deleted_at IS NOT NULL AS gone, ` + rangeEnd("?") + ` AS to_id
 		FROM messages m WHERE m.id = ?)
@@ -117,10 +119,11 @@ func (s *sqlStore) MarkRead(ctx context.Context, messageID, readerID int64, at t
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			if err != nil {
-				return err
-			}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
 			return tx.GetContext(ctx, &r.ReadAt, s.rebind(`SELECT read_at FROM message_reads WHERE message_id = ? AND user_id = ?`), messageID, readerID)
 		}
 		created = true
@@ -152,8 +155,8 @@ func (s *sqlStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID 
 			return err
 		}
 		if out.Marked == 0 {
-			// Only own, deleted or singly read messages: the watermark moves,
-			// no range to record, nothing to count.
+			// Only own, deleted or singly read messages in between: the
+			// watermark moves; no range to record, read_seq stays.
 			_, err := tx.ExecContext(ctx, s.rebind(upsertPosition), matterID, readerID, mv.to)
 			return err
 		}
@@ -214,9 +217,9 @@ type markedCount struct {
 // over the matter's messages); kind 2 the reader's single reads among them
 // (from the reader's receipts: CROSS JOIN makes SQLite start there too,
 // rather than probe them for every message); kind 3 is the newest not read
-// on its own. Its arguments: matter, reader,
-// matter, up to, then matter and reader for kinds 1 to 3 (reader twice for
-// kind 2 and 3).
+// on its own. Its arguments: matter, reader, matter, up to; then kind 1's
+// matter and reader, kind 2's reader, matter and reader, kind 3's matter,
+// reader and reader.
 const markedSQL = `WITH lim AS (SELECT
 		COALESCE((SELECT up_to FROM read_positions WHERE matter_id = ? AND user_id = ?), 0) AS old,
 		COALESCE((SELECT MAX(id) FROM messages WHERE matter_id = ? AND id <= ?), 0) AS top)
