@@ -15,11 +15,10 @@ import (
 // are the same on both databases. Its statements are written once, with "?"
 // placeholders that rebind turns into PostgreSQL's $n; a value repeated in a
 // statement is passed once per placeholder. pgStore and sqliteStore embed it
-// and add what truly differs: opening the database, the group-commit send,
-// and the read and delete writes that PostgreSQL does in one statement with
-// data-modifying CTEs (which SQLite lacks), one writer making the SQLite
-// versions just as atomic. Statements only one database runs keep its own
-// placeholders.
+// and add what truly differs: opening the database and the group-commit
+// send. The read-state writes (readstate.go) are shared too: they lock rows
+// with s.lock, which the embedded database's one writer makes unnecessary.
+// Statements only one database runs keep its own placeholders.
 type sqlStore struct {
 	w *sqlx.DB // writes; on SQLite the one writer connection
 	r *sqlx.DB // reads; on PostgreSQL the same pool as w
@@ -52,6 +51,10 @@ type dialect struct {
 	// unreadState is UnreadState's statement; its three placeholders all
 	// take the user id.
 	unreadState string
+	// moveWatermark writes a move of a reader's watermark that marked
+	// something (the watermark, the range, the read version) and returns
+	// the member's new read version.
+	moveWatermark func(ctx context.Context, tx *sqlx.Tx, mv watermarkMove) (readSeq int64, err error)
 	// migrationLock, if set, runs first in each migration's transaction;
 	// timestamp is the type of schema_migrations.applied_at.
 	migrationLock, timestamp string
@@ -118,11 +121,6 @@ const (
 	// written, with its sender's name.
 	messageReturning = ` RETURNING id, matter_id, sender_id, body, created_at, updated_at, edited_at, deleted_at,
 	client_message_id, (SELECT u.name FROM users u WHERE u.id = messages.sender_id) AS sender_name`
-	// receiptSelect is a reader's receipt of a message (two placeholders:
-	// the message, the reader).
-	receiptSelect = `SELECT r.message_id, m.matter_id, m.sender_id, r.user_id AS reader_id, r.read_at
-	FROM message_reads r JOIN messages m ON m.id = r.message_id
-	WHERE r.message_id = ? AND r.user_id = ?`
 )
 
 func (s *sqlStore) CreateUser(ctx context.Context, name, email, passwordHash string) (User, error) {
@@ -406,43 +404,6 @@ func countAllMessages(_ MessageQuery, where string, args []any) (string, []any) 
 	return `SELECT COUNT(*) FROM messages m WHERE m.matter_id = ?` + where, args
 }
 
-func (s *sqlStore) UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error) {
-	// The LEFT JOIN keeps matters with nothing unread as zero rows.
-	rows, err := s.r.QueryContext(ctx, s.rebind(`SELECT mm.matter_id, COUNT(m.id)
-		FROM members mm
-		LEFT JOIN messages m ON m.matter_id = mm.matter_id AND m.sender_id <> ? AND m.deleted_at IS NULL
-			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)
-		WHERE mm.user_id = ?
-		GROUP BY mm.matter_id`), userID, userID, userID)
-	if err != nil {
-		return nil, fmt.Errorf("persistence: unread counts: %w", err)
-	}
-	return scanCounts(rows)
-}
-
-func (s *sqlStore) UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error) {
-	// One statement, so counts, last ids and read versions share a snapshot.
-	rows, err := s.r.QueryContext(ctx, s.rebind(s.d.unreadState), userID, userID, userID)
-	if err != nil {
-		return nil, fmt.Errorf("persistence: unread state: %w", err)
-	}
-	return scanState(rows)
-}
-
-func (s *sqlStore) Readers(ctx context.Context, messageIDs []int64) (map[int64][]Reader, error) {
-	if len(messageIDs) == 0 {
-		return map[int64][]Reader{}, nil
-	}
-	in, args := s.d.inIDs("message_id", messageIDs)
-	var rows []readerRow
-	err := s.r.SelectContext(ctx, &rows, s.rebind(`SELECT message_id, user_id, read_at FROM message_reads
-		WHERE `+in+` ORDER BY message_id, read_at, user_id`), args...)
-	if err != nil {
-		return nil, fmt.Errorf("persistence: readers: %w", err)
-	}
-	return readers(rows), nil
-}
-
 func (s *sqlStore) MatterSummaries(ctx context.Context, userID int64) ([]MatterSummary, error) {
 	// Both statements see one snapshot.
 	tx, err := s.r.BeginTxx(ctx, &s.d.snapshot)
@@ -459,18 +420,4 @@ func (s *sqlStore) MatterSummaries(ctx context.Context, userID int64) ([]MatterS
 		return nil, fmt.Errorf("persistence: matter summaries: members: %w", err)
 	}
 	return summaries(rows, members), nil
-}
-
-// unreadStateSQL is UnreadState's statement with newestID, the dialect's
-// subquery for a matter's (mm's) newest message id. The count starts after
-// read_up_to: below it everything is read.
-func unreadStateSQL(newestID string) string {
-	return `SELECT mm.matter_id,
-			(SELECT COUNT(*) FROM messages m
-				WHERE m.matter_id = mm.matter_id AND m.id > mm.read_up_to AND m.sender_id <> ? AND m.deleted_at IS NULL
-				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)),
-			COALESCE(` + newestID + `, 0),
-			mm.read_seq
-		FROM members mm
-		WHERE mm.user_id = ?`
 }

@@ -157,7 +157,7 @@ type MatterUnread struct {
 	// counted in Unread, and every later one is not.
 	LastMessageID int64
 	// ReadSeq is bumped by every read of the user in the matter that
-	// created receipts, and by every deletion of a message they had not
+	// marked something, and by every deletion of a message they had not
 	// read; a change whose ReadSeq is at or below it is counted.
 	ReadSeq int64
 }
@@ -234,21 +234,24 @@ type Store interface {
 	ListMessages(ctx context.Context, q MessageQuery) (msgs []Message, total int, err error)
 	// DeleteMessage soft-deletes a message (deleted_at and updated_at set, body emptied) and, in the
 	// same transaction, takes it out of the unread count of every member who had not read it
-	// (a receipt at the deletion time bars a later read, and their read_seq moves); deleting it
+	// (their read_seq moves; a later read is refused with ErrDeleted); deleting it
 	// again changes nothing (Deleted false). ErrNotFound if the message is missing.
 	DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error)
-	// Readers maps each of the messages to its receipts, oldest read first (one query for all).
+	// Readers maps each of the messages to its receipts, oldest read first (one query for all): single reads and
+	// the reads derived from the readers' watermark moves (see readstate.go), which derive none for a deleted message.
 	Readers(ctx context.Context, messageIDs []int64) (map[int64][]Reader, error)
 	// MatterSummaries lists the user's matters with their last message and members, the matter
 	// with the newest message (or, without messages, the newest matter) first.
 	MatterSummaries(ctx context.Context, userID int64) ([]MatterSummary, error)
 
-	// MarkRead records a read once: a second call returns the first read_at and created=false; ErrNotFound if the message (or reader) is missing, ErrDeleted if it was deleted.
+	// MarkRead records a read once: a second call, or one for a message the reader's watermark already covers, returns
+	// the first read_at and created=false; ErrNotFound if the message (or reader) is missing, ErrDeleted if it was deleted.
 	MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (r ReadReceipt, created bool, err error)
-	// MarkReadUpTo marks read, for a member, every message from others in the matter with an id up to upToID (deleted ones aside), in one statement; ErrNotFound if the reader is not a member.
+	// MarkReadUpTo marks read, for a member, every message from others in the matter with an id up to upToID (deleted ones
+	// aside) by moving the member's watermark: a few rows whatever the number of messages; ErrNotFound if the reader is not a member.
 	MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error)
 	// UnreadCounts maps every matter the user is a member of (zeros included) to its messages not sent by the user, not deleted and not read by them.
-	// It counts from the receipts alone (the definition); UnreadState is the fast path.
+	// It counts from the receipts alone (single reads and ranges: the definition); UnreadState, from the watermark, is the fast path.
 	UnreadCounts(ctx context.Context, userID int64) (map[int64]int, error)
 	// UnreadState is the user's read state per matter (every matter they belong to), what the unread counters load.
 	UnreadState(ctx context.Context, userID int64) (map[int64]MatterUnread, error)
@@ -476,22 +479,6 @@ func summaries(rows []summaryRow, members []memberRow) []MatterSummary {
 			s.LastMessage = &m
 		}
 		out[i] = s
-	}
-	return out
-}
-
-// readerRow is one receipt as Readers selects it.
-type readerRow struct {
-	MessageID int64 `db:"message_id"`
-	Reader
-}
-
-// readers groups receipts, already in (message, read_at, user) order.
-func readers(rows []readerRow) map[int64][]Reader {
-	out := map[int64][]Reader{}
-	for _, r := range rows {
-		r.ReadAt = r.ReadAt.UTC()
-		out[r.MessageID] = append(out[r.MessageID], r.Reader)
 	}
 	return out
 }

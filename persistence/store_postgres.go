@@ -3,7 +3,6 @@ package persistence
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -17,9 +16,7 @@ import (
 
 var _ Store = (*pgStore)(nil)
 
-// pgStore is the PostgreSQL store: sqlStore on one pool, plus the writes
-// that PostgreSQL does in one statement with a data-modifying CTE (atomic
-// in a single round trip without an explicit transaction) and the group
+// pgStore is the PostgreSQL store: sqlStore on one pool, plus the group
 // commit of sends.
 type pgStore struct {
 	sqlStore
@@ -37,6 +34,7 @@ var postgresDialect = dialect{
 	},
 	countMessages: pgCountMessages,
 	unreadState:   unreadStateSQL(`(SELECT m.id FROM messages m WHERE m.matter_id = mm.matter_id ORDER BY m.id DESC LIMIT 1)`),
+	moveWatermark: pgMoveWatermark,
 	// A transaction-scoped advisory lock; its key includes the schema so
 	// separate schemas (e.g. test runs) do not wait on each other.
 	migrationLock: `SELECT pg_advisory_xact_lock(hashtext('parley.migrate'), hashtext(coalesce(current_schema(), '')))`,
@@ -89,6 +87,21 @@ func withBinaryParameters(databaseURL string) string {
 }
 
 func pgIs(err error, code pqerror.Code) bool { return pq.As(err, code) != nil }
+
+// pgMoveWatermark is moveWatermark in one round trip: the new watermark, the
+// range (whose foreign key to the watermark is checked at the statement's
+// end) and the member's read version.
+func pgMoveWatermark(ctx context.Context, tx *sqlx.Tx, mv watermarkMove) (int64, error) {
+	var seq int64
+	err := tx.GetContext(ctx, &seq, `WITH pos AS (
+			INSERT INTO read_positions (matter_id, user_id, up_to) VALUES ($1, $2, $4)
+			ON CONFLICT (matter_id, user_id) DO UPDATE SET up_to = excluded.up_to),
+		rng AS (
+			INSERT INTO read_ranges (matter_id, user_id, from_id, to_id, read_at) VALUES ($1, $2, $3, $4, $5))
+		UPDATE members SET read_seq = read_seq + 1 WHERE matter_id = $1 AND user_id = $2 RETURNING read_seq`,
+		mv.matterID, mv.userID, mv.from, mv.to, mv.at)
+	return seq, err
+}
 
 // pgCountMessages is ListMessages' count. The matter's message_count
 // (migration 0006) makes the total of the whole history, and of what
@@ -292,148 +305,4 @@ func ptrEq(a, b *string) bool {
 		return a == b
 	}
 	return *a == *b
-}
-
-func (s *pgStore) MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (ReadReceipt, bool, error) {
-	// One statement: the receipt, then (only if it is new) the member's
-	// read_seq under its row lock. Every read takes a receipt row before the
-	// member row, so reads never deadlock each other. DO NOTHING waits for a
-	// concurrent insert of the same row to commit, so the separate SELECT
-	// below (a fresh snapshot) always sees the winner.
-	// A deleted message takes no receipt: its deletion already took it out
-	// of every unread count (and gave members who had not read it a
-	// receipt, which a read racing the deletion finds here).
-	var n, seq int64
-	var gone bool
-	err := s.w.QueryRowxContext(ctx, `WITH msg AS (
-			SELECT deleted_at IS NOT NULL AS gone FROM messages WHERE id = $1),
-		ins AS (
-			INSERT INTO message_reads (message_id, user_id, read_at)
-			SELECT $1, $2, $3::timestamptz FROM msg WHERE NOT msg.gone
-			ON CONFLICT DO NOTHING RETURNING message_id),
-		up AS (
-			UPDATE members mm SET read_seq = mm.read_seq + 1
-			FROM messages m
-			WHERE m.id = $1 AND mm.matter_id = m.matter_id AND mm.user_id = $2 AND EXISTS (SELECT 1 FROM ins)
-			RETURNING mm.read_seq)
-		SELECT COALESCE((SELECT gone FROM msg), false), (SELECT COUNT(*) FROM ins), COALESCE((SELECT read_seq FROM up), 0)`,
-		messageID, readerID, dbTime(at)).Scan(&gone, &n, &seq)
-	if pgIs(err, pqerror.ForeignKeyViolation) {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d by user %d: message or reader: %w", messageID, readerID, ErrNotFound)
-	}
-	if err != nil {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
-	}
-	if gone {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d: %w", messageID, ErrDeleted)
-	}
-	var r ReadReceipt
-	err = s.r.GetContext(ctx, &r, s.rebind(receiptSelect), messageID, readerID)
-	if errors.Is(err, sql.ErrNoRows) {
-		// Only possible if the message was deleted in between.
-		return ReadReceipt{}, false, fmt.Errorf("persistence: message %d: %w", messageID, ErrNotFound)
-	}
-	if err != nil {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
-	}
-	r.utc()
-	if n == 1 {
-		r.ReadSeq = seq
-	}
-	return r, n == 1, nil
-}
-
-func (s *pgStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error) {
-	out := ReadUpTo{MatterID: matterID, ReaderID: readerID, UpToID: upToID, ReadAt: dbTime(at)}
-	// One statement, one snapshot. The insert ranges over the messages after
-	// the member's read_up_to only, so its cost is what is being read, not
-	// the matter's history. top is the highest message of the matter at or
-	// below upToID in this snapshot; messages of a matter commit in id order
-	// (CreateMessage locks the matter), so no message below top can still
-	// appear, and read_up_to may move to it.
-	var member bool
-	var senders pq.Int64Array
-	err := s.w.QueryRowxContext(ctx, `WITH lim AS (
-			SELECT mm.read_up_to AS old,
-				COALESCE((SELECT m.id FROM messages m WHERE m.matter_id = $1 AND m.id <= $3 ORDER BY m.id DESC LIMIT 1), 0) AS top
-			FROM members mm WHERE mm.matter_id = $1 AND mm.user_id = $2),
-		ins AS (
-			INSERT INTO message_reads (message_id, user_id, read_at)
-			SELECT m.id, $2, $4 FROM messages m, lim
-			WHERE m.matter_id = $1 AND m.id > lim.old AND m.id <= $3 AND m.sender_id <> $2 AND m.deleted_at IS NULL
-			ORDER BY m.id
-			ON CONFLICT DO NOTHING RETURNING message_id),
-		marked AS (
-			SELECT COUNT(*) AS n, COALESCE(MAX(ins.message_id), 0) AS last,
-				COALESCE(array_agg(DISTINCT m.sender_id) FILTER (WHERE m.sender_id IS NOT NULL), '{}') AS senders
-			FROM ins JOIN messages m ON m.id = ins.message_id),
-		up AS (
-			UPDATE members mm SET read_up_to = GREATEST(mm.read_up_to, lim.top),
-				read_seq = mm.read_seq + CASE WHEN (SELECT n FROM marked) > 0 THEN 1 ELSE 0 END
-			FROM lim WHERE mm.matter_id = $1 AND mm.user_id = $2
-			RETURNING mm.read_seq)
-		SELECT EXISTS (SELECT 1 FROM lim), marked.n, marked.last, marked.senders, COALESCE((SELECT read_seq FROM up), 0)
-		FROM marked`,
-		matterID, readerID, upToID, out.ReadAt).Scan(&member, &out.Marked, &out.LastMarkedID, &senders, &out.ReadSeq)
-	if err != nil {
-		return ReadUpTo{}, fmt.Errorf("persistence: mark read up to: %w", err)
-	}
-	if !member {
-		return ReadUpTo{}, fmt.Errorf("persistence: user %d in matter %d: member: %w", readerID, matterID, ErrNotFound)
-	}
-	out.SenderIDs = []int64(senders)
-	slices.Sort(out.SenderIDs)
-	return out, nil
-}
-
-func (s *pgStore) DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error) {
-	at = dbTime(at)
-	tx, err := s.w.BeginTxx(ctx, nil)
-	if err != nil {
-		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
-	}
-	defer tx.Rollback()
-	// One statement: mark the message (a concurrent second deletion waits
-	// for the row and then finds it deleted), give every member who has no
-	// receipt one at the deletion time, and move those members' read_seq.
-	// The receipt is what makes the unread arithmetic exact: a read racing
-	// the deletion inserts the same row, so exactly one of them takes the
-	// message out of the member's count.
-	var out Deletion
-	var users, seqs pq.Int64Array
-	err = tx.QueryRowxContext(ctx, `WITH d AS (
-			UPDATE messages SET body = '', deleted_at = $2, updated_at = $2
-			WHERE id = $1 AND deleted_at IS NULL
-			RETURNING id, matter_id, sender_id),
-		ins AS (
-			INSERT INTO message_reads (message_id, user_id, read_at)
-			SELECT d.id, mm.user_id, $2 FROM d JOIN members mm ON mm.matter_id = d.matter_id AND mm.user_id <> d.sender_id
-			ORDER BY mm.user_id
-			ON CONFLICT DO NOTHING RETURNING user_id),
-		up AS (
-			UPDATE members mm SET read_seq = mm.read_seq + 1
-			FROM d, ins WHERE mm.matter_id = d.matter_id AND mm.user_id = ins.user_id
-			RETURNING mm.user_id, mm.read_seq)
-		SELECT EXISTS (SELECT 1 FROM d),
-			COALESCE(array_agg(user_id ORDER BY user_id), '{}'), COALESCE(array_agg(read_seq ORDER BY user_id), '{}')
-		FROM up`, id, at).Scan(&out.Deleted, &users, &seqs)
-	if err != nil {
-		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
-	}
-	err = tx.GetContext(ctx, &out.Message, messageSelect+` WHERE m.id = $1`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Deletion{}, fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return Deletion{}, fmt.Errorf("persistence: delete message: commit: %w", err)
-	}
-	out.Message.utc()
-	out.Unread = make([]ReadVersion, len(users))
-	for i := range users {
-		out.Unread[i] = ReadVersion{UserID: users[i], ReadSeq: seqs[i]}
-	}
-	return out, nil
 }

@@ -1,17 +1,14 @@
 package persistence
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 	"modernc.org/sqlite"
@@ -21,8 +18,7 @@ import (
 var _ Store = (*sqliteStore)(nil)
 
 // sqliteStore is the embedded store: sqlStore on two pools over one WAL
-// database file, plus its own group commit of sends and the read and delete
-// writes, done in several statements under the one writer. All writes go
+// database file, plus its own group commit of sends. All writes go
 // through w, a single connection: SQLite admits one writer at a time anyway,
 // and queueing in database/sql is FIFO and wakes waiters at once, whereas
 // contending connections would poll in SQLite's sleeping busy handler and
@@ -52,6 +48,7 @@ var sqliteDialect = dialect{
 	},
 	countMessages: countAllMessages, // in-process and fast
 	unreadState:   unreadStateSQL(`(SELECT MAX(m.id) FROM messages m WHERE m.matter_id = mm.matter_id)`),
+	moveWatermark: moveWatermarkStatements, // statements cost no round trip here
 	// BEGIN IMMEDIATE (see sqliteDSN) serialises concurrent migrators: other
 	// processes wait out busy_timeout.
 	timestamp: `DATETIME`,
@@ -278,166 +275,5 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
-}
-
-func (s *sqliteStore) MarkRead(ctx context.Context, messageID, readerID int64, at time.Time) (ReadReceipt, bool, error) {
-	var r ReadReceipt
-	var created bool
-	var seq int64
-	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
-		// A deleted message takes no receipt (see pgStore.MarkRead).
-		var gone bool
-		err := tx.GetContext(ctx, &gone, `SELECT deleted_at IS NOT NULL FROM messages WHERE id = ?`, messageID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("persistence: message %d: %w", messageID, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		if gone {
-			return fmt.Errorf("persistence: read of message %d: %w", messageID, ErrDeleted)
-		}
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO message_reads (message_id, user_id, read_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-			messageID, readerID, dbTime(at))
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		created = n == 1
-		if created {
-			// A non-member's read bumps nothing (no member row).
-			err := tx.GetContext(ctx, &seq, `UPDATE members SET read_seq = read_seq + 1
-				WHERE matter_id = (SELECT matter_id FROM messages WHERE id = ?) AND user_id = ?
-				RETURNING read_seq`, messageID, readerID)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		return tx.GetContext(ctx, &r, receiptSelect, messageID, readerID)
-	})
-	if sqliteIsForeignKey(err) {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: read of message %d by user %d: message or reader: %w", messageID, readerID, ErrNotFound)
-	}
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDeleted) {
-		return ReadReceipt{}, false, err
-	}
-	if err != nil {
-		return ReadReceipt{}, false, fmt.Errorf("persistence: mark read: %w", err)
-	}
-	r.utc()
-	if created {
-		r.ReadSeq = seq
-	}
-	return r, created, nil
-}
-
-func (s *sqliteStore) MarkReadUpTo(ctx context.Context, matterID, readerID, upToID int64, at time.Time) (ReadUpTo, error) {
-	out := ReadUpTo{MatterID: matterID, ReaderID: readerID, UpToID: upToID, ReadAt: dbTime(at), SenderIDs: []int64{}}
-	// The one writer makes this transaction see exactly what it changes: the
-	// messages after read_up_to that are still unread are the ones the
-	// insert marks.
-	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
-		var old int64
-		err := tx.GetContext(ctx, &old, `SELECT read_up_to FROM members WHERE matter_id = ? AND user_id = ?`, matterID, readerID)
-		if err != nil {
-			return err
-		}
-		var top int64
-		if err := tx.GetContext(ctx, &top, `SELECT COALESCE(MAX(id), 0) FROM messages WHERE matter_id = ? AND id <= ?`, matterID, upToID); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT m.id, m.sender_id FROM messages m
-			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ? AND m.deleted_at IS NULL
-			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ?)`,
-			matterID, old, upToID, readerID, readerID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id, sender int64
-			if err := rows.Scan(&id, &sender); err != nil {
-				return err
-			}
-			out.Marked++
-			out.LastMarkedID = max(out.LastMarkedID, id)
-			if !slices.Contains(out.SenderIDs, sender) {
-				out.SenderIDs = append(out.SenderIDs, sender)
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO message_reads (message_id, user_id, read_at)
-			SELECT m.id, ?, ? FROM messages m
-			WHERE m.matter_id = ? AND m.id > ? AND m.id <= ? AND m.sender_id <> ? AND m.deleted_at IS NULL
-			ON CONFLICT DO NOTHING`, readerID, out.ReadAt, matterID, old, upToID, readerID); err != nil {
-			return err
-		}
-		bump := 0
-		if out.Marked > 0 {
-			bump = 1
-		}
-		return tx.GetContext(ctx, &out.ReadSeq, `UPDATE members SET read_up_to = MAX(read_up_to, ?), read_seq = read_seq + ?
-			WHERE matter_id = ? AND user_id = ? RETURNING read_seq`, top, bump, matterID, readerID)
-	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return ReadUpTo{}, fmt.Errorf("persistence: user %d in matter %d: member: %w", readerID, matterID, ErrNotFound)
-	}
-	if err != nil {
-		return ReadUpTo{}, fmt.Errorf("persistence: mark read up to: %w", err)
-	}
-	slices.Sort(out.SenderIDs)
-	return out, nil
-}
-
-func (s *sqliteStore) DeleteMessage(ctx context.Context, id int64, at time.Time) (Deletion, error) {
-	at = dbTime(at)
-	out := Deletion{Unread: []ReadVersion{}}
-	// The one writer makes this the same as PostgreSQL's statement: mark the
-	// message, move read_seq of each member without a receipt, and give them
-	// one at the deletion time.
-	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
-		var matterID, senderID int64
-		err := tx.QueryRowxContext(ctx, `UPDATE messages SET body = '', deleted_at = ?, updated_at = ?
-			WHERE id = ? AND deleted_at IS NULL RETURNING matter_id, sender_id`, at, at, id).Scan(&matterID, &senderID)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			// Missing, or deleted before.
-		case err != nil:
-			return err
-		default:
-			out.Deleted = true
-			if err := tx.SelectContext(ctx, &out.Unread, `UPDATE members SET read_seq = read_seq + 1
-				WHERE matter_id = ? AND user_id <> ?
-				AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = ? AND r.user_id = members.user_id)
-				RETURNING user_id, read_seq`, matterID, senderID, id); err != nil {
-				return err
-			}
-			slices.SortFunc(out.Unread, func(a, b ReadVersion) int { return cmp.Compare(a.UserID, b.UserID) })
-			if _, err := tx.ExecContext(ctx, `INSERT INTO message_reads (message_id, user_id, read_at)
-				SELECT ?, user_id, ? FROM members WHERE matter_id = ? AND user_id <> ?
-				ON CONFLICT DO NOTHING`, id, at, matterID, senderID); err != nil {
-				return err
-			}
-		}
-		err = tx.GetContext(ctx, &out.Message, messageSelect+` WHERE m.id = ?`, id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("persistence: message %d: %w", id, ErrNotFound)
-		}
-		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		return Deletion{}, err
-	}
-	if err != nil {
-		return Deletion{}, fmt.Errorf("persistence: delete message: %w", err)
-	}
-	out.Message.utc()
 	return out, nil
 }

@@ -33,6 +33,7 @@
 #                 (default "1500 2000 2500 3000 4000" / "1000 1500 2000 2500 3000";
 #                 --quick "1500 2500" / "1000 2000")
 #   SIZES         messages of the seeded datasets (default "10000 100000 1000000"; --quick "10000")
+#   LINES         which lines to run (default "base sweep data"), e.g. LINES=data SIZES=1000000
 #   SENDERS       the bench's concurrent send requests (default 64: a busy team is many
 #                 independent clients, and 16 bounds the sends to 16 / send latency)
 #   PORT          the server's port (default 18090)
@@ -55,6 +56,7 @@ DATABASES=${DATABASES:-embedded postgres}
 PG_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 PORT=${PORT:-18090}
 SENDERS=${SENDERS:-64}
+LINES=${LINES:-base sweep data}
 if [[ -n $QUICK ]]; then
 	RUNS=${RUNS:-1}
 	DURATION=5s SWEEP_DURATION=5s
@@ -178,32 +180,40 @@ ROWS=()
 
 # ------------------------------------------------------------ lines
 
+# wants LINE: LINE is one of LINES.
+wants() { [[ " $LINES " == *" $1 "* ]]; }
+
 for db in $DATABASES; do
 	# base
-	files=()
-	for run in $(seq "$RUNS"); do
-		log "$db: 200 msg/s, run $run of $RUNS"
-		run_fresh "$db" "$db-base-$run" --rate 200 --duration "$DURATION"
-		files+=("$OUT/$db-base-$run.json")
-	done
-	ROWS+=("| $db | 200 msg/s, 10 × 5 | REST→WS p99 $(stat .latency.p99_ms "${files[@]}") ms; send p99 $(stat .send_request_latency.p99_ms "${files[@]}") ms; lost $(stat .lost "${files[@]}"); server CPU per sent message $(stat "$CPU_PER_MSG" "${files[@]}") µs |")
-
-	# sweep
-	rates=SWEEP_RATES_${db^^}
-	best="none of ${!rates}"
-	for rate in ${!rates}; do
+	if wants base; then
 		files=()
 		for run in $(seq "$RUNS"); do
-			log "$db: sweep at $rate msg/s, run $run of $RUNS"
-			run_fresh "$db" "$db-sweep-$rate-$run" --rate "$rate" --duration "$SWEEP_DURATION"
-			files+=("$OUT/$db-sweep-$rate-$run.json")
+			log "$db: 200 msg/s, run $run of $RUNS"
+			run_fresh "$db" "$db-base-$run" --rate 200 --duration "$DURATION"
+			files+=("$OUT/$db-base-$run.json")
 		done
-		ROWS+=("| $db | sweep $rate msg/s | REST→WS p99 $(stat .latency.p99_ms "${files[@]}") ms; lost $(stat .lost "${files[@]}"); acknowledged $(stat .messages_acked "${files[@]}") of $(stat .messages_scheduled "${files[@]}") |")
-		if passes "${files[@]}"; then best="$rate msg/s"; else break; fi
-	done
-	ROWS+=("| $db | highest rate with p99 ≤ 100 ms, 0 lost | **$best** |")
+		ROWS+=("| $db | 200 msg/s, 10 × 5 | REST→WS p99 $(stat .latency.p99_ms "${files[@]}") ms; send p99 $(stat .send_request_latency.p99_ms "${files[@]}") ms; lost $(stat .lost "${files[@]}"); server CPU per sent message $(stat "$CPU_PER_MSG" "${files[@]}") µs |")
+	fi
+
+	# sweep
+	if wants sweep; then
+		rates=SWEEP_RATES_${db^^}
+		best="none of ${!rates}"
+		for rate in ${!rates}; do
+			files=()
+			for run in $(seq "$RUNS"); do
+				log "$db: sweep at $rate msg/s, run $run of $RUNS"
+				run_fresh "$db" "$db-sweep-$rate-$run" --rate "$rate" --duration "$SWEEP_DURATION"
+				files+=("$OUT/$db-sweep-$rate-$run.json")
+			done
+			ROWS+=("| $db | sweep $rate msg/s | REST→WS p99 $(stat .latency.p99_ms "${files[@]}") ms; lost $(stat .lost "${files[@]}"); acknowledged $(stat .messages_acked "${files[@]}") of $(stat .messages_scheduled "${files[@]}") |")
+			if passes "${files[@]}"; then best="$rate msg/s"; else break; fi
+		done
+		ROWS+=("| $db | highest rate with p99 ≤ 100 ms, 0 lost | **$best** |")
+	fi
 
 	# data
+	wants data || continue
 	for size in $SIZES; do
 		name="$db-data-$size"
 		fresh_db "$db" "$name"

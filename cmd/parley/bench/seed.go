@@ -37,10 +37,12 @@ const seedUsage = `Usage: parley bench seed-data [flags]
 Fills an empty chat database with a large, realistic history: users,
 matters (each with its members), messages spread over the matters with a
 skew (a few busy matters, a long tail of quiet ones) and timestamps
-increasing over --days, and read receipts: each member has read a matter up
+increasing over --days, and read state: each member has read a matter up
 to some point (the first fraction p of its messages, p = U^((1-F)/F) for a
 uniform U, so the mean is F = --read-fraction while some members keep large
-backlogs).
+backlogs), in about 30 visits to a busy matter, each stored as the server
+stores reading a matter up to a message: a read position and one read range
+per visit.
 
 The database is opened and migrated the way 'parley serve' does (the same
 --database-url or --data-dir), then loaded with COPY on PostgreSQL and with
@@ -405,6 +407,7 @@ type seedSummary struct {
 	Rows           map[string]int64   `json:"rows"`
 	Seconds        map[string]float64 `json:"seconds"`
 	TotalSeconds   float64            `json:"total_seconds"`
+	Receipts       int64              `json:"read_receipts"`        // (message, reader) pairs the read ranges derive
 	ReadFraction   float64            `json:"read_fraction_actual"` // receipts / (messages × other members)
 	BusiestMatter  int64              `json:"busiest_matter_messages"`
 	QuietestMatter int64              `json:"quietest_matter_messages"`
@@ -431,6 +434,7 @@ func (s *seedSummary) write(w io.Writer, jsonPath string) error {
 		}
 	}
 	fmt.Fprintf(tw, "messages per matter\t%d busiest, %d quietest\n", s.BusiestMatter, s.QuietestMatter)
+	fmt.Fprintf(tw, "read receipts\t%d, derived from the read ranges\n", s.Receipts)
 	fmt.Fprintf(tw, "read fraction\t%.3f of (message, other member) pairs\n", s.ReadFraction)
 	if s.BenchUsers != "" {
 		fmt.Fprintf(tw, "bench users\t%s\n", s.BenchUsers)
@@ -464,9 +468,13 @@ var seedKnownColumns = map[string][]string{
 	"tokens": {"id", "user_id", "secret_hash", "expires_at", "last_used_at", "created_at"},
 	// message_count: PostgreSQL's trigger counts the COPY's rows.
 	"matters": {"id", "title", "created_at", "message_count"},
-	// read_up_to and read_seq are filled when the schema has them.
-	"members":           {"matter_id", "user_id", "joined_at", "read_up_to", "read_seq"},
-	"messages":          {"id", "matter_id", "sender_id", "body", "created_at", "updated_at", "edited_at", "deleted_at"}, // no deleted messages: deleted_at NULL
+	// read_up_to: unused since migration 0007 (read_positions), left 0.
+	"members":  {"matter_id", "user_id", "joined_at", "read_up_to", "read_seq"},
+	"messages": {"id", "matter_id", "sender_id", "body", "created_at", "updated_at", "edited_at", "deleted_at"}, // no deleted messages: deleted_at NULL
+	// Reads are watermark moves (read_positions, read_ranges), as reading a
+	// matter up to a message makes them; no single reads (message_reads).
+	"read_positions":    {"matter_id", "user_id", "up_to"},
+	"read_ranges":       {"matter_id", "user_id", "from_id", "to_id", "read_at"},
 	"message_reads":     {"message_id", "user_id", "read_at"},
 	"schema_migrations": nil, // persistence's own
 }
@@ -524,7 +532,6 @@ func seed(ctx context.Context, c *seedConfig, progress io.Writer) (*seedSummary,
 		return sum, err
 	}
 	sum.Warnings = unknownColumns(schema)
-	readPointer := slices.Contains(schema["members"], "read_up_to") && slices.Contains(schema["members"], "read_seq")
 
 	t = time.Now()
 	hash, err := chat.HashPassword(c.Password)
@@ -550,7 +557,7 @@ func seed(ctx context.Context, c *seedConfig, progress io.Writer) (*seedSummary,
 	})
 	defer prog.stop()
 
-	for _, tb := range p.tables(hash, readPointer) {
+	for _, tb := range p.tables(hash) {
 		phase.Store(tb.name)
 		rows.Store(0)
 		t := time.Now()
@@ -570,8 +577,9 @@ func seed(ctx context.Context, c *seedConfig, progress io.Writer) (*seedSummary,
 	lap("finish", t)
 	prog.stop()
 
+	sum.Receipts = p.readCount()
 	if pairs := int64(c.Messages) * int64(c.MembersPerMatter-1); pairs > 0 {
-		sum.ReadFraction = round(float64(sum.Rows["message_reads"])/float64(pairs), 3)
+		sum.ReadFraction = round(float64(sum.Receipts)/float64(pairs), 3)
 	}
 	if c.BenchUsers != "" {
 		if err := p.writeBenchUsers(c.BenchUsers); err != nil {
@@ -582,18 +590,14 @@ func seed(ctx context.Context, c *seedConfig, progress io.Writer) (*seedSummary,
 	return sum, nil
 }
 
-// tables lists the loads in foreign-key order. With readPointer, members
-// carry read_up_to (the id of the last message of the matter they have read)
-// and read_seq (1 when that bulk read marked anything, else 0).
-func (p *seedPlan) tables(hash string, readPointer bool) []seedTable {
+// tables lists the loads in foreign-key order. Each member has read a
+// prefix of their matter's messages (readUpTo), in visits: read_positions
+// holds where the last visit ended, read_ranges one row per visit (see
+// rangeSource), and read_seq is 1 when they read anything.
+func (p *seedPlan) tables(hash string) []seedTable {
 	c := p.c
-	memberCols := []string{"matter_id", "user_id", "joined_at"}
-	var upTo [][]int64
-	if readPointer {
-		memberCols = append(memberCols, "read_up_to", "read_seq")
-		upTo = p.readUpToIDs()
-	}
-	u, m, mm, i := 0, 0, 0, 0
+	upTo := p.readUpToIDs()
+	u, m, mm, pm, i := 0, 0, 0, 0, 0
 	r := rand.New(rand.NewPCG(c.Seed, 0xb0d1e5))
 	var sb strings.Builder
 	return []seedTable{
@@ -613,17 +617,14 @@ func (p *seedPlan) tables(hash string, readPointer bool) []seedTable {
 			m++
 			return true
 		}},
-		{name: "members", cols: memberCols, next: func(d []any) bool {
+		{name: "members", cols: []string{"matter_id", "user_id", "joined_at", "read_seq"}, next: func(d []any) bool {
 			if mm == c.Matters*c.MembersPerMatter {
 				return false
 			}
 			mt, j := mm/c.MembersPerMatter, mm%c.MembersPerMatter
-			d[0], d[1], d[2] = int64(mt+1), int64(p.members[mt][j])+1, p.matterCreated(mt)
-			if readPointer {
-				d[3], d[4] = upTo[mt][j], int64(0)
-				if upTo[mt][j] > 0 {
-					d[4] = int64(1)
-				}
+			d[0], d[1], d[2], d[3] = int64(mt+1), int64(p.members[mt][j])+1, p.matterCreated(mt), int64(0)
+			if upTo[mt][j] > 0 {
+				d[3] = int64(1)
 			}
 			mm++
 			return true
@@ -641,7 +642,18 @@ func (p *seedPlan) tables(hash string, readPointer bool) []seedTable {
 			i++
 			return true
 		}},
-		{name: "message_reads", cols: []string{"message_id", "user_id", "read_at"}, next: p.readSource()},
+		{name: "read_positions", cols: []string{"matter_id", "user_id", "up_to"}, next: func(d []any) bool {
+			for ; pm < c.Matters*c.MembersPerMatter; pm++ {
+				mt, j := pm/c.MembersPerMatter, pm%c.MembersPerMatter
+				if upTo[mt][j] > 0 {
+					d[0], d[1], d[2] = int64(mt+1), int64(p.members[mt][j])+1, upTo[mt][j]
+					pm++
+					return true
+				}
+			}
+			return false
+		}},
+		{name: "read_ranges", cols: []string{"matter_id", "user_id", "from_id", "to_id", "read_at"}, next: p.rangeSource()},
 	}
 }
 
@@ -663,26 +675,75 @@ func (p *seedPlan) readUpToIDs() [][]int64 {
 	return out
 }
 
-// readSource turns the reads walk into a pull iterator.
-func (p *seedPlan) readSource() func(d []any) bool {
-	i, j := 0, 0 // message, member index within its matter
+// visitsPerMatter is about how many visits a member makes to read a busy
+// matter's history (quiet matters: a visit per visitMinMessages or so).
+const (
+	visitsPerMatter  = 30
+	visitMinMessages = 10
+)
+
+// rangeSource yields the read_ranges rows: member j of matter m read its
+// first readUpTo[m][j] messages in visits of a random number of messages
+// (exponential, mean max(visitMinMessages, messages / visitsPerMatter)),
+// each visit read at up to half an hour after its last message was sent
+// (never before the previous visit). A visit that marked nothing (the
+// member's own messages only) leaves no row, as in the server.
+func (p *seedPlan) rangeSource() func(d []any) bool {
+	byMatter := make([][]int32, p.c.Matters) // message indexes, in id order
+	for i := range p.c.Messages {
+		byMatter[p.msgMatter[i]] = append(byMatter[p.msgMatter[i]], int32(i))
+	}
+	r := rand.New(rand.NewPCG(p.c.Seed, 0x7ea5))
+	m, j := 0, 0
+	pos := int32(0)    // next unread position of member j in matter m
+	var last time.Time // when the member's previous visit was read
 	return func(d []any) bool {
-		for i < p.c.Messages {
-			m, pos, sender := p.msgMatter[i], p.msgPos[i], p.msgSender[i]
-			mem := p.members[m]
-			for j < len(mem) {
-				u := mem[j]
-				read := u != sender && pos < p.readUpTo[m][j]
-				j++
-				if read {
-					d[0], d[1], d[2] = int64(i+1), int64(u)+1, p.readTime(i, u)
+		for m < p.c.Matters {
+			msgs, n := byMatter[m], p.readUpTo[m][j]
+			u := p.members[m][j]
+			mean := max(visitMinMessages, float64(len(msgs))/visitsPerMatter)
+			for pos < n {
+				end := min(n, pos+1+int32(r.ExpFloat64()*mean)) // this visit reads positions [pos, end)
+				from := int64(0)
+				if pos > 0 {
+					from = int64(msgs[pos-1]) + 1
+				}
+				marked := false
+				for _, i := range msgs[pos:end] {
+					marked = marked || p.msgSender[i] != u
+				}
+				pos = end
+				lastMsg := int(msgs[end-1])
+				if at := p.readTime(lastMsg, u); at.After(last) {
+					last = at
+				}
+				if marked {
+					d[0], d[1], d[2], d[3], d[4] = int64(m+1), int64(u)+1, from, int64(lastMsg)+1, last
 					return true
 				}
 			}
-			i, j = i+1, 0
+			pos, last = 0, time.Time{}
+			if j++; j == p.c.MembersPerMatter {
+				m, j = m+1, 0
+			}
 		}
 		return false
 	}
+}
+
+// readCount is how many (message, reader) receipts the ranges derive:
+// every message of the read prefixes not sent by the reader.
+func (p *seedPlan) readCount() int64 {
+	var n int64
+	for i := range p.c.Messages {
+		m, pos, sender := p.msgMatter[i], p.msgPos[i], p.msgSender[i]
+		for j, u := range p.members[m] {
+			if u != sender && pos < p.readUpTo[m][j] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // writeBenchUsers writes the members of the busiest matters as a users file

@@ -122,7 +122,7 @@ func (l *pgLoader) finish(ctx context.Context) error {
 			return fmt.Errorf("moving the %s id sequence: %w", t, err)
 		}
 	}
-	if _, err := l.db.ExecContext(ctx, "VACUUM ANALYZE users, matters, members, messages, message_reads"); err != nil {
+	if _, err := l.db.ExecContext(ctx, "VACUUM ANALYZE users, matters, members, messages, read_positions, read_ranges, message_reads"); err != nil {
 		return fmt.Errorf("vacuum analyze: %w", err)
 	}
 	return nil

@@ -97,9 +97,8 @@ func TestSeedData(t *testing.T) {
 				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 			}
 			p := smallPlan(t)
-			var reads int64
-			p.reads(func(int, int32) bool { reads++; return true })
-			want := map[string]int64{"users": 100, "matters": 20, "members": 120, "messages": 5000, "message_reads": reads}
+			want := map[string]int64{"users": 100, "matters": 20, "members": 120, "messages": 5000,
+				"read_positions": p.readers(), "read_ranges": p.visits()}
 
 			var sum seedSummary
 			readJSON(t, summary, &sum)
@@ -122,6 +121,10 @@ func TestSeedData(t *testing.T) {
 			}
 			if sum.ReadFraction < 0.7 || sum.ReadFraction > 0.9 {
 				t.Errorf("read fraction %v, want about 0.8", sum.ReadFraction)
+			}
+			// Visits: several per member, far fewer than the receipts they stand for.
+			if n := want["read_ranges"]; n < 2*want["read_positions"] || 10*n > sum.Receipts {
+				t.Errorf("%d read ranges for %d readers and %d receipts", n, want["read_positions"], sum.Receipts)
 			}
 
 			// The store, through the migrated schema, agrees with the plan.
@@ -203,27 +206,30 @@ func TestSeedData(t *testing.T) {
 	}
 }
 
-// checkReadPointers checks members.read_up_to, when the schema has it:
-// every message from others at or below it has a receipt.
+// checkReadPointers checks the read state's invariants: every message from
+// others at or below a member's watermark is in one of their read ranges,
+// the ranges of a member never overlap or pass the watermark, and read
+// times do not go back as the ranges go forward.
 func checkReadPointers(t *testing.T, db *sql.DB) {
 	t.Helper()
-	var n int
-	err := db.QueryRow(`SELECT COUNT(*) FROM members mm JOIN messages m ON m.matter_id = mm.matter_id
-		WHERE m.id <= mm.read_up_to AND m.sender_id <> mm.user_id
-		AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = mm.user_id)`).Scan(&n)
-	if err != nil {
-		if strings.Contains(err.Error(), "read_up_to") {
-			t.Log("members has no read_up_to column")
-			return
+	for what, q := range map[string]string{
+		"messages at or below a watermark not in a range": `SELECT COUNT(*) FROM read_positions p
+			JOIN messages m ON m.matter_id = p.matter_id AND m.id <= p.up_to AND m.sender_id <> p.user_id
+			WHERE NOT EXISTS (SELECT 1 FROM read_ranges g
+				WHERE g.matter_id = p.matter_id AND g.user_id = p.user_id AND g.from_id < m.id AND g.to_id >= m.id)`,
+		"ranges past the watermark": `SELECT COUNT(*) FROM read_ranges g JOIN read_positions p
+			ON p.matter_id = g.matter_id AND p.user_id = g.user_id WHERE g.to_id > p.up_to OR g.from_id >= g.to_id`,
+		"overlapping or backward ranges": `SELECT COUNT(*) FROM read_ranges a JOIN read_ranges b
+			ON b.matter_id = a.matter_id AND b.user_id = a.user_id AND b.to_id > a.to_id
+			WHERE b.from_id < a.to_id OR b.read_at < a.read_at`,
+	} {
+		var n int
+		if err := db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatal(err)
 		}
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Errorf("%d messages at or below a member's read_up_to are not read", n)
-	}
-	var set int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM members WHERE read_up_to > 0`).Scan(&set); err != nil || set == 0 {
-		t.Errorf("no member has read_up_to set: %v", err)
+		if n != 0 {
+			t.Errorf("%d %s", n, what)
+		}
 	}
 }
 
@@ -242,7 +248,7 @@ func TestSeedPlanIsReproducible(t *testing.T) {
 	}
 	rows := func(p *seedPlan) []any {
 		var out []any
-		for _, tb := range p.tables("h", true) {
+		for _, tb := range p.tables("h") {
 			d := make([]any, len(tb.cols))
 			for tb.next(d) {
 				out = append(out, slices.Clone(d)...)
@@ -448,17 +454,25 @@ func TestSeedKeepsForeignKeys(t *testing.T) {
 	}
 }
 
-// reads calls fn for every read receipt the plan makes, in message id order
-// (the test's count of message_reads rows).
-func (p *seedPlan) reads(fn func(msg int, user int32) bool) {
-	for i := range p.c.Messages {
-		m, pos, sender := p.msgMatter[i], p.msgPos[i], p.msgSender[i]
-		for j, u := range p.members[m] {
-			if u != sender && pos < p.readUpTo[m][j] {
-				if !fn(i, u) {
-					return
-				}
+// readers counts the members who have read anything (read_positions rows).
+func (p *seedPlan) readers() int64 {
+	var n int64
+	for _, ups := range p.readUpTo {
+		for _, up := range ups {
+			if up > 0 {
+				n++
 			}
 		}
 	}
+	return n
+}
+
+// visits counts the rows rangeSource makes (read_ranges rows).
+func (p *seedPlan) visits() int64 {
+	var n int64
+	next, d := p.rangeSource(), make([]any, 5)
+	for next(d) {
+		n++
+	}
+	return n
 }
