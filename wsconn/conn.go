@@ -608,7 +608,7 @@ var rawWriters = sync.Pool{New: func() any {
 // waiting here.
 func (w *rawWriter) write(fd uintptr) bool {
 	for {
-		n, err := syscall.Write(int(fd), w.b)
+		n, err := rawWrite(int(fd), w.b)
 		if err == syscall.EINTR {
 			continue
 		}

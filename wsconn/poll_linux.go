@@ -3,9 +3,11 @@
 package wsconn
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The poller replaces a goroutine blocked in read per socket (several KB of
@@ -14,6 +16,11 @@ import (
 
 type poller struct {
 	epfd int
+	// ep is epfd in Go's netpoller: run waits there for the epoll set to
+	// have events, parked like any goroutine blocked in a read, instead of
+	// holding a thread and its P in a blocking epoll_wait.
+	ep     syscall.RawConn
+	epFile *os.File // kept: its finalizer would close epfd
 	// ready hands a readable socket to an idle reader: long-lived
 	// goroutines whose stacks have grown once (a new goroutine per event
 	// starts small and grows through the parser and the handler).
@@ -37,7 +44,11 @@ func getPoller() *poller {
 		if err != nil {
 			return
 		}
-		thePoll = &poller{epfd: fd, conns: map[uint64]*Conn{}, ready: make(chan *Conn)}
+		f, ep, err := pollable(fd)
+		if err != nil {
+			return
+		}
+		thePoll = &poller{epfd: fd, ep: ep, epFile: f, conns: map[uint64]*Conn{}, ready: make(chan *Conn)}
 		for range 2 * runtime.GOMAXPROCS(0) {
 			go thePoll.reader()
 		}
@@ -80,25 +91,68 @@ func pollerRemove(c *Conn) {
 // ctl changes the socket's registration. It runs inside RawConn.Control, so
 // the fd cannot be closed (and its number reused) meanwhile.
 func (p *poller) ctl(c *Conn, op int) error {
-	var opErr error
-	err := c.rc.Control(func(fd uintptr) {
-		ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(c.pollID)), Pad: int32(uint32(c.pollID >> 32))}
-		opErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
-	})
-	if err != nil {
-		return err
+	o := ctlOps.Get().(*ctlOp)
+	o.epfd, o.op = p.epfd, op
+	o.ev = syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(c.pollID)), Pad: int32(uint32(c.pollID >> 32))}
+	err := c.rc.Control(o.fn)
+	if err == nil {
+		err = o.err
 	}
-	return opErr
+	*o = ctlOp{fn: o.fn}
+	ctlOps.Put(o)
+	return err
+}
+
+// ctlOp is one epoll_ctl, pooled with its callback bound once so that a
+// re-arm allocates nothing.
+type ctlOp struct {
+	ev       syscall.EpollEvent
+	epfd, op int
+	err      error
+	fn       func(fd uintptr)
+}
+
+var ctlOps = sync.Pool{New: func() any {
+	o := &ctlOp{}
+	o.fn = o.ctl
+	return o
+}}
+
+func (o *ctlOp) ctl(fd uintptr) { o.err = rawEpollCtl(o.epfd, o.op, int(fd), &o.ev) }
+
+// pollable registers the epoll descriptor epfd itself with Go's netpoller:
+// it is readable while its set has events. On failure epfd is closed.
+func pollable(epfd int) (*os.File, syscall.RawConn, error) {
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "wsconn-epoll") // f owns epfd from here on
+	// Check that the netpoller took it (a file it cannot poll has no
+	// deadlines): otherwise a read callback would be retried in a busy loop.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, rc, nil
 }
 
 func (p *poller) run() {
 	events := make([]syscall.EpollEvent, 256)
+	var n int
+	var werr error
+	poll := func(fd uintptr) bool { // made once: a closure per wait would be an allocation
+		n, werr = rawEpollPoll(int(fd), events)
+		return n > 0 || werr != nil && werr != syscall.EINTR
+	}
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if err == syscall.EINTR {
-				continue
-			}
+		err := p.ep.Read(poll)
+		if err != nil || werr != nil {
 			return
 		}
 		p.mu.Lock()
@@ -123,23 +177,36 @@ func (p *poller) reader() {
 	}
 }
 
-var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+// readOp is a read buffer with its read(2) callback bound once, pooled:
+// reading allocates nothing.
+type readOp struct {
+	buf [16 << 10]byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+var readOps = sync.Pool{New: func() any {
+	o := &readOp{}
+	o.fn = o.read
+	return o
+}}
+
+func (o *readOp) read(fd uintptr) bool {
+	o.n, o.err = rawRead(int(fd), o.buf[:])
+	return true // never park in Go's poller: epoll tells us when to come back
+}
 
 // readReady reads everything the socket has, then re-arms it. Only one runs
 // per socket at a time (EPOLLONESHOT). While the consumer is over
 // MaxInboundBacklog the socket stays unarmed, so the kernel's receive buffer
 // fills and TCP flow control stops the client.
 func (c *Conn) readReady() {
-	bp := readBufs.Get().(*[]byte)
-	defer readBufs.Put(bp)
-	buf := *bp
+	o := readOps.Get().(*readOp)
+	defer readOps.Put(o)
 	for {
-		var n int
-		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
-			n, rerr = syscall.Read(int(fd), buf)
-			return true // never park in Go's poller: epoll tells us when to come back
-		})
+		err := c.rc.Read(o.fn)
+		n, rerr := o.n, o.err
 		switch {
 		case err != nil: // closed under us
 			c.end()
@@ -153,13 +220,13 @@ func (c *Conn) readReady() {
 			c.end()
 			return
 		}
-		if !c.consume(buf[:n]) {
+		if !c.consume(o.buf[:n]) {
 			return
 		}
 		if c.overBacklog() {
 			return // left unarmed: Done re-arms once the consumer catches up
 		}
-		if n < len(buf) {
+		if n < len(o.buf) {
 			c.rearm()
 			return
 		}
