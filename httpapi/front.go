@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -43,7 +44,11 @@ var headBufs = sync.Pool{New: func() any { b := make([]byte, headSize); return &
 // long a connection may take to send its first request's head (use the
 // server's ReadHeaderTimeout). Not for TLS: net/http must see a *tls.Conn.
 func (s *Server) Front(ln net.Listener, headerTimeout time.Duration) net.Listener {
-	f := &front{Listener: ln, s: s, timeout: headerTimeout, conns: make(chan net.Conn), done: make(chan struct{})}
+	f := &front{Listener: ln, s: s, timeout: headerTimeout, conns: make(chan net.Conn), done: make(chan struct{}),
+		heads: make(chan net.Conn)}
+	for range 2 * runtime.GOMAXPROCS(0) {
+		go f.reader()
+	}
 	go f.acceptLoop()
 	return f
 }
@@ -53,6 +58,7 @@ type front struct {
 	s       *Server
 	timeout time.Duration
 	conns   chan net.Conn // connections for net/http
+	heads   chan net.Conn // unbuffered: a new connection for an idle reader
 	done    chan struct{} // closed when the listener is
 	once    sync.Once
 	err     error // why accepting stopped; set before done is closed
@@ -104,7 +110,29 @@ func (f *front) acceptLoop() {
 			return
 		}
 		delay = 0
-		go f.first(c)
+		// An idle long-lived reader takes the connection, else a goroutine
+		// of its own: no connection waits for another's head. A new
+		// goroutine's stack grows through the connect (the handshake, the
+		// node, the actor's spawn) and is copied on the way: 4-5 % of the
+		// server's CPU in a connect storm.
+		select {
+		case f.heads <- c:
+		default:
+			go f.first(c)
+		}
+	}
+}
+
+// reader reads the first requests of the connections handed to it, one at
+// a time, until the listener closes.
+func (f *front) reader() {
+	for {
+		select {
+		case c := <-f.heads:
+			f.first(c)
+		case <-f.done:
+			return
+		}
 	}
 }
 
