@@ -192,12 +192,12 @@ func (a *connActor) subscribe(ctx actor.Context, f pusher.Message) {
 	kind, _ := pusher.Classify(d.Channel)
 	switch kind {
 	case pusher.KindPrivate, pusher.KindEncrypted:
-		if !pusher.ValidAuth(d.Auth, pusher.ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, "")) {
+		if !pusher.ValidChannelAuth(d.Auth, a.app.Key, a.app.Secret, a.socketID, d.Channel, "") {
 			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel))", 401)
 			return
 		}
 	case pusher.KindPresence:
-		if !pusher.ValidAuth(d.Auth, pusher.ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData)) {
+		if !pusher.ValidChannelAuth(d.Auth, a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData) {
 			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel:channel_data))", 401)
 			return
 		}

@@ -18,3 +18,14 @@ func BenchmarkDecodeSubscribe(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkValidChannelAuth is a private subscribe's signature check.
+func BenchmarkValidChannelAuth(b *testing.B) {
+	auth := ChannelAuth("key-1", "secret-1", "123456789.42", "private-bench-1", "")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !ValidChannelAuth(auth, "key-1", "secret-1", "123456789.42", "private-bench-1", "") {
+			b.Fatal("refused")
+		}
+	}
+}
