@@ -364,3 +364,52 @@ func TestReadsOnLongLivedReaders(t *testing.T) {
 		t.Fatalf("%d of %d messages read by the poller's readers", onReaders, messages)
 	}
 }
+
+// TestEdgeTriggeredReadsLoseNothing: a message that arrives while the
+// socket's reader is busy with the one before (its handler is slow), or
+// while the reader is paused over a small backlog that the consumer
+// acknowledges late, is read all the same, on several sockets at once. An
+// edge-triggered socket is reported once: a reader that let go of it just as
+// more arrived would leave that message unread until the client sent another,
+// so the client here waits for each pair of messages before the next.
+func TestEdgeTriggeredReadsLoseNothing(t *testing.T) {
+	const sockets, pairs = 4, 300
+	addr, conns := testServer(t, Options{MaxInboundBacklog: 256})
+	msg := func(k, i int) string { return fmt.Sprintf(`{"event":"client-x","data":"%d-%d"}`, k, i) }
+	results := make(chan string, sockets)
+	for k := range sockets {
+		cl := dialRaw(t, addr)
+		c := accept(t, conns)
+		got := make(chan string, 2*pairs)
+		c.Serve(func(m []byte) {
+			time.Sleep(20 * time.Microsecond) // the reader is busy when the next one arrives
+			got <- string(m)
+			go c.Done(len(m)) // acknowledged late: the reader pauses over 256 bytes
+		}, func() {}, nil)
+		go func() {
+			for i := 0; i < 2*pairs; i += 2 {
+				cl.send(clientFrame(true, opText, []byte(msg(k, i))))
+				time.Sleep(time.Duration(i%30) * time.Microsecond)
+				cl.send(clientFrame(true, opText, []byte(msg(k, i+1))))
+				for j := range 2 {
+					select {
+					case m := <-got:
+						if m != msg(k, i+j) {
+							results <- fmt.Sprintf("socket %d: message %d is %q", k, i+j, m)
+							return
+						}
+					case <-time.After(5 * time.Second):
+						results <- fmt.Sprintf("socket %d: message %d not read within 5 s", k, i+j)
+						return
+					}
+				}
+			}
+			results <- ""
+		}()
+	}
+	for range sockets {
+		if r := <-results; r != "" {
+			t.Error(r)
+		}
+	}
+}

@@ -11,8 +11,8 @@ import (
 )
 
 // The poller replaces a goroutine blocked in read per socket (several KB of
-// stack each) by one epoll loop: when a socket becomes readable, a short-lived
-// goroutine reads what is there, parses it and re-arms the socket.
+// stack each) by one epoll loop: when a socket becomes readable, a reader
+// goroutine reads what is there and parses it.
 
 type poller struct {
 	epfd int
@@ -57,7 +57,14 @@ func getPoller() *poller {
 	return thePoll
 }
 
-const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+// Sockets are edge-triggered: epoll reports a socket when it becomes
+// readable (more data, the peer's FIN), and Conn.rd makes sure one reader
+// at a time reads it until it is drained. A level-triggered one-shot
+// registration would need an epoll_ctl to re-arm after every read: a
+// system call per message a client sends.
+const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET
+
+const epollET = 1 << 31 // syscall.EPOLLET, which is a negative int
 
 func pollerAdd(c *Conn) error {
 	p := getPoller()
@@ -103,8 +110,8 @@ func (p *poller) ctl(c *Conn, op int) error {
 	return err
 }
 
-// ctlOp is one epoll_ctl, pooled with its callback bound once so that a
-// re-arm allocates nothing.
+// ctlOp is one epoll_ctl, pooled with its callback bound once so that
+// registering a socket allocates nothing.
 type ctlOp struct {
 	ev       syscall.EpollEvent
 	epfd, op int
@@ -158,17 +165,63 @@ func (p *poller) run() {
 		p.mu.Lock()
 		for i := 0; i < n; i++ {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if c := p.conns[id]; c != nil {
-				select {
-				case p.ready <- c:
-				default:
-					go c.readReady()
-				}
+			if c := p.conns[id]; c != nil && c.readable() {
+				p.dispatch(c)
 			}
 		}
 		p.mu.Unlock()
 	}
 }
+
+// readable records that c became readable, and reports whether the caller
+// must start a reader for it: none owns it. A reader that owns it reads
+// again before it lets go (rdAgain).
+func (c *Conn) readable() bool {
+	for {
+		s := c.rd.Load()
+		switch {
+		case s&rdReading == 0:
+			if c.rd.CompareAndSwap(s, s|rdReading) {
+				return true
+			}
+		case s&rdAgain != 0:
+			return false
+		case c.rd.CompareAndSwap(s, s|rdAgain):
+			return false
+		}
+	}
+}
+
+// drained lets go of c once a read found nothing more, and reports whether
+// the reader must read again instead: the socket became readable since.
+func (c *Conn) drained() (again bool) {
+	for {
+		s := c.rd.Load()
+		if s&rdAgain != 0 {
+			if c.rd.CompareAndSwap(s, s&^rdAgain) {
+				return true
+			}
+			continue
+		}
+		if c.rd.CompareAndSwap(s, s&^rdReading) {
+			return false
+		}
+	}
+}
+
+// dispatch hands c, which the caller made its reader's, to an idle reader,
+// or to a goroutine of its own.
+func (p *poller) dispatch(c *Conn) {
+	select {
+	case p.ready <- c:
+	default:
+		go c.readReady()
+	}
+}
+
+// resume reads a socket again that its reader left over the backlog (Done
+// cleared rdPaused; the socket is still the reader's).
+func (c *Conn) resume() { thePoll.dispatch(c) }
 
 // reader reads the sockets handed to it, one at a time.
 func (p *poller) reader() {
@@ -197,10 +250,10 @@ func (o *readOp) read(fd uintptr) bool {
 	return true // never park in Go's poller: epoll tells us when to come back
 }
 
-// readReady reads everything the socket has, then re-arms it. Only one runs
-// per socket at a time (EPOLLONESHOT). While the consumer is over
-// MaxInboundBacklog the socket stays unarmed, so the kernel's receive buffer
-// fills and TCP flow control stops the client.
+// readReady reads the socket until it is drained, for the reader that owns
+// it (rdReading). While the consumer is over MaxInboundBacklog the reader
+// stops and the socket stays its own, so nothing reads it, the kernel's
+// receive buffer fills and TCP flow control stops the client; Done resumes.
 func (c *Conn) readReady() {
 	o := readOps.Get().(*readOp)
 	defer readOps.Put(o)
@@ -214,27 +267,22 @@ func (c *Conn) readReady() {
 		case rerr == syscall.EINTR:
 			continue
 		case rerr == syscall.EAGAIN:
-			c.rearm()
+			if c.drained() {
+				continue
+			}
 			return
 		case rerr != nil || n == 0: // error or EOF
 			c.end()
 			return
 		}
 		if !c.consume(o.buf[:n]) {
-			return
+			return // reading is over: the socket stays the reader's for good
 		}
 		if c.overBacklog() {
-			return // left unarmed: Done re-arms once the consumer catches up
+			return // Done resumes once the consumer catches up
 		}
-		if n < len(o.buf) {
-			c.rearm()
+		if n < len(o.buf) && !c.drained() { // a short read took everything there was
 			return
 		}
-	}
-}
-
-func (c *Conn) rearm() {
-	if err := thePoll.ctl(c, syscall.EPOLL_CTL_MOD); err != nil {
-		c.end()
 	}
 }
