@@ -413,3 +413,22 @@ func TestEdgeTriggeredReadsLoseNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestDataThenCloseEnds: a client that sends a message and closes at once
+// gets both read, the message and then the end of the socket, though the
+// two may be reported together (one edge) and the read of the message was
+// short, as if nothing were left.
+func TestDataThenCloseEnds(t *testing.T) {
+	addr, conns := testServer(t, Options{})
+	for i := range 50 {
+		cl := dialRaw(t, addr)
+		c := accept(t, conns)
+		s := serve(c, true)
+		cl.send(clientFrame(true, opText, []byte(`{"event":"client-x"}`)))
+		cl.nc.(*net.TCPConn).CloseWrite()
+		s.waitEnded(t)
+		if got := s.messages(); len(got) != 1 {
+			t.Fatalf("socket %d: %d messages before the end", i, len(got))
+		}
+	}
+}

@@ -165,7 +165,7 @@ func (p *poller) run() {
 		p.mu.Lock()
 		for i := 0; i < n; i++ {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if c := p.conns[id]; c != nil && c.readable() {
+			if c := p.conns[id]; c != nil && c.readable(events[i].Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0) {
 				p.dispatch(c)
 			}
 		}
@@ -175,13 +175,19 @@ func (p *poller) run() {
 
 // readable records that c became readable, and reports whether the caller
 // must start a reader for it: none owns it. A reader that owns it reads
-// again before it lets go (rdAgain).
-func (c *Conn) readable() bool {
+// again before it lets go (rdAgain). With end, the peer closed (or the
+// socket failed), perhaps right behind data reported in the same event: the
+// new reader too reads again after a short read, to find the end.
+func (c *Conn) readable(end bool) bool {
 	for {
 		s := c.rd.Load()
 		switch {
 		case s&rdReading == 0:
-			if c.rd.CompareAndSwap(s, s|rdReading) {
+			n := s | rdReading
+			if end {
+				n |= rdAgain
+			}
+			if c.rd.CompareAndSwap(s, n) {
 				return true
 			}
 		case s&rdAgain != 0:
