@@ -157,6 +157,9 @@ func (p *poller) run() {
 		n, werr = rawEpollPoll(int(fd), events)
 		return n > 0 || werr != nil && werr != syscall.EINTR
 	}
+	owned := make([]*Conn, 0, len(events))
+	op := &readOp{}
+	op.fn = op.read
 	for {
 		err := p.ep.Read(poll)
 		if err != nil || werr != nil {
@@ -166,10 +169,27 @@ func (p *poller) run() {
 		for i := 0; i < n; i++ {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
 			if c := p.conns[id]; c != nil && c.readable(events[i].Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0) {
-				p.dispatch(c)
+				owned = append(owned, c)
 			}
 		}
 		p.mu.Unlock()
+		for i, c := range owned {
+			owned[i] = nil
+			// An idle reader takes the socket. When none is idle, which
+			// in a burst is most of the time (a reader just handed one is
+			// not back yet), the poller reads it once itself: a new
+			// goroutine per socket would grow its stack through the
+			// parser and the handler every time. A socket with more to
+			// read than one read takes goes on on a goroutine of its own.
+			select {
+			case p.ready <- c:
+			default:
+				if c.readFor(op, 1) {
+					go c.readReady()
+				}
+			}
+		}
+		owned = owned[:0]
 	}
 }
 
@@ -257,38 +277,47 @@ func (o *readOp) read(fd uintptr) bool {
 }
 
 // readReady reads the socket until it is drained, for the reader that owns
-// it (rdReading). While the consumer is over MaxInboundBacklog the reader
-// stops and the socket stays its own, so nothing reads it, the kernel's
-// receive buffer fills and TCP flow control stops the client; Done resumes.
+// it (rdReading).
 func (c *Conn) readReady() {
 	o := readOps.Get().(*readOp)
-	defer readOps.Put(o)
-	for {
+	c.readFor(o, -1)
+	readOps.Put(o)
+}
+
+// readFor reads the socket, which the caller owns (rdReading), until it is
+// drained or, with max > 0, max reads are made; more reports that they were
+// and the socket is still the caller's to read. While the consumer is over
+// MaxInboundBacklog the reader stops and the socket stays its own, so
+// nothing reads it, the kernel's receive buffer fills and TCP flow control
+// stops the client; Done resumes.
+func (c *Conn) readFor(o *readOp, max int) (more bool) {
+	for ; max != 0; max-- {
 		err := c.rc.Read(o.fn)
 		n, rerr := o.n, o.err
 		switch {
 		case err != nil: // closed under us
 			c.end()
-			return
+			return false
 		case rerr == syscall.EINTR:
 			continue
 		case rerr == syscall.EAGAIN:
 			if c.drained() {
 				continue
 			}
-			return
+			return false
 		case rerr != nil || n == 0: // error or EOF
 			c.end()
-			return
+			return false
 		}
 		if !c.consume(o.buf[:n]) {
-			return // reading is over: the socket stays the reader's for good
+			return false // reading is over: the socket stays the reader's for good
 		}
 		if c.overBacklog() {
-			return // Done resumes once the consumer catches up
+			return false // Done resumes once the consumer catches up
 		}
 		if n < len(o.buf) && !c.drained() { // a short read took everything there was
-			return
+			return false
 		}
 	}
+	return true
 }
