@@ -652,8 +652,10 @@ connect_summary() {
 	echo
 	echo "connect — $CONNECTIONS sockets, each subscribing to a public and a private channel (signed), held 10 s;"
 	echo "server CPU (utime+stime from /proc) over the connect ramp ÷ sockets connected, RSS per idle socket; medians of the runs"
-	local ref srv files
-	ref=$(ls "$OUT"/connect-soketi-[0-9].json >/dev/null 2>&1 && median_of .server.cpu_us_per_connection "$OUT"/connect-soketi-[0-9].json)
+	local ref='' srv files
+	if ls "$OUT"/connect-soketi-[0-9].json >/dev/null 2>&1; then
+		ref=$(median_of .server.cpu_us_per_connection "$OUT"/connect-soketi-[0-9].json)
+	fi
 	printf 'server\tconnected\tsrv_us/conn\t÷soketi\tRSS_B/socket\tbench_cpu%%\tother_cpu%%\tsrv_us/conn of every run\tRSS of every run\n'
 	for srv in $(connect_servers); do
 		files=("$OUT"/connect-"$srv"-[0-9].json)
