@@ -48,6 +48,7 @@ type channelActor struct {
 	maxUsers  int                                   // presence: the app's max_presence_members
 	remote    map[string]map[string]json.RawMessage // presence: node → user id → user_info
 	last      *wsconn.Prepared                      // cache channels: last event
+	ok        *wsconn.Prepared                      // subscription_succeeded, the same for every socket but in presence channels; made at the first subscribe
 	lastAt    time.Time
 	expiry    *time.Timer    // cache channels: fires when the cached event expires
 	processed uint64         // messages counted by registry.forward
@@ -232,29 +233,32 @@ func (c *channelActor) storeStats() {
 }
 
 func (c *channelActor) succeeded() *wsconn.Prepared {
-	data := "{}"
-	if c.kind == pusher.KindPresence {
-		type presence struct {
-			IDs   []string                   `json:"ids"`
-			Hash  map[string]json.RawMessage `json:"hash"`
-			Count int                        `json:"count"`
+	if c.kind != pusher.KindPresence {
+		// Frames are shared read-only: every subscriber gets the same one.
+		if c.ok == nil {
+			c.ok = wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:subscription_succeeded", c.name, "{}", ""))
 		}
-		p := presence{IDs: make([]string, 0, len(c.members)), Hash: make(map[string]json.RawMessage, len(c.members))}
-		for id, mb := range c.members {
-			p.IDs = append(p.IDs, id)
-			info := mb.info
-			if info == nil {
-				info = json.RawMessage("null")
-			}
-			p.Hash[id] = info
-		}
-		p.Count = len(p.IDs)
-		b, _ := json.Marshal(struct {
-			Presence presence `json:"presence"`
-		}{p})
-		data = string(b)
+		return c.ok
 	}
-	return wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:subscription_succeeded", c.name, data, ""))
+	type presence struct {
+		IDs   []string                   `json:"ids"`
+		Hash  map[string]json.RawMessage `json:"hash"`
+		Count int                        `json:"count"`
+	}
+	p := presence{IDs: make([]string, 0, len(c.members)), Hash: make(map[string]json.RawMessage, len(c.members))}
+	for id, mb := range c.members {
+		p.IDs = append(p.IDs, id)
+		info := mb.info
+		if info == nil {
+			info = json.RawMessage("null")
+		}
+		p.Hash[id] = info
+	}
+	p.Count = len(p.IDs)
+	b, _ := json.Marshal(struct {
+		Presence presence `json:"presence"`
+	}{p})
+	return wsconn.NewPrepared(pusher.EncodeEvent("pusher_internal:subscription_succeeded", c.name, string(b), ""))
 }
 
 func (c *channelActor) unsubscribe(ctx actor.Context, socketID string) {

@@ -42,8 +42,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *connInitMsg:
 		a.node, a.app, a.conn, a.socketID = m.node, m.app, m.conn, m.socketID
-		data := `{"socket_id":"` + a.socketID + `","activity_timeout":` + strconv.Itoa(a.app.ActivityTimeout) + `}`
-		sendEventNow(a.conn, "pusher:connection_established", "", data)
+		a.conn.SendNow(established(a.socketID, a.app.ActivityTimeout))
 		a.lastHeard = monoNow()
 		a.pid = ctx.Self()
 		a.node.idle.schedule(a, a.activityTimeout())
@@ -69,6 +68,15 @@ func (a *connActor) Receive(ctx actor.Context) {
 	}
 }
 
+// established is the socket's pusher:connection_established, encoded in
+// its frame's buffer.
+func established(socketID string, activityTimeout int) *wsconn.Prepared {
+	data := `{"socket_id":"` + socketID + `","activity_timeout":` + strconv.Itoa(activityTimeout) + `}`
+	return wsconn.NewPreparedWith(64+len(data)*11/10, func(b []byte) []byte {
+		return pusher.AppendEvent(b, "pusher:connection_established", "", data, "")
+	})
+}
+
 // cleanup leaves every channel and gives the socket's slot back.
 func (a *connActor) cleanup(ctx actor.Context) {
 	if a.pid != nil {
@@ -76,7 +84,7 @@ func (a *connActor) cleanup(ctx actor.Context) {
 	}
 	counted := false
 	for _, sub := range a.subs {
-		a.node.reg.send(channelKey(a.app.ID, sub.channel), &unsubscribeMsg{socketID: a.socketID})
+		a.node.reg.sendTo(a.app.ID, sub.channel, &unsubscribeMsg{socketID: a.socketID})
 		counted = counted || strings.HasPrefix(sub.channel, UserChannelPrefix)
 	}
 	if counted {
@@ -154,7 +162,7 @@ func (a *connActor) handle(ctx actor.Context, raw []byte) {
 		}
 		if _, ok := a.subs.get(d.Channel); ok {
 			a.subs.remove(d.Channel)
-			a.node.reg.send(channelKey(a.app.ID, d.Channel), &unsubscribeMsg{socketID: a.socketID})
+			a.node.reg.sendTo(a.app.ID, d.Channel, &unsubscribeMsg{socketID: a.socketID})
 			a.node.fg.unsubscribed(a.app.ID, a.socketID, d.Channel)
 		}
 	case f.Event == "pusher:signin":
@@ -199,12 +207,12 @@ func (a *connActor) subscribe(ctx actor.Context, f pusher.Message) {
 	kind, _ := pusher.Classify(d.Channel)
 	switch kind {
 	case pusher.KindPrivate, pusher.KindEncrypted:
-		if !pusher.ValidAuth(d.Auth, pusher.ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, "")) {
+		if !pusher.ValidChannelAuth(d.Auth, a.app.Key, a.app.Secret, a.socketID, d.Channel, "") {
 			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel))", 401)
 			return
 		}
 	case pusher.KindPresence:
-		if !pusher.ValidAuth(d.Auth, pusher.ChannelAuth(a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData)) {
+		if !pusher.ValidChannelAuth(d.Auth, a.app.Key, a.app.Secret, a.socketID, d.Channel, d.ChannelData) {
 			a.subscriptionError(d.Channel, "AuthError", "Invalid signature: expected "+a.app.Key+":hex(HMAC-SHA256(secret, socket_id:channel:channel_data))", 401)
 			return
 		}
@@ -221,7 +229,7 @@ func (a *connActor) subscribe(ctx actor.Context, f pusher.Message) {
 		}
 	}
 	a.subs.set(d.Channel, sub.userID)
-	a.node.reg.forward(channelKey(a.app.ID, d.Channel), a.app.ID, d.Channel, &subscribeMsg{sub: sub})
+	a.node.reg.forwardTo(a.app.ID, d.Channel, &subscribeMsg{sub: sub})
 	if kind == pusher.KindPrivate {
 		a.node.fg.subscribed(a.app.ID, a.socketID, d.Channel)
 	}
@@ -335,7 +343,7 @@ func (a *connActor) signin(ctx actor.Context, f pusher.Message) {
 		ch := pusher.ServerToUserPrefix + id
 		a.subs.set(ch, "")
 		sub := &subscriber{socketID: a.socketID, conn: a.conn, owner: ctx.Self()}
-		a.node.reg.forward(channelKey(a.app.ID, ch), a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
+		a.node.reg.forwardTo(a.app.ID, ch, &subscribeMsg{sub: sub, silent: true})
 	}
 	sendEvent(a.conn, "pusher:signin_success", "", `{"user_data":`+string(pusher.AppendString(nil, d.UserData))+`}`)
 	if signedIn {

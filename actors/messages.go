@@ -113,6 +113,11 @@ var (
 
 func channelKey(appID, channel string) string { return appID + "\x00" + channel }
 
+// appendChannelKey appends channelKey(appID, channel) to dst.
+func appendChannelKey(dst []byte, appID, channel string) []byte {
+	return append(append(append(dst, appID...), 0), channel...)
+}
+
 // closeSubscribersMsg closes every subscriber of a channel with code: events
 // meant for them were lost (a cluster gap that cannot be filled).
 type closeSubscribersMsg struct {

@@ -46,11 +46,11 @@ type Node struct {
 	watch  *actor.PID   // the watchlist actor
 	fg     *foreground  // the chat users' foreground sockets, cluster-wide
 	conns0 *actor.Props // shared by every ConnectionActor: Props per socket cost ~400 B each
-	// dispatch runs ConnectionActors' and ChannelActors' mailboxes.
-	dispatch *protoactor.WorkerDispatcher
-	chanSV   actor.SupervisorStrategy
-	byKey    map[string]*appRuntime // set at construction
-	byID     map[string]*appRuntime // set at construction
+	// dispatch runs ChannelActors' mailboxes, connDispatch ConnectionActors'.
+	dispatch, connDispatch *protoactor.WorkerDispatcher
+	chanSV                 actor.SupervisorStrategy
+	byKey                  map[string]*appRuntime // set at construction
+	byID                   map[string]*appRuntime // set at construction
 
 	// The cluster seams; set at construction (local) or by JoinCluster
 	// before the node serves anything.
@@ -139,9 +139,11 @@ func NewNode(cfg *config.Config, log *slog.Logger) *Node {
 	// The lock-free mailbox: a ConnectionActor gets few messages (what its
 	// client sends), and this mailbox costs ~350 B less per socket than the
 	// default ring buffer.
-	n.dispatch = protoactor.NewWorkerDispatcher(4*runtime.GOMAXPROCS(0), 300) // 300: protoactor's default throughput
+	n.dispatch = protoactor.NewWorkerDispatcher(4*runtime.GOMAXPROCS(0), 300, 0) // 300: protoactor's default throughput
+	// A ConnectionActor never blocks: its mailbox may wait for a worker.
+	n.connDispatch = protoactor.NewWorkerDispatcher(2*runtime.GOMAXPROCS(0), 300, 64*runtime.GOMAXPROCS(0))
 	n.conns0 = actor.PropsFromProducer(func() actor.Actor { return &connActor{} },
-		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(n.dispatch),
+		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(n.connDispatch),
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, logPanic("connection", actor.StopDirective))))
 	return n
 }
@@ -526,6 +528,7 @@ func (n *Node) Drain(ctx context.Context) error {
 func (n *Node) Stop() {
 	defer n.idle.close()
 	defer n.dispatch.Stop()
+	defer n.connDispatch.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	n.hooks.close(ctx) // a no-op after CloseWebhooks
 	cancel()

@@ -87,19 +87,47 @@ func (r *registry) forward(key, appID, name string, msg any) {
 	s.mu.Lock()
 	e := s.entries[key]
 	if e == nil {
-		e = &channelEntry{appID: appID, name: name, stats: &channelStats{}}
-		e.pid = r.node.system.Root.Spawn(r.node.channelProps(key, name, e.stats))
-		s.entries[key] = e
-		if len(s.entries) > s.peak {
-			s.peak = len(s.entries)
-		}
-		if l := r.live.Add(1); l > r.peak.Load() {
-			r.peak.Store(l)
-		}
+		e = r.spawnLocked(s, key, appID, name)
 	}
 	e.forwarded++
 	s.mu.Unlock()
 	r.node.system.Root.Send(e.pid, msg)
+}
+
+// forwardTo is forward to the channel name of app appID. The channel's key
+// is made on the stack, and as a string only for a new channel: a socket's
+// subscribe allocates no key.
+func (r *registry) forwardTo(appID, name string, msg any) {
+	var buf [keyBuf]byte
+	key := appendChannelKey(buf[:0], appID, name)
+	s := &r.shards[maphash.Bytes(r.seed, key)%registryShards]
+	s.mu.Lock()
+	e := s.entries[string(key)]
+	if e == nil {
+		e = r.spawnLocked(s, string(key), appID, name)
+	}
+	e.forwarded++
+	s.mu.Unlock()
+	r.node.system.Root.Send(e.pid, msg)
+}
+
+// keyBuf is room for the key of a channel whose name and app id fit the
+// protocol's limits (200 bytes of name); longer keys grow on the heap.
+const keyBuf = 256
+
+// spawnLocked starts the channel's actor and registers it; the caller holds
+// s.mu and found no entry for key.
+func (r *registry) spawnLocked(s *registryShard, key, appID, name string) *channelEntry {
+	e := &channelEntry{appID: appID, name: name, stats: &channelStats{}}
+	e.pid = r.node.system.Root.Spawn(r.node.channelProps(key, name, e.stats))
+	s.entries[key] = e
+	if len(s.entries) > s.peak {
+		s.peak = len(s.entries)
+	}
+	if l := r.live.Add(1); l > r.peak.Load() {
+		r.peak.Store(l)
+	}
+	return e
 }
 
 // forwardIfPresent is forward without the spawn: msg is dropped when the
@@ -121,6 +149,19 @@ func (r *registry) forwardIfPresent(key string, msg any) {
 func (r *registry) send(key string, msg any) {
 	if pid := r.lookup(key); pid != nil {
 		r.node.system.Root.Send(pid, msg)
+	}
+}
+
+// sendTo is send to the channel name of app appID, without making its key.
+func (r *registry) sendTo(appID, name string, msg any) {
+	var buf [keyBuf]byte
+	key := appendChannelKey(buf[:0], appID, name)
+	s := &r.shards[maphash.Bytes(r.seed, key)%registryShards]
+	s.mu.RLock()
+	e := s.entries[string(key)]
+	s.mu.RUnlock()
+	if e != nil {
+		r.node.system.Root.Send(e.pid, msg)
 	}
 }
 

@@ -31,13 +31,6 @@ func sendEvent(s Socket, event, channel, data string) bool {
 	return s.Send(wsconn.NewPrepared(pusher.EncodeEvent(event, channel, data, "")))
 }
 
-// sendEventNow is sendEvent written at once when nothing is queued (see
-// wsconn.Conn.SendNow); the first message of a socket opened with
-// HelloWithFirstFrame then goes out with the 101 response in one write(2).
-func sendEventNow(s Socket, event, channel, data string) bool {
-	return s.SendNow(wsconn.NewPrepared(pusher.EncodeEvent(event, channel, data, "")))
-}
-
 // sendError queues a pusher:error; the socket stays open.
 func sendError(s Socket, e *pusher.Error) bool {
 	return sendEvent(s, "pusher:error", "", pusher.ErrorData(e.Code, e.Message()))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -43,7 +44,11 @@ var headBufs = sync.Pool{New: func() any { b := make([]byte, headSize); return &
 // long a connection may take to send its first request's head (use the
 // server's ReadHeaderTimeout). Not for TLS: net/http must see a *tls.Conn.
 func (s *Server) Front(ln net.Listener, headerTimeout time.Duration) net.Listener {
-	f := &front{Listener: ln, s: s, timeout: headerTimeout, conns: make(chan net.Conn), done: make(chan struct{})}
+	f := &front{Listener: ln, s: s, timeout: headerTimeout, conns: make(chan net.Conn), done: make(chan struct{}),
+		heads: make(chan firstRequest)}
+	for range 2 * runtime.GOMAXPROCS(0) {
+		go f.reader()
+	}
 	go f.acceptLoop()
 	return f
 }
@@ -52,8 +57,9 @@ type front struct {
 	net.Listener
 	s       *Server
 	timeout time.Duration
-	conns   chan net.Conn // connections for net/http
-	done    chan struct{} // closed when the listener is
+	conns   chan net.Conn     // connections for net/http
+	heads   chan firstRequest // unbuffered: a connection whose head is there, for an idle reader
+	done    chan struct{}     // closed when the listener is
 	once    sync.Once
 	err     error // why accepting stopped; set before done is closed
 }
@@ -81,8 +87,8 @@ func (f *front) stop(err error) {
 	})
 }
 
-// acceptLoop accepts connections and reads each one's first request on its
-// own goroutine. Like net/http, it waits and retries after a temporary
+// acceptLoop accepts connections and starts reading each one's first
+// request (accepted). Like net/http, it waits and retries after a temporary
 // error (out of file descriptors) instead of stopping.
 func (f *front) acceptLoop() {
 	var delay time.Duration
@@ -104,29 +110,110 @@ func (f *front) acceptLoop() {
 			return
 		}
 		delay = 0
-		go f.first(c)
+		f.accepted(c)
 	}
 }
 
-// first reads c's first request head and answers it if it is a plain
-// WebSocket connect; otherwise c goes to net/http.
-func (f *front) first(c net.Conn) {
-	start := time.Now()
-	bp := headBufs.Get().(*[]byte)
-	buf := *bp
-	n, head, timedOut := f.readHead(c, buf)
-	if timedOut || head && f.s.serveFront(c, buf[:n], start) {
+// A connection's first request, as the front reads it.
+type firstRequest struct {
+	c     net.Conn
+	buf   *[]byte // from headBufs
+	n     int     // bytes read into buf
+	start time.Time
+}
+
+// accepted starts reading c's first request with one read that does not
+// wait. In a connect storm the head is usually there already: the connect
+// is then answered by an idle long-lived reader, else on the accept loop's
+// goroutine, whose stack has grown once (a new goroutine's stack grows
+// through the connect — the handshake, the node, the actor's spawn — and is
+// copied on the way: 4-5 % of the server's CPU in a connect storm; handing
+// connects to idle readers alone left most of them to new goroutines, the
+// readers being busy or not yet back). A connection whose head is not all
+// there yet waits on a goroutine of its own, so that no connection waits
+// for another's head.
+func (f *front) accepted(c net.Conn) {
+	r := firstRequest{c: c, buf: headBufs.Get().(*[]byte), start: time.Now()}
+	var err error
+	if rc, ok := c.(syscall.Conn); ok {
+		if raw, e := rc.SyscallConn(); e == nil {
+			e = raw.Read(func(fd uintptr) bool {
+				r.n, err = syscall.Read(int(fd), *r.buf)
+				return true // no waiting here
+			})
+			if e != nil {
+				err = e
+			}
+		}
+	}
+	if r.n < 0 {
+		r.n = 0
+	}
+	if _, head := judgeHead(*r.buf, r.n); err != nil || !head {
+		// The rest of the head is waited for there, and a connection for
+		// net/http handed over: the accept loop never waits. A first read
+		// that failed is made again there, as net/http would.
+		go f.waitFirst(r)
+		return
+	}
+	select {
+	case f.heads <- r:
+	default:
+		f.first(r)
+	}
+}
+
+// waitFirst waits for the rest of r's head, on a goroutine of its own, and
+// hands a connect to an idle reader when one is: the wait takes little
+// stack, the answer much.
+func (f *front) waitFirst(r firstRequest) {
+	n, head, timedOut := f.readHead(r.c, *r.buf, r.n)
+	if head && !timedOut {
+		r.n = n
+		select {
+		case f.heads <- r:
+			return
+		default:
+		}
+	}
+	f.answer(r, n, head, timedOut)
+}
+
+// reader answers the first requests handed to it, one at a time, until the
+// listener closes.
+func (f *front) reader() {
+	for {
+		select {
+		case r := <-f.heads:
+			f.first(r)
+		case <-f.done:
+			return
+		}
+	}
+}
+
+// first reads the rest of r's first request head and answers it.
+func (f *front) first(r firstRequest) {
+	n, head, timedOut := f.readHead(r.c, *r.buf, r.n)
+	f.answer(r, n, head, timedOut)
+}
+
+// answer answers r's head, buf[:n], if it is a plain WebSocket connect;
+// otherwise the connection goes to net/http.
+func (f *front) answer(r firstRequest, n int, head, timedOut bool) {
+	c, buf := r.c, *r.buf
+	if timedOut || head && f.s.serveFront(c, buf[:n], r.start) {
 		if timedOut {
 			c.Close() // as net/http closes at its ReadHeaderTimeout: no answer
 		}
-		headBufs.Put(bp)
+		headBufs.Put(r.buf)
 		return
 	}
 	var rc net.Conn = c
 	if n > 0 {
 		rc = &replayConn{Conn: c, pending: bytes.Clone(buf[:n])}
 	}
-	headBufs.Put(bp)
+	headBufs.Put(r.buf)
 	select {
 	case f.conns <- rc:
 	case <-f.done:
@@ -134,22 +221,35 @@ func (f *front) first(c net.Conn) {
 	}
 }
 
-// readHead reads until buf holds a whole request head that could be a
-// connect, and nothing after it. It stops early, with head false, at the
-// first byte that rules a connect out, when buf is full, or at an error (the
-// bytes read are then net/http's to answer), except that a head not
-// complete in time is the front's to end, as net/http's ReadHeaderTimeout
-// would.
-func (f *front) readHead(c net.Conn, buf []byte) (n int, head, timedOut bool) {
+// judgeHead reports whether buf[:n] is judged: done, with head true, when it
+// is a whole head that could be a connect and nothing after it; done with
+// head false when a byte rules a connect out or more follows the head.
+func judgeHead(buf []byte, n int) (done, head bool) {
+	if k := min(n, len(socketStart)); string(buf[:k]) != socketStart[:k] {
+		return true, false
+	}
+	if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 {
+		return true, i+4 == n // more after the head: net/http answers as before
+	}
+	return false, false
+}
+
+// readHead reads, after the n bytes buf holds already, until buf holds a
+// whole request head that could be a connect, and nothing after it. It
+// stops early, with head false, at the first byte that rules a connect out,
+// when buf is full, or at an error (the bytes read are then net/http's to
+// answer), except that a head not complete in time is the front's to end,
+// as net/http's ReadHeaderTimeout would.
+func (f *front) readHead(c net.Conn, buf []byte, n int) (_ int, head, timedOut bool) {
+	if done, head := judgeHead(buf, n); done || n == len(buf) {
+		return n, head, false
+	}
 	_ = c.SetReadDeadline(time.Now().Add(f.timeout))
 	for n < len(buf) {
 		m, err := c.Read(buf[n:])
 		n += m
-		if k := min(n, len(socketStart)); string(buf[:k]) != socketStart[:k] {
-			return n, false, false
-		}
-		if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 {
-			return n, i+4 == n, false // more after the head: net/http answers as before
+		if done, head := judgeHead(buf, n); done {
+			return n, head, false
 		}
 		if err != nil {
 			var ne net.Error

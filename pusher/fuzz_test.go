@@ -41,3 +41,50 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastDecodeMatchesEncodingJSON: whatever the fast path decodes, it
+// decodes exactly as encoding/json does (what it declines goes to
+// encoding/json itself).
+func FuzzFastDecodeMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"pusher:subscribe","data":{"channel":"private-a","auth":"k:s"}}`,
+		`{"event":"pusher:subscribe","data":{"auth":"k:0ab","channel":"private-a"}}`,
+		`{"event":"pusher:subscribe","data":{"channel":"presence-a","auth":"k:s","channel_data":"{\"user_id\":\"1\"}"}}`,
+		`{"event":"pusher:ping","data":{}}`, `{ "event" : "pusher:pong" , "data" : { } }`,
+		`{"event":"client-typing","channel":"private-a","data":{"t":"x"}}`,
+		`{"event":"e","event":"f"}`, `{"EVENT":"e"}`, `{"event":"e","data":{"channel":"a","channel":"b"}}`,
+		`{"event":"e","data":{"Channel":"a"}}`, `{"event":"e","data":{"channel":null}}`, `{"event":""}`,
+		`{"event":"e","data":{"x":"y"}}`, `{"event":"e","channel":"c"}`, `{"event":"e"} `, `{"event":"e",}`,
+		`{"data":{},"event":"e"}`, `{"event":"a\tb"}`, `{"event":"\u0041"}`, "{\"event\":\"caf\xc3\xa9\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 0 && b[0] == '{' {
+			if m, ok := decodeMessageFast(b); ok {
+				var want Message
+				if err := json.Unmarshal(b, &want); err != nil {
+					t.Fatalf("fast path accepted %q, encoding/json refuses it: %v", b, err)
+				}
+				if m.Event != want.Event || m.Channel != want.Channel || string(m.Data) != string(want.Data) || m.Event == "" {
+					t.Fatalf("%q: fast %+v, encoding/json %+v", b, m, want)
+				}
+				if m.Data != nil {
+					b = m.Data // and the data, as a subscribe's
+				}
+			}
+		}
+		got := SubscribeData{Channel: "c0", Auth: "a0", ChannelData: "d0"}
+		want := got
+		if decodeSubscribeFast(b, &got) {
+			if err := json.Unmarshal(b, &want); err != nil {
+				t.Fatalf("fast path accepted data %q, encoding/json refuses it: %v", b, err)
+			}
+			if got != want {
+				t.Fatalf("data %q: fast %+v, encoding/json %+v", b, got, want)
+			}
+		} else if got != want {
+			t.Fatalf("data %q: declined, but changed the struct to %+v", b, got)
+		}
+	})
+}

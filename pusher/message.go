@@ -26,12 +26,21 @@ var ErrMessage = errors.New("invalid message")
 
 // DecodeMessage parses a client message. It fails on anything that is not a
 // JSON object with a string "event" and, if present, a string "channel".
+// The message's Data may share b's memory.
 func DecodeMessage(b []byte) (Message, error) {
-	var f Message
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
-		return f, fmt.Errorf("%w: expected a JSON object", ErrMessage)
+		return Message{}, fmt.Errorf("%w: expected a JSON object", ErrMessage)
 	}
+	if m, ok := decodeMessageFast(b); ok {
+		return m, nil
+	}
+	return decodeMessage(b)
+}
+
+// decodeMessage is DecodeMessage by encoding/json.
+func decodeMessage(b []byte) (Message, error) {
+	var f Message
 	if err := json.Unmarshal(b, &f); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -81,6 +90,9 @@ func DecodeData(raw json.RawMessage, v any) error {
 	}
 	if len(raw) == 0 || raw[0] != '{' {
 		return fmt.Errorf("%w: \"data\" must be an object", ErrMessage)
+	}
+	if d, ok := v.(*SubscribeData); ok && decodeSubscribeFast(raw, d) {
+		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		var te *json.UnmarshalTypeError

@@ -1,6 +1,9 @@
 package pusher
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -59,6 +62,38 @@ func TestParseChannelData(t *testing.T) {
 	for _, bad := range []string{"", "x", `{}`, `{"user_id":null}`, `{"user_id":true}`, `{"user_id":""}`} {
 		if _, _, p := ParseChannelData(bad); p == "" {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSignersAgreeWithAFreshHMAC(t *testing.T) {
+	fresh := func(secret, msg string) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(msg))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	for i := range 3 { // a signer used again must be reset
+		for _, secret := range []string{"s1", "s2", "", strings.Repeat("k", 100)} {
+			msg := strings.Repeat("m", i*40)
+			if got, want := Sign(secret, msg), fresh(secret, msg); got != want {
+				t.Fatalf("Sign(%q, %q) = %s, want %s", secret, msg, got, want)
+			}
+			if got, want := SignBytes(secret, []byte(msg)), fresh(secret, msg); got != want {
+				t.Fatalf("SignBytes: %s, want %s", got, want)
+			}
+			if got, want := ChannelAuth("k", secret, "1.2", "private-a", msg), "k:"+fresh(secret, "1.2:private-a"+map[bool]string{true: ":" + msg}[msg != ""]); got != want {
+				t.Fatalf("ChannelAuth: %s, want %s", got, want)
+			}
+			if got, want := UserAuth("k", secret, "1.2", msg), "k:"+fresh(secret, "1.2::user::"+msg); got != want {
+				t.Fatalf("UserAuth: %s, want %s", got, want)
+			}
+			auth := ChannelAuth("k", secret, "1.2", "presence-a", msg)
+			if !ValidChannelAuth(auth, "k", secret, "1.2", "presence-a", msg) ||
+				ValidChannelAuth(auth[:len(auth)-1], "k", secret, "1.2", "presence-a", msg) ||
+				ValidChannelAuth(auth+"0", "k", secret, "1.2", "presence-a", msg) ||
+				ValidChannelAuth(auth, "k", secret, "1.3", "presence-a", msg) || ValidChannelAuth("", "k", secret, "1.2", "presence-a", msg) {
+				t.Fatal("ValidChannelAuth")
+			}
 		}
 	}
 }

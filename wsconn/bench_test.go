@@ -74,3 +74,39 @@ func benchmarkDeliver(b *testing.B, send func(*Conn, *Prepared) bool) {
 	b.StopTimer()
 	_, _ = io.Discard.Write(nil)
 }
+
+// BenchmarkReceive is the per-message cost of reading: a client's message
+// arrives on a real socket, the poller hands it to a reader, which reads it,
+// parses the frame, gives the message to the handler and re-arms the socket.
+// The one allocation is the message, which the handler owns.
+func BenchmarkReceive(b *testing.B) {
+	conns := make(chan *Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Upgrade(w, r, Options{})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		conns <- c
+	}))
+	defer srv.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	c := <-conns
+	got := make(chan struct{}, 1)
+	c.Serve(func(p []byte) { c.Done(len(p)); got <- struct{}{} }, func() {}, nil)
+	msg := `{"event":"pusher:subscribe","data":{"channel":"private-a","auth":"k:s"}}`
+	frame := append([]byte{0x81, 0x80 | byte(len(msg)), 0, 0, 0, 0}, msg...) // masked with a zero key
+	nc := client.NetConn()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := nc.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}

@@ -94,8 +94,8 @@ type Conn struct {
 	frag *fragment   // guarded by rmu; made at the first fragmented message
 
 	// Inbound backpressure: bytes handed to the Handler and not yet Done.
-	// The reader sets paused when it stops over the limit; whichever of the
-	// reader and Done clears it resumes reading.
+	// The reader sets rdPaused when it stops over the limit; whichever of
+	// the reader and Done clears it resumes reading.
 	backlog atomic.Int64
 
 	mu      sync.Mutex
@@ -112,16 +112,16 @@ type Conn struct {
 	// debugID names the socket in debug logs (SetID); nil unless debugging.
 	debugID *string
 
-	closeCode   int32 // the close status that ends the socket (first sent or received); guarded by mu
-	paused      atomic.Bool
-	state       uint8 // guarded by mu
-	blocking    bool  // set by Serve: read by readBlocking, not the poller
-	readStopped bool  // guarded by rmu; nothing more is parsed
-	writing     bool  // a writeLoop goroutine runs; guarded by mu
-	endAfterOut bool  // end the socket once the queue is written; guarded by mu
-	peerClosed  bool  // the client sent a close frame; guarded by mu
-	abort       bool  // we dropped the client: reset rather than close; guarded by mu
-	ended       bool  // guarded by mu
+	closeCode   int32         // the close status that ends the socket (first sent or received); guarded by mu
+	rd          atomic.Uint32 // rdReading, rdAgain, rdPaused
+	state       uint8         // guarded by mu
+	blocking    bool          // set by Serve: read by readBlocking, not the poller
+	readStopped bool          // guarded by rmu; nothing more is parsed
+	writing     bool          // a writeLoop goroutine runs; guarded by mu
+	endAfterOut bool          // end the socket once the queue is written; guarded by mu
+	peerClosed  bool          // the client sent a close frame; guarded by mu
+	abort       bool          // we dropped the client: reset rather than close; guarded by mu
+	ended       bool          // guarded by mu
 }
 
 // fragment is the deadline of an unfinished fragmented message.
@@ -341,11 +341,31 @@ func (f funcHandler) End() {
 // brings the backlog to half of MaxInboundBacklog, a paused socket is read
 // again.
 func (c *Conn) Done(n int) {
-	if c.backlog.Add(-int64(n)) <= c.cfg.maxBacklog/2 && c.paused.Load() && c.paused.CompareAndSwap(true, false) {
+	if c.backlog.Add(-int64(n)) <= c.cfg.maxBacklog/2 && c.rd.Load()&rdPaused != 0 && c.unpause() {
 		if c.blocking {
 			go c.readBlocking()
 		} else {
-			c.rearm()
+			c.resume()
+		}
+	}
+}
+
+// The reader's state in Conn.rd, bits set and cleared atomically.
+const (
+	rdReading = 1 << iota // a reader owns the socket (the poller's sockets)
+	rdAgain               // the poller saw the socket readable since the reader last read it
+	rdPaused              // the reader stopped over the backlog; its owner is Done
+)
+
+// unpause clears rdPaused and reports whether this call did.
+func (c *Conn) unpause() bool {
+	for {
+		s := c.rd.Load()
+		if s&rdPaused == 0 {
+			return false
+		}
+		if c.rd.CompareAndSwap(s, s&^rdPaused) {
+			return true
 		}
 	}
 }
@@ -356,13 +376,13 @@ func (c *Conn) overBacklog() bool {
 	if c.backlog.Load() <= c.cfg.maxBacklog {
 		return false
 	}
-	c.paused.Store(true)
-	// Done may have caught up between the Load and the Store, without seeing
-	// paused: then resume here, unless Done got there first.
+	c.rd.Or(rdPaused)
+	// Done may have caught up between the Load and the Or, without seeing
+	// rdPaused: then resume here, unless Done got there first.
 	if c.backlog.Load() > c.cfg.maxBacklog/2 {
 		return true
 	}
-	return !c.paused.CompareAndSwap(true, false)
+	return !c.unpause()
 }
 
 // readBlocking is the portable reader: one goroutine per socket while it is
@@ -608,7 +628,7 @@ var rawWriters = sync.Pool{New: func() any {
 // waiting here.
 func (w *rawWriter) write(fd uintptr) bool {
 	for {
-		n, err := syscall.Write(int(fd), w.b)
+		n, err := rawWrite(int(fd), w.b)
 		if err == syscall.EINTR {
 			continue
 		}

@@ -358,7 +358,8 @@ func TestInboundBacklog(t *testing.T) {
 				batch = append(batch, clientFrame(true, opText, []byte(msg(i)))...)
 			}
 			cl.send(batch)
-			waitFor(t, "the reader to pause", c.paused.Load)
+			paused := func() bool { return c.rd.Load()&rdPaused != 0 }
+			waitFor(t, "the reader to pause", paused)
 			held := len(s.messages())
 			// At most one read's worth (16 KiB) beyond the limit is parsed before
 			// the reader looks at the backlog.
@@ -366,7 +367,7 @@ func TestInboundBacklog(t *testing.T) {
 				t.Fatalf("%d of %d messages delivered while over a %d-byte backlog", held, count, limit)
 			}
 			cl.send(clientFrame(true, opText, []byte(`{"event":"marker"}`)))
-			if got := len(s.messages()); got != held || !c.paused.Load() {
+			if got := len(s.messages()); got != held || !paused() {
 				t.Fatalf("delivered %d while paused, was %d", got, held)
 			}
 

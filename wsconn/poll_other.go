@@ -9,5 +9,5 @@ func pollerAdd(*Conn) error { return errors.ErrUnsupported }
 
 func pollerRemove(*Conn) {}
 
-// rearm is never reached: without the poller, Done restarts readBlocking.
-func (c *Conn) rearm() {}
+// resume is never reached: without the poller, Done restarts readBlocking.
+func (c *Conn) resume() {}

@@ -26,26 +26,46 @@ type Prepared struct {
 func NewPrepared(payload []byte) *Prepared { return newFrame(opText, payload) }
 
 func newFrame(op byte, payload []byte) *Prepared {
-	n := len(payload)
-	var hdr [10]byte
-	hdr[0] = 0x80 | op // FIN
-	h := 2
-	switch {
-	case n < 126:
-		hdr[1] = byte(n)
-	case n <= 0xFFFF:
-		hdr[1] = 126
-		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
-		h = 4
-	default:
-		hdr[1] = 127
-		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
-		h = 10
-	}
-	wire := make([]byte, h+n)
+	var hdr [maxHeader]byte
+	h := putHeader(&hdr, op, len(payload))
+	wire := make([]byte, h+len(payload))
 	copy(wire, hdr[:h])
 	copy(wire[h:], payload)
 	return &Prepared{wire: wire, payload: h}
+}
+
+// NewPreparedWith frames the text message that appendPayload appends to
+// the slice it is given, written in place in the frame's own buffer (size
+// is a guess at its length): NewPrepared without the payload's own buffer
+// and its copy.
+func NewPreparedWith(size int, appendPayload func([]byte) []byte) *Prepared {
+	buf := appendPayload(make([]byte, maxHeader, maxHeader+size))
+	var hdr [maxHeader]byte
+	h := putHeader(&hdr, opText, len(buf)-maxHeader)
+	copy(buf[maxHeader-h:], hdr[:h])
+	return &Prepared{wire: buf[maxHeader-h:], payload: h}
+}
+
+// maxHeader is the longest header of an unmasked frame.
+const maxHeader = 10
+
+// putHeader writes the header of a final frame of n payload bytes and
+// returns its length.
+func putHeader(hdr *[maxHeader]byte, op byte, n int) int {
+	hdr[0] = 0x80 | op // FIN
+	switch {
+	case n < 126:
+		hdr[1] = byte(n)
+		return 2
+	case n <= 0xFFFF:
+		hdr[1] = 126
+		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
+		return 4
+	default:
+		hdr[1] = 127
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+		return 10
+	}
 }
 
 // maxCloseReason is the room for a reason in a close frame: a control

@@ -11,6 +11,11 @@
 #   sweep        budget line 2: highest deliveries/s with p99 <= 50 ms and no loss
 #   connections  budget line 3: 10,000 idle subscribed sockets held 10 s
 #                 (CONNECTIONS sets how many; each needs a descriptor on both sides)
+#   connect      server CPU per connect + subscribe: CONNECTIONS sockets, each
+#                joining a public and then a private channel (signed auth),
+#                held 10 s; the servers take turns, RUNS rounds; the summary
+#                shows the medians of server CPU per socket over the ramp (from
+#                /proc) and RSS per idle socket, and each server's ratio to soketi
 #   curve        fan-out on one channel over a grid of CURVE_SUBS subscribers x
 #                CURVE_RATES deliveries/s, 10 s each; draws OUT/curve-latency.svg
 #                and OUT/curve-cpu.svg (p99 and server CPU per delivery against
@@ -24,6 +29,9 @@
 #
 # Environment (all optional)
 #   PARLEY_BIN    parley binary to test, also used as the bench (default: built from this checkout)
+#   PARLEY_BASE_BIN  connect section only: a second parley binary (say, built
+#                 from an older commit), measured as server "base" in the same
+#                 rounds, for a before/after in one run
 #   SOKETI_DIR    folder holding node_modules/@soketi/soketi (default: installed
 #                 from npm into WORK/soketi with the uWebSockets.js override)
 #   WORK          scratch folder: binaries, data dirs, logs (default: a new /tmp/parley-bench.*)
@@ -79,7 +87,7 @@ PRESENCE_MEMBERS=${PRESENCE_MEMBERS:-100 1000}
 MAX_OTHER_CPU=${MAX_OTHER_CPU:-25}
 TRIES=${TRIES:-5}
 CHAT_DATABASE_URL=${CHAT_DATABASE_URL-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
-SECTIONS=${*:-fanout rates sweep connections chat wsconn syscall}
+SECTIONS=${*:-fanout rates sweep connections connect chat wsconn syscall}
 CONNECTIONS=${CONNECTIONS:-10000}
 
 export PARLEY_APP_ID=app-1 PARLEY_APP_KEY=key-1 PARLEY_APP_SECRET=secret-1
@@ -168,6 +176,9 @@ start_soketi() {
 	wait_ready "http://127.0.0.1:$PORT/ready"
 }
 
+# start_base: Parley from PARLEY_BASE_BIN (the connect section's "base").
+start_base() { local PARLEY_BIN=$PARLEY_BASE_BIN; start_parley; }
+
 # The chat runs: Parley without its API rate limit, on either database. The
 # bench's admin commands inherit DATABASE_URL.
 start_chat_embedded() { unset DATABASE_URL; start_parley PARLEY_API_RATE_LIMIT=0; }
@@ -252,6 +263,7 @@ measure() {
 	for try in $(seq "$TRIES"); do
 		wait_quiet
 		"$start"
+		rm -f "$OUT/$name.json" # a failed run must not leave an older report behind
 		local args=("${@//@DATA_DIR@/$DATA_DIR}")
 		timeout 900 "$PARLEY_BIN" bench "${args[@]}" --quiet --port "$PORT" --server-pid "$SERVER_PID" \
 			--json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 &
@@ -320,6 +332,19 @@ connections_section() {
 	for srv in $SERVERS; do
 		for r in $(seq "$RUNS"); do
 			measure "connections-$srv-$r" "start_$srv" connections -n "$CONNECTIONS" --hold 10s
+		done
+	done
+}
+
+# connect_servers: the connect section's servers, "base" last when given.
+connect_servers() { echo $SERVERS ${PARLEY_BASE_BIN:+base}; }
+
+connect_section() {
+	log "connect: connections -n $CONNECTIONS --private --hold 10s, servers in turn, $RUNS rounds"
+	local r srv
+	for r in $(seq "$RUNS"); do
+		for srv in $(connect_servers); do
+			measure "connect-$srv-$r" "start_$srv" connections -n "$CONNECTIONS" --private --hold 10s
 		done
 	done
 }
@@ -580,6 +605,7 @@ summary() {
 			done
 		done
 	fi
+	ls "$OUT"/connect-*-[0-9].json >/dev/null 2>&1 && connect_summary
 	if ls "$OUT"/curve-*-[0-9].txt >/dev/null 2>&1; then
 		echo
 		echo "curve — fanout, 1 channel, 200 B, $CURVE_DURATION per point; median run by p99 (FAILED: lost deliveries,"
@@ -611,6 +637,37 @@ summary() {
 	done
 	if [[ -f $OUT/chat-skipped.txt ]]; then echo; cat "$OUT/chat-skipped.txt"; fi
 	return 0
+}
+
+# runs_of KEY FILE...: KEY of every FILE, ", "-joined in file order.
+runs_of() { local key=$1; shift; jq -s -r "map($key // \"-\" | tostring) | join(\", \")" "$@"; }
+
+# median_of KEY FILE...: the median of KEY over FILEs.
+median_of() {
+	local key=$1; shift
+	jq -s -r "map($key // empty) | sort | if length == 0 then \"-\" else .[(length - 1) / 2 | floor] end" "$@"
+}
+
+connect_summary() {
+	echo
+	echo "connect — $CONNECTIONS sockets, each subscribing to a public and a private channel (signed), held 10 s;"
+	echo "server CPU (utime+stime from /proc) over the connect ramp ÷ sockets connected, RSS per idle socket; medians of the runs"
+	local ref='' srv files
+	if ls "$OUT"/connect-soketi-[0-9].json >/dev/null 2>&1; then
+		ref=$(median_of .server.cpu_us_per_connection "$OUT"/connect-soketi-[0-9].json)
+	fi
+	printf 'server\tconnected\tsrv_us/conn\t÷soketi\tRSS_B/socket\tbench_cpu%%\tother_cpu%%\tsrv_us/conn of every run\tRSS of every run\n'
+	for srv in $(connect_servers); do
+		files=("$OUT"/connect-"$srv"-[0-9].json)
+		[[ -s ${files[0]} ]] || continue
+		local us ratio worst=0 f w
+		us=$(median_of .server.cpu_us_per_connection "${files[@]}")
+		ratio=$(awk -v a="$us" -v b="${ref:-}" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.2f", a / b; else printf "-" }')
+		for f in "${files[@]}"; do w=$(worst_other "$f"); ((${w:-0} > worst)) && worst=${w:-0}; done
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$(median_of .connected "${files[@]}")" "$us" "$ratio" \
+			"$(median_of .server.rss_per_connection_bytes "${files[@]}")" "$(median_of .bench.cpu_percent_of_one_core "${files[@]}")" "$worst" \
+			"$(runs_of .server.cpu_us_per_connection "${files[@]}")" "$(runs_of .server.rss_per_connection_bytes "${files[@]}")"
+	done
 }
 
 summary_section() { :; } # the summary is printed anyway

@@ -14,11 +14,18 @@ import (
 // deep (the mailbox, the actor, the protocol, JSON, a write): in CPU
 // profiles of a connect storm, copying grown stacks (runtime.copystack) took
 // 11–15 % of the server's CPU, most of it on mailbox goroutines. A worker's
-// stack has grown once already. Handing work over never waits: a worker
-// takes it only when it is idle, so a busy or blocked actor never holds up
-// another.
+// stack has grown once already.
+//
+// Without a queue, handing work over never waits: a worker takes it only
+// when it is idle, so a busy or blocked actor never holds up another (for
+// ChannelActors, which wait for their fan-out). With a queue, up to that
+// many mailboxes wait for a worker when none is idle, and only past it does
+// work get a goroutine of its own: for actors that never block
+// (ConnectionActors), whose work a worker finishes soon. In a connect storm
+// without a queue, more than half of them got a new goroutine: no worker was
+// parked at that instant, those just handed work not being back yet.
 type WorkerDispatcher struct {
-	work       chan func() // unbuffered: a send succeeds only to an idle worker
+	work       chan func() // a send succeeds to an idle worker, or into the queue
 	done       chan struct{}
 	throughput int
 }
@@ -28,9 +35,10 @@ var _ actor.Dispatcher = (*WorkerDispatcher)(nil)
 // NewWorkerDispatcher starts workers goroutines and returns once each runs
 // (on a busy machine a new goroutine may wait long for a turn, and until
 // then no work lands on it); throughput is protoactor's (messages a mailbox
-// handles before it yields).
-func NewWorkerDispatcher(workers, throughput int) *WorkerDispatcher {
-	d := &WorkerDispatcher{work: make(chan func()), done: make(chan struct{}), throughput: throughput}
+// handles before it yields); queue is how many mailboxes may wait for a
+// worker (0: none, work never waits).
+func NewWorkerDispatcher(workers, throughput, queue int) *WorkerDispatcher {
+	d := &WorkerDispatcher{work: make(chan func(), queue), done: make(chan struct{}), throughput: throughput}
 	var started sync.WaitGroup
 	started.Add(workers)
 	for range workers {
@@ -47,6 +55,7 @@ func (d *WorkerDispatcher) run(started func()) {
 		case fn := <-d.work:
 			fn()
 		case <-d.done:
+			d.drain()
 			return
 		}
 	}
@@ -55,8 +64,27 @@ func (d *WorkerDispatcher) run(started func()) {
 func (d *WorkerDispatcher) Schedule(fn func()) {
 	select {
 	case d.work <- fn:
+		if cap(d.work) > 0 {
+			select {
+			case <-d.done: // stopped: the workers may be gone already
+				d.drain()
+			default:
+			}
+		}
 	default:
 		go fn()
+	}
+}
+
+// drain gives the work still queued a goroutine each.
+func (d *WorkerDispatcher) drain() {
+	for {
+		select {
+		case fn := <-d.work:
+			go fn()
+		default:
+			return
+		}
 	}
 }
 

@@ -18,7 +18,7 @@ func onWorker() bool {
 // worker is busy it runs at once on a goroutine of its own; after stop it
 // still runs.
 func TestWorkerDispatcher(t *testing.T) {
-	d := NewWorkerDispatcher(2, 300)
+	d := NewWorkerDispatcher(2, 300, 0)
 	ran := func(fn func()) bool {
 		t.Helper()
 		on := make(chan bool, 1)
@@ -57,4 +57,54 @@ func TestWorkerDispatcher(t *testing.T) {
 	close(release)
 	d.Stop()
 	ran(func() {})
+}
+
+// With a queue, work scheduled while every worker is busy waits for one, up
+// to the queue's length; past it, work runs at once on a goroutine of its
+// own; after stop, work still queued and work scheduled later still runs.
+func TestWorkerDispatcherQueue(t *testing.T) {
+	d := NewWorkerDispatcher(1, 300, 2)
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	d.Schedule(func() { close(busy); <-release })
+	<-busy
+	ran := make(chan bool, 4)
+	for range 3 { // two queue, the third gets a goroutine
+		d.Schedule(func() { ran <- onWorker() })
+	}
+	select {
+	case w := <-ran:
+		if w {
+			t.Fatal("work past the queue ran on the busy worker")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("work past the queue waited")
+	}
+	close(release)
+	for range 2 {
+		select {
+		case w := <-ran:
+			if !w {
+				t.Fatal("queued work did not run on the worker")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("queued work did not run")
+		}
+	}
+	// Stopped with work queued behind a busy worker.
+	release = make(chan struct{})
+	busy = make(chan struct{})
+	d.Schedule(func() { close(busy); <-release })
+	<-busy
+	d.Schedule(func() { ran <- true })
+	d.Stop()
+	close(release)
+	d.Schedule(func() { ran <- true })
+	for range 2 {
+		select {
+		case <-ran:
+		case <-time.After(5 * time.Second):
+			t.Fatal("work queued or scheduled at the stop did not run")
+		}
+	}
 }

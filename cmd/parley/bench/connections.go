@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley-chat/parley/pusher"
 )
 
 var connectionsScenario = scenario{
@@ -16,6 +18,9 @@ var connectionsScenario = scenario{
 with at most --dial-concurrency handshakes in flight and, with --ramp-rate,
 at most that many new sockets per second. Then holds them for --hold and
 reports the connect rate and the time from dial to subscription_succeeded.
+With --private each socket then also subscribes to private-PREFIX(i mod C),
+its auth signed with the app secret as an auth endpoint would sign it; the
+subscribe time is then until the second subscription_succeeded.
 
 With --server-pid: server RSS per connection ((RSS with all held − RSS
 before) ÷ connections) and CPU per connection. With --publish-duration the
@@ -31,6 +36,7 @@ Example:
 type connectionsCmd struct {
 	common      *commonConfig
 	Connections int           // default 1000
+	Private     bool          // each socket also joins a private channel
 	RampRate    float64       // new sockets per second; 0 = as fast as dialing allows
 	Hold        time.Duration // default 5s
 	publicChannels
@@ -41,6 +47,7 @@ func (k *connectionsCmd) register(fs *flag.FlagSet) {
 	fs.IntVar(&k.Connections, "connections", 1000, fmt.Sprintf("sockets to open and hold (at most %d)", maxSockets))
 	fs.IntVar(&k.Connections, "n", 1000, "short for --connections")
 	k.publicChannels.register(fs, "socket", "connections")
+	fs.BoolVar(&k.Private, "private", false, "each socket also subscribes to private-PREFIX(i mod channels), signed with --secret")
 	fs.Float64Var(&k.RampRate, "ramp-rate", 0, "new sockets per second (0 = as fast as --dial-concurrency allows)")
 	fs.DurationVar(&k.Hold, "hold", 5*time.Second, fmt.Sprintf("how long to hold the sockets open (at most %s)", maxHold))
 	registerDelivery(fs, &k.deliveryConfig, "publish-rate", "publish-duration", 1000, 0)
@@ -49,7 +56,7 @@ func (k *connectionsCmd) register(fs *flag.FlagSet) {
 func (k *connectionsCmd) publishes() bool { return k.Duration > 0 }
 
 func (k *connectionsCmd) credentials() credentials {
-	return credentials{key: true, appID: k.publishes(), secret: k.publishes()}
+	return credentials{key: true, appID: k.publishes(), secret: k.publishes() || k.Private}
 }
 
 func (k *connectionsCmd) sockets() int { return k.Connections + k.Publishers }
@@ -89,6 +96,7 @@ type connectionsReport struct {
 	Disconnects      int64           `json:"disconnects"`
 	StillConnected   int64           `json:"still_connected"` // at the end of the hold
 	Channels         int             `json:"channels"`
+	Private          bool            `json:"private"`         // each socket also joined a private channel
 	RampRateLimit    float64         `json:"ramp_rate_limit"` // 0 = unpaced
 	RampSeconds      float64         `json:"ramp_seconds"`
 	ConnectRate      float64         `json:"connect_rate_per_second"`
@@ -101,7 +109,7 @@ type connectionsReport struct {
 func (r *connectionsReport) rows() []row {
 	rows := []row{
 		{"connections", fmt.Sprintf("%d of %d connected (%d failed)", r.Connected, r.Connections, r.ConnectErrors)},
-		{"channels", strconv.Itoa(r.Channels)},
+		{"channels", channelsRow(r.Channels, r.Private)},
 		{"ramp", fmt.Sprintf("%.2fs, %.0f connections/s", r.RampSeconds, r.ConnectRate)},
 		{"connected in", r.ConnectLatency.String()},
 		{"subscribed in", r.SubscribeLatency.String()},
@@ -113,8 +121,15 @@ func (r *connectionsReport) rows() []row {
 	return rows
 }
 
+func channelsRow(channels int, private bool) string {
+	if private {
+		return fmt.Sprintf("%d public + %d private (each socket joins one of each)", channels, channels)
+	}
+	return strconv.Itoa(channels)
+}
+
 func (k *connectionsCmd) run(ctx context.Context, e *env) (report, error) {
-	rep := &connectionsReport{runInfo: e.newInfo(), Connections: k.Connections, Channels: k.Channels, RampRateLimit: k.RampRate, HoldSeconds: k.Hold.Seconds()}
+	rep := &connectionsReport{runInfo: e.newInfo(), Connections: k.Connections, Channels: k.Channels, Private: k.Private, RampRateLimit: k.RampRate, HoldSeconds: k.Hold.Seconds()}
 	rep.Server = e.newServerReport()
 	p := newPool(e.target, k.Connections, socketTimeout, e.errs)
 	// The tracker exists even without a publish phase; it is tiny then.
@@ -136,6 +151,13 @@ func (k *connectionsCmd) run(ctx context.Context, e *env) (report, error) {
 		ch := i % k.Channels
 		if _, err := s.subscribe(k.channel(ch), "", "", socketTimeout, nil); err != nil {
 			return nil, err
+		}
+		if k.Private {
+			name := "private-" + k.channel(ch)
+			auth := pusher.ChannelAuth(e.target.key, e.target.secret, s.socketID, name, "")
+			if _, err := s.subscribe(name, auth, "", socketTimeout, nil); err != nil {
+				return nil, err
+			}
 		}
 		sub := tr.newSubscriber(ch)
 		subs[i] = sub

@@ -86,6 +86,29 @@ func TestConnectionsHoldAndPublish(t *testing.T) {
 	}
 }
 
+func TestConnectionsPrivate(t *testing.T) {
+	f := newFakePusher(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	args := append([]string{"connections", "-n", "6", "--channels", "2", "--private", "--hold", "0s", "--json", out}, f.args()...)
+	code, stdout, stderr := runMain(t, args...)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var r struct {
+		Connected int64 `json:"connected"`
+		Private   bool  `json:"private"`
+	}
+	readJSON(t, out, &r)
+	if r.Connected != 6 || !r.Private {
+		t.Errorf("report %+v", r)
+	}
+	// A wrong secret: the private subscribes are refused.
+	args = append([]string{"connections", "-n", "2", "--private", "--hold", "0s"}, f.args()...)
+	if code, _, stderr := runMain(t, append(args, "--secret", "wrong")...); code != exitFailure || !strings.Contains(stderr, "subscription_error") {
+		t.Errorf("wrong secret: exit %d, stderr %q", code, stderr)
+	}
+}
+
 func TestConnectionsWithoutPublishNeedsOnlyKey(t *testing.T) {
 	f := newFakePusher(t)
 	args := append([]string{"connections", "-n", "5", "--hold", "0s"}, f.args()...)
