@@ -28,7 +28,17 @@ func appStateEvent(channel, state string) string {
 // the app-state event reaches no other socket; each 0↔1 change is
 // reported to the cluster once.
 func TestForegroundSockets(t *testing.T) {
+	// A node that was not told the chat app: nothing counts.
+	untracked := startNode(t, nil)
+	w := untracked.dial()
+	w.subscribe(UserChannelPrefix + "7")
+	w.roundTrip()
+	if untracked.Node.UserForeground(testkit.AppID, "7") {
+		t.Fatal("foreground on a node that was not told the chat app")
+	}
+
 	tn := startNode(t, nil)
+	tn.Node.TrackForeground(testkit.AppID) // before it serves, as the chat does
 	var mu sync.Mutex
 	var reports []string
 	tn.Node.fg.report = func(appID, userID string, on bool) {
@@ -38,16 +48,6 @@ func TestForegroundSockets(t *testing.T) {
 	}
 	fg := func() bool { return tn.Node.UserForeground(testkit.AppID, "7") }
 
-	// Not tracked yet: nothing counts.
-	w := tn.dial()
-	w.subscribe(UserChannelPrefix + "7")
-	w.roundTrip()
-	if fg() {
-		t.Fatal("foreground before the chat app was named")
-	}
-	w.Conn.Close()
-
-	tn.Node.TrackForeground(testkit.AppID)
 	a, b := tn.dial(), tn.dial()
 	a.subscribe("private-matter.1")
 	a.roundTrip()

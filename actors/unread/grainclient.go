@@ -39,7 +39,9 @@ type notification struct {
 	identity string
 	pid      *actor.PID // where it was last sent
 	due      time.Time  // when it is sent again unless answered
-	sends    int
+	sends    int        // sends to a PID
+	lookups  int        // failed lookups in a row
+	first    time.Time  // when it was first tried
 }
 
 // Notes from the grain client's own goroutines to itself.
@@ -92,7 +94,7 @@ func (g *grainClient) Receive(ctx actor.Context) {
 func (g *grainClient) notify(ctx actor.Context, msg *clusterpb.UnreadChanged) {
 	g.seq++
 	msg.Seq = g.seq
-	g.send(ctx, &notification{msg: msg, identity: strconv.FormatInt(msg.UserId, 10)})
+	g.send(ctx, &notification{msg: msg, identity: strconv.FormatInt(msg.UserId, 10), first: time.Now()})
 }
 
 // send sends n to its grain's cached PID, or starts a lookup.
@@ -107,7 +109,7 @@ func (g *grainClient) send(ctx actor.Context, n *notification) {
 		g.lookup(ctx, n.identity)
 		return
 	}
-	n.pid, n.due = pid, time.Now().Add(g.opts.NotifyTimeout)
+	n.pid, n.due, n.lookups = pid, time.Now().Add(g.opts.NotifyTimeout), 0
 	n.sends++
 	g.inFlight[n.msg.Seq] = n
 	ctx.Request(pid, n.msg)
@@ -128,12 +130,13 @@ func (g *grainClient) resolved(ctx actor.Context, m *resolvedMsg) {
 	waiting := g.resolving[m.identity]
 	delete(g.resolving, m.identity)
 	if m.pid == nil {
-		// No placement now (no quorum, members changing, the lookup timed
-		// out): each waiting notification counts a failed send and tries
-		// again after RetryAfter.
+		// No placement now (the topology not known yet, members changing,
+		// the lookup timed out): each waiting notification tries again
+		// after 50 ms, doubling up to RetryAfter.
 		for _, n := range waiting {
-			n.sends++
-			n.pid, n.due = nil, time.Now().Add(min(g.opts.RetryAfter, g.opts.NotifyTimeout))
+			n.lookups++
+			wait := min(50*time.Millisecond<<min(n.lookups-1, 10), g.opts.RetryAfter)
+			n.pid, n.due = nil, time.Now().Add(wait)
 			g.inFlight[n.msg.Seq] = n
 		}
 		g.armTimer(ctx)
@@ -174,7 +177,7 @@ func (g *grainClient) checkTimeouts(ctx actor.Context) {
 }
 
 func (g *grainClient) retry(ctx actor.Context, n *notification) {
-	if n.sends >= g.opts.NotifyAttempts {
+	if n.sends >= g.opts.NotifyAttempts || time.Since(n.first) > time.Duration(g.opts.NotifyAttempts)*g.opts.NotifyTimeout {
 		g.opts.Log.Warn("unread counts: notification lost; the next reconciliation repairs it",
 			"user_id", n.msg.UserId, "sends", n.sends)
 		return
@@ -189,5 +192,5 @@ func (g *grainClient) armTimer(ctx actor.Context) {
 		return
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	g.timer = time.AfterFunc(min(g.opts.NotifyTimeout, g.opts.RetryAfter)/4, func() { root.Send(self, checkTimeoutsMsg{}) })
+	g.timer = time.AfterFunc(min(g.opts.NotifyTimeout/4, 25*time.Millisecond), func() { root.Send(self, checkTimeoutsMsg{}) })
 }
