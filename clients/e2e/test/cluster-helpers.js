@@ -64,6 +64,37 @@ export async function freshDatabase(prefix = 'parley_cluster_e2e') {
   };
 }
 
+/**
+ * The receipts of members in the given matters, as the read model of
+ * migration 0007 keeps them (see persistence/readstate.go): a message from
+ * another member, not deleted, is read by a member when the member has a
+ * message_reads row for it (a single read) or a read_ranges row covering it
+ * (a read up to a message); the single read wins. Each row is
+ * "message_id|user_id|read_at in ms".
+ */
+export function receiptsSQL(matterIds) {
+  return `SELECT m.id, b.user_id, floor(extract(epoch from COALESCE(r.read_at, g.read_at)) * 1000)::bigint
+    FROM messages m JOIN members b ON b.matter_id = m.matter_id AND b.user_id <> m.sender_id
+    LEFT JOIN message_reads r ON r.message_id = m.id AND r.user_id = b.user_id
+    LEFT JOIN read_ranges g ON g.matter_id = m.matter_id AND g.user_id = b.user_id AND m.id > g.from_id AND m.id <= g.to_id
+    WHERE m.matter_id IN (${matterIds.join(',')}) AND m.deleted_at IS NULL
+      AND (r.message_id IS NOT NULL OR g.to_id IS NOT NULL)`;
+}
+
+/**
+ * The number of messages from others, not deleted, that members of the
+ * given matters (or only userId) have not read: neither at or below their
+ * read position nor read on their own.
+ */
+export function unreadSQL(matterIds, userId = null) {
+  return `SELECT count(*) FROM messages m JOIN members b ON b.matter_id = m.matter_id AND b.user_id <> m.sender_id
+    LEFT JOIN read_positions p ON p.matter_id = m.matter_id AND p.user_id = b.user_id
+    WHERE m.matter_id IN (${matterIds.join(',')}) AND m.deleted_at IS NULL
+      ${userId == null ? '' : `AND b.user_id = ${userId}`}
+      AND m.id > COALESCE(p.up_to, 0)
+      AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = b.user_id)`;
+}
+
 // ---------------------------------------------------------------------------
 // ports
 

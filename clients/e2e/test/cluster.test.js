@@ -31,6 +31,7 @@ import {
   stopAll,
   subscribedVia,
   unreadCount,
+  unreadSQL,
 } from './cluster-helpers.js';
 
 const T = { timeout: 30000 };
@@ -264,8 +265,7 @@ describe('cluster: three nodes, one shared PostgreSQL database', () => {
 
     await waitFor(() => onUser.length >= 31 && onMatter.length >= 31, 15000, 'the 31 MessageSent on both channels at Bob');
     await waitFor(() => counts.some((c) => c.matters[mid] === 31), 15000, 'UnreadCountUpdated at 31');
-    const sql = `SELECT count(*) FROM messages m WHERE m.matter_id = ${M.id} AND m.sender_id <> ${B.id}
-      AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ${B.id})`;
+    const sql = unreadSQL([M.id], B.id);
     assert.equal(Number(await db.query(sql)), 31, 'the database counts 31 unread for Bob');
     for (const node of nodes) {
       assert.deepEqual(await unreadCount(node, tokenB), { user_id: B.id, unread_count: 31, matters: { [mid]: 31 } },
@@ -371,8 +371,6 @@ describe('cluster: three nodes, one shared PostgreSQL database', () => {
       await n2.exited;
     }
     const mid = String(M.id);
-    const unreadSQL = (u) => `SELECT count(*) FROM messages m WHERE m.matter_id = ${M.id} AND m.sender_id <> ${u.id}
-      AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.user_id = ${u.id})`;
     const tokens = new Map();
     for (const u of [A, B, C, D]) tokens.set(u, await login(u === B ? n3 : n1, u));
 
@@ -388,10 +386,10 @@ describe('cluster: three nodes, one shared PostgreSQL database', () => {
     // Every count must still come right, through either survivor.
     const msg = await sendMessage(n1, tokens.get(A), M.id, 'after node 2 died');
     await waitFor(() => onMatter.some((m) => m.id === msg.id), 5000, 'MessageSent at Bob on node 3');
-    const wantB = Number(await db.query(unreadSQL(B)));
+    const wantB = Number(await db.query(unreadSQL([M.id], B.id)));
     await waitFor(() => counts.some((c) => c.matters[mid] === wantB), 10000, `UnreadCountUpdated at ${wantB} for Bob`);
     for (const u of [A, B, C, D]) {
-      const want = Number(await db.query(unreadSQL(u)));
+      const want = Number(await db.query(unreadSQL([M.id], u.id)));
       for (const node of [n1, n3]) {
         await eventually(async () => {
           const got = await unreadCount(node, tokens.get(u));

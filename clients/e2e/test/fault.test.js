@@ -51,7 +51,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { chatApi, show, sleep, waitFor } from './helpers.js';
-import { PASSWORD, UNDER_CI, admin, freshDatabase } from './cluster-helpers.js';
+import {
+  PASSWORD, UNDER_CI, admin, freshDatabase, receiptsSQL, unreadSQL,
+} from './cluster-helpers.js';
 import {
   MISSING, MISSING_MSG, REPO_ROOT, compileJava, javaSources, runJava,
 } from './java-helpers.js';
@@ -886,9 +888,7 @@ describe('nothing lost, end to end, under faults: 3 nodes, a load balancer, SDK 
         }
 
         // Receipts in the database: each from a reader whose client had emitted the message.
-        const receipts = (await db.query(`SELECT r.message_id, r.user_id, floor(extract(epoch from r.read_at) * 1000)::bigint
-          FROM message_reads r JOIN messages m ON m.id = r.message_id
-          WHERE m.matter_id IN (${matters.map((m) => m.id).join(',')})`))
+        const receipts = (await db.query(receiptsSQL(matters.map((m) => m.id))))
           .split('\n').filter(Boolean).map((l) => l.split('|').map(Number));
         const clientOfUser = new Map(clients.map((c) => [c.rec.userId, c]));
         let receiptsChecked = 0;
@@ -947,9 +947,7 @@ describe('nothing lost, end to end, under faults: 3 nodes, a load balancer, SDK 
             }
           }
         }
-        const unread = await db.query(`SELECT count(*) FROM messages m JOIN members b ON b.matter_id = m.matter_id AND b.user_id <> m.sender_id
-          LEFT JOIN message_reads r ON r.message_id = m.id AND r.user_id = b.user_id
-          WHERE m.matter_id IN (${matters.map((x) => x.id).join(',')}) AND r.message_id IS NULL`);
+        const unread = await db.query(unreadSQL(matters.map((x) => x.id)));
         assert.equal(Number(unread), 0, 'after the final reads every member has read every message from others');
       } catch (err) {
         running = false;
