@@ -760,6 +760,50 @@ export function runAdmin(dataDir, args) {
 }
 
 /**
+ * The options of a RealtimeChat (clients/js) for `user` with the bearer `token` against 127.0.0.1:
+ * the WebSocket at `wsPort` (the app `key`), REST at `apiPort`, no storage; `opts` added last.
+ */
+export function sdkOptions({ key, wsPort, apiPort, user, token }, opts = {}) {
+  return {
+    wsHost: '127.0.0.1',
+    wsPort,
+    reverbKey: key,
+    forceTLS: false,
+    authToken: token,
+    userId: user.id,
+    userName: user.name,
+    apiBaseUrl: `http://127.0.0.1:${apiPort}/api`,
+    storage: null,
+    ...opts,
+  };
+}
+
+/** Disconnects each client (an SDK or Echo), going on past one that throws. */
+export function disconnectAll(clients) {
+  for (const c of clients) {
+    try {
+      c.disconnect();
+    } catch { /* ignore */ }
+  }
+}
+
+/** Makes a user per name with the admin CLI (e-mail `<name>@<domain>`, all with `password`); resolves them in order. */
+export async function adminUsers(dataDir, domain, password, names) {
+  const users = [];
+  for (const name of names) {
+    users.push(await runAdmin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@${domain}`, '--password', password]));
+  }
+  return users;
+}
+
+/** A matter made with the admin CLI, then each of `users` added to it one by one. */
+export async function adminMatter(dataDir, title, users) {
+  const m = await runAdmin(dataDir, ['matters', 'create', '--title', title]);
+  for (const u of users) await runAdmin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
+  return m;
+}
+
+/**
  * One chat REST call with Node's fetch, bounded by `timeout` ms (5 s): {status, body, headers}.
  * `target` is a server from startParley or a port on 127.0.0.1.
  */
@@ -786,6 +830,13 @@ export async function chatOk(target, method, p, opts, status = 200) {
   const res = await chatApi(target, method, p, opts);
   assert.equal(res.status, status, `${method} ${p}: expected ${status}, got ${res.status} ${show(res.body)}`);
   return res.body;
+}
+
+/** Logs each of `users` in (all with `password`) through the chat API at `target`; resolves tok[user.id], the bearer tokens. */
+export async function loginTokens(target, users, password) {
+  const tok = {};
+  for (const u of users) tok[u.id] = (await chatOk(target, 'POST', '/api/auth/login', { body: { email: u.email, password } })).token;
+  return tok;
 }
 
 /**
