@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -103,6 +104,22 @@ type Failure struct {
 
 func (f *Failure) Error() string {
 	return fmt.Sprintf("push %s: status %d %s", f.Class, f.Status, f.Reason)
+}
+
+// failure is the refusal of a provider that answered HTTP status: Dead
+// when dead (the provider says the token is gone for good), else Retry on
+// 429 and 5xx, else Rejected.
+func failure(status int, reason string, retryAfter time.Duration, dead bool) *Failure {
+	f := &Failure{Status: status, Reason: reason, RetryAfter: retryAfter}
+	switch {
+	case dead:
+		f.Class = Dead
+	case status == http.StatusTooManyRequests || status >= 500:
+		f.Class = Retry
+	default:
+		f.Class = Rejected
+	}
+	return f
 }
 
 // classify is err's class: a *Failure's, else Retry.
