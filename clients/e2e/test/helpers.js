@@ -739,6 +739,48 @@ export function newId(prefix = 'x') {
 }
 
 // ---------------------------------------------------------------------------
+// laravel-echo as a Laravel front end uses it
+
+/**
+ * laravel-echo exactly as a Laravel front end configures it for Reverb (or,
+ * with `broadcaster: 'pusher'`, for Pusher), authorized by the server's
+ * /api/broadcasting/auth with a bearer token; `ctx` is a Ctx (a scenario's or
+ * a cluster node's).
+ */
+export async function chatEcho(ctx, token, name, { broadcaster = 'reverb' } = {}) {
+  const srv = ctx.server;
+  const echo = new Echo({
+    broadcaster,
+    key: srv.key,
+    wsHost: srv.host,
+    wsPort: srv.port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    disableStats: true,
+    ...(broadcaster === 'pusher' ? { cluster: 'mt1' } : {}),
+    Pusher: PusherClient,
+    authEndpoint: `http://${srv.host}:${srv.port}/api/broadcasting/auth`,
+    auth: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  ctx.track(name, echo.connector.pusher);
+  ctx.echos.push(echo);
+  await connected(echo.connector.pusher, 8000, name);
+  return echo;
+}
+
+/** Waits for an Echo channel's subscription to succeed; fails fast on subscription_error. */
+export function subscribedVia(echoChannel, label, ms = 5000) {
+  let ok = false;
+  let err = null;
+  echoChannel.subscribed(() => { ok = true; });
+  echoChannel.error((e) => { err = e; });
+  return waitFor(() => {
+    if (err) throw new Error(`${label}: subscription error ${show(err)}`);
+    return ok || (echoChannel.subscription && echoChannel.subscription.subscribed);
+  }, ms, `${label} subscription`);
+}
+
+// ---------------------------------------------------------------------------
 // chat helpers: admin commands, REST calls, a network outage
 
 const execFileP = promisify(execFile);
@@ -840,6 +882,24 @@ export async function loginTokens(target, users, password) {
 }
 
 /**
+ * Pipes the sockets `client` and `upstream` into each other, the pair kept in the set `pairs`
+ * until either side errs or closes; then both are destroyed.
+ */
+export function splice(pairs, client, upstream) {
+  const pair = [client, upstream];
+  pairs.add(pair);
+  const drop = () => {
+    pairs.delete(pair);
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on('error', drop).on('close', drop);
+  upstream.on('error', drop).on('close', drop);
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
+
+/**
  * A TCP gate in front of a port: while closed it cuts every connection through
  * it and refuses (resets) new ones, as a network outage does.
  */
@@ -851,18 +911,7 @@ export async function tcpGate(targetPort) {
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    const pair = [client, upstream];
-    pairs.add(pair);
-    const drop = () => {
-      pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    splice(pairs, client, net.connect(targetPort, '127.0.0.1'));
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
