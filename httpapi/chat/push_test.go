@@ -17,39 +17,20 @@ import (
 // pushEnv is a chat server whose pushes go to the three test services.
 type pushEnv struct {
 	*env
-	rec  *pushtest.Recorder
-	fcm  *pushtest.FCM
-	apns *pushtest.APNs
-	web  *pushtest.WebPush
+	*pushtest.Services
 }
 
 // startPushEnv starts the test providers and a server pushing to them,
 // one push at a time (so pushes arrive in the order they were decided).
 func startPushEnv(t *testing.T, db database, window time.Duration, textLength int) *pushEnv {
 	t.Helper()
-	pe := &pushEnv{rec: pushtest.NewRecorder()}
-	pe.fcm, pe.apns, pe.web = pushtest.NewFCM(t, pe.rec), pushtest.NewAPNs(t, pe.rec), pushtest.NewWebPush(t, pe.rec)
-	fcm, err := push.NewFCM(push.FCMOptions{CredentialsJSON: pe.fcm.CredentialsJSON, Endpoint: pe.fcm.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apns, err := push.NewAPNs(push.APNsOptions{Key: pe.apns.KeyP8, KeyID: pe.apns.KeyID, TeamID: pe.apns.TeamID, Topic: pe.apns.Topic,
-		Endpoint: pe.apns.URL, RootCAs: pe.apns.RootCAs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _, err := push.LoadOrCreateVAPID(t.TempDir() + "/vapid.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pe.web.VAPIDPublic = keys.Public
+	pe := &pushEnv{Services: pushtest.StartServices(t)}
 	pe.env = startDeps(t, db, nil, func(d *Deps) {
-		d.Push = &PushDeps{Providers: []push.Provider{fcm, apns, push.NewWebPush(keys, "mailto:ops@example.com", pe.web.Client())},
-			VAPIDPublicKey: keys.Public, Window: window, TextLength: textLength,
+		d.Push = &PushDeps{Providers: pe.Providers, VAPIDPublicKey: pe.Keys.Public, Window: window, TextLength: textLength,
 			Dispatch: push.Options{Concurrency: 1, Backoff: 50 * time.Millisecond}}
 	})
 	t.Cleanup(func() {
-		if p := pe.rec.Problems(); len(p) > 0 {
+		if p := pe.Rec.Problems(); len(p) > 0 {
 			t.Errorf("the test providers saw protocol problems: %v", p)
 		}
 	})
@@ -63,7 +44,7 @@ func (pe *pushEnv) devices(p person) []string {
 	fcm, apns := "fcm-"+p.Name, strings.Repeat(fmt.Sprintf("%02x", p.ID), 32)
 	pe.call("POST", "/api/devices", p.token, map[string]any{"platform": "fcm", "token": fcm}).want(t, http.StatusCreated)
 	pe.call("POST", "/api/devices", p.token, map[string]any{"platform": "apns", "token": apns}).want(t, http.StatusCreated)
-	id, sub := pe.web.Subscribe(t)
+	id, sub := pe.Web.Subscribe(t)
 	pe.call("POST", "/api/devices", p.token, map[string]any{"platform": "webpush", "subscription": sub}).want(t, http.StatusCreated)
 	return []string{fcm, apns, id}
 }
@@ -72,7 +53,7 @@ func (pe *pushEnv) devices(p person) []string {
 func (pe *pushEnv) waitPush(tokens []string, msgID int64, title, body string, badge int) {
 	pe.t.Helper()
 	for _, tok := range tokens {
-		p := pe.rec.Wait(pe.t, 15*time.Second, fmt.Sprintf("of message %d to %s", msgID, tok), func(p pushtest.Push) bool {
+		p := pe.Rec.Wait(pe.t, 15*time.Second, fmt.Sprintf("of message %d to %s", msgID, tok), func(p pushtest.Push) bool {
 			return p.Token == tok && p.MessageID == msgID
 		})
 		if p.Title != title || p.Body != body || p.Badge != badge || p.Collapse != fmt.Sprintf("matter-%d", p.MatterID) {
@@ -84,7 +65,7 @@ func (pe *pushEnv) waitPush(tokens []string, msgID int64, title, body string, ba
 // pushesOf counts the pushes to tok (of message id, or any when 0).
 func (pe *pushEnv) pushesOf(tok string, msgID int64) int {
 	n := 0
-	for _, p := range pe.rec.All() {
+	for _, p := range pe.Rec.All() {
 		if p.Token == tok && (msgID == 0 || p.MessageID == msgID) {
 			n++
 		}
@@ -120,7 +101,7 @@ func TestPushOfflineOnlineMuted(t *testing.T) {
 			ann, bob := pe.user("Ann"), pe.user("Bob")
 			m, other := pe.matter("Case 456", ann, bob), pe.matter("Other", ann, bob)
 			bobDevs, annDevs := pe.devices(bob), pe.devices(ann)
-			if got := pe.call("GET", "/api/push/vapid-public-key", "", nil).want(t, http.StatusOK)["public_key"]; got != pe.web.VAPIDPublic {
+			if got := pe.call("GET", "/api/push/vapid-public-key", "", nil).want(t, http.StatusOK)["public_key"]; got != pe.Web.VAPIDPublic {
 				t.Fatalf("vapid key %v", got)
 			}
 
@@ -148,10 +129,10 @@ func TestPushOfflineOnlineMuted(t *testing.T) {
 			pe.waitPush(bobDevs, after, "Other", "Ann: Not muted", 6)
 			for _, tok := range bobDevs {
 				if n := pe.pushesOf(tok, online) + pe.pushesOf(tok, muted); n != 0 {
-					t.Fatalf("%d pushes to %s of the foreground or muted message: %+v", n, tok, pe.rec.All())
+					t.Fatalf("%d pushes to %s of the foreground or muted message: %+v", n, tok, pe.Rec.All())
 				}
 				if n := pe.pushesOf(tok, 0); n != 4 {
-					t.Fatalf("%d pushes to %s, want 4: %+v", n, tok, pe.rec.All())
+					t.Fatalf("%d pushes to %s, want 4: %+v", n, tok, pe.Rec.All())
 				}
 			}
 			// The sender got nothing of her own messages: Bob's reply is her first.
@@ -205,8 +186,8 @@ func TestPushDeadTokenRemoved(t *testing.T) {
 			ann, bob := pe.user("Ann"), pe.user("Bob")
 			m := pe.matter("M", ann, bob)
 			devs := pe.devices(bob)
-			pe.fcm.Dead(devs[0])
-			pe.web.Dead(devs[2])
+			pe.FCM.Dead(devs[0])
+			pe.Web.Dead(devs[2])
 			id := num(pe.send(ann, m, "secret text")["id"])
 			// Text length 0: no text at all.
 			pe.waitPush(devs[1:2], id, "M", "Ann sent a message", 1)
