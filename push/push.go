@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-chat/parley/internal/defaults"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -178,21 +179,11 @@ type Dispatcher struct {
 // NewDispatcher starts the workers. providers may be empty (every push is
 // then dropped as unsupported).
 func NewDispatcher(providers []Provider, store DeadTokens, opts Options) *Dispatcher {
-	if opts.Queue <= 0 {
-		opts.Queue = 10000
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 8
-	}
-	if opts.Attempts <= 0 {
-		opts.Attempts = 4
-	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = time.Second
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
+	defaults.Set(&opts.Queue, 10000)
+	defaults.Set(&opts.Concurrency, 8)
+	defaults.Set(&opts.Attempts, 4)
+	defaults.Set(&opts.Backoff, time.Second)
+	defaults.Set(&opts.Timeout, 10*time.Second)
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
