@@ -28,12 +28,10 @@ func TestWebhookEvents(t *testing.T) {
 	tn := startHookNode(t, r, 50*time.Millisecond, config.WebhookEventTypes...)
 	a, b, c := tn.dial(), tn.dial(), tn.dial()
 
-	a.subscribeAs("presence-room", "u1")
-	a.Expect("pusher_internal:subscription_succeeded")
+	a.joinAs("presence-room", "u1")
 	r.Expect("channel_occupied presence-room", "member_added presence-room user=u1")
 	// The same user's second connection: no event (the next step shows it).
-	b.subscribeAs("presence-room", "u1")
-	b.Expect("pusher_internal:subscription_succeeded")
+	b.joinAs("presence-room", "u1")
 
 	a.subscribe("pub")
 	r.Expect("channel_occupied pub", "subscription_count pub count=1")
@@ -79,8 +77,7 @@ func TestWebhookVacateDelay(t *testing.T) {
 	const delay = time.Second
 	tn := startHookNode(t, r, delay, "channel_occupied", "channel_vacated", "member_added", "member_removed")
 	a := tn.dialUnowned()
-	a.subscribeAs("presence-r", "u1")
-	a.Expect("pusher_internal:subscription_succeeded")
+	a.joinAs("presence-r", "u1")
 	a.subscribe("public-r")
 	r.Expect("channel_occupied presence-r", "member_added presence-r user=u1", "channel_occupied public-r")
 
@@ -89,8 +86,7 @@ func TestWebhookVacateDelay(t *testing.T) {
 	a.Conn.Close()
 	waitUntil(t, "the socket to leave", func() bool { return tn.Node.Connections(testkit.AppID) == 0 })
 	a2 := tn.dial()
-	a2.subscribeAs("presence-r", "u1")
-	a2.Expect("pusher_internal:subscription_succeeded")
+	a2.joinAs("presence-r", "u1")
 	a2.subscribe("public-r")
 	if time.Since(left) >= delay {
 		t.Skipf("the reconnect took %v, longer than the delay: the machine is too slow for this test", time.Since(left))

@@ -49,7 +49,14 @@ func (tn *testNode) dialUnowned() *tClient {
 // id, and reads subscription_succeeded.
 func (w *tClient) subscribe(channel string) tFrame {
 	w.T.Helper()
-	w.subscribeAs(channel, "u-"+w.SocketID)
+	return w.joinAs(channel, "u-"+w.SocketID)
+}
+
+// joinAs joins channel, a presence channel as userID, and reads
+// subscription_succeeded.
+func (w *tClient) joinAs(channel, userID string) tFrame {
+	w.T.Helper()
+	w.subscribeAs(channel, userID)
 	return w.Expect("pusher_internal:subscription_succeeded")
 }
 
@@ -177,13 +184,11 @@ func crashable(n *Node) func(socketID string) *actor.PID {
 func TestPresenceResubscribeAsAnotherUser(t *testing.T) {
 	tn := startNode(t, nil)
 	a, b := tn.dial(), tn.dial()
-	a.subscribeAs("presence-room", "alice")
-	a.Expect("pusher_internal:subscription_succeeded")
+	a.joinAs("presence-room", "alice")
 	b.subscribe("presence-room")
 	a.Expect("pusher_internal:member_added")
 
-	a.subscribeAs("presence-room", "mallory")
-	a.Expect("pusher_internal:subscription_succeeded")
+	a.joinAs("presence-room", "mallory")
 	if f := b.Expect("pusher_internal:member_removed"); !strings.Contains(f.Data, `"alice"`) {
 		t.Fatalf("removed %s", f.Data)
 	}

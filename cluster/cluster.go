@@ -559,27 +559,26 @@ func (a *nodeActor) local(ctx actor.Context, msg any) bool {
 		a.seq++
 		a.toPeers(ctx, &clusterpb.PresenceDelta{Node: a.mem.self.ID, AppId: appID, Channel: channel, UserId: m.userID, Info: m.info, Joined: m.joined, Seq: a.seq})
 	case *localOnlineMsg:
-		key := actors.ChannelKey(m.appID, m.userID)
-		if m.online {
-			a.online[key] = true
-		} else {
-			delete(a.online, key)
-		}
+		setMember(a.online, actors.ChannelKey(m.appID, m.userID), m.online)
 		a.seq++
 		a.toPeers(ctx, &clusterpb.OnlineDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, Online: m.online, Seq: a.seq})
 	case *localForegroundMsg:
-		key := actors.ChannelKey(m.appID, m.userID)
-		if m.on {
-			a.foreground[key] = true
-		} else {
-			delete(a.foreground, key)
-		}
+		setMember(a.foreground, actors.ChannelKey(m.appID, m.userID), m.on)
 		a.seq++
 		a.toPeers(ctx, &clusterpb.ForegroundDelta{Node: a.mem.self.ID, AppId: m.appID, UserId: m.userID, On: m.on, Seq: a.seq})
 	default:
 		return false
 	}
 	return true
+}
+
+// setMember puts key in the set when in is true and takes it out otherwise.
+func setMember(set map[string]bool, key string, in bool) {
+	if in {
+		set[key] = true
+	} else {
+		delete(set, key)
+	}
 }
 
 func (a *nodeActor) toPeers(ctx actor.Context, m proto.Message) {

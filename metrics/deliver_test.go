@@ -1,13 +1,11 @@
 package metrics
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/internal/testkit"
 	"github.com/parley-chat/parley/pusher"
 	"github.com/parley-chat/parley/wsconn"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,49 +16,12 @@ import (
 // on the socket and a stamped frame: counting frames, bytes and the
 // delivery latency must not allocate per delivery.
 func benchmarkDeliverMetered(b *testing.B, m *Metrics) {
-	conns := make(chan *wsconn.Conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := wsconn.Upgrade(w, r, wsconn.Options{MaxPendingBytes: 1 << 34})
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		conns <- c
-	}))
-	defer srv.Close()
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
-	c := <-conns
+	c, client := testkit.SocketPair(b, wsconn.Options{MaxPendingBytes: 1 << 34})
 	c.SetMeter(m.App("bench"))
 	c.Serve(func([]byte) {}, func() {}, nil)
 	frame := wsconn.NewPrepared(pusher.EncodeEvent("bench", "channel", strings.Repeat("x", 200), ""))
 	frame.Stamp()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		nc := client.NetConn()
-		buf := make([]byte, 64<<10)
-		want := int64(b.N) * int64(frame.Size())
-		for got := int64(0); got < want; {
-			n, err := nc.Read(buf)
-			if err != nil {
-				return
-			}
-			got += int64(n)
-		}
-	}()
-	b.ReportAllocs()
-	b.SetBytes(int64(frame.Size()))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if !c.Send(frame) {
-			b.Fatal("send refused")
-		}
-	}
-	<-done
+	testkit.BenchDeliver(b, c, client, frame, (*wsconn.Conn).Send)
 }
 
 func BenchmarkDeliverMetered(b *testing.B) { benchmarkDeliverMetered(b, New("test")) }

@@ -198,12 +198,9 @@ func (s *sqlStore) DeleteUser(ctx context.Context, id int64) ([]int64, error) {
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) error {
 		// On PostgreSQL the row lock taken here makes AddActiveMember (FOR
 		// SHARE) wait and then see the user deleted.
-		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE users SET name = ?, email = ?, password_hash = '', external_id = NULL, deleted_at = ?
-			WHERE id = ? AND deleted_at IS NULL`), DeletedUserName, deletedEmail(id), dbTime(time.Now()), id)
+		n, err := rowsAffected(tx.ExecContext(ctx, s.rebind(`UPDATE users SET name = ?, email = ?, password_hash = '', external_id = NULL, deleted_at = ?
+			WHERE id = ? AND deleted_at IS NULL`), DeletedUserName, deletedEmail(id), dbTime(time.Now()), id))
 		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
 			return sql.ErrNoRows
@@ -261,11 +258,7 @@ func (s *sqlStore) ListTokens(ctx context.Context, userID int64) ([]Token, error
 }
 
 func (s *sqlStore) DeleteUserTokens(ctx context.Context, userID int64) (int, error) {
-	res, err := s.w.ExecContext(ctx, s.rebind(`DELETE FROM tokens WHERE user_id = ?`), userID)
-	if err != nil {
-		return 0, fmt.Errorf("persistence: delete tokens: %w", err)
-	}
-	n, err := res.RowsAffected()
+	n, err := rowsAffected(s.w.ExecContext(ctx, s.rebind(`DELETE FROM tokens WHERE user_id = ?`), userID))
 	if err != nil {
 		return 0, fmt.Errorf("persistence: delete tokens: %w", err)
 	}
@@ -381,11 +374,7 @@ func (s *sqlStore) changeMember(ctx context.Context, matterID, userID int64, act
 		if err := s.matterAndUser(ctx, tx, matterID, userID, active); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, s.rebind(query), args...)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
+		n, err := rowsAffected(tx.ExecContext(ctx, s.rebind(query), args...))
 		changed = n == 1
 		return err
 	})

@@ -10,22 +10,13 @@ import (
 )
 
 func TestAdminStore(t *testing.T) {
-	suite := []struct {
-		name string
-		fn   func(t *testing.T, s Store)
-	}{
+	suite := []storeCase{
 		{"Users", testAdminUsers},
 		{"DeleteUser", testAdminDeleteUser},
 		{"Matters", testAdminMatters},
 		{"DeleteUserRacesAddMember", testDeleteUserRacesAddMember},
 	}
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
-			for _, tc := range suite {
-				t.Run(tc.name, func(t *testing.T) { tc.fn(t, newMigratedStore(t, b)) })
-			}
-		})
-	}
+	runSuite(t, suite)
 }
 
 func strp(s string) *string { return &s }

@@ -154,11 +154,7 @@ func (s *sqlStore) DeleteDevice(ctx context.Context, userID, deviceID int64) err
 }
 
 func (s *sqlStore) DeleteUserDevices(ctx context.Context, userID int64) (int, error) {
-	res, err := s.w.ExecContext(ctx, s.rebind(`DELETE FROM devices WHERE user_id = ?`), userID)
-	if err != nil {
-		return 0, fmt.Errorf("persistence: delete devices: %w", err)
-	}
-	n, err := res.RowsAffected()
+	n, err := rowsAffected(s.w.ExecContext(ctx, s.rebind(`DELETE FROM devices WHERE user_id = ?`), userID))
 	if err != nil {
 		return 0, fmt.Errorf("persistence: delete devices: %w", err)
 	}
@@ -178,11 +174,8 @@ func (s *sqlStore) DeleteDeadToken(ctx context.Context, deviceID int64, token st
 }
 
 func (s *sqlStore) SetMuted(ctx context.Context, matterID, userID int64, muted bool) error {
-	res, err := s.w.ExecContext(ctx, s.rebind(`UPDATE members SET muted = ? WHERE matter_id = ? AND user_id = ?`), muted, matterID, userID)
+	n, err := rowsAffected(s.w.ExecContext(ctx, s.rebind(`UPDATE members SET muted = ? WHERE matter_id = ? AND user_id = ?`), muted, matterID, userID))
 	if err != nil {
-		return fmt.Errorf("persistence: set muted: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("persistence: set muted: %w", err)
 	} else if n == 0 {
 		return s.notMember(ctx, matterID, userID)

@@ -7,23 +7,14 @@ import (
 )
 
 func TestDeviceStore(t *testing.T) {
-	suite := []struct {
-		name string
-		fn   func(t *testing.T, s Store)
-	}{
+	suite := []storeCase{
 		{"Register", testRegisterDevice},
 		{"Bounded", testDevicesBounded},
 		{"DeadToken", testDeadToken},
 		{"Muted", testMuted},
 		{"PushTargets", testPushTargets},
 	}
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
-			for _, tc := range suite {
-				t.Run(tc.name, func(t *testing.T) { tc.fn(t, newMigratedStore(t, b)) })
-			}
-		})
-	}
+	runSuite(t, suite)
 }
 
 func deviceTokens(ds []Device) string {

@@ -114,12 +114,8 @@ func (s *sqlStore) MarkRead(ctx context.Context, messageID, readerID int64, at t
 		// DO NOTHING: a non-member's read of the same message at the same
 		// time (a member's reads are serialised by the lock). It waits for
 		// that one to commit, so the SELECT after it sees it.
-		res, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO message_reads (message_id, user_id, read_at) VALUES (?, ?, ?)
-			ON CONFLICT DO NOTHING`), messageID, readerID, r.ReadAt)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
+		n, err := rowsAffected(tx.ExecContext(ctx, s.rebind(`INSERT INTO message_reads (message_id, user_id, read_at) VALUES (?, ?, ?)
+			ON CONFLICT DO NOTHING`), messageID, readerID, r.ReadAt))
 		if err != nil {
 			return err
 		}

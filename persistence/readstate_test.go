@@ -13,22 +13,13 @@ import (
 // TestReadStateAndDelete runs the read-state, matter-summary and deletion
 // checks on both databases.
 func TestReadStateAndDelete(t *testing.T) {
-	suite := []struct {
-		name string
-		fn   func(t *testing.T, s Store)
-	}{
+	suite := []storeCase{
 		{"DeleteMessage", testDeleteMessage},
 		{"DeleteRacesReads", testDeleteRacesReads},
 		{"Readers", testReaders},
 		{"MatterSummaries", testMatterSummaries},
 	}
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
-			for _, tc := range suite {
-				t.Run(tc.name, func(t *testing.T) { tc.fn(t, newMigratedStore(t, b)) })
-			}
-		})
-	}
+	runSuite(t, suite)
 }
 
 // readSeq is the member's read version in the matter, from UnreadState.

@@ -361,12 +361,18 @@ func messageWindow(q MessageQuery) (where string, args []any, order string, offs
 	return where, args, order, offset, nil
 }
 
+// rowsAffected is the number of rows a statement changed, from what its
+// ExecContext returned: rowsAffected(db.ExecContext(...)).
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // affectedOne turns a single-row UPDATE/DELETE result into nil or ErrNotFound.
 func affectedOne(res sql.Result, err error, op, what string, id int64) error {
-	if err != nil {
-		return fmt.Errorf("persistence: %s: %w", op, err)
-	}
-	n, err := res.RowsAffected()
+	n, err := rowsAffected(res, err)
 	if err != nil {
 		return fmt.Errorf("persistence: %s: %w", op, err)
 	}

@@ -33,7 +33,7 @@ func backends() []backend {
 	}
 }
 
-func openStore(t *testing.T, databaseURL, dataDir string) Store {
+func openStore(t testing.TB, databaseURL, dataDir string) Store {
 	t.Helper()
 	s, err := Open(context.Background(), databaseURL, dataDir)
 	if err != nil {
@@ -51,7 +51,7 @@ func onEachBackend(t *testing.T, test func(t *testing.T, b backend, s Store)) {
 	}
 }
 
-func newMigratedStore(t *testing.T, b backend) Store {
+func newMigratedStore(t testing.TB, b backend) Store {
 	t.Helper()
 	dbURL, dir := b.newDB(t)
 	s := openStore(t, dbURL, dir)
@@ -59,6 +59,27 @@ func newMigratedStore(t *testing.T, b backend) Store {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return s
+}
+
+// storeCase is a check of a Store, run on a freshly migrated one.
+type storeCase struct {
+	name string
+	fn   func(t *testing.T, s Store)
+}
+
+// runSuite runs each case as a subtest on each backend (backend/case), each
+// on a migrated store of its own.
+func runSuite(t *testing.T, suite []storeCase) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) { runCases(t, b, suite) })
+	}
+}
+
+// runCases runs each case as a subtest on a migrated store of b's.
+func runCases(t *testing.T, b backend, suite []storeCase) {
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newMigratedStore(t, b)) })
+	}
 }
 
 // rawDB exposes the store's handle (the writer for SQLite) for checks that
@@ -74,10 +95,7 @@ func rawDB(s Store) *sqlx.DB {
 }
 
 func TestStore(t *testing.T) {
-	suite := []struct {
-		name string
-		fn   func(t *testing.T, s Store)
-	}{
+	suite := []storeCase{
 		{"Users", testUsers},
 		{"Tokens", testTokens},
 		{"MattersAndMembers", testMattersAndMembers},
@@ -93,18 +111,14 @@ func TestStore(t *testing.T) {
 	}
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
-			for _, tc := range suite {
-				t.Run(tc.name, func(t *testing.T) {
-					tc.fn(t, newMigratedStore(t, b))
-				})
-			}
+			runCases(t, b, suite)
 			t.Run("ConcurrentMigrate", func(t *testing.T) { testConcurrentMigrate(t, b) })
 			t.Run("TwoStoresOneDatabase", func(t *testing.T) { testTwoStores(t, b) })
 		})
 	}
 }
 
-func mustUser(t *testing.T, s Store, name string) User {
+func mustUser(t testing.TB, s Store, name string) User {
 	t.Helper()
 	u, err := s.CreateUser(context.Background(), name, name+"@example.com", "hash-"+name)
 	if err != nil {
@@ -113,7 +127,7 @@ func mustUser(t *testing.T, s Store, name string) User {
 	return u
 }
 
-func mustMatter(t *testing.T, s Store, title string, members ...User) Matter {
+func mustMatter(t testing.TB, s Store, title string, members ...User) Matter {
 	t.Helper()
 	ctx := context.Background()
 	m, err := s.CreateMatter(ctx, title)
@@ -990,24 +1004,10 @@ func TestOpenPostgres(t *testing.T) {
 func BenchmarkSend(b *testing.B) {
 	for _, be := range backends() {
 		b.Run(be.name, func(b *testing.B) {
-			dbURL, dir := be.newDB(b)
-			s, err := Open(context.Background(), dbURL, dir)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := newMigratedStore(b, be)
 			ctx := context.Background()
-			if err := s.Migrate(ctx); err != nil {
-				b.Fatal(err)
-			}
-			u, err := s.CreateUser(ctx, "u", "u@example.com", "x")
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := s.CreateMatter(ctx, "m")
-			if err != nil {
-				b.Fatal(err)
-			}
+			u := mustUser(b, s, "u")
+			m := mustMatter(b, s, "m")
 			b.SetParallelism(8)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {

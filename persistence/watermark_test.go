@@ -13,21 +13,12 @@ import (
 
 // TestReadWatermark runs the watermark checks on both databases.
 func TestReadWatermark(t *testing.T) {
-	suite := []struct {
-		name string
-		fn   func(t *testing.T, s Store)
-	}{
+	suite := []storeCase{
 		{"UpToWritesNoReceipts", testUpToWritesNoReceipts},
 		{"FormerMembers", testWatermarkFormerMembers},
 		{"ReadsRaceEachOther", testReadsRaceEachOther},
 	}
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
-			for _, tc := range suite {
-				t.Run(tc.name, func(t *testing.T) { tc.fn(t, newMigratedStore(t, b)) })
-			}
-		})
-	}
+	runSuite(t, suite)
 }
 
 // countRows counts a table's rows behind the Store's back.
@@ -235,27 +226,10 @@ func BenchmarkMarkReadUpTo(b *testing.B) {
 	for _, be := range backends() {
 		for _, n := range []int{1_000, 10_000, 50_000} {
 			b.Run(fmt.Sprintf("%s/backlog=%d", be.name, n), func(b *testing.B) {
-				dbURL, dir := be.newDB(b)
-				s, err := Open(context.Background(), dbURL, dir)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
+				s := newMigratedStore(b, be)
 				ctx := context.Background()
-				if err := s.Migrate(ctx); err != nil {
-					b.Fatal(err)
-				}
-				sender, err := s.CreateUser(ctx, "sender", "sender@example.com", "x")
-				if err != nil {
-					b.Fatal(err)
-				}
-				m, err := s.CreateMatter(ctx, "m")
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.AddMember(ctx, m.ID, sender.ID); err != nil {
-					b.Fatal(err)
-				}
+				sender := mustUser(b, s, "sender")
+				m := mustMatter(b, s, "m", sender)
 				var last int64
 				for i := 0; i < n; i += 256 {
 					sends := make([]Send, min(256, n-i))
@@ -271,6 +245,7 @@ func BenchmarkMarkReadUpTo(b *testing.B) {
 				}
 				readers := make([]User, b.N)
 				for i := range readers {
+					var err error
 					if readers[i], err = s.CreateUser(ctx, "r", fmt.Sprintf("r%d@example.com", i), "x"); err != nil {
 						b.Fatal(err)
 					}

@@ -85,14 +85,6 @@ func (a *APNs) Send(ctx context.Context, d persistence.Device, n Notification) e
 	if res.Sent() {
 		return nil
 	}
-	f := &Failure{Status: res.StatusCode, Reason: res.Reason}
-	switch {
-	case res.StatusCode == http.StatusGone || res.Reason == apns2.ReasonBadDeviceToken || res.Reason == apns2.ReasonDeviceTokenNotForTopic:
-		f.Class = Dead
-	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		f.Class = Retry
-	default:
-		f.Class = Rejected
-	}
-	return f
+	dead := res.StatusCode == http.StatusGone || res.Reason == apns2.ReasonBadDeviceToken || res.Reason == apns2.ReasonDeviceTokenNotForTopic
+	return failure(res.StatusCode, res.Reason, 0, dead)
 }

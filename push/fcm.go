@@ -165,16 +165,8 @@ func fcmFailure(res *http.Response, raw []byte) *Failure {
 			reason = d.ErrorCode
 		}
 	}
-	f := &Failure{Status: res.StatusCode, Reason: strings.TrimSpace(reason + " " + e.Error.Message), RetryAfter: retryAfter(res)}
-	switch {
-	case reason == "UNREGISTERED" || res.StatusCode == http.StatusNotFound:
-		f.Class = Dead
-	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		f.Class = Retry
-	default:
-		f.Class = Rejected
-	}
-	return f
+	dead := reason == "UNREGISTERED" || res.StatusCode == http.StatusNotFound
+	return failure(res.StatusCode, strings.TrimSpace(reason+" "+e.Error.Message), retryAfter(res), dead)
 }
 
 // retryAfter is a Retry-After header in seconds, or 0.

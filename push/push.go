@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/parley-chat/parley/internal/defaults"
 	"github.com/parley-chat/parley/persistence"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -105,6 +107,22 @@ func (f *Failure) Error() string {
 	return fmt.Sprintf("push %s: status %d %s", f.Class, f.Status, f.Reason)
 }
 
+// failure is the refusal of a provider that answered HTTP status: Dead
+// when dead (the provider says the token is gone for good), else Retry on
+// 429 and 5xx, else Rejected.
+func failure(status int, reason string, retryAfter time.Duration, dead bool) *Failure {
+	f := &Failure{Status: status, Reason: reason, RetryAfter: retryAfter}
+	switch {
+	case dead:
+		f.Class = Dead
+	case status == http.StatusTooManyRequests || status >= 500:
+		f.Class = Retry
+	default:
+		f.Class = Rejected
+	}
+	return f
+}
+
 // classify is err's class: a *Failure's, else Retry.
 func classify(err error) (Class, *Failure) {
 	var f *Failure
@@ -161,21 +179,11 @@ type Dispatcher struct {
 // NewDispatcher starts the workers. providers may be empty (every push is
 // then dropped as unsupported).
 func NewDispatcher(providers []Provider, store DeadTokens, opts Options) *Dispatcher {
-	if opts.Queue <= 0 {
-		opts.Queue = 10000
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 8
-	}
-	if opts.Attempts <= 0 {
-		opts.Attempts = 4
-	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = time.Second
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
+	defaults.Set(&opts.Queue, 10000)
+	defaults.Set(&opts.Concurrency, 8)
+	defaults.Set(&opts.Attempts, 4)
+	defaults.Set(&opts.Backoff, time.Second)
+	defaults.Set(&opts.Timeout, 10*time.Second)
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}

@@ -28,41 +28,14 @@ func (s *deadStore) DeleteDeadToken(_ context.Context, id int64, _ string) (int6
 	return 42, true, nil
 }
 
-// providers starts the three test services and a provider for each.
-type providers struct {
-	rec  *pushtest.Recorder
-	fcm  *pushtest.FCM
-	apns *pushtest.APNs
-	web  *pushtest.WebPush
-	list []push.Provider
-	keys push.VAPIDKeys
-}
+// providers are the three test services and a provider for each.
+type providers struct{ *pushtest.Services }
 
-func startProviders(t *testing.T) *providers {
-	t.Helper()
-	p := &providers{rec: pushtest.NewRecorder()}
-	p.fcm, p.apns, p.web = pushtest.NewFCM(t, p.rec), pushtest.NewAPNs(t, p.rec), pushtest.NewWebPush(t, p.rec)
-	fcm, err := push.NewFCM(push.FCMOptions{CredentialsJSON: p.fcm.CredentialsJSON, Endpoint: p.fcm.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apns, err := push.NewAPNs(push.APNsOptions{Key: p.apns.KeyP8, KeyID: p.apns.KeyID, TeamID: p.apns.TeamID, Topic: p.apns.Topic,
-		Endpoint: p.apns.URL, RootCAs: p.apns.RootCAs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.keys, _, err = push.LoadOrCreateVAPID(t.TempDir() + "/vapid.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.web.VAPIDPublic = p.keys.Public
-	p.list = []push.Provider{fcm, apns, push.NewWebPush(p.keys, "mailto:ops@example.com", p.web.Client())}
-	return p
-}
+func startProviders(t *testing.T) *providers { return &providers{pushtest.StartServices(t)} }
 
 // devices are one device per platform, each with a token the services know.
 func (p *providers) devices(t *testing.T) (fcm, apns, web persistence.Device) {
-	id, sub := p.web.Subscribe(t)
+	id, sub := p.Web.Subscribe(t)
 	keys := sub["keys"].(map[string]any)
 	_ = id
 	return persistence.Device{ID: 1, Platform: "fcm", Token: "fcm-token-" + t.Name()},
@@ -81,21 +54,21 @@ var note = push.Notification{UserID: 42, MatterID: 7, MessageID: 99, SenderID: 3
 func TestProviders(t *testing.T) {
 	p := startProviders(t)
 	reg := prometheus.NewRegistry()
-	d := push.NewDispatcher(p.list, &deadStore{}, push.Options{Registerer: reg})
+	d := push.NewDispatcher(p.Providers, &deadStore{}, push.Options{Registerer: reg})
 	defer d.Close()
 	fcm, apns, web := p.devices(t)
 	d.Push(note, []persistence.Device{fcm, apns, web})
 	for _, tok := range []string{fcm.Token, apns.Token, webID(web)} {
-		got := p.rec.Wait(t, 10*time.Second, "to "+tok, func(x push_Push) bool { return x.Token == tok })
+		got := p.Rec.Wait(t, 10*time.Second, "to "+tok, func(x push_Push) bool { return x.Token == tok })
 		if got.Title != "Case 7" || got.Body != "Ann: Hello" || got.Badge != 5 || got.MatterID != 7 || got.MessageID != 99 || got.Collapse != "matter-7" {
 			t.Errorf("%s got %+v", got.Platform, got)
 		}
 	}
-	if pr := p.rec.Problems(); len(pr) > 0 {
+	if pr := p.Rec.Problems(); len(pr) > 0 {
 		t.Fatalf("protocol problems: %v", pr)
 	}
-	if p.fcm.Grants() != 1 {
-		t.Errorf("%d OAuth grants, want 1", p.fcm.Grants())
+	if p.FCM.Grants() != 1 {
+		t.Errorf("%d OAuth grants, want 1", p.FCM.Grants())
 	}
 	waitCounter(t, reg, "parley_push_sent_total", 3)
 }
@@ -135,16 +108,16 @@ func TestDeadTokensRemoved(t *testing.T) {
 	var told sync.WaitGroup
 	told.Add(3)
 	reg := prometheus.NewRegistry()
-	d := push.NewDispatcher(p.list, st, push.Options{Registerer: reg, Removed: func(uid int64) {
+	d := push.NewDispatcher(p.Providers, st, push.Options{Registerer: reg, Removed: func(uid int64) {
 		if uid == 42 {
 			told.Done()
 		}
 	}})
 	defer d.Close()
 	fcm, apns, web := p.devices(t)
-	p.fcm.Dead(fcm.Token)
-	p.apns.Dead(apns.Token)
-	p.web.Dead(webID(web))
+	p.FCM.Dead(fcm.Token)
+	p.APNs.Dead(apns.Token)
+	p.Web.Dead(webID(web))
 	d.Push(note, []persistence.Device{fcm, apns, web})
 	told.Wait()
 	st.mu.Lock()
@@ -153,8 +126,8 @@ func TestDeadTokensRemoved(t *testing.T) {
 		t.Fatalf("removed %v, want devices 1, 2 and 3", st.removed)
 	}
 	waitCounter(t, reg, "parley_push_tokens_removed_total", 3)
-	if len(p.rec.All()) != 0 {
-		t.Fatalf("a dead token got a push: %v", p.rec.All())
+	if len(p.Rec.All()) != 0 {
+		t.Fatalf("a dead token got a push: %v", p.Rec.All())
 	}
 }
 
@@ -164,14 +137,14 @@ func TestDeadTokensRemoved(t *testing.T) {
 func TestRetriedAfterFailures(t *testing.T) {
 	p := startProviders(t)
 	reg := prometheus.NewRegistry()
-	d := push.NewDispatcher(p.list, &deadStore{}, push.Options{Registerer: reg, Backoff: 20 * time.Millisecond})
+	d := push.NewDispatcher(p.Providers, &deadStore{}, push.Options{Registerer: reg, Backoff: 20 * time.Millisecond})
 	defer d.Close()
 	fcm, apns, _ := p.devices(t)
-	p.fcm.FailTimes(fcm.Token, 2)
-	p.apns.FailTimes(apns.Token, 2)
+	p.FCM.FailTimes(fcm.Token, 2)
+	p.APNs.FailTimes(apns.Token, 2)
 	d.Push(note, []persistence.Device{fcm, apns})
-	p.rec.Wait(t, 20*time.Second, "to FCM after two failures", func(x push_Push) bool { return x.Token == fcm.Token })
-	p.rec.Wait(t, 20*time.Second, "to APNs after two failures", func(x push_Push) bool { return x.Token == apns.Token })
+	p.Rec.Wait(t, 20*time.Second, "to FCM after two failures", func(x push_Push) bool { return x.Token == fcm.Token })
+	p.Rec.Wait(t, 20*time.Second, "to APNs after two failures", func(x push_Push) bool { return x.Token == apns.Token })
 	waitCounter(t, reg, "parley_push_failed_total", 4)
 }
 
@@ -179,9 +152,9 @@ func TestRetriedAfterFailures(t *testing.T) {
 // full queue, Push returns at once and drops what does not fit.
 func TestQueueNeverBlocks(t *testing.T) {
 	p := startProviders(t)
-	p.fcm.Delay(3 * time.Second)
+	p.FCM.Delay(3 * time.Second)
 	reg := prometheus.NewRegistry()
-	d := push.NewDispatcher(p.list, &deadStore{}, push.Options{Registerer: reg, Queue: 2, Concurrency: 1})
+	d := push.NewDispatcher(p.Providers, &deadStore{}, push.Options{Registerer: reg, Queue: 2, Concurrency: 1})
 	defer d.Close()
 	fcm, _, _ := p.devices(t)
 	start := time.Now()

@@ -74,16 +74,8 @@ func (w *WebPush) Send(ctx context.Context, d persistence.Device, n Notification
 	if res.StatusCode >= 200 && res.StatusCode < 300 {
 		return nil
 	}
-	f := &Failure{Status: res.StatusCode, Reason: string(raw), RetryAfter: retryAfter(res)}
-	switch {
-	case res.StatusCode == http.StatusNotFound || res.StatusCode == http.StatusGone:
-		f.Class = Dead
-	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		f.Class = Retry
-	default:
-		f.Class = Rejected
-	}
-	return f
+	dead := res.StatusCode == http.StatusNotFound || res.StatusCode == http.StatusGone
+	return failure(res.StatusCode, string(raw), retryAfter(res), dead)
 }
 
 // LoadOrCreateVAPID returns the keys kept in path, generating and saving

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley-chat/parley/internal/defaults"
 )
 
 // Options tune one socket.
@@ -176,24 +177,14 @@ func settingsFor(opts Options) *settings {
 	if st.overflow == 0 {
 		st.overflow, st.overflowWhy = StatusPolicyViolation, "Too many unsent messages"
 	}
-	if st.readLimit <= 0 {
-		st.readLimit = defaultReadLimit
-	}
-	if st.maxPending <= 0 {
-		st.maxPending = defaultMaxPending
-	}
-	if st.writeTimeout <= 0 {
-		st.writeTimeout = defaultWriteTimeout
-	}
-	if st.fragTimeout <= 0 {
-		st.fragTimeout = defaultFragmentTimeout
-	}
+	defaults.Set(&st.readLimit, defaultReadLimit)
+	defaults.Set(&st.maxPending, defaultMaxPending)
+	defaults.Set(&st.writeTimeout, defaultWriteTimeout)
+	defaults.Set(&st.fragTimeout, defaultFragmentTimeout)
 	if st.sendBuffer == 0 {
 		st.sendBuffer = defaultSendBuffer
 	}
-	if st.maxBacklog <= 0 {
-		st.maxBacklog = defaultMaxBacklog
-	}
+	defaults.Set(&st.maxBacklog, defaultMaxBacklog)
 	if len(settingsCache) < 64 {
 		settingsCache[opts] = st
 	}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/config"
+	"github.com/parley-chat/parley/internal/defaults"
 	"github.com/parley-chat/parley/pusher"
 )
 
@@ -41,27 +42,13 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.BatchWindow <= 0 {
-		o.BatchWindow = 100 * time.Millisecond
-	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = 100
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 10000
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 8
-	}
-	if o.RetryBase <= 0 {
-		o.RetryBase = time.Second
-	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = time.Minute
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
-	}
+	defaults.Set(&o.BatchWindow, 100*time.Millisecond)
+	defaults.Set(&o.MaxBatch, 100)
+	defaults.Set(&o.QueueSize, 10000)
+	defaults.Set(&o.MaxAttempts, 8)
+	defaults.Set(&o.RetryBase, time.Second)
+	defaults.Set(&o.RetryMax, time.Minute)
+	defaults.Set(&o.Timeout, 10*time.Second)
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: o.Timeout}
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/parley-chat/parley/internal/defaults"
 )
 
 // LoginOptions bound what logging in can cost the server. A zero (or
@@ -59,21 +60,11 @@ const (
 func DefaultHashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 func (o LoginOptions) withDefaults() LoginOptions {
-	if o.AttemptsPerMinute <= 0 {
-		o.AttemptsPerMinute = DefaultLoginAttemptsPerMinute
-	}
-	if o.IPAttemptsPerMinute <= 0 {
-		o.IPAttemptsPerMinute = DefaultLoginIPAttemptsPerMinute
-	}
-	if o.TrackedKeys <= 0 {
-		o.TrackedKeys = DefaultLoginTrackedKeys
-	}
-	if o.HashConcurrency <= 0 {
-		o.HashConcurrency = DefaultHashConcurrency()
-	}
-	if o.HashWait <= 0 {
-		o.HashWait = DefaultHashWait
-	}
+	defaults.Set(&o.AttemptsPerMinute, DefaultLoginAttemptsPerMinute)
+	defaults.Set(&o.IPAttemptsPerMinute, DefaultLoginIPAttemptsPerMinute)
+	defaults.Set(&o.TrackedKeys, DefaultLoginTrackedKeys)
+	defaults.Set(&o.HashConcurrency, DefaultHashConcurrency())
+	defaults.Set(&o.HashWait, DefaultHashWait)
 	return o
 }
 

@@ -18,13 +18,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { show, startParley, runAdmin as admin, chatOk as ok, tcpGate } from './helpers.js';
+import { adminMatter, adminUsers, loginTokens, show, startParley, chatOk as ok, tcpGate } from './helpers.js';
 import {
-  MISSING, REPO_ROOT, SKIP, compileJava, javaSources, requireJava, runJava,
+  ANDROID_DRIVER, MISSING, SKIP, compileAndroid, driverRequests, requireJava, runJava,
 } from './java-helpers.js';
 
-const ANDROID_SRC = path.join(REPO_ROOT, 'clients', 'android', 'src');
-const DRIVER = 'chat.parley.realtime.RealtimeChatDriver';
 const PASSWORD = 'android-delivery-1';
 
 describe('Android client: nothing lost, end to end', () => {
@@ -37,8 +35,7 @@ describe('Android client: nothing lost, end to end', () => {
   let java = null;
   let A;
   let B;
-  const tok = {};
-  let seq = 0;
+  let tok = {};
   let matterSeq = 0;
 
   const start = async () => {
@@ -48,19 +45,13 @@ describe('Android client: nothing lost, end to end', () => {
 
   before(async () => {
     if (MISSING.length) return;
-    try {
-      classDir = await compileJava(javaSources(ANDROID_SRC), { release: 8 });
-    } catch (err) {
-      compileError = err;
-      return;
-    }
+    ({ classDir, compileError } = await compileAndroid());
+    if (compileError) return;
     await start();
     gate = await tcpGate(port);
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@android-delivery.test`, '--password', PASSWORD]);
-    A = await mk('Alice');
-    B = await mk('Bob');
-    for (const u of [A, B]) tok[u.id] = (await ok(port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
-    java = runJava(classDir, DRIVER);
+    [A, B] = await adminUsers(dataDir, 'android-delivery.test', PASSWORD, ['Alice', 'Bob']);
+    tok = await loginTokens(port, [A, B], PASSWORD);
+    java = runJava(classDir, ANDROID_DRIVER);
   });
   after(async () => {
     if (java) await java.quit();
@@ -70,26 +61,13 @@ describe('Android client: nothing lost, end to end', () => {
     if (classDir) fs.rmSync(classDir, { recursive: true, force: true });
   });
 
-  const matter = async (title) => {
-    const m = await admin(dataDir, ['matters', 'create', '--title', `${title} ${++matterSeq}`]);
-    for (const u of [A, B]) await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
-    return m;
-  };
+  const matter = (title) => adminMatter(dataDir, `${title} ${++matterSeq}`, [A, B]);
   const send = async (m, text, { except } = {}) => (await ok(port, 'POST', '/api/messages/send', {
     token: tok[A.id], body: { message: text, client_matter_id: m.id }, headers: except ? { 'X-Socket-ID': except } : {},
   }, 201)).data;
   const asSender = async (m) => (await ok(port, 'GET', `/api/messages?client_matter_id=${m.id}&limit=100`, { token: tok[A.id] })).data;
 
-  const call = async (client, cmd, args = {}) => {
-    const req = `d${++seq}`;
-    java.send({ cmd, client, req, ...args });
-    return java.expect((l) => l.type === 'result' && l.req === req, 30000, `${client} ${cmd} (${req})`);
-  };
-  const value = async (client, cmd, args) => {
-    const r = await call(client, cmd, args);
-    assert.equal(r.ok, true, `${client} ${cmd}: ${show(r)}`);
-    return r.value;
-  };
+  const { call, value } = driverRequests(() => java, 'd');
   const of = (client, type) => (l) => l.client === client && l.type === type;
   const from = (mark, pred) => (l) => java.lines.indexOf(l) >= mark && pred(l);
   const receivedIds = (client, m) => java.lines.filter((l) => of(client, 'messageReceived')(l) && l.message.client_matter_id === m.id)

@@ -29,13 +29,11 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
-import { show, startParley, waitFor, runAdmin as admin, chatOk as ok } from './helpers.js';
+import { adminMatter, adminUsers, loginTokens, show, startParley, waitFor, chatOk as ok } from './helpers.js';
 import {
-  MISSING, REPO_ROOT, SKIP, compileJava, javaSources, requireJava, runJava,
+  ANDROID_DRIVER, MISSING, SKIP, compileAndroid, driverRequests, requireJava, runJava,
 } from './java-helpers.js';
 
-const ANDROID_SRC = path.join(REPO_ROOT, 'clients', 'android', 'src');
-const DRIVER = 'chat.parley.realtime.RealtimeChatDriver';
 const PASSWORD = 'android-own-send-1';
 
 /**
@@ -100,25 +98,18 @@ describe('Android client: own sends once, and "shown" is what the app was given'
   let java = null;
   let A;
   let B;
-  const tok = {};
-  let seq = 0;
+  let tok = {};
   let matterSeq = 0;
 
   before(async () => {
     if (MISSING.length) return;
-    try {
-      classDir = await compileJava(javaSources(ANDROID_SRC), { release: 8 });
-    } catch (err) {
-      compileError = err;
-      return;
-    }
+    ({ classDir, compileError } = await compileAndroid());
+    if (compileError) return;
     server = await startParley({ env: { PARLEY_DATA_DIR: dataDir, PARLEY_API_RATE_LIMIT: '0' } });
     proxy = await restProxy(server.port);
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@android-own-send.test`, '--password', PASSWORD]);
-    A = await mk('Alice');
-    B = await mk('Bob');
-    for (const u of [A, B]) tok[u.id] = (await ok(server.port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
-    java = runJava(classDir, DRIVER);
+    [A, B] = await adminUsers(dataDir, 'android-own-send.test', PASSWORD, ['Alice', 'Bob']);
+    tok = await loginTokens(server.port, [A, B], PASSWORD);
+    java = runJava(classDir, ANDROID_DRIVER);
   });
   after(async () => {
     if (java) await java.quit();
@@ -128,28 +119,14 @@ describe('Android client: own sends once, and "shown" is what the app was given'
     if (classDir) fs.rmSync(classDir, { recursive: true, force: true });
   });
 
-  const matter = async (title) => {
-    const m = await admin(dataDir, ['matters', 'create', '--title', `${title} ${++matterSeq}`]);
-    for (const u of [A, B]) await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
-    return m;
-  };
+  const matter = (title) => adminMatter(dataDir, `${title} ${++matterSeq}`, [A, B]);
   /** `who` sends through REST, straight to the server. */
   const sendAs = async (who, m, text) => (await ok(server.port, 'POST', '/api/messages/send', {
     token: tok[who.id], body: { message: text, client_matter_id: m.id },
   }, 201)).data;
   const asSender = async (who, m) => (await ok(server.port, 'GET', `/api/messages?client_matter_id=${m.id}&limit=100`, { token: tok[who.id] })).data;
 
-  const request = (client, cmd, args = {}) => {
-    const req = `o${++seq}`;
-    java.send({ cmd, client, req, ...args });
-    return { req, result: (ms = 30000) => java.expect((l) => l.type === 'result' && l.req === req, ms, `${client} ${cmd} (${req})`) };
-  };
-  const call = (client, cmd, args) => request(client, cmd, args).result();
-  const value = async (client, cmd, args) => {
-    const r = await call(client, cmd, args);
-    assert.equal(r.ok, true, `${client} ${cmd}: ${show(r)}`);
-    return r.value;
-  };
+  const { request, call, value } = driverRequests(() => java, 'o');
   const of = (client, type) => (l) => l.client === client && l.type === type;
   /** The message callbacks of `client` for matter `m`, in order: [callback, id]. */
   const calls = (client, m) => java.lines

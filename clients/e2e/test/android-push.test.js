@@ -10,14 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { show, startParley, runAdmin as admin, chatOk as ok, waitFor } from './helpers.js';
+import { adminUsers, loginTokens, startParley, runAdmin as admin, chatOk as ok, waitFor } from './helpers.js';
 import {
-  MISSING, REPO_ROOT, SKIP, compileJava, javaSources, requireJava, runJava,
+  ANDROID_DRIVER, MISSING, SKIP, compileAndroid, driverRequests, requireJava, runJava,
 } from './java-helpers.js';
-import { fcmStandIn } from './push-helpers.js';
+import { fcmServeEnv, fcmStandIn } from './push-helpers.js';
 
-const ANDROID_SRC = path.join(REPO_ROOT, 'clients', 'android', 'src');
-const DRIVER = 'chat.parley.realtime.RealtimeChatDriver';
 const PASSWORD = 'android-push-1';
 
 describe('Android client: push notifications', () => {
@@ -30,11 +28,7 @@ describe('Android client: push notifications', () => {
 
   before(async () => {
     if (MISSING.length) return;
-    try {
-      classDir = await compileJava(javaSources(ANDROID_SRC), { release: 8 });
-    } catch (err) {
-      compileError = err;
-    }
+    ({ classDir, compileError } = await compileAndroid());
   });
   after(async () => {
     if (java) await java.quit();
@@ -48,31 +42,16 @@ describe('Android client: push notifications', () => {
     requireJava();
     if (compileError) throw compileError;
     fcm = await fcmStandIn();
-    const credFile = path.join(dataDir, 'fcm.json');
-    fs.writeFileSync(credFile, JSON.stringify(fcm.creds));
-    server = await startParley({ env: {
-      PARLEY_DATA_DIR: dataDir, PARLEY_API_RATE_LIMIT: '0', PARLEY_FCM_CREDENTIALS: credFile, PARLEY_FCM_ENDPOINT: fcm.url,
-      PARLEY_PUSH_WINDOW: '1ms', PARLEY_PUSH_CONCURRENCY: '1',
-    } });
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@android-push.test`, '--password', PASSWORD]);
-    const A = await mk('Ann');
-    const B = await mk('Bob');
+    server = await startParley({ env: fcmServeEnv(fcm, dataDir) });
+    const [A, B] = await adminUsers(dataDir, 'android-push.test', PASSWORD, ['Ann', 'Bob']);
     const M = await admin(dataDir, ['matters', 'create', '--title', 'Phone', '--members', `${A.id},${B.id}`]);
-    const tok = {};
-    for (const u of [A, B]) tok[u.id] = (await ok(server.port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
+    const tok = await loginTokens(server.port, [A, B], PASSWORD);
     const send = async (text) => (await ok(server.port, 'POST', '/api/messages/send', { token: tok[A.id], body: { message: text, client_matter_id: M.id } }, 201)).data;
     const settled = () => ok(server.port, 'GET', '/api/messages/unread-count', { token: tok[B.id] });
     const pushOf = (id) => fcm.pushes.filter((p) => p.messageId === id);
 
-    java = runJava(classDir, DRIVER);
-    let seq = 0;
-    const value = async (client, cmd, args = {}) => {
-      const req = `r${++seq}`;
-      java.send({ cmd, client, req, ...args });
-      const r = await java.expect((l) => l.type === 'result' && l.req === req, 30000, `${client} ${cmd} (${req})`);
-      assert.equal(r.ok, true, `${client} ${cmd}: ${show(r)}`);
-      return r.value;
-    };
+    java = runJava(classDir, ANDROID_DRIVER);
+    const { value } = driverRequests(() => java, 'r');
     for (const [client, u] of [['ann', A], ['bob', B]]) {
       await value(client, 'new', { host: server.host, port: server.port, key: server.key, token: tok[u.id], userId: u.id, userName: u.name,
         apiBaseUrl: `http://${server.host}:${server.port}/api`, typingThrottleMillis: 0 });

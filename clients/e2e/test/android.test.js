@@ -20,17 +20,15 @@ import os from 'node:os';
 import path from 'node:path';
 
 import {
-  Echo, PusherClient, connected, show, startParley, waitFor,
+  Echo, PusherClient, adminUsers, connected, disconnectAll, loginTokens, show, startParley, waitFor,
   runAdmin as admin,
   chatApi as api,
   chatOk as ok,
 } from './helpers.js';
 import {
-  MISSING, REPO_ROOT, SKIP, compileJava, javaSources, requireJava, runJava,
+  ANDROID_DRIVER, MISSING, SKIP, compileAndroid, driverRequests, requireJava, runJava,
 } from './java-helpers.js';
 
-const ANDROID_SRC = path.join(REPO_ROOT, 'clients', 'android', 'src');
-const DRIVER = 'chat.parley.realtime.RealtimeChatDriver';
 const PASSWORD = 'android-pass-1';
 const SENT = 'App\\Events\\MessageSent';
 
@@ -44,20 +42,10 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
 
   before(async () => {
     if (MISSING.length) return;
-    try {
-      classDir = await compileJava(javaSources(ANDROID_SRC), { release: 8 });
-    } catch (err) {
-      compileError = err;
-    }
+    ({ classDir, compileError } = await compileAndroid());
   });
   after(async () => {
-    for (const e of echos) {
-      try {
-        e.disconnect();
-      } catch {
-        /* ignore */
-      }
-    }
+    disconnectAll(echos);
     if (java) await java.quit();
     for (const s of servers) await s.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -78,35 +66,19 @@ describe('Android client: clients/android RealtimeChat on the Pusher Java SDK', 
       let s2 = null;
       try {
         // Users and matters, as an admin makes them. Ann and Bob share M; Ann is not in M2.
-        const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@android.test`, '--password', PASSWORD]);
-        const A = await mk('Ann');
-        const B = await mk('Bob');
-        const C = await mk('Cy');
+        const [A, B, C] = await adminUsers(dataDir, 'android.test', PASSWORD, ['Ann', 'Bob', 'Cy']);
         const M = await admin(dataDir, ['matters', 'create', '--title', 'Phone matter']);
         const M2 = await admin(dataDir, ['matters', 'create', '--title', 'Not Ann\'s']);
         const M3 = await admin(dataDir, ['matters', 'create', '--title', 'Quiet matter']); // no message until the outage
         for (const [m, u] of [[M, A], [M, B], [M2, B], [M2, C], [M3, A], [M3, B]]) {
           await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
         }
-        const tok = {};
-        for (const u of [A, B]) {
-          tok[u.id] = (await ok(s1, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
-        }
+        const tok = await loginTokens(s1, [A, B], PASSWORD);
         const restSend = async (s, u, m, text) => (await ok(s, 'POST', '/api/messages/send',
           { token: tok[u.id], body: { message: text, client_matter_id: m.id } }, 201)).data;
 
-        java = runJava(classDir, DRIVER);
-        let seq = 0;
-        const call = async (client, cmd, args = {}) => {
-          const req = `r${++seq}`;
-          java.send({ cmd, client, req, ...args });
-          return java.expect((l) => l.type === 'result' && l.req === req, 30000, `${client} ${cmd} (${req})`);
-        };
-        const value = async (client, cmd, args) => {
-          const r = await call(client, cmd, args);
-          assert.equal(r.ok, true, `${client} ${cmd}: ${show(r)}`);
-          return r.value;
-        };
+        java = runJava(classDir, ANDROID_DRIVER);
+        const { call, value } = driverRequests(() => java, 'r');
         /** The first line matching pred at or after index `from` of the output. */
         const expectFrom = (from, pred, ms, label, failIf) => java.expect(
           (l) => java.lines.indexOf(l) >= from && pred(l), ms, label, (l) => java.lines.indexOf(l) >= from && failIf && failIf(l),

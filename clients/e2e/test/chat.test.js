@@ -12,10 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  Echo,
-  PusherClient,
-  connected,
+  chatEcho,
   scenario,
+  subscribedVia,
   show,
   useServer,
   waitFor,
@@ -53,43 +52,6 @@ async function send(srv, token, matterId, message, headers = {}) {
 
 async function unreadCount(srv, token) {
   return expectStatus(await api(srv, 'GET', '/api/messages/unread-count', { token }), 200, 'unread-count');
-}
-
-/**
- * laravel-echo exactly as a Laravel front end configures it for Reverb,
- * authorized by Parley's /api/broadcasting/auth with a bearer token.
- */
-async function chatEcho(ctx, token, name, { broadcaster = 'reverb' } = {}) {
-  const srv = ctx.server;
-  const echo = new Echo({
-    broadcaster,
-    key: srv.key,
-    wsHost: srv.host,
-    wsPort: srv.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    disableStats: true,
-    ...(broadcaster === 'pusher' ? { cluster: 'mt1' } : {}),
-    Pusher: PusherClient,
-    authEndpoint: `http://${srv.host}:${srv.port}/api/broadcasting/auth`,
-    auth: { headers: { Authorization: `Bearer ${token}` } },
-  });
-  ctx.track(name, echo.connector.pusher);
-  ctx.echos.push(echo);
-  await connected(echo.connector.pusher, 8000, name);
-  return echo;
-}
-
-/** Waits for an Echo channel's subscription to succeed; fails fast on subscription_error. */
-function subscribedVia(echoChannel, label, ms = 5000) {
-  let ok = false;
-  let err = null;
-  echoChannel.subscribed(() => { ok = true; });
-  echoChannel.error((e) => { err = e; });
-  return waitFor(() => {
-    if (err) throw new Error(`${label}: subscription error ${show(err)}`);
-    return ok || (echoChannel.subscription && echoChannel.subscription.subscribed);
-  }, ms, `${label} subscription`);
 }
 
 /** Resolves with the subscription_error an Echo channel gets (or rejects on success/timeout). */

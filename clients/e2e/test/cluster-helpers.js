@@ -11,10 +11,7 @@ import { promisify } from 'node:util';
 
 import {
   Ctx,
-  Echo,
-  PusherClient,
   chatApi,
-  connected,
   parleyJSON,
   show,
   startParley,
@@ -169,12 +166,14 @@ export async function stopAll(nodes) {
 }
 
 /**
- * Readiness of the mesh, not an assertion: a client on every node subscribes
- * to a probe channel; every node publishes probes until each client has one
- * from each node.
+ * Readiness of the mesh, not an assertion: a pusher-js client on every node
+ * subscribes to a probe channel; every node publishes probes until each client
+ * has one from each node. A node refusing a publish (503) is simply asked
+ * again. `serverOf(node)` is the node's server from startParley (the node
+ * itself by default); a node has `index` and `log()`.
  */
-async function waitForMesh(nodes, ms) {
-  const ctxs = nodes.map((node) => new Ctx(node));
+export async function waitForMesh(nodes, ms, serverOf = (node) => node) {
+  const ctxs = nodes.map((node) => new Ctx(serverOf(node)));
   const channel = `mesh-probe-${crypto.randomBytes(4).toString('hex')}`;
   try {
     const seen = [];
@@ -193,7 +192,7 @@ async function waitForMesh(nodes, ms) {
       if (Date.now() > deadline) {
         throw new Error(`the ${nodes.length} nodes did not form a cluster within ${ms} ms: `
           + `probes seen per node ${show(seen.map((s) => [...s].sort()))}\n`
-          + nodes.map((node, i) => `--- node ${i + 1} ---\n${node.log()}`).join('\n'));
+          + nodes.map((node) => `--- node ${node.index} ---\n${node.log()}`).join('\n'));
       }
     }
   } finally {
@@ -230,7 +229,7 @@ export function clusterScenario(getNodes, fn) {
 }
 
 // ---------------------------------------------------------------------------
-// chat: admin commands, REST, Echo authorized by /api/broadcasting/auth
+// chat: admin commands, REST
 
 /** Runs `parley <args>` against databaseUrl; returns its JSON output. */
 export function admin(databaseUrl, args) {
@@ -259,39 +258,6 @@ export async function sendMessage(node, token, matterId, message) {
 
 export async function unreadCount(node, token) {
   return expectStatus(await api(node, 'GET', '/api/messages/unread-count', { token }), 200, `unread-count on node ${node.index}`);
-}
-
-/** laravel-echo as a Laravel front end configures it, authorized by the node's /api/broadcasting/auth. */
-export async function chatEcho(ctx, token, name) {
-  const node = ctx.server;
-  const echo = new Echo({
-    broadcaster: 'reverb',
-    key: node.key,
-    wsHost: node.host,
-    wsPort: node.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    disableStats: true,
-    Pusher: PusherClient,
-    authEndpoint: `http://${node.host}:${node.port}/api/broadcasting/auth`,
-    auth: { headers: { Authorization: `Bearer ${token}` } },
-  });
-  ctx.track(name, echo.connector.pusher);
-  ctx.echos.push(echo);
-  await connected(echo.connector.pusher, 8000, name);
-  return echo;
-}
-
-/** Waits for an Echo channel's subscription; fails fast on subscription_error. */
-export function subscribedVia(echoChannel, label, ms = 5000) {
-  let ok = false;
-  let err = null;
-  echoChannel.subscribed(() => { ok = true; });
-  echoChannel.error((e) => { err = e; });
-  return waitFor(() => {
-    if (err) throw new Error(`${label}: subscription error ${show(err)}`);
-    return ok || (echoChannel.subscription && echoChannel.subscription.subscribed);
-  }, ms, `${label} subscription`);
 }
 
 /**

@@ -13,13 +13,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { newId, show, sleep, subscribed, waitFor } from './helpers.js';
+import {
+  chatEcho, newId, show, sleep, subscribed, subscribedVia, waitFor,
+} from './helpers.js';
 import {
   PASSWORD,
   UNDER_CI,
   admin,
   api,
-  chatEcho,
   clusterScenario,
   eventually,
   expectStatus,
@@ -29,7 +30,6 @@ import {
   sendMessage,
   startCluster,
   stopAll,
-  subscribedVia,
   unreadCount,
   unreadSQL,
 } from './cluster-helpers.js';

@@ -3,20 +3,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { newId, scenario, show, useServer, waitFor } from './helpers.js';
+import { newId, scenario, subscribedVia, useServer, waitFor } from './helpers.js';
 
 const T = { timeout: 20000 };
-
-function subscribedVia(echoChannel, label, ms = 5000) {
-  let ok = false;
-  let err = null;
-  echoChannel.subscribed(() => { ok = true; });
-  echoChannel.error((e) => { err = e; });
-  return waitFor(() => {
-    if (err) throw new Error(`${label}: subscription error ${show(err)}`);
-    return ok || (echoChannel.subscription && echoChannel.subscription.subscribed);
-  }, ms, `${label} subscription`);
-}
 
 describe('laravel-echo', () => {
   const server = useServer({ before, after });

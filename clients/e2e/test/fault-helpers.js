@@ -10,8 +10,8 @@
 import http from 'node:http';
 import net from 'node:net';
 
-import { Ctx, show, sleep, startParley, subscribed, waitFor, within } from './helpers.js';
-import { clusterPorts } from './cluster-helpers.js';
+import { sleep, splice, startParley, waitFor, within } from './helpers.js';
+import { clusterPorts, waitForMesh } from './cluster-helpers.js';
 
 // ---------------------------------------------------------------------------
 // small things
@@ -133,49 +133,13 @@ export async function startFaultCluster({ n = 3, databaseUrl, env = {}, nodeEnv 
     throw failed.reason;
   }
   try {
-    await waitForMesh(nodes, meshTimeoutMs);
+    await waitForMesh(nodes, meshTimeoutMs, (node) => node.server);
   } catch (err) {
     await Promise.all(nodes.map((node) => node.stop()));
     throw err;
   }
   return nodes;
 }
-
-/**
- * Readiness, not an assertion: a pusher-js client on every node subscribes to
- * a probe channel and every node publishes probes until each client has one
- * from each node. A node refusing a publish (503) is simply asked again.
- */
-export async function waitForMesh(nodes, ms) {
-  const ctxs = nodes.map((node) => new Ctx(node.server));
-  const channel = `mesh-probe-${process.pid}-${Date.now()}`;
-  try {
-    const seen = [];
-    for (const [i, ctx] of ctxs.entries()) {
-      const p = await ctx.pusher({ name: `probe@${i + 1}` });
-      const from = new Set();
-      seen.push(from);
-      (await subscribed(p, channel)).bind('probe', (d) => from.add(d.from));
-    }
-    const sdks = ctxs.map((ctx) => ctx.sdk());
-    const deadline = Date.now() + ms;
-    for (;;) {
-      await Promise.all(sdks.map((sdk, i) => sdk.trigger(channel, 'probe', { from: i + 1 }).catch(() => {})));
-      const done = await waitFor(() => seen.every((s) => s.size === nodes.length), 300, 'mesh').catch(() => false);
-      if (done) return;
-      if (Date.now() > deadline) {
-        throw new Error(`the ${nodes.length} nodes did not form a cluster within ${ms} ms: `
-          + `probes seen per node ${show(seen.map((s) => [...s].sort()))}\n`
-          + nodes.map((node) => `--- node ${node.index} ---\n${node.log()}`).join('\n'));
-      }
-    }
-  } finally {
-    await Promise.all(ctxs.map((ctx) => ctx.close()));
-  }
-}
-
-// ---------------------------------------------------------------------------
-// the load balancer
 
 /**
  * A TCP load balancer in front of the nodes, as nginx or an ALB is: every
@@ -240,17 +204,7 @@ export async function loadBalancer(nodes, { everyMs = 250, timeoutMs = 600 } = {
           return;
         }
         stats.connections[node.index] += 1;
-        const pair = [client, upstream];
-        pairs.add(pair);
-        const drop = () => {
-          pairs.delete(pair);
-          client.destroy();
-          upstream.destroy();
-        };
-        upstream.on('error', drop).on('close', drop);
-        client.on('close', drop);
-        client.pipe(upstream);
-        upstream.pipe(client);
+        splice(pairs, client, upstream);
         client.resume();
       });
     };

@@ -739,6 +739,48 @@ export function newId(prefix = 'x') {
 }
 
 // ---------------------------------------------------------------------------
+// laravel-echo as a Laravel front end uses it
+
+/**
+ * laravel-echo exactly as a Laravel front end configures it for Reverb (or,
+ * with `broadcaster: 'pusher'`, for Pusher), authorized by the server's
+ * /api/broadcasting/auth with a bearer token; `ctx` is a Ctx (a scenario's or
+ * a cluster node's).
+ */
+export async function chatEcho(ctx, token, name, { broadcaster = 'reverb' } = {}) {
+  const srv = ctx.server;
+  const echo = new Echo({
+    broadcaster,
+    key: srv.key,
+    wsHost: srv.host,
+    wsPort: srv.port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    disableStats: true,
+    ...(broadcaster === 'pusher' ? { cluster: 'mt1' } : {}),
+    Pusher: PusherClient,
+    authEndpoint: `http://${srv.host}:${srv.port}/api/broadcasting/auth`,
+    auth: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  ctx.track(name, echo.connector.pusher);
+  ctx.echos.push(echo);
+  await connected(echo.connector.pusher, 8000, name);
+  return echo;
+}
+
+/** Waits for an Echo channel's subscription to succeed; fails fast on subscription_error. */
+export function subscribedVia(echoChannel, label, ms = 5000) {
+  let ok = false;
+  let err = null;
+  echoChannel.subscribed(() => { ok = true; });
+  echoChannel.error((e) => { err = e; });
+  return waitFor(() => {
+    if (err) throw new Error(`${label}: subscription error ${show(err)}`);
+    return ok || (echoChannel.subscription && echoChannel.subscription.subscribed);
+  }, ms, `${label} subscription`);
+}
+
+// ---------------------------------------------------------------------------
 // chat helpers: admin commands, REST calls, a network outage
 
 const execFileP = promisify(execFile);
@@ -757,6 +799,50 @@ export async function parleyJSON(env, args) {
 /** Runs an admin command (`parley users create ...`) on the data dir's embedded database; returns its JSON. */
 export function runAdmin(dataDir, args) {
   return parleyJSON({ PARLEY_DATA_DIR: dataDir }, args);
+}
+
+/**
+ * The options of a RealtimeChat (clients/js) for `user` with the bearer `token` against 127.0.0.1:
+ * the WebSocket at `wsPort` (the app `key`), REST at `apiPort`, no storage; `opts` added last.
+ */
+export function sdkOptions({ key, wsPort, apiPort, user, token }, opts = {}) {
+  return {
+    wsHost: '127.0.0.1',
+    wsPort,
+    reverbKey: key,
+    forceTLS: false,
+    authToken: token,
+    userId: user.id,
+    userName: user.name,
+    apiBaseUrl: `http://127.0.0.1:${apiPort}/api`,
+    storage: null,
+    ...opts,
+  };
+}
+
+/** Disconnects each client (an SDK or Echo), going on past one that throws. */
+export function disconnectAll(clients) {
+  for (const c of clients) {
+    try {
+      c.disconnect();
+    } catch { /* ignore */ }
+  }
+}
+
+/** Makes a user per name with the admin CLI (e-mail `<name>@<domain>`, all with `password`); resolves them in order. */
+export async function adminUsers(dataDir, domain, password, names) {
+  const users = [];
+  for (const name of names) {
+    users.push(await runAdmin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@${domain}`, '--password', password]));
+  }
+  return users;
+}
+
+/** A matter made with the admin CLI, then each of `users` added to it one by one. */
+export async function adminMatter(dataDir, title, users) {
+  const m = await runAdmin(dataDir, ['matters', 'create', '--title', title]);
+  for (const u of users) await runAdmin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
+  return m;
 }
 
 /**
@@ -788,6 +874,31 @@ export async function chatOk(target, method, p, opts, status = 200) {
   return res.body;
 }
 
+/** Logs each of `users` in (all with `password`) through the chat API at `target`; resolves tok[user.id], the bearer tokens. */
+export async function loginTokens(target, users, password) {
+  const tok = {};
+  for (const u of users) tok[u.id] = (await chatOk(target, 'POST', '/api/auth/login', { body: { email: u.email, password } })).token;
+  return tok;
+}
+
+/**
+ * Pipes the sockets `client` and `upstream` into each other, the pair kept in the set `pairs`
+ * until either side errs or closes; then both are destroyed.
+ */
+export function splice(pairs, client, upstream) {
+  const pair = [client, upstream];
+  pairs.add(pair);
+  const drop = () => {
+    pairs.delete(pair);
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on('error', drop).on('close', drop);
+  upstream.on('error', drop).on('close', drop);
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
+
 /**
  * A TCP gate in front of a port: while closed it cuts every connection through
  * it and refuses (resets) new ones, as a network outage does.
@@ -800,18 +911,7 @@ export async function tcpGate(targetPort) {
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    const pair = [client, upstream];
-    pairs.add(pair);
-    const drop = () => {
-      pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    splice(pairs, client, net.connect(targetPort, '127.0.0.1'));
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {

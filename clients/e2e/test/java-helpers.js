@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 
 import { E2E_DIR, show, within } from './helpers.js';
@@ -95,6 +96,23 @@ export function javaSources(dir) {
   };
   walk(dir);
   return out.sort();
+}
+
+/** The Android client's sources (clients/android) and the class of its test driver. */
+export const ANDROID_SRC = path.join(REPO_ROOT, 'clients', 'android', 'src');
+export const ANDROID_DRIVER = 'chat.parley.realtime.RealtimeChatDriver';
+
+/**
+ * Compiles the Android client as Android accepts it (javac --release 8); resolves
+ * { classDir }, or { compileError } when javac failed (a test throws it, so it fails
+ * rather than the hook).
+ */
+export async function compileAndroid() {
+  try {
+    return { classDir: await compileJava(javaSources(ANDROID_SRC), { release: 8 }), compileError: null };
+  } catch (err) {
+    return { classDir: null, compileError: err };
+  }
 }
 
 /**
@@ -187,4 +205,27 @@ export function runJava(classDir, mainClass, args = []) {
       return exitInfo;
     },
   };
+}
+
+/**
+ * Commands to a driver run by runJava that answers each command carrying a `req` id with a line
+ * { type: 'result', req, ok, value } (RealtimeChatDriver). `getJava` gives the running program;
+ * ids are `prefix`1, `prefix`2, ... request() sends one and gives { req, result(ms = 30000) };
+ * call() awaits its result; value() requires ok and resolves the value.
+ */
+export function driverRequests(getJava, prefix) {
+  let seq = 0;
+  const request = (client, cmd, args = {}) => {
+    const java = getJava();
+    const req = `${prefix}${++seq}`;
+    java.send({ cmd, client, req, ...args });
+    return { req, result: (ms = 30000) => java.expect((l) => l.type === 'result' && l.req === req, ms, `${client} ${cmd} (${req})`) };
+  };
+  const call = (client, cmd, args) => request(client, cmd, args).result();
+  const value = async (client, cmd, args) => {
+    const r = await call(client, cmd, args);
+    assert.equal(r.ok, true, `${client} ${cmd}: ${show(r)}`);
+    return r.value;
+  };
+  return { request, call, value };
 }

@@ -3,7 +3,9 @@
 // token_uri point at it). It issues any token and records each push; the Go
 // tests (push/pushtest) check the protocol itself.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 
 /** An FCM HTTP v1 stand-in on 127.0.0.1: a token endpoint and messages:send, recording pushes. */
 export async function fcmStandIn() {
@@ -33,3 +35,15 @@ export async function fcmStandIn() {
   return { url, pushes, creds, close: () => new Promise((r) => srv.close(r)) };
 }
 
+/**
+ * The environment of a `parley serve` on `dataDir` that pushes through the stand-in `fcm` at
+ * once (a 1 ms window) and one push at a time; writes the service account file into `dataDir`.
+ */
+export function fcmServeEnv(fcm, dataDir) {
+  const credFile = path.join(dataDir, 'fcm.json');
+  fs.writeFileSync(credFile, JSON.stringify(fcm.creds));
+  return {
+    PARLEY_DATA_DIR: dataDir, PARLEY_API_RATE_LIMIT: '0', PARLEY_FCM_CREDENTIALS: credFile, PARLEY_FCM_ENDPOINT: fcm.url,
+    PARLEY_PUSH_WINDOW: '1ms', PARLEY_PUSH_CONCURRENCY: '1',
+  };
+}

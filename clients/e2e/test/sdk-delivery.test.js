@@ -24,7 +24,9 @@ import path from 'node:path';
 // A namespace import: NotShownError is new, and this file also runs against an SDK without it.
 import * as Sdk from '@parley/realtime-chat';
 
-import { show, startParley, waitFor, runAdmin as admin, chatOk as ok, tcpGate } from './helpers.js';
+import {
+  adminMatter, adminUsers, disconnectAll, loginTokens, sdkOptions, show, startParley, waitFor, runAdmin as admin, chatOk as ok, tcpGate,
+} from './helpers.js';
 
 const PASSWORD = 'delivery-pass-1';
 
@@ -57,7 +59,7 @@ describe('RealtimeChat SDK: nothing lost, end to end', () => {
   const chats = [];
   let A;
   let B;
-  const tok = {};
+  let tok = {};
   let matterSeq = 0;
 
   const start = async () => {
@@ -65,25 +67,10 @@ describe('RealtimeChat SDK: nothing lost, end to end', () => {
     port = server.port;
   };
   /** A new matter with Alice and Bob in it. */
-  const matter = async (title) => {
-    const m = await admin(dataDir, ['matters', 'create', '--title', `${title} ${++matterSeq}`]);
-    for (const u of [A, B]) await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
-    return m;
-  };
+  const matter = (title) => adminMatter(dataDir, `${title} ${++matterSeq}`, [A, B]);
   /** Bob's SDK, its WebSocket through the gate; REST straight to the server. */
   const bob = (opts = {}) => {
-    const chat = new Sdk.RealtimeChat({
-      wsHost: '127.0.0.1',
-      wsPort: gate.port,
-      reverbKey: server.key,
-      forceTLS: false,
-      authToken: tok[B.id],
-      userId: B.id,
-      userName: B.name,
-      apiBaseUrl: `http://127.0.0.1:${port}/api`,
-      storage: null,
-      ...opts,
-    });
+    const chat = new Sdk.RealtimeChat(sdkOptions({ key: server.key, wsPort: gate.port, apiPort: port, user: B, token: tok[B.id] }, opts));
     chats.push(chat);
     return chat;
   };
@@ -125,17 +112,11 @@ describe('RealtimeChat SDK: nothing lost, end to end', () => {
   before(async () => {
     await start();
     gate = await tcpGate(port);
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@delivery.test`, '--password', PASSWORD]);
-    A = await mk('Alice');
-    B = await mk('Bob');
-    for (const u of [A, B]) tok[u.id] = (await ok(port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
+    [A, B] = await adminUsers(dataDir, 'delivery.test', PASSWORD, ['Alice', 'Bob']);
+    tok = await loginTokens(port, [A, B], PASSWORD);
   });
   after(async () => {
-    for (const c of chats) {
-      try {
-        c.disconnect();
-      } catch { /* ignore */ }
-    }
+    disconnectAll(chats);
     if (gate) await gate.stop();
     if (server) await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -256,8 +237,7 @@ describe('RealtimeChat SDK: nothing lost, end to end', () => {
   });
 
   it('user channel: a matter Bob is added to later is followed from its first message, holes included', { timeout: 60000 }, async () => {
-    const M = await admin(dataDir, ['matters', 'create', '--title', `Joined later ${++matterSeq}`]);
-    await admin(dataDir, ['matters', 'add-member', '--matter', String(M.id), '--user', String(A.id)]);
+    const M = await adminMatter(dataDir, `Joined later ${++matterSeq}`, [A]);
     const b = bob();
     const rec = record(b);
     try {

@@ -23,7 +23,9 @@ import path from 'node:path';
 
 import { RealtimeChat } from '@parley/realtime-chat';
 
-import { show, startParley, waitFor, within, runAdmin as admin, chatOk as ok, tcpGate } from './helpers.js';
+import {
+  adminMatter, adminUsers, disconnectAll, loginTokens, sdkOptions, show, startParley, waitFor, within, chatOk as ok, tcpGate,
+} from './helpers.js';
 
 const PASSWORD = 'own-send-pass-1';
 
@@ -89,33 +91,23 @@ describe('RealtimeChat SDK: an own send learned of before its answer is emitted 
   const chats = [];
   let A;
   let B;
-  const tok = {};
+  let tok = {};
   let matterSeq = 0;
 
   before(async () => {
     server = await startParley({ env: { PARLEY_DATA_DIR: dataDir, PARLEY_API_RATE_LIMIT: '0' } });
     gate = await tcpGate(server.port);
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@own-send.test`, '--password', PASSWORD]);
-    A = await mk('Alice');
-    B = await mk('Bob');
-    for (const u of [A, B]) tok[u.id] = (await ok(server.port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
+    [A, B] = await adminUsers(dataDir, 'own-send.test', PASSWORD, ['Alice', 'Bob']);
+    tok = await loginTokens(server.port, [A, B], PASSWORD);
   });
   after(async () => {
-    for (const c of chats) {
-      try {
-        c.disconnect();
-      } catch { /* ignore */ }
-    }
+    disconnectAll(chats);
     if (gate) await gate.stop();
     if (server) await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const matter = async (title) => {
-    const m = await admin(dataDir, ['matters', 'create', '--title', `${title} ${++matterSeq}`]);
-    for (const u of [A, B]) await admin(dataDir, ['matters', 'add-member', '--matter', String(m.id), '--user', String(u.id)]);
-    return m;
-  };
+  const matter = (title) => adminMatter(dataDir, `${title} ${++matterSeq}`, [A, B]);
   /** Bob sends through REST. */
   const bobSends = async (m, text) => (await ok(server.port, 'POST', '/api/messages/send', {
     token: tok[B.id], body: { message: text, client_matter_id: m.id },
@@ -123,18 +115,8 @@ describe('RealtimeChat SDK: an own send learned of before its answer is emitted 
 
   /** Alice's SDK: WebSocket through the gate, REST through `ctl.fetch`; follows `m`, its position known. */
   const alice = async (ctl, m) => {
-    const chat = new RealtimeChat({
-      wsHost: '127.0.0.1',
-      wsPort: gate.port,
-      reverbKey: server.key,
-      forceTLS: false,
-      authToken: tok[A.id],
-      userId: A.id,
-      userName: A.name,
-      apiBaseUrl: `http://127.0.0.1:${server.port}/api`,
-      storage: null,
-      fetch: ctl.fetch,
-    });
+    const chat = new RealtimeChat(sdkOptions({ key: server.key, wsPort: gate.port, apiPort: server.port, user: A, token: tok[A.id] },
+      { fetch: ctl.fetch }));
     chats.push(chat);
     const rec = record(chat);
     chat.subscribeToMatterChannel(m.id, { presence: false });

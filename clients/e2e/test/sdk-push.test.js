@@ -17,8 +17,8 @@ import path from 'node:path';
 
 import { RealtimeChat } from '@parley/realtime-chat';
 
-import { startParley, waitFor, runAdmin as admin, chatOk as ok } from './helpers.js';
-import { fcmStandIn } from './push-helpers.js';
+import { adminUsers, loginTokens, startParley, waitFor, runAdmin as admin, chatOk as ok } from './helpers.js';
+import { fcmServeEnv, fcmStandIn } from './push-helpers.js';
 
 const PASSWORD = 'push-pass-1';
 
@@ -29,7 +29,7 @@ describe('RealtimeChat SDK: push notifications', () => {
   const chats = [];
   let A;
   let B;
-  const tok = {};
+  let tok = {};
   let matter;
 
   const sdk = (u) => {
@@ -48,16 +48,9 @@ describe('RealtimeChat SDK: push notifications', () => {
 
   before(async () => {
     fcm = await fcmStandIn();
-    const credFile = path.join(dataDir, 'fcm.json');
-    fs.writeFileSync(credFile, JSON.stringify(fcm.creds));
-    server = await startParley({ env: {
-      PARLEY_DATA_DIR: dataDir, PARLEY_API_RATE_LIMIT: '0', PARLEY_FCM_CREDENTIALS: credFile, PARLEY_FCM_ENDPOINT: fcm.url,
-      PARLEY_PUSH_WINDOW: '1ms', PARLEY_PUSH_CONCURRENCY: '1',
-    } });
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@push.test`, '--password', PASSWORD]);
-    A = await mk('Alice');
-    B = await mk('Bob');
-    for (const u of [A, B]) tok[u.id] = (await ok(server.port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
+    server = await startParley({ env: fcmServeEnv(fcm, dataDir) });
+    [A, B] = await adminUsers(dataDir, 'push.test', PASSWORD, ['Alice', 'Bob']);
+    tok = await loginTokens(server.port, [A, B], PASSWORD);
     matter = await admin(dataDir, ['matters', 'create', '--title', 'Pushed', '--members', `${A.id},${B.id}`]);
   });
   after(async () => {

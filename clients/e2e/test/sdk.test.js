@@ -15,7 +15,9 @@ import path from 'node:path';
 
 import { RealtimeChat } from '@parley/realtime-chat';
 
-import { show, startParley, waitFor, runAdmin as admin, chatApi as api, chatOk as ok, tcpGate } from './helpers.js';
+import {
+  adminMatter, adminUsers, disconnectAll, loginTokens, sdkOptions, show, startParley, waitFor, chatApi as api, chatOk as ok, tcpGate,
+} from './helpers.js';
 
 const PASSWORD = 'sdk-pass-1';
 
@@ -102,7 +104,7 @@ describe('RealtimeChat SDK (clients/js) under Node', () => {
   let A;
   let B;
   let M;
-  const tok = {};
+  let tok = {};
 
   const start = async () => {
     server = await startParley({ env: { PARLEY_DATA_DIR: dataDir, PARLEY_API_RATE_LIMIT: '0' }, port: port || undefined });
@@ -110,18 +112,7 @@ describe('RealtimeChat SDK (clients/js) under Node', () => {
     return server;
   };
   const newChat = (user, opts = {}) => {
-    const chat = new RealtimeChat({
-      wsHost: '127.0.0.1',
-      wsPort: port,
-      reverbKey: server.key,
-      forceTLS: false,
-      authToken: tok[user.id],
-      userId: user.id,
-      userName: user.name,
-      apiBaseUrl: `http://127.0.0.1:${port}/api`,
-      storage: null,
-      ...opts,
-    });
+    const chat = new RealtimeChat(sdkOptions({ key: server.key, wsPort: port, apiPort: port, user, token: tok[user.id] }, opts));
     chats.push(chat);
     return chat;
   };
@@ -132,19 +123,12 @@ describe('RealtimeChat SDK (clients/js) under Node', () => {
 
   before(async () => {
     await start();
-    const mk = (name) => admin(dataDir, ['users', 'create', '--name', name, '--email', `${name.toLowerCase()}@sdk.test`, '--password', PASSWORD]);
-    A = await mk('Avery');
-    B = await mk('Blake');
-    M = await admin(dataDir, ['matters', 'create', '--title', 'SDK matter']);
-    for (const u of [A, B]) await admin(dataDir, ['matters', 'add-member', '--matter', String(M.id), '--user', String(u.id)]);
-    for (const u of [A, B]) tok[u.id] = (await ok(port, 'POST', '/api/auth/login', { body: { email: u.email, password: PASSWORD } })).token;
+    [A, B] = await adminUsers(dataDir, 'sdk.test', PASSWORD, ['Avery', 'Blake']);
+    M = await adminMatter(dataDir, 'SDK matter', [A, B]);
+    tok = await loginTokens(port, [A, B], PASSWORD);
   });
   after(async () => {
-    for (const c of chats) {
-      try {
-        c.disconnect();
-      } catch { /* ignore */ }
-    }
+    disconnectAll(chats);
     for (const c of closers) await c();
     if (server) await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
