@@ -170,6 +170,53 @@ func TestPushBurstCoalesces(t *testing.T) {
 	})
 }
 
+// TestPushHeldDroppedWhenReadOrForeground: a push held by the window is
+// dropped when, before the window ends, the member reads the matter or
+// comes to the foreground. Absence is shown by a marker message of another
+// matter, sent after the window ended, whose push arrives with none of the
+// held ones before it (pushes leave one at a time, in the order decided).
+func TestPushHeldDroppedWhenReadOrForeground(t *testing.T) {
+	onEachDatabase(t, func(t *testing.T, db database) {
+		const window = 3 * time.Second
+		pe := startPushEnv(t, db, window, 120)
+		ann, bob := pe.user("Ann"), pe.user("Bob")
+		read, fg, marker := pe.matter("Read", ann, bob), pe.matter("Foreground", ann, bob), pe.matter("Marker", ann, bob)
+		devs := pe.devices(bob)
+
+		// Read: the first message is pushed at once, the second held; Bob
+		// reads the matter up to it before the window ends.
+		first := num(pe.send(ann, read, "first")["id"])
+		pe.waitPush(devs, first, "Read", "Ann: first", 1)
+		firstAt := time.Now()
+		heldRead := num(pe.send(ann, read, "held, then read")["id"])
+		pe.call("PUT", fmt.Sprintf("/api/matters/%d/read", read.ID), bob.token, map[string]any{"up_to_id": heldRead}).want(t, http.StatusOK)
+
+		// Foreground: the same, and Bob's app comes to the foreground.
+		second := num(pe.send(ann, fg, "second")["id"])
+		pe.waitPush(devs, second, "Foreground", "Ann: second", 1)
+		secondAt := time.Now()
+		heldFg := num(pe.send(ann, fg, "held, then seen")["id"])
+		pe.settleUnread(bob.ID)
+		ws := pe.dial()
+		ws.join(bob, userChannel(bob.ID))
+		if time.Since(firstAt) >= window || time.Since(secondAt) >= window {
+			t.Fatalf("the steps took longer than the %s window: nothing was held, so the test shows nothing", window)
+		}
+
+		// Both windows are over (the held pushes were due by then); Bob goes
+		// to the background and a message of a third matter is pushed.
+		time.Sleep(time.Until(secondAt.Add(window + 200*time.Millisecond)))
+		ws.appState(t, bob.ID, "background")
+		last := num(pe.send(ann, marker, "marker")["id"])
+		pe.waitPush(devs, last, "Marker", "Ann: marker", 3)
+		for _, tok := range devs {
+			if n := pe.pushesOf(tok, heldRead) + pe.pushesOf(tok, heldFg); n != 0 {
+				t.Fatalf("%d held pushes to %s went out after a read or the foreground: %+v", n, tok, pe.Rec.All())
+			}
+		}
+	})
+}
+
 // TestPushDeadTokenRemoved: a device whose provider says the token is dead
 // is removed; the user's other devices still get the push.
 func TestPushDeadTokenRemoved(t *testing.T) {
