@@ -42,6 +42,8 @@
 #   MAX_OTHER_CPU  a failed step during which other processes used more than
 #               this % of one core in some 2-second window is tried again (default 40)
 #   TRIES       tries at most of such a step (default 3)
+#   QUIET_WAIT  before each try, wait up to this many seconds for the other
+#               processes to use at most MAX_OTHER_CPU % of a core (default 120)
 #   PLOT        set to 0 to skip the SVG (default: draw OUT/scale-out.svg)
 #
 # Output in OUT: scale-<N>nodes-n<SUBS>-d<DELIVERIES>-<SWEEP>.json (the
@@ -69,6 +71,7 @@ P99_LIMIT=${P99_LIMIT:-250}
 SWEEPS=${SWEEPS:-3}
 MAX_OTHER_CPU=${MAX_OTHER_CPU:-40}
 TRIES=${TRIES:-3}
+QUIET_WAIT=${QUIET_WAIT:-120}
 CG_ROOT=/sys/fs/cgroup/cpu
 
 export PARLEY_APP_ID=app-1 PARLEY_APP_KEY=key-1 PARLEY_APP_SECRET=secret-1
@@ -91,6 +94,7 @@ COMMIT=$(cat "$OUT/COMMIT" 2>/dev/null || echo "unknown: PARLEY_BIN=$PARLEY_BIN"
 
 # ------------------------------------------------------------------ nodes
 
+BENCH_PID=''
 PIDS=() PORTS=() CGROUPS=() NODE_CGROUPS=() # CGROUPS: all made; NODE_CGROUPS: the running nodes'
 
 # free_port: a random high port nothing listens on (20 tries at most).
@@ -177,6 +181,7 @@ stop_nodes() {
 }
 
 cleanup() {
+	[[ -n $BENCH_PID ]] && kill -TERM "$BENCH_PID" 2>/dev/null || true
 	stop_nodes
 	local g
 	for g in "${CGROUPS[@]}"; do
@@ -215,6 +220,21 @@ throttling() {
 	echo "$p $t $ns"
 }
 
+# wait_quiet: waits (QUIET_WAIT seconds at most) until the machine, less
+# the idle nodes, has used at most MAX_OTHER_CPU % of a core for 2 seconds,
+# so that a step does not start in the middle of someone's build.
+wait_quiet() {
+	local m0 s0 m1 s1 waited=0
+	while ((waited < QUIET_WAIT)); do
+		m0=$(machine_ticks) s0=$(nodes_ticks)
+		sleep 2
+		m1=$(machine_ticks) s1=$(nodes_ticks)
+		(((m1 - m0 - (s1 - s0)) / 2 <= MAX_OTHER_CPU)) && return 0
+		waited=$((waited + 2))
+	done
+	log "the machine stayed busy for ${QUIET_WAIT}s; measuring anyway"
+}
+
 # holds FILE: the step held (see the header).
 holds() {
 	jq -e --argjson limit "$P99_LIMIT" '.completed and .events_sent == .events_scheduled and .publish_errors == 0
@@ -230,14 +250,16 @@ step() {
 	ports=$(IFS=,; echo "${PORTS[*]}")
 	pids=$(IFS=,; echo "${PIDS[*]}")
 	for try in $(seq "$TRIES"); do
+		wait_quiet
 		rm -f "$OUT/$name.json"
 		t0=$(throttling)
 		"$PARLEY_BIN" bench fanout --quiet --port "$ports" --publish-all-nodes --server-pid "$pids" \
 			-n "$SUBS" --channels "$CHANNELS" --rate "$rate" --duration "$DURATION" --payload "$PAYLOAD" \
 			--timeout 180s --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 &
-		bench=$!
+		bench=$! BENCH_PID=$!
 		other_cpu "$bench" >"$OUT/$name.other"
 		wait "$bench" || echo "bench $name exited $?" >>"$OUT/$name.txt"
+		BENCH_PID=''
 		t1=$(throttling)
 		paste -d' ' <(tr ' ' '\n' <<<"$t0") <(tr ' ' '\n' <<<"$t1") | awk '{ printf "%s ", $2 - $1 } END { print "" }' |
 			awk '{ printf "{\"nr_periods\": %d, \"nr_throttled\": %d, \"throttled_ms\": %.1f}\n", $1, $2, $3 / 1e6 }' >"$OUT/$name.cgroup"
