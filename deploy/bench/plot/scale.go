@@ -171,7 +171,7 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 	lat.X.Min, lat.X.Max = 0, xmax*1.05
 	lat.Y.Min, lat.Y.Max = ymin, ymax
 	lat.Add(plotter.NewGrid())
-	lat.Legend.Top, lat.Legend.Left = true, true
+	lat.Legend.Top, lat.Legend.Left = false, false // bottom right: low latency at high rates never happens
 	lat.Legend.TextStyle.Font.Size = vg.Points(8)
 	lat.Legend.ThumbnailWidth = vg.Points(24)
 
