@@ -184,7 +184,7 @@ func (k *connectionsCmd) run(ctx context.Context, e *env) (report, error) {
 	}
 
 	if k.publishes() && ctx.Err() == nil {
-		d := deliveryPhase(ctx, e, &rep.runInfo, p, tr, subs, k.deliveryConfig, k.channel, &sent)
+		d := deliveryPhase(ctx, e, &rep.runInfo, p, tr, subs, k.deliveryConfig, []target{e.target}, k.channel, &sent)
 		rep.Publish = &d
 		rep.Disconnects = p.disconnects.Load()
 	} else {

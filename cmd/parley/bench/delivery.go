@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -41,10 +42,11 @@ type deliveryReport struct {
 	DurationSeconds     float64        `json:"duration_seconds"`
 	PayloadBytes        int            `json:"payload_bytes"`
 	Publishers          int            `json:"publishers"`
-	EventsScheduled     int64          `json:"events_scheduled"` // rate × duration
-	EventsSent          int64          `json:"events_sent"`      // publish requests started
-	EventsPublished     int64          `json:"events_published"` // answered 2xx
-	PublishErrors       int64          `json:"publish_errors"`   // non-2xx or transport errors
+	PublishedThrough    []string       `json:"published_through"` // the nodes whose HTTP API took the publishes, in turn
+	EventsScheduled     int64          `json:"events_scheduled"`  // rate × duration
+	EventsSent          int64          `json:"events_sent"`       // publish requests started
+	EventsPublished     int64          `json:"events_published"`  // answered 2xx
+	PublishErrors       int64          `json:"publish_errors"`    // non-2xx or transport errors
 	PublishRateLimited  int64          `json:"publish_rate_limited"`
 	Expected            int64          `json:"expected"`   // Σ subscribers of each published event's channel
 	Delivered           int64          `json:"delivered"`  // unique (socket, event) pairs of published events
@@ -63,6 +65,7 @@ func (d *deliveryReport) rows() []row {
 		{"rate", fmt.Sprintf("%g events/s", d.RatePerSecond)},
 		{"duration", fmt.Sprintf("%gs", d.DurationSeconds)},
 		{"payload", fmt.Sprintf("%d B", d.PayloadBytes)},
+		{"published through", strings.Join(d.PublishedThrough, ", ")},
 		{"events", fmt.Sprintf("%d scheduled, %d sent, %d published", d.EventsScheduled, d.EventsSent, d.EventsPublished)},
 		{"publish errors", fmt.Sprintf("%d (%d rate-limited)", d.PublishErrors, d.PublishRateLimited)},
 		{"expected", fmt.Sprint(d.Expected)},
@@ -85,14 +88,20 @@ func (d *deliveryReport) rows() []row {
 }
 
 // deliveryPhase publishes, drains and counts. It closes the pool, because
-// counting needs the read loops to have ended. sent feeds the progress line.
-func deliveryPhase(ctx context.Context, e *env, info *runInfo, p *pool, tr *tracker, subs []*subscriber, cfg deliveryConfig, channel func(int) string, sent *atomic.Int64) deliveryReport {
-	pub := newPublisher(e.target, cfg.Publishers)
-	defer pub.client.CloseIdleConnections()
+// counting needs the read loops to have ended. Event k goes through the
+// HTTP API of through[k mod len(through)]. sent feeds the progress line.
+func deliveryPhase(ctx context.Context, e *env, info *runInfo, p *pool, tr *tracker, subs []*subscriber, cfg deliveryConfig, through []target, channel func(int) string, sent *atomic.Int64) deliveryReport {
+	pubs := make([]*publisher, len(through))
+	names := make([]string, len(through))
+	for i, t := range through {
+		pubs[i] = newPublisher(t, cfg.Publishers)
+		defer pubs[i].client.CloseIdleConnections()
+		names[i] = t.String()
+	}
 	serverCPU0 := e.server.cpu()
 	meter := startCPU()
 	start := time.Now()
-	ps := publishPhase(ctx, tr, pub, cfg, channel, e.errs, func() { sent.Add(1) })
+	ps := publishPhase(ctx, tr, pubs, cfg, channel, e.errs, func() { sent.Add(1) })
 	info.Bench = meter.stop()
 	// Deliveries still in flight when the last publish returns get the
 	// drain period; what has not arrived by then is lost.
@@ -106,6 +115,7 @@ func deliveryPhase(ctx context.Context, e *env, info *runInfo, p *pool, tr *trac
 		DurationSeconds:    cfg.Duration.Seconds(),
 		PayloadBytes:       cfg.Payload,
 		Publishers:         cfg.Publishers,
+		PublishedThrough:   names,
 		EventsScheduled:    tr.events,
 		EventsSent:         ps.issued,
 		EventsPublished:    ps.acked,

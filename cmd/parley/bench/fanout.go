@@ -26,8 +26,10 @@ time per delivery and RSS per connection.
 Several nodes: give --port more than once (--port 8080,8081). Sockets are
 dealt to the nodes in turn (their counts differ by one at most) so that
 each channel has subscribers on every node once it has as many as there
-are nodes; events are published through the first node's HTTP API, and
-the report counts subscribers per node.
+are nodes; events are published through the first node's HTTP API, or
+with --publish-all-nodes event k through node k mod N's (so that no one
+node's HTTP API carries every publish, as in a scale-out test), and the
+report counts subscribers per node.
 
 Slow consumers: --slow-consumers N opens N more sockets (spread over the
 channels and nodes the same way) that subscribe and then never read. They
@@ -47,6 +49,9 @@ type fanoutCmd struct {
 	common        *commonConfig
 	Subscribers   int // sockets; default 1000
 	SlowConsumers int // sockets that subscribe and never read; default 0
+	// PublishAllNodes publishes event k through node k mod N's HTTP API
+	// instead of the first node's.
+	PublishAllNodes bool
 	publicChannels
 	deliveryConfig
 }
@@ -59,7 +64,16 @@ func (f *fanoutCmd) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Subscribers, "n", 1000, "short for --subscribers")
 	f.publicChannels.register(fs, "subscriber", "subscribers")
 	fs.IntVar(&f.SlowConsumers, "slow-consumers", 0, "extra sockets that subscribe (slow consumer j to channel j mod channels) and then never read; not measured")
+	fs.BoolVar(&f.PublishAllNodes, "publish-all-nodes", false, "with several --port: publish event k through node k mod N's HTTP API, not only the first node's")
 	registerDelivery(fs, &f.deliveryConfig, "rate", "duration", 1000, 10*time.Second)
+}
+
+// publishTargets are the nodes whose HTTP API the events go through, in turn.
+func (f *fanoutCmd) publishTargets(e *env) []target {
+	if f.PublishAllNodes {
+		return e.nodes
+	}
+	return []target{e.target}
 }
 
 // registerDelivery defines the publish flags shared with connections,
@@ -296,7 +310,7 @@ func (f *fanoutCmd) run(ctx context.Context, e *env) (report, error) {
 		}
 	}
 
-	rep.deliveryReport = deliveryPhase(ctx, e, &rep.runInfo, p, tr, subs, f.deliveryConfig, f.channel, &sent)
+	rep.deliveryReport = deliveryPhase(ctx, e, &rep.runInfo, p, tr, subs, f.deliveryConfig, f.publishTargets(e), f.channel, &sent)
 	rep.Disconnects = p.disconnects.Load()
 	if slow != nil {
 		// "End" is now: after the drain, slow consumers as the server left them.

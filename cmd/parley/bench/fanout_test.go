@@ -137,3 +137,38 @@ func TestFanoutServerDownFails(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want 1 and a connect error", code, stderr)
 	}
 }
+
+func TestFanoutPublishAllNodes(t *testing.T) {
+	f := newFakePusher(t)
+	second, third := f.addNode(t), f.addNode(t)
+	// 6 subscribers on 2 channels over 3 nodes, 300 events in 1 s: event k
+	// goes through node k mod 3, so each node's HTTP API takes 100.
+	args := append([]string{"fanout", "--subscribers", "6", "--channels", "2", "--rate", "300", "--duration", "1s",
+		"--drain", "500ms", "--publishers", "8", "--publish-all-nodes"}, f.args()...)
+	for i := range args {
+		if args[i] == "--port" {
+			args[i+1] += "," + second.port() + "," + third.port()
+		}
+	}
+	var r struct {
+		fanoutJSON
+		PublishedThrough []string `json:"published_through"`
+	}
+	stdout := runReport(t, &r, args...)
+	for k, n := range f.nodes {
+		if got := n.events.Load(); got != 100 {
+			t.Errorf("node %d took %d publishes, want 100 (every node 100 of 300)", k, got)
+		}
+	}
+	want := []string{f.nodes[0].srv.Listener.Addr().String(), second.srv.Listener.Addr().String(), third.srv.Listener.Addr().String()}
+	if strings.Join(r.PublishedThrough, " ") != strings.Join(want, " ") {
+		t.Errorf("published_through %v, want %v", r.PublishedThrough, want)
+	}
+	if r.EventsPublished != 300 || r.Expected != 900 || r.Delivered != 900 || r.Lost != 0 || r.Duplicates != 0 {
+		t.Errorf("published %d expected %d delivered %d lost %d dup %d; want 300/900/900/0/0",
+			r.EventsPublished, r.Expected, r.Delivered, r.Lost, r.Duplicates)
+	}
+	if !strings.Contains(stdout, "published through") || !strings.Contains(stdout, want[2]) {
+		t.Errorf("the table does not say where the publishes went:\n%s", stdout)
+	}
+}

@@ -157,14 +157,15 @@ type publishStats struct {
 }
 
 // publishPhase publishes t.events events open-loop as cfg says, event seq
-// to channel channelName(seq mod C).
-func publishPhase(ctx context.Context, t *tracker, pub *publisher, cfg deliveryConfig, channelName func(int) string, errs *errorLog, onAck func()) publishStats {
+// to channel channelName(seq mod C) through pubs[seq mod len(pubs)].
+func publishPhase(ctx context.Context, t *tracker, pubs []*publisher, cfg deliveryConfig, channelName func(int) string, errs *errorLog, onAck func()) publishStats {
 	lat := newHistogram()
 	var acked, failed, limited atomic.Int64
 	loop := openLoop{rate: cfg.Rate, count: t.events, workers: cfg.Publishers, giveUp: giveUpAfter(cfg.Duration)}
 	ls := loop.run(ctx, func(ctx context.Context, seq int64, due time.Time) {
 		data := eventPayload(seq, due.UnixNano(), cfg.Payload)
 		start := time.Now()
+		pub := pubs[seq%int64(len(pubs))]
 		err := pub.trigger(ctx, channelName(int(seq%int64(t.channels))), data)
 		lat.RecordDuration(time.Since(start))
 		if err != nil {

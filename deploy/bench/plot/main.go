@@ -11,6 +11,9 @@
 // when its report is missing, the run did not complete, an event was not
 // published, a delivery was lost, or deliveries/s fell below 90 % of the
 // nominal rate. Failed points are drawn as crosses: where each server stops.
+//
+// With -scale it draws deploy/bench/scale-out.sh's sweeps instead (see
+// scale.go).
 package main
 
 import (
@@ -48,6 +51,8 @@ type point struct {
 	P99MS      float64 // 0: none
 	CPUUS      float64 // server CPU µs per delivery; 0: none
 	Failed     string  // why the point failed; "" when it passed
+	Nodes      int     // scale-out steps only: the node count
+	Sweep      int     // scale-out steps only: the sweep
 }
 
 // report is what plot reads of a fanout report.
@@ -61,6 +66,7 @@ type report struct {
 	PublishErrors       int64   `json:"publish_errors"`
 	Expected            int64   `json:"expected"`
 	Lost                int64   `json:"lost"`
+	Duplicates          int64   `json:"duplicates"`
 	DeliveriesPerSecond float64 `json:"deliveries_per_second"`
 	Latency             struct {
 		P99 float64 `json:"p99_ms"`
@@ -82,14 +88,9 @@ func readPoint(path string) (point, error) {
 	subs, _ := strconv.Atoi(m[2])
 	deliveries, _ := strconv.ParseFloat(m[3], 64)
 	p := point{Server: m[1], Subs: subs, Deliveries: deliveries, EventRate: deliveries / float64(max(subs, 1))}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		p.Failed = "no report"
-		return p, nil
-	}
-	var r report
-	if err := json.Unmarshal(b, &r); err != nil {
-		p.Failed = "unreadable report"
+	r, failed := readReport(path)
+	if failed != "" {
+		p.Failed = failed
 		return p, nil
 	}
 	if r.RatePerSecond > 0 {
@@ -101,6 +102,18 @@ func readPoint(path string) (point, error) {
 	}
 	p.Failed = failure(r, p.Deliveries)
 	return p, nil
+}
+
+// readReport reads a report; failed says why there is none.
+func readReport(path string) (r report, failed string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, "no report"
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, "unreadable report"
+	}
+	return r, ""
 }
 
 // failure says why a run failed, or "" when it delivered everything at
@@ -427,14 +440,21 @@ func main() {
 	latency := flag.String("latency", "", "write the p99 latency figure to this SVG `file`")
 	cpu := flag.String("cpu", "", "write the server CPU per delivery figure to this SVG `file`")
 	tbl := flag.Bool("table", false, "print the grid as a table on stdout")
+	scale := flag.String("scale", "", "scale-out mode: write the scale-out figure of scale-out.sh's reports to this SVG `file`")
+	limit := flag.Float64("p99-limit", 250, "scale-out mode: the p99 (ms) a step must stay at or under to hold")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: plot [-latency FILE.svg] [-cpu FILE.svg] [-table] curve-SERVER-nSUBS-dDELIVERIES-RUN.json...\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: plot [-latency FILE.svg] [-cpu FILE.svg] [-table] curve-SERVER-nSUBS-dDELIVERIES-RUN.json...\n"+
+			"       plot -scale FILE.svg [-p99-limit MS] [-table] scale-Nnodes-nSUBS-dDELIVERIES-SWEEP.json...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	if flag.NArg() == 0 {
 		flag.Usage()
 		os.Exit(2)
+	}
+	if *scale != "" {
+		scaleMain(*scale, *limit, *tbl, flag.Args())
+		return
 	}
 	var points []point
 	for _, f := range flag.Args() {
@@ -472,4 +492,31 @@ func writeFile(path string, pn panel, points []point) error {
 		return err
 	}
 	return f.Close()
+}
+
+// scaleMain is main in the scale-out mode.
+func scaleMain(path string, limit float64, tbl bool, files []string) {
+	var points []point
+	for _, f := range files {
+		p, err := readScalePoint(f, limit)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "plot:", err)
+			os.Exit(2)
+		}
+		points = append(points, p)
+	}
+	out, err := os.Create(path)
+	if err == nil {
+		err = drawScale(out, points, limit)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "plot:", err)
+		os.Exit(1)
+	}
+	if tbl {
+		scaleTable(os.Stdout, points)
+	}
 }
