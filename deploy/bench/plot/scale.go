@@ -11,6 +11,7 @@ package main
 // holds the highest step below its first step that did not hold.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"image/color"
@@ -18,6 +19,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -135,16 +137,9 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 		return nodeColors[sort.SearchInts(nodes, n)%len(nodeColors)]
 	}
 
-	ps := append([]point(nil), points...)
-	sort.SliceStable(ps, func(i, j int) bool {
-		a, b := ps[i], ps[j]
-		if a.Nodes != b.Nodes {
-			return a.Nodes < b.Nodes
-		}
-		if a.Sweep != b.Sweep {
-			return a.Sweep < b.Sweep
-		}
-		return a.Deliveries < b.Deliveries
+	ps := slices.Clone(points)
+	slices.SortStableFunc(ps, func(a, b point) int {
+		return cmp.Or(cmp.Compare(a.Nodes, b.Nodes), cmp.Compare(a.Sweep, b.Sweep), cmp.Compare(a.Deliveries, b.Deliveries))
 	})
 	xmax, ymin, ymax := 0.0, math.Inf(1), math.Inf(-1)
 	for _, p := range ps {
@@ -320,16 +315,9 @@ func (t intTicks) Ticks(lo, hi float64) []plot.Tick {
 
 // scaleTable prints every step and what each sweep held.
 func scaleTable(w io.Writer, points []point) {
-	ps := append([]point(nil), points...)
-	sort.SliceStable(ps, func(i, j int) bool {
-		a, b := ps[i], ps[j]
-		if a.Nodes != b.Nodes {
-			return a.Nodes < b.Nodes
-		}
-		if a.Deliveries != b.Deliveries {
-			return a.Deliveries < b.Deliveries
-		}
-		return a.Sweep < b.Sweep
+	ps := slices.Clone(points)
+	slices.SortStableFunc(ps, func(a, b point) int {
+		return cmp.Or(cmp.Compare(a.Nodes, b.Nodes), cmp.Compare(a.Deliveries, b.Deliveries), cmp.Compare(a.Sweep, b.Sweep))
 	})
 	fmt.Fprintln(w, "nodes\tdeliv/s\tsweep\tp99 ms\tsrv µs/deliv (sum over nodes)\tresult")
 	for _, p := range ps {
