@@ -167,9 +167,11 @@ func TestQueueNeverBlocks(t *testing.T) {
 	waitCounter(t, reg, "parley_push_failed_total", 47) // 50 less one sending and two queued
 }
 
-// TestVAPIDKeysKept: keys generated once are read back the next time.
+// TestVAPIDKeysKept: keys generated once are read back the next time; the
+// data directory is made when it is not there yet (a server on PostgreSQL
+// with its app credentials in the environment writes nothing else to it).
 func TestVAPIDKeysKept(t *testing.T) {
-	path := t.TempDir() + "/vapid.json"
+	path := t.TempDir() + "/data/vapid.json"
 	k1, gen1, err := push.LoadOrCreateVAPID(path)
 	if err != nil || !gen1 || push.CheckVAPID(k1) != nil {
 		t.Fatalf("first: %v %v %v", k1, gen1, err)

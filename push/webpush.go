@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -97,6 +98,11 @@ func LoadOrCreateVAPID(path string) (keys VAPIDKeys, generated bool, err error) 
 	}
 	keys = VAPIDKeys{Public: base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes()), Private: base64.RawURLEncoding.EncodeToString(key.Bytes())}
 	out, _ := json.MarshalIndent(keys, "", "  ")
+	// The data directory may not exist yet: with PostgreSQL and the app's
+	// credentials in the environment nothing else writes to it.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return VAPIDKeys{}, false, fmt.Errorf("save generated VAPID keys: %w", err)
+	}
 	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
 		return VAPIDKeys{}, false, fmt.Errorf("save generated VAPID keys: %w", err)
 	}
