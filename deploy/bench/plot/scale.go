@@ -137,6 +137,28 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 		return nodeColors[sort.SearchInts(nodes, n)%len(nodeColors)]
 	}
 
+	lat, err := scaleLatency(points, limit, colorOf)
+	if err != nil {
+		return err
+	}
+	scale, err := scaleHeld(med, nodes, colorOf)
+	if err != nil {
+		return err
+	}
+
+	const width, height = 11 * vg.Inch, 5 * vg.Inch
+	c := vgsvg.New(width, height)
+	dc := draw.New(c)
+	split := width * 0.62
+	lat.Draw(draw.Crop(dc, vg.Points(4), -(width - split), vg.Points(4), -vg.Points(8)))
+	scale.Draw(draw.Crop(dc, split+vg.Points(8), -vg.Points(8), vg.Points(4), -vg.Points(8)))
+	_, err = c.WriteTo(w)
+	return err
+}
+
+// scaleLatency is the figure's left panel: p99 against the delivery rate,
+// one line per sweep (failed steps as crosses), and the limit.
+func scaleLatency(points []point, limit float64, colorOf func(int) color.Color) (*plot.Plot, error) {
 	ps := slices.Clone(points)
 	slices.SortStableFunc(ps, func(a, b point) int {
 		return cmp.Or(cmp.Compare(a.Nodes, b.Nodes), cmp.Compare(a.Sweep, b.Sweep), cmp.Compare(a.Deliveries, b.Deliveries))
@@ -197,14 +219,14 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 		}
 		thumbs, err := addSeries(lat, colorOf(series[0].Nodes), k, line, ok, failed)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		lat.Legend.Add(fmt.Sprintf("%s, sweep %d", nodesName(series[0].Nodes), series[0].Sweep), thumbs...)
 	}
 	if limit > 0 {
 		l, err := plotter.NewLine(plotter.XYs{{X: 0, Y: limit}, {X: xmax * 1.05, Y: limit}})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		l.LineStyle = draw.LineStyle{Color: color.RGBA{R: 0xc0, A: 0xff}, Width: vg.Points(1), Dashes: []vg.Length{vg.Points(4), vg.Points(4)}}
 		lat.Add(l)
@@ -212,11 +234,17 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 	}
 	cross, err := plotter.NewScatter(plotter.XYs{{X: 0, Y: top}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cross.GlyphStyle = draw.GlyphStyle{Color: color.Black, Radius: vg.Points(5), Shape: draw.CrossGlyph{}}
 	lat.Legend.Add("not held: lost, p99 over the limit, not finished", cross)
 
+	return lat, nil
+}
+
+// scaleHeld is the figure's right panel: the rate each node count held
+// (median of its sweeps) against the node count, beside N × one node's.
+func scaleHeld(med map[int]float64, nodes []int, colorOf func(int) color.Color) (*plot.Plot, error) {
 	scale := plot.New()
 	scale.Title.Text = "deliveries/s held (median of the sweeps)"
 	scale.X.Label.Text = "nodes (each under the same CPU quota)"
@@ -240,7 +268,7 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 		}
 		l, err := plotter.NewLine(ideal)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		l.LineStyle = draw.LineStyle{Color: color.Gray{Y: 0x80}, Width: vg.Points(1), Dashes: []vg.Length{vg.Points(4), vg.Points(4)}}
 		scale.Add(l)
@@ -248,14 +276,14 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 	}
 	gl, err := plotter.NewLine(got)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	gl.LineStyle = draw.LineStyle{Color: color.Black, Width: vg.Points(1.5)}
 	scale.Add(gl)
 	for _, n := range nodes {
 		s, err := plotter.NewScatter(plotter.XYs{{X: float64(n), Y: med[n]}})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.GlyphStyle = draw.GlyphStyle{Color: colorOf(n), Radius: vg.Points(4), Shape: draw.CircleGlyph{}}
 		scale.Add(s)
@@ -268,14 +296,7 @@ func drawScale(w io.Writer, points []point, limit float64) error {
 	scale.X.Min, scale.X.Max = 0, float64(nodes[len(nodes)-1])+0.5
 	scale.Y.Min, scale.Y.Max = 0, math.Max(hmax*1.25, 1)
 
-	const width, height = 11 * vg.Inch, 5 * vg.Inch
-	c := vgsvg.New(width, height)
-	dc := draw.New(c)
-	split := width * 0.62
-	lat.Draw(draw.Crop(dc, vg.Points(4), -(width - split), vg.Points(4), -vg.Points(8)))
-	scale.Draw(draw.Crop(dc, split+vg.Points(8), -vg.Points(8), vg.Points(4), -vg.Points(8)))
-	_, err = c.WriteTo(w)
-	return err
+	return scale, nil
 }
 
 // kTicks marks a linear axis at 1, 2 or 5 × 10^k steps, labelled 20k.
