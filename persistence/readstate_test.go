@@ -126,22 +126,30 @@ func testDeleteMessage(t *testing.T, s Store) {
 	}
 }
 
+// raceFixture is the race tests' matter: a sender and the given number of
+// readers, and the given number of messages from the sender.
+func raceFixture(t *testing.T, s Store, readers, messages int) (us []User, m Matter, msgs []Message) {
+	t.Helper()
+	sender := mustUser(t, s, "sender")
+	us = make([]User, readers)
+	for i := range us {
+		us[i] = mustUser(t, s, fmt.Sprint("r", i))
+	}
+	m = mustMatter(t, s, "race", append([]User{sender}, us...)...)
+	msgs = make([]Message, messages)
+	for i := range msgs {
+		msgs[i] = mustSend(t, s, m, sender, fmt.Sprint(i))
+	}
+	return us, m, msgs
+}
+
 // testDeleteRacesReads: deletions racing single reads and reads up to a
 // message take each message out of each member's unread count exactly once,
 // which is what the counters' arithmetic relies on.
 func testDeleteRacesReads(t *testing.T, s Store) {
 	const readers, messages = 6, 40
 	ctx := context.Background()
-	sender := mustUser(t, s, "sender")
-	us := make([]User, readers)
-	for i := range us {
-		us[i] = mustUser(t, s, fmt.Sprint("r", i))
-	}
-	m := mustMatter(t, s, "race", append([]User{sender}, us...)...)
-	msgs := make([]Message, messages)
-	for i := range msgs {
-		msgs[i] = mustSend(t, s, m, sender, fmt.Sprint(i))
-	}
+	us, m, msgs := raceFixture(t, s, readers, messages)
 	var (
 		mu      sync.Mutex
 		removed = map[int64]int{} // reader → messages taken out of their count

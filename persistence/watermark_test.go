@@ -124,16 +124,7 @@ func testWatermarkFormerMembers(t *testing.T, s Store) {
 func testReadsRaceEachOther(t *testing.T, s Store) {
 	const readers, messages = 4, 60
 	ctx := context.Background()
-	sender := mustUser(t, s, "sender")
-	us := make([]User, readers)
-	for i := range us {
-		us[i] = mustUser(t, s, fmt.Sprint("r", i))
-	}
-	m := mustMatter(t, s, "race", append([]User{sender}, us...)...)
-	msgs := make([]Message, messages)
-	for i := range msgs {
-		msgs[i] = mustSend(t, s, m, sender, fmt.Sprint(i))
-	}
+	us, m, msgs := raceFixture(t, s, readers, messages)
 	var mu sync.Mutex
 	removed := map[int64]int{}  // reader → messages taken out of their count
 	seqs := map[int64][]int64{} // reader → read versions returned
