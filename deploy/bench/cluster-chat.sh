@@ -14,6 +14,8 @@
 # MessageSent frames reach the sockets from node 1. One-node and three-node
 # runs alternate, RUNS rounds; the summary prints every run and the medians.
 #
+# Needs curl, jq, ss, psql and python3.
+#
 # Environment (all optional)
 #   PARLEY_BIN         parley binary (default: built from this checkout)
 #   DATABASE_ADMIN_URL PostgreSQL where the run databases are created
@@ -26,6 +28,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 WORK="${WORK:-$(mktemp -d /tmp/parley-cluster-chat.XXXXXX)}"
 mkdir -p "$WORK"
 RATE="${RATE:-1000}" MATTERS="${MATTERS:-10}" MEMBERS="${MEMBERS:-5}" DURATION="${DURATION:-20s}"
@@ -48,34 +52,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_ports N: N distinct free TCP ports on 127.0.0.1, all bound until all are chosen.
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-EOF
-}
-
-wait_up() { # port
-  for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$1/up" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "node on port $1 did not answer /up within 30 s" >&2
-  return 1
-}
-
 # run N ROUND: one measured run with N nodes; writes $WORK/chat-nN-rROUND.json.
 run() {
   local n=$1 round=$2 db="parley_cluster_chat_$$_${1}_$2"
   psql -q "$ADMIN_URL" -c "CREATE DATABASE $db" >/dev/null
   dbs+=("$db")
   local url="${ADMIN_URL%/*}/$db?sslmode=disable"
-  read -r -a ports <<<"$(free_ports $((2 * n)))"
-  local http=("${ports[@]:0:n}") grpc=("${ports[@]:n:n}") started=()
+  local http=() grpc=() started=() i
+  for i in $(seq 1 "$n"); do http+=("$(free_port)"); grpc+=("$(free_port)"); done
   for i in $(seq 0 $((n - 1))); do
     local args=(serve --port "${http[$i]}")
     if ((n > 1)); then
@@ -89,9 +73,8 @@ run() {
     pids+=($!)
     started+=($!)
   done
-  # A cluster node serves once it reaches a majority of its peers.
-  for p in "${http[@]}"; do wait_up "$p"; done
-  sleep 2 # the grains' placement settles once every node knows every other
+  # Every node serving and, in a cluster, hearing all the others.
+  wait_nodes started http || { echo "see $WORK/node-n$n-r$round-*.log" >&2; return 1; }
   DATABASE_URL="$url" timeout 300 "$PARLEY_BIN" bench chat --quiet --port "${http[0]}" \
     --server-pid "$(IFS=,; echo "${started[*]}")" --rate "$RATE" --matters "$MATTERS" --members "$MEMBERS" \
     --duration "$DURATION" --read-rate 0 --data-dir "$WORK/data-n$n-r$round-0" --parley-bin "$PARLEY_BIN" \

@@ -57,6 +57,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+source "$REPO/deploy/bench/lib.sh"
 WORK=${WORK:-$(mktemp -d /tmp/parley-scale.XXXXXX)}
 OUT=${OUT:-$WORK/results}
 NODES=${NODES:-1 3}
@@ -97,17 +99,6 @@ COMMIT=$(cat "$OUT/COMMIT" 2>/dev/null || echo "unknown: PARLEY_BIN=$PARLEY_BIN"
 BENCH_PID=''
 PIDS=() PORTS=() CGROUPS=() NODE_CGROUPS=() # CGROUPS: all made; NODE_CGROUPS: the running nodes'
 
-# free_port: a random high port nothing listens on (20 tries at most).
-free_port() {
-	local p
-	for _ in $(seq 20); do
-		p=$((20000 + RANDOM % 40000))
-		[[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] && { echo "$p"; return 0; }
-	done
-	echo "no free port found" >&2
-	return 1
-}
-
 # make_cgroup NAME: a cpu cgroup with the quota.
 make_cgroup() {
 	local g=$CG_ROOT/$1
@@ -144,28 +135,7 @@ start_nodes() {
 			>"$WORK/logs/node$i-of$n-${PORTS[i - 1]}.log" 2>&1 &
 		PIDS+=($!)
 	done
-	wait_cluster "$n"
-}
-
-# wait_cluster N: every node answers /up 200 and, in a cluster, hears all
-# N members (60 s at most).
-wait_cluster() {
-	local n=$1 i body ok
-	for _ in $(seq 120); do
-		ok=1
-		for ((i = 0; i < n; i++)); do
-			kill -0 "${PIDS[i]}" 2>/dev/null || { echo "node $((i + 1)) died; see $WORK/logs" >&2; return 1; }
-			body=$(curl -fs --max-time 2 "http://127.0.0.1:${PORTS[i]}/up") || { ok=0; break; }
-			if ((n > 1)) && ! jq -e --argjson n "$n" '.cluster.serving and .cluster.members == $n' <<<"$body" >/dev/null; then
-				ok=0
-				break
-			fi
-		done
-		((ok)) && return 0
-		sleep 0.5
-	done
-	echo "the $n nodes did not form a cluster within 60 s; see $WORK/logs" >&2
-	return 1
+	wait_nodes PIDS PORTS || { echo "see $WORK/logs" >&2; return 1; }
 }
 
 stop_nodes() {
