@@ -25,6 +25,7 @@ type sqlStore struct {
 	d dialect
 
 	migrations []migration
+	stmts      statements // the send path's, prepared on w (prepared.go)
 }
 
 // dialect is what the shared statements need to know of the database.
@@ -102,10 +103,11 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 }
 
 func (s *sqlStore) Close() error {
+	err := s.stmts.close()
 	if s.r == s.w {
-		return s.w.Close()
+		return errors.Join(err, s.w.Close())
 	}
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(err, s.r.Close(), s.w.Close())
 }
 
 const (

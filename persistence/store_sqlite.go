@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/jmoiron/sqlx"
 	"modernc.org/sqlite"
@@ -26,9 +25,6 @@ var _ Store = (*sqliteStore)(nil)
 // the writer.
 type sqliteStore struct {
 	sqlStore
-
-	sendMu    sync.Mutex
-	sendStmts *sqliteSendStmts // prepared on the writer at the first send (after Migrate)
 }
 
 // sqliteDialect is what the shared statements need to know of SQLite.
@@ -59,41 +55,18 @@ func questionMarks(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// sqliteSendStmts are the send path's statements, prepared once on the one
-// writer connection: the embedded database otherwise parses each statement
+// The send path's statements, prepared once on the one writer connection
+// (prepared.go): the embedded database otherwise parses each statement
 // again every time (a seventh of the server's CPU at 200 messages/s).
-type sqliteSendStmts struct {
-	matterExists, members, insert, repeat, senderName, newest *sqlx.Stmt
-}
-
-func (s *sqliteStore) sendStatements(ctx context.Context) (*sqliteSendStmts, error) {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	if s.sendStmts != nil {
-		return s.sendStmts, nil
-	}
-	st := &sqliteSendStmts{}
-	for _, p := range []struct {
-		dst **sqlx.Stmt
-		sql string
-	}{
-		{&st.matterExists, `SELECT EXISTS (SELECT 1 FROM matters WHERE id = ?)`},
-		{&st.members, `SELECT user_id FROM members WHERE matter_id = ? ORDER BY user_id`},
-		{&st.insert, `INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`},
-		{&st.repeat, messageSelect + ` WHERE m.sender_id = ? AND m.client_message_id = ?`},
-		{&st.senderName, `SELECT name FROM users WHERE id = ?`},
-		{&st.newest, `SELECT COALESCE(MAX(id), 0) FROM messages WHERE matter_id = ?`},
-	} {
-		stmt, err := s.w.PreparexContext(ctx, p.sql)
-		if err != nil {
-			return nil, err
-		}
-		*p.dst = stmt
-	}
-	s.sendStmts = st
-	return st, nil
-}
+const (
+	sqliteMatterExists = `SELECT EXISTS (SELECT 1 FROM matters WHERE id = ?)`
+	sqliteMembers      = `SELECT user_id FROM members WHERE matter_id = ? ORDER BY user_id`
+	sqliteInsert       = `INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteRepeat     = messageSelect + ` WHERE m.sender_id = ? AND m.client_message_id = ?`
+	sqliteSenderName = `SELECT name FROM users WHERE id = ?`
+	sqliteNewest     = `SELECT COALESCE(MAX(id), 0) FROM messages WHERE matter_id = ?`
+)
 
 // sqliteDSN builds the modernc DSN. busy_timeout only matters against other
 // processes (or a second Store) on the same file, since in-process writers
@@ -151,18 +124,6 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 	return &sqliteStore{sqlStore: sqlStore{w: w, r: r, d: sqliteDialect, migrations: migs}}, nil
 }
 
-func (s *sqliteStore) Close() error {
-	s.sendMu.Lock()
-	if st := s.sendStmts; st != nil {
-		for _, stmt := range []*sqlx.Stmt{st.matterExists, st.members, st.insert, st.repeat, st.senderName, st.newest} {
-			stmt.Close()
-		}
-		s.sendStmts = nil
-	}
-	s.sendMu.Unlock()
-	return s.sqlStore.Close()
-}
-
 func sqliteCode(err error) int {
 	var e *sqlite.Error
 	if errors.As(err, &e) {
@@ -188,7 +149,7 @@ func (s *sqliteStore) SendMessages(ctx context.Context, sends []Send) []SendResu
 // connection serialises it with every other write, so ids commit in order
 // without locks, and statements cost no round trips.
 func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, error) {
-	ps, err := s.sendStatements(ctx)
+	ps, err := s.stmts.prepared(ctx, s.w, sqliteMatterExists, sqliteMembers, sqliteInsert, sqliteRepeat, sqliteSenderName, sqliteNewest)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +157,8 @@ func (s *sqliteStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult
 	err = s.writeTx(ctx, func(tx *sqlx.Tx) error {
 		// The statements were prepared on the writer, the connection of tx:
 		// Stmtx reuses them.
-		matterExists, members, insert := tx.StmtxContext(ctx, ps.matterExists), tx.StmtxContext(ctx, ps.members), tx.StmtxContext(ctx, ps.insert)
-		repeat, senderName, newest := tx.StmtxContext(ctx, ps.repeat), tx.StmtxContext(ctx, ps.senderName), tx.StmtxContext(ctx, ps.newest)
+		matterExists, members, insert := tx.StmtxContext(ctx, ps[0]), tx.StmtxContext(ctx, ps[1]), tx.StmtxContext(ctx, ps[2])
+		repeat, senderName, newest := tx.StmtxContext(ctx, ps[3]), tx.StmtxContext(ctx, ps[4]), tx.StmtxContext(ctx, ps[5])
 		type matterInfo struct {
 			exists  bool
 			members []int64

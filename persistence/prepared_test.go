@@ -1,0 +1,94 @@
+package persistence
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSendGroupPlansOnce: on PostgreSQL the group commit's lock and insert
+// run as prepared statements with generic plans, so the database neither
+// parses nor plans them again for every group. Before, they ran as unnamed
+// statements, parsed and planned on every group (about half of
+// PostgreSQL's work per group); pg_prepared_statements listed none.
+func TestSendGroupPlansOnce(t *testing.T) {
+	var pg backend
+	for _, b := range backends() {
+		if b.name == "postgres" {
+			pg = b
+		}
+	}
+	s := newMigratedStore(t, pg).(*pgStore)
+	ctx := context.Background()
+	u := mustUser(t, s, "u")
+	m := mustMatter(t, s, "m", u)
+	// One sender at a time: the send pool reuses one connection, whose
+	// session the check below then reads.
+	const groups = 12
+	for i := range groups {
+		res := s.SendMessages(ctx, []Send{{MatterID: m.ID, SenderID: u.ID, Body: "hello", At: time.Now()}})
+		if res[0].Err != nil {
+			t.Fatalf("send %d: %v", i, res[0].Err)
+		}
+	}
+	db, _ := s.sendPool()
+	var rows []struct {
+		Statement string `db:"statement"`
+		Generic   int64  `db:"generic_plans"`
+		Custom    int64  `db:"custom_plans"`
+	}
+	if err := db.SelectContext(ctx, &rows, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements`); err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, r := range rows {
+		for name, text := range map[string]string{"lock": pgLockMattersSQL, "insert": pgInsertSendsSQL} {
+			if strings.TrimSpace(r.Statement) != strings.TrimSpace(text) {
+				continue
+			}
+			found[name] = true
+			if r.Custom != 0 || r.Generic != groups {
+				t.Errorf("%s: %d generic and %d custom plans for %d groups; want every run on the generic plan", name, r.Generic, r.Custom, groups)
+			}
+		}
+	}
+	if !found["lock"] || !found["insert"] {
+		t.Fatalf("the group's statements are not prepared on the send pool's session (found %v among %d prepared statements)", found, len(rows))
+	}
+}
+
+// TestSendPoolFirstUse: the send pool's first groups arrive together on
+// every lane at once, so every connection of the pool is taken when the
+// statements are prepared. Preparing inside the group's transaction then
+// waited for a free connection for ever (every send timed out).
+func TestSendPoolFirstUse(t *testing.T) {
+	onEachBackend(t, func(t *testing.T, _ backend, s Store) {
+		u := mustUser(t, s, "u")
+		const lanes = sendConns
+		matters := make([]Matter, 2*lanes)
+		for i := range matters {
+			matters[i] = mustMatter(t, s, "m", u)
+		}
+		g := NewSender(s, SenderOptions{Lanes: lanes, Timeout: 5 * time.Second})
+		defer g.Close()
+		var wg sync.WaitGroup
+		errs := make(chan error, 8*len(matters))
+		for i := range 8 * len(matters) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := g.Send(Send{MatterID: matters[i%len(matters)].ID, SenderID: u.ID, Body: "hi", At: time.Now()}, nil)
+				errs <- r.Err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
