@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -193,36 +194,46 @@ func (s *pgStore) SendMessages(ctx context.Context, sends []Send) []SendResult {
 	return s.sendMessages(ctx, sends, s.sendGroup)
 }
 
-// sendGroup stores a group in one transaction of at most four statements
-// whatever its size: lock the matters and read their members, insert every
-// allowed message, look up the repeats, commit.
+// sendGroup stores a group with one statement whatever its size, in a
+// transaction of its own: parley_send_group (migration 0009) locks the
+// group's matters in id order, reads their members, inserts every send whose
+// sender is a member, and commits when it returns. Before, the group took
+// four round trips (BEGIN, the lock, the insert, COMMIT), and on a busy
+// machine each one waited for PostgreSQL to be scheduled again. The repeats
+// of a client message id are looked up afterwards (one more statement, only
+// when there are some).
 func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, error) {
 	db, stmts := s.sendPool()
-	ps, err := stmts.prepared(ctx, db, pgLockMattersSQL, pgInsertSendsSQL)
+	ps, err := stmts.prepared(ctx, db, pgSendGroupSQL)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := db.BeginTxx(ctx, nil)
-	if err != nil {
-		return nil, err
+	matterIDs := make([]int64, 0, len(sends))
+	mat, snd := make([]int64, len(sends)), make([]int64, len(sends))
+	body, at := make([]string, len(sends)), make([]string, len(sends))
+	cid := make([]sql.NullString, len(sends))
+	for i, x := range sends {
+		matterIDs = append(matterIDs, x.MatterID)
+		mat[i], snd[i], body[i] = x.MatterID, x.SenderID, x.Body
+		at[i] = dbTime(x.At).Format(time.RFC3339Nano)
+		cid[i] = sql.NullString{String: x.ClientMessageID, Valid: x.ClientMessageID != ""}
 	}
-	defer tx.Rollback()
-	matterIDs, members, err := lockMatters(ctx, tx.StmtxContext(ctx, ps[0]), sends)
+	slices.Sort(matterIDs)
+	matterIDs = slices.Compact(matterIDs)
+	var rows []sendGroupRow
+	err = ps[0].SelectContext(ctx, &rows, pq.Array(matterIDs), pq.Array(mat), pq.Array(snd), pq.Array(body), pq.Array(cid), pq.Array(at))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]SendResult, len(sends))
-	repeats, err := insertSends(ctx, tx.StmtxContext(ctx, ps[1]), sends, matterIDs, members, out)
+	repeats, err := sendGroupResults(sends, rows, out)
 	if err != nil {
 		return nil, err
 	}
 	if len(repeats) > 0 {
-		if err := s.findRepeats(ctx, tx, sends, repeats, out); err != nil {
+		if err := s.findRepeats(ctx, db, sends, repeats, out); err != nil {
 			return nil, err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
 	}
 	for i := range out {
 		out[i].Message.utc()
@@ -230,67 +241,39 @@ func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, er
 	return out, nil
 }
 
-// The group commit's statements, prepared (prepared.go).
-const (
-	pgLockMattersSQL = `SELECT m.id,
-			ARRAY(SELECT mm.user_id FROM members mm WHERE mm.matter_id = m.id ORDER BY mm.user_id)
-		FROM matters m WHERE m.id = ANY($1) ORDER BY m.id FOR NO KEY UPDATE OF m`
-	pgInsertSendsSQL = `WITH prev AS (
-			SELECT t.matter_id, (SELECT max(m.id) FROM messages m WHERE m.matter_id = t.matter_id) AS id
-			FROM unnest($6::bigint[]) AS t (matter_id)),
-		ins AS (
-			INSERT INTO messages (matter_id, sender_id, body, client_message_id, created_at, updated_at)
-			SELECT t.matter_id, t.sender_id, t.body, t.cid, t.at, t.at
-			FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
-				WITH ORDINALITY AS t (matter_id, sender_id, body, cid, at, ord)
-			ORDER BY t.ord
-			ON CONFLICT DO NOTHING
-			RETURNING id, matter_id, sender_id, body, created_at, updated_at, edited_at, client_message_id)
-		SELECT ins.*, u.name AS sender_name, COALESCE(prev.id, 0) AS before_id
-		FROM ins JOIN users u ON u.id = ins.sender_id JOIN prev ON prev.matter_id = ins.matter_id ORDER BY ins.id`
-)
+// pgSendGroupSQL is the group's one statement, prepared on the send pool.
+// A matter's row has no message: its NULLs read as zero values.
+const pgSendGroupSQL = `SELECT members, COALESCE(id, 0) AS id, matter_id, COALESCE(sender_id, 0) AS sender_id,
+	COALESCE(body, '') AS body, COALESCE(created_at, 'epoch') AS created_at, COALESCE(updated_at, 'epoch') AS updated_at,
+	edited_at, client_message_id, COALESCE(sender_name, '') AS sender_name, before_id
+	FROM parley_send_group($1, $2, $3, $4, $5, $6)`
 
-// lockMatters locks (with lock, the prepared pgLockMattersSQL) the group's
-// matters (in id order, so groups on several
-// nodes cannot deadlock) so that their messages take ids and commit one group
-// at a time: an after_id catch-up can then never skip a message that commits
-// late, and the unread counters and read_up_to rely on ids committing in
-// order. NO KEY UPDATE does not block the foreign-key checks of other tables'
-// inserts (members, reads). The members come in the same statement, under the
-// same lock: matter id → member ids, ascending, for the matters that exist.
-func lockMatters(ctx context.Context, lock *sqlx.Stmt, sends []Send) (matterIDs []int64, members map[int64][]int64, err error) {
-	matterIDs = make([]int64, 0, len(sends))
-	for _, snd := range sends {
-		matterIDs = append(matterIDs, snd.MatterID)
-	}
-	slices.Sort(matterIDs)
-	matterIDs = slices.Compact(matterIDs)
-	rows, err := lock.QueryContext(ctx, pq.Array(matterIDs))
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	members = make(map[int64][]int64, len(matterIDs))
-	for rows.Next() {
-		var id int64
-		var ms pq.Int64Array
-		if err := rows.Scan(&id, &ms); err != nil {
-			return nil, nil, err
-		}
-		members[id] = []int64(ms)
-	}
-	return matterIDs, members, rows.Err()
+// sendGroupRow is a row of parley_send_group: a matter (Members set) or an
+// inserted message.
+type sendGroupRow struct {
+	Members pq.Int64Array `db:"members"`
+	Message
+	Before sql.NullInt64 `db:"before_id"`
 }
 
-// insertSends inserts every send allowed (see sendRefusal) in one
-// statement (stmt, the prepared pgInsertSendsSQL) and fills out with what it
-// stored; it returns the indexes of the sends whose client message id was
-// used before (nothing inserted).
-func insertSends(ctx context.Context, stmt *sqlx.Stmt, sends []Send, matterIDs []int64, members map[int64][]int64, out []SendResult) (repeats []int, err error) {
-	var insert []int // indexes into sends, in order
-	var mat, snd []int64
-	var body, at []string
-	var cid []sql.NullString
+// sendGroupResults fills out from parley_send_group's rows: each send is
+// refused (see sendRefusal, on the members the insert saw), inserted (the
+// inserted rows in id order are the inserted sends in order: identity values
+// are drawn in insert order), or a repeat of an earlier client message id,
+// whose index it returns for findRepeats.
+func sendGroupResults(sends []Send, rows []sendGroupRow, out []SendResult) (repeats []int, err error) {
+	members := map[int64][]int64{}
+	var msgs []sendGroupRow
+	for _, r := range rows {
+		if r.Members != nil {
+			members[r.MatterID] = []int64(r.Members)
+		} else {
+			msgs = append(msgs, r)
+		}
+	}
+	slices.SortFunc(msgs, func(a, b sendGroupRow) int { return cmp.Compare(a.ID, b.ID) })
+	last := map[int64]int64{} // matter → its newest message so far
+	next := 0
 	for i, x := range sends {
 		ms, ok := members[x.MatterID]
 		if err := sendRefusal(x, ms, ok); err != nil {
@@ -298,38 +281,11 @@ func insertSends(ctx context.Context, stmt *sqlx.Stmt, sends []Send, matterIDs [
 			continue
 		}
 		out[i].Members = ms
-		insert = append(insert, i)
-		mat, snd, body = append(mat, x.MatterID), append(snd, x.SenderID), append(body, x.Body)
-		at = append(at, dbTime(x.At).Format(time.RFC3339Nano))
-		cid = append(cid, sql.NullString{String: x.ClientMessageID, Valid: x.ClientMessageID != ""})
-	}
-	if len(insert) == 0 {
-		return nil, nil
-	}
-	// Identity values are drawn in the order the rows are inserted, so the
-	// inserted rows in id order are the inserted sends in order; a send
-	// skipped by ON CONFLICT (a repeated client_message_id) has no row and is
-	// looked up afterwards.
-	// prev is each matter's newest message before this group: a CTE does not
-	// see the rows its statement inserts, and this statement started after
-	// the matters were locked, so it sees every message committed before.
-	var msgs []struct {
-		Message
-		Before int64 `db:"before_id"`
-	}
-	err = stmt.SelectContext(ctx, &msgs, pq.Array(mat), pq.Array(snd), pq.Array(body), pq.Array(cid), pq.Array(at), pq.Array(matterIDs))
-	if err != nil {
-		return nil, err
-	}
-	last := map[int64]int64{} // matter → its newest message so far
-	next := 0
-	for _, i := range insert {
-		x := sends[i]
 		if next < len(msgs) && msgs[next].MatterID == x.MatterID && msgs[next].SenderID == x.SenderID &&
 			ptrEq(msgs[next].ClientMessageID, nullable(x.ClientMessageID)) {
 			m := msgs[next]
 			out[i].Message = m.Message
-			out[i].PreviousID = m.Before
+			out[i].PreviousID = m.Before.Int64
 			if p, ok := last[m.MatterID]; ok {
 				out[i].PreviousID = p
 			}
@@ -350,14 +306,14 @@ func insertSends(ctx context.Context, stmt *sqlx.Stmt, sends []Send, matterIDs [
 
 // findRepeats looks up, in one statement, the messages first sent with the
 // client message ids of the repeats, and fills out for them.
-func (s *pgStore) findRepeats(ctx context.Context, tx *sqlx.Tx, sends []Send, repeats []int, out []SendResult) error {
+func (s *pgStore) findRepeats(ctx context.Context, db *sqlx.DB, sends []Send, repeats []int, out []SendResult) error {
 	senders := make([]int64, len(repeats))
 	keys := make([]string, len(repeats))
 	for j, i := range repeats {
 		senders[j], keys[j] = sends[i].SenderID, sends[i].ClientMessageID
 	}
 	var firsts []Message
-	err := tx.SelectContext(ctx, &firsts, messageSelect+`
+	err := db.SelectContext(ctx, &firsts, messageSelect+`
 		WHERE (m.sender_id, m.client_message_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))`,
 		pq.Array(senders), pq.Array(keys))
 	if err != nil {
@@ -372,7 +328,7 @@ func (s *pgStore) findRepeats(ctx context.Context, tx *sqlx.Tx, sends []Send, re
 			return fmt.Errorf("send group: client message id %q of user %d conflicts but is not found", x.ClientMessageID, x.SenderID)
 		}
 		r, err := repeatResult(x, firsts[k], out[i].Members, func(matterID, id int64) (prev int64, err error) {
-			err = tx.GetContext(ctx, &prev, s.rebind(previousIDQuery), matterID, id)
+			err = db.GetContext(ctx, &prev, s.rebind(previousIDQuery), matterID, id)
 			return prev, err
 		})
 		if err != nil {
