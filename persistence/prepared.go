@@ -8,14 +8,16 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// statements keeps the send path's statements prepared, by query text; a
-// transaction binds them with Tx.Stmtx, which reuses the statement already
-// prepared on its connection and prepares it there the first time. Run as a plain query, a statement is parsed again every
-// time, and PostgreSQL plans it again too: at 1,000 messages a second that
-// was about a third of PostgreSQL's CPU (the group's insert took 270 µs to
-// plan and 310 µs to run), and on the embedded database a seventh of the
-// server's. Prepared, each connection parses a statement once, and
-// PostgreSQL switches to a generic plan after its first few runs.
+// statements keeps the send path's statements prepared, by query text.
+// Run as a plain query, a statement is parsed again every time, and
+// PostgreSQL plans it again too: at 1,000 messages a second that was about a
+// third of PostgreSQL's CPU (the group's insert took 270 µs to plan and
+// 310 µs to run), and on the embedded database a seventh of the server's.
+// Prepared, each connection parses a statement once. (PostgreSQL would
+// still plan the group's statement on every run: see sendSession.) A
+// transaction binds a statement with Tx.Stmtx, which reuses the one already
+// prepared on its connection and prepares it there the first time; outside
+// a transaction database/sql does the same for the connection it takes.
 //
 // A statement is prepared on first use (after Migrate, so it sees the
 // schema it runs on) and kept until the store closes. Only fixed query
