@@ -2,10 +2,15 @@ package persistence
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // TestSendGroupPlansOnce: on PostgreSQL the group commit's statement runs
@@ -66,7 +71,7 @@ func TestSendGroupPlansOnce(t *testing.T) {
 func TestSendPoolFirstUse(t *testing.T) {
 	onEachBackend(t, func(t *testing.T, _ backend, s Store) {
 		u := mustUser(t, s, "u")
-		const lanes = sendConns
+		const lanes = SendLanes
 		matters := make([]Matter, 2*lanes)
 		for i := range matters {
 			matters[i] = mustMatter(t, s, "m", u)
@@ -91,4 +96,48 @@ func TestSendPoolFirstUse(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCommittedGroupFailuresStayPerSend: once parley_send_group committed a
+// group, a failure (the lookup of a repeated client message id, rows that do
+// not match the sends) is answered to the sends it concerns. Before, it
+// failed the whole group, and sendMessages then sent every send again one by
+// one: each one without a client message id was stored twice, its first copy
+// never broadcast.
+func TestCommittedGroupFailuresStayPerSend(t *testing.T) {
+	at := time.Now()
+	sends := []Send{
+		{MatterID: 7, SenderID: 1, Body: "one", At: at},
+		{MatterID: 7, SenderID: 2, Body: "again", ClientMessageID: "c", At: at},
+		{MatterID: 7, SenderID: 1, Body: "three", At: at},
+	}
+	matter := sendGroupRow{Members: pq.Int64Array{1, 2}, Message: Message{MatterID: 7}}
+	row := func(id, sender int64, body string) sendGroupRow {
+		return sendGroupRow{Message: Message{ID: id, MatterID: 7, SenderID: sender, Body: body}, Before: sql.NullInt64{Int64: 9, Valid: true}}
+	}
+	lookupFailed := errors.New("connection reset")
+	out := committedResults(sends, []sendGroupRow{matter, row(11, 1, "three"), row(10, 1, "one")},
+		func(repeats []int, out []SendResult) error {
+			if !slices.Equal(repeats, []int{1}) {
+				t.Errorf("repeats %v, want [1]", repeats)
+			}
+			return lookupFailed
+		})
+	if out[0].Err != nil || out[0].Message.ID != 10 || out[0].PreviousID != 9 {
+		t.Errorf("send 0: %+v, want message 10 after 9", out[0])
+	}
+	if out[2].Err != nil || out[2].Message.ID != 11 || out[2].PreviousID != 10 {
+		t.Errorf("send 2: %+v, want message 11 after 10", out[2])
+	}
+	if !errors.Is(out[1].Err, lookupFailed) {
+		t.Errorf("send 1 (the repeat whose lookup failed): error %v, want %v", out[1].Err, lookupFailed)
+	}
+
+	// Rows that do not match: every send not refused fails on its own.
+	out = committedResults(sends, []sendGroupRow{matter, row(10, 1, "one")}, func([]int, []SendResult) error { return nil })
+	for i, r := range out {
+		if r.Err == nil {
+			t.Errorf("send %d: no error from rows that do not match the sends", i)
+		}
+	}
 }

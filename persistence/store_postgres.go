@@ -30,9 +30,9 @@ type pgStore struct {
 	sends statements // prepared on send
 }
 
-// sendConns bounds the group commit's pool: the chat API's Sender commits at
-// most four groups at once (its lanes).
-const sendConns = 4
+// SendLanes is how many groups the chat API's Sender commits at once on
+// PostgreSQL (its lanes); the group commit's pool has a connection for each.
+const SendLanes = 4
 
 // sendSession is run on each new connection of the send pool. PostgreSQL
 // plans a prepared statement again on every run while the plan it makes for
@@ -73,7 +73,7 @@ func openPostgres(ctx context.Context, databaseURL string) (*pgStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persistence: open postgres: %w", err)
 	}
-	// 16 here and the send pool's 4 (sendConns): 20 per node leaves room
+	// 16 here and the send pool's 4 (SendLanes): 20 per node leaves room
 	// under the default max_connections (100) for a few nodes plus admin
 	// sessions.
 	db.SetMaxOpenConns(16)
@@ -92,8 +92,8 @@ func openPostgres(ctx context.Context, databaseURL string) (*pgStore, error) {
 		return nil, fmt.Errorf("persistence: open postgres: %w", err)
 	}
 	st.send = sqlx.NewDb(sql.OpenDB(sessionConnector{Connector: connector, init: sendSession}), "postgres")
-	st.send.SetMaxOpenConns(sendConns)
-	st.send.SetMaxIdleConns(sendConns)
+	st.send.SetMaxOpenConns(SendLanes)
+	st.send.SetMaxIdleConns(SendLanes)
 	st.send.SetConnMaxIdleTime(5 * time.Minute)
 	return st, nil
 }
@@ -225,16 +225,12 @@ func (s *pgStore) sendGroup(ctx context.Context, sends []Send) ([]SendResult, er
 	if err != nil {
 		return nil, err
 	}
-	out := make([]SendResult, len(sends))
-	repeats, err := sendGroupResults(sends, rows, out)
-	if err != nil {
-		return nil, err
-	}
-	if len(repeats) > 0 {
-		if err := s.findRepeats(ctx, db, sends, repeats, out); err != nil {
-			return nil, err
-		}
-	}
+	// The group is stored now. Whatever fails from here on is the failure
+	// of the sends it concerns, not the group's: a group error makes
+	// sendMessages send each of them again, storing them a second time.
+	out := committedResults(sends, rows, func(repeats []int, out []SendResult) error {
+		return s.findRepeats(ctx, db, sends, repeats, out)
+	})
 	for i := range out {
 		out[i].Message.utc()
 	}
@@ -247,6 +243,34 @@ const pgSendGroupSQL = `SELECT members, COALESCE(id, 0) AS id, matter_id, COALES
 	COALESCE(body, '') AS body, COALESCE(created_at, 'epoch') AS created_at, COALESCE(updated_at, 'epoch') AS updated_at,
 	edited_at, client_message_id, COALESCE(sender_name, '') AS sender_name, before_id
 	FROM parley_send_group($1, $2, $3, $4, $5, $6)`
+
+// committedResults is the results of a group parley_send_group stored, from
+// its rows; findRepeats looks up the sends that repeated a client message id
+// (none inserted). A failure after the commit is answered to the sends it
+// concerns, each of which the client may send again: the repeats, when
+// their lookup fails (sent again, they are found as repeats); every send
+// not refused, when the rows do not match the sends (which the insert's
+// order rules out).
+func committedResults(sends []Send, rows []sendGroupRow, findRepeats func(repeats []int, out []SendResult) error) []SendResult {
+	out := make([]SendResult, len(sends))
+	repeats, err := sendGroupResults(sends, rows, out)
+	if err != nil {
+		for i := range out {
+			if out[i].Err == nil {
+				out[i] = SendResult{Err: err}
+			}
+		}
+		return out
+	}
+	if len(repeats) > 0 {
+		if err := findRepeats(repeats, out); err != nil {
+			for _, i := range repeats {
+				out[i] = SendResult{Err: fmt.Errorf("send group: looking up a repeated client message id: %w", err)}
+			}
+		}
+	}
+	return out
+}
 
 // sendGroupRow is a row of parley_send_group: a matter (Members set) or an
 // inserted message.

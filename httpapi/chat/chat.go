@@ -111,8 +111,8 @@ func Mount(e *gin.Engine, d Deps) *Service {
 	so := persistence.SenderOptions{Timeout: writeTimeout}
 	if d.Store.Dialect() == "postgres" {
 		// Groups of different matters commit side by side (one connection
-		// each, of the send pool's 4); the embedded database has one writer.
-		so.Lanes = 4
+		// each, of the send pool's); the embedded database has one writer.
+		so.Lanes = persistence.SendLanes
 	}
 	s.sender = persistence.NewSender(d.Store, so)
 
